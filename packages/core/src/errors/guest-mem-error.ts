@@ -1,0 +1,85 @@
+import { ERRNO, strerror, type ErrnoCode, type GuestMemErrorCode } from './errno.js';
+
+/** What every {@link GuestMemError} is constructed from. */
+export interface GuestMemErrorOptions {
+  /** Symbolic code: an errno code such as `'EINVAL'`, or `'SIGBUS'`. */
+  code: GuestMemErrorCode;
+  /** The operation the caller asked for, e.g. `'fallocate'`, `'createGuestMemfd'`, `'bind'`. */
+  op: string;
+  /** The backend id that produced the error: `'core'`, `'kvm-sim'`, `'kvm-native'`, `'gunyah-sim'`… */
+  backend: string;
+  /** The raw syscall or ioctl, when one is involved: `'ioctl(KVM_SET_USER_MEMORY_REGION2)'`, `'mmap'`. */
+  syscall?: string;
+  /** Human detail naming the offending values. Prefixed with strerror text in `message`. */
+  detail?: string;
+  /** Structured context (offending values), kept for programmatic inspection. */
+  info?: Readonly<Record<string, unknown>>;
+  /** An underlying error. */
+  cause?: unknown;
+}
+
+/**
+ * The one error type of guestmem, shaped like Node's `SystemError`: a symbolic `code`, the Linux
+ * `errno` number, the `syscall` (when a raw one was involved) plus the high-level `op` and the
+ * `backend` that failed.
+ *
+ * Callers branch on `code` (`err.code === 'EEXIST'`), never on message text. Simulated and native
+ * backends produce the same `code`/`errno` for the same failure; that is what the differential
+ * tests compare.
+ */
+export class GuestMemError extends Error {
+  readonly code: GuestMemErrorCode;
+  /** Linux errno number; 0 for `'SIGBUS'`, which is a signal, not an errno. */
+  readonly errno: number;
+  readonly op: string;
+  readonly backend: string;
+  readonly syscall: string | undefined;
+  readonly info: Readonly<Record<string, unknown>>;
+
+  constructor(opts: GuestMemErrorOptions) {
+    const where = opts.syscall ? `${opts.op} [${opts.syscall}]` : opts.op;
+    const detail = opts.detail ? `: ${opts.detail}` : '';
+    super(`${opts.backend}: ${where} failed with ${opts.code} (${strerror(opts.code)})${detail}`, {
+      cause: opts.cause,
+    });
+    this.name = new.target.name;
+    this.code = opts.code;
+    this.errno = opts.code === 'SIGBUS' ? 0 : ERRNO[opts.code];
+    this.op = opts.op;
+    this.backend = opts.backend;
+    this.syscall = opts.syscall;
+    this.info = Object.freeze({ ...(opts.info ?? {}) });
+  }
+
+  /** True when `e` is a GuestMemError, optionally with the given code. */
+  static is(e: unknown, code?: GuestMemErrorCode): e is GuestMemError {
+    return e instanceof GuestMemError && (code === undefined || e.code === code);
+  }
+}
+
+/**
+ * A host access that the real kernel would answer with SIGBUS (past EOF, a page the backend keeps
+ * private or lent, a poisoned page). Thrown *instead of* touching memory, so the Node process is
+ * never killed by a real signal.
+ */
+export class HostAccessFault extends GuestMemError {
+  /** The file byte offset whose access was refused. */
+  readonly offset: bigint;
+  constructor(opts: Omit<GuestMemErrorOptions, 'code'> & { offset: bigint | number }) {
+    super({ ...opts, code: 'SIGBUS', info: { ...(opts.info ?? {}), offset: BigInt(opts.offset) } });
+    this.offset = BigInt(opts.offset);
+  }
+}
+
+/** Shorthand used throughout the code base: `throw gmErr('EINVAL', 'fallocate', 'core', 'len 0')`. */
+export function gmErr(
+  code: GuestMemErrorCode,
+  op: string,
+  backend: string,
+  detail?: string,
+  extra?: Pick<GuestMemErrorOptions, 'syscall' | 'info' | 'cause'>,
+): GuestMemError {
+  return new GuestMemError({ code, op, backend, detail, ...extra });
+}
+
+export type { ErrnoCode, GuestMemErrorCode };
