@@ -1,0 +1,3 @@
+export * from './ioctl.js';
+export * from './flags.js';
+export * from './structs.js';
