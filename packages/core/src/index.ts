@@ -1,3 +1,24 @@
+/**
+ * @guestmem/core — the hypervisor-neutral guest-memory library.
+ *
+ * What KVM's guest_memfd and Gunyah's guest-mem share (upstream's `__kvm_gmem_create` /
+ * `kvm_gmem_allocate` idea): a page index, folios, the memory file with bindings and lifetime, the
+ * host mapping, typed errno errors, and the neutral `Hypervisor`/`Vm`/`GuestMemory` interfaces with
+ * their DI tokens.
+ */
+import 'reflect-metadata';
+
 export * from './errors/errno.js';
 export * from './errors/guest-mem-error.js';
 export * from './types/brands.js';
+export * from './page-index/page-index.js';
+export * from './folio/folio-allocator.js';
+export * from './file/types.js';
+export * from './file/guest-mem-file.js';
+export * from './mapping/host-mapping.js';
+export * from './state/range-state-map.js';
+export * from './hypervisor/interfaces.js';
+export * from './hypervisor/capabilities.js';
+export * from './di/tokens.js';
+export * from './di/hypervisor-registry.js';
+export * from './di/register-core.js';

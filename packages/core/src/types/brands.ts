@@ -13,7 +13,7 @@ export type Gpa = Brand<bigint, 'Gpa'>;
 /** A byte offset into a guest-memory file. */
 export type FileOffset = Brand<bigint, 'FileOffset'>;
 /** A page index into a guest-memory file (offset / PAGE_SIZE), 0..2^52-1. */
-export type PageIndex = Brand<number, 'PageIndex'>;
+export type PageNumber = Brand<number, 'PageNumber'>;
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
@@ -25,7 +25,7 @@ export const HUGE_ORDER = 9;
 
 export const gpa = (v: bigint | number): Gpa => BigInt(v) as Gpa;
 export const fileOffset = (v: bigint | number): FileOffset => BigInt(v) as FileOffset;
-export const pageIndex = (v: number): PageIndex => v as PageIndex;
+export const pageNumber = (v: number): PageNumber => v as PageNumber;
 
 /** Converts a bigint-or-number byte value to bigint, rejecting non-integers. */
 export function toBig(v: bigint | number): bigint {

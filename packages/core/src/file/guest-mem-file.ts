@@ -1,0 +1,459 @@
+import { gmErr, type ErrnoCode } from '../errors/guest-mem-error.js';
+import { ArenaFolioAllocator, type FolioAllocator } from '../folio/folio-allocator.js';
+import { PageIndex } from '../page-index/page-index.js';
+import { PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
+import type { AllocateOptions, FileBinding, GetFolioOptions, GuestMemOps, PageRange } from './types.js';
+
+/** Largest file size core accepts: the largest page-aligned signed 64-bit offset (loff_t). */
+export const MAX_FILE_SIZE = (1n << 63n) - PAGE_SIZE_N;
+
+/** Mark bit set on poisoned entries of a file's page index. */
+export const MARK_POISONED = 2 as const;
+
+/** Options of {@link GuestMemFile.create}. */
+export interface GuestMemFileOptions {
+  /** Where folios come from; default: a private {@link ArenaFolioAllocator}. Share one to account globally. */
+  allocator?: FolioAllocator;
+  /** Upper bound on the size (default {@link MAX_FILE_SIZE}). */
+  maxSize?: bigint;
+  /** Folio order used when a page is faulted in (default 0). */
+  defaultOrder?: 0 | 9;
+}
+
+let nextFileId = 1;
+
+/**
+ * A guest-memory file: the hypervisor-neutral core of KVM's guest_memfd and Gunyah's guest-mem
+ * file (`__kvm_gmem_create` + `kvm_gmem_allocate` + punch + bindings + lifetime).
+ *
+ * - Fixed size and opaque backend `flags`, set at creation.
+ * - Pages live in a {@link PageIndex} of folio handles; a page is absent, allocated (not uptodate) or
+ *   uptodate (zeroed at prepare, then holding data). Every page reads zero the first time it is seen.
+ * - A bindings interval index maps file page ranges to owners (KVM memslots, Gunyah VM mappings).
+ * - Reference counted: `create` returns one reference; the last {@link release} drops every binding,
+ *   frees every folio and calls `ops.release`.
+ *
+ * Offsets and lengths are bytes (`bigint | number`); page-level methods take page indices.
+ * Policy (which flags exist, who may bind, what the host may touch) belongs to the backend's
+ * {@link GuestMemOps}.
+ */
+export class GuestMemFile<Owner = unknown> {
+  readonly id = nextFileId++;
+  readonly pages: number;
+  readonly allocator: FolioAllocator;
+  readonly defaultOrder: 0 | 9;
+  private readonly index = new PageIndex();
+  private bindings: Array<FileBinding<Owner>> = [];
+  private refCount = 1;
+
+  private constructor(
+    readonly size: bigint,
+    readonly flags: bigint,
+    readonly ops: GuestMemOps<Owner>,
+    opts: GuestMemFileOptions,
+  ) {
+    this.pages = Number(size / PAGE_SIZE_N);
+    this.allocator = opts.allocator ?? new ArenaFolioAllocator();
+    this.defaultOrder = opts.defaultOrder ?? 0;
+  }
+
+  /**
+   * Creates a file of `size` bytes. `size` must be > 0, page-aligned and ≤ the maximum, else
+   * `EINVAL` (hypervisor-specific flag checks come first, in the backend). Nothing is allocated.
+   */
+  static create<Owner = unknown>(
+    size: bigint | number,
+    flags: bigint | number,
+    ops: GuestMemOps<Owner>,
+    opts: GuestMemFileOptions = {},
+  ): GuestMemFile<Owner> {
+    const sz = toBig(size);
+    const max = opts.maxSize ?? MAX_FILE_SIZE;
+    if (sz <= 0n || sz % PAGE_SIZE_N !== 0n || sz > max) {
+      throw gmErr('EINVAL', 'create', ops.backend, `size ${sz} must be > 0, a multiple of ${PAGE_SIZE} and ≤ ${max}`, {
+        info: { size: sz, max },
+      });
+    }
+    return new GuestMemFile(sz, toBig(flags), ops, opts);
+  }
+
+  // ---------------------------------------------------------------- lifetime
+
+  get refs(): number {
+    return this.refCount;
+  }
+
+  get released(): boolean {
+    return this.refCount === 0;
+  }
+
+  /** Takes a reference (a dup'd fd, a mapping, a Gunyah binding). Throws `EBADF` once released. */
+  acquire(): this {
+    this.assertLive('acquire');
+    this.refCount++;
+    return this;
+  }
+
+  /**
+   * Drops a reference. The last one invalidates and drops every binding (`ops.bindingDropped`),
+   * frees every folio and calls `ops.release`. Returns true when this call released the file.
+   */
+  release(): boolean {
+    this.assertLive('release');
+    if (--this.refCount > 0) return false;
+    const all: PageRange = { first: 0, end: this.pages };
+    this.ops.invalidateBegin?.(this, all, 'release');
+    const dropped = this.bindings;
+    this.bindings = [];
+    for (const b of dropped) this.ops.bindingDropped?.(this, b.owner, { first: b.first, end: b.end });
+    this.index.clear((_i, folio) => this.allocator.free(folio));
+    this.ops.invalidateEnd?.(this, all, 'release');
+    this.ops.release?.(this);
+    return true;
+  }
+
+  private assertLive(op: string): void {
+    if (this.refCount === 0) throw gmErr('EBADF', op, this.ops.backend, `guest-memory file ${this.id} was released`);
+  }
+
+  // ---------------------------------------------------------------- allocation
+
+  /**
+   * Allocates backing for every absent page of `[offset, offset+len)`; present pages are kept. The
+   * range must be page-aligned, `len > 0` and inside the file, else `EINVAL`. Allocation is
+   * all-or-nothing per page: on `ENOMEM`, or `EINTR` when `signal` is aborted, pages allocated
+   * before stay (as the kernel does) and the error's `info.stoppedAt` names the first page not done.
+   * New folios are not zeroed yet: they are zeroed when first prepared (guest or host fault).
+   */
+  allocate(offset: bigint | number, len: bigint | number, opts: AllocateOptions = {}): void {
+    this.assertLive('allocate');
+    const { first, end } = this.checkRange('allocate', offset, len, true);
+    const order = opts.order ?? 0;
+    const signal = opts.signal;
+    let failed: ErrnoCode | undefined;
+    const produce = (): number => {
+      if (signal?.aborted) {
+        failed = 'EINTR';
+        return -1;
+      }
+      const f = this.allocator.tryAlloc(0);
+      if (f < 0) failed = 'ENOMEM';
+      return f;
+    };
+    let i = first;
+    while (i < end) {
+      if (order === 9 && i % 512 === 0 && i + 512 <= end && this.index.nextPresent(i, i + 512) < 0) {
+        if (signal?.aborted) {
+          failed = 'EINTR';
+          break;
+        }
+        const f = this.allocator.tryAlloc(9);
+        if (f >= 0) {
+          this.index.store(i, f, 9);
+          i += 512;
+          continue;
+        }
+        // No huge folio: fall back to 4 KiB pages for this block.
+      }
+      const blockEnd = order === 9 ? Math.min(end, i - (i % 512) + 512) : end;
+      const stop = this.index.fillAbsent(i, blockEnd, produce);
+      if (stop < blockEnd) {
+        i = stop;
+        break;
+      }
+      i = blockEnd;
+    }
+    if (failed) {
+      throw gmErr(failed, 'allocate', this.ops.backend, `stopped at page ${i} of [${first}, ${end})`, {
+        info: { stoppedAt: i, first, end },
+      });
+    }
+  }
+
+  /**
+   * Removes the backing of `[offset, offset+len)`; the range must be page-aligned and `len > 0`,
+   * parts beyond EOF are ignored. Asks `ops.mayReclaim` first (a refusal is thrown and nothing
+   * changes), then calls `ops.invalidateBegin`, frees the folios, calls `ops.invalidateEnd`. A huge
+   * folio only partly inside the range keeps its memory and has the punched part zeroed.
+   * Afterwards every page of the range reads zero through any view.
+   */
+  punchHole(offset: bigint | number, len: bigint | number): void {
+    this.assertLive('punchHole');
+    const { first, end } = this.checkRange('punchHole', offset, len, false);
+    if (first >= end) return;
+    const range: PageRange = { first, end };
+    const refusal = this.ops.mayReclaim?.(this, range) ?? null;
+    if (refusal) throw refusal;
+    this.ops.invalidateBegin?.(this, range, 'punch');
+    try {
+      this.removePages(first, end);
+    } finally {
+      this.ops.invalidateEnd?.(this, range, 'punch');
+    }
+  }
+
+  private removePages(first: number, end: number): void {
+    let lo = first;
+    let hi = end;
+    // Huge folios sticking out of the range: zero the covered part, keep the folio.
+    const head = this.index.load(first);
+    if (head >= 0 && this.index.orderOf(first) === 9 && first % 512 !== 0) {
+      const base = first - (first % 512);
+      this.zeroPart(head, first - base, Math.min(end, base + 512) - base);
+      lo = base + 512;
+    }
+    if (hi > lo && hi % 512 !== 0) {
+      const tail = this.index.load(hi - 1);
+      if (tail >= 0 && this.index.orderOf(hi - 1) === 9) {
+        const base = hi - 1 - ((hi - 1) % 512);
+        this.zeroPart(tail, Math.max(lo, base) - base, hi - base);
+        hi = base;
+      }
+    }
+    if (hi > lo) this.index.eraseRange(lo, hi, (_i, folio) => this.allocator.free(folio));
+  }
+
+  private zeroPart(folio: number, fromPage: number, toPage: number): void {
+    if (!this.allocator.isUptodate(folio)) return; // will be zeroed whole at prepare
+    this.allocator.view(folio).fill(0, fromPage * PAGE_SIZE, toPage * PAGE_SIZE);
+  }
+
+  /**
+   * The fault path (`kvm_gmem_get_pfn`): the folio backing page `index`, as its handle (the head of a
+   * huge folio; the page is `head + index % 512`). Creates it when absent (unless `create: false`,
+   * which gives -1), and prepares it (zero + `ops.prepare`, once) unless `prepare: false`.
+   * A poisoned page gives `EHWPOISON`; allocation failure `ENOMEM`; an index past EOF `EINVAL`.
+   */
+  getFolio(index: number, opts: GetFolioOptions = {}): number {
+    this.assertLive('getFolio');
+    if (!(Number.isInteger(index) && index >= 0 && index < this.pages)) {
+      throw gmErr('EINVAL', 'getFolio', this.ops.backend, `page ${index} is outside the file (${this.pages} pages)`);
+    }
+    let folio = this.index.load(index);
+    if (folio < 0) {
+      if (opts.create === false) return -1;
+      const order = opts.order ?? this.defaultOrder;
+      if (order === 9 && this.index.nextPresent(index - (index % 512), index - (index % 512) + 512) < 0 && index - (index % 512) + 512 <= this.pages) {
+        folio = this.allocator.tryAlloc(9);
+        if (folio >= 0) this.index.store(index, folio, 9);
+      }
+      if (folio < 0) {
+        folio = this.allocator.alloc(0);
+        this.index.store(index, folio, 0);
+      }
+    } else if (this.index.getMark(index, MARK_POISONED)) {
+      throw gmErr('EHWPOISON', 'getFolio', this.ops.backend, `page ${index} is poisoned`, { info: { index } });
+    }
+    if (opts.prepare !== false && !this.allocator.isUptodate(folio)) {
+      this.allocator.prepare(folio);
+      try {
+        this.ops.prepare?.(this, index, folio);
+      } catch (e) {
+        this.allocator.clearUptodate(folio);
+        throw e;
+      }
+    }
+    return folio;
+  }
+
+  /** True when page `index` has backing. */
+  isPresent(index: number): boolean {
+    return this.index.load(index) >= 0;
+  }
+
+  /** True when page `index` has backing that is uptodate (prepared). */
+  isUptodate(index: number): boolean {
+    const f = this.index.load(index);
+    return f >= 0 && this.allocator.isUptodate(f);
+  }
+
+  /** Order of the folio backing `index` (0 or 9), or -1 when absent. */
+  folioOrder(index: number): 0 | 9 | -1 {
+    return this.index.orderOf(index);
+  }
+
+  /** Pages with backing (a huge folio counts 512). */
+  get pagesPresent(): number {
+    return this.index.indicesCovered;
+  }
+
+  /** Visits every backed page range: `(firstPage, folio, order)` in page order. */
+  forEachFolio(first: number, end: number, visit: (index: number, folio: number, order: 0 | 9) => void): void {
+    this.index.forEach(first, end, visit);
+  }
+
+  /** The page index itself, for backends that keep marks (read-mostly; do not store folios in it). */
+  get pageIndex(): PageIndex {
+    return this.index;
+  }
+
+  // ---------------------------------------------------------------- poison
+
+  /**
+   * Marks page `index` hardware-poisoned (memory-failure injection). The page is allocated if it was
+   * absent; guest mappings of it are invalidated (`reason 'poison'`); afterwards {@link getFolio}
+   * gives `EHWPOISON` and host access `SIGBUS` until the page is punched out. The folio is
+   * quarantined by the allocator, never reused.
+   */
+  markPoisoned(index: number): void {
+    this.assertLive('markPoisoned');
+    const folio = this.getFolio(index, { prepare: false });
+    const order = this.index.orderOf(index);
+    const first = order === 9 ? index - (index % 512) : index;
+    const range: PageRange = { first, end: first + (order === 9 ? 512 : 1) };
+    this.ops.invalidateBegin?.(this, range, 'poison');
+    this.allocator.setPoisoned(folio);
+    this.index.setMark(index, MARK_POISONED);
+    this.ops.invalidateEnd?.(this, range, 'poison');
+  }
+
+  isPoisoned(index: number): boolean {
+    return this.index.getMark(index, MARK_POISONED);
+  }
+
+  // ---------------------------------------------------------------- data access
+
+  /**
+   * Copies `length` bytes at byte `offset` out of the file, faulting pages in (allocate + prepare).
+   * No policy: backends call this for guest accesses; host access goes through {@link HostMapping}.
+   */
+  read(offset: number, length: number, out = new Uint8Array(length), outOffset = 0): Uint8Array {
+    this.forEachPageSpan(offset, length, (view, at, n, done) => out.set(view.subarray(at, at + n), outOffset + done));
+    return out;
+  }
+
+  /** Copies `data` into the file at byte `offset`, faulting pages in. */
+  write(offset: number, data: Uint8Array): void {
+    this.forEachPageSpan(offset, data.length, (view, at, n, done) => view.set(data.subarray(done, done + n), at));
+  }
+
+  /** Fills `length` bytes at `offset` with `byte`, faulting pages in. */
+  fill(offset: number, length: number, byte: number): void {
+    this.forEachPageSpan(offset, length, (view, at, n) => view.fill(byte, at, at + n));
+  }
+
+  /**
+   * Calls `fn(view, at, n, done)` for each page-sized piece of `[offset, offset+length)`, with the
+   * folio's bytes as `view`. Fails before touching any page past EOF.
+   */
+  private forEachPageSpan(
+    offset: number,
+    length: number,
+    fn: (view: Uint8Array, at: number, n: number, done: number) => void,
+  ): void {
+    this.assertLive('access');
+    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0) || offset + length > this.pages * PAGE_SIZE) {
+      throw gmErr('EINVAL', 'access', this.ops.backend, `[${offset}, +${length}) is outside the file (${this.size} bytes)`);
+    }
+    let done = 0;
+    while (done < length) {
+      const pos = offset + done;
+      const index = Math.floor(pos / PAGE_SIZE);
+      const folio = this.getFolio(index);
+      const inFolio = this.allocator.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0;
+      const at = inFolio + (pos % PAGE_SIZE);
+      const n = Math.min(length - done, PAGE_SIZE - (pos % PAGE_SIZE));
+      fn(this.allocator.view(folio), at, n, done);
+      done += n;
+    }
+  }
+
+  // ---------------------------------------------------------------- bindings
+
+  /**
+   * Records that `[first, end)` (pages) is bound to `owner`. Any overlap with an existing binding
+   * throws `overlapCode` (the backend's errno: KVM uses EINVAL, Gunyah EEXIST) and changes nothing.
+   */
+  bind(first: number, end: number, owner: Owner, overlapCode: ErrnoCode = 'EINVAL', op = 'bind'): void {
+    this.assertLive(op);
+    if (!(Number.isInteger(first) && Number.isInteger(end) && first >= 0 && end > first && end <= this.pages)) {
+      throw gmErr('EINVAL', op, this.ops.backend, `bad binding range [${first}, ${end}) for a file of ${this.pages} pages`);
+    }
+    const at = this.lowerBound(first);
+    const prev = this.bindings[at - 1];
+    const next = this.bindings[at];
+    const clash = (prev && prev.end > first ? prev : undefined) ?? (next && next.first < end ? next : undefined);
+    if (clash) {
+      throw gmErr(overlapCode, op, this.ops.backend, `pages [${first}, ${end}) overlap the binding [${clash.first}, ${clash.end})`, {
+        info: { first, end, existing: { first: clash.first, end: clash.end } },
+      });
+    }
+    this.bindings.splice(at, 0, { owner, first, end });
+  }
+
+  /** The first binding overlapping pages `[first, end)`, if any (lets a backend check before binding). */
+  findOverlap(first: number, end: number): FileBinding<Owner> | undefined {
+    return this.bindingsIn(first, end)[0];
+  }
+
+  /** Removes every binding of `owner`; returns the removed ranges. */
+  unbind(owner: Owner): FileBinding<Owner>[] {
+    const removed = this.bindings.filter((b) => b.owner === owner);
+    if (removed.length) this.bindings = this.bindings.filter((b) => b.owner !== owner);
+    return removed;
+  }
+
+  /** Shrinks or moves `owner`'s single binding to `[first, end)` (Gunyah head/tail unmap). */
+  resizeBinding(owner: Owner, first: number, end: number): void {
+    const i = this.bindings.findIndex((b) => b.owner === owner);
+    if (i < 0) throw gmErr('EINVAL', 'resizeBinding', this.ops.backend, 'no such binding');
+    const old = this.bindings[i]!;
+    if (first < old.first || end > old.end || first >= end) {
+      throw gmErr('EINVAL', 'resizeBinding', this.ops.backend, `[${first}, ${end}) is not inside [${old.first}, ${old.end})`);
+    }
+    this.bindings[i] = { owner, first, end };
+  }
+
+  /** Bindings intersecting `[first, end)`, ordered by first page. */
+  bindingsIn(first: number, end: number): FileBinding<Owner>[] {
+    const out: FileBinding<Owner>[] = [];
+    for (let i = Math.max(0, this.lowerBound(first) - 1); i < this.bindings.length; i++) {
+      const b = this.bindings[i]!;
+      if (b.first >= end) break;
+      if (b.end > first) out.push(b);
+    }
+    return out;
+  }
+
+  /** The binding covering page `index`, if any. */
+  bindingAt(index: number): FileBinding<Owner> | undefined {
+    return this.bindingsIn(index, index + 1)[0];
+  }
+
+  /** All bindings, ordered. */
+  get allBindings(): readonly FileBinding<Owner>[] {
+    return this.bindings;
+  }
+
+  private lowerBound(first: number): number {
+    let lo = 0;
+    let hi = this.bindings.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.bindings[mid]!.first < first) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /**
+   * Validates a byte range and converts it to pages. `inside`: the range must end within the file
+   * (allocate); otherwise it is clipped to EOF (punch).
+   */
+  private checkRange(op: string, offset: bigint | number, len: bigint | number, inside: boolean): PageRange {
+    const off = toBig(offset);
+    const ln = toBig(len);
+    if (off < 0n || ln <= 0n || off % PAGE_SIZE_N !== 0n || ln % PAGE_SIZE_N !== 0n || (inside && off + ln > this.size)) {
+      throw gmErr('EINVAL', op, this.ops.backend, `offset ${off}, len ${ln}: need len > 0, both multiples of ${PAGE_SIZE}${inside ? `, end ≤ size ${this.size}` : ''}`, {
+        info: { offset: off, len: ln, size: this.size },
+      });
+    }
+    const pagesBig = BigInt(this.pages);
+    const first = off / PAGE_SIZE_N;
+    const end = (off + ln) / PAGE_SIZE_N;
+    return { first: Number(first < pagesBig ? first : pagesBig), end: Number(end < pagesBig ? end : pagesBig) };
+  }
+}
+

@@ -1,0 +1,183 @@
+import type { FileOffset, Gpa } from '../types/brands.js';
+import type { RangeStateMap } from '../state/range-state-map.js';
+
+/**
+ * The hypervisor-neutral API. VMM code written against these interfaces runs on every backend
+ * (KVM native, KVM simulated, Gunyah simulated, yours). Nothing here mentions slots, ioctl flags or
+ * VM types: those stay behind each backend's adapter.
+ */
+
+/** Whether guest accesses to a page go to private (guest-only) or shared (host-visible) memory. */
+export type MemoryAccess = 'private' | 'shared';
+
+/**
+ * Named capabilities, queried with {@link Capabilities.has}. Capabilities are an explicit query,
+ * never optional methods: every method exists on every backend and fails with `EOPNOTSUPP` when its
+ * capability is absent.
+ */
+export type CapabilityName =
+  /** Guest memory lives in a file the host cannot freely map (guest_memfd, Gunyah guest-mem). */
+  | 'guest-memory'
+  /** `GuestMemory.map()` gives the host a view (KVM: GUEST_MEMFD_FLAG_MMAP). */
+  | 'host-map'
+  /** Memory can start shared/host-accessible (KVM: INIT_SHARED; Gunyah: share bindings). */
+  | 'initially-shared'
+  /** Some guest memory can be private: the host cannot read it. */
+  | 'private-memory'
+  /** `Vm.convert` flips shared⇄private in place, keeping the binding (KVM memory attributes). */
+  | 'convert-in-place'
+  /** `Vm.convert` works by unbinding and rebinding (Gunyah share⇄lend), which may fail on reclaim. */
+  | 'convert-remap'
+  /** 2 MiB folios. */
+  | 'huge-pages'
+  /** `GuestMemory.punchHole` frees memory. */
+  | 'punch-hole'
+  /** `Vm.guestRead/guestWrite` emulate guest accesses (simulated backends). */
+  | 'guest-access'
+  /** `GuestMemory.markPoisoned` injects a memory failure (simulated backends). */
+  | 'poison-injection';
+
+/** What a hypervisor (or one VM of it) offers. */
+export interface Capabilities {
+  /** Backend id these capabilities describe. */
+  readonly backend: string;
+  /** True when this is a simulation (never true for a real kernel driver). */
+  readonly simulated: boolean;
+  /** The explicit capability query. */
+  has(cap: CapabilityName): boolean;
+  /** Every capability present. */
+  list(): readonly CapabilityName[];
+  /** Page sizes guest memory can be backed with, in bytes (4096, and 2 MiB with huge pages). */
+  readonly pageSizes: readonly number[];
+  /** Largest guest-memory size accepted, in bytes. */
+  readonly maxGuestMemorySize: bigint;
+  /** Backend-specific raw values for diagnostics (e.g. KVM capability numbers and answers). */
+  readonly raw: Readonly<Record<string, number | bigint | string | boolean>>;
+}
+
+/** Options of {@link Vm.createGuestMemory}. */
+export interface CreateGuestMemoryOptions {
+  /** Size in bytes: > 0 and a multiple of 4096. */
+  size: bigint | number;
+  /** The host may map it ({@link GuestMemory.map}). Needs capability 'host-map'. Default false. */
+  hostMappable?: boolean;
+  /** Pages start shared (host-accessible). Needs 'initially-shared'. Default false (private). */
+  initiallyShared?: boolean;
+  /** Back with 2 MiB folios where aligned. Needs 'huge-pages'. Default false. */
+  hugePages?: boolean;
+}
+
+/** A host view of guest memory (the mmap analogue): accessors that copy, never raw views. */
+export interface HostView {
+  /** Length in bytes. */
+  readonly length: number;
+  read(at: number, len: number): Uint8Array;
+  write(at: number, data: Uint8Array): void;
+  fill(at: number, len: number, byte: number): void;
+  /** Ends the view (idempotent); it stops pinning the memory. */
+  unmap(): void;
+}
+
+/**
+ * A guest-memory object (KVM guest_memfd, Gunyah guest-mem file). It owns its backend handle: the
+ * fd-leak class of bugs (vm-memory#315) cannot happen because the handle is closed by `close()`.
+ */
+export interface GuestMemory {
+  /** Backend-scoped id (KVM/Gunyah: the fd number). */
+  readonly id: number;
+  readonly size: bigint;
+  readonly hostMappable: boolean;
+  readonly closed: boolean;
+  /** Allocates backing for `[offset, offset+len)` (fallocate). */
+  allocate(offset: bigint | number, len: bigint | number): void;
+  /** Frees backing for `[offset, offset+len)`; afterwards the range reads zero. May fail (Gunyah reclaim). */
+  punchHole(offset: bigint | number, len: bigint | number): void;
+  /** Maps `[offset, offset+length)` for the host. Needs 'host-map'. */
+  map(opts?: { offset?: bigint | number; length?: number }): HostView;
+  /** Drops this handle. Memory lives on while bindings or views pin it (backend rules). */
+  close(): void;
+}
+
+/** Options of {@link Vm.bind}. */
+export interface BindOptions {
+  memory: GuestMemory;
+  /** Byte offset into `memory` (page-aligned). */
+  offset: bigint | number;
+  /** Guest physical address (page-aligned). */
+  gpa: bigint | number;
+  /** Bytes (page-aligned, > 0). */
+  size: bigint | number;
+  /** Initial access of the range (default: 'private' when the backend has private memory, else 'shared'). */
+  access?: MemoryAccess;
+  /** The guest may only read. */
+  readOnly?: boolean;
+}
+
+/** A range of a guest-memory object bound at a guest physical range. */
+export interface MemoryBinding {
+  readonly gpa: Gpa;
+  readonly size: bigint;
+  readonly memory: GuestMemory;
+  readonly offset: FileOffset;
+  readonly readOnly: boolean;
+  /** False once unbound (explicitly, by VM destroy, or by the backend). */
+  readonly active: boolean;
+  /** Removes the binding. Data stays in the memory object. */
+  unbind(): void;
+}
+
+/** A guest physical range. */
+export interface GpaRange {
+  gpa: bigint | number;
+  size: bigint | number;
+}
+
+/** Options of {@link Vm.convert}. */
+export interface ConvertOptions {
+  /**
+   * Free the backing that is no longer used after the conversion (default true), as Cloud
+   * Hypervisor and libkrun do: converting to shared punches the private pages.
+   */
+  discard?: boolean;
+}
+
+/** A virtual machine's memory side. */
+export interface Vm {
+  readonly id: number;
+  readonly hypervisor: Hypervisor;
+  readonly capabilities: Capabilities;
+  readonly destroyed: boolean;
+  /** Current shared/private state per guest frame (gpa / 4096), with change listeners. */
+  readonly memoryState: RangeStateMap<MemoryAccess>;
+  createGuestMemory(opts: CreateGuestMemoryOptions): GuestMemory;
+  bind(opts: BindOptions): MemoryBinding;
+  /** Bindings currently active, by GPA. */
+  bindings(): readonly MemoryBinding[];
+  /**
+   * Converts a GPA range to `to`. Needs 'convert-in-place' or 'convert-remap'; `EOPNOTSUPP`
+   * otherwise. Either the whole range converts or nothing changes.
+   */
+  convert(range: GpaRange, to: MemoryAccess, opts?: ConvertOptions): void;
+  /** Reads guest memory as the guest would see it. Needs 'guest-access'. */
+  guestRead(gpa: bigint | number, len: number): Uint8Array;
+  /** Writes guest memory as the guest would. Needs 'guest-access'. */
+  guestWrite(gpa: bigint | number, data: Uint8Array): void;
+  /** Tears the VM down: unbinds everything. Memory objects follow their backend's lifetime rules. */
+  destroy(): void;
+}
+
+/** Options of {@link Hypervisor.createVm}. */
+export interface CreateVmOptions {
+  /** Ask for a VM whose memory can be private (KVM: SW_PROTECTED where offered). Default false. */
+  confidential?: boolean;
+}
+
+/** One hypervisor backend instance. */
+export interface Hypervisor {
+  /** Backend id: 'kvm', 'kvm-sim', 'gunyah-sim', … */
+  readonly id: string;
+  readonly capabilities: Capabilities;
+  createVm(opts?: CreateVmOptions): Vm;
+  /** Releases the hypervisor handle (e.g. /dev/kvm's fd). */
+  close(): void;
+}

@@ -1,0 +1,120 @@
+import { HostAccessFault, gmErr } from '../errors/guest-mem-error.js';
+import type { GuestMemFile } from '../file/guest-mem-file.js';
+import type { HostAccessKind } from '../file/types.js';
+import { PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
+
+/** Options of {@link HostMapping}. */
+export interface HostMappingOptions {
+  /** File byte offset of the first mapped byte (page-aligned). May be at or past EOF, as mmap allows. */
+  offset?: bigint | number;
+  /** Mapping length in bytes (> 0; rounded up to pages like mmap). */
+  length: number;
+  /** Permissions (default read+write). */
+  prot?: { read?: boolean; write?: boolean };
+}
+
+/**
+ * The host's view of a file range — the `mmap(MAP_SHARED)` analogue.
+ *
+ * It never hands out views of folio memory: every access copies through accessor methods, checked
+ * page by page *before* the page is touched, so no caller can keep a reference that later shows a
+ * punched or recycled page's old bytes.
+ *
+ * Per page, in order: outside the mapping or without permission → `EFAULT` (the SIGSEGV analogue);
+ * past EOF → {@link HostAccessFault} (`SIGBUS`); `ops.hostAccess` says `'sigbus'` →
+ * HostAccessFault; a poisoned page → HostAccessFault; otherwise the page is faulted in (created and
+ * zeroed on first touch) and accessed. A multi-page write that faults keeps the pages written
+ * before the faulting one, like a `memset` interrupted by SIGBUS.
+ *
+ * A mapping holds a file reference until {@link unmap}.
+ */
+export class HostMapping {
+  readonly offset: bigint;
+  readonly length: number;
+  readonly readable: boolean;
+  readonly writable: boolean;
+  private mapped = true;
+
+  constructor(
+    readonly file: GuestMemFile<any>,
+    opts: HostMappingOptions,
+  ) {
+    const off = toBig(opts.offset ?? 0);
+    if (off < 0n || off % PAGE_SIZE_N !== 0n || !(Number.isSafeInteger(opts.length) && opts.length > 0)) {
+      throw gmErr('EINVAL', 'mmap', file.ops.backend, `offset ${off} must be page-aligned and length ${opts.length} > 0`);
+    }
+    this.offset = off;
+    this.length = Math.ceil(opts.length / PAGE_SIZE) * PAGE_SIZE;
+    this.readable = opts.prot?.read ?? true;
+    this.writable = opts.prot?.write ?? true;
+    file.acquire();
+  }
+
+  get isMapped(): boolean {
+    return this.mapped;
+  }
+
+  /** Copies `len` bytes at mapping offset `at`. */
+  read(at: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.access('read', at, len, (fileOff, n, done) => this.file.read(fileOff, n, out, done));
+    return out;
+  }
+
+  /** Writes `data` at mapping offset `at`. */
+  write(at: number, data: Uint8Array): void {
+    this.access('write', at, data.length, (fileOff, n, done) => this.file.write(fileOff, data.subarray(done, done + n)));
+  }
+
+  /** Fills `len` bytes at `at` with `byte` (a `memset`). */
+  fill(at: number, len: number, byte: number): void {
+    this.access('write', at, len, (fileOff, n) => this.file.fill(fileOff, n, byte));
+  }
+
+  /** Reads one byte. */
+  readU8(at: number): number {
+    return this.read(at, 1)[0]!;
+  }
+
+  /** Unmaps and drops the file reference (idempotent). */
+  unmap(): void {
+    if (!this.mapped) return;
+    this.mapped = false;
+    this.file.release();
+  }
+
+  private access(kind: HostAccessKind, at: number, len: number, fn: (fileOff: number, n: number, done: number) => void): void {
+    const backend = this.file.ops.backend;
+    if (!this.mapped) throw gmErr('EFAULT', `host ${kind}`, backend, 'the mapping was unmapped');
+    if (!(Number.isSafeInteger(at) && Number.isSafeInteger(len) && at >= 0 && len >= 0 && at + len <= this.length)) {
+      throw gmErr('EFAULT', `host ${kind}`, backend, `[${at}, +${len}) is outside the ${this.length}-byte mapping`);
+    }
+    if ((kind === 'read' && !this.readable) || (kind === 'write' && !this.writable)) {
+      throw gmErr('EFAULT', `host ${kind}`, backend, `the mapping is not ${kind === 'read' ? 'readable' : 'writable'}`);
+    }
+    let done = 0;
+    while (done < len) {
+      const fileOffBig = this.offset + BigInt(at + done);
+      const index = Number(fileOffBig / PAGE_SIZE_N);
+      const n = Math.min(len - done, PAGE_SIZE - Number(fileOffBig % PAGE_SIZE_N));
+      this.check(kind, index, fileOffBig);
+      fn(Number(fileOffBig), n, done);
+      done += n;
+    }
+  }
+
+  private check(kind: HostAccessKind, index: number, fileOff: bigint): void {
+    const f = this.file;
+    const op = `host ${kind}`;
+    if (index >= f.pages) {
+      throw new HostAccessFault({ op, backend: f.ops.backend, offset: fileOff, detail: `offset ${fileOff} is at or past EOF (${f.size})` });
+    }
+    if (f.ops.hostAccess && f.ops.hostAccess(f, index, kind) === 'sigbus') {
+      throw new HostAccessFault({ op, backend: f.ops.backend, offset: fileOff, detail: `the backend does not let the host ${kind} page ${index}` });
+    }
+    if (f.isPoisoned(index)) {
+      throw new HostAccessFault({ op, backend: f.ops.backend, offset: fileOff, detail: `page ${index} is poisoned` });
+    }
+  }
+}
+
