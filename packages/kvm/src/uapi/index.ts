@@ -1,0 +1,4 @@
+export * from './ioctl.js';
+export * from './constants.js';
+export * from './codec-util.js';
+export * from './structs.js';
