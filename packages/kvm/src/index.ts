@@ -1,1 +1,7 @@
-export {};
+// ---- uAPI: constants, ioctl numbers, struct codecs (kvm engineer) ----
+export * from './uapi/index.js';
+// ---- driver-neutral uAPI-level API and driver selection (kvm engineer) ----
+export * from './api.js';
+export { openKvm } from './open.js';
+// ---- native /dev/kvm driver (kvm engineer) ----
+export { probeNativeKvm, type NativeKvmProbe, NATIVE_BACKEND } from './native/index.js';

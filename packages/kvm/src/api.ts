@@ -1,0 +1,312 @@
+/**
+ * The uAPI-level KVM API shared by both drivers: `'native'` (the real `/dev/kvm` through koffi) and
+ * `'sim'` (the simulated 6.18 kernel). It is deliberately shaped like the syscalls — synchronous,
+ * one method per ioctl or file operation, named after the kernel — so it can be read next to
+ * `Documentation/virt/kvm/api.rst` and `virt/kvm/guest_memfd.c`.
+ *
+ * Conventions every driver follows:
+ * - **Failures** throw a `GuestMemError` whose `code`/`errno` is the kernel's errno, with `syscall`
+ *   naming the call (`'ioctl(KVM_CREATE_GUEST_MEMFD)'`, `'fallocate'`, `'mmap'`…), and `backend`
+ *   `'kvm-native'` or `'kvm-sim'`. The same failure gives the same `code` on both drivers.
+ * - A host access the kernel would answer with **SIGBUS** throws a `HostAccessFault` (code
+ *   `'SIGBUS'`) instead; the process is never signalled.
+ * - **Numeric arguments** accept `bigint` or an exact (safe-integer) `number`. 64-bit values that
+ *   the kernel returns (sizes, offsets, addresses) come back as `bigint`; small ones (fds, counts,
+ *   capability answers) as `number`.
+ * - **Handles own fds.** `close()` closes the fd exactly once. A closed handle behaves like a
+ *   closed fd: every later call, including a second `close()`, throws `EBADF` without touching the
+ *   fd number (which may have been reused by then).
+ *
+ * `openKvm()` (in `open.ts`) picks the driver.
+ */
+import { readdirSync, readlinkSync } from 'node:fs';
+import type { IntArg } from './uapi/codec-util.js';
+
+export type { IntArg } from './uapi/codec-util.js';
+
+/** Which implementation is behind a {@link Kvm}. */
+export type KvmDriverKind = 'native' | 'sim';
+
+/**
+ * Which kernel the simulated driver reproduces:
+ * - `'6.18'`: Linux 6.18 exactly, including its quirks (e.g. the signed-overflow in the REGION2
+ *   offset check that accepts `guest_memfd_offset = 0x7ffffffffffff000`, research §2.6 E1);
+ * - `'upstream'`: the newest code read (post-6.18 fixes).
+ * The native driver is whatever kernel runs; its `profile` is always `'host'`.
+ */
+export type KvmProfile = '6.18' | 'upstream';
+
+/** Options of `openKvm`. */
+export interface OpenKvmOptions {
+  /** `'native'`, `'sim'`, or `'auto'` (native when `probeNativeKvm().available`, else sim). */
+  driver: KvmDriverKind | 'auto';
+  /** Simulated kernel version (sim only; default `'6.18'`). Ignored by the native driver. */
+  profile?: KvmProfile;
+}
+
+/** A plain fd that is not a guest_memfd, for the "wrong kind of fd" cases of REGION2. */
+export type OtherFdKind = 'memfd' | 'devnull';
+
+/** An fd opened by {@link Kvm.openOtherFd}: a regular memfd (`memfd_create`) or `/dev/null`. */
+export interface OtherFd {
+  readonly kind: OtherFdKind;
+  readonly fd: number;
+  readonly closed: boolean;
+  /** Closes the fd (once; later calls throw EBADF like a closed fd). */
+  close(): void;
+}
+
+/**
+ * The system fd: `open("/dev/kvm", O_RDWR | O_CLOEXEC)`.
+ *
+ * Lifetime: closing it does not affect VMs created from it (each VM fd pins the VM on its own).
+ */
+export interface Kvm {
+  readonly driver: KvmDriverKind;
+  /** Simulated kernel version, or `'host'` for the native driver. */
+  readonly profile: KvmProfile | 'host';
+  /** The `/dev/kvm` fd number (also a valid "not a guest_memfd" fd for REGION2 tests). */
+  readonly fd: number;
+  /** True once `close()` ran on this handle. */
+  readonly closed: boolean;
+  /**
+   * `ioctl(kvm_fd, KVM_CHECK_EXTENSION, cap)`: 0 when unsupported, otherwise a capability-specific
+   * value (e.g. `KVM_CAP_GUEST_MEMFD_FLAGS` answers the supported `GUEST_MEMFD_FLAG_*` bitmask, 3 on
+   * 6.18 without a VM context). Unknown capabilities answer 0.
+   */
+  checkExtension(cap: IntArg): number;
+  /**
+   * `ioctl(kvm_fd, KVM_CREATE_VM, type)` → a new VM. `type` is a `KVM_X86_*_VM` (default 0); a type
+   * missing from `KVM_CAP_VM_TYPES` fails with EINVAL.
+   */
+  createVm(type?: IntArg): KvmVm;
+  /** Opens a non-guest_memfd fd in this driver's fd space (see {@link OtherFd}). */
+  openOtherFd(kind: OtherFdKind): OtherFd;
+  /**
+   * The fds open in this driver's fd space: `/proc/self/fd` for native, the simulated fd table for
+   * sim. Tests compare it before and after a suite to find leaks.
+   */
+  openFds(): number[];
+  /** `close(kvm_fd)`. */
+  close(): void;
+}
+
+/** Arguments of `KVM_CREATE_GUEST_MEMFD` (`struct kvm_create_guest_memfd`). */
+export interface CreateGuestMemfdArgs {
+  /** Bytes; must be > 0 as a signed 64-bit value and page-aligned (else EINVAL). Immutable afterwards. */
+  size: IntArg;
+  /** `GUEST_MEMFD_FLAG_*`; bits outside `KVM_CAP_GUEST_MEMFD_FLAGS` give EINVAL (checked before size). */
+  flags: IntArg;
+  /** `reserved[6]`: not checked by 6.18; tests pass non-zero values to prove it. */
+  reserved?: readonly IntArg[];
+}
+
+/**
+ * `struct kvm_userspace_memory_region` (v1). `slot` is the u32 field: slot id in bits 0–15 and
+ * address-space id in bits 16–31 (`kvmSlot(asId, id)`). `memorySize` 0 deletes the slot.
+ */
+export interface UserMemoryRegion {
+  slot: IntArg;
+  flags: IntArg;
+  guestPhysAddr: IntArg;
+  memorySize: IntArg;
+  /** Host virtual address of the shared backing (`KvmMapping.address`); 0 is accepted by KVM. */
+  userspaceAddr: IntArg;
+}
+
+/**
+ * `struct kvm_userspace_memory_region2`. With `KVM_MEM_GUEST_MEMFD` in `flags`, the slot is bound
+ * to `[guestMemfdOffset, guestMemfdOffset + memorySize)` of the guest_memfd whose fd number is
+ * `guestMemfd` (it must come from this VM, else EINVAL; a closed fd gives EBADF).
+ */
+export interface UserMemoryRegion2 extends UserMemoryRegion {
+  guestMemfdOffset: IntArg;
+  /** An fd number, deliberately not a handle: tests pass closed fds, the VM fd, a memfd… */
+  guestMemfd: IntArg;
+}
+
+/** `struct kvm_memory_attributes`. */
+export interface MemoryAttributesArgs {
+  address: IntArg;
+  size: IntArg;
+  /** `KVM_MEMORY_ATTRIBUTE_PRIVATE` or 0. */
+  attributes: IntArg;
+  /** Must be 0. */
+  flags: IntArg;
+}
+
+/**
+ * A VM fd (`KVM_CREATE_VM`).
+ *
+ * Lifetime (research §2.12): every guest_memfd created on the VM pins it, so closing the VM fd does
+ * not destroy a VM that still has a guest_memfd file (the file keeps working). VM ioctls are only
+ * allowed from the creating process (EIO otherwise).
+ */
+export interface KvmVm {
+  readonly fd: number;
+  /** True once `close()` ran on this handle. */
+  readonly closed: boolean;
+  /** The `KVM_CREATE_VM` type argument. */
+  readonly type: number;
+  /** `ioctl(vm_fd, KVM_CHECK_EXTENSION, cap)`: the per-VM answer (may differ from the system fd's). */
+  checkExtension(cap: IntArg): number;
+  /**
+   * `ioctl(vm_fd, KVM_CREATE_GUEST_MEMFD, &args)` → a new guest_memfd (api.rst 4.142).
+   * Errors in kernel order: EINVAL (unsupported flag), EINVAL (size ≤ 0 or unaligned), EMFILE/ENFILE,
+   * ENOMEM. Nothing is allocated; the fd has no FD_CLOEXEC; the file pins this VM.
+   */
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd;
+  /**
+   * `ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region)` (api.rst 4.35). Flags beyond
+   * `LOG_DIRTY_PAGES|READONLY` (including `KVM_MEM_GUEST_MEMFD`) give EINVAL.
+   */
+  setUserMemoryRegion(region: UserMemoryRegion): void;
+  /**
+   * `ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &region)` (api.rst 4.140). See research §2.6 for the
+   * order of checks: slot range, flags, alignment, offset, address space, delete, immutable slot,
+   * GPA overlap (EEXIST, before any guest_memfd check), then the bind (EBADF bad fd, EINVAL wrong
+   * kind of fd / other VM / range / overlapping guest_memfd range).
+   */
+  setUserMemoryRegion2(region: UserMemoryRegion2): void;
+  /**
+   * `ioctl(vm_fd, KVM_SET_MEMORY_ATTRIBUTES, &attrs)` (api.rst 4.141). ENOTTY when the kernel lacks
+   * `CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES` (the probe machine); on a default VM PRIVATE gives EINVAL.
+   */
+  setMemoryAttributes(attrs: MemoryAttributesArgs): void;
+  /** `close(vm_fd)`. */
+  close(): void;
+}
+
+/** The subset of `struct stat` that guest_memfd defines (research §2.3). */
+export interface GuestMemfdStat {
+  /** `st_size`: the creation size (immutable). */
+  size: bigint;
+  /** `st_blksize`: the page size, 4096. */
+  blksize: number;
+  /** `st_blocks`: always 0 for guest_memfd at 6.18, even after allocation. */
+  blocks: bigint;
+  /** `st_mode`: `S_IFREG | 0600` = 0o100600. */
+  mode: number;
+  /** `st_ino`: distinct per file. */
+  ino: bigint;
+  /** `st_nlink`: 1. */
+  nlink: number;
+}
+
+/** Arguments of {@link KvmGuestMemfd.mmap}. */
+export interface MmapArgs {
+  /** Bytes; 0 gives EINVAL. May exceed the file (pages past EOF then SIGBUS on access). */
+  length: IntArg;
+  /** `PROT_*`. `PROT_EXEC` gives EPERM (anon_inodefs is noexec). */
+  prot: number;
+  /** `MAP_*`. Must be shared (`MAP_PRIVATE` gives EINVAL). See the driver notes about `MAP_FIXED`. */
+  flags: number;
+  /** File offset; page-aligned (else EINVAL). Default 0. May be at or past EOF. */
+  offset?: IntArg;
+  /** The `addr` hint (default 0). Only meaningful with `MAP_FIXED_NOREPLACE`. */
+  address?: IntArg;
+}
+
+/**
+ * A guest_memfd file descriptor (research §2.2–§2.5).
+ *
+ * It supports only fallocate, mmap and fstat; read/write/pread/pwrite/lseek/ftruncate exist here
+ * so callers can observe that they fail exactly as the kernel makes them fail.
+ */
+export interface KvmGuestMemfd {
+  readonly fd: number;
+  /** Creation size (what `fstat().size` reports). */
+  readonly size: bigint;
+  /** Creation flags (`GUEST_MEMFD_FLAG_*`). */
+  readonly flags: bigint;
+  /** True once `close()` ran on this handle. */
+  readonly closed: boolean;
+  /**
+   * `fallocate(fd, mode, offset, len)`. guest_memfd needs `FALLOC_FL_KEEP_SIZE`; with
+   * `FALLOC_FL_PUNCH_HOLE` it frees (and zaps every host and guest mapping of) the range, beyond
+   * EOF being fine; without it it allocates and requires `offset + len <= size`. Errors (§2.4):
+   * EINVAL (negative offset / len ≤ 0 / unaligned / past EOF), EOPNOTSUPP (missing KEEP_SIZE or
+   * other mode bits), EFBIG, EINTR.
+   */
+  fallocate(mode: number, offset: IntArg, len: IntArg): void;
+  /**
+   * `mmap(addr, length, prot, flags, fd, offset)` → a host mapping. Errors: ENODEV (file without
+   * `GUEST_MEMFD_FLAG_MMAP`), EINVAL (`MAP_PRIVATE`, length 0, unaligned offset), EPERM
+   * (`PROT_EXEC`, checked before ENODEV), EOVERFLOW (offset + length overflows the page offset).
+   * The mapping holds a file reference: it keeps working after `close()`.
+   */
+  mmap(args: MmapArgs): KvmMapping;
+  /** `fstat(fd)`. */
+  fstat(): GuestMemfdStat;
+  /** `read(fd, buf, len)`: guest_memfd → EINVAL (no FMODE_CAN_READ). Returns the bytes read. */
+  read(len: number): Uint8Array;
+  /** `write(fd, data, len)`: guest_memfd → EINVAL. Returns the bytes written. */
+  write(data: Uint8Array): number;
+  /** `pread(fd, buf, len, off)`: guest_memfd → ESPIPE. */
+  pread(len: number, offset: IntArg): Uint8Array;
+  /** `pwrite(fd, data, len, off)`: guest_memfd → ESPIPE. */
+  pwrite(data: Uint8Array, offset: IntArg): number;
+  /** `lseek(fd, off, whence)`: guest_memfd → ESPIPE for every whence. Returns the new offset. */
+  lseek(offset: IntArg, whence: number): bigint;
+  /** `ftruncate(fd, len)`: guest_memfd → EINVAL for any length (the size is fixed). */
+  ftruncate(len: IntArg): void;
+  /** `dup(fd)`: another fd for the same open file (a file reference of its own). */
+  dup(): KvmGuestMemfd;
+  /**
+   * `close(fd)`. When this was the last reference (no other fd, no mapping) the file is released:
+   * its memory is freed, every memslot bound to it becomes an orphan (still present, still
+   * occupying its GPA range, deletable), and its pin on the VM is dropped.
+   */
+  close(): void;
+}
+
+/**
+ * A host mapping of a guest_memfd (`mmap` result). Host access goes through the accessor methods
+ * (never raw pointers), so an access the kernel would answer with SIGBUS becomes a thrown
+ * `HostAccessFault` (with `offset` = the file offset of the first refused byte) and an access
+ * to memory the mapping does not cover, or to an unmapped mapping, a `GuestMemError` EFAULT.
+ *
+ * SIGBUS rules (research §2.5): a page at or past EOF; every page of a file created without
+ * `GUEST_MEMFD_FLAG_INIT_SHARED` (even allocated ones). Accesses are performed in address order,
+ * so a write that runs into a faulting page keeps the bytes before it, exactly like `memset` in
+ * the kernel selftest `fault_overflow`.
+ */
+export interface KvmMapping {
+  /** Start address in the host address space; usable as a memslot's `userspaceAddr`. */
+  readonly address: bigint;
+  /** Mapping length in bytes. */
+  readonly length: number;
+  /** File offset of the first mapped byte. */
+  readonly offset: bigint;
+  readonly prot: number;
+  readonly flags: number;
+  /** True once `munmap()` ran. */
+  readonly unmapped: boolean;
+  /** Copies `len` bytes starting `offset` bytes into the mapping. */
+  read(offset: IntArg, len: number): Uint8Array;
+  /** Copies `data` into the mapping at `offset`. */
+  write(offset: IntArg, data: Uint8Array): void;
+  /** `memset(address + offset, byte, len)`. */
+  fill(offset: IntArg, len: number, byte: number): void;
+  /** `munmap(address, length)`; drops the mapping's file reference. A second call does nothing (like munmap of an unmapped range). */
+  munmap(): void;
+}
+
+/**
+ * The fd numbers open in this process, read from `/proc/self/fd` (the directory fd used for the
+ * listing itself is excluded). Used by tests to detect leaks; sim drivers use `Kvm.openFds()`.
+ */
+export function openFds(): number[] {
+  const listed = readdirSync('/proc/self/fd').map(Number);
+  // The directory fd readdirSync used is closed again by now: keep only fds whose link still resolves.
+  return listed
+    .filter((fd) => {
+      try {
+        readlinkSync(`/proc/self/fd/${fd}`);
+        return true;
+      } catch {
+        return false;
+      }
+    })
+    .sort((a, b) => a - b);
+}
