@@ -1,0 +1,427 @@
+/**
+ * The uAPI of `api.ts` on the real `/dev/kvm`. Each method issues exactly one syscall (plus the
+ * argument encoding) and turns `-1`/errno into a GuestMemError; nothing is emulated, so whatever
+ * the running kernel answers is what callers see.
+ *
+ * The one place the driver does more than the syscall is host access through a mapping: see
+ * {@link NativeMapping}.
+ */
+import { GuestMemError, HostAccessFault } from '@guestmem/core';
+import type {
+  CreateGuestMemfdArgs,
+  GuestMemfdStat,
+  IntArg,
+  Kvm,
+  KvmGuestMemfd,
+  KvmMapping,
+  KvmVm,
+  MemoryAttributesArgs,
+  MmapArgs,
+  OtherFd,
+  OtherFdKind,
+  UserMemoryRegion,
+  UserMemoryRegion2,
+} from '../api.js';
+import { openFds } from '../api.js';
+import { i32, i64, u64 } from '../uapi/codec-util.js';
+import {
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  MAP_ANONYMOUS,
+  MAP_FAILED,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MFD_CLOEXEC,
+  O_CLOEXEC,
+  O_RDWR,
+  PROT_READ,
+  PROT_WRITE,
+} from '../uapi/constants.js';
+import {
+  KVM_CHECK_EXTENSION,
+  KVM_CREATE_GUEST_MEMFD,
+  KVM_CREATE_VM,
+  KVM_SET_MEMORY_ATTRIBUTES,
+  KVM_SET_USER_MEMORY_REGION,
+  KVM_SET_USER_MEMORY_REGION2,
+} from '../uapi/ioctl.js';
+import {
+  encodeKvmCreateGuestMemfd,
+  encodeKvmMemoryAttributes,
+  encodeKvmUserspaceMemoryRegion,
+  encodeKvmUserspaceMemoryRegion2,
+} from '../uapi/structs.js';
+import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
+import { copyFromHost, copyToHost, fillHost, libc, type Libc } from './libc.js';
+
+// Scratch buffers for the struct ioctls. JS is single-threaded and each ioctl copies the struct in
+// before returning, so one buffer per struct type serves every VM without a per-call allocation.
+const createGmemBuf = Buffer.alloc(64);
+const region1Buf = Buffer.alloc(32);
+const region2Buf = Buffer.alloc(160);
+const attrsBuf = Buffer.alloc(32);
+/** `struct stat` is 144 bytes on x86-64. */
+const statBuf = Buffer.alloc(144);
+
+/** Capability numbers that fit an `unsigned long` fast path without BigInt conversion. */
+function capArg(cap: IntArg): number | bigint {
+  return typeof cap === 'number' && cap >= 0 && cap <= 0xffff_ffff && Number.isInteger(cap) ? cap : u64('cap', cap);
+}
+
+/** Common fd ownership: closes once, and refuses any use after close without touching the number. */
+abstract class OwnedFd {
+  #closed = false;
+  constructor(
+    protected readonly c: Libc,
+    readonly fd: number,
+  ) {}
+  get closed(): boolean {
+    return this.#closed;
+  }
+  protected live(op: string, syscall: string): number {
+    if (this.#closed) throw closedError(op, syscall, this.fd);
+    return this.fd;
+  }
+  close(): void {
+    const fd = this.live('close', 'close');
+    this.#closed = true;
+    // Why: release our fd-table entry; the kernel object lives on while other references exist.
+    if (this.c.close(fd) < 0) throw syscallError(this.c.errno(), 'close', 'close', { fd });
+  }
+}
+
+/** `/dev/kvm`. */
+export class NativeKvm extends OwnedFd implements Kvm {
+  readonly driver = 'native' as const;
+  readonly profile = 'host' as const;
+
+  /** Opens `/dev/kvm` (O_RDWR | O_CLOEXEC). Throws GuestMemError with open's errno. */
+  static open(path = '/dev/kvm'): NativeKvm {
+    const c = libc();
+    // Why: the system fd is the entry point of the KVM API (capabilities, KVM_CREATE_VM).
+    const fd = c.open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) throw syscallError(c.errno(), 'openKvm', 'open', { path });
+    return new NativeKvm(c, fd);
+  }
+
+  checkExtension(cap: IntArg): number {
+    const fd = this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)');
+    // Why: the capability query; the argument is the capability number itself, not a pointer.
+    const r = this.c.ioctlArg(fd, KVM_CHECK_EXTENSION, capArg(cap));
+    if (r < 0) throw syscallError(this.c.errno(), 'checkExtension', 'ioctl(KVM_CHECK_EXTENSION)', { cap });
+    return r;
+  }
+
+  createVm(type: IntArg = 0): KvmVm {
+    const fd = this.live('createVm', 'ioctl(KVM_CREATE_VM)');
+    const t = u64('type', type);
+    // Why: creates the VM; the machine type travels as the integer argument.
+    const vmFd = this.c.ioctlArg(fd, KVM_CREATE_VM, t);
+    if (vmFd < 0) throw syscallError(this.c.errno(), 'createVm', 'ioctl(KVM_CREATE_VM)', { type });
+    return new NativeVm(this.c, vmFd, Number(t));
+  }
+
+  openOtherFd(kind: OtherFdKind): OtherFd {
+    this.live('openOtherFd', kind === 'memfd' ? 'memfd_create' : 'open');
+    if (kind === 'memfd') {
+      // Why: a regular shmem file — the "valid fd, wrong file type" case of REGION2.
+      const fd = this.c.memfd_create('guestmem-other', MFD_CLOEXEC);
+      if (fd < 0) throw syscallError(this.c.errno(), 'openOtherFd', 'memfd_create');
+      return new NativeOtherFd(this.c, fd, kind);
+    }
+    // Why: a character device that is not KVM's.
+    const fd = this.c.open('/dev/null', O_RDWR | O_CLOEXEC);
+    if (fd < 0) throw syscallError(this.c.errno(), 'openOtherFd', 'open', { path: '/dev/null' });
+    return new NativeOtherFd(this.c, fd, kind);
+  }
+
+  openFds(): number[] {
+    return openFds();
+  }
+}
+
+class NativeOtherFd extends OwnedFd implements OtherFd {
+  constructor(
+    c: Libc,
+    fd: number,
+    readonly kind: OtherFdKind,
+  ) {
+    super(c, fd);
+  }
+}
+
+/** A VM fd. */
+export class NativeVm extends OwnedFd implements KvmVm {
+  constructor(
+    c: Libc,
+    fd: number,
+    readonly type: number,
+  ) {
+    super(c, fd);
+  }
+
+  checkExtension(cap: IntArg): number {
+    const fd = this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)');
+    // Why: per-VM capability answers (e.g. GUEST_MEMFD_FLAGS depends on the VM type).
+    const r = this.c.ioctlArg(fd, KVM_CHECK_EXTENSION, capArg(cap));
+    if (r < 0) throw syscallError(this.c.errno(), 'checkExtension', 'ioctl(KVM_CHECK_EXTENSION)', { cap });
+    return r;
+  }
+
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+    const syscall = 'ioctl(KVM_CREATE_GUEST_MEMFD)';
+    const fd = this.live('createGuestMemfd', syscall);
+    encodeKvmCreateGuestMemfd(args, createGmemBuf);
+    // Why: the only way to obtain a guest_memfd; the kernel returns the new fd.
+    const gfd = this.c.ioctlPtr(fd, KVM_CREATE_GUEST_MEMFD, createGmemBuf);
+    if (gfd < 0) {
+      throw syscallError(this.c.errno(), 'createGuestMemfd', syscall, { size: args.size, flags: args.flags });
+    }
+    return new NativeGuestMemfd(this.c, gfd, u64('size', args.size), u64('flags', args.flags));
+  }
+
+  setUserMemoryRegion(region: UserMemoryRegion): void {
+    const syscall = 'ioctl(KVM_SET_USER_MEMORY_REGION)';
+    const fd = this.live('setUserMemoryRegion', syscall);
+    encodeKvmUserspaceMemoryRegion(region, region1Buf);
+    // Why: v1 memslot create/modify/delete.
+    if (this.c.ioctlPtr(fd, KVM_SET_USER_MEMORY_REGION, region1Buf) < 0) {
+      throw syscallError(this.c.errno(), 'setUserMemoryRegion', syscall, { ...region });
+    }
+  }
+
+  setUserMemoryRegion2(region: UserMemoryRegion2): void {
+    const syscall = 'ioctl(KVM_SET_USER_MEMORY_REGION2)';
+    const fd = this.live('setUserMemoryRegion2', syscall);
+    encodeKvmUserspaceMemoryRegion2(region, region2Buf);
+    // Why: v2 memslot ioctl; with KVM_MEM_GUEST_MEMFD it binds the slot to a guest_memfd range.
+    if (this.c.ioctlPtr(fd, KVM_SET_USER_MEMORY_REGION2, region2Buf) < 0) {
+      throw syscallError(this.c.errno(), 'setUserMemoryRegion2', syscall, { ...region });
+    }
+  }
+
+  setMemoryAttributes(attrs: MemoryAttributesArgs): void {
+    const syscall = 'ioctl(KVM_SET_MEMORY_ATTRIBUTES)';
+    const fd = this.live('setMemoryAttributes', syscall);
+    encodeKvmMemoryAttributes(attrs, attrsBuf);
+    // Why: shared⇄private conversion of a GPA range (ENOTTY where the kernel lacks it).
+    if (this.c.ioctlPtr(fd, KVM_SET_MEMORY_ATTRIBUTES, attrsBuf) < 0) {
+      throw syscallError(this.c.errno(), 'setMemoryAttributes', syscall, { ...attrs });
+    }
+  }
+}
+
+/** A guest_memfd fd. `size`/`flags` are remembered from creation for the host-access pre-checks. */
+export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
+  constructor(
+    c: Libc,
+    fd: number,
+    readonly size: bigint,
+    readonly flags: bigint,
+  ) {
+    super(c, fd);
+  }
+
+  fallocate(mode: number, offset: IntArg, len: IntArg): void {
+    const fd = this.live('fallocate', 'fallocate');
+    // Why: allocate (KEEP_SIZE) or free (PUNCH_HOLE|KEEP_SIZE) backing pages of the file.
+    const r = this.c.fallocate(fd, i32('mode', mode), i64('offset', offset), i64('len', len));
+    if (r < 0) throw syscallError(this.c.errno(), 'fallocate', 'fallocate', { mode, offset, len });
+  }
+
+  mmap(args: MmapArgs): KvmMapping {
+    const fd = this.live('mmap', 'mmap');
+    if (args.flags & (MAP_FIXED | MAP_ANONYMOUS) && !(args.flags & MAP_FIXED_NOREPLACE)) {
+      // MAP_FIXED could silently replace memory of the Node process, MAP_ANONYMOUS would not map
+      // the file at all: refused before any syscall (the sim refuses them the same way).
+      throw new GuestMemError({
+        code: 'EINVAL',
+        op: 'mmap',
+        backend: NATIVE_BACKEND,
+        detail: 'MAP_FIXED and MAP_ANONYMOUS are refused by guestmem (use MAP_FIXED_NOREPLACE)',
+        info: { flags: args.flags },
+      });
+    }
+    const length = u64('length', args.length);
+    const offset = i64('offset', args.offset ?? 0);
+    const hint = u64('address', args.address ?? 0);
+    // Why: the host's window onto the file; the mapping takes its own file reference.
+    const address: bigint = this.c.mmap(hint, length, i32('prot', args.prot), i32('flags', args.flags), fd, offset);
+    if (address === MAP_FAILED) {
+      throw syscallError(this.c.errno(), 'mmap', 'mmap', { length: args.length, prot: args.prot, flags: args.flags, offset });
+    }
+    return new NativeMapping(this.c, address, Number(length), BigInt.asUintN(64, offset), args.prot, args.flags, this.size, this.flags);
+  }
+
+  fstat(): GuestMemfdStat {
+    const fd = this.live('fstat', 'fstat');
+    // Why: size/blksize/blocks/mode/ino as the VFS reports them for this anon inode.
+    if (this.c.fstat(fd, statBuf) < 0) throw syscallError(this.c.errno(), 'fstat', 'fstat');
+    return {
+      ino: statBuf.readBigUInt64LE(8),
+      nlink: Number(statBuf.readBigUInt64LE(16)),
+      mode: statBuf.readUInt32LE(24),
+      size: statBuf.readBigInt64LE(48),
+      blksize: Number(statBuf.readBigInt64LE(56)),
+      blocks: statBuf.readBigInt64LE(64),
+    };
+  }
+
+  read(len: number): Uint8Array {
+    const fd = this.live('read', 'read');
+    const buf = Buffer.alloc(len);
+    // Why: guest_memfd has no read op; the kernel's answer (EINVAL) is what callers observe.
+    const n = Number(this.c.read(fd, buf, len));
+    if (n < 0) throw syscallError(this.c.errno(), 'read', 'read', { len });
+    return new Uint8Array(buf.buffer, buf.byteOffset, n);
+  }
+
+  write(data: Uint8Array): number {
+    const fd = this.live('write', 'write');
+    // Why: guest_memfd has no write op (EINVAL).
+    const n = Number(this.c.write(fd, data, data.byteLength));
+    if (n < 0) throw syscallError(this.c.errno(), 'write', 'write', { len: data.byteLength });
+    return n;
+  }
+
+  pread(len: number, offset: IntArg): Uint8Array {
+    const fd = this.live('pread', 'pread');
+    const buf = Buffer.alloc(len);
+    // Why: no FMODE_PREAD on guest_memfd (ESPIPE).
+    const n = Number(this.c.pread(fd, buf, len, i64('offset', offset)));
+    if (n < 0) throw syscallError(this.c.errno(), 'pread', 'pread', { len, offset });
+    return new Uint8Array(buf.buffer, buf.byteOffset, n);
+  }
+
+  pwrite(data: Uint8Array, offset: IntArg): number {
+    const fd = this.live('pwrite', 'pwrite');
+    // Why: no FMODE_PWRITE on guest_memfd (ESPIPE).
+    const n = Number(this.c.pwrite(fd, data, data.byteLength, i64('offset', offset)));
+    if (n < 0) throw syscallError(this.c.errno(), 'pwrite', 'pwrite', { len: data.byteLength, offset });
+    return n;
+  }
+
+  lseek(offset: IntArg, whence: number): bigint {
+    const fd = this.live('lseek', 'lseek');
+    // Why: no llseek on guest_memfd (ESPIPE).
+    const r = BigInt(this.c.lseek(fd, i64('offset', offset), i32('whence', whence)));
+    if (r < 0n) throw syscallError(this.c.errno(), 'lseek', 'lseek', { offset, whence });
+    return r;
+  }
+
+  ftruncate(len: IntArg): void {
+    const fd = this.live('ftruncate', 'ftruncate');
+    // Why: guest_memfd's setattr refuses every size change (EINVAL).
+    if (this.c.ftruncate(fd, i64('len', len)) < 0) throw syscallError(this.c.errno(), 'ftruncate', 'ftruncate', { len });
+  }
+
+  dup(): KvmGuestMemfd {
+    const fd = this.live('dup', 'dup');
+    // Why: a second fd-table reference to the same open file.
+    const nfd = this.c.dup(fd);
+    if (nfd < 0) throw syscallError(this.c.errno(), 'dup', 'dup', { fd });
+    return new NativeGuestMemfd(this.c, nfd, this.size, this.flags);
+  }
+}
+
+/**
+ * A real host mapping of a guest_memfd, accessed through copies.
+ *
+ * **Every access is checked before memory is touched**, because a SIGBUS or SIGSEGV would kill the
+ * Node process. The checks are exactly the rules of research §2.5 and they are static: a guest_memfd
+ * never changes size, and its flags are fixed at creation.
+ * - the mapping was unmapped through this object → GuestMemError EFAULT;
+ * - the range leaves `[0, length)` of the mapping → GuestMemError EFAULT;
+ * - read of PROT_NONE, write without PROT_WRITE → GuestMemError EFAULT with `info.signal` SIGSEGV
+ *   (x86: PROT_WRITE alone is readable);
+ * - file created without GUEST_MEMFD_FLAG_INIT_SHARED → HostAccessFault for every page (6.18 has no
+ *   in-place conversion, so no page of such a file is ever shared);
+ * - page at or past EOF → HostAccessFault at that file offset; for writes the bytes before it are
+ *   written first, like a `memset` that faults midway.
+ *
+ * What the pre-check cannot see (documented in README "Native driver"): hardware-poisoned pages
+ * (CONFIG_MEMORY_FAILURE is off on the target machine, so none can exist there), an allocation
+ * failure inside the fault handler (VM_FAULT_OOM: OOM kill or SIGBUS), and the address range being
+ * replaced behind our back by other native code (e.g. a foreign munmap/MAP_FIXED).
+ */
+export class NativeMapping implements KvmMapping {
+  #unmapped = false;
+  constructor(
+    private readonly c: Libc,
+    readonly address: bigint,
+    readonly length: number,
+    readonly offset: bigint,
+    readonly prot: number,
+    readonly flags: number,
+    private readonly fileSize: bigint,
+    private readonly fileFlags: bigint,
+  ) {}
+
+  get unmapped(): boolean {
+    return this.#unmapped;
+  }
+
+  read(offset: IntArg, len: number): Uint8Array {
+    const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
+    const allowed = this.allowedBytes(start, len);
+    if (allowed < len) throw this.fault('read', start + allowed);
+    return copyFromHost(this.address + BigInt(start), len);
+  }
+
+  write(offset: IntArg, data: Uint8Array): void {
+    const start = this.check('write', offset, data.byteLength, PROT_WRITE);
+    const allowed = this.allowedBytes(start, data.byteLength);
+    copyToHost(this.address + BigInt(start), data.subarray(0, allowed));
+    if (allowed < data.byteLength) throw this.fault('write', start + allowed);
+  }
+
+  fill(offset: IntArg, len: number, byte: number): void {
+    const start = this.check('fill', offset, len, PROT_WRITE);
+    const allowed = this.allowedBytes(start, len);
+    fillHost(this.address + BigInt(start), allowed, byte);
+    if (allowed < len) throw this.fault('fill', start + allowed);
+  }
+
+  munmap(): void {
+    if (this.#unmapped) return;
+    // Why: unmap our own range; the kernel drops the mapping's file reference.
+    if (this.c.munmap(this.address, this.length) < 0) {
+      throw syscallError(this.c.errno(), 'munmap', 'munmap', { address: this.address, length: this.length });
+    }
+    this.#unmapped = true;
+  }
+
+  /** Validates an access and returns its start offset in the mapping. */
+  private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
+    const efault = (detail: string, extra: Record<string, unknown> = {}) =>
+      new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: NATIVE_BACKEND, detail, info: { offset, len, ...extra } });
+    if (this.#unmapped) throw efault('the mapping was unmapped');
+    const start = Number(u64('offset', offset));
+    if (!Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
+      throw efault(`[${start}, +${len}) is outside the ${this.length}-byte mapping`);
+    }
+    if (len > 0 && !(this.prot & protNeeded)) {
+      throw efault(`prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
+        signal: 'SIGSEGV',
+      });
+    }
+    return start;
+  }
+
+  /** How many bytes from `start` can be touched before the first page that would SIGBUS. */
+  private allowedBytes(start: number, len: number): number {
+    if (len === 0) return 0;
+    if (!(this.fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED)) return 0;
+    const fileStart = this.offset + BigInt(start);
+    if (fileStart >= this.fileSize) return 0;
+    const untilEof = this.fileSize - fileStart;
+    return untilEof < BigInt(len) ? Number(untilEof) : len;
+  }
+
+  private fault(op: string, mappingOffset: number): HostAccessFault {
+    const fileOffset = this.offset + BigInt(mappingOffset);
+    const why = !(this.fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED)
+      ? 'the file is private (created without GUEST_MEMFD_FLAG_INIT_SHARED)'
+      : `file offset ${fileOffset} is at or past EOF (${this.fileSize})`;
+    return new HostAccessFault({ op: `mapping.${op}`, backend: NATIVE_BACKEND, offset: fileOffset, detail: why });
+  }
+}

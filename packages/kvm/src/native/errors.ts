@@ -1,0 +1,37 @@
+import { GuestMemError, errnoCode, errnoName } from '@guestmem/core';
+
+/** The backend id of every error the native driver raises. */
+export const NATIVE_BACKEND = 'kvm-native';
+
+/**
+ * A GuestMemError for a failed syscall, from the errno libc reported. An errno outside core's
+ * table (none is expected from these calls) is reported as EIO with the raw number in `info.errno`.
+ */
+export function syscallError(
+  errno: number,
+  op: string,
+  syscall: string,
+  info?: Record<string, unknown>,
+): GuestMemError {
+  const code = errnoCode(errno);
+  return new GuestMemError({
+    code: code ?? 'EIO',
+    op,
+    backend: NATIVE_BACKEND,
+    syscall,
+    detail: code ? undefined : `unexpected ${errnoName(errno)}`,
+    info: { ...info, ...(code ? {} : { errno }) },
+  });
+}
+
+/** EBADF for a call on a handle whose fd this driver already closed (no syscall is issued: the number may be reused). */
+export function closedError(op: string, syscall: string, fd: number): GuestMemError {
+  return new GuestMemError({
+    code: 'EBADF',
+    op,
+    backend: NATIVE_BACKEND,
+    syscall,
+    detail: `fd ${fd} was already closed through this handle`,
+    info: { fd },
+  });
+}
