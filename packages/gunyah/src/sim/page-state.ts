@@ -19,8 +19,11 @@ export type PageState = 'ABSENT' | 'HOST' | 'PROVIDED_SHARED' | 'PROVIDED_LENT' 
 export type PageEvent =
   /** fallocate, host fault, guest fault or DTB parcel construction creates the folio (zeroed). */
   | { type: 'allocate' }
-  /** guest fault on a binding: donate + map into stage 2. */
-  | { type: 'provide'; lend: boolean }
+  /**
+   * donate + map into stage 2. From a guest fault (`access` true, the default) a lent page is
+   * locked at once; the DTB parcel is provided at VM start before the guest ran (`access` false).
+   */
+  | { type: 'provide'; lend: boolean; access?: boolean }
   /** the guest touches a provided page (a fault that provides it is itself an access). */
   | { type: 'guestAccess' }
   /** the guest relinquishes a lent page (test-VMM hypercall 0x8069); sanitize is data-only. */
@@ -49,7 +52,7 @@ export function pageTransition(state: PageState, ev: PageEvent): PageTransition 
     case 'allocate':
       return state === 'ABSENT' ? ok('HOST') : ok(state); // allocate of an existing folio is a lookup
     case 'provide':
-      if (state === 'ABSENT' || state === 'HOST') return ok(ev.lend ? 'LENT_LOCKED' : 'PROVIDED_SHARED');
+      if (state === 'ABSENT' || state === 'HOST') return ok(!ev.lend ? 'PROVIDED_SHARED' : ev.access === false ? 'PROVIDED_LENT' : 'LENT_LOCKED');
       return no('invalid'); // already provided: the driver sees -EAGAIN and treats it as success
     case 'guestAccess':
       if (state === 'PROVIDED_LENT') return ok('LENT_LOCKED'); // touching a relinquished page re-locks it

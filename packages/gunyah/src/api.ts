@@ -1,0 +1,191 @@
+/**
+ * The uAPI-level API of `@guestmem/gunyah`: one object per Gunyah fd, one method per ioctl or
+ * file operation, errno-exact errors. Read it side by side with the v17 `include/uapi/linux/gunyah.h`.
+ *
+ * ```ts
+ * const gh = openGunyah({ driver: 'sim' });
+ * const mem = gh.createGuestMem({ flags: 0n, size: 2n << 20n });      // GUNYAH_CREATE_GUEST_MEM
+ * const vm = gh.createVm();                                            // GUNYAH_CREATE_VM
+ * vm.mapMem({ guestAddr: 0x8000_0000n, flags: GUNYAH_MEM_FORCE_LEND | GUNYAH_MEM_ALLOW_RWX,
+ *             guestMemFd: mem.fd, offset: 0n, size: 2n << 20n });      // GUNYAH_VM_MAP_MEM
+ * const r = vm.vcpu(0).write(0x8000_0000n, bytes);                      // guest access (simulation)
+ * ```
+ *
+ * Every failure is a `GuestMemError` with `backend: 'gunyah-sim'` and `syscall` naming the ioctl
+ * or file operation (`'ioctl(GUNYAH_VM_MAP_MEM)'`, `'fallocate'`, `'mmap'`); a refused host access
+ * is a `HostAccessFault` (code `'SIGBUS'`).
+ */
+import type { MapFlagLayout, LayoutName, ResumeAction, GunyahPageFaultExit } from './uapi/index.js';
+
+/** Options of {@link openGunyah}. */
+export interface OpenGunyahOptions {
+  /** Only `'sim'` exists: no Gunyah hardware is available (a `native` slot is reserved). */
+  driver: 'sim';
+  /**
+   * Bit layout of `GUNYAH_VM_MAP_MEM` flags: `'v17'` (upstream series, default) or `'ack'` (the
+   * Android common kernel, whose access and rights nibbles are swapped).
+   */
+  layout?: LayoutName;
+  /**
+   * Whether the host kernel can unmap single pages from its direct map (arm64 `rodata=full`).
+   * Default true. With false every LEND binding fails with EINVAL, as v17 does.
+   */
+  rodataFull?: boolean;
+  /** Maximum number of open fds before EMFILE (default 1024). */
+  maxFds?: number;
+  /** Byte limit of folio memory (allocator limit → ENOMEM). Default: unlimited. */
+  memoryLimit?: bigint;
+}
+
+/** `/dev/gunyah`. */
+export interface Gunyah {
+  readonly layout: MapFlagLayout;
+  /** `GUNYAH_CREATE_VM`. `arg` must be 0 (Android14-6.1 checks it; assumed for v17). */
+  createVm(arg?: number): GunyahVm;
+  /**
+   * `GUNYAH_CREATE_GUEST_MEM`: a guest-memory file **not tied to any VM**. EINVAL for an unknown
+   * flag bit or a size that is 0 or not page-aligned. Reserved words are not checked (v17 quirk).
+   */
+  createGuestMem(args: { flags: bigint | number; size: bigint | number; reserved?: readonly bigint[] }): GunyahGuestMem;
+  /** Raw ioctl entry for byte-level callers: `(fd of /dev/gunyah or a VM, request, arg struct bytes)`. */
+  ioctl(fd: number, request: number, arg?: Uint8Array): number;
+  /** Looks up an open guest-memory fd. */
+  guestMem(fd: number): GunyahGuestMem | undefined;
+  /** Accounting: open fds, live folios and bindings (for leak checks). */
+  stats(): GunyahStats;
+}
+
+export interface GunyahStats {
+  openFds: number;
+  vms: number;
+  files: number;
+  bindings: number;
+  /** bytes of folio memory held by all files */
+  folioBytes: bigint;
+  /** folios currently provided to some VM */
+  providedFolios: number;
+  parcels: number;
+}
+
+/** Arguments of `GUNYAH_VM_MAP_MEM` (`struct gunyah_map_mem_args`). */
+export interface MapMemArgs {
+  guestAddr: bigint | number;
+  /** Raw `gunyah_map_flags` word in the device's layout. Include UNMAP to unbind. */
+  flags: number;
+  guestMemFd: number;
+  offset: bigint | number;
+  size: bigint | number;
+}
+
+/** A VM fd. */
+export interface GunyahVm {
+  readonly fd: number;
+  /** RM VMID, assigned at start (0 before). */
+  readonly vmid: number;
+  readonly status: 'no-state' | 'running' | 'exited' | 'closed';
+  /**
+   * `GUNYAH_VM_MAP_MEM`: record a binding (nothing is mapped until the guest faults) or, with
+   * `GUNYAH_MEM_UNMAP` and the binding's exact flags, remove the whole binding, its head or its
+   * tail (reclaiming that part first). Checks, in the kernel's order: bad fd / not a guest-memory
+   * file → EINVAL (not EBADF); unknown bits, no R/W/X, access value not 0/1/2, unaligned
+   * guest_addr/offset/size → EINVAL; then bind: hugepage file not 2 MiB-aligned → EINVAL, lend
+   * without rodata=full → EINVAL, file range overlapping any binding of the file (any VM) →
+   * EEXIST, GPA range overlapping a binding of this VM → EEXIST. Unbind: no binding with identical
+   * flags and offset↔GPA relation containing the range → ENOENT; a middle piece → EINVAL; reclaim
+   * refused → that errno (binding kept).
+   */
+  mapMem(args: MapMemArgs): void;
+  /** `GUNYAH_VM_SET_DTB_CONFIG`: EOVERFLOW when guest_phys_addr + size wraps. */
+  setDtbConfig(args: { guestPhysAddr: bigint | number; size: bigint | number }): void;
+  /**
+   * `GUNYAH_VM_START`: builds the DTB memparcel from its binding (ENOENT if no single binding
+   * covers it; EPERM if a lent DTB folio is host-mapped), lends or shares it through the RM, lets
+   * the VM accept it and moves its folios into demand-paged tracking.
+   */
+  start(): void;
+  /** A simulated vCPU, the guest side of the model. */
+  vcpu(id?: number): GunyahVcpu;
+  /** Current bindings of this VM, ordered by GPA. */
+  bindings(): readonly BindingInfo[];
+  /**
+   * Closes the VM fd. Teardown: stop, remove every binding (reclaim + drop the file reference),
+   * reclaim what is still provided, RM VM_RESET (auto-releasing accepted parcels), reclaim the DTB
+   * parcel. Locked lent pages are forcibly returned by the reset (the guest no longer exists). The
+   * files keep their contents.
+   */
+  close(): void;
+}
+
+export interface BindingInfo {
+  guestAddr: bigint;
+  offset: bigint;
+  size: bigint;
+  guestMemFd: number;
+  flags: number;
+  lend: boolean;
+  write: boolean;
+}
+
+/**
+ * What a guest access produced.
+ * - `done`: the access completed (`data` for reads);
+ * - `page-fault`: the vCPU exited to the VMM with `GUNYAH_VCPU_EXIT_PAGE_FAULT`. `run` is the
+ *   40-byte `gunyah_vcpu_run` block; call `resume(action)` (default: the block's resume_action,
+ *   FAULT) to continue: `retry` re-executes the access (e.g. after adding a binding), `fault`
+ *   injects an abort into the guest, `handled` skips the access as emulated by the VMM.
+ * - `guest-abort`: the fault was injected into the guest; nothing was read or written.
+ * - `handled`: the VMM declared the access handled; nothing was read or written.
+ */
+export type GuestAccess =
+  | { status: 'done'; data?: Uint8Array }
+  | { status: 'page-fault'; exit: GunyahPageFaultExit; run: Uint8Array; resume(action?: ResumeAction): GuestAccess }
+  | { status: 'guest-abort'; gpa: bigint; attempt: number }
+  | { status: 'handled' };
+
+/** A simulated vCPU: guest reads/writes and the Qualcomm test guest's relinquish hypercall. */
+export interface GunyahVcpu {
+  readonly id: number;
+  read(gpa: bigint | number, length: number): GuestAccess;
+  write(gpa: bigint | number, data: Uint8Array): GuestAccess;
+  /** Instruction fetch (needs ALLOW_EXEC on share bindings? no: exec is never granted to shared memory). */
+  exec(gpa: bigint | number): GuestAccess;
+  /**
+   * The test guest's page-relinquish hypercall (0x8069): unlock `pages` lent pages from `gpa`, so
+   * the host can reclaim them; `sanitize` zeroes them first. Pages not lent to this VM are skipped.
+   */
+  relinquish(gpa: bigint | number, pages: number, opts?: { sanitize?: boolean }): void;
+}
+
+/** A guest-memory fd. */
+export interface GunyahGuestMem {
+  readonly fd: number;
+  readonly size: bigint;
+  readonly flags: bigint;
+  /**
+   * fallocate(2): KEEP_SIZE mandatory and only PUNCH_HOLE / ZERO_RANGE besides it (EOPNOTSUPP);
+   * offset/len page-aligned (EINVAL). PUNCH_HOLE reclaims from every VM first and fails if that is
+   * refused. Anything else — **including ZERO_RANGE** — allocates (v17 quirk: it does not zero
+   * existing data); past EOF → EINVAL; aborted signal → EINTR.
+   */
+  fallocate(mode: number, offset: bigint | number, len: bigint | number, opts?: { signal?: AbortSignal }): void;
+  /**
+   * mmap(2), MAP_SHARED only (private → EINVAL). First reclaims overlapping lent bindings (v17
+   * code: from the mapping's start to the end of the binding); a refused reclaim fails the mmap.
+   */
+  mmap(args: { offset: bigint | number; length: bigint | number; shared?: boolean }): GunyahHostMapping;
+  /** Drops the fd. The file lives on while bindings or mappings reference it. */
+  close(): void;
+}
+
+/**
+ * A host mapping of a guest-memory file. Each access faults per page: a page currently lent is
+ * reclaimed first, and if the hypervisor refuses, the access throws `HostAccessFault` (SIGBUS).
+ */
+export interface GunyahHostMapping {
+  readonly offset: bigint;
+  readonly length: bigint;
+  read(at: bigint | number, length: number): Uint8Array;
+  write(at: bigint | number, data: Uint8Array): void;
+  /** munmap. */
+  unmap(): void;
+}

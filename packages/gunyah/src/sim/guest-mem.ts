@@ -1,0 +1,366 @@
+import { GuestMemError, PAGE_SIZE, PAGE_SIZE_N, toBig } from '@guestmem/core';
+import type { GunyahGuestMem, GunyahHostMapping } from '../api.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+  GHMF_ALLOW_HUGEPAGE,
+  type MapFlags,
+} from '../uapi/index.js';
+import { GuestMemFile, HostMapping, type GuestMemOps, type PageRange } from './core-seam.js';
+import { BACKEND, RECLAIM_REFUSED, err, withSyscall } from './errors.js';
+import { isLent, isProvided, pageTransition, type PageState } from './page-state.js';
+import type { SimDevice } from './device.js';
+import type { SimVm } from './vm.js';
+
+const HUGE = 512;
+/** `MAX_LFS_FILESIZE` on 64-bit: the VFS answers EFBIG past it. */
+const MAX_LFS = (1n << 63n) - 1n;
+/** Every mode bit the VFS knows (`FALLOC_FL_SUPPORTED_MASK`); others are EOPNOTSUPP. */
+const FALLOC_SUPPORTED_MASK = 0x7f;
+
+/**
+ * One `GUNYAH_VM_MAP_MEM` binding: `nr` pages of `mem` from page `off`, at guest frame `gfn` of
+ * `vm`. Page numbers are plain numbers (2^52 covers every 64-bit address).
+ */
+export class SimBinding {
+  constructor(
+    readonly vm: SimVm,
+    readonly mem: SimGuestMem,
+    public gfn: number,
+    public off: number,
+    public nr: number,
+    /** raw flags word without UNMAP, compared verbatim on unbind */
+    readonly rawFlags: number,
+    readonly flags: MapFlags,
+    readonly lend: boolean,
+  ) {}
+  get offEnd(): number {
+    return this.off + this.nr;
+  }
+  gfnOf(index: number): number {
+    return index - this.off + this.gfn;
+  }
+  indexOf(gfn: number): number {
+    return gfn - this.gfn + this.off;
+  }
+}
+
+/** A folio currently in some VM's stage 2 (the driver's `mm` tree entry plus PG_private). */
+export interface ProvidedFolio {
+  readonly head: number;
+  readonly nr: number;
+  readonly binding: SimBinding;
+}
+
+/** Which reclaims may override a guest's lock. */
+type ReclaimMode = 'normal' | 'teardown';
+
+/**
+ * A Gunyah guest-memory file (`[gh-gmem]` anon inode) on core's {@link GuestMemFile}: folios,
+ * punch, allocate and lifetime are core's; the per-page provide/lend/lock state, bindings and the
+ * host rules live here and reach core through {@link GuestMemOps}.
+ */
+export class SimGuestMem implements GunyahGuestMem {
+  readonly file: GuestMemFile<SimBinding>;
+  /** Bindings of this file in every VM, newest first (the kernel's `i_private_list` order). */
+  readonly bindings: SimBinding[] = [];
+  readonly mappings = new Set<SimHostMapping>();
+  /** Provided folios by head page index. */
+  readonly provided = new Map<number, ProvidedFolio>();
+  /** State of each provided page; a page not in here is HOST (present) or ABSENT. */
+  private readonly states = new Map<number, PageState>();
+  private fdOpen = true;
+
+  constructor(
+    readonly device: SimDevice,
+    readonly fd: number,
+    size: bigint,
+    flags: bigint,
+  ) {
+    this.file = GuestMemFile.create(size, flags, this.hooks(), {
+      allocator: device.allocator,
+      defaultOrder: (flags & GHMF_ALLOW_HUGEPAGE) !== 0n ? 9 : 0,
+    });
+  }
+
+  get size(): bigint {
+    return this.file.size;
+  }
+  get flags(): bigint {
+    return this.file.flags;
+  }
+  get huge(): boolean {
+    return (this.flags & GHMF_ALLOW_HUGEPAGE) !== 0n;
+  }
+  get isOpen(): boolean {
+    return this.fdOpen;
+  }
+
+  // ------------------------------------------------------------------ page state
+
+  pageState(index: number): PageState {
+    return this.states.get(index) ?? (index < this.file.pages && this.file.isPresent(index) ? 'HOST' : 'ABSENT');
+  }
+
+  /** The folio span `[head, head+nr)` containing a present page. */
+  folioSpan(index: number): { head: number; nr: number } {
+    return this.file.folioOrder(index) === 9 ? { head: index - (index % HUGE), nr: HUGE } : { head: index, nr: 1 };
+  }
+
+  providedAt(index: number): ProvidedFolio | undefined {
+    if (!this.states.has(index)) return undefined;
+    return this.provided.get(this.folioSpan(index).head);
+  }
+
+  /** True when a live host mapping covers any page of `[first, end)` (a VMA, faulted or not). */
+  hostMapped(first: number, end: number): boolean {
+    for (const m of this.mappings) if (m.firstPage < end && m.endPage > first) return true;
+    return false;
+  }
+
+  /**
+   * Guest fault on `index` through binding `b`: get (or create and zero) the folio, then donate and
+   * map the **whole** folio. Returns 0 or a negative errno for `page_fault.attempt`.
+   */
+  provide(b: SimBinding, index: number, access = true): number {
+    if (index >= this.file.pages) return -12; // see README: no page cache past EOF in core → -ENOMEM
+    try {
+      this.file.getFolio(index);
+    } catch (e) {
+      if (e instanceof GuestMemError && e.errno > 0) return -e.errno;
+      throw e;
+    }
+    const { head, nr } = this.folioSpan(index);
+    if (this.provided.has(head)) return 0; // -EAGAIN in the driver: counts as success
+    // Lend-safety: no host VMA may cover a folio being lent, even one never faulted in.
+    if (b.lend && this.hostMapped(head, head + nr)) return -1;
+    this.provided.set(head, { head, nr, binding: b });
+    for (let i = head; i < head + nr; i++) {
+      const t = pageTransition(this.pageState(i), { type: 'provide', lend: b.lend, access });
+      if (!t.ok) throw new Error(`gunyah-sim: provide of page ${i} in state ${this.pageState(i)}`);
+      this.states.set(i, t.state);
+    }
+    return 0;
+  }
+
+  /** The guest touched a provided page: a relinquished lent page is locked again. */
+  guestTouch(index: number): void {
+    const t = pageTransition(this.pageState(index), { type: 'guestAccess' });
+    if (t.ok) this.states.set(index, t.state);
+  }
+
+  /** The guest's relinquish hypercall on one page; `sanitize` zeroes it. Returns false if not lent. */
+  relinquish(index: number, sanitize: boolean): boolean {
+    const t = pageTransition(this.pageState(index), { type: 'relinquish' });
+    if (!t.ok) return false;
+    this.states.set(index, t.state);
+    if (sanitize) this.file.fill(index * PAGE_SIZE, PAGE_SIZE, 0);
+    return true;
+  }
+
+  private folioReclaimable(pf: ProvidedFolio, mode: ReclaimMode): boolean {
+    if (mode === 'teardown') return true;
+    for (let i = pf.head; i < pf.head + pf.nr; i++) {
+      if (!pageTransition(this.pageState(i), { type: 'reclaim' }).ok) return false;
+    }
+    return true;
+  }
+
+  private dropProvided(pf: ProvidedFolio): void {
+    this.provided.delete(pf.head);
+    for (let i = pf.head; i < pf.head + pf.nr; i++) this.states.delete(i);
+  }
+
+  /** Provided folios intersecting pages `[first, end)`, optionally only those of `binding`. */
+  providedIn(first: number, end: number, binding?: SimBinding): ProvidedFolio[] {
+    const out: ProvidedFolio[] = [];
+    if (end - first > this.provided.size * 4) {
+      for (const pf of this.provided.values()) {
+        if (pf.head < end && pf.head + pf.nr > first && (!binding || pf.binding === binding)) out.push(pf);
+      }
+    } else {
+      for (let i = first; i < end; i++) {
+        const pf = this.providedAt(i);
+        if (pf && !out.includes(pf) && (!binding || pf.binding === binding)) out.push(pf);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Reclaims every provided folio intersecting `[first, end)` (of `binding` only, when given) —
+   * all or nothing: if any folio holds a page the guest locked, nothing is reclaimed and the
+   * refusal is returned. `teardown` overrides locks (the VM is stopped; see README).
+   */
+  reclaim(first: number, end: number, op: string, syscall: string | undefined, opts: { binding?: SimBinding; mode?: ReclaimMode } = {}): GuestMemError | null {
+    const mode = opts.mode ?? 'normal';
+    const folios = this.providedIn(first, end, opts.binding);
+    const locked = folios.find((pf) => !this.folioReclaimable(pf, mode));
+    if (locked) {
+      return err(RECLAIM_REFUSED, op, syscall, `folio at page ${locked.head} (${locked.nr} pages) is lent and locked by the guest; it must relinquish it first`, {
+        head: locked.head,
+        pages: locked.nr,
+      });
+    }
+    for (const pf of folios) this.dropProvided(pf);
+    return null;
+  }
+
+  /** Hooks given to core: policy only, no data. */
+  private hooks(): GuestMemOps<SimBinding> {
+    return {
+      backend: BACKEND,
+      // A punch (or any core reclaim) first asks whether every provided folio can come back.
+      mayReclaim: (_f, r: PageRange) => {
+        const locked = this.providedIn(r.first, r.end).find((pf) => !this.folioReclaimable(pf, 'normal'));
+        return locked
+          ? err(RECLAIM_REFUSED, 'punchHole', 'fallocate', `folio at page ${locked.head} is lent and locked by the guest`, { head: locked.head })
+          : null;
+      },
+      invalidateBegin: (_f, r: PageRange, reason) => {
+        // 'punch' was vetted by mayReclaim; 'release' cannot find anything provided (bindings pin
+        // the file); 'poison' is memory failure, where the hypervisor must give the page back.
+        const e = this.reclaim(r.first, r.end, reason, undefined, { mode: reason === 'punch' ? 'normal' : 'teardown' });
+        if (e) throw e;
+      },
+      // Host fault on a lent folio: try to reclaim it first; if the hypervisor refuses, SIGBUS.
+      hostAccess: (_f, index) => {
+        if (!isLent(this.pageState(index))) return 'allow';
+        const { head, nr } = this.folioSpan(index);
+        return this.reclaim(head, head + nr, 'host access', undefined) ? 'sigbus' : 'allow';
+      },
+    };
+  }
+
+  // ------------------------------------------------------------------ file operations
+
+  fallocate(mode: number, offset: bigint | number, len: bigint | number, opts: { signal?: AbortSignal } = {}): void {
+    const op = 'fallocate';
+    this.assertOpen(op, 'fallocate');
+    const off = toBig(offset);
+    const ln = toBig(len);
+    // vfs_fallocate's checks come first…
+    if (off < 0n || ln <= 0n) throw err('EINVAL', op, 'fallocate', `offset ${off}, len ${ln}`);
+    if (mode & ~FALLOC_SUPPORTED_MASK) throw err('EOPNOTSUPP', op, 'fallocate', `unknown mode bits 0x${mode.toString(16)}`);
+    if (mode & FALLOC_FL_PUNCH_HOLE && mode & FALLOC_FL_ZERO_RANGE) throw err('EOPNOTSUPP', op, 'fallocate', 'PUNCH_HOLE and ZERO_RANGE together');
+    if (mode & FALLOC_FL_PUNCH_HOLE && !(mode & FALLOC_FL_KEEP_SIZE)) throw err('EOPNOTSUPP', op, 'fallocate', 'PUNCH_HOLE needs KEEP_SIZE');
+    if (off + ln > MAX_LFS) throw err('EFBIG', op, 'fallocate', `offset + len = ${off + ln}`);
+    // …then gunyah_gmem_fallocate's.
+    if (!(mode & FALLOC_FL_KEEP_SIZE)) throw err('EOPNOTSUPP', op, 'fallocate', 'KEEP_SIZE is mandatory');
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+      throw err('EOPNOTSUPP', op, 'fallocate', `mode 0x${mode.toString(16)}: only PUNCH_HOLE or ZERO_RANGE with KEEP_SIZE`);
+    }
+    if (off % PAGE_SIZE_N !== 0n || ln % PAGE_SIZE_N !== 0n) throw err('EINVAL', op, 'fallocate', `offset ${off} / len ${ln} not page-aligned`);
+    if (mode & FALLOC_FL_PUNCH_HOLE) return this.punch(off, ln);
+    // Quirk: ZERO_RANGE lands here too — it allocates and does not zero existing data (v17 code).
+    if (off + ln > this.size) throw err('EINVAL', op, 'fallocate', `[${off}, ${off + ln}) goes past the file size ${this.size}`);
+    withSyscall(op, 'fallocate', () => this.file.allocate(off, ln, { signal: opts.signal, order: this.huge ? 9 : 0 }));
+  }
+
+  /**
+   * PUNCH_HOLE = `invalidate_inode_pages2_range`, which drops **whole folios**: a 2 MiB folio only
+   * partly inside the range goes entirely (its other pages read zero afterwards). Provided folios
+   * are reclaimed from every VM first; one locked page fails the whole call with EBUSY and changes
+   * nothing.
+   */
+  private punch(off: bigint, len: bigint): void {
+    const pages = BigInt(this.file.pages);
+    const f = off / PAGE_SIZE_N;
+    const e = (off + len) / PAGE_SIZE_N;
+    if (f >= pages) return;
+    let first = Number(f);
+    let end = Number(e < pages ? e : pages);
+    if (this.file.folioOrder(first) === 9) first -= first % HUGE;
+    if (this.file.folioOrder(end - 1) === 9) end = end - 1 - ((end - 1) % HUGE) + HUGE;
+    withSyscall('fallocate', 'fallocate', () => this.file.punchHole(first * PAGE_SIZE, (end - first) * PAGE_SIZE));
+  }
+
+  /**
+   * mmap(MAP_SHARED). Before mapping, every LEND binding overlapping the range is reclaimed from
+   * the mapping's first page to the **end of the binding** (v17 uses `max(vma end, binding end)`).
+   */
+  mmap(args: { offset: bigint | number; length: bigint | number; shared?: boolean }): GunyahHostMapping {
+    const op = 'mmap';
+    this.assertOpen(op, 'mmap');
+    const off = toBig(args.offset);
+    const length = toBig(args.length);
+    if (length <= 0n || off < 0n || off % PAGE_SIZE_N !== 0n) throw err('EINVAL', op, 'mmap', `offset ${off}, length ${length}`);
+    if (args.shared === false) throw err('EINVAL', op, 'mmap', 'only MAP_SHARED mappings are supported (no COW)');
+    const first = Number(off / PAGE_SIZE_N);
+    const end = Number((off + length + PAGE_SIZE_N - 1n) / PAGE_SIZE_N);
+    for (const b of this.bindings) {
+      if (!b.lend || b.offEnd <= first || b.off >= end) continue;
+      const e = this.reclaim(Math.max(first, b.off), b.offEnd, op, 'mmap', { binding: b });
+      if (e) throw e;
+    }
+    return new SimHostMapping(this, off, Number(length));
+  }
+
+  close(): void {
+    this.assertOpen('close', 'close');
+    this.fdOpen = false;
+    this.device.closeFd(this.fd);
+    this.file.release();
+  }
+
+  private assertOpen(op: string, syscall: string): void {
+    if (!this.fdOpen) throw err('EBADF', op, syscall, `fd ${this.fd} is closed`);
+  }
+
+  /** Binding registration (the kernel's `list_add` on `i_private_list`), keeping the file pinned. */
+  addBinding(b: SimBinding): void {
+    this.file.acquire();
+    this.bindings.unshift(b);
+    const end = Math.min(b.offEnd, this.file.pages);
+    if (b.off < end) this.file.bind(b.off, end, b, 'EEXIST', 'GUNYAH_VM_MAP_MEM');
+  }
+
+  /** Trims a binding to `[off, off+nr)` in core's index too. */
+  resizeBinding(b: SimBinding): void {
+    const end = Math.min(b.offEnd, this.file.pages);
+    this.file.unbind(b);
+    if (b.off < end) this.file.bind(b.off, end, b, 'EEXIST', 'GUNYAH_VM_MAP_MEM');
+  }
+
+  /** Drops a binding and its file reference (the file may be released here). */
+  removeBinding(b: SimBinding): void {
+    const i = this.bindings.indexOf(b);
+    if (i >= 0) this.bindings.splice(i, 1);
+    this.file.unbind(b);
+    this.file.release();
+  }
+}
+
+/** A host `mmap` of a guest-memory file, on core's {@link HostMapping}; tracked for lend-safety. */
+export class SimHostMapping implements GunyahHostMapping {
+  private readonly inner: HostMapping;
+  readonly firstPage: number;
+  readonly endPage: number;
+
+  constructor(
+    readonly mem: SimGuestMem,
+    readonly offset: bigint,
+    length: number,
+  ) {
+    this.inner = new HostMapping(mem.file, { offset, length });
+    this.firstPage = Number(offset / PAGE_SIZE_N);
+    this.endPage = this.firstPage + this.inner.length / PAGE_SIZE;
+    mem.mappings.add(this);
+  }
+  get length(): bigint {
+    return BigInt(this.inner.length);
+  }
+  read(at: bigint | number, length: number): Uint8Array {
+    return this.inner.read(Number(at), length);
+  }
+  write(at: bigint | number, data: Uint8Array): void {
+    this.inner.write(Number(at), data);
+  }
+  unmap(): void {
+    if (!this.mem.mappings.delete(this)) return;
+    this.inner.unmap();
+  }
+}
+
+export { isProvided };

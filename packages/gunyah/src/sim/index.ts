@@ -1,0 +1,6 @@
+export * from './device.js';
+export * from './guest-mem.js';
+export * from './vm.js';
+export * from './page-state.js';
+export * from './memparcel.js';
+export { BACKEND, RECLAIM_REFUSED } from './errors.js';
