@@ -199,7 +199,11 @@ export interface MmapArgs {
   length: IntArg;
   /** `PROT_*`. `PROT_EXEC` gives EPERM (anon_inodefs is noexec). */
   prot: number;
-  /** `MAP_*`. Must be shared (`MAP_PRIVATE` gives EINVAL). See the driver notes about `MAP_FIXED`. */
+  /**
+   * `MAP_*`. Must be shared (`MAP_PRIVATE` gives EINVAL). `MAP_FIXED` (without
+   * `MAP_FIXED_NOREPLACE`) and `MAP_ANONYMOUS` are refused with EINVAL by every driver before any
+   * syscall: the first could replace memory of the Node process, the second would not map the file.
+   */
   flags: number;
   /** File offset; page-aligned (else EINVAL). Default 0. May be at or past EOF. */
   offset?: IntArg;

@@ -64,7 +64,8 @@ const statBuf = Buffer.alloc(144);
 
 /** Capability numbers that fit an `unsigned long` fast path without BigInt conversion. */
 function capArg(cap: IntArg): number | bigint {
-  return typeof cap === 'number' && cap >= 0 && cap <= 0xffff_ffff && Number.isInteger(cap) ? cap : u64('cap', cap);
+  if (typeof cap === 'number') return cap >= 0 && cap <= 0xffff_ffff && Number.isInteger(cap) ? cap : u64('cap', cap);
+  return cap >= 0n && cap <= 0xffff_ffffn ? Number(cap) : u64('cap', cap);
 }
 
 /** Common fd ownership: closes once, and refuses any use after close without touching the number. */
