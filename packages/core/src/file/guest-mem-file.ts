@@ -241,7 +241,7 @@ export class GuestMemFile<Owner = unknown> {
         folio = this.allocator.alloc(0);
         this.index.store(index, folio, 0);
       }
-    } else if (this.index.getMark(index, MARK_POISONED)) {
+    } else if (this.allocator.isPoisoned(folio)) {
       throw gmErr('EHWPOISON', 'getFolio', this.ops.backend, `page ${index} is poisoned`, { info: { index } });
     }
     if (opts.prepare !== false && !this.allocator.isUptodate(folio)) {

@@ -73,25 +73,35 @@ const HUGE_PAGES = 512;
 
 /**
  * The default allocator: large `ArrayBuffer` arenas cut into 2 MiB chunks; order-9 folios take a
- * whole chunk, order-0 folios are carved from split chunks. Metadata is one byte per page (flags)
- * plus free stacks, all typed arrays.
- *
- * A chunk split into 4 KiB pages goes back to the huge pool when all its pages are free and an
- * order-9 allocation would otherwise need a new arena (a simple compaction pass).
+ * whole chunk, order-0 folios are carved from split chunks (lowest free page first, found in a
+ * per-chunk free bitmap). Metadata is about 1.2 bytes per page (a flags byte plus one bitmap bit),
+ * all typed arrays. A split chunk goes back to the huge pool as soon as all its pages are free.
  */
 export class ArenaFolioAllocator implements FolioAllocator {
+  /** Largest arena, in pages; arenas start at 2 MiB and double up to this. */
   private readonly arenaPages: number;
-  private readonly arenaShift: number;
   private readonly limit: number;
   private arenas: Uint8Array[] = [];
+  private arenaBase: number[] = [];
+  private totalPages = 0;
+  /** Arena number of every 2 MiB chunk. */
+  private chunkArena = new Uint16Array(0);
+  /** Per-page flags (F_*): the only per-page metadata besides the free bitmap. */
   private flags = new Uint8Array(0);
-  private free0 = new Int32Array(1024);
-  private free0Len = 0;
+  /** One bit per page of a split chunk: set = free. */
+  private freeBits = new Uint32Array(0);
+  /** Whole free 2 MiB chunks (head page numbers). */
   private chunks = new Int32Array(64);
   private chunksLen = 0;
-  /** Free order-0 pages per chunk, for chunks that were split (else 0). */
+  /** Split chunks that may have free pages (chunk numbers); stale entries are skipped. */
+  private partial = new Int32Array(64);
+  private partialLen = 0;
+  private inPartial = new Uint8Array(0);
+  /** Free pages per split chunk; a chunk whose 512 pages are all free goes back to `chunks`. */
   private chunkFree = new Uint16Array(0);
   private splitChunk = new Uint8Array(0);
+  /** Lowest bitmap word of a chunk that may hold a free bit. */
+  private chunkHint = new Uint8Array(0);
   private inUse = 0;
   private peak = 0;
   private live0 = 0;
@@ -103,7 +113,6 @@ export class ArenaFolioAllocator implements FolioAllocator {
     const mib = opts.arenaMiB ?? 64;
     if (!(mib >= 2 && (mib & (mib - 1)) === 0)) throw new RangeError(`arenaMiB must be a power of two ≥ 2: ${mib}`);
     this.arenaPages = (mib * 1024 * 1024) / PAGE_SIZE;
-    this.arenaShift = Math.log2(this.arenaPages);
     this.limit = opts.limitBytes ?? Infinity;
   }
 
@@ -122,13 +131,12 @@ export class ArenaFolioAllocator implements FolioAllocator {
     if (this.inUse + bytes > this.limit) return -1;
     let pfn: number;
     if (order === 0) {
-      if (this.free0Len === 0 && !this.splitOneChunk()) return -1;
-      pfn = this.free0[--this.free0Len]!;
-      this.chunkFree[pfn >>> 9]!--;
+      pfn = this.takePage();
+      if (pfn < 0) return -1;
       this.flags[pfn] = F_ALLOCATED;
       this.live0++;
     } else {
-      if (this.chunksLen === 0 && !this.reclaimSplitChunks() && !this.addArena()) return -1;
+      if (this.chunksLen === 0 && !this.addArena()) return -1;
       pfn = this.chunks[--this.chunksLen]!;
       this.flags[pfn] = F_ALLOCATED | F_HUGE_HEAD;
       this.live9++;
@@ -137,6 +145,40 @@ export class ArenaFolioAllocator implements FolioAllocator {
     if (this.inUse > this.peak) this.peak = this.inUse;
     this.allocs++;
     return pfn;
+  }
+
+  /** Takes the lowest free page of a partly used chunk, splitting a whole chunk when none has one. */
+  private takePage(): number {
+    let c = -1;
+    while (this.partialLen > 0) {
+      const top = this.partial[this.partialLen - 1]!;
+      if (this.splitChunk[top] && this.chunkFree[top]! > 0) {
+        c = top;
+        break;
+      }
+      this.partialLen--;
+      this.inPartial[top] = 0;
+    }
+    if (c < 0) {
+      if (this.chunksLen === 0 && !this.addArena()) return -1;
+      c = this.chunks[--this.chunksLen]! >>> 9;
+      this.freeBits.fill(0xffffffff, c * 16, c * 16 + 16);
+      this.chunkFree[c] = HUGE_PAGES;
+      this.splitChunk[c] = 1;
+      this.chunkHint[c] = 0;
+      this.pushPartial(c);
+    }
+    for (let w = this.chunkHint[c]!; w < 16; w++) {
+      const at = c * 16 + w;
+      const bits = this.freeBits[at]!;
+      if (bits === 0) continue;
+      const b = 31 - Math.clz32(bits & -bits);
+      this.freeBits[at] = (bits & ~(1 << b)) >>> 0;
+      this.chunkHint[c] = w;
+      this.chunkFree[c]!--;
+      return c * HUGE_PAGES + w * 32 + b;
+    }
+    throw new Error('ArenaFolioAllocator: free count and bitmap disagree');
   }
 
   free(folio: number): void {
@@ -155,10 +197,19 @@ export class ArenaFolioAllocator implements FolioAllocator {
     this.flags[folio] = 0;
     if (huge) {
       this.pushChunk(folio);
-    } else {
-      if (this.free0Len === this.free0.length) this.free0 = growI32(this.free0);
-      this.free0[this.free0Len++] = folio;
-      this.chunkFree[folio >>> 9]!++;
+      return;
+    }
+    const c = folio >>> 9;
+    const w = (folio >>> 5) & 15;
+    this.freeBits[c * 16 + w] = (this.freeBits[c * 16 + w]! | (1 << (folio & 31))) >>> 0;
+    if (w < this.chunkHint[c]!) this.chunkHint[c] = w;
+    if (++this.chunkFree[c]! === HUGE_PAGES) {
+      // Every page of the chunk is free again: it returns to the huge pool whole.
+      this.splitChunk[c] = 0;
+      this.chunkFree[c] = 0;
+      this.pushChunk(c * HUGE_PAGES);
+    } else if (!this.inPartial[c]) {
+      this.pushPartial(c);
     }
   }
 
@@ -200,58 +251,38 @@ export class ArenaFolioAllocator implements FolioAllocator {
       limitBytes: this.limit,
       folios: { order0: this.live0, order9: this.live9 },
       quarantinedBytes: this.quarantined,
-      arenaBytes: this.arenas.length * this.arenaPages * PAGE_SIZE,
+      arenaBytes: this.totalPages * PAGE_SIZE,
       allocations: this.allocs,
     };
   }
 
-  /** Bytes of allocator metadata (flags and free stacks). */
+  /** Bytes of allocator metadata (flags, bitmap, chunk stacks and per-chunk counters). */
   get metadataBytes(): number {
-    return this.flags.byteLength + this.free0.byteLength + this.chunks.byteLength + this.chunkFree.byteLength + this.splitChunk.byteLength;
+    return (
+      this.flags.byteLength +
+      this.freeBits.byteLength +
+      this.chunks.byteLength +
+      this.partial.byteLength +
+      this.inPartial.byteLength +
+      this.chunkFree.byteLength +
+      this.splitChunk.byteLength +
+      this.chunkHint.byteLength +
+      this.chunkArena.byteLength
+    );
   }
 
   private raw(folio: number): Uint8Array {
-    const arena = this.arenas[folio >>> this.arenaShift]!;
-    const off = (folio & (this.arenaPages - 1)) * PAGE_SIZE;
+    const a = this.chunkArena[folio >>> 9]!;
+    const off = (folio - this.arenaBase[a]!) * PAGE_SIZE;
+    const arena = this.arenas[a]!;
     const len = this.flags[folio]! & F_HUGE_HEAD ? HUGE_PAGES * PAGE_SIZE : PAGE_SIZE;
     return arena.subarray(off, off + len);
   }
 
-  private splitOneChunk(): boolean {
-    if (this.chunksLen === 0 && !this.addArena()) return false;
-    const head = this.chunks[--this.chunksLen]!;
-    while (this.free0Len + HUGE_PAGES > this.free0.length) this.free0 = growI32(this.free0);
-    // Push in reverse so pages come out in ascending order.
-    for (let p = head + HUGE_PAGES - 1; p >= head; p--) this.free0[this.free0Len++] = p;
-    this.chunkFree[head >>> 9] = HUGE_PAGES;
-    this.splitChunk[head >>> 9] = 1;
-    return true;
-  }
-
-  /** Moves split chunks whose pages are all free back to the huge pool. */
-  private reclaimSplitChunks(): boolean {
-    let any = false;
-    const whole = new Uint8Array(this.splitChunk.length);
-    for (let c = 0; c < this.splitChunk.length; c++) {
-      if (this.splitChunk[c] && this.chunkFree[c] === HUGE_PAGES) {
-        whole[c] = 1;
-        any = true;
-      }
-    }
-    if (!any) return false;
-    let w = 0;
-    for (let r = 0; r < this.free0Len; r++) {
-      const p = this.free0[r]!;
-      if (!whole[p >>> 9]) this.free0[w++] = p;
-    }
-    this.free0Len = w;
-    for (let c = 0; c < whole.length; c++) {
-      if (!whole[c]) continue;
-      this.splitChunk[c] = 0;
-      this.chunkFree[c] = 0;
-      this.pushChunk(c * HUGE_PAGES);
-    }
-    return true;
+  private pushPartial(c: number): void {
+    if (this.partialLen === this.partial.length) this.partial = growI32(this.partial);
+    this.partial[this.partialLen++] = c;
+    this.inPartial[c] = 1;
   }
 
   private pushChunk(head: number): void {
@@ -259,29 +290,41 @@ export class ArenaFolioAllocator implements FolioAllocator {
     this.chunks[this.chunksLen++] = head;
   }
 
+  /**
+   * Adds an arena. Sizes double from 2 MiB up to `arenaMiB`, so a small guest does not pay the
+   * metadata of a large arena.
+   */
   private addArena(): boolean {
+    const size = Math.min(this.arenaPages, HUGE_PAGES * 2 ** this.arenas.length);
     let arena: Uint8Array;
     try {
-      arena = new Uint8Array(this.arenaPages * PAGE_SIZE);
+      arena = new Uint8Array(size * PAGE_SIZE);
     } catch {
       return false;
     }
-    const base = this.arenas.length * this.arenaPages;
+    const base = this.totalPages;
     this.arenas.push(arena);
-    const pages = base + this.arenaPages;
-    const flags = new Uint8Array(pages);
-    flags.set(this.flags);
-    this.flags = flags;
+    this.arenaBase.push(base);
+    const pages = base + size;
+    this.totalPages = pages;
     const nchunks = pages / HUGE_PAGES;
-    const cf = new Uint16Array(nchunks);
-    cf.set(this.chunkFree);
-    this.chunkFree = cf;
-    const sc = new Uint8Array(nchunks);
-    sc.set(this.splitChunk);
-    this.splitChunk = sc;
+    this.flags = grow(this.flags, pages);
+    this.freeBits = grow(this.freeBits, nchunks * 16);
+    this.inPartial = grow(this.inPartial, nchunks);
+    this.chunkFree = grow(this.chunkFree, nchunks);
+    this.splitChunk = grow(this.splitChunk, nchunks);
+    this.chunkHint = grow(this.chunkHint, nchunks);
+    this.chunkArena = grow(this.chunkArena, nchunks);
+    this.chunkArena.fill(this.arenas.length - 1, base / HUGE_PAGES, nchunks);
     for (let p = pages - HUGE_PAGES; p >= base; p -= HUGE_PAGES) this.pushChunk(p);
     return true;
   }
+}
+
+function grow<T extends Uint8Array | Uint16Array | Uint32Array>(a: T, length: number): T {
+  const b = new (a.constructor as new (n: number) => T)(length);
+  b.set(a);
+  return b;
 }
 
 function growI32(a: Int32Array): Int32Array<ArrayBuffer> {

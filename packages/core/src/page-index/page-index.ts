@@ -154,6 +154,10 @@ export class PageIndex {
     if (!(value >= 0 && value <= VALUE_MASK && Number.isInteger(value))) {
       throw new RangeError(`PageIndex value out of range: ${value}`);
     }
+    if (order === 0) {
+      const r = this.storeFast(index, value);
+      if (r !== -2) return r;
+    }
     const first = order === 9 ? index - (index % 512) : index;
     const span = order === 9 ? 512 : 1;
     const old = this.load(index);
@@ -180,6 +184,43 @@ export class PageIndex {
     this.entries++;
     this.covered += span;
     return old;
+  }
+
+  /**
+   * Order-0 store without the general replace machinery: descends (creating nodes) to the leaf and
+   * writes the slot. Returns the old value or -1, or -2 when an order-9 entry is in the way (the
+   * caller takes the general path).
+   */
+  private storeFast(index: number, value: number): number {
+    const base = index - (index & 63);
+    let leaf: number;
+    if (base === this.cacheBase) leaf = this.cacheLeaf;
+    else {
+      this.ensureHeight(index, 0);
+      leaf = this.leafFor(index);
+      if (leaf < 0) return -2;
+      this.cacheBase = base;
+      this.cacheLeaf = leaf;
+    }
+    const at = leaf * FANOUT + (index & 63);
+    const old = this.slots[at]!;
+    this.slots[at] = (value | ENTRY) >>> 0;
+    if (old === 0) {
+      this.counts[leaf]!++;
+      this.entries++;
+      this.covered++;
+      return -1;
+    }
+    if (this.nodeHasAnyMark(leaf)) {
+      // The replaced entry's marks go with it (same as the general path).
+      this.eraseMarksOnPath(index);
+    }
+    return old & VALUE_MASK;
+  }
+
+  /** Clears every mark of the order-0 entry at `index` and fixes the summaries above it. */
+  private eraseMarksOnPath(index: number): void {
+    for (let m = 0; m < PAGE_INDEX_MARKS; m++) this.walkMark(index, m as MarkBit, false);
   }
 
   /**
@@ -264,6 +305,21 @@ export class PageIndex {
 
   /** Erases the entry covering `index` (all 512 indices of an order-9 entry). Returns its value or -1. */
   erase(index: number): number {
+    const base = index - (index & 63);
+    if (base === this.cacheBase) {
+      const leaf = this.cacheLeaf;
+      const at = leaf * FANOUT + (index & 63);
+      const v = this.slots[at]!;
+      if (v === 0) return -1;
+      if (this.counts[leaf]! > 1 && !this.nodeHasAnyMark(leaf)) {
+        // Common case: the leaf stays non-empty and has no marks to propagate.
+        this.slots[at] = 0;
+        this.counts[leaf]!--;
+        this.entries--;
+        this.covered--;
+        return v & VALUE_MASK;
+      }
+    }
     const v = this.load(index);
     if (v < 0) return -1;
     const shift = this.locate(index);
@@ -303,6 +359,7 @@ export class PageIndex {
     const s0 = Math.floor((first - nodeBase) / span);
     const s1 = Math.min(FANOUT - 1, Math.floor((end - 1 - nodeBase) / span));
     const row = node * FANOUT;
+    const marked = this.nodeHasAnyMark(node);
     for (let s = s0; s <= s1; s++) {
       const v = this.slots[row + s]!;
       if (v === 0) continue;
@@ -310,7 +367,7 @@ export class PageIndex {
         if (shift === 0) {
           onErase?.(nodeBase + s, v & VALUE_MASK, 0);
           this.slots[row + s] = 0;
-          this.clearMarksAt(node, s);
+          if (marked) this.clearMarksAt(node, s);
           this.counts[node]!--;
           this.entries--;
           this.covered--;
@@ -459,6 +516,12 @@ export class PageIndex {
 
   private clearMarksAt(node: number, s: number): void {
     for (let m = 0; m < PAGE_INDEX_MARKS; m++) this.setMarkBit(node, s, m, false);
+  }
+
+  private nodeHasAnyMark(node: number): boolean {
+    const at = node * MARK_WORDS;
+    const k = this.marks;
+    return (k[at]! | k[at + 1]! | k[at + 2]! | k[at + 3]! | k[at + 4]! | k[at + 5]!) !== 0;
   }
 
   private nodeHasMark(node: number, m: number): boolean {
