@@ -349,7 +349,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       expectErrno(() => f.fallocate(KEEP, -PAGE, PAGE), 'EINVAL');
     });
 
-    it('mmap argument errors: PROT_EXEC EPERM (before ENODEV), length 0 and unaligned offset EINVAL', () => {
+    it('mmap argument errors: PROT_EXEC EPERM (before ENODEV), length 0 and unaligned offset EINVAL, EOVERFLOW', () => {
       const vm = newVm();
       const shared = gmem(vm, total, MMAP | SHARED);
       const plain = gmem(vm, total, 0n);
@@ -357,6 +357,10 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       expectErrno(() => plain.mmap({ length: PAGE, prot: PROT_READ | 4, flags: MAP_SHARED }), 'EPERM');
       expectErrno(() => shared.mmap({ length: 0, prot: RW, flags: MAP_SHARED }), 'EINVAL');
       expectErrno(() => shared.mmap({ length: PAGE, prot: RW, flags: MAP_SHARED, offset: 1 }), 'EINVAL');
+      // file_mmap_ok(): offset + length must stay within MAX_LFS_FILESIZE (2^63 - 1), else EOVERFLOW.
+      expectErrno(() => shared.mmap({ length: PAGE, prot: RW, flags: MAP_SHARED, offset: -PAGE }), 'EOVERFLOW');
+      expectErrno(() => shared.mmap({ length: PAGE, prot: RW, flags: MAP_SHARED, offset: 0x7ffffffffffff000n }), 'EOVERFLOW');
+      res.track(shared.mmap({ length: PAGE, prot: RW, flags: MAP_SHARED, offset: 0x7fffffffffffe000n }));
       // A mapping starting past EOF is fine; touching it is SIGBUS.
       const m = res.track(shared.mmap({ length: PAGE, prot: PROT_READ, flags: MAP_SHARED, offset: 1024 * 1024 }));
       expectSigbus(() => m.read(0, 1), 1024n * 1024n);
