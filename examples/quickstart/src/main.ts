@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+import { runQuickstart } from './quickstart.js';
+
+runQuickstart();
