@@ -194,17 +194,21 @@ export class SimGuestMem implements GunyahGuestMem {
    * refusal is returned. `teardown` overrides locks (the VM is stopped; see README).
    */
   reclaim(first: number, end: number, op: string, syscall: string | undefined, opts: { binding?: SimBinding; mode?: ReclaimMode } = {}): GuestMemError | null {
-    const mode = opts.mode ?? 'normal';
-    const folios = this.providedIn(first, end, opts.binding);
-    const locked = folios.find((pf) => !this.folioReclaimable(pf, mode));
-    if (locked) {
-      return err(RECLAIM_REFUSED, op, syscall, `folio at page ${locked.head} (${locked.nr} pages) is lent and locked by the guest; it must relinquish it first`, {
-        head: locked.head,
-        pages: locked.nr,
-      });
-    }
-    for (const pf of folios) this.dropProvided(pf);
+    const refusal = this.checkReclaim(first, end, op, syscall, opts);
+    if (refusal) return refusal;
+    for (const pf of this.providedIn(first, end, opts.binding)) this.dropProvided(pf);
     return null;
+  }
+
+  /** What {@link reclaim} would refuse with, without changing anything. */
+  checkReclaim(first: number, end: number, op: string, syscall: string | undefined, opts: { binding?: SimBinding; mode?: ReclaimMode } = {}): GuestMemError | null {
+    const mode = opts.mode ?? 'normal';
+    const locked = this.providedIn(first, end, opts.binding).find((pf) => !this.folioReclaimable(pf, mode));
+    if (!locked) return null;
+    return err(RECLAIM_REFUSED, op, syscall, `folio at page ${locked.head} (${locked.nr} pages) is lent and locked by the guest; it must relinquish it first`, {
+      head: locked.head,
+      pages: locked.nr,
+    });
   }
 
   /** Hooks given to core: policy only, no data. */

@@ -1,0 +1,104 @@
+import 'reflect-metadata';
+import { describe, expect, it } from 'vitest';
+import { container as root } from 'tsyringe';
+import { HYPERVISOR, HYPERVISOR_REGISTRY, registerCore, FOLIO_ALLOCATOR, ArenaFolioAllocator } from '@guestmem/core';
+import { GunyahHypervisor, registerGunyah } from './index.js';
+
+const MIB = 1n << 20n;
+
+describe('GunyahHypervisor (neutral interfaces)', () => {
+  it('capabilities: private + shared memory, conversion by remap only, guest access, huge pages', () => {
+    const h = new GunyahHypervisor();
+    expect(h.id).toBe('gunyah-sim');
+    expect(h.capabilities.has('convert-remap')).toBe(true);
+    expect(h.capabilities.has('convert-in-place')).toBe(false);
+    expect(h.capabilities.has('private-memory')).toBe(true);
+    expect(h.capabilities.has('guest-access')).toBe(true);
+    expect(h.capabilities.simulated).toBe(true);
+    expect(h.capabilities.pageSizes).toEqual([4096, 2 * 1024 * 1024]);
+  });
+
+  it('private = lend: the guest writes, the host cannot map it; shared = share: both see it', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 16384 });
+    const priv = vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 8192 });
+    vm.bind({ memory: mem, offset: 8192, gpa: 0x20000, size: 8192, access: 'shared' });
+    expect(vm.memoryState.get(0x10)).toBe('private');
+    expect(vm.memoryState.get(0x20)).toBe('shared');
+    vm.guestWrite(0x10000, Uint8Array.of(1, 2, 3));
+    vm.guestWrite(0x20000, Uint8Array.of(4, 5, 6));
+    expect(() => mem.map({ offset: 0, length: 4096 })).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    const v = mem.map({ offset: 8192, length: 4096 });
+    expect(v.read(0, 3)).toEqual(Uint8Array.of(4, 5, 6));
+    v.unmap();
+    expect(vm.guestRead(0x10000, 3)).toEqual(Uint8Array.of(1, 2, 3));
+    expect(() => vm.guestRead(0x90000, 1)).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'ioctl(GUNYAH_VCPU_RUN)' }));
+    expect(priv.active).toBe(true);
+  });
+
+  it('convert = unmap + remap: refused while the guest holds a lent page, all-or-nothing', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 16384, initiallyShared: true });
+    vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 16384 });
+    vm.guestWrite(0x11000, Uint8Array.of(9));
+    // shared → private for the middle page: tail unmap + remap of three pieces
+    vm.convert({ gpa: 0x11000, size: 4096 }, 'private', { discard: false });
+    expect(vm.bindings().map((b) => [b.gpa, b.size])).toEqual([[0x10000n, 4096n], [0x11000n, 4096n], [0x12000n, 8192n]]);
+    expect(vm.memoryState.get(0x11)).toBe('private');
+    expect(vm.guestRead(0x11000, 1)).toEqual(Uint8Array.of(9)); // same pages, in place; now locked
+    const before = vm.bindings().map((b) => [b.gpa, b.size]);
+    expect(() => vm.convert({ gpa: 0x10000, size: 16384 }, 'shared')).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    expect(vm.bindings().map((b) => [b.gpa, b.size])).toEqual(before);
+    expect(vm.memoryState.get(0x10)).toBe('shared');
+    expect(() => vm.convert({ gpa: 0x10000, size: 0x10000 }, 'shared')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+  });
+
+  it('convert with discard punches the converted pages', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 8192, initiallyShared: true });
+    vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 8192 });
+    vm.guestWrite(0x10000, Uint8Array.of(7));
+    vm.guestWrite(0x11000, Uint8Array.of(8));
+    vm.convert({ gpa: 0x10000, size: 4096 }, 'private');
+    expect(vm.guestRead(0x10000, 1)).toEqual(Uint8Array.of(0));
+    expect(vm.guestRead(0x11000, 1)).toEqual(Uint8Array.of(8));
+  });
+
+  it('destroy unbinds everything; memory keeps its data and is freed on close; nothing leaks', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 2n * MIB, hugePages: true });
+    const b = vm.bind({ memory: mem, offset: 0, gpa: 0x4000_0000n, size: 2n * MIB });
+    vm.guestWrite(0x4000_0000n, Uint8Array.of(42));
+    vm.destroy();
+    expect(b.active).toBe(false);
+    expect(vm.destroyed).toBe(true);
+    const v = mem.map({ offset: 0, length: 4096 });
+    expect(v.read(0, 1)).toEqual(Uint8Array.of(42));
+    v.unmap();
+    mem.close();
+    expect(h.device.stats()).toMatchObject({ openFds: 0, bindings: 0, folioBytes: 0n, parcels: 0 });
+  });
+
+  it('registerGunyah: selectable by id through the registry, sharing the container allocator', () => {
+    const c = root.createChildContainer();
+    const allocator = new ArenaFolioAllocator();
+    registerCore(c, { allocator, hypervisor: 'gunyah-sim' });
+    registerGunyah(c);
+    expect(c.resolve(HYPERVISOR_REGISTRY).list().map((p) => p.id)).toContain('gunyah-sim');
+    const h = c.resolve(HYPERVISOR) as GunyahHypervisor;
+    expect(h.id).toBe('gunyah-sim');
+    expect(c.resolve(FOLIO_ALLOCATOR)).toBe(allocator);
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 4096 });
+    vm.bind({ memory: mem, offset: 0, gpa: 0, size: 4096 });
+    vm.guestWrite(0, Uint8Array.of(1));
+    expect(allocator.stats().bytesInUse).toBe(8192); // the page + the adapter's DTB page
+    h.close();
+    mem.close();
+    expect(allocator.stats().bytesInUse).toBe(0);
+  });
+});

@@ -1,0 +1,2 @@
+export * from './gunyah-hypervisor.js';
+export * from './register.js';
