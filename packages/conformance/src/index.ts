@@ -1,1 +1,1 @@
-export {};
+export { defineConformanceSuite, expectGuestMemError, type ConformanceTarget } from './suite.js';

@@ -5,3 +5,6 @@ export * from './api.js';
 export { openKvm } from './open.js';
 // ---- native /dev/kvm driver (kvm engineer) ----
 export { probeNativeKvm, type NativeKvmProbe, NATIVE_BACKEND } from './native/index.js';
+// ---- neutral adapter and DI registration (lead) ----
+export { KvmHypervisor, KvmVmAdapter, KvmGuestMemory, KvmBinding, type KvmGuestAccessDriver } from './adapter/kvm-hypervisor.js';
+export { registerKvm, nativeKvmProvider, simKvmProvider, type RegisterKvmOptions } from './adapter/register.js';

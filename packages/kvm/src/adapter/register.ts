@@ -1,0 +1,57 @@
+import { HYPERVISOR_PROVIDER, type HypervisorProvider } from '@guestmem/core';
+import type { DependencyContainer } from 'tsyringe';
+import type { KvmProfile } from '../api.js';
+import { openKvm } from '../open.js';
+import { probeNativeKvm } from '../native/probe.js';
+import { KvmHypervisor } from './kvm-hypervisor.js';
+
+/** Options of {@link registerKvm}. */
+export interface RegisterKvmOptions {
+  /**
+   * - `'auto'` (default): register both the native driver (id `'kvm'`, preferred when `/dev/kvm`
+   *   offers guest_memfd) and the simulated kernel (id `'kvm-sim'`); the registry's selection says
+   *   why native was or was not picked.
+   * - `'native'` / `'sim'`: register only that one.
+   */
+  driver?: 'auto' | 'native' | 'sim';
+  /** Simulated kernel profile (default `'6.18'`). */
+  profile?: KvmProfile;
+}
+
+/** The provider of the native `/dev/kvm` driver. */
+export function nativeKvmProvider(): HypervisorProvider {
+  return {
+    id: 'kvm',
+    priority: 100,
+    fake: false,
+    description: 'Linux KVM guest_memfd on the real /dev/kvm (koffi)',
+    probe: () => {
+      const p = probeNativeKvm();
+      return { available: p.available, reason: p.reason };
+    },
+    create: () => new KvmHypervisor(openKvm({ driver: 'native' }), 'kvm'),
+  };
+}
+
+/** The provider of the simulated kernel. */
+export function simKvmProvider(profile: KvmProfile = '6.18'): HypervisorProvider {
+  return {
+    id: 'kvm-sim',
+    priority: 10,
+    fake: false,
+    description: `simulated Linux ${profile} KVM guest_memfd (differentially tested against the real kernel)`,
+    probe: () => ({ available: true, reason: `simulation of Linux ${profile}, always available` }),
+    create: () => new KvmHypervisor(openKvm({ driver: 'sim', profile }), 'kvm-sim'),
+  };
+}
+
+/**
+ * Registers KVM's hypervisor providers under `HYPERVISOR_PROVIDER` (multi-registration). Pair with
+ * core's `registerCore(container)` and resolve `HYPERVISOR` or `HYPERVISOR_REGISTRY`.
+ */
+export function registerKvm(container: DependencyContainer, opts: RegisterKvmOptions = {}): DependencyContainer {
+  const driver = opts.driver ?? 'auto';
+  if (driver === 'auto' || driver === 'native') container.register(HYPERVISOR_PROVIDER, { useValue: nativeKvmProvider() });
+  if (driver === 'auto' || driver === 'sim') container.register(HYPERVISOR_PROVIDER, { useValue: simKvmProvider(opts.profile) });
+  return container;
+}
