@@ -6,7 +6,7 @@
  * const gh = openGunyah({ driver: 'sim' });
  * const mem = gh.createGuestMem({ flags: 0n, size: 2n << 20n });      // GUNYAH_CREATE_GUEST_MEM
  * const vm = gh.createVm();                                            // GUNYAH_CREATE_VM
- * vm.mapMem({ guestAddr: 0x8000_0000n, flags: GUNYAH_MEM_FORCE_LEND | GUNYAH_MEM_ALLOW_RWX,
+ * vm.mapMem({ guestAddr: 0x8000_0000n, flags: F.GUNYAH_MEM_FORCE_LEND | F.GUNYAH_MEM_ALLOW_RWX, // F = MAP_FLAGS_V17
  *             guestMemFd: mem.fd, offset: 0n, size: 2n << 20n });      // GUNYAH_VM_MAP_MEM
  * const r = vm.vcpu(0).write(0x8000_0000n, bytes);                      // guest access (simulation)
  * ```
@@ -147,7 +147,10 @@ export interface GunyahVcpu {
   readonly id: number;
   read(gpa: bigint | number, length: number): GuestAccess;
   write(gpa: bigint | number, data: Uint8Array): GuestAccess;
-  /** Instruction fetch (needs ALLOW_EXEC on share bindings? no: exec is never granted to shared memory). */
+  /**
+   * Instruction fetch. Lent memory is always mapped executable (RX/RWX); shared memory never is, so
+   * a fetch from a share binding exits with attempt -EPERM.
+   */
   exec(gpa: bigint | number): GuestAccess;
   /**
    * The test guest's page-relinquish hypercall (0x8069): unlock `pages` lent pages from `gpa`, so

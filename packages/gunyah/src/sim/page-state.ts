@@ -10,7 +10,7 @@
  * | LENT_LOCKED     | lent and touched by the guest: the hypervisor refuses reclaim until the  |
  * |                 | guest relinquishes it                                                    |
  *
- * The simulation ({@link ../sim/gunyah-sim.ts}) keeps one state per 4 KiB page and applies these
+ * The simulation (`guest-mem.ts`) keeps one state per 4 KiB page and applies these
  * transitions to whole folios (providing and reclaim are per folio; relinquish is per page, the
  * hypervisor's granule).
  */
