@@ -259,20 +259,35 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       probe.close();
       withVm((_h, vm) => {
         if (!vm.capabilities.has('host-map')) return;
-        // Memory that is not initially shared is private to the guest: the host view must refuse.
-        const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true });
-        let view;
-        try {
-          view = m.map();
-        } catch (e) {
-          expect(e).toBeInstanceOf(GuestMemError);
+        const refused = (m: GuestMemory, length: number): void => {
+          let view;
+          try {
+            view = m.map({ length });
+          } catch (e) {
+            expect(e).toBeInstanceOf(GuestMemError);
+            return;
+          }
+          try {
+            const err = expectGuestMemError(() => view.read(0, 1));
+            expect(['SIGBUS', 'EPERM', 'EACCES', 'EFAULT']).toContain(err.code);
+          } finally {
+            view.unmap();
+          }
+        };
+        if (vm.capabilities.has('private-memory') && (vm.capabilities.has('convert-in-place') || vm.capabilities.has('convert-remap'))) {
+          // Private by binding: bind private (guest touches it where it can), then the host tries.
+          const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true, initiallyShared: vm.capabilities.has('initially-shared') });
+          const b = vm.bind({ memory: m, offset: 0, gpa: 0x9000_0000n, size: 2 * P, access: 'private' });
+          if (vm.capabilities.has('guest-access')) vm.guestWrite(0x9000_0000n, new Uint8Array([7, 7, 7]));
+          refused(m, P);
+          b.unbind();
           m.close();
-          return;
+        } else {
+          // Private by creation: memory that is not initially shared belongs to the guest.
+          const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true });
+          refused(m, 2 * P);
+          m.close();
         }
-        const err = expectGuestMemError(() => view.read(0, 1));
-        expect(['SIGBUS', 'EPERM', 'EACCES', 'EFAULT']).toContain(err.code);
-        view.unmap();
-        m.close();
       }, { confidential });
     });
 

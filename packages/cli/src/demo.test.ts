@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { demo } from './demo.js';
+import { probe } from './probe.js';
+
+describe('guestmem demo', () => {
+  it('runs the scenario on the simulated backends through the neutral API', () => {
+    for (const id of ['kvm-sim', 'gunyah-sim']) {
+      const lines: string[] = [];
+      demo((l) => lines.push(l), id);
+      const out = lines.join('\n');
+      expect(out).toContain(`== ${id}:`);
+      expect(out).toContain('bound [0, 8 MiB) of it at GPA 0x40000000');
+      expect(out).toMatch(/reads 00 00 00 00 00 00 00 00/);
+      expect(out).toContain('VM destroyed; binding active: false');
+      expect(out).not.toContain('!! host read private memory');
+    }
+  });
+
+  it('probe lists every backend with a reason', () => {
+    const lines: string[] = [];
+    probe((l) => lines.push(l));
+    const out = lines.join('\n');
+    for (const id of ['kvm ', 'kvm-sim', 'gunyah-sim']) expect(out).toContain(id);
+    expect(out).toMatch(/auto-selected: (kvm|kvm-sim|gunyah-sim)/);
+  });
+});
