@@ -1,14 +1,11 @@
-// Placeholder: the simulated kernel is written by another engineer against ../api.ts and replaces
-// this file. It must export `openSimKvm(opts)`.
-import { GuestMemError } from '@guestmem/core';
-import type { Kvm, KvmProfile } from '../api.js';
-
-export function openSimKvm(opts: { profile?: KvmProfile } = {}): Kvm {
-  throw new GuestMemError({
-    code: 'ENOSYS',
-    op: 'openKvm',
-    backend: 'kvm-sim',
-    detail: 'simulated kernel not built yet',
-    info: { profile: opts.profile ?? '6.18' },
-  });
-}
+/**
+ * The simulated Linux 6.18 KVM guest_memfd kernel (research §2), built on `@guestmem/core`, and
+ * proven equal to the real kernel by `../diff/`. `openKvm({ driver: 'sim' })` lands in
+ * {@link openSimKvm}.
+ */
+export { openSimKvm, SimKvm, type SimKvmStats } from './kvm.js';
+export { SimKernel, type SimKernelOptions } from './kernel.js';
+export { SimKvmVm, SimMemslot, SimVmState } from './vm.js';
+export { SimGuestMemfd, SimGmemFile, SimMapping } from './guest-memfd.js';
+export { SIM_VM_TYPES, type SimVmType } from './vm-types.js';
+export { SIM_BACKEND } from './errors.js';

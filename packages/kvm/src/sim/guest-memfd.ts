@@ -1,0 +1,428 @@
+/**
+ * The simulated guest_memfd (research §2.2–§2.7): one core {@link GuestMemFile} per file (6.18 has
+ * exactly one file per inode), whose {@link GuestMemOps} carry KVM's policy, plus the fd handle and
+ * the host mapping.
+ */
+import {
+  GuestMemError,
+  GuestMemFile,
+  HostAccessFault,
+  HostMapping,
+  PAGE_SIZE_N,
+  type GuestMemOps,
+} from '@guestmem/core';
+import type { GuestMemfdStat, IntArg, KvmGuestMemfd, KvmMapping, MmapArgs } from '../api.js';
+import { i32, i64, u64 } from '../uapi/codec-util.js';
+import {
+  FALLOC_FL_COLLAPSE_RANGE,
+  FALLOC_FL_INSERT_RANGE,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_UNSHARE_RANGE,
+  FALLOC_FL_ZERO_RANGE,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+  S_IFREG,
+} from '../uapi/constants.js';
+import { TASK_SIZE } from './address-space.js';
+import { SIM_BACKEND, closedErr, sysErr } from './errors.js';
+import type { SimKernel } from './kernel.js';
+import type { SimMemslot, SimVmState } from './vm.js';
+
+const I64_MAX = (1n << 63n) - 1n;
+const U64_LIMIT = 1n << 64n;
+const PAGE_MASK = PAGE_SIZE_N - 1n;
+
+/** `FALLOC_FL_WRITE_ZEROES` (6.17+), part of the VFS mode mask at 6.18. */
+const FALLOC_FL_WRITE_ZEROES = 0x80;
+const FALLOC_FL_MODE_MASK =
+  FALLOC_FL_PUNCH_HOLE |
+  FALLOC_FL_COLLAPSE_RANGE |
+  FALLOC_FL_ZERO_RANGE |
+  FALLOC_FL_INSERT_RANGE |
+  FALLOC_FL_UNSHARE_RANGE |
+  FALLOC_FL_WRITE_ZEROES;
+
+const MAP_TYPE = 0x0f;
+const MAP_GROWSDOWN = 0x100;
+const MAP_HUGETLB = 0x40000;
+/** `LEGACY_MAP_MASK`: the flags MAP_SHARED_VALIDATE accepts for a file without FOP_MMAP_SYNC. */
+const LEGACY_MAP_MASK = 0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000;
+
+/** A binding as the kernel's `bindings` xarray holds it: file pages `[first, end)` → slot. */
+interface PastEofBinding {
+  readonly slot: SimMemslot;
+  readonly first: number;
+  readonly end: number;
+}
+
+/**
+ * One guest_memfd file: `struct file` + its inode + `struct kvm_gmem` (the VM's view). References
+ * are core's: each fd and each mapping holds one; the last release runs {@link GuestMemOps.release}.
+ */
+export class SimGmemFile {
+  readonly core: GuestMemFile<SimMemslot>;
+  readonly ino: bigint;
+  /**
+   * Bindings reaching past EOF, which only the 6.18 signed-overflow quirk creates (research §2.6
+   * E1). Core's bindings index stops at EOF, so the part past it is tracked here (full range) and
+   * core indexes the part inside the file, if any.
+   */
+  private readonly pastEof: PastEofBinding[] = [];
+
+  constructor(
+    readonly kernel: SimKernel,
+    readonly vm: SimVmState,
+    size: bigint,
+    flags: bigint,
+  ) {
+    this.core = GuestMemFile.create(size, flags, this.ops(), { allocator: kernel.allocator });
+    this.ino = kernel.allocIno();
+    // Why: the file pins its VM (kvm_get_kvm in __kvm_gmem_create, research §2.2 step 7, §2.12).
+    vm.get();
+    kernel.liveGuestMemfds++;
+  }
+
+  /** The first binding overlapping file pages `[first, end)`, if any (`xa_find` on `bindings`). */
+  findBinding(first: number, end: number): SimMemslot | undefined {
+    const pages = this.core.pages;
+    if (first < pages) {
+      const inFile = this.core.findOverlap(first, Math.min(end, pages));
+      if (inFile) return inFile.owner;
+    }
+    return this.pastEof.find((b) => b.first < end && first < b.end)?.slot;
+  }
+
+  /** `xa_store_range(bindings, first, end - 1, slot)`; the caller checked for overlaps. */
+  bind(slot: SimMemslot, first: number, end: number): void {
+    const pages = this.core.pages;
+    if (first < pages) this.core.bind(first, Math.min(end, pages), slot, 'EINVAL', 'kvm_gmem_bind');
+    if (end > pages) this.pastEof.push({ slot, first, end });
+  }
+
+  /** `xa_store_range(bindings, …, NULL)` for `slot`. */
+  unbind(slot: SimMemslot): void {
+    this.core.unbind(slot);
+    const i = this.pastEof.findIndex((b) => b.slot === slot);
+    if (i >= 0) this.pastEof.splice(i, 1);
+  }
+
+  private ops(): GuestMemOps<SimMemslot> {
+    return {
+      backend: SIM_BACKEND,
+      // kvm_gmem_invalidate_begin: zap the SPTEs of every slot bound in the range (§2.7).
+      invalidateBegin: (file, range) => {
+        for (const b of file.bindingsIn(range.first, range.end)) b.owner.zapFilePages(range.first, range.end);
+      },
+      // kvm_gmem_fault_user_mapping: without INIT_SHARED every page is private, so every host
+      // fault is SIGBUS, even after fallocate (research §2.5, probes PV2/PV3/PV5).
+      hostAccess: (file) => (file.flags & GUEST_MEMFD_FLAG_INIT_SHARED ? 'allow' : 'sigbus'),
+      // kvm_gmem_release: the slot survives as an orphan with gmem.file = NULL (§2.6, B51–B53).
+      bindingDropped: (_file, slot) => slot.orphan(),
+      release: () => {
+        for (const b of this.pastEof.splice(0)) {
+          b.slot.zapAll();
+          b.slot.orphan();
+        }
+        this.kernel.liveGuestMemfds--;
+        // Why: kvm_put_kvm in kvm_gmem_release: the last guest_memfd may be what kept the VM alive.
+        this.vm.put();
+      },
+    };
+  }
+}
+
+/** Base of the simulated fd handles: closes once; a closed handle answers EBADF like native's. */
+export abstract class SimFdHandle {
+  #closed = false;
+  constructor(
+    protected readonly kernel: SimKernel,
+    readonly fd: number,
+  ) {}
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  protected live(op: string, syscall: string): void {
+    if (this.#closed) throw closedErr(op, syscall, this.fd);
+  }
+
+  close(): void {
+    this.live('close', 'close');
+    this.#closed = true;
+    this.kernel.fds.remove(this.fd);
+    this.onClose();
+  }
+
+  /** What dropping this fd's reference does to the object behind it. */
+  protected abstract onClose(): void;
+}
+
+/** A guest_memfd fd (`KVM_CREATE_GUEST_MEMFD` or `dup`). */
+export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
+  constructor(
+    kernel: SimKernel,
+    fd: number,
+    readonly file: SimGmemFile,
+  ) {
+    super(kernel, fd);
+  }
+
+  get size(): bigint {
+    return this.file.core.size;
+  }
+
+  get flags(): bigint {
+    return this.file.core.flags;
+  }
+
+  fallocate(mode: IntArg, offset: IntArg, len: IntArg): void {
+    const fail = (code: 'EINVAL' | 'EOPNOTSUPP' | 'EFBIG', detail: string) =>
+      sysErr(code, 'fallocate', 'fallocate', detail, { mode, offset, len });
+    this.live('fallocate', 'fallocate');
+    const m = i32('mode', mode);
+    const off = i64('offset', offset);
+    const ln = i64('len', len);
+    // vfs_fallocate (research §2.4, VFS rows 1–5, in this order).
+    if (off < 0n || ln <= 0n) throw fail('EINVAL', 'offset < 0 or len <= 0');
+    if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) throw fail('EOPNOTSUPP', 'unknown mode bits');
+    switch (m & FALLOC_FL_MODE_MASK) {
+      case 0:
+      case FALLOC_FL_UNSHARE_RANGE:
+      case FALLOC_FL_ZERO_RANGE:
+        break;
+      case FALLOC_FL_PUNCH_HOLE:
+        if (!(m & FALLOC_FL_KEEP_SIZE)) throw fail('EOPNOTSUPP', 'PUNCH_HOLE needs KEEP_SIZE');
+        break;
+      case FALLOC_FL_COLLAPSE_RANGE:
+      case FALLOC_FL_INSERT_RANGE:
+      case FALLOC_FL_WRITE_ZEROES:
+        if (m & FALLOC_FL_KEEP_SIZE) throw fail('EOPNOTSUPP', 'mode does not take KEEP_SIZE');
+        break;
+      default:
+        throw fail('EOPNOTSUPP', 'more than one mode');
+    }
+    // anon_inodefs has s_maxbytes = MAX_LFS_FILESIZE, so only a signed overflow is too big.
+    if (off + ln > I64_MAX) throw fail('EFBIG', 'offset + len overflows loff_t');
+    // kvm_gmem_fallocate (§2.4, guest_memfd rows 1–5).
+    if (!(m & FALLOC_FL_KEEP_SIZE)) throw fail('EOPNOTSUPP', 'guest_memfd needs KEEP_SIZE');
+    if (m & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) throw fail('EOPNOTSUPP', 'guest_memfd only allocates or punches');
+    if ((off | ln) & PAGE_MASK) throw fail('EINVAL', 'offset and len must be page-aligned');
+    const core = this.file.core;
+    // Why: kvm_gmem_punch_hole never fails and ignores EOF; truncation zaps host PTEs, so mapped
+    // ranges read zero afterwards (core frees the folios; HostMapping never caches pages).
+    if (m & FALLOC_FL_PUNCH_HOLE) return core.punchHole(off, ln);
+    if (off + ln > core.size) throw fail('EINVAL', `allocation [${off}, +${ln}) ends past EOF (${core.size})`);
+    try {
+      core.allocate(off, ln);
+    } catch (e) {
+      throw GuestMemError.is(e) ? sysErr(e.code, 'fallocate', 'fallocate', e.message, { ...e.info }) : e;
+    }
+  }
+
+  mmap(args: MmapArgs): KvmMapping {
+    const fail = (code: 'EINVAL' | 'ENOMEM' | 'EOVERFLOW' | 'EOPNOTSUPP' | 'EPERM' | 'ENODEV', detail: string) =>
+      sysErr(code, 'mmap', 'mmap', detail, { length: args.length, prot: args.prot, flags: args.flags, offset: args.offset ?? 0 });
+    this.live('mmap', 'mmap');
+    if (args.flags & (MAP_FIXED | MAP_ANONYMOUS) && !(args.flags & MAP_FIXED_NOREPLACE)) {
+      // The native driver refuses these before any syscall (they could clobber the process or not
+      // map the file); the sim refuses them identically.
+      throw new GuestMemError({
+        code: 'EINVAL',
+        op: 'mmap',
+        backend: SIM_BACKEND,
+        detail: 'MAP_FIXED and MAP_ANONYMOUS are refused by guestmem (use MAP_FIXED_NOREPLACE)',
+        info: { flags: args.flags },
+      });
+    }
+    const length = u64('length', args.length);
+    const offset = BigInt.asUintN(64, i64('offset', args.offset ?? 0));
+    const hint = u64('address', args.address ?? 0);
+    const prot = i32('prot', args.prot);
+    const flags = i32('flags', args.flags);
+    // x86 sys_mmap checks the offset before anything else.
+    if (offset & PAGE_MASK) throw fail('EINVAL', 'offset is not page-aligned');
+    // ksys_mmap_pgoff: MAP_HUGETLB on a file that is not hugetlbfs.
+    if (flags & MAP_HUGETLB) throw fail('EINVAL', 'MAP_HUGETLB on a non-hugetlbfs file');
+    // do_mmap.
+    if (length === 0n) throw fail('EINVAL', 'length 0');
+    const alen = (length + PAGE_MASK) & ~PAGE_MASK;
+    if (alen >= U64_LIMIT) throw fail('ENOMEM', 'length overflows when page-aligned');
+    const pgoff = offset >> 12n;
+    if (pgoff + (alen >> 12n) >= U64_LIMIT) throw fail('EOVERFLOW', 'pgoff + pages overflows');
+    // get_unmapped_area.
+    if (alen > TASK_SIZE) throw fail('ENOMEM', 'length exceeds the user address space');
+    const fixed = flags & MAP_FIXED_NOREPLACE ? hint : undefined;
+    if (fixed !== undefined && fixed & PAGE_MASK) throw fail('EINVAL', 'MAP_FIXED_NOREPLACE address is not page-aligned');
+    this.kernel.addressSpace.place(alen, fixed);
+    // file_mmap_ok: the range must fit under MAX_LFS_FILESIZE.
+    if (alen > I64_MAX || pgoff > (I64_MAX - alen) >> 12n) throw fail('EOVERFLOW', 'offset + length beyond MAX_LFS_FILESIZE');
+    switch (flags & MAP_TYPE) {
+      case MAP_SHARED:
+      case MAP_PRIVATE:
+        break;
+      case MAP_SHARED_VALIDATE:
+        if (flags & ~LEGACY_MAP_MASK) throw fail('EOPNOTSUPP', 'MAP_SHARED_VALIDATE with flags the file does not support');
+        break;
+      default:
+        throw fail('EINVAL', 'no valid MAP_TYPE');
+    }
+    // Why: anon_inodefs is mounted noexec, so the VFS refuses PROT_EXEC before guest_memfd sees
+    // the call (research §2.5, probe MM7; this comes before ENODEV and the MAP_PRIVATE EINVAL).
+    if (prot & PROT_EXEC) throw fail('EPERM', 'PROT_EXEC on a noexec mount');
+    if (flags & MAP_GROWSDOWN) throw fail('EINVAL', 'MAP_GROWSDOWN on a file mapping');
+    // kvm_gmem_mmap.
+    const core = this.file.core;
+    if (!(core.flags & GUEST_MEMFD_FLAG_MMAP)) throw fail('ENODEV', 'guest_memfd created without GUEST_MEMFD_FLAG_MMAP');
+    if ((flags & MAP_TYPE) === MAP_PRIVATE) throw fail('EINVAL', 'guest_memfd mappings must be MAP_SHARED');
+    return this.kernel.addressSpace.map(
+      alen,
+      (address) => new SimMapping(this.kernel, core, address, Number(length), offset, prot, flags),
+      fixed,
+    );
+  }
+
+  fstat(): GuestMemfdStat {
+    this.live('fstat', 'fstat');
+    // st_blocks stays 0 even after allocation (research §2.3, FA28/G7b).
+    return { ino: this.file.ino, nlink: 1, mode: S_IFREG | 0o600, size: this.size, blksize: 4096, blocks: 0n };
+  }
+
+  read(len: number): Uint8Array {
+    this.live('read', 'read');
+    new Uint8Array(len); // the caller's buffer, as native allocates it (RangeError on a bad length)
+    // No FMODE_CAN_READ on guest_memfd (research §2.3, IO rows).
+    throw sysErr('EINVAL', 'read', 'read', 'guest_memfd has no read', { len });
+  }
+
+  write(data: Uint8Array): number {
+    this.live('write', 'write');
+    throw sysErr('EINVAL', 'write', 'write', 'guest_memfd has no write', { len: data.byteLength });
+  }
+
+  pread(len: number, offset: IntArg): Uint8Array {
+    this.live('pread', 'pread');
+    new Uint8Array(len);
+    // ksys_pread64 rejects a negative position before looking at FMODE_PREAD.
+    if (i64('offset', offset) < 0n) throw sysErr('EINVAL', 'pread', 'pread', 'negative offset', { len, offset });
+    throw sysErr('ESPIPE', 'pread', 'pread', 'guest_memfd has no FMODE_PREAD', { len, offset });
+  }
+
+  pwrite(data: Uint8Array, offset: IntArg): number {
+    this.live('pwrite', 'pwrite');
+    if (i64('offset', offset) < 0n) throw sysErr('EINVAL', 'pwrite', 'pwrite', 'negative offset', { len: data.byteLength, offset });
+    throw sysErr('ESPIPE', 'pwrite', 'pwrite', 'guest_memfd has no FMODE_PWRITE', { len: data.byteLength, offset });
+  }
+
+  lseek(offset: IntArg, whence: number): bigint {
+    this.live('lseek', 'lseek');
+    i64('offset', offset);
+    // ksys_lseek rejects whence > SEEK_MAX (4) with EINVAL before vfs_llseek's ESPIPE (probe).
+    if (i32('whence', whence) >>> 0 > 4) throw sysErr('EINVAL', 'lseek', 'lseek', 'whence > SEEK_MAX', { offset, whence });
+    throw sysErr('ESPIPE', 'lseek', 'lseek', 'guest_memfd has no llseek', { offset, whence });
+  }
+
+  ftruncate(len: IntArg): void {
+    this.live('ftruncate', 'ftruncate');
+    i64('len', len);
+    // A negative length is EINVAL in do_ftruncate; any other reaches kvm_gmem_setattr: EINVAL too.
+    throw sysErr('EINVAL', 'ftruncate', 'ftruncate', 'guest_memfd size is fixed', { len });
+  }
+
+  dup(): KvmGuestMemfd {
+    this.live('dup', 'dup');
+    // A dup is one more reference to the same open file (research §2.12, B50).
+    this.file.core.acquire();
+    const fd = this.kernel.fds.install({ kind: 'gmem', file: this.file });
+    return new SimGuestMemfd(this.kernel, fd, this.file);
+  }
+
+  protected onClose(): void {
+    this.file.core.release();
+  }
+}
+
+/**
+ * A host mapping on core's {@link HostMapping}. The pre-checks are the native driver's (EFAULT for
+ * unmapped, out-of-range and PROT-violating accesses); core then applies the SIGBUS rules page by page
+ * (EOF, then `ops.hostAccess`) and faults pages in, so a write stopping at a faulting page keeps
+ * the bytes before it.
+ */
+export class SimMapping implements KvmMapping {
+  private readonly host: HostMapping;
+
+  constructor(
+    private readonly kernel: SimKernel,
+    file: GuestMemFile<SimMemslot>,
+    readonly address: bigint,
+    readonly length: number,
+    readonly offset: bigint,
+    readonly prot: number,
+    readonly flags: number,
+  ) {
+    // The mapping takes its own file reference (research §2.5, LT1/S2b).
+    this.host = new HostMapping(file, { offset, length });
+  }
+
+  get unmapped(): boolean {
+    return !this.host.isMapped;
+  }
+
+  read(offset: IntArg, len: number): Uint8Array {
+    const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
+    return len === 0 ? new Uint8Array(0) : this.faulting('read', () => this.host.read(start, len));
+  }
+
+  write(offset: IntArg, data: Uint8Array): void {
+    const start = this.check('write', offset, data.byteLength, PROT_WRITE);
+    if (data.byteLength > 0) this.faulting('write', () => this.host.write(start, data));
+  }
+
+  fill(offset: IntArg, len: number, byte: number): void {
+    const start = this.check('fill', offset, len, PROT_WRITE);
+    if (len > 0) this.faulting('fill', () => this.host.fill(start, len, byte));
+  }
+
+  munmap(): void {
+    if (this.unmapped) return;
+    this.kernel.addressSpace.unmap(this.address);
+    this.host.unmap();
+  }
+
+  private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
+    const efault = (detail: string, extra: Record<string, unknown> = {}) =>
+      new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: SIM_BACKEND, detail, info: { offset, len, ...extra } });
+    if (this.unmapped) throw efault('the mapping was unmapped');
+    const start = Number(u64('offset', offset));
+    if (!Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
+      throw efault(`[${start}, +${len}) is outside the ${this.length}-byte mapping`);
+    }
+    // x86: PROT_WRITE alone is readable; anything else needed and missing is a SIGSEGV.
+    if (len > 0 && !(this.prot & protNeeded)) {
+      throw efault(`prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, { signal: 'SIGSEGV' });
+    }
+    return start;
+  }
+
+  /** Runs a core access, renaming its SIGBUS to this API's op names. */
+  private faulting<T>(op: string, access: () => T): T {
+    try {
+      return access();
+    } catch (e) {
+      if (e instanceof HostAccessFault) {
+        throw new HostAccessFault({ op: `mapping.${op}`, backend: SIM_BACKEND, offset: e.offset, detail: e.message });
+      }
+      throw e;
+    }
+  }
+}
