@@ -56,9 +56,13 @@ export interface Gunyah {
 }
 
 export interface GunyahStats {
+  /** open fds other than /dev/gunyah itself */
   openFds: number;
+  /** open VM fds */
   vms: number;
+  /** open guest-memory fds (a closed file pinned only by bindings or mappings is not counted) */
   files: number;
+  /** bindings of all open VMs */
   bindings: number;
   /** bytes of folio memory held by all files */
   folioBytes: bigint;

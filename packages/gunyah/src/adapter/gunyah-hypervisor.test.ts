@@ -21,7 +21,7 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
   it('private = lend: the guest writes, the host cannot map it; shared = share: both see it', () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();
-    const mem = vm.createGuestMemory({ size: 16384 });
+    const mem = vm.createGuestMemory({ size: 16384, hostMappable: true });
     const priv = vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 8192 });
     vm.bind({ memory: mem, offset: 8192, gpa: 0x20000, size: 8192, access: 'shared' });
     expect(vm.memoryState.get(0x10)).toBe('private');
@@ -37,8 +37,8 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(priv.active).toBe(true);
   });
 
-  it('convert = unmap + remap: refused while the guest holds a lent page, all-or-nothing', () => {
-    const h = new GunyahHypervisor();
+  it('convert = unmap + remap: refused while the guest holds a lent page, all-or-nothing (guestCooperates: false)', () => {
+    const h = new GunyahHypervisor({ guestCooperates: false });
     const vm = h.createVm();
     const mem = vm.createGuestMemory({ size: 16384, initiallyShared: true });
     vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 16384 });
@@ -53,6 +53,39 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(vm.bindings().map((b) => [b.gpa, b.size])).toEqual(before);
     expect(vm.memoryState.get(0x10)).toBe('shared');
     expect(() => vm.convert({ gpa: 0x10000, size: 0x10000 }, 'shared')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+  });
+
+  it('a cooperating guest relinquishes (sanitized) before unbind/convert; without cooperation unbind is EBUSY', () => {
+    for (const guestCooperates of [true, false]) {
+      const h = new GunyahHypervisor({ guestCooperates });
+      const vm = h.createVm();
+      const mem = vm.createGuestMemory({ size: 8192, hostMappable: true });
+      const b = vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 8192, access: 'private' });
+      vm.guestWrite(0x10000, Uint8Array.of(0x5a));
+      if (!guestCooperates) {
+        expect(() => b.unbind()).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+        expect(b.active).toBe(true);
+        vm.destroy(); // teardown still reclaims everything
+        expect(b.active).toBe(false);
+      } else {
+        b.unbind();
+        const v = mem.map();
+        expect(v.read(0, 1)).toEqual(Uint8Array.of(0)); // sanitized: the host never sees private data
+        v.unmap();
+      }
+      mem.close();
+      h.close();
+      expect(h.device.stats()).toMatchObject({ openFds: 0, folioBytes: 0n });
+    }
+  });
+
+  it('memory created without hostMappable cannot be mapped (ENODEV); binds must lie inside the memory', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 8192 });
+    expect(() => mem.map()).toThrow(expect.objectContaining({ code: 'ENODEV' }));
+    expect(() => vm.bind({ memory: mem, offset: 4096, gpa: 0, size: 8192 })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    h.close();
   });
 
   it('convert with discard punches the converted pages', () => {
@@ -70,7 +103,7 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
   it('destroy unbinds everything; memory keeps its data and is freed on close; nothing leaks', () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();
-    const mem = vm.createGuestMemory({ size: 2n * MIB, hugePages: true });
+    const mem = vm.createGuestMemory({ size: 2n * MIB, hugePages: true, hostMappable: true });
     const b = vm.bind({ memory: mem, offset: 0, gpa: 0x4000_0000n, size: 2n * MIB });
     vm.guestWrite(0x4000_0000n, Uint8Array.of(42));
     vm.destroy();

@@ -45,6 +45,14 @@ export interface GunyahHypervisorOptions {
   /** Folio allocator shared with other files (the container's `FOLIO_ALLOCATOR`). */
   allocator?: FolioAllocator;
   rodataFull?: boolean;
+  /**
+   * The simulated guest cooperates with host-initiated removal (default true): before the adapter
+   * unbinds or converts a range, the guest relinquishes the lent pages it holds there — sanitized,
+   * except for `convert(…, { discard: false })` — as a guest following an unplug/conversion protocol
+   * would. With false the adapter behaves like the raw uAPI: unbind/convert of pages the guest holds
+   * fail with EBUSY.
+   */
+  guestCooperates?: boolean;
 }
 
 /**
@@ -70,10 +78,12 @@ export class GunyahHypervisor implements Hypervisor {
   readonly capabilities = GUNYAH_SIM_CAPABILITIES;
   /** The uAPI-level device underneath (for tests and diagnostics). */
   readonly device: SimDevice;
+  readonly guestCooperates: boolean;
   private readonly vms = new Set<GunyahNeutralVm>();
   private closed = false;
 
   constructor(opts: GunyahHypervisorOptions = {}) {
+    this.guestCooperates = opts.guestCooperates ?? true;
     this.device = openGunyah({ driver: 'sim', layout: opts.layout, rodataFull: opts.rodataFull, allocator: opts.allocator });
   }
 
@@ -92,12 +102,16 @@ export class GunyahHypervisor implements Hypervisor {
 }
 
 class GunyahGuestMemory implements GuestMemory {
-  readonly hostMappable = true; // Gunyah guest-mem files can always be mmapped (lend rules apply)
   constructor(
     readonly owner: GunyahHypervisor,
     readonly mem: GunyahGuestMem,
     /** Access of new bindings when `BindOptions.access` is not given. */
     readonly defaultAccess: MemoryAccess,
+    /**
+     * Gunyah files can always be mmapped; the neutral API still honours `hostMappable: false` by
+     * refusing `map()` with ENODEV (what KVM answers for a file without GUEST_MEMFD_FLAG_MMAP).
+     */
+    readonly hostMappable: boolean,
   ) {}
   get id(): number {
     return this.mem.fd;
@@ -115,6 +129,7 @@ class GunyahGuestMemory implements GuestMemory {
     this.mem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
+    if (!this.hostMappable) throw gmErr('ENODEV', 'map', BACKEND, 'memory created without hostMappable', { syscall: 'mmap' });
     const offset = toBig(opts.offset ?? 0);
     const length = opts.length ?? Number(this.size - offset);
     const m = this.mem.mmap({ offset, length });
@@ -127,7 +142,7 @@ class GunyahGuestMemory implements GuestMemory {
     };
   }
   close(): void {
-    this.mem.close();
+    if (!this.closed) this.mem.close();
   }
 }
 
@@ -147,6 +162,7 @@ class GunyahMemoryBinding implements MemoryBinding {
   }
   unbind(): void {
     if (!this.active) return;
+    this.vm.relinquishForHost(this.gpa, this.gpa + this.size, true);
     this.vm.unmapPiece(this, this.gpa, this.size);
     this.vm.forget(this);
   }
@@ -174,7 +190,7 @@ class GunyahNeutralVm implements Vm {
   createGuestMemory(opts: CreateGuestMemoryOptions): GuestMemory {
     this.assertLive('createGuestMemory');
     const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? 2n : 0n, size: opts.size });
-    return new GunyahGuestMemory(this.hypervisor, mem, opts.initiallyShared ? 'shared' : 'private');
+    return new GunyahGuestMemory(this.hypervisor, mem, opts.initiallyShared ? 'shared' : 'private', opts.hostMappable ?? false);
   }
 
   private flags(access: MemoryAccess, readOnly: boolean): number {
@@ -188,6 +204,11 @@ class GunyahNeutralVm implements Vm {
 
   unmapPiece(b: GunyahMemoryBinding, gpa: bigint, size: bigint): void {
     this.mapPiece(b.memory, gpa, b.offset + (gpa - b.gpa), size, b.access, b.readOnly, true);
+  }
+
+  /** See {@link GunyahHypervisorOptions.guestCooperates}. */
+  relinquishForHost(start: bigint, end: bigint, sanitize: boolean): void {
+    if (this.hypervisor.guestCooperates && end > start) this.sim.relinquish(start, Number((end - start) / PAGE_SIZE_N), sanitize);
   }
 
   forget(b: GunyahMemoryBinding): void {
@@ -206,6 +227,10 @@ class GunyahNeutralVm implements Vm {
     const g = toBig(opts.gpa);
     const size = toBig(opts.size);
     const off = toBig(opts.offset);
+    // v17 does not check offset+size against the file size; the neutral contract does.
+    if (off < 0n || size <= 0n || off + size > memory.size) {
+      throw gmErr('EINVAL', 'bind', BACKEND, `[${off}, ${off + size}) is not inside the ${memory.size}-byte memory`);
+    }
     this.mapPiece(memory, g, off, size, access, opts.readOnly ?? false);
     const b = new GunyahMemoryBinding(this, toGpa(g), size, memory, fileOffset(off), opts.readOnly ?? false, access);
     this.active.push(b);
@@ -246,6 +271,7 @@ class GunyahNeutralVm implements Vm {
         const pe = b.end < end ? b.end : end;
         return { b, ps, pe, cutFrom: ps, cutTo: ps === b.gpa ? pe : b.end };
       });
+    for (const p of plan) this.relinquishForHost(p.cutFrom, p.cutTo, opts.discard ?? true);
     for (const p of plan) {
       const mem = this.hypervisor.device.guestMem(p.b.memory.id)!;
       const first = Number((p.b.offset + (p.cutFrom - p.b.gpa)) / PAGE_SIZE_N);

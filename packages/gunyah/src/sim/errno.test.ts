@@ -286,6 +286,15 @@ describe('vCPU page-fault exits (page_fault.attempt)', () => {
     expect(hc.writeAddr(0xb000_0008n, 2n).status).toBe('done');
     expect(hc.readAddr(0xb000_0008n)).toBe(2n);
   });
+  it('other errors from getting the folio: a poisoned page gives attempt -EHWPOISON; the host gets SIGBUS', () => {
+    const hc = new HoldingCell();
+    const mem = hc.addMemory(0xb000_0000n, 4096n, 'lend') as SimGuestMem;
+    expect(hc.writeAddr(0xb000_0000n, 1n).status).toBe('done');
+    mem.file.markPoisoned(0); // memory failure: the hypervisor must give the page back
+    expect(mem.pageState(0)).toBe('HOST');
+    expect(hc.vm.vcpu(0).read(0xb000_0000n, 8)).toMatchObject({ status: 'page-fault', exit: { attempt: -133 } });
+    expect(() => hc.hostRead(mem, 0n)).toThrow(expect.objectContaining({ code: 'SIGBUS' }));
+  });
   it('exec: lent memory is always mapped executable, shared memory never', () => {
     const hc = new HoldingCell();
     hc.addMemory(0xb000_0000n, 4096n, 'lend');
