@@ -61,7 +61,7 @@ describe('core invariants (property)', () => {
           },
         });
         const open = (): Slot => {
-          const file = GuestMemFile.create(PAGES * P, 0, { backend: 'prop' }, { allocator: alloc });
+          const file = GuestMemFile.create<string>(PAGES * P, 0, { backend: 'prop' }, { allocator: alloc });
           const map = new HostMapping(file, { length: PAGES * P });
           return { file, map, bytes: new Uint8Array(PAGES * P), present: new Array(PAGES).fill(false) };
         };
