@@ -13,7 +13,7 @@ const probe = probeNativeKvm();
 if (!probe.available) console.warn(`[kvm diff] skipping the sim-vs-kernel speed check: ${probe.reason}`);
 
 const SIZE = 256 * 1024 * 1024;
-const ROUNDS = 5;
+const ROUNDS = 9;
 
 /** Best-of-ROUNDS milliseconds for allocating the whole file and for punching it out again. */
 function timeBulk(kvm: Kvm): { allocate: number; punch: number } {
