@@ -232,6 +232,7 @@ describe('HostMapping', () => {
     const m = new HostMapping(f, { length: P, prot: { read: true, write: false } });
     expect(codeOf(() => m.read(P, 1))).toBe('EFAULT');
     expect(codeOf(() => m.write(0, new Uint8Array(1)))).toBe('EFAULT');
+    expect(m.write(0, new Uint8Array(0))).toBeUndefined(); // touches nothing, like a 0-byte memcpy
     m.unmap();
     expect(codeOf(() => m.read(0, 1))).toBe('EFAULT');
     f.release();

@@ -86,6 +86,8 @@ export class HostMapping {
   private access(kind: HostAccessKind, at: number, len: number, fn: (fileOff: number, n: number, done: number) => void): void {
     const backend = this.file.ops.backend;
     if (!this.mapped) throw gmErr('EFAULT', `host ${kind}`, backend, 'the mapping was unmapped');
+    // A zero-length copy touches no page, so the kernel can neither fault nor refuse it.
+    if (len === 0 && Number.isSafeInteger(at) && at >= 0 && at <= this.length) return;
     if (!(Number.isSafeInteger(at) && Number.isSafeInteger(len) && at >= 0 && len >= 0 && at + len <= this.length)) {
       throw gmErr('EFAULT', `host ${kind}`, backend, `[${at}, +${len}) is outside the ${this.length}-byte mapping`);
     }
