@@ -51,7 +51,7 @@ import {
   encodeKvmUserspaceMemoryRegion2,
 } from '../uapi/structs.js';
 import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
-import { copyFromHost, copyToHost, fillHost, libc, type Libc } from './libc.js';
+import { HostWindows, libc, type Libc } from './libc.js';
 
 // Scratch buffers for the struct ioctls. JS is single-threaded and each ioctl copies the struct in
 // before returning, so one buffer per struct type serves every VM without a per-call allocation.
@@ -62,10 +62,29 @@ const attrsBuf = Buffer.alloc(32);
 /** `struct stat` is 144 bytes on x86-64. */
 const statBuf = Buffer.alloc(144);
 
-/** Capability numbers that fit an `unsigned long` fast path without BigInt conversion. */
+/**
+ * The capability argument for `unsigned long`. The hot path (a small non-negative integer number,
+ * which every KVM_CAP_* is) is one comparison and passes the number through untouched: no BigInt is
+ * created and koffi converts it with its fast number path.
+ */
 function capArg(cap: IntArg): number | bigint {
-  if (typeof cap === 'number') return cap >= 0 && cap <= 0xffff_ffff && Number.isInteger(cap) ? cap : u64('cap', cap);
-  return cap >= 0n && cap <= 0xffff_ffffn ? Number(cap) : u64('cap', cap);
+  if (typeof cap === 'number' && cap >>> 0 === cap) return cap;
+  if (typeof cap === 'bigint' && cap >= 0n && cap <= 0xffff_ffffn) return Number(cap);
+  return u64('cap', cap);
+}
+
+/** `int` arguments: an int32 number passes through; anything else goes through the checked codec. */
+function intArg(field: string, v: number): number {
+  return v === (v | 0) ? v : i32(field, v);
+}
+
+/**
+ * `off_t`/`loff_t` arguments: a safe-integer number passes through as a number (koffi converts it
+ * to int64 exactly, and it is the same value `i64()` would produce); bigints and anything else go
+ * through the checked codec. Keeps fallocate free of BigInt work on its hot path.
+ */
+function offArg(field: string, v: IntArg): number | bigint {
+  return typeof v === 'number' && Number.isSafeInteger(v) ? v : i64(field, v);
 }
 
 /** Common fd ownership: closes once, and refuses any use after close without touching the number. */
@@ -107,8 +126,9 @@ export class NativeKvm extends OwnedFd implements Kvm {
   checkExtension(cap: IntArg): number {
     const fd = this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)');
     // Why: the capability query; the argument is the capability number itself, not a pointer.
-    const r = this.c.ioctlArg(fd, KVM_CHECK_EXTENSION, capArg(cap));
-    if (r < 0) throw syscallError(this.c.errno(), 'checkExtension', 'ioctl(KVM_CHECK_EXTENSION)', { cap });
+    // Hot path: one koffi call on an all-integer prototype, errno read only on failure.
+    const r: number = this.c.ioctlArg(fd, KVM_CHECK_EXTENSION, capArg(cap));
+    if (r === -1) throw syscallError(this.c.errno(), 'checkExtension', 'ioctl(KVM_CHECK_EXTENSION)', { cap });
     return r;
   }
 
@@ -163,8 +183,8 @@ export class NativeVm extends OwnedFd implements KvmVm {
   checkExtension(cap: IntArg): number {
     const fd = this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)');
     // Why: per-VM capability answers (e.g. GUEST_MEMFD_FLAGS depends on the VM type).
-    const r = this.c.ioctlArg(fd, KVM_CHECK_EXTENSION, capArg(cap));
-    if (r < 0) throw syscallError(this.c.errno(), 'checkExtension', 'ioctl(KVM_CHECK_EXTENSION)', { cap });
+    const r: number = this.c.ioctlArg(fd, KVM_CHECK_EXTENSION, capArg(cap));
+    if (r === -1) throw syscallError(this.c.errno(), 'checkExtension', 'ioctl(KVM_CHECK_EXTENSION)', { cap });
     return r;
   }
 
@@ -225,8 +245,9 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
   fallocate(mode: number, offset: IntArg, len: IntArg): void {
     const fd = this.live('fallocate', 'fallocate');
     // Why: allocate (KEEP_SIZE) or free (PUNCH_HOLE|KEEP_SIZE) backing pages of the file.
-    const r = this.c.fallocate(fd, i32('mode', mode), i64('offset', offset), i64('len', len));
-    if (r < 0) throw syscallError(this.c.errno(), 'fallocate', 'fallocate', { mode, offset, len });
+    // Number arguments pass through without BigInt conversion (see offArg).
+    const r: number = this.c.fallocate(fd, intArg('mode', mode), offArg('offset', offset), offArg('len', len));
+    if (r === -1) throw syscallError(this.c.errno(), 'fallocate', 'fallocate', { mode, offset, len });
   }
 
   mmap(args: MmapArgs): KvmMapping {
@@ -346,6 +367,14 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
  */
 export class NativeMapping implements KvmMapping {
   #unmapped = false;
+  /** Cached views of the mapping (created on first access, dropped before munmap). */
+  readonly #host: HostWindows;
+  /**
+   * Bytes from the start of the mapping that may be touched: everything before the first page that
+   * would SIGBUS (0 for a private file, else up to EOF, capped at the mapping length). Static,
+   * because a guest_memfd's size and flags never change, so computed once here and not per access.
+   */
+  readonly #accessible: number;
   constructor(
     private readonly c: Libc,
     readonly address: bigint,
@@ -355,7 +384,12 @@ export class NativeMapping implements KvmMapping {
     readonly flags: number,
     private readonly fileSize: bigint,
     private readonly fileFlags: bigint,
-  ) {}
+  ) {
+    this.#host = new HostWindows(address, length);
+    const untilEof = fileSize - offset;
+    this.#accessible =
+      !(fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED) || untilEof <= 0n ? 0 : untilEof < BigInt(length) ? Number(untilEof) : length;
+  }
 
   get unmapped(): boolean {
     return this.#unmapped;
@@ -365,25 +399,27 @@ export class NativeMapping implements KvmMapping {
     const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
     const allowed = this.allowedBytes(start, len);
     if (allowed < len) throw this.fault('read', start + allowed);
-    return copyFromHost(this.address + BigInt(start), len);
+    return this.#host.read(start, len);
   }
 
   write(offset: IntArg, data: Uint8Array): void {
     const start = this.check('write', offset, data.byteLength, PROT_WRITE);
     const allowed = this.allowedBytes(start, data.byteLength);
-    copyToHost(this.address + BigInt(start), data.subarray(0, allowed));
+    this.#host.write(start, data.subarray(0, allowed));
     if (allowed < data.byteLength) throw this.fault('write', start + allowed);
   }
 
   fill(offset: IntArg, len: number, byte: number): void {
     const start = this.check('fill', offset, len, PROT_WRITE);
     const allowed = this.allowedBytes(start, len);
-    fillHost(this.address + BigInt(start), allowed, byte);
+    this.#host.fill(start, allowed, byte);
     if (allowed < len) throw this.fault('fill', start + allowed);
   }
 
   munmap(): void {
     if (this.#unmapped) return;
+    // No view may outlive the memory it points at (a failed munmap just recreates them lazily).
+    this.#host.drop();
     // Why: unmap our own range; the kernel drops the mapping's file reference.
     if (this.c.munmap(this.address, this.length) < 0) {
       throw syscallError(this.c.errno(), 'munmap', 'munmap', { address: this.address, length: this.length });
@@ -393,29 +429,29 @@ export class NativeMapping implements KvmMapping {
 
   /** Validates an access and returns its start offset in the mapping. */
   private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
-    const efault = (detail: string, extra: Record<string, unknown> = {}) =>
-      new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: NATIVE_BACKEND, detail, info: { offset, len, ...extra } });
-    if (this.#unmapped) throw efault('the mapping was unmapped');
-    const start = Number(u64('offset', offset));
+    if (this.#unmapped) throw this.efault(op, offset, len, 'the mapping was unmapped');
+    // Hot path: a non-negative safe-integer number is used as is (no BigInt round trip).
+    const start = typeof offset === 'number' && offset >= 0 && Number.isSafeInteger(offset) ? offset : Number(u64('offset', offset));
     if (!Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
-      throw efault(`[${start}, +${len}) is outside the ${this.length}-byte mapping`);
+      throw this.efault(op, offset, len, `[${start}, +${len}) is outside the ${this.length}-byte mapping`);
     }
     if (len > 0 && !(this.prot & protNeeded)) {
-      throw efault(`prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
+      throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
         signal: 'SIGSEGV',
       });
     }
     return start;
   }
 
+  /** The EFAULT of a refused access (built only on the error path). */
+  private efault(op: string, offset: IntArg, len: number, detail: string, extra: Record<string, unknown> = {}): GuestMemError {
+    return new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: NATIVE_BACKEND, detail, info: { offset, len, ...extra } });
+  }
+
   /** How many bytes from `start` can be touched before the first page that would SIGBUS. */
   private allowedBytes(start: number, len: number): number {
-    if (len === 0) return 0;
-    if (!(this.fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED)) return 0;
-    const fileStart = this.offset + BigInt(start);
-    if (fileStart >= this.fileSize) return 0;
-    const untilEof = this.fileSize - fileStart;
-    return untilEof < BigInt(len) ? Number(untilEof) : len;
+    const room = this.#accessible - start;
+    return room <= 0 ? 0 : room < len ? room : len;
   }
 
   private fault(op: string, mappingOffset: number): HostAccessFault {

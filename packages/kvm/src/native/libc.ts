@@ -100,20 +100,84 @@ function bind(): Libc {
   };
 }
 
-/** Copies `len` bytes at host address `address` into a new Uint8Array. */
-export function copyFromHost(address: bigint, len: number): Uint8Array {
-  if (len === 0) return new Uint8Array(0);
-  return new Uint8Array(koffi.view(address, len)).slice();
-}
+/**
+ * Views of host memory cut into windows of at most this many bytes: koffi (3.3.4 on Node 20) aborts
+ * the process when asked for a view longer than 4 GiB, and a window is created once per mapping
+ * region, not per access.
+ */
+export const HOST_WINDOW_BYTES = 1 << 30;
 
-/** Copies `data` to host address `address`. */
-export function copyToHost(address: bigint, data: Uint8Array): void {
-  if (data.byteLength === 0) return;
-  new Uint8Array(koffi.view(address, data.byteLength)).set(data);
-}
+/** Fills up to this many bytes are done with element stores rather than `TypedArray#fill`. */
+const SHORT_FILL = 16;
 
-/** `memset(address, byte, len)`. */
-export function fillHost(address: bigint, len: number, byte: number): void {
-  if (len === 0) return;
-  new Uint8Array(koffi.view(address, len)).fill(byte);
+/**
+ * Byte access to `[address, address + length)` of the host address space through cached koffi
+ * views. A window (an external ArrayBuffer over the memory, never a copy) is created on first use and
+ * kept until {@link HostWindows.drop}, so an access costs a typed-array operation, not a koffi call
+ * and an ArrayBuffer allocation. Callers bound-check: offsets are relative to `address`, and the
+ * memory must stay mapped until `drop()`.
+ */
+export class HostWindows {
+  readonly #views: (Uint8Array | undefined)[] = [];
+  constructor(
+    readonly address: bigint,
+    readonly length: number,
+  ) {}
+
+  /** The view of window `k` (bytes `[k * HOST_WINDOW_BYTES, …)`). */
+  #window(k: number): Uint8Array {
+    let v = this.#views[k];
+    if (v === undefined) {
+      const base = k * HOST_WINDOW_BYTES;
+      v = new Uint8Array(koffi.view(this.address + BigInt(base), Math.min(HOST_WINDOW_BYTES, this.length - base)));
+      this.#views[k] = v;
+    }
+    return v;
+  }
+
+  /** Calls `fn(view, from, to, done)` for each window piece of `[start, start + len)`, in address order. */
+  #each(start: number, len: number, fn: (v: Uint8Array, from: number, to: number, done: number) => void): void {
+    let pos = start;
+    const end = start + len;
+    while (pos < end) {
+      const k = Math.floor(pos / HOST_WINDOW_BYTES);
+      const base = k * HOST_WINDOW_BYTES;
+      const to = Math.min(end, base + HOST_WINDOW_BYTES);
+      fn(this.#window(k), pos - base, to - base, pos - start);
+      pos = to;
+    }
+  }
+
+  /** `memset(address + start, byte, len)`. */
+  fill(start: number, len: number, byte: number): void {
+    if (len === 0) return;
+    const k = Math.floor(start / HOST_WINDOW_BYTES);
+    const from = start - k * HOST_WINDOW_BYTES;
+    if (from + len <= HOST_WINDOW_BYTES) {
+      // The common case: one window (the whole mapping when it is at most 1 GiB). Short fills are
+      // plain element stores, which V8 inlines; TypedArray#fill is a builtin call costing ~50 ns.
+      const v = this.#window(k);
+      if (len <= SHORT_FILL) for (let i = from; i < from + len; i++) v[i] = byte;
+      else v.fill(byte, from, from + len);
+      return;
+    }
+    this.#each(start, len, (v, a, b) => v.fill(byte, a, b));
+  }
+
+  /** Copies `len` bytes at `address + start` into a new Uint8Array. */
+  read(start: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.#each(start, len, (v, a, b, done) => out.set(v.subarray(a, b), done));
+    return out;
+  }
+
+  /** Copies `data` to `address + start`. */
+  write(start: number, data: Uint8Array): void {
+    this.#each(start, data.byteLength, (v, a, b, done) => v.set(data.subarray(done, done + (b - a)), a));
+  }
+
+  /** Forgets every view (call before the memory is unmapped). */
+  drop(): void {
+    this.#views.length = 0;
+  }
 }
