@@ -42,6 +42,13 @@ export interface OpenKvmOptions {
   driver: KvmDriverKind | 'auto';
   /** Simulated kernel version (sim only; default `'6.18'`). Ignored by the native driver. */
   profile?: KvmProfile;
+  /**
+   * Sim only (default true): build the simulated kernel with `CONFIG_KVM_SW_PROTECTED_VM`, which
+   * offers `KVM_X86_SW_PROTECTED_VM` (type 1) and `KVM_SET_MEMORY_ATTRIBUTES`. `false` reproduces a
+   * host without it (such as the probe machine: ENOTTY, type 1 EINVAL). Ignored by the native driver,
+   * which is whatever the running kernel was built with.
+   */
+  swProtectedVm?: boolean;
 }
 
 /** A plain fd that is not a guest_memfd, for the "wrong kind of fd" cases of REGION2. */

@@ -6,5 +6,15 @@ export { openKvm } from './open.js';
 // ---- native /dev/kvm driver (kvm engineer) ----
 export { probeNativeKvm, type NativeKvmProbe, NATIVE_BACKEND } from './native/index.js';
 // ---- neutral adapter and DI registration (lead) ----
-export { KvmHypervisor, KvmVmAdapter, KvmGuestMemory, KvmBinding, type KvmGuestAccessDriver } from './adapter/kvm-hypervisor.js';
+export {
+  KvmHypervisor,
+  KvmVmAdapter,
+  KvmGuestMemory,
+  KvmBinding,
+  type KvmGuestAccessDriver,
+  type KvmHostMemory,
+} from './adapter/kvm-hypervisor.js';
+export { simKvmExtensions } from './adapter/sim-extensions.js';
+// ---- simulated 6.18 kernel (sim-only extras: guestAccess, mmapAnonymous, markPoisoned, stats) ----
+export * from './sim/index.js';
 export { registerKvm, nativeKvmProvider, simKvmProvider, type RegisterKvmOptions } from './adapter/register.js';

@@ -29,7 +29,9 @@ import {
   type MemoryBinding,
   type Vm,
 } from '@guestmem/core';
-import type { Kvm, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
+import type { IntArg, Kvm, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
+import { SimKvm } from '../sim/kvm.js';
+import { simKvmExtensions } from './sim-extensions.js';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -45,6 +47,7 @@ import {
   KVM_USER_MEM_SLOTS,
   KVM_X86_DEFAULT_VM,
   KVM_X86_SW_PROTECTED_VM,
+  MADV_DONTNEED,
   MAP_SHARED,
   PROT_READ,
   PROT_WRITE,
@@ -55,16 +58,41 @@ const MAX_GMEM_SIZE = (1n << 63n) - 4096n;
 const PAGE = 4096n;
 
 /**
- * Optional sim-only extensions a driver may offer (the simulated kernel's guest-access and poison
- * hooks). Detected at run time, surfaced through capabilities, never through optional methods of
- * the neutral API.
+ * Ordinary host memory (anonymous `mmap`) used as the shared side of a memslot: its `address` goes
+ * into `userspace_addr`, and `madvise(MADV_DONTNEED)` discards it.
  */
-export interface KvmGuestAccessDriver {
-  guestRead(vm: KvmVm, gpa: bigint, len: number): Uint8Array;
-  guestWrite(vm: KvmVm, gpa: bigint, data: Uint8Array): void;
+export interface KvmHostMemory extends KvmMapping {
+  madvise(offset: IntArg, len: IntArg, advice: number): void;
 }
 
-function answerCaps(kvm: { checkExtension(cap: number): number }, backend: string, simulated: boolean, guestAccess: boolean): Capabilities {
+/**
+ * Optional extensions a driver may offer beyond the uAPI (today the simulated kernel's: guest
+ * access, anonymous host memory, poison injection). Detected at run time, surfaced through
+ * capabilities ('guest-access', 'poison-injection'), never through optional methods of the
+ * neutral API. {@link simKvmExtensions} builds the simulated kernel's.
+ */
+export interface KvmGuestAccessDriver {
+  /** A vCPU read of guest memory (the access kind follows the gfn's attribute). */
+  guestRead(vm: KvmVm, gpa: bigint, len: number): Uint8Array;
+  /** A vCPU write of guest memory. */
+  guestWrite(vm: KvmVm, gpa: bigint, data: Uint8Array): void;
+  /**
+   * Anonymous host memory of `length` bytes for a slot's `userspace_addr`. Without it a slot whose
+   * guest_memfd cannot be mapped shared gets `userspace_addr = 0` (fine for the MMU, but shared
+   * guest accesses then have nothing behind them).
+   */
+  hostMemory?(length: bigint): KvmHostMemory;
+  /** Memory-failure injection on the guest_memfd page at byte `offset`. */
+  markPoisoned?(memfd: KvmGuestMemfd, offset: bigint): void;
+}
+
+function answerCaps(
+  kvm: { checkExtension(cap: number): number },
+  backend: string,
+  simulated: boolean,
+  ext: KvmGuestAccessDriver | undefined,
+  level: 'system' | 'vm',
+): Capabilities {
   const gmem = kvm.checkExtension(KVM_CAP_GUEST_MEMFD) === 1;
   const flags = BigInt(kvm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS));
   const attrs = BigInt(kvm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES));
@@ -73,9 +101,13 @@ function answerCaps(kvm: { checkExtension(cap: number): number }, backend: strin
   if (gmem) caps.push('guest-memory', 'punch-hole');
   if (flags & GUEST_MEMFD_FLAG_MMAP) caps.push('host-map');
   if (flags & GUEST_MEMFD_FLAG_INIT_SHARED) caps.push('initially-shared');
-  if ((attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0n || (vmTypes & (1 << KVM_X86_SW_PROTECTED_VM)) !== 0) caps.push('private-memory');
-  if ((attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0n) caps.push('convert-in-place');
-  if (guestAccess) caps.push('guest-access');
+  const attrPrivate = (attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0n;
+  // The system fd says whether *some* VM type has private memory; a VM fd answers for that VM
+  // (a default VM on a kernel that also offers SW_PROTECTED has none).
+  if (attrPrivate || (level === 'system' && (vmTypes & (1 << KVM_X86_SW_PROTECTED_VM)) !== 0)) caps.push('private-memory');
+  if (attrPrivate) caps.push('convert-in-place');
+  if (ext) caps.push('guest-access');
+  if (ext?.markPoisoned) caps.push('poison-injection');
   return makeCapabilities({
     backend,
     simulated,
@@ -95,14 +127,23 @@ function answerCaps(kvm: { checkExtension(cap: number): number }, backend: strin
 /** KVM as a neutral {@link Hypervisor}. Owns the `/dev/kvm` fd it is given. */
 export class KvmHypervisor implements Hypervisor {
   readonly capabilities: Capabilities;
+  /** The driver's extensions (guest access, host memory, poison), if it has any. */
+  readonly guestAccess: KvmGuestAccessDriver | undefined;
   private readonly vms = new Set<KvmVmAdapter>();
 
+  /**
+   * @param kvm the system fd (owned from now on).
+   * @param id backend id (default `'kvm'` native, `'kvm-sim'` sim).
+   * @param guestAccess the driver's extensions. Default: {@link simKvmExtensions} for a simulated
+   *   kernel (so 'kvm-sim' always has 'guest-access'), none for native.
+   */
   constructor(
     readonly kvm: Kvm,
     readonly id: string = kvm.driver === 'native' ? 'kvm' : 'kvm-sim',
-    readonly guestAccess?: KvmGuestAccessDriver,
+    guestAccess?: KvmGuestAccessDriver,
   ) {
-    this.capabilities = answerCaps(kvm, id, kvm.driver === 'sim', guestAccess !== undefined);
+    this.guestAccess = guestAccess ?? (kvm instanceof SimKvm ? simKvmExtensions(kvm) : undefined);
+    this.capabilities = answerCaps(kvm, id, kvm.driver === 'sim', this.guestAccess, 'system');
   }
 
   /**
@@ -145,7 +186,7 @@ export class KvmVmAdapter implements Vm {
     readonly hypervisor: KvmHypervisor,
     readonly kvmVm: KvmVm,
   ) {
-    this.capabilities = answerCaps(kvmVm, hypervisor.id, hypervisor.kvm.driver === 'sim', hypervisor.guestAccess !== undefined);
+    this.capabilities = answerCaps(kvmVm, hypervisor.id, hypervisor.kvm.driver === 'sim', hypervisor.guestAccess, 'vm');
   }
 
   get destroyed(): boolean {
@@ -172,6 +213,17 @@ export class KvmVmAdapter implements Vm {
     return mem;
   }
 
+  /**
+   * Binds `[offset, offset+size)` of `memory` at `gpa` as one memslot (`KVM_SET_USER_MEMORY_REGION2`
+   * with `KVM_MEM_GUEST_MEMFD`). The slot's shared side (`userspace_addr`) is:
+   * - the guest_memfd itself, mapped shared, when it is host-mappable and initially shared (default
+   *   VM): the MMU and KVM's emulator then see the same memory;
+   * - otherwise fresh anonymous host memory when the driver offers it (the sim does): what a CoCo
+   *   VMM uses for shared pages, since a private-memory VM's guest_memfd cannot be INIT_SHARED;
+   * - otherwise 0 (native without host-memory support).
+   * `access` (default: 'private' on a VM with private memory, else 'shared') is applied to the GPA
+   * range with `convert(…, { discard: false })` when the range is not already in that state.
+   */
   bind(opts: BindOptions): MemoryBinding {
     this.live('bind');
     const mem = opts.memory;
@@ -180,7 +232,7 @@ export class KvmVmAdapter implements Vm {
     }
     if (mem.closed) throw gmErr('EBADF', 'bind', this.hypervisor.id, 'the memory object is closed');
     if (opts.readOnly) throw gmErr('EOPNOTSUPP', 'bind', this.hypervisor.id, 'KVM rejects read-only guest_memfd slots (KVM_MEM_READONLY with KVM_MEM_GUEST_MEMFD is EINVAL)');
-    const access = opts.access ?? 'shared';
+    const access = opts.access ?? (this.capabilities.has('convert-in-place') ? 'private' : 'shared');
     if (access === 'private' && !this.capabilities.has('private-memory')) {
       throw gmErr('EOPNOTSUPP', 'bind', this.hypervisor.id, 'this VM has no private memory (default VM type)');
     }
@@ -190,30 +242,39 @@ export class KvmVmAdapter implements Vm {
     // memory_size 0 means "delete" to KVM; the neutral API has no such meaning.
     if (size <= 0n) throw gmErr('EINVAL', 'bind', this.hypervisor.id, `size ${size} must be > 0`);
     const slot = this.freeSlot();
-    // The shared side of a gmem slot is `userspace_addr`. For a host-mappable, initially-shared file
-    // we map the file itself there: the upstream MMU then uses guest_memfd for every fault, and
-    // KVM's emulator / PV accessors (which go through userspace_addr) see the same memory.
+    const aligned = offset % PAGE === 0n && size % PAGE === 0n && gpa % PAGE === 0n;
     let mapping: KvmMapping | undefined;
-    if (mem.hostMappable && mem.initiallyShared && offset % PAGE === 0n && size % PAGE === 0n && offset + size <= mem.size) {
+    let hostMemory: KvmHostMemory | undefined;
+    if (mem.hostMappable && mem.initiallyShared && aligned && offset + size <= mem.size) {
       mapping = mem.fd.mmap({ length: size, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
+    } else if (aligned && this.hypervisor.guestAccess?.hostMemory) {
+      hostMemory = this.hypervisor.guestAccess.hostMemory(size);
     }
+    const shared = mapping ?? hostMemory;
     try {
       this.kvmVm.setUserMemoryRegion2({
         slot,
         flags: KVM_MEM_GUEST_MEMFD,
         guestPhysAddr: gpa,
         memorySize: size,
-        userspaceAddr: mapping?.address ?? 0n,
+        userspaceAddr: shared?.address ?? 0n,
         guestMemfdOffset: offset,
         guestMemfd: mem.fd.fd,
       });
     } catch (e) {
-      mapping?.munmap();
+      shared?.munmap();
       throw e;
     }
-    const b = new KvmBinding(this, slot, toGpa(gpa), size, mem, fileOffset(offset), mapping);
+    const b = new KvmBinding(this, slot, toGpa(gpa), size, mem, fileOffset(offset), shared, hostMemory);
     this.slots.set(slot, b);
-    if (access === 'private') this.convert({ gpa, size }, 'private', { discard: false });
+    if (!this.memoryState.isUniform(Number(gpa / PAGE), Number((gpa + size) / PAGE), access)) {
+      try {
+        this.convert({ gpa, size }, access, { discard: false });
+      } catch (e) {
+        b.unbind();
+        throw e;
+      }
+    }
     return b;
   }
 
@@ -239,9 +300,20 @@ export class KvmVmAdapter implements Vm {
   }
 
   /**
-   * In-place conversion with `KVM_SET_MEMORY_ATTRIBUTES` (needs 'convert-in-place'). With `discard`
-   * (default) converting to shared punches the now-unused private pages out of the guest_memfd, as
-   * Cloud Hypervisor does.
+   * In-place conversion with `KVM_SET_MEMORY_ATTRIBUTES` (needs 'convert-in-place'); listeners of
+   * {@link memoryState} hear every gfn run that changed.
+   *
+   * With `discard` (default true) the side that is no longer used is freed, so a VM does not hold
+   * both copies of a page (Cloud Hypervisor #8167, QEMU's `ram_block_discard_range`):
+   * - to **shared**: the now-unused private pages are punched out of the guest_memfd
+   *   (`fallocate(PUNCH_HOLE|KEEP_SIZE)`); the next private use starts from zero;
+   * - to **private**: the now-unused shared pages are dropped from the slot's host memory with
+   *   `madvise(MADV_DONTNEED)` when the adapter allocated that memory (anonymous memory then reads
+   *   zero on the next shared use). When the shared side is the guest_memfd's own mapping (only on
+   *   VMs that cannot convert) nothing is discarded.
+   * With `discard: false` both sides keep their contents, as the kernel selftest's conversion
+   * handler does (a page converted back finds its old shared data).
+   * Ranges outside every binding only change attributes.
    */
   convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.live('convert');
@@ -251,11 +323,13 @@ export class KvmVmAdapter implements Vm {
     const gpa = toBig(range.gpa);
     const size = toBig(range.size);
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
-    if (to === 'shared' && opts.discard !== false) {
+    if (opts.discard !== false) {
       for (const b of this.slots.values()) {
         const lo = gpa > b.gpa ? gpa : b.gpa;
         const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
-        if (lo < hi) (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
+        if (lo >= hi) continue;
+        if (to === 'shared') (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
+        else b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
       }
     }
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
@@ -325,6 +399,17 @@ export class KvmGuestMemory implements GuestMemory {
     this.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
   }
 
+  /**
+   * Injects a memory failure on the page at byte `offset` (needs 'poison-injection', simulated
+   * kernels only): guest accesses then fail with EHWPOISON, host views with SIGBUS, until the page
+   * is punched. Not part of the neutral `GuestMemory` interface yet (core's capability names it).
+   */
+  markPoisoned(offset: bigint | number): void {
+    const ext = this.vm.hypervisor.guestAccess;
+    if (!ext?.markPoisoned) throw gmErr('EOPNOTSUPP', 'markPoisoned', this.vm.hypervisor.id, 'this driver cannot inject memory failures');
+    ext.markPoisoned(this.fd, toBig(offset));
+  }
+
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
     if (!this.vm.capabilities.has('host-map')) throw gmErr('EOPNOTSUPP', 'map', this.vm.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
     const offset = toBig(opts.offset ?? 0);
@@ -358,9 +443,29 @@ export class KvmBinding implements MemoryBinding {
     readonly size: bigint,
     readonly memory: GuestMemory,
     readonly offset: FileOffset,
-    /** The mapping used as the slot's userspace_addr, if any. */
+    /** The mapping used as the slot's userspace_addr, if any (unmapped with the binding). */
     readonly mapping: KvmMapping | undefined,
+    /** The anonymous host memory behind the slot's shared side, when the adapter allocated it. */
+    readonly hostMemory: KvmHostMemory | undefined = undefined,
   ) {}
+
+  /**
+   * The host's view of this binding's shared side (`userspace_addr`): offset 0 is `gpa`. Reads of a
+   * page the guest holds private return the shared copy only (or zero after a discard), never
+   * private data. `undefined` when the slot has no host memory (`userspace_addr` 0).
+   */
+  sharedView(): HostView | undefined {
+    const m = this.mapping;
+    if (!m || m.unmapped) return undefined;
+    return {
+      length: m.length,
+      read: (at, len) => m.read(at, len),
+      write: (at, data) => m.write(at, data),
+      fill: (at, len, byte) => m.fill(at, len, byte),
+      // The binding owns the memory: it is unmapped by unbind(), not by a view.
+      unmap: () => {},
+    };
+  }
 
   get readOnly(): boolean {
     return false;

@@ -2,8 +2,11 @@ import { HYPERVISOR_PROVIDER, type HypervisorProvider } from '@guestmem/core';
 import type { DependencyContainer } from 'tsyringe';
 import type { KvmProfile } from '../api.js';
 import { openKvm } from '../open.js';
+import { SimKernel } from '../sim/kernel.js';
 import { probeNativeKvm } from '../native/probe.js';
+import { SimKvm } from '../sim/kvm.js';
 import { KvmHypervisor } from './kvm-hypervisor.js';
+import { simKvmExtensions } from './sim-extensions.js';
 
 /** Options of {@link registerKvm}. */
 export interface RegisterKvmOptions {
@@ -33,15 +36,22 @@ export function nativeKvmProvider(): HypervisorProvider {
   };
 }
 
-/** The provider of the simulated kernel. */
+/**
+ * The provider of the simulated kernel: Linux `profile` built with `CONFIG_KVM_SW_PROTECTED_VM`
+ * (confidential VMs are `KVM_X86_SW_PROTECTED_VM`), with the sim's guest-access, host-memory and
+ * poison extensions wired in ('guest-access', 'poison-injection').
+ */
 export function simKvmProvider(profile: KvmProfile = '6.18'): HypervisorProvider {
   return {
     id: 'kvm-sim',
     priority: 10,
     fake: false,
-    description: `simulated Linux ${profile} KVM guest_memfd (differentially tested against the real kernel)`,
+    description: `simulated Linux ${profile} KVM guest_memfd with SW_PROTECTED VMs (differentially tested against the real kernel)`,
     probe: () => ({ available: true, reason: `simulation of Linux ${profile}, always available` }),
-    create: () => new KvmHypervisor(openKvm({ driver: 'sim', profile }), 'kvm-sim'),
+    create: () => {
+      const kvm = new SimKvm(new SimKernel({ profile, swProtectedVm: true }));
+      return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm));
+    },
   };
 }
 

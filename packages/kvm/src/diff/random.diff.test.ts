@@ -87,7 +87,7 @@ describe.skipIf(!probe.available)('sim vs real kernel: random operation sequence
         const scenario = { name: 'random', run: (s: Session) => playRandomOps(s, ops) };
         const native = runScenario(() => openKvm({ driver: 'native' }), scenario);
         let sim: ReturnType<typeof openSimKvm> | undefined;
-        const simTrace = runScenario(() => (sim = openSimKvm({ profile: '6.18' })), scenario);
+        const simTrace = runScenario(() => (sim = openSimKvm({ profile: '6.18', swProtectedVm: false })), scenario);
         expect(simTrace).toEqual(native);
         const st = sim!.stats();
         expect([st.vms, st.guestMemfds, st.mappings, st.memory.bytesInUse, st.fds]).toEqual([0, 0, 0, 0, 3]);

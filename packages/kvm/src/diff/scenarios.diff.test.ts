@@ -31,7 +31,7 @@ describe.skipIf(!probe.available)('sim vs real kernel: named scenarios', () => {
   test.each(SCENARIOS.map((s) => [s.name, s] as const))('%s', (_name, scenario) => {
     const native = runScenario(() => openKvm({ driver: 'native' }), scenario);
     let simKvm: ReturnType<typeof openSimKvm> | undefined;
-    const sim = runScenario(() => (simKvm = openSimKvm({ profile: '6.18' })), scenario);
+    const sim = runScenario(() => (simKvm = openSimKvm({ profile: '6.18', swProtectedVm: false })), scenario);
     expect(sim).toEqual(native);
     // Everything the scenario opened is released on the sim: fds, VMs, files, mappings, memory.
     const st = simKvm!.stats();

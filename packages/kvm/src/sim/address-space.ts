@@ -26,7 +26,7 @@ export class SimAddressSpace<T> {
    * Reserves `len` bytes (page-aligned). With `fixed` the range must start at `hint` and be free
    * (MAP_FIXED_NOREPLACE: EEXIST otherwise); without it the highest free range below MMAP_BASE is used.
    */
-  map(len: bigint, make: (address: bigint) => T, fixed?: bigint): T {
+  map<U extends T>(len: bigint, make: (address: bigint) => U, fixed?: bigint): U {
     const start = this.place(len, fixed);
     const owner = make(start);
     this.insert({ start, end: start + len, owner });

@@ -339,6 +339,24 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     throw sysErr('EINVAL', 'ftruncate', 'ftruncate', 'guest_memfd size is fixed', { len });
   }
 
+  /**
+   * Sim-only memory-failure injection on the page at byte `offset` (what `MADV_HWPOISON` or debugfs
+   * `corrupt-pfn` do on a real kernel; research §2.9, not testable on the probe machine). The page
+   * is allocated if absent; KVM's `error_remove_folio` zaps its guest mappings and keeps the folio
+   * (no truncate). Afterwards a guest fault on it gives EHWPOISON with a KVM_EXIT_MEMORY_FAULT, and
+   * host access through any mapping SIGBUS, until the page is punched out.
+   * Errors: EINVAL for an unaligned offset or one at or past EOF.
+   */
+  markPoisoned(offset: IntArg): void {
+    this.live('markPoisoned', 'madvise(MADV_HWPOISON)');
+    const off = u64('offset', offset);
+    const core = this.file.core;
+    if (off & PAGE_MASK || off >= core.size) {
+      throw sysErr('EINVAL', 'markPoisoned', 'madvise(MADV_HWPOISON)', `offset ${off} is unaligned or past EOF`, { offset });
+    }
+    core.markPoisoned(Number(off >> 12n));
+  }
+
   dup(): KvmGuestMemfd {
     this.live('dup', 'dup');
     // A dup is one more reference to the same open file (research §2.12, B50).

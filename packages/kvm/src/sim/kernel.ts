@@ -3,7 +3,9 @@ import type { KvmProfile } from '../api.js';
 import { SimAddressSpace } from './address-space.js';
 import { SimFdTable } from './fd-table.js';
 import type { SimMapping } from './guest-memfd.js';
+import type { SimAnonMapping } from './anon-memory.js';
 import type { SimVmState } from './vm.js';
+import { PROBE_HOST_CONFIG, SW_PROTECTED_CONFIG, type SimKernelConfig } from './vm-types.js';
 
 /** Options of a simulated kernel (`openSimKvm`). */
 export interface SimKernelOptions {
@@ -11,6 +13,13 @@ export interface SimKernelOptions {
   profile?: KvmProfile;
   /** Where every guest_memfd's folios come from (default: a private arena allocator). Share one to account globally. */
   allocator?: FolioAllocator;
+  /**
+   * Build the kernel with `CONFIG_KVM_SW_PROTECTED_VM=y` (default true): `KVM_X86_SW_PROTECTED_VM`
+   * (type 1) in `KVM_CAP_VM_TYPES`, `KVM_SET_MEMORY_ATTRIBUTES` implemented. `false` gives exactly the
+   * probe machine (`KVM_SET_MEMORY_ATTRIBUTES` → ENOTTY, type 1 → EINVAL), which is what the
+   * differential suite compares with the real kernel.
+   */
+  swProtectedVm?: boolean;
 }
 
 /**
@@ -20,7 +29,9 @@ export interface SimKernelOptions {
 export class SimKernel {
   readonly profile: KvmProfile;
   readonly fds = new SimFdTable();
-  readonly addressSpace = new SimAddressSpace<SimMapping>();
+  readonly config: SimKernelConfig;
+  /** Host address space: guest_memfd mappings and anonymous memory (both usable as `userspace_addr`). */
+  readonly addressSpace = new SimAddressSpace<SimMapping | SimAnonMapping>();
   readonly allocator: FolioAllocator;
   /** VMs not yet destroyed (a VM lives while its fd or any guest_memfd file of it lives). */
   readonly vms = new Set<SimVmState>();
@@ -30,6 +41,7 @@ export class SimKernel {
 
   constructor(opts: SimKernelOptions = {}) {
     this.profile = opts.profile ?? '6.18';
+    this.config = opts.swProtectedVm === false ? PROBE_HOST_CONFIG : SW_PROTECTED_CONFIG;
     this.allocator = opts.allocator ?? new ArenaFolioAllocator();
   }
 

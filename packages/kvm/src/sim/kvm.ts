@@ -5,7 +5,9 @@ import { sysErr } from './errors.js';
 import { SimFdHandle } from './guest-memfd.js';
 import { SimKernel, type SimKernelOptions } from './kernel.js';
 import { SimKvmVm, SimVmState } from './vm.js';
-import { SIM_VM_TYPES, checkExtension } from './vm-types.js';
+import { SimAnonMapping } from './anon-memory.js';
+import { checkExtension, offeredVmType } from './vm-types.js';
+import { TASK_SIZE } from './address-space.js';
 
 /** What a simulated kernel holds right now (sim-only introspection for lifetime and leak tests). */
 export interface SimKvmStats {
@@ -35,14 +37,15 @@ export class SimKvm extends SimFdHandle implements Kvm {
 
   checkExtension(cap: IntArg): number {
     this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)');
-    return checkExtension(u64('cap', cap));
+    return checkExtension(u64('cap', cap), this.kernel.config);
   }
 
   createVm(type: IntArg = 0): KvmVm {
     this.live('createVm', 'ioctl(KVM_CREATE_VM)');
     const t = u64('type', type);
-    const vmType = t < 64n ? SIM_VM_TYPES.get(Number(t)) : undefined;
-    // kvm_arch_init_vm: a type missing from KVM_CAP_VM_TYPES is EINVAL (probe: types 1–5 on this host).
+    const vmType = t < 64n ? offeredVmType(this.kernel.config, Number(t)) : undefined;
+    // kvm_arch_init_vm: a type missing from KVM_CAP_VM_TYPES is EINVAL (probe: types 1–5 on this host;
+    // type 1 only exists with CONFIG_KVM_SW_PROTECTED_VM, see SimKernelConfig).
     if (!vmType) throw sysErr('EINVAL', 'createVm', 'ioctl(KVM_CREATE_VM)', `VM type ${t} is not supported`, { type });
     const state = new SimVmState(this.kernel, vmType);
     const fd = this.kernel.fds.install({ kind: 'vm', file: state });
@@ -53,6 +56,20 @@ export class SimKvm extends SimFdHandle implements Kvm {
     this.live('openOtherFd', kind === 'memfd' ? 'memfd_create' : 'open');
     const fd = this.kernel.fds.install({ kind, file: {} });
     return new SimOtherFd(this.kernel, fd, kind);
+  }
+
+  /**
+   * Sim-only: `mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`, ordinary
+   * host memory whose `address` is usable as a memslot's `userspaceAddr` — the shared side of a
+   * private-memory VM's guest_memfd slots (see {@link SimAnonMapping}). Not tied to this fd: it
+   * lives until `munmap()`. Errors: EINVAL for length 0, ENOMEM when the address space is full.
+   */
+  mmapAnonymous(length: IntArg): SimAnonMapping {
+    const len = u64('length', length);
+    if (len === 0n) throw sysErr('EINVAL', 'mmapAnonymous', 'mmap', 'length 0', { length });
+    const alen = (len + 4095n) & ~4095n;
+    if (alen > TASK_SIZE || len > BigInt(Number.MAX_SAFE_INTEGER)) throw sysErr('ENOMEM', 'mmapAnonymous', 'mmap', 'length exceeds the user address space', { length });
+    return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(len)));
   }
 
   openFds(): number[] {

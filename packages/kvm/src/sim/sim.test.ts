@@ -146,7 +146,7 @@ describe('invalidation (research §2.7) through the sim-only guest access path',
     } catch (e) {
       err = e;
     }
-    expect(err).toMatchObject({ code: 'EFAULT', info: { exitReason: KVM_EXIT_MEMORY_FAULT, gpa: 0x101000n, size: K4 } });
+    expect(err).toMatchObject({ code: 'EFAULT', info: { exitReason: KVM_EXIT_MEMORY_FAULT, memoryFault: { flags: 0n, gpa: 0x101000n, size: BigInt(K4) } } });
   });
 
   it('a slot bound to a file without MMAP is not gmem-only: the guest goes through userspace_addr', () => {

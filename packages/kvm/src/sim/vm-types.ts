@@ -2,9 +2,10 @@
  * What the simulated kernel answers about itself: `KVM_CHECK_EXTENSION` and the VM types it offers.
  *
  * The answers are those of the probe machine (research §0.2, §1.3): Linux 6.18 on x86-64 with the
- * PVM backend, no SMM, `CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES` off, shadow MMU. VM types are a table
- * so that a later change can add `KVM_X86_SW_PROTECTED_VM` (private memory, MMAP-only guest_memfd,
- * memory attributes) by adding one entry.
+ * PVM backend, no SMM, shadow MMU. One kernel-config knob changes them ({@link SimKernelConfig}):
+ * `CONFIG_KVM_SW_PROTECTED_VM`, which adds `KVM_X86_SW_PROTECTED_VM` to the VM-type table and
+ * compiles in `CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES` (so `KVM_SET_MEMORY_ATTRIBUTES` exists and
+ * `KVM_CAP_MEMORY_ATTRIBUTES` answers). The probe machine has it off.
  */
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
@@ -12,8 +13,32 @@ import {
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_VM_TYPES,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_X86_DEFAULT_VM,
+  KVM_X86_SW_PROTECTED_VM,
 } from '../uapi/constants.js';
+
+/**
+ * The kernel-config choices a simulated kernel is "built" with.
+ *
+ * `swProtectedVm`: `CONFIG_KVM_SW_PROTECTED_VM=y`. It selects `CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES`
+ * (through `KVM_GENERIC_PRIVATE_MEM`), so both come together: VM type 1 is offered,
+ * `KVM_SET_MEMORY_ATTRIBUTES` is implemented, and `KVM_CAP_MEMORY_ATTRIBUTES` answers PRIVATE on the
+ * system fd and on type-1 VMs. Off, the kernel is the probe machine's (ENOTTY, type 1 EINVAL).
+ *
+ * Decision: upstream also requires the TDP MMU for type 1 (`supported_vm_types` only gains it when
+ * `tdp_mmu_enabled`). The simulated kernel keeps the probe machine's other answers (shadow-MMU
+ * `KVM_CAP_PRE_FAULT_MEMORY` = 0, …) because it does not model the TDP MMU; only the capabilities
+ * named above change.
+ */
+export interface SimKernelConfig {
+  readonly swProtectedVm: boolean;
+}
+
+/** The probe machine's configuration (what the differential suite compares against). */
+export const PROBE_HOST_CONFIG: SimKernelConfig = { swProtectedVm: false };
+/** The default simulated kernel: the probe machine plus `CONFIG_KVM_SW_PROTECTED_VM=y`. */
+export const SW_PROTECTED_CONFIG: SimKernelConfig = { swProtectedVm: true };
 
 /** The policy a VM type implies (the `kvm_arch_*` predicates the guest_memfd code asks). */
 export interface SimVmType {
@@ -37,8 +62,32 @@ const DEFAULT_VM: SimVmType = {
   memoryAttributes: 0n,
 };
 
-/** The VM types `KVM_CREATE_VM` accepts; anything else gives EINVAL. */
-export const SIM_VM_TYPES: ReadonlyMap<number, SimVmType> = new Map([[DEFAULT_VM.type, DEFAULT_VM]]);
+/**
+ * x86 `KVM_X86_SW_PROTECTED_VM` (type 1): private memory without hardware protection.
+ * - `kvm_arch_has_private_mem()` is true, so `kvm_arch_supports_gmem_init_shared()` is false:
+ *   `KVM_CAP_GUEST_MEMFD_FLAGS` answers MMAP only and INIT_SHARED at creation is EINVAL (§1.3).
+ * - `kvm_supported_mem_attributes()` is PRIVATE (§1.3).
+ * - No protected state (that is SEV-ES/SNP/TDX), so KVM_MEM_READONLY stays valid for plain slots.
+ */
+const SW_PROTECTED_VM: SimVmType = {
+  type: KVM_X86_SW_PROTECTED_VM,
+  hasPrivateMem: true,
+  readonlyMem: true,
+  guestMemfdFlags: GUEST_MEMFD_FLAG_MMAP,
+  memoryAttributes: KVM_MEMORY_ATTRIBUTE_PRIVATE,
+};
+
+/** Every VM type the simulated kernel knows, by `KVM_CREATE_VM` type number. */
+export const SIM_VM_TYPES: ReadonlyMap<number, SimVmType> = new Map([
+  [DEFAULT_VM.type, DEFAULT_VM],
+  [SW_PROTECTED_VM.type, SW_PROTECTED_VM],
+]);
+
+/** The VM types a kernel built with `config` offers (`KVM_CAP_VM_TYPES`); others give EINVAL at `KVM_CREATE_VM`. */
+export function offeredVmType(config: SimKernelConfig, type: number): SimVmType | undefined {
+  if (type === KVM_X86_SW_PROTECTED_VM && !config.swProtectedVm) return undefined;
+  return SIM_VM_TYPES.get(type);
+}
 
 /** Supported guest_memfd flags without a VM context (system fd): MMAP | INIT_SHARED (research §1.3). */
 const SYSTEM_GUEST_MEMFD_FLAGS = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
@@ -69,20 +118,26 @@ const PROBED_VM_CAP_OVERRIDES: ReadonlyMap<number, number> = new Map([
   [129, 11],
 ]);
 
-/** `KVM_CHECK_EXTENSION` on the system fd (`vm` undefined) or on a VM fd of type `vm`. */
-export function checkExtension(cap: bigint, vm?: SimVmType): number {
+/**
+ * `KVM_CHECK_EXTENSION` on the system fd (`vm` undefined) or on a VM fd of type `vm`, for a kernel
+ * built with `config`.
+ */
+export function checkExtension(cap: bigint, config: SimKernelConfig, vm?: SimVmType): number {
   if (cap > 0xffff_ffffn) return 0;
   const c = Number(cap);
   switch (c) {
     case KVM_CAP_VM_TYPES: {
       let bitmap = 0;
-      for (const t of SIM_VM_TYPES.keys()) bitmap |= 1 << t;
+      for (const t of SIM_VM_TYPES.keys()) if (offeredVmType(config, t)) bitmap |= 1 << t;
       return bitmap;
     }
     case KVM_CAP_GUEST_MEMFD_FLAGS:
       return Number(vm ? vm.guestMemfdFlags : SYSTEM_GUEST_MEMFD_FLAGS);
     case KVM_CAP_MEMORY_ATTRIBUTES:
-      return Number(vm ? vm.memoryAttributes : 0n);
+      // Why: not compiled in → 0 everywhere (probe machine). Compiled in, kvm_supported_mem_attributes
+      // answers PRIVATE for `!kvm` (the system fd) and for private-memory VMs, 0 for a default VM (§1.3).
+      if (!config.swProtectedVm) return 0;
+      return Number(vm ? vm.memoryAttributes : KVM_MEMORY_ATTRIBUTE_PRIVATE);
   }
   return (vm && PROBED_VM_CAP_OVERRIDES.get(c)) ?? PROBED_CAPS.get(c) ?? 0;
 }

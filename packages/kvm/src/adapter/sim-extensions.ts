@@ -1,0 +1,28 @@
+/**
+ * The simulated kernel's extensions for the neutral adapter: guest accesses through
+ * `SimKvmVm.guestAccess`, anonymous host memory (`SimKvm.mmapAnonymous`) for slots' shared side,
+ * and poison injection (`SimGuestMemfd.markPoisoned`).
+ */
+import type { KvmGuestMemfd, KvmVm } from '../api.js';
+import { SimGuestMemfd } from '../sim/guest-memfd.js';
+import type { SimKvm } from '../sim/kvm.js';
+import { SimKvmVm } from '../sim/vm.js';
+import type { KvmGuestAccessDriver } from './kvm-hypervisor.js';
+
+function simVm(vm: KvmVm): SimKvmVm {
+  if (!(vm instanceof SimKvmVm)) throw new TypeError('the simulated kernel\'s extensions only drive simulated VMs');
+  return vm;
+}
+
+/** {@link KvmGuestAccessDriver} for one simulated kernel. */
+export function simKvmExtensions(kvm: SimKvm): KvmGuestAccessDriver {
+  return {
+    guestRead: (vm, gpa, len) => simVm(vm).guestRead(gpa, len),
+    guestWrite: (vm, gpa, data) => simVm(vm).guestWrite(gpa, data),
+    hostMemory: (length) => kvm.mmapAnonymous(length),
+    markPoisoned: (memfd: KvmGuestMemfd, offset) => {
+      if (!(memfd instanceof SimGuestMemfd)) throw new TypeError('not a simulated guest_memfd');
+      memfd.markPoisoned(offset);
+    },
+  };
+}
