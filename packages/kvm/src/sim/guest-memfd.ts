@@ -357,7 +357,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     core.markPoisoned(Number(off >> 12n));
   }
 
-  dup(): KvmGuestMemfd {
+  dup(): SimGuestMemfd {
     this.live('dup', 'dup');
     // A dup is one more reference to the same open file (research §2.12, B50).
     this.file.core.acquire();

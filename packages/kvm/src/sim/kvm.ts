@@ -40,7 +40,7 @@ export class SimKvm extends SimFdHandle implements Kvm {
     return checkExtension(u64('cap', cap), this.kernel.config);
   }
 
-  createVm(type: IntArg = 0): KvmVm {
+  createVm(type: IntArg = 0): SimKvmVm {
     this.live('createVm', 'ioctl(KVM_CREATE_VM)');
     const t = u64('type', type);
     const vmType = t < 64n ? offeredVmType(this.kernel.config, Number(t)) : undefined;

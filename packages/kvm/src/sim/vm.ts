@@ -224,7 +224,7 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     return checkExtension(u64('cap', cap), this.kernel.config, this.state.vmType);
   }
 
-  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+  createGuestMemfd(args: CreateGuestMemfdArgs): SimGuestMemfd {
     this.live('createGuestMemfd', CREATE_GMEM);
     // Encode and decode the struct exactly as it crosses into the kernel (same range errors as native).
     const { size, flags } = decodeKvmCreateGuestMemfd(encodeKvmCreateGuestMemfd(args));
