@@ -21,9 +21,12 @@
  *   fallocate_4k      16,384 x fallocate(KEEP_SIZE, i * 4 KiB, 4 KiB)     (64 MiB), then an untimed punch
  *   check_extension   10^6 x ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD)
  *
- * Usage: kvm-bench [reps]   (default 5). Prints one JSON object: for each workload the number of
- * operations per sample, every sample's total in ns, the median total and the median per operation.
- * Errors go to stderr with exit status 1.
+ * Usage: kvm-bench [reps [all|bulk|small]]   (default 5 all). `bulk` runs the pre-fault and the
+ * 1 GiB workloads, `small` the 4 KiB fallocates and the ioctls (the TypeScript harness runs the two
+ * sets separately so that the short per-call workloads can be interleaved more tightly).
+ * Prints one JSON object: for each workload run, the number of operations per sample, every
+ * sample's total in ns, the median total and the median per operation. Errors go to stderr with
+ * exit status 1.
  *
  * Build: gcc -O2 -o kvm-bench kvm-bench.c  (the system <linux/kvm.h> may predate guest_memfd, so the
  * few guest_memfd definitions are spelled out below from the 6.18 uAPI).
@@ -68,6 +71,7 @@ static const char *const names[W_COUNT] = { "fallocate_1g", "punch_1g", "touch_1
 					    "check_extension" };
 static const long ops[W_COUNT] = { 1, 1, GIB / PAGE, GIB / PAGE, SMALL_OPS, IOCTL_OPS };
 static double samples[W_COUNT][MAX_REPS];
+static int ran[W_COUNT];
 
 static void die(const char *what)
 {
@@ -118,7 +122,7 @@ static void prefault(int gmem)
 	punch_all(gmem);
 }
 
-static void one_rep(int kvm, int rep)
+static void one_rep(int kvm, int rep, int bulk, int small)
 {
 	/* Why: guest_memfd is created on a VM, so each repetition gets a fresh one. */
 	int vm = ioctl(kvm, BENCH_KVM_CREATE_VM, 0UL);
@@ -134,13 +138,16 @@ static void one_rep(int kvm, int rep)
 	if (gmem < 0)
 		die("ioctl(KVM_CREATE_GUEST_MEMFD)");
 
+	double t0, t1;
+	if (!bulk)
+		goto small_set;
 	prefault(gmem);
 
-	double t0 = now_ns();
+	t0 = now_ns();
 	/* Why: workload fallocate_1g — allocate all 262,144 folios in one call. */
 	if (fallocate(gmem, FALLOC_FL_KEEP_SIZE, 0, (off_t)GIB) < 0)
 		die("fallocate(KEEP_SIZE, 1 GiB)");
-	double t1 = now_ns();
+	t1 = now_ns();
 	samples[W_FALLOCATE_1G][rep] = t1 - t0;
 
 	t0 = now_ns();
@@ -171,7 +178,11 @@ static void one_rep(int kvm, int rep)
 	if (munmap((void *)map, GIB) < 0)
 		die("munmap");
 	punch_all(gmem);
+	ran[W_FALLOCATE_1G] = ran[W_PUNCH_1G] = ran[W_TOUCH_1G] = ran[W_RETOUCH_1G] = 1;
 
+small_set:
+	if (!small)
+		goto done;
 	t0 = now_ns();
 	for (uint64_t i = 0; i < SMALL_OPS; i++) {
 		/* Why: workload fallocate_4k — one folio per call, the per-syscall cost dominates. */
@@ -182,9 +193,12 @@ static void one_rep(int kvm, int rep)
 	samples[W_FALLOCATE_4K][rep] = t1 - t0;
 	punch_all(gmem);
 
+done:
 	/* Why: release the file, then the VM (the file pinned it). */
 	if (close(gmem) < 0 || close(vm) < 0)
 		die("close");
+	if (!small)
+		return;
 
 	t0 = now_ns();
 	for (long i = 0; i < IOCTL_OPS; i++) {
@@ -194,13 +208,16 @@ static void one_rep(int kvm, int rep)
 	}
 	t1 = now_ns();
 	samples[W_CHECK_EXTENSION][rep] = t1 - t0;
+	ran[W_FALLOCATE_4K] = ran[W_CHECK_EXTENSION] = 1;
 }
 
 int main(int argc, char **argv)
 {
 	int reps = argc > 1 ? atoi(argv[1]) : 5;
-	if (reps < 1 || reps > MAX_REPS) {
-		fprintf(stderr, "usage: %s [reps 1..%d]\n", argv[0], MAX_REPS);
+	const char *set = argc > 2 ? argv[2] : "all";
+	int all = !strcmp(set, "all"), bulk = all || !strcmp(set, "bulk"), small = all || !strcmp(set, "small");
+	if (reps < 1 || reps > MAX_REPS || !(bulk || small)) {
+		fprintf(stderr, "usage: %s [reps 1..%d [all|bulk|small]]\n", argv[0], MAX_REPS);
 		return 2;
 	}
 	/* Why: the system fd, the entry point of the KVM API. */
@@ -208,14 +225,17 @@ int main(int argc, char **argv)
 	if (kvm < 0)
 		die("open(/dev/kvm)");
 	for (int r = 0; r < reps; r++)
-		one_rep(kvm, r);
+		one_rep(kvm, r, bulk, small);
 	/* Why: release the system fd (VMs are gone already). */
 	close(kvm);
 
-	printf("{\"driver\":\"c\",\"reps\":%d,\"workloads\":{", reps);
-	for (int w = 0; w < W_COUNT; w++) {
+	printf("{\"driver\":\"c\",\"reps\":%d,\"set\":\"%s\",\"workloads\":{", reps, set);
+	for (int w = 0, first = 1; w < W_COUNT; w++) {
+		if (!ran[w])
+			continue;
 		double m = median(samples[w], reps);
-		printf("%s\"%s\":{\"ops\":%ld,\"samples_ns\":[", w ? "," : "", names[w], ops[w]);
+		printf("%s\"%s\":{\"ops\":%ld,\"samples_ns\":[", first ? "" : ",", names[w], ops[w]);
+		first = 0;
 		for (int r = 0; r < reps; r++)
 			printf("%s%.0f", r ? "," : "", samples[w][r]);
 		printf("],\"median_ns\":%.0f,\"per_op_ns\":%.3f}", m, m / (double)ops[w]);

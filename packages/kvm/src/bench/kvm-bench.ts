@@ -1,10 +1,14 @@
 /**
  * `pnpm bench` for @guestmem/kvm: the native driver against the same syscalls issued from C
  * (`packages/kvm/bench/kvm-bench.c`, built here with gcc), and the simulated kernel on the same
- * work, measured **interleaved in one run**: every round runs C, native and sim once each (the
- * order rotates from round to round so none of them always runs first), and the table reports the
- * median of the rounds. Round 0 is a discarded warm-up (JIT, and the very first touch of memory on
- * a fresh machine also pays the hypervisor's own first-touch cost).
+ * work, measured **interleaved in one run**. Every round has two phases:
+ * - bulk: C, native and sim each run the 1 GiB workloads once (the order rotates from round to
+ *   round so none of them always runs first);
+ * - small: C, native and sim alternate `SMALL_ALTERNATIONS` times on the short per-call workloads
+ *   (4 KiB fallocates, ioctls), which take ~0.1–0.3 s each, so that every C sample has native and
+ *   sim samples taken within a second of it (this machine's speed drifts over seconds).
+ * The table reports medians over all samples. Round 0 is a discarded warm-up (JIT, and the very
+ * first touch of memory on a fresh machine also pays the hypervisor's own first-touch cost).
  *
  * Before its timed work every run pre-faults its 1 GiB file once (mmap, touch, munmap, punch;
  * untimed), exactly like kvm-bench.c: on a VM guest with free page reporting (this machine is a
@@ -23,7 +27,7 @@
  * ioctl overhead can be split into koffi's share and the driver's share.
  *
  * Prints a Markdown table (ns/op, ratios) and a `JSON {...}` line. Options:
- *   --rounds=N   measured rounds (default 5; plus one warm-up)
+ *   --rounds=N   measured rounds (default 7; plus one warm-up); about 10 s per round here
  * Run: `node packages/kvm/dist/bench/kvm-bench.js` after `npx tsc -b packages/kvm`.
  */
 import { spawnSync } from 'node:child_process';
@@ -31,7 +35,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Kvm, KvmDriverKind } from '../api.js';
+import type { Kvm, KvmDriverKind, KvmGuestMemfd } from '../api.js';
 import { libc } from '../native/libc.js';
 import { probeNativeKvm } from '../native/probe.js';
 import { openKvm } from '../open.js';
@@ -64,10 +68,12 @@ const WORKLOADS: readonly { id: Workload; label: string; ops: number; kind: Kind
   { id: 'fallocate_4k', label: '16,384 × 4 KiB fallocate', ops: SMALL_OPS, kind: 'small' },
   { id: 'check_extension', label: '10^6 × KVM_CHECK_EXTENSION', ops: IOCTL_OPS, kind: 'ioctl' },
 ];
-type Sample = Record<Workload, number>;
+type Sample = Partial<Record<Workload, number>>;
+type Phase = 'bulk' | 'small';
+const SMALL_ALTERNATIONS = 3;
 type Column = 'c' | KvmDriverKind;
 
-const rounds = Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice(9) ?? 5);
+const rounds = Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice(9) ?? 7);
 if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) throw new Error(`--rounds must be 1..50, got ${rounds}`);
 
 const now = (): number => Number(process.hrtime.bigint());
@@ -87,73 +93,110 @@ function buildC(dir: string): { bin: string } | { skip: string } {
   return { bin };
 }
 
-/** One C repetition in a child process (its own timers; process start-up is not measured). */
-function runC(bin: string): Sample {
-  const r = spawnSync(bin, ['1'], { encoding: 'utf8' });
+/** One C repetition of one phase in a child process (its own timers; start-up is not measured). */
+function runC(bin: string, phase: Phase): Sample {
+  const r = spawnSync(bin, ['1', phase], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`kvm-bench.c exited with ${r.status}: ${r.stderr.trim()}`);
-  const out = JSON.parse(r.stdout) as { workloads: Record<Workload, { median_ns: number }> };
-  const s = {} as Sample;
-  for (const w of WORKLOADS) s[w.id] = out.workloads[w.id].median_ns;
+  const out = JSON.parse(r.stdout) as { workloads: Partial<Record<Workload, { median_ns: number }>> };
+  const s: Sample = {};
+  for (const [w, v] of Object.entries(out.workloads)) s[w as Workload] = v.median_ns;
   return s;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Drivers (native and sim run the very same code through the public uAPI-level API)
 
-function runApi(kvm: Kvm): Sample {
-  const s = {} as Sample;
+function runApi(kvm: Kvm, phase: Phase): Sample {
+  const s: Sample = {};
   const vm = kvm.createVm(0);
   const gmem = vm.createGuestMemfd({ size: GIB, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
   try {
-    // Untimed pre-fault (see the header): the timed work below reuses these pages. Every call below
-    // is one syscall on the native driver (mmap, fallocate, munmap) or its simulation on sim.
-    const pre = gmem.mmap({ length: GIB, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED });
-    for (let off = 0; off < GIB; off += PAGE) pre.fill(off, 1, 1);
-    pre.munmap();
-    gmem.fallocate(PUNCH, 0, GIB);
-
-    let t0 = now();
-    // Why: allocate every folio of the file in one call.
-    gmem.fallocate(KEEP, 0, GIB);
-    s.fallocate_1g = now() - t0;
-
-    t0 = now();
-    // Why: free the whole, fully allocated file in one call.
-    gmem.fallocate(PUNCH, 0, GIB);
-    s.punch_1g = now() - t0;
-
-    t0 = now();
-    // Why: the host's window onto the (now empty) file; first touches below fault pages in.
-    const map = gmem.mmap({ length: GIB, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED });
-    // One byte per page through the public accessor: each call is checked by the driver (SIGBUS
-    // and bounds pre-checks) and then first-touches one page.
-    for (let off = 0; off < GIB; off += PAGE) map.fill(off, 1, 1);
-    s.touch_1g = now() - t0;
-
-    t0 = now();
-    // Diagnostic: every page is mapped now, so this is the access path alone.
-    for (let off = 0; off < GIB; off += PAGE) map.fill(off, 1, 2);
-    s.retouch_1g = now() - t0;
-    map.munmap();
-    gmem.fallocate(PUNCH, 0, GIB);
-
-    t0 = now();
-    // Why: one folio per call, so the per-call cost dominates.
-    for (let i = 0; i < SMALL_OPS; i++) gmem.fallocate(KEEP, i * PAGE, PAGE);
-    s.fallocate_4k = now() - t0;
-    gmem.fallocate(PUNCH, 0, GIB);
+    if (phase === 'bulk') runBulk(gmem, s);
+    else runSmallFallocate(gmem, s);
   } finally {
     gmem.close();
     vm.close();
   }
+  // Like kvm-bench.c, the ioctls run on the system fd after the VM is gone.
+  if (phase === 'small') s.check_extension = runCheckExtension(kvm);
+  return s;
+}
 
+/** The 1 GiB workloads. Every call is one syscall on the native driver, its simulation on sim. */
+function runBulk(gmem: KvmGuestMemfd, s: Sample): void {
+  // Untimed pre-fault (see the header): the timed work below reuses these pages.
+  const pre = gmem.mmap({ length: GIB, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED });
+  for (let off = 0; off < GIB; off += PAGE) pre.fill(off, 1, 1);
+  pre.munmap();
+  gmem.fallocate(PUNCH, 0, GIB);
+
+  let t0 = now();
+  // Why: allocate every folio of the file in one call.
+  gmem.fallocate(KEEP, 0, GIB);
+  s.fallocate_1g = now() - t0;
+
+  t0 = now();
+  // Why: free the whole, fully allocated file in one call.
+  gmem.fallocate(PUNCH, 0, GIB);
+  s.punch_1g = now() - t0;
+
+  t0 = now();
+  // Why: the host's window onto the (now empty) file; the first touches below fault pages in.
+  const map = gmem.mmap({ length: GIB, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED });
+  // One byte per page through the public accessor: each call is checked by the driver (SIGBUS
+  // and bounds pre-checks) and then first-touches one page.
+  for (let off = 0; off < GIB; off += PAGE) map.fill(off, 1, 1);
+  s.touch_1g = now() - t0;
+
+  t0 = now();
+  // Diagnostic: every page is mapped now, so this is the access path alone.
+  for (let off = 0; off < GIB; off += PAGE) map.fill(off, 1, 2);
+  s.retouch_1g = now() - t0;
+  map.munmap();
+  gmem.fallocate(PUNCH, 0, GIB);
+}
+
+function runSmallFallocate(gmem: KvmGuestMemfd, s: Sample): void {
+  const t0 = now();
+  // Why: one folio per call, so the per-call cost dominates.
+  for (let i = 0; i < SMALL_OPS; i++) gmem.fallocate(KEEP, i * PAGE, PAGE);
+  s.fallocate_4k = now() - t0;
+  gmem.fallocate(PUNCH, 0, GIB);
+}
+
+function runCheckExtension(kvm: Kvm): number {
   let acc = 0;
   const t0 = now();
   // Why: the cheapest KVM ioctl, so the call path itself is what is measured.
   for (let i = 0; i < IOCTL_OPS; i++) acc += kvm.checkExtension(KVM_CAP_GUEST_MEMFD);
-  s.check_extension = now() - t0;
+  const t = now() - t0;
   sink += acc;
-  return s;
+  return t;
+}
+
+/**
+ * Diagnostic: 16,384 × 4 KiB fallocate straight through the driver's koffi binding of fallocate,
+ * on a guest_memfd made by the native driver (untimed), to split the overhead the same way.
+ */
+function runRawKoffiFallocate(kvm: Kvm): number {
+  const c = libc();
+  const fallocate = c.fallocate;
+  const vm = kvm.createVm(0);
+  const gmem = vm.createGuestMemfd({ size: GIB, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+  try {
+    const fd = gmem.fd;
+    let bad = 0;
+    const t0 = now();
+    // Why: the same allocation as the driver's fallocate, with no driver code around the call.
+    for (let i = 0; i < SMALL_OPS; i++) bad |= fallocate(fd, KEEP, i * PAGE, PAGE);
+    const t = now() - t0;
+    if (bad) throw new Error('raw fallocate failed');
+    gmem.fallocate(PUNCH, 0, GIB);
+    return t;
+  } finally {
+    gmem.close();
+    vm.close();
+  }
 }
 
 /** Diagnostic: the bare koffi binding the driver uses, without any driver code around it. */
@@ -181,7 +224,11 @@ const median = (v: number[]): number => {
 
 const skipped: Partial<Record<Column | 'raw', string>> = {};
 const samples: Record<Column, Sample[]> = { c: [], native: [], sim: [] };
+const record = (col: Column, s: Sample): void => {
+  samples[col].push(s);
+};
 const rawIoctl: number[] = [];
+const rawFallocate: number[] = [];
 
 const probe = probeNativeKvm();
 let cBin: string | undefined;
@@ -206,32 +253,38 @@ try {
 const t0 = Date.now();
 try {
   const columns: Column[] = ['c', 'native', 'sim'];
-  for (let r = 0; r <= rounds; r++) {
-    const keep = r > 0; // round 0 is the warm-up
-    for (let k = 0; k < columns.length; k++) {
-      const col = columns[(r + k) % columns.length]!;
-      if (col === 'c' && cBin && !skipped.c) {
-        try {
-          const s = runC(cBin);
-          if (keep) samples.c.push(s);
-        } catch (e) {
-          skipped.c = `C program failed during round ${r}: ${e instanceof Error ? e.message : String(e)}`;
-        }
-      } else if (col === 'native' && native) {
-        const s = runApi(native);
-        const raw = runRawKoffiIoctl(native.fd);
-        if (keep) {
-          samples.native.push(s);
-          rawIoctl.push(raw);
-        }
-      } else if (col === 'sim' && sim && !skipped.sim) {
-        try {
-          const s = runApi(sim);
-          if (keep) samples.sim.push(s);
-        } catch (e) {
-          skipped.sim = `sim driver failed during round ${r}: ${e instanceof Error ? e.message : String(e)}`;
+  const step = (r: number, col: Column, phase: Phase, keep: boolean): void => {
+    if (col === 'c' && cBin && !skipped.c) {
+      try {
+        const s = runC(cBin, phase);
+        if (keep) record('c', s);
+      } catch (e) {
+        skipped.c = `C program failed during round ${r}: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    } else if (col === 'native' && native) {
+      const s = runApi(native, phase);
+      const raw = phase === 'small' ? [runRawKoffiFallocate(native), runRawKoffiIoctl(native.fd)] : undefined;
+      if (keep) {
+        record('native', s);
+        if (raw) {
+          rawFallocate.push(raw[0]!);
+          rawIoctl.push(raw[1]!);
         }
       }
+    } else if (col === 'sim' && sim && !skipped.sim) {
+      try {
+        const s = runApi(sim, phase);
+        if (keep) record('sim', s);
+      } catch (e) {
+        skipped.sim = `sim driver failed during round ${r}: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    }
+  };
+  for (let r = 0; r <= rounds; r++) {
+    const keep = r > 0; // round 0 is the warm-up
+    for (let k = 0; k < columns.length; k++) step(r, columns[(r + k) % columns.length]!, 'bulk', keep);
+    for (let a = 0; a < SMALL_ALTERNATIONS; a++) {
+      for (let k = 0; k < columns.length; k++) step(r, columns[(r + a + k) % columns.length]!, 'small', keep);
     }
     process.stderr.write(`kvm-bench: round ${r}${keep ? '' : ' (warm-up)'} done after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   }
@@ -244,8 +297,10 @@ try {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const perOp = (col: Column, w: (typeof WORKLOADS)[number]): number | undefined =>
-  samples[col].length && !skipped[col] ? median(samples[col].map((s) => s[w.id])) / w.ops : undefined;
+const perOp = (col: Column, w: (typeof WORKLOADS)[number]): number | undefined => {
+  const v = skipped[col] ? [] : samples[col].flatMap((s) => (s[w.id] === undefined ? [] : [s[w.id]!]));
+  return v.length ? median(v) / w.ops : undefined;
+};
 const fmt = (n: number | undefined): string =>
   n === undefined ? '—' : n >= 1000 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
@@ -253,7 +308,7 @@ const ratio = (a: number | undefined, b: number | undefined): number | undefined
 const fmtRatio = (r: number | undefined): string => (r === undefined ? '—' : `${r.toFixed(3)}×`);
 
 interface Row {
-  workload: Workload | 'check_extension_raw_koffi';
+  workload: Workload | 'fallocate_4k_raw_koffi' | 'check_extension_raw_koffi';
   label: string;
   ops: number;
   c_ns_per_op?: number;
@@ -294,13 +349,16 @@ for (const w of WORKLOADS) {
   }
   rows.push(row);
 }
-if (rawIoctl.length) {
-  const raw = median(rawIoctl) / IOCTL_OPS;
-  const c = perOp('c', WORKLOADS.find((w) => w.id === 'check_extension')!);
-  rows.push({
-    workload: 'check_extension_raw_koffi',
-    label: '  ↳ diagnostic: bare koffi `ioctl` binding, no driver',
-    ops: IOCTL_OPS,
+/** Inserts a "bare koffi" diagnostic row right after the row of `after`. */
+function rawRow(after: Workload, workload: Row['workload'], label: string, totals: number[]): void {
+  if (!totals.length) return;
+  const w = WORKLOADS.find((x) => x.id === after)!;
+  const raw = median(totals) / w.ops;
+  const c = perOp('c', w);
+  rows.splice(rows.findIndex((r) => r.workload === after) + 1, 0, {
+    workload,
+    label,
+    ops: w.ops,
     c_ns_per_op: c,
     native_ns_per_op: raw,
     native_over_c: ratio(raw, c),
@@ -308,6 +366,8 @@ if (rawIoctl.length) {
     target: '(koffi floor)',
   });
 }
+rawRow('fallocate_4k', 'fallocate_4k_raw_koffi', '  ↳ diagnostic: bare koffi `fallocate` binding, no driver', rawFallocate);
+rawRow('check_extension', 'check_extension_raw_koffi', '  ↳ diagnostic: bare koffi `ioctl` binding, no driver', rawIoctl);
 
 const mark = (h: boolean | undefined): string => (h === undefined ? 'n/a' : h ? 'yes' : 'NO');
 const lines = [
@@ -339,7 +399,7 @@ const cpuModel = (() => {
 })();
 const machine = { kernel: release(), cpu: cpuModel, cores: cpus().length, node: process.version, date: new Date().toISOString() };
 
-console.log(`**KVM bench** — ${machine.kernel}, ${machine.cpu} (${machine.cores} cores), node ${machine.node}, rounds: ${rounds} (median of each)\n`);
+console.log(`**KVM bench** — ${machine.kernel}, ${machine.cpu} (${machine.cores} cores), node ${machine.node}, ${rounds} rounds (medians of ${rounds} bulk and ${rounds * SMALL_ALTERNATIONS} small-workload samples)\n`);
 for (const [col, why] of Object.entries(skipped)) console.log(`- skipped ${col}: ${why}`);
 if (Object.keys(skipped).length) console.log('');
 console.log(lines.join('\n'));
@@ -351,7 +411,7 @@ console.log(
       rounds,
       skipped,
       rows,
-      samples_ns: { ...samples, native_raw_koffi_check_extension: rawIoctl },
+      samples_ns: { ...samples, native_raw_koffi_fallocate_4k: rawFallocate, native_raw_koffi_check_extension: rawIoctl },
       sink: sink > 0,
     }),
 );
