@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+import { runCocoDemo } from './demo.js';
+
+runCocoDemo();
