@@ -26,6 +26,7 @@ import {
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_USER_MEM_SLOTS,
   KVM_X86_DEFAULT_VM,
+  KVM_X86_SW_PROTECTED_VM,
   MAP_PRIVATE,
   MAP_SHARED,
   PROT_READ,
@@ -398,6 +399,9 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
     const GPA = 0xc0000000n;
     const SIZE = 2 * MiB;
     const newVm = (): KvmVm => res.track(kvm().createVm());
+    /** The C test's VM: a KVM_X86_SW_PROTECTED_VM when KVM_CAP_VM_TYPES offers it, else the default VM. */
+    const cTestVm = (): KvmVm =>
+      res.track(kvm().createVm(kvm().checkExtension(KVM_CAP_VM_TYPES) & (1 << KVM_X86_SW_PROTECTED_VM) ? KVM_X86_SW_PROTECTED_VM : KVM_X86_DEFAULT_VM));
     const gmem = (vm: KvmVm, size: number, flags = 0n): KvmGuestMemfd =>
       res.track(vm.createGuestMemfd({ size, flags }));
     const other = (kind: 'memfd' | 'devnull'): OtherFd => res.track(kvm().openOtherFd(kind));
@@ -415,7 +419,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       vm.setUserMemoryRegion2({ slot, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 });
 
     it('test_invalid_memory_region_flags: unsupported and v2-only bits give EINVAL via v1 and v2', () => {
-      const vm = newVm();
+      const vm = cTestVm();
       const attrs = BigInt(vm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES));
       let supported = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
       if (attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE) supported |= KVM_MEM_GUEST_MEMFD;
@@ -455,9 +459,9 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       bind(vm, SLOT, GPA, SIZE, f.fd);
     });
 
-    it('test_add_private_memory_region (default VM): wrong fds give EINVAL, offsets 1..4095 EINVAL, offset 0 binds', () => {
-      const vm = newVm();
-      const otherVm = newVm();
+    it('test_add_private_memory_region (SW_PROTECTED where offered, else default VM): wrong fds give EINVAL, offsets 1..4095 EINVAL, offset 0 binds', () => {
+      const vm = cTestVm();
+      const otherVm = cTestVm();
       const f = gmem(vm, SIZE);
       const foreign = gmem(otherVm, SIZE);
       for (const fd of [kvm().fd, vm.fd, other('memfd').fd, foreign.fd]) {
@@ -470,7 +474,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
     });
 
     it('test_add_overlapping_private_memory_regions: GPA overlap gives EEXIST', () => {
-      const vm = newVm();
+      const vm = cTestVm();
       const f = gmem(vm, 4 * SIZE);
       bind(vm, SLOT, 0xc0000000n, 2 * SIZE, f.fd, 0);
       bind(vm, SLOT + 1, 0x180000000n, 2 * SIZE, f.fd, 2 * SIZE);
