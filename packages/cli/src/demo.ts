@@ -34,7 +34,8 @@ function runScenario(h: Hypervisor, log: (s: string) => void): void {
   log(`capabilities: ${caps.list().join(', ')}`);
   const confidential = caps.has('private-memory');
   const vm = h.createVm({ confidential });
-  const mappable = caps.has('host-map') && caps.has('initially-shared');
+  // What the VM offers (a confidential VM may lack INIT_SHARED even where the hypervisor has it).
+  const mappable = vm.capabilities.has('host-map') && vm.capabilities.has('initially-shared');
   const mem = vm.createGuestMemory({ size: 16 * MiB, hostMappable: mappable, initiallyShared: mappable });
   log(`created 16 MiB of guest memory (id ${mem.id}${mappable ? ', host-mappable, initially shared' : ''})`);
   mem.allocate(0, 8 * MiB);
@@ -53,6 +54,12 @@ function runScenario(h: Hypervisor, log: (s: string) => void): void {
     log(`after punch-hole of page 0 the host reads ${hex(view.read(0, 8))}`);
     view.unmap();
   } else if (caps.has('guest-access')) {
+    // On a confidential VM the guest_memfd holds the *private* pages (shared ones live in host
+    // memory), so make page 0 private for the punch-hole step to act on what the guest sees.
+    if (vm.capabilities.has('convert-in-place')) {
+      vm.convert({ gpa: GPA, size: 4096 }, 'private');
+      log('converted page 0 to private (its data now lives in the guest memory object)');
+    }
     log(`guest first read at GPA: ${hex(vm.guestRead(GPA, 8))} (zero on first use)`);
     vm.guestWrite(GPA, image);
     log(`guest wrote "${new TextDecoder().decode(vm.guestRead(GPA, image.length))}"`);
