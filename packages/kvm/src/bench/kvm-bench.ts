@@ -7,8 +7,13 @@
  * - small: C, native and sim alternate `SMALL_ALTERNATIONS` times on the short per-call workloads
  *   (4 KiB fallocates, ioctls), which take ~0.1–0.3 s each, so that every C sample has native and
  *   sim samples taken within a second of it (this machine's speed drifts over seconds).
- * The table reports medians over all samples. Round 0 is a discarded warm-up (JIT, and the very
- * first touch of memory on a fresh machine also pays the hypervisor's own first-touch cost).
+ * The ns/op columns are medians over all samples. The ratio and difference columns are medians of
+ * *paired* values: each C sample against the native (sim) sample taken right next to it in the same
+ * round/alternation. This machine's speed switches between two modes (about 1.7× apart, whenever
+ * the other vCPU gets busy) every few seconds; a ratio of two medians can then compare one mode
+ * with the other, a median of paired ratios does not. Both are in the JSON line. Round 0 is a
+ * discarded warm-up (JIT, and the very first touch of memory on a fresh machine also pays the
+ * hypervisor's own first-touch cost).
  *
  * Before its timed work every run pre-faults its 1 GiB file once (mmap, touch, munmap, punch;
  * untimed), exactly like kvm-bench.c: on a VM guest with free page reporting (this machine is a
@@ -68,7 +73,9 @@ const WORKLOADS: readonly { id: Workload; label: string; ops: number; kind: Kind
   { id: 'fallocate_4k', label: '16,384 × 4 KiB fallocate', ops: SMALL_OPS, kind: 'small' },
   { id: 'check_extension', label: '10^6 × KVM_CHECK_EXTENSION', ops: IOCTL_OPS, kind: 'ioctl' },
 ];
-type Sample = Partial<Record<Workload, number>>;
+type RawKey = 'fallocate_4k_raw_koffi' | 'check_extension_raw_koffi';
+/** Totals in ns of one step (one driver, one phase), by workload; native steps also carry the raw-koffi diagnostics. */
+type Sample = Partial<Record<Workload | RawKey, number>>;
 type Phase = 'bulk' | 'small';
 const SMALL_ALTERNATIONS = 3;
 type Column = 'c' | KvmDriverKind;
@@ -223,12 +230,8 @@ const median = (v: number[]): number => {
 };
 
 const skipped: Partial<Record<Column | 'raw', string>> = {};
-const samples: Record<Column, Sample[]> = { c: [], native: [], sim: [] };
-const record = (col: Column, s: Sample): void => {
-  samples[col].push(s);
-};
-const rawIoctl: number[] = [];
-const rawFallocate: number[] = [];
+/** Samples by column, keyed by `round/phase/alternation` so C, native and sim can be paired. */
+const samples: Record<Column, Map<string, Sample>> = { c: new Map(), native: new Map(), sim: new Map() };
 
 const probe = probeNativeKvm();
 let cBin: string | undefined;
@@ -253,40 +256,38 @@ try {
 const t0 = Date.now();
 try {
   const columns: Column[] = ['c', 'native', 'sim'];
-  const step = (r: number, col: Column, phase: Phase, keep: boolean): void => {
+  const step = (r: number, col: Column, phase: Phase, a: number): void => {
+    const keep = r > 0; // round 0 is the warm-up
+    const key = `${r}/${phase}/${a}`;
     if (col === 'c' && cBin && !skipped.c) {
       try {
         const s = runC(cBin, phase);
-        if (keep) record('c', s);
+        if (keep) samples.c.set(key, s);
       } catch (e) {
         skipped.c = `C program failed during round ${r}: ${e instanceof Error ? e.message : String(e)}`;
       }
     } else if (col === 'native' && native) {
       const s = runApi(native, phase);
-      const raw = phase === 'small' ? [runRawKoffiFallocate(native), runRawKoffiIoctl(native.fd)] : undefined;
-      if (keep) {
-        record('native', s);
-        if (raw) {
-          rawFallocate.push(raw[0]!);
-          rawIoctl.push(raw[1]!);
-        }
+      if (phase === 'small') {
+        s.fallocate_4k_raw_koffi = runRawKoffiFallocate(native);
+        s.check_extension_raw_koffi = runRawKoffiIoctl(native.fd);
       }
+      if (keep) samples.native.set(key, s);
     } else if (col === 'sim' && sim && !skipped.sim) {
       try {
         const s = runApi(sim, phase);
-        if (keep) record('sim', s);
+        if (keep) samples.sim.set(key, s);
       } catch (e) {
         skipped.sim = `sim driver failed during round ${r}: ${e instanceof Error ? e.message : String(e)}`;
       }
     }
   };
   for (let r = 0; r <= rounds; r++) {
-    const keep = r > 0; // round 0 is the warm-up
-    for (let k = 0; k < columns.length; k++) step(r, columns[(r + k) % columns.length]!, 'bulk', keep);
+    for (let k = 0; k < columns.length; k++) step(r, columns[(r + k) % columns.length]!, 'bulk', 0);
     for (let a = 0; a < SMALL_ALTERNATIONS; a++) {
-      for (let k = 0; k < columns.length; k++) step(r, columns[(r + a + k) % columns.length]!, 'small', keep);
+      for (let k = 0; k < columns.length; k++) step(r, columns[(r + a + k) % columns.length]!, 'small', a);
     }
-    process.stderr.write(`kvm-bench: round ${r}${keep ? '' : ' (warm-up)'} done after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stderr.write(`kvm-bench: round ${r}${r > 0 ? '' : ' (warm-up)'} done after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   }
 } finally {
   native?.close();
@@ -297,10 +298,26 @@ try {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const perOp = (col: Column, w: (typeof WORKLOADS)[number]): number | undefined => {
-  const v = skipped[col] ? [] : samples[col].flatMap((s) => (s[w.id] === undefined ? [] : [s[w.id]!]));
-  return v.length ? median(v) / w.ops : undefined;
+type Key = Workload | RawKey;
+/** Median ns per operation of column `col`'s samples of `key`. */
+const perOp = (col: Column, key: Key, ops: number): number | undefined => {
+  const v = skipped[col] ? [] : [...samples[col].values()].flatMap((s) => (s[key] === undefined ? [] : [s[key]!]));
+  return v.length ? median(v) / ops : undefined;
 };
+/** Median over paired samples (same round/phase/alternation) of `f(a, b)`, a from `ca`, b from `cb`. */
+const paired = (ca: Column, ka: Key, cb: Column, kb: Key, f: (a: number, b: number) => number): number | undefined => {
+  if (skipped[ca] || skipped[cb]) return undefined;
+  const v: number[] = [];
+  for (const [key, sa] of samples[ca]) {
+    const a = sa[ka];
+    const b = samples[cb].get(key)?.[kb];
+    if (a !== undefined && b !== undefined) v.push(f(a, b));
+  }
+  return v.length ? median(v) : undefined;
+};
+const pairedRatio = (ca: Column, ka: Key, cb: Column, kb: Key): number | undefined => paired(ca, ka, cb, kb, (a, b) => a / b);
+const pairedDiff = (ca: Column, ka: Key, cb: Column, kb: Key, ops: number): number | undefined =>
+  paired(ca, ka, cb, kb, (a, b) => (a - b) / ops);
 const fmt = (n: number | undefined): string =>
   n === undefined ? '—' : n >= 1000 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
@@ -308,7 +325,7 @@ const ratio = (a: number | undefined, b: number | undefined): number | undefined
 const fmtRatio = (r: number | undefined): string => (r === undefined ? '—' : `${r.toFixed(3)}×`);
 
 interface Row {
-  workload: Workload | 'fallocate_4k_raw_koffi' | 'check_extension_raw_koffi';
+  workload: Key;
   label: string;
   ops: number;
   c_ns_per_op?: number;
@@ -317,21 +334,37 @@ interface Row {
   native_over_c?: number;
   sim_over_c?: number;
   native_minus_c_ns?: number;
+  /** Ratios of the medians (the columns above are medians of paired ratios). */
+  native_over_c_of_medians?: number;
+  sim_over_c_of_medians?: number;
   target: string;
   holds?: boolean;
 }
 
 const rows: Row[] = [];
 for (const w of WORKLOADS) {
-  const c = perOp('c', w);
-  const n = perOp('native', w);
-  const sm = perOp('sim', w);
-  const nr = ratio(n, c);
+  const c = perOp('c', w.id, w.ops);
+  const n = perOp('native', w.id, w.ops);
+  const sm = perOp('sim', w.id, w.ops);
+  const nr = pairedRatio('native', w.id, 'c', w.id);
   // "The kernel" for the sim targets is the C program; the native driver stands in when C is skipped.
-  const sr = ratio(sm, c ?? n);
-  const row: Row = { workload: w.id, label: w.label, ops: w.ops, c_ns_per_op: c, native_ns_per_op: n, sim_ns_per_op: sm, native_over_c: nr, sim_over_c: sr, target: '' };
+  const kernel: Column = c === undefined ? 'native' : 'c';
+  const sr = pairedRatio('sim', w.id, kernel, w.id);
+  const row: Row = {
+    workload: w.id,
+    label: w.label,
+    ops: w.ops,
+    c_ns_per_op: c,
+    native_ns_per_op: n,
+    sim_ns_per_op: sm,
+    native_over_c: nr,
+    sim_over_c: sr,
+    native_over_c_of_medians: ratio(n, c),
+    sim_over_c_of_medians: ratio(sm, kernel === 'c' ? c : n),
+    target: '',
+  };
   // The per-operation difference is meaningful for repeated small operations only.
-  if (w.ops > 1 && n !== undefined && c !== undefined) row.native_minus_c_ns = n - c;
+  if (w.ops > 1) row.native_minus_c_ns = pairedDiff('native', w.id, 'c', w.id, w.ops);
   if (w.kind === 'diagnostic') {
     row.target = '(diagnostic)';
   } else if (w.kind === 'ioctl') {
@@ -350,28 +383,29 @@ for (const w of WORKLOADS) {
   rows.push(row);
 }
 /** Inserts a "bare koffi" diagnostic row right after the row of `after`. */
-function rawRow(after: Workload, workload: Row['workload'], label: string, totals: number[]): void {
-  if (!totals.length) return;
+function rawRow(after: Workload, workload: RawKey, label: string): void {
   const w = WORKLOADS.find((x) => x.id === after)!;
-  const raw = median(totals) / w.ops;
-  const c = perOp('c', w);
+  const raw = perOp('native', workload, w.ops);
+  if (raw === undefined) return;
+  const c = perOp('c', after, w.ops);
   rows.splice(rows.findIndex((r) => r.workload === after) + 1, 0, {
     workload,
     label,
     ops: w.ops,
     c_ns_per_op: c,
     native_ns_per_op: raw,
-    native_over_c: ratio(raw, c),
-    native_minus_c_ns: c === undefined ? undefined : raw - c,
+    native_over_c: pairedRatio('native', workload, 'c', after),
+    native_minus_c_ns: pairedDiff('native', workload, 'c', after, w.ops),
+    native_over_c_of_medians: ratio(raw, c),
     target: '(koffi floor)',
   });
 }
-rawRow('fallocate_4k', 'fallocate_4k_raw_koffi', '  ↳ diagnostic: bare koffi `fallocate` binding, no driver', rawFallocate);
-rawRow('check_extension', 'check_extension_raw_koffi', '  ↳ diagnostic: bare koffi `ioctl` binding, no driver', rawIoctl);
+rawRow('fallocate_4k', 'fallocate_4k_raw_koffi', '  ↳ diagnostic: bare koffi `fallocate` binding, no driver');
+rawRow('check_extension', 'check_extension_raw_koffi', '  ↳ diagnostic: bare koffi `ioctl` binding, no driver');
 
 const mark = (h: boolean | undefined): string => (h === undefined ? 'n/a' : h ? 'yes' : 'NO');
 const lines = [
-  `| workload | C ns/op | native ns/op | sim ns/op | native/C | sim/${skipped.c && !skipped.native ? 'native' : 'C'} | native−C ns/op | target | holds |`,
+  `| workload | C ns/op | native ns/op | sim ns/op | native/C (paired) | sim/${skipped.c && !skipped.native ? 'native' : 'C'} (paired) | native−C ns/op (paired) | target | holds |`,
   '|---|---:|---:|---:|---:|---:|---:|---|---|',
   ...rows.map((r) =>
     [
@@ -411,7 +445,7 @@ console.log(
       rounds,
       skipped,
       rows,
-      samples_ns: { ...samples, native_raw_koffi_fallocate_4k: rawFallocate, native_raw_koffi_check_extension: rawIoctl },
+      samples_ns: Object.fromEntries(Object.entries(samples).map(([col, m]) => [col, Object.fromEntries(m)])),
       sink: sink > 0,
     }),
 );
