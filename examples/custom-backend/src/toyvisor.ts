@@ -41,7 +41,7 @@ const PAGE = 4096n;
 const CAPS: Capabilities = makeCapabilities({
   backend: ID,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection'],
   maxGuestMemorySize: 1n << 40n,
 });
 
@@ -88,6 +88,11 @@ class ToyMemory implements GuestMemory {
     const offset = toBig(opts.offset ?? 0);
     const m = new HostMapping(this.file, { offset, length: opts.length ?? Number(this.file.size - offset) });
     return { length: m.length, read: (a, l) => m.read(a, l), write: (a, d) => m.write(a, d), fill: (a, l, b) => m.fill(a, l, b), unmap: () => m.unmap() };
+  }
+  markPoisoned(offset: bigint | number): void {
+    const off = toBig(offset);
+    if (off < 0n || off % PAGE || off >= this.file.size) throw gmErr('EINVAL', 'markPoisoned', ID, `offset ${off}`);
+    this.file.markPoisoned(Number(off / PAGE));
   }
   close(): void {
     if (!this.open) return;

@@ -291,6 +291,38 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       }, { confidential });
     });
 
+    it('poison injection: host SIGBUS, guest EHWPOISON, cleared by punch; EOPNOTSUPP without the capability', () => {
+      withVm((_h, vm) => {
+        const shared = hostMemory(vm, 4 * P);
+        const m = shared ?? vm.createGuestMemory({ size: 4 * P });
+        if (!vm.capabilities.has('poison-injection')) {
+          expect(expectGuestMemError(() => m.markPoisoned(P)).code).toBe('EOPNOTSUPP');
+          m.close();
+          return;
+        }
+        const gpa = 0xa000_0000n;
+        const b = vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'shared' });
+        m.markPoisoned(P);
+        if (shared) {
+          const v = shared.map();
+          expect(expectGuestMemError(() => v.read(P, 1)).code).toBe('SIGBUS');
+          expect(v.read(0, 1)).toEqual(new Uint8Array(1));
+          v.unmap();
+        }
+        if (vm.capabilities.has('guest-access') && shared) {
+          expect(expectGuestMemError(() => vm.guestRead(gpa + BigInt(P), 1)).code).toMatch(/EHWPOISON|SIGBUS/);
+        }
+        m.punchHole(P, P);
+        if (shared) {
+          const v = shared.map();
+          expect(v.read(P, 4)).toEqual(new Uint8Array(4));
+          v.unmap();
+        }
+        b.unbind();
+        m.close();
+      });
+    });
+
     it('capability-gated options fail with EOPNOTSUPP when the capability is absent', () => {
       withVm((_h, vm) => {
         if (!vm.capabilities.has('huge-pages')) {

@@ -34,7 +34,7 @@ export type CapabilityName =
   | 'punch-hole'
   /** `Vm.guestRead/guestWrite` emulate guest accesses (simulated backends). */
   | 'guest-access'
-  /** `GuestMemory.markPoisoned` injects a memory failure (simulated backends). */
+  /** {@link GuestMemory.markPoisoned} injects a memory failure (simulated backends). */
   | 'poison-injection';
 
 /** What a hypervisor (or one VM of it) offers. */
@@ -94,6 +94,12 @@ export interface GuestMemory {
   punchHole(offset: bigint | number, len: bigint | number): void;
   /** Maps `[offset, offset+length)` for the host. Needs 'host-map'. */
   map(opts?: { offset?: bigint | number; length?: number }): HostView;
+  /**
+   * Injects a memory failure on the page at `offset` (needs 'poison-injection', else `EOPNOTSUPP`):
+   * afterwards a host access to it fails `SIGBUS` and a guest access `EHWPOISON`, until the page is
+   * punched out. For testing a VMM's memory-failure handling without faulty hardware.
+   */
+  markPoisoned(offset: bigint | number): void;
   /** Drops this handle. Memory lives on while bindings or views pin it (backend rules). */
   close(): void;
 }

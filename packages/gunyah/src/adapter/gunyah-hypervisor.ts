@@ -141,6 +141,10 @@ class GunyahGuestMemory implements GuestMemory {
       unmap: () => m.unmap(),
     };
   }
+  /** Gunyah's uAPI has no memory-failure injection (research §6), so no 'poison-injection'. */
+  markPoisoned(): void {
+    throw gmErr('EOPNOTSUPP', 'markPoisoned', BACKEND, 'the Gunyah simulation does not model memory failure');
+  }
   close(): void {
     if (!this.closed) this.mem.close();
   }
