@@ -92,5 +92,69 @@ for (const bits of SIZES) {
   f.release();
 }
 
+// Acceptance rows: bulk allocate and punch of 1 GiB (262,144 pages) on one shared allocator.
+{
+  const n = 2 ** 18;
+  const alloc = new ArenaFolioAllocator();
+  results.push(
+    measure('GuestMemFile allocate 1 GiB (bulk)', n, 15, () => GuestMemFile.create(n * P, 0, ops, { allocator: alloc }), (f) => f.allocate(0, n * P), (f) => f.release()),
+  );
+  results.push(
+    measure('GuestMemFile punchHole 1 GiB (bulk)', n, 15, () => {
+      const f = GuestMemFile.create(n * P, 0, ops, { allocator: alloc });
+      f.allocate(0, n * P);
+      return f;
+    }, (f) => f.punchHole(0, n * P), (f) => f.release()),
+  );
+}
+
+// Flatness of sequential lookups: every size measured in the same round, 2^20 lookups each, so
+// all sizes see the same machine mode; the spread is taken per round, then the median round.
+const flat: Array<{ bits: number; f: GuestMemFile; idx: PageIndex }> = [];
+const flatAlloc = new ArenaFolioAllocator();
+for (const bits of SIZES) {
+  const n = 2 ** bits;
+  const f = GuestMemFile.create(n * P, 0, ops, { allocator: flatAlloc });
+  f.allocate(0, n * P);
+  flat.push({ bits, f, idx: f.pageIndex });
+}
+const LOOKUPS = 2 ** 20;
+const rounds: Array<Record<string, number>> = [];
+for (let r = 0; r < 21; r++) {
+  const row: Record<string, number> = {};
+  for (const { bits, f, idx } of flat) {
+    const n = 2 ** bits;
+    const start = n > LOOKUPS ? ((r * 7919 * 4096) % (n - LOOKUPS)) & ~63 : 0;
+    for (const [kind, lookup] of [
+      ['load', (i: number) => idx.load(i)],
+      ['getFolio', (i: number) => f.getFolio(i, NO_PREPARE)],
+    ] as const) {
+      let s = 0;
+      const t0 = process.hrtime.bigint();
+      for (let done = 0; done < LOOKUPS; ) {
+        const end = Math.min(n, start + (LOOKUPS - done));
+        for (let i = start; i < end; i++) s ^= lookup(i);
+        done += end - start;
+      }
+      row[`${kind} 2^${bits}`] = Number(process.hrtime.bigint() - t0) / LOOKUPS;
+      sink += s;
+    }
+  }
+  if (r > 0) rounds.push(row);
+}
+const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+for (const kind of ['load', 'getFolio']) {
+  const spreads = rounds.map((row) => {
+    const v = SIZES.map((b) => row[`${kind} 2^${b}`]!);
+    return Math.max(...v) / Math.min(...v);
+  });
+  for (const bits of SIZES) {
+    const v = rounds.map((row) => row[`${kind} 2^${bits}`]!);
+    results.push({ name: `sequential ${kind === 'load' ? 'PageIndex.load' : 'GuestMemFile.getFolio'} (interleaved rounds) 2^${bits}`, unit: 'page', nsPerUnit: med(v), bestNsPerUnit: Math.min(...v), units: LOOKUPS, reps: rounds.length });
+  }
+  console.error(`flatness: sequential ${kind}: max/min across sizes ${SIZES.map((b) => `2^${b}`).join(', ')} — median round ${med(spreads).toFixed(2)}×`);
+}
+for (const { f } of flat) f.release();
+
 console.log(table(results));
 console.log('JSON ' + JSON.stringify({ date: new Date().toISOString(), sink: sink % 2, results }));
