@@ -11,12 +11,13 @@
  * Sim-only: it is not part of the shared `api.ts` interfaces because the native driver does not
  * offer it yet (a plain anonymous `mmap` through koffi would be the native counterpart).
  */
-import { GuestMemError, GuestMemFile, HostAccessFault, HostMapping, PAGE_SIZE_N } from '@guestmem/core';
-import type { IntArg, KvmMapping } from '../api.js';
+import { GuestMemFile, HostMapping, PAGE_SIZE_N } from '@guestmem/core';
+import type { IntArg } from '../api.js';
 import { u64 } from '../uapi/codec-util.js';
 import { MADV_DONTNEED, MADV_REMOVE, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
+import { SimMappingBase } from './mapping-base.js';
 
 const PAGE_MASK = PAGE_SIZE_N - 1n;
 
@@ -25,43 +26,17 @@ const PAGE_MASK = PAGE_SIZE_N - 1n;
  * kernel's folio allocator (so leak checks see them); `madvise(MADV_DONTNEED)` frees them and the
  * range reads zero again; {@link markPoisoned} injects a memory failure (host access then SIGBUS).
  */
-export class SimAnonMapping implements KvmMapping {
-  readonly offset = 0n;
-  readonly prot = PROT_READ | PROT_WRITE;
-  readonly flags = MAP_PRIVATE | MAP_ANONYMOUS;
+export class SimAnonMapping extends SimMappingBase {
   /** The pages behind the mapping (anonymous memory has no file; core's file is its page store). */
   private readonly store: GuestMemFile<never>;
-  private readonly host: HostMapping;
 
-  constructor(
-    private readonly kernel: SimKernel,
-    readonly address: bigint,
-    readonly length: number,
-  ) {
+  constructor(kernel: SimKernel, address: bigint, length: number) {
     const size = (BigInt(length) + PAGE_MASK) & ~PAGE_MASK;
-    this.store = GuestMemFile.create<never>(size, 0n, { backend: SIM_BACKEND }, { allocator: kernel.allocator });
-    this.host = new HostMapping(this.store, { length });
+    const store = GuestMemFile.create<never>(size, 0n, { backend: SIM_BACKEND }, { allocator: kernel.allocator });
+    super(kernel, new HostMapping(store, { length }), address, length, 0n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    this.store = store;
     // The mapping's own reference is the only one: drop the creation reference.
-    this.store.release();
-  }
-
-  get unmapped(): boolean {
-    return !this.host.isMapped;
-  }
-
-  read(offset: IntArg, len: number): Uint8Array {
-    const at = this.check('read', offset, len);
-    return len === 0 ? new Uint8Array(0) : this.faulting('read', () => this.host.read(at, len));
-  }
-
-  write(offset: IntArg, data: Uint8Array): void {
-    const at = this.check('write', offset, data.byteLength);
-    if (data.byteLength > 0) this.faulting('write', () => this.host.write(at, data));
-  }
-
-  fill(offset: IntArg, len: number, byte: number): void {
-    const at = this.check('fill', offset, len);
-    if (len > 0) this.faulting('fill', () => this.host.fill(at, len, byte));
+    store.release();
   }
 
   /**
@@ -106,36 +81,5 @@ export class SimAnonMapping implements KvmMapping {
   /** True when the page at `offset` is backed (touched and not discarded). */
   isPresent(offset: IntArg): boolean {
     return this.store.isPresent(Number(u64('offset', offset) >> 12n));
-  }
-
-  munmap(): void {
-    if (this.unmapped) return;
-    this.kernel.addressSpace.unmap(this.address);
-    this.host.unmap();
-  }
-
-  private check(op: string, offset: IntArg, len: number): number {
-    const start = Number(u64('offset', offset));
-    if (this.unmapped || !Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
-      throw new GuestMemError({
-        code: 'EFAULT',
-        op: `mapping.${op}`,
-        backend: SIM_BACKEND,
-        detail: this.unmapped ? 'the mapping was unmapped' : `[${start}, +${len}) is outside the ${this.length}-byte mapping`,
-        info: { offset, len },
-      });
-    }
-    return start;
-  }
-
-  private faulting<T>(op: string, access: () => T): T {
-    try {
-      return access();
-    } catch (e) {
-      if (e instanceof HostAccessFault) {
-        throw new HostAccessFault({ op: `mapping.${op}`, backend: SIM_BACKEND, offset: e.offset, detail: e.message });
-      }
-      throw e;
-    }
   }
 }

@@ -6,7 +6,6 @@
 import {
   GuestMemError,
   GuestMemFile,
-  HostAccessFault,
   HostMapping,
   PAGE_SIZE_N,
   type GuestMemOps,
@@ -29,13 +28,12 @@ import {
   MAP_SHARED,
   MAP_SHARED_VALIDATE,
   PROT_EXEC,
-  PROT_READ,
-  PROT_WRITE,
   S_IFREG,
 } from '../uapi/constants.js';
 import { TASK_SIZE } from './address-space.js';
 import { SIM_BACKEND, closedErr, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
+import { SimMappingBase } from './mapping-base.js';
 import type { SimMemslot, SimVmState } from './vm.js';
 
 const I64_MAX = (1n << 63n) - 1n;
@@ -376,71 +374,9 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
  * (EOF, then `ops.hostAccess`) and faults pages in, so a write stopping at a faulting page keeps
  * the bytes before it.
  */
-export class SimMapping implements KvmMapping {
-  private readonly host: HostMapping;
-
-  constructor(
-    private readonly kernel: SimKernel,
-    file: GuestMemFile<SimMemslot>,
-    readonly address: bigint,
-    readonly length: number,
-    readonly offset: bigint,
-    readonly prot: number,
-    readonly flags: number,
-  ) {
+export class SimMapping extends SimMappingBase {
+  constructor(kernel: SimKernel, file: GuestMemFile<SimMemslot>, address: bigint, length: number, offset: bigint, prot: number, flags: number) {
     // The mapping takes its own file reference (research §2.5, LT1/S2b).
-    this.host = new HostMapping(file, { offset, length });
-  }
-
-  get unmapped(): boolean {
-    return !this.host.isMapped;
-  }
-
-  read(offset: IntArg, len: number): Uint8Array {
-    const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
-    return len === 0 ? new Uint8Array(0) : this.faulting('read', () => this.host.read(start, len));
-  }
-
-  write(offset: IntArg, data: Uint8Array): void {
-    const start = this.check('write', offset, data.byteLength, PROT_WRITE);
-    if (data.byteLength > 0) this.faulting('write', () => this.host.write(start, data));
-  }
-
-  fill(offset: IntArg, len: number, byte: number): void {
-    const start = this.check('fill', offset, len, PROT_WRITE);
-    if (len > 0) this.faulting('fill', () => this.host.fill(start, len, byte));
-  }
-
-  munmap(): void {
-    if (this.unmapped) return;
-    this.kernel.addressSpace.unmap(this.address);
-    this.host.unmap();
-  }
-
-  private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
-    const efault = (detail: string, extra: Record<string, unknown> = {}) =>
-      new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: SIM_BACKEND, detail, info: { offset, len, ...extra } });
-    if (this.unmapped) throw efault('the mapping was unmapped');
-    const start = Number(u64('offset', offset));
-    if (!Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
-      throw efault(`[${start}, +${len}) is outside the ${this.length}-byte mapping`);
-    }
-    // x86: PROT_WRITE alone is readable; anything else needed and missing is a SIGSEGV.
-    if (len > 0 && !(this.prot & protNeeded)) {
-      throw efault(`prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, { signal: 'SIGSEGV' });
-    }
-    return start;
-  }
-
-  /** Runs a core access, renaming its SIGBUS to this API's op names. */
-  private faulting<T>(op: string, access: () => T): T {
-    try {
-      return access();
-    } catch (e) {
-      if (e instanceof HostAccessFault) {
-        throw new HostAccessFault({ op: `mapping.${op}`, backend: SIM_BACKEND, offset: e.offset, detail: e.message });
-      }
-      throw e;
-    }
+    super(kernel, new HostMapping(file, { offset, length }), address, length, offset, prot, flags);
   }
 }
