@@ -55,6 +55,16 @@ class ModelIndex {
     }
     return best;
   }
+  nextPresent(start: number, end: number): number {
+    let best = -1;
+    for (const [b, e] of this.entries) {
+      const span = e.order === 9 ? 512 : 1;
+      if (b >= end || b + span <= start) continue;
+      const hit = Math.max(b, start);
+      if (best < 0 || hit < best) best = hit;
+    }
+    return best;
+  }
   sorted(first: number, end: number): Array<[number, number, EntryOrder]> {
     return [...this.entries]
       .filter(([b, e]) => b < end && b + (e.order === 9 ? 512 : 1) > first)
@@ -220,6 +230,7 @@ describe('PageIndex', () => {
               break;
             case 'find':
               expect(x.findMarked(o.i, end, o.m)).toBe(m.findMarked(o.i, end, o.m));
+              expect(x.nextPresent(o.i, end)).toBe(m.nextPresent(o.i, end));
               break;
           }
         }

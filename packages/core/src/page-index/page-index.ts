@@ -542,42 +542,15 @@ export class PageIndex {
     this.walk(this.root, this.rootShift, 0, Math.max(0, first), Math.min(end, limit), visit);
   }
 
-  private walk(node: number, shift: number, nodeBase: number, first: number, end: number, visit: EntryVisitor): void {
-    if (first >= end) return;
-    const span = POW2[shift]!;
-    const s0 = Math.floor((first - nodeBase) / span);
-    const s1 = Math.min(FANOUT - 1, Math.floor((end - 1 - nodeBase) / span));
-    const row = node * FANOUT;
-    for (let s = s0; s <= s1; s++) {
-      const v = this.slots[row + s]!;
-      if (v === 0) continue;
-      const slotBase = nodeBase + s * span;
-      if (v & ENTRY) {
-        if (shift === 0) visit(slotBase, v & VALUE_MASK, 0);
-        else {
-          const g = s - (s % 8);
-          visit(nodeBase + g * span, v & VALUE_MASK, 9);
-          s = g + 7;
-        }
-        continue;
-      }
-      this.walk(v, shift - 6, slotBase, Math.max(first, slotBase), Math.min(end, slotBase + span), visit);
-    }
-  }
-
-  /** First index ≥ `start` and < `end` covered by an entry, or -1. */
-  nextPresent(start: number, end: number): number {
-    let found = -1;
-    // Walk stops at the first visit by throwing a sentinel-free early exit via a flag.
-    if (this.root === 0 || start >= end) return -1;
-    const limit = FANOUT * POW2[this.rootShift]!;
-    this.firstIn(this.root, this.rootShift, 0, Math.max(0, start), Math.min(end, limit), (i) => {
-      found = i;
-    });
-    return found;
-  }
-
-  private firstIn(node: number, shift: number, nodeBase: number, first: number, end: number, hit: (i: number) => void): boolean {
+  /** Visits entries in order; stops (and returns true) as soon as `visit` returns true. */
+  private walk(
+    node: number,
+    shift: number,
+    nodeBase: number,
+    first: number,
+    end: number,
+    visit: (index: number, value: number, order: EntryOrder) => boolean | void,
+  ): boolean {
     if (first >= end) return false;
     const span = POW2[shift]!;
     const s0 = Math.floor((first - nodeBase) / span);
@@ -588,12 +561,31 @@ export class PageIndex {
       if (v === 0) continue;
       const slotBase = nodeBase + s * span;
       if (v & ENTRY) {
-        hit(Math.max(slotBase, first));
-        return true;
+        if (shift === 0) {
+          if (visit(slotBase, v & VALUE_MASK, 0) === true) return true;
+        } else {
+          const g = s - (s % 8);
+          if (visit(nodeBase + g * span, v & VALUE_MASK, 9) === true) return true;
+          s = g + 7;
+        }
+        continue;
       }
-      if (this.firstIn(v, shift - 6, slotBase, Math.max(first, slotBase), Math.min(end, slotBase + span), hit)) return true;
+      if (this.walk(v, shift - 6, slotBase, Math.max(first, slotBase), Math.min(end, slotBase + span), visit)) return true;
     }
     return false;
+  }
+
+  /** First index ≥ `start` and < `end` covered by an entry, or -1. */
+  nextPresent(start: number, end: number): number {
+    if (this.root === 0 || start >= end) return -1;
+    let found = -1;
+    const limit = FANOUT * POW2[this.rootShift]!;
+    this.walk(this.root, this.rootShift, 0, Math.max(0, start), Math.min(end, limit), (i) => {
+      // An order-9 entry may begin before `start`: the first covered index is then `start`.
+      found = Math.max(i, start);
+      return true;
+    });
+    return found;
   }
 
   /** Entries intersecting `[first, end)` as `[index, value, order]` triples (convenience; allocates). */
