@@ -163,20 +163,9 @@ export class PageIndex {
     const old = this.load(index);
     this.eraseRange(first, first + span);
     this.ensureHeight(first + span - 1, order === 9 ? 6 : 0);
-    const minShift = order === 9 ? 6 : 0;
-    let node = this.root;
-    let shift = this.rootShift;
-    while (shift > minShift) {
-      const at = node * FANOUT + slotOf(first, shift);
-      let child = this.slots[at]!;
-      if (child === 0) {
-        child = this.allocNode();
-        this.slots[at] = child;
-        this.counts[node]!++;
-      }
-      node = child;
-      shift -= 6;
-    }
+    const shift = order === 9 ? 6 : 0;
+    // The range was just erased, so no entry stands on the path.
+    const node = this.nodeAt(first, shift);
     const firstSlot = slotOf(first, shift);
     const nslots = order === 9 ? 8 : 1;
     for (let s = firstSlot; s < firstSlot + nslots; s++) this.slots[node * FANOUT + s] = (value | ENTRY) >>> 0;
@@ -284,9 +273,17 @@ export class PageIndex {
 
   /** Returns the leaf node for index `i`, creating the path; -1 when an order-9 entry covers it. */
   private leafFor(i: number): number {
+    return this.nodeAt(i, 0);
+  }
+
+  /**
+   * Returns the node at level `minShift` on the path to index `i`, creating missing nodes; -1 when
+   * an entry higher up covers `i`.
+   */
+  private nodeAt(i: number, minShift: number): number {
     let node = this.root;
     let shift = this.rootShift;
-    while (shift > 0) {
+    while (shift > minShift) {
       const at = node * FANOUT + slotOf(i, shift);
       let child = this.slots[at]!;
       if (child & ENTRY) return -1;
