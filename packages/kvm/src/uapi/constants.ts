@@ -37,10 +37,32 @@ export const GUEST_MEMFD_FLAG_NO_DIRECT_MAP = 1n << 2n;
 // ---- KVM_SET_MEMORY_ATTRIBUTES --------------------------------------------------------------------
 export const KVM_MEMORY_ATTRIBUTE_PRIVATE = 1n << 3n;
 
-// ---- exits ---------------------------------------------------------------------------------------
+// ---- exits (`kvm_run.exit_reason`) ----------------------------------------------------------------
+export const KVM_EXIT_UNKNOWN = 0;
+export const KVM_EXIT_EXCEPTION = 1;
+/** Port I/O; `kvm_run.io` describes it and the data sits at `kvm_run + io.data_offset`. */
+export const KVM_EXIT_IO = 2;
+export const KVM_EXIT_HYPERCALL = 3;
+export const KVM_EXIT_DEBUG = 4;
+/** The guest executed `hlt` (no in-kernel irqchip). */
+export const KVM_EXIT_HLT = 5;
+/** An access to a GPA no memslot backs (or a write to a READONLY slot); `kvm_run.mmio` describes it. */
+export const KVM_EXIT_MMIO = 6;
+export const KVM_EXIT_SHUTDOWN = 8;
+export const KVM_EXIT_FAIL_ENTRY = 9;
+/** KVM_RUN returned -1 EINTR because a signal was pending. */
+export const KVM_EXIT_INTR = 10;
 export const KVM_EXIT_INTERNAL_ERROR = 17;
+export const KVM_EXIT_SYSTEM_EVENT = 24;
 export const KVM_EXIT_MEMORY_FAULT = 39;
+/** `kvm_run.io.direction`. */
+export const KVM_EXIT_IO_IN = 0;
+export const KVM_EXIT_IO_OUT = 1;
+/** `kvm_run.internal.suberror`. */
 export const KVM_INTERNAL_ERROR_EMULATION = 1;
+export const KVM_INTERNAL_ERROR_SIMUL_EX = 2;
+export const KVM_INTERNAL_ERROR_DELIVERY_EV = 3;
+export const KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON = 4;
 export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1n << 3n;
 
 // ---- x86 VM types (KVM_CREATE_VM argument; KVM_CAP_VM_TYPES is a bitmap of 1 << type) -------------

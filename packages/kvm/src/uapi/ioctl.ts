@@ -43,6 +43,11 @@ export const SIZEOF_KVM_USERSPACE_MEMORY_REGION2 = 160;
 export const SIZEOF_KVM_MEMORY_ATTRIBUTES = 32;
 export const SIZEOF_KVM_CREATE_GUEST_MEMFD = 64;
 export const SIZEOF_KVM_PRE_FAULT_MEMORY = 64;
+/** x86-64 vCPU structs (checked with a C `sizeof` probe on the 6.18 machine). */
+export const SIZEOF_KVM_REGS = 144;
+export const SIZEOF_KVM_SREGS = 312;
+/** `struct kvm_run` on x86-64; the vCPU mapping (`KVM_GET_VCPU_MMAP_SIZE`, 12288 there) is larger. */
+export const SIZEOF_KVM_RUN = 2352;
 
 /** `/dev/kvm`: API version (always 12). */
 export const KVM_GET_API_VERSION = _IO(KVMIO, 0x00);
@@ -54,6 +59,14 @@ export const KVM_CHECK_EXTENSION = _IO(KVMIO, 0x03);
 export const KVM_GET_VCPU_MMAP_SIZE = _IO(KVMIO, 0x04);
 /** VM fd: creates a vCPU; the argument is the vCPU id. */
 export const KVM_CREATE_VCPU = _IO(KVMIO, 0x41);
+/** vCPU fd: reads the general-purpose registers (`struct kvm_regs`, 144 B). */
+export const KVM_GET_REGS = _IOR(KVMIO, 0x81, SIZEOF_KVM_REGS);
+/** vCPU fd: writes the general-purpose registers. */
+export const KVM_SET_REGS = _IOW(KVMIO, 0x82, SIZEOF_KVM_REGS);
+/** vCPU fd: reads segment, descriptor-table and control registers (`struct kvm_sregs`, 312 B). */
+export const KVM_GET_SREGS = _IOR(KVMIO, 0x83, SIZEOF_KVM_SREGS);
+/** vCPU fd: writes them. */
+export const KVM_SET_SREGS = _IOW(KVMIO, 0x84, SIZEOF_KVM_SREGS);
 /** VM fd: v1 memslot ioctl (`struct kvm_userspace_memory_region`, 32 B). */
 export const KVM_SET_USER_MEMORY_REGION = _IOW(KVMIO, 0x46, SIZEOF_KVM_USERSPACE_MEMORY_REGION);
 /** VM fd: v2 memslot ioctl (`struct kvm_userspace_memory_region2`, 160 B), the only way to bind guest_memfd. */
@@ -77,6 +90,10 @@ export const KVM_IOCTL_NAMES: ReadonlyMap<number, string> = new Map([
   [KVM_SET_USER_MEMORY_REGION, 'KVM_SET_USER_MEMORY_REGION'],
   [KVM_SET_USER_MEMORY_REGION2, 'KVM_SET_USER_MEMORY_REGION2'],
   [KVM_RUN, 'KVM_RUN'],
+  [KVM_GET_REGS, 'KVM_GET_REGS'],
+  [KVM_SET_REGS, 'KVM_SET_REGS'],
+  [KVM_GET_SREGS, 'KVM_GET_SREGS'],
+  [KVM_SET_SREGS, 'KVM_SET_SREGS'],
   [KVM_SET_MEMORY_ATTRIBUTES, 'KVM_SET_MEMORY_ATTRIBUTES'],
   [KVM_CREATE_GUEST_MEMFD, 'KVM_CREATE_GUEST_MEMFD'],
   [KVM_PRE_FAULT_MEMORY, 'KVM_PRE_FAULT_MEMORY'],
