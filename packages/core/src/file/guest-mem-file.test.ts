@@ -163,6 +163,20 @@ describe('GuestMemFile bindings and lifetime', () => {
     expect(f.allBindings.map((b) => [b.owner, b.first, b.end])).toEqual([['c', 0, 2], ['b', 6, 8]]);
   });
 
+  it('allowPastEof: bindings past EOF are indexed, overlap-checked and invalidated by punch and release', () => {
+    const seen: string[] = [];
+    const f = GuestMemFile.create(4 * P, 0, ops({
+      invalidateBegin: (file, r, why) => seen.push(`${why} ${r.first}-${r.end} ${file.bindingsIn(r.first, r.end).map((b) => b.owner).join(',')}`),
+    }));
+    expect(codeOf(() => f.bind(2, 10, 'q'))).toBe('EINVAL');
+    f.bind(2, 10, 'q', 'EINVAL', 'bind', { allowPastEof: true });
+    expect(codeOf(() => f.bind(8, 12, 'r', 'EINVAL', 'bind', { allowPastEof: true }))).toBe('EINVAL');
+    f.punchHole(6 * P, 2 * P); // wholly past EOF: nothing to free, the binding is still invalidated
+    f.punchHole(20 * P, P); // past EOF and past every binding: nothing at all
+    f.release();
+    expect(seen).toEqual(['punch 6-8 q', 'release 0-10 q']);
+  });
+
   it('the last release drops bindings, frees memory and calls hooks in order', () => {
     const order: string[] = [];
     const alloc = new ArenaFolioAllocator();

@@ -1,7 +1,7 @@
 import { gmErr, type ErrnoCode } from '../errors/guest-mem-error.js';
 import { ArenaFolioAllocator, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex } from '../page-index/page-index.js';
-import { PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
+import { MAX_PAGE_INDEX, PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
 import type { AllocateOptions, FileBinding, GetFolioOptions, GuestMemOps, PageRange } from './types.js';
 
 /** Largest file size core accepts: the largest page-aligned signed 64-bit offset (loff_t). */
@@ -9,6 +9,16 @@ export const MAX_FILE_SIZE = (1n << 63n) - PAGE_SIZE_N;
 
 /** Mark bit set on poisoned entries of a file's page index. */
 export const MARK_POISONED = 2 as const;
+
+/** Options of {@link GuestMemFile.bind}. */
+export interface BindRangeOptions {
+  /**
+   * Accept a range that reaches past EOF (up to page 2^52). Real uAPIs let that happen: KVM 6.18's
+   * signed-overflow offset check, Gunyah v17's unchecked offsets. Such pages hold no memory, but
+   * the binding is indexed, overlap-checked and invalidated like any other.
+   */
+  allowPastEof?: boolean;
+}
 
 /** Options of {@link GuestMemFile.create}. */
 export interface GuestMemFileOptions {
@@ -101,7 +111,8 @@ export class GuestMemFile<Owner = unknown> {
   release(): boolean {
     this.assertLive('release');
     if (--this.refCount > 0) return false;
-    const all: PageRange = { first: 0, end: this.pages };
+    // Every binding is invalidated, including any a backend bound past EOF.
+    const all: PageRange = { first: 0, end: Math.max(this.pages, this.bindings.at(-1)?.end ?? 0) };
     this.ops.invalidateBegin?.(this, all, 'release');
     const dropped = this.bindings;
     this.bindings = [];
@@ -180,16 +191,25 @@ export class GuestMemFile<Owner = unknown> {
   punchHole(offset: bigint | number, len: bigint | number): void {
     this.assertLive('punchHole');
     const { first, end } = this.checkRange('punchHole', offset, len, false);
-    if (first >= end) return;
-    const range: PageRange = { first, end };
+    // Pages past EOF hold no memory, but bindings a backend placed there are still invalidated,
+    // as the kernel's punch does (it never clips the invalidated range to i_size).
+    const bindEnd = Math.max(this.pages, this.bindings.at(-1)?.end ?? 0);
+    const range: PageRange = { first: this.unclippedPage(toBig(offset)), end: Math.min(this.unclippedPage(toBig(offset) + toBig(len)), bindEnd) };
+    if (range.first >= range.end) return;
     const refusal = this.ops.mayReclaim?.(this, range) ?? null;
     if (refusal) throw refusal;
     this.ops.invalidateBegin?.(this, range, 'punch');
     try {
-      this.removePages(first, end);
+      if (first < end) this.removePages(first, end);
     } finally {
       this.ops.invalidateEnd?.(this, range, 'punch');
     }
+  }
+
+  /** Page of a validated byte offset, not clipped to EOF (capped at the page index range). */
+  private unclippedPage(byteOffset: bigint): number {
+    const page = byteOffset / PAGE_SIZE_N;
+    return page > BigInt(MAX_PAGE_INDEX + 1) ? MAX_PAGE_INDEX + 1 : Number(page);
   }
 
   private removePages(first: number, end: number): void {
@@ -364,9 +384,10 @@ export class GuestMemFile<Owner = unknown> {
    * Records that `[first, end)` (pages) is bound to `owner`. Any overlap with an existing binding
    * throws `overlapCode` (the backend's errno: KVM uses EINVAL, Gunyah EEXIST) and changes nothing.
    */
-  bind(first: number, end: number, owner: Owner, overlapCode: ErrnoCode = 'EINVAL', op = 'bind'): void {
+  bind(first: number, end: number, owner: Owner, overlapCode: ErrnoCode = 'EINVAL', op = 'bind', opts: BindRangeOptions = {}): void {
     this.assertLive(op);
-    if (!(Number.isInteger(first) && Number.isInteger(end) && first >= 0 && end > first && end <= this.pages)) {
+    const limit = opts.allowPastEof ? MAX_PAGE_INDEX + 1 : this.pages;
+    if (!(Number.isInteger(first) && Number.isInteger(end) && first >= 0 && end > first && end <= limit)) {
       throw gmErr('EINVAL', op, this.ops.backend, `bad binding range [${first}, ${end}) for a file of ${this.pages} pages`);
     }
     const at = this.lowerBound(first);

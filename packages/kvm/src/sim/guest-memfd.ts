@@ -56,13 +56,6 @@ const MAP_HUGETLB = 0x40000;
 /** `LEGACY_MAP_MASK`: the flags MAP_SHARED_VALIDATE accepts for a file without FOP_MMAP_SYNC. */
 const LEGACY_MAP_MASK = 0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000;
 
-/** A binding as the kernel's `bindings` xarray holds it: file pages `[first, end)` → slot. */
-interface PastEofBinding {
-  readonly slot: SimMemslot;
-  readonly first: number;
-  readonly end: number;
-}
-
 /**
  * One guest_memfd file: `struct file` + its inode + `struct kvm_gmem` (the VM's view). References
  * are core's: each fd and each mapping holds one; the last release runs {@link GuestMemOps.release}.
@@ -70,12 +63,6 @@ interface PastEofBinding {
 export class SimGmemFile {
   readonly core: GuestMemFile<SimMemslot>;
   readonly ino: bigint;
-  /**
-   * Bindings reaching past EOF, which only the 6.18 signed-overflow quirk creates (research §2.6
-   * E1). Core's bindings index stops at EOF, so the part past it is tracked here (full range) and
-   * core indexes the part inside the file, if any.
-   */
-  private readonly pastEof: PastEofBinding[] = [];
 
   constructor(
     readonly kernel: SimKernel,
@@ -92,26 +79,20 @@ export class SimGmemFile {
 
   /** The first binding overlapping file pages `[first, end)`, if any (`xa_find` on `bindings`). */
   findBinding(first: number, end: number): SimMemslot | undefined {
-    const pages = this.core.pages;
-    if (first < pages) {
-      const inFile = this.core.findOverlap(first, Math.min(end, pages));
-      if (inFile) return inFile.owner;
-    }
-    return this.pastEof.find((b) => b.first < end && first < b.end)?.slot;
+    return this.core.findOverlap(first, end)?.owner;
   }
 
-  /** `xa_store_range(bindings, first, end - 1, slot)`; the caller checked for overlaps. */
+  /**
+   * `xa_store_range(bindings, first, end - 1, slot)`; the caller checked for overlaps. A range
+   * reaching past EOF is possible through the 6.18 signed-overflow quirk (research §2.6 E1).
+   */
   bind(slot: SimMemslot, first: number, end: number): void {
-    const pages = this.core.pages;
-    if (first < pages) this.core.bind(first, Math.min(end, pages), slot, 'EINVAL', 'kvm_gmem_bind');
-    if (end > pages) this.pastEof.push({ slot, first, end });
+    this.core.bind(first, end, slot, 'EINVAL', 'kvm_gmem_bind', { allowPastEof: true });
   }
 
   /** `xa_store_range(bindings, …, NULL)` for `slot`. */
   unbind(slot: SimMemslot): void {
     this.core.unbind(slot);
-    const i = this.pastEof.findIndex((b) => b.slot === slot);
-    if (i >= 0) this.pastEof.splice(i, 1);
   }
 
   private ops(): GuestMemOps<SimMemslot> {
@@ -127,10 +108,6 @@ export class SimGmemFile {
       // kvm_gmem_release: the slot survives as an orphan with gmem.file = NULL (§2.6, B51–B53).
       bindingDropped: (_file, slot) => slot.orphan(),
       release: () => {
-        for (const b of this.pastEof.splice(0)) {
-          b.slot.zapAll();
-          b.slot.orphan();
-        }
         this.kernel.liveGuestMemfds--;
         // Why: kvm_put_kvm in kvm_gmem_release: the last guest_memfd may be what kept the VM alive.
         this.vm.put();
