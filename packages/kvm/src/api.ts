@@ -18,6 +18,11 @@
  *   fd number (which may have been reused by then).
  *
  * `openKvm()` (in `open.ts`) picks the driver.
+ *
+ * vCPUs (`KVM_CREATE_VCPU`, `KVM_GET/SET_REGS`, `KVM_GET/SET_SREGS`, `KVM_RUN`) are deliberately not
+ * in these interfaces: running guest code needs an instruction emulator, which the simulated driver
+ * does not have. They are a native-only API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)`);
+ * the sim's own guest-access path is `SimKvmVm.guestRead`/`guestWrite`.
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { IntArg } from './uapi/codec-util.js';

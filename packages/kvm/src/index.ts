@@ -5,6 +5,18 @@ export * from './api.js';
 export { openKvm } from './open.js';
 // ---- native /dev/kvm driver (kvm engineer) ----
 export { probeNativeKvm, type NativeKvmProbe, NATIVE_BACKEND } from './native/index.js';
+// vCPUs run real guest code: native only (not in api.ts, the sim has no instruction emulator).
+export {
+  asNativeVm,
+  NativeVm,
+  NativeVcpu,
+  runVcpu,
+  enterRealMode,
+  isHlt,
+  type VcpuExit,
+  type RunVcpuOptions,
+  type RunVcpuResult,
+} from './native/index.js';
 // ---- neutral adapter and DI registration (lead) ----
 export {
   KvmHypervisor,

@@ -40,6 +40,7 @@ import {
   KVM_CHECK_EXTENSION,
   KVM_CREATE_GUEST_MEMFD,
   KVM_CREATE_VM,
+  KVM_GET_VCPU_MMAP_SIZE,
   KVM_SET_MEMORY_ATTRIBUTES,
   KVM_SET_USER_MEMORY_REGION,
   KVM_SET_USER_MEMORY_REGION2,
@@ -52,6 +53,13 @@ import {
 } from '../uapi/structs.js';
 import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
 import { HostWindows, libc, type Libc } from './libc.js';
+import { NativeVcpu, createNativeVcpu } from './vcpu.js';
+
+/**
+ * `KVM_GET_VCPU_MMAP_SIZE` is a property of the running kernel: asked once per process (on the
+ * `/dev/kvm` fd that created the VM, or a briefly opened one when that fd is already closed).
+ */
+let vcpuMmapSize: number | undefined;
 
 // Scratch buffers for the struct ioctls. JS is single-threaded and each ioctl copies the struct in
 // before returning, so one buffer per struct type serves every VM without a per-call allocation.
@@ -132,13 +140,22 @@ export class NativeKvm extends OwnedFd implements Kvm {
     return r;
   }
 
-  createVm(type: IntArg = 0): KvmVm {
+  createVm(type: IntArg = 0): NativeVm {
     const fd = this.live('createVm', 'ioctl(KVM_CREATE_VM)');
     const t = u64('type', type);
     // Why: creates the VM; the machine type travels as the integer argument.
     const vmFd = this.c.ioctlArg(fd, KVM_CREATE_VM, t);
     if (vmFd < 0) throw syscallError(this.c.errno(), 'createVm', 'ioctl(KVM_CREATE_VM)', { type });
-    return new NativeVm(this.c, vmFd, Number(t));
+    return new NativeVm(this.c, vmFd, Number(t), this);
+  }
+
+  /** `KVM_GET_VCPU_MMAP_SIZE`: the length of a vCPU's `kvm_run` mapping (12288 on the probe machine). */
+  getVcpuMmapSize(): number {
+    const fd = this.live('getVcpuMmapSize', 'ioctl(KVM_GET_VCPU_MMAP_SIZE)');
+    // Why: the kvm_run area is larger than struct kvm_run (PIO data page, coalesced MMIO ring).
+    const r: number = this.c.ioctlArg(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (r < 0) throw syscallError(this.c.errno(), 'getVcpuMmapSize', 'ioctl(KVM_GET_VCPU_MMAP_SIZE)');
+    return (vcpuMmapSize = r);
   }
 
   openOtherFd(kind: OtherFdKind): OtherFd {
@@ -170,14 +187,59 @@ class NativeOtherFd extends OwnedFd implements OtherFd {
   }
 }
 
-/** A VM fd. */
+/** A VM fd. Native-only extra: {@link NativeVm.createVcpu}. */
 export class NativeVm extends OwnedFd implements KvmVm {
+  /** vCPUs created here and not yet closed: `close()` closes them first, so none leaks its fd. */
+  readonly #vcpus = new Set<NativeVcpu>();
   constructor(
     c: Libc,
     fd: number,
     readonly type: number,
+    private readonly sys?: NativeKvm,
   ) {
     super(c, fd);
+  }
+
+  /** The vCPUs of this handle that are still open. */
+  get vcpus(): readonly NativeVcpu[] {
+    return [...this.#vcpus];
+  }
+
+  /**
+   * `KVM_CREATE_VCPU(id)` plus the mmap of its `kvm_run` area. Native only: the simulated kernel
+   * has no instruction emulator (see `native/vcpu.ts`).
+   */
+  createVcpu(id = 0): NativeVcpu {
+    const fd = this.live('createVcpu', 'ioctl(KVM_CREATE_VCPU)');
+    const size = vcpuMmapSize ?? this.#queryVcpuMmapSize();
+    const vcpu = createNativeVcpu(this.c, fd, id, size, (v) => this.#vcpus.delete(v));
+    this.#vcpus.add(vcpu);
+    return vcpu;
+  }
+
+  #queryVcpuMmapSize(): number {
+    if (this.sys && !this.sys.closed) return this.sys.getVcpuMmapSize();
+    const sys = NativeKvm.open();
+    try {
+      return sys.getVcpuMmapSize();
+    } finally {
+      sys.close();
+    }
+  }
+
+  /** Closes the vCPUs still open on this handle, then the VM fd. */
+  override close(): void {
+    this.live('close', 'close');
+    let first: unknown;
+    for (const v of [...this.#vcpus]) {
+      try {
+        v.close();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    super.close();
+    if (first !== undefined) throw first;
   }
 
   checkExtension(cap: IntArg): number {
@@ -461,4 +523,18 @@ export class NativeMapping implements KvmMapping {
       : `file offset ${fileOffset} is at or past EOF (${this.fileSize})`;
     return new HostAccessFault({ op: `mapping.${op}`, backend: NATIVE_BACKEND, offset: fileOffset, detail: why });
   }
+}
+
+/**
+ * The native VM behind a `KvmVm` from `openKvm({ driver: 'native' })`, for the native-only vCPU API.
+ * Throws EOPNOTSUPP for a simulated VM (the sim has no instruction emulator).
+ */
+export function asNativeVm(vm: KvmVm): NativeVm {
+  if (vm instanceof NativeVm) return vm;
+  throw new GuestMemError({
+    code: 'EOPNOTSUPP',
+    op: 'asNativeVm',
+    backend: NATIVE_BACKEND,
+    detail: 'vCPUs need the native driver: the simulated kernel has no instruction emulator',
+  });
 }

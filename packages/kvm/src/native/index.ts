@@ -1,3 +1,12 @@
-export { NativeKvm, NativeVm, NativeGuestMemfd, NativeMapping } from './driver.js';
+export { NativeKvm, NativeVm, NativeGuestMemfd, NativeMapping, asNativeVm } from './driver.js';
 export { probeNativeKvm, type NativeKvmProbe } from './probe.js';
 export { NATIVE_BACKEND } from './errors.js';
+export {
+  NativeVcpu,
+  runVcpu,
+  enterRealMode,
+  isHlt,
+  type VcpuExit,
+  type RunVcpuOptions,
+  type RunVcpuResult,
+} from './vcpu.js';

@@ -181,3 +181,11 @@ export class HostWindows {
     this.#views.length = 0;
   }
 }
+
+/**
+ * A Buffer over `[address, address + length)` of host memory (no copy), for small fixed mappings
+ * such as a vCPU's `kvm_run` area. The caller must drop it before the memory is unmapped.
+ */
+export function hostBuffer(address: bigint, length: number): Buffer {
+  return Buffer.from(koffi.view(address, length));
+}

@@ -1,0 +1,238 @@
+/**
+ * vCPUs on the real `/dev/kvm` (native driver only).
+ *
+ * The simulated kernel has no instruction emulator, so vCPUs are not part of the driver-neutral
+ * `api.ts` interfaces: get a {@link NativeVcpu} from {@link NativeVm.createVcpu} (use
+ * {@link asNativeVm} on a `KvmVm` from `openKvm({ driver: 'native' })`).
+ *
+ * Each method is one ioctl (plus the struct encoding), errno is read right after a failing call,
+ * and failures are `GuestMemError`s like the rest of the driver. The `kvm_run` area is mapped once
+ * at creation and unmapped by `close()`, which also closes the vCPU fd; closing the VM closes the
+ * vCPUs it still tracks, so no vCPU fd outlives its VM handle.
+ *
+ * On the probe machine (PVM, research §0.2) every guest instruction is emulated and guest memory is
+ * reached through each slot's `userspace_addr`: a guest_memfd slot shows the file's contents to the
+ * guest only when `userspace_addr` is the guest_memfd's own `MMAP|INIT_SHARED` mapping. A slot with
+ * `userspace_addr = 0` gives `KVM_EXIT_MMIO` on that machine (probe).
+ */
+import { GuestMemError } from '@guestmem/core';
+import { MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_MEMORY_FAULT } from '../uapi/constants.js';
+import { KVM_CREATE_VCPU, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SREGS, SIZEOF_KVM_REGS, SIZEOF_KVM_RUN, SIZEOF_KVM_SREGS } from '../uapi/ioctl.js';
+import {
+  KVM_RUN_OFFSETS,
+  decodeKvmRegs,
+  decodeKvmRunExit,
+  decodeKvmSregs,
+  encodeKvmRegs,
+  encodeKvmSregs,
+  type KvmRegs,
+  type KvmRegsInput,
+  type KvmRunExit,
+  type KvmSregs,
+} from '../uapi/vcpu-structs.js';
+import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
+import { hostBuffer, type Libc } from './libc.js';
+
+/** errno values KVM_RUN reports together with a meaningful `exit_reason` (api.rst §5). */
+const RUN_ERRNO_EXITS: Readonly<Record<string, number>> = { EINTR: KVM_EXIT_INTR, EFAULT: KVM_EXIT_MEMORY_FAULT, EHWPOISON: KVM_EXIT_MEMORY_FAULT };
+
+/** What one `KVM_RUN` returned: the decoded `kvm_run` exit, plus the errno when the ioctl gave -1. */
+export interface VcpuExit extends KvmRunExit {
+  /**
+   * Set when KVM_RUN returned -1 with an errno that comes with a valid exit: `EINTR`
+   * (`KVM_EXIT_INTR`, a signal was pending) or `EFAULT`/`EHWPOISON` with `KVM_EXIT_MEMORY_FAULT`.
+   * Any other failure throws.
+   */
+  errno?: 'EINTR' | 'EFAULT' | 'EHWPOISON';
+}
+
+/** A vCPU fd with its mapped `kvm_run` area. */
+export class NativeVcpu {
+  #closed = false;
+  #run: Buffer | undefined;
+  readonly #regsBuf = Buffer.alloc(SIZEOF_KVM_REGS);
+  readonly #sregsBuf = Buffer.alloc(SIZEOF_KVM_SREGS);
+
+  /** @internal Created by {@link NativeVm.createVcpu}. */
+  constructor(
+    private readonly c: Libc,
+    /** The vCPU id passed to KVM_CREATE_VCPU. */
+    readonly id: number,
+    readonly fd: number,
+    /** Address of the `kvm_run` mapping. */
+    readonly runAddress: bigint,
+    /** Its length (`KVM_GET_VCPU_MMAP_SIZE`). */
+    readonly runSize: number,
+    private readonly onClose: (v: NativeVcpu) => void,
+  ) {
+    this.#run = hostBuffer(runAddress, runSize);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #live(op: string, syscall: string): number {
+    if (this.#closed) throw closedError(op, syscall, this.fd);
+    return this.fd;
+  }
+
+  /** `KVM_GET_REGS`. */
+  getRegs(): KvmRegs {
+    const fd = this.#live('getRegs', 'ioctl(KVM_GET_REGS)');
+    // Why: read the general-purpose registers (rip, rflags, rax…) the kernel holds for this vCPU.
+    if (this.c.ioctlPtr(fd, KVM_GET_REGS, this.#regsBuf) < 0) throw syscallError(this.c.errno(), 'getRegs', 'ioctl(KVM_GET_REGS)');
+    return decodeKvmRegs(this.#regsBuf);
+  }
+
+  /** `KVM_SET_REGS` with the whole struct: registers left out are written as 0 (use `{ ...getRegs(), rip }` to change one). */
+  setRegs(regs: KvmRegsInput): void {
+    const fd = this.#live('setRegs', 'ioctl(KVM_SET_REGS)');
+    encodeKvmRegs(regs, this.#regsBuf);
+    // Why: set the general-purpose registers, e.g. the entry point (rip) before the first run.
+    if (this.c.ioctlPtr(fd, KVM_SET_REGS, this.#regsBuf) < 0) throw syscallError(this.c.errno(), 'setRegs', 'ioctl(KVM_SET_REGS)');
+  }
+
+  /** `KVM_GET_SREGS`. */
+  getSregs(): KvmSregs {
+    const fd = this.#live('getSregs', 'ioctl(KVM_GET_SREGS)');
+    // Why: read segment, descriptor-table and control registers (the mode the vCPU is in).
+    if (this.c.ioctlPtr(fd, KVM_GET_SREGS, this.#sregsBuf) < 0) throw syscallError(this.c.errno(), 'getSregs', 'ioctl(KVM_GET_SREGS)');
+    return decodeKvmSregs(this.#sregsBuf);
+  }
+
+  /** `KVM_SET_SREGS`. */
+  setSregs(sregs: KvmSregs): void {
+    const fd = this.#live('setSregs', 'ioctl(KVM_SET_SREGS)');
+    encodeKvmSregs(sregs, this.#sregsBuf);
+    // Why: set segments and control registers (e.g. CS base 0 instead of the reset vector's 0xffff0000).
+    if (this.c.ioctlPtr(fd, KVM_SET_SREGS, this.#sregsBuf) < 0) throw syscallError(this.c.errno(), 'setSregs', 'ioctl(KVM_SET_SREGS)');
+  }
+
+  /**
+   * One `KVM_RUN`: runs the guest until the next exit to userspace and decodes it. Blocks the
+   * calling thread for as long as the guest runs, so give it guests that exit (a `hlt`, port I/O).
+   */
+  run(): VcpuExit {
+    const fd = this.#live('run', 'ioctl(KVM_RUN)');
+    // Why: enter the guest; the argument must be 0 (anything else is EINVAL).
+    const r: number = this.c.ioctlArg(fd, KVM_RUN, 0);
+    if (r < 0) {
+      const errno = this.c.errno();
+      const err = syscallError(errno, 'run', 'ioctl(KVM_RUN)', { vcpu: this.id });
+      const exit = decodeKvmRunExit(this.#run!);
+      if (RUN_ERRNO_EXITS[err.code] === exit.reason) return { ...exit, errno: err.code as VcpuExit['errno'] };
+      throw err;
+    }
+    return decodeKvmRunExit(this.#run!);
+  }
+
+  /**
+   * Supplies the data of a pending `in` (KVM_EXIT_IO, `size * count` bytes at `data_offset`) or
+   * MMIO read (KVM_EXIT_MMIO, up to 8 bytes): the kernel hands it to the guest on the next run.
+   */
+  completeRead(exit: VcpuExit, data: Uint8Array): void {
+    this.#live('completeRead', 'kvm_run');
+    const run = this.#run!;
+    if (exit.io?.direction === 'in') {
+      const n = exit.io.size * exit.io.count;
+      this.#checkLen('completeRead', data, n);
+      run.set(data.subarray(0, n), exit.io.dataOffset);
+    } else if (exit.mmio && !exit.mmio.isWrite) {
+      this.#checkLen('completeRead', data, exit.mmio.len);
+      run.set(data.subarray(0, exit.mmio.len), KVM_RUN_OFFSETS.mmio.data);
+    } else {
+      throw new GuestMemError({ code: 'EINVAL', op: 'completeRead', backend: NATIVE_BACKEND, detail: `${exit.reasonName} is not an I/O-in or MMIO-read exit` });
+    }
+  }
+
+  #checkLen(op: string, data: Uint8Array, n: number): void {
+    if (data.byteLength < n) {
+      throw new GuestMemError({ code: 'EINVAL', op, backend: NATIVE_BACKEND, detail: `needs ${n} bytes, got ${data.byteLength}` });
+    }
+  }
+
+  /** Unmaps the `kvm_run` area and closes the vCPU fd (once; later calls throw EBADF). */
+  close(): void {
+    const fd = this.#live('close', 'close');
+    this.#closed = true;
+    // No view of kvm_run may outlive the mapping.
+    this.#run = undefined;
+    this.onClose(this);
+    // Why: drop the kvm_run mapping (it holds a reference on the vCPU file).
+    const unmapFailed = this.c.munmap(this.runAddress, this.runSize) < 0 ? this.c.errno() : 0;
+    // Why: release the vCPU fd; the vCPU goes away with the VM once nothing references it.
+    if (this.c.close(fd) < 0) throw syscallError(this.c.errno(), 'close', 'close', { fd });
+    if (unmapFailed) throw syscallError(unmapFailed, 'close', 'munmap', { address: this.runAddress, length: this.runSize });
+  }
+}
+
+/** @internal Creates the vCPU fd and maps its `kvm_run` area; closes the fd again if the mmap fails. */
+export function createNativeVcpu(c: Libc, vmFd: number, id: number, mmapSize: number, onClose: (v: NativeVcpu) => void): NativeVcpu {
+  // Why: create vCPU `id` in this VM; the kernel returns its fd.
+  const fd: number = c.ioctlArg(vmFd, KVM_CREATE_VCPU, id);
+  if (fd < 0) throw syscallError(c.errno(), 'createVcpu', 'ioctl(KVM_CREATE_VCPU)', { id });
+  if (mmapSize < SIZEOF_KVM_RUN) {
+    c.close(fd);
+    throw new GuestMemError({ code: 'EINVAL', op: 'createVcpu', backend: NATIVE_BACKEND, detail: `vCPU mmap size ${mmapSize} < sizeof(kvm_run)` });
+  }
+  // Why: kvm_run (exit reason and data) is shared with the kernel through this mapping of the vCPU fd.
+  const address: bigint = c.mmap(0, mmapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (address === MAP_FAILED) {
+    const errno = c.errno();
+    c.close(fd);
+    throw syscallError(errno, 'createVcpu', 'mmap', { id, length: mmapSize });
+  }
+  return new NativeVcpu(c, id, fd, address, mmapSize, onClose);
+}
+
+/** Options of {@link runVcpu}. */
+export interface RunVcpuOptions {
+  /** Upper bound on KVM_RUN calls (the loop never spins forever on a guest that keeps exiting). */
+  maxRuns: number;
+  /**
+   * Called for every exit; return `'stop'` to end the loop. Without it (or when it returns
+   * `undefined`), I/O and MMIO exits continue and every other exit stops.
+   */
+  onExit?: (exit: VcpuExit, vcpu: NativeVcpu) => 'continue' | 'stop' | undefined;
+}
+
+/** What {@link runVcpu} saw. */
+export interface RunVcpuResult {
+  exits: VcpuExit[];
+  /** The exit that ended the loop (the last one). */
+  last: VcpuExit;
+  /** True when `maxRuns` ran out before an exit stopped the loop. */
+  exhausted: boolean;
+}
+
+/** Runs a vCPU until an exit stops it, at most `maxRuns` times. */
+export function runVcpu(vcpu: NativeVcpu, opts: RunVcpuOptions): RunVcpuResult {
+  if (!Number.isInteger(opts.maxRuns) || opts.maxRuns < 1) throw new RangeError(`maxRuns must be a positive integer, got ${opts.maxRuns}`);
+  const exits: VcpuExit[] = [];
+  for (let i = 0; i < opts.maxRuns; i++) {
+    const exit = vcpu.run();
+    exits.push(exit);
+    const verdict = opts.onExit?.(exit, vcpu) ?? (exit.reason === KVM_EXIT_IO || exit.reason === KVM_EXIT_MMIO ? 'continue' : 'stop');
+    if (verdict === 'stop') return { exits, last: exit, exhausted: false };
+  }
+  return { exits, last: exits[exits.length - 1]!, exhausted: true };
+}
+
+/**
+ * Puts a vCPU in 16-bit real mode at `cs:ip` with flat-enough segments: every segment register gets
+ * selector `cs` and base `cs << 4`, rip = `ip`, rflags = 2 (the reserved bit), other registers 0.
+ * (KVM's reset state is real mode at `0xf000:0xfff0` with CS base `0xffff0000`.)
+ */
+export function enterRealMode(vcpu: NativeVcpu, cs: number, ip: number): void {
+  const s = vcpu.getSregs();
+  for (const seg of [s.cs, s.ds, s.es, s.fs, s.gs, s.ss]) {
+    seg.selector = cs & 0xffff;
+    seg.base = BigInt((cs & 0xffff) << 4);
+  }
+  vcpu.setSregs(s);
+  vcpu.setRegs({ rip: ip, rflags: 2 });
+}
+
+/** True for a `hlt` exit. */
+export const isHlt = (e: KvmRunExit): boolean => e.reason === KVM_EXIT_HLT;
