@@ -30,7 +30,7 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: 'native',
-          include: ['packages/*/src/**/*.native.test.ts', 'packages/*/src/**/*.diff.test.ts'],
+          include: ['packages/*/src/**/*.native.test.ts', 'packages/*/src/**/*.diff.test.ts', 'examples/*/src/**/*.native.test.ts'],
           exclude: ['**/node_modules/**', '**/dist/**'],
           testTimeout: 300_000,
           // Real-kernel suites share one /dev/kvm and count fds: run files one after another.
