@@ -102,11 +102,11 @@ export interface RealGuestResult {
   answerAfterPunch: string;
 }
 
-/** One run from the entry point: bounded to 8 KVM_RUNs (the guest needs 4 exits). */
+/** One run from the entry point: at most 8 KVM_RUNs (the guest needs 4 exits) of at most 10 s each. */
 function runOnce(vcpu: NativeVcpu): GuestReport {
   enterRealMode(vcpu, 0, CODE_GPA);
   const t0 = performance.now();
-  const { exits, exhausted, last } = runVcpu(vcpu, { maxRuns: 8 });
+  const { exits, exhausted, last } = runVcpu(vcpu, { maxRuns: 8, timeoutMs: 10_000 });
   const ms = performance.now() - t0;
   if (exhausted || last.reasonName !== 'KVM_EXIT_HLT') {
     throw new Error(`the guest did not halt: ${exits.map(describeExit).join(', ')}`);

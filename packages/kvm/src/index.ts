@@ -13,7 +13,9 @@ export {
   runVcpu,
   enterRealMode,
   isHlt,
+  VCPU_TIMEOUT_SIGNAL,
   type VcpuExit,
+  type VcpuRunOptions,
   type RunVcpuOptions,
   type RunVcpuResult,
 } from './native/index.js';

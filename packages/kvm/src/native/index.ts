@@ -6,7 +6,9 @@ export {
   runVcpu,
   enterRealMode,
   isHlt,
+  VCPU_TIMEOUT_SIGNAL,
   type VcpuExit,
+  type VcpuRunOptions,
   type RunVcpuOptions,
   type RunVcpuResult,
 } from './vcpu.js';

@@ -189,3 +189,48 @@ export class HostWindows {
 export function hostBuffer(address: bigint, length: number): Buffer {
   return Buffer.from(koffi.view(address, length));
 }
+
+/** The libc calls behind `NativeVcpu.run({ timeoutMs })`, bound on first use (see {@link timerLibc}). */
+export interface TimerLibc {
+  /** int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) */
+  pthread_sigmask: (how: number, set: Buffer, old: Buffer | null) => number;
+  /** int timer_create(clockid_t clock, struct sigevent *sev, timer_t *out) */
+  timer_create: (clock: number, sev: Buffer, out: Buffer) => number;
+  /** int timer_settime(timer_t t, int flags, const struct itimerspec *value, struct itimerspec *old); timer_t is a pointer-sized integer */
+  timer_settime: (timer: bigint, flags: number, value: Buffer, old: Buffer | null) => number;
+  /** int timer_delete(timer_t t) */
+  timer_delete: (timer: bigint) => number;
+  /** int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout) */
+  sigtimedwait: (set: Buffer, info: Buffer | null, timeout: Buffer) => number;
+  /** pid_t gettid(void) */
+  gettid: () => number;
+  errno(): number;
+}
+
+let timerCached: TimerLibc | Error | undefined;
+
+/**
+ * Binds the timer/signal calls once. Separate from {@link libc} so that a libc without them (glibc
+ * before 2.34 keeps `timer_*` in librt; `gettid` needs 2.30) only disables vCPU timeouts. `timer_t`
+ * is declared as `intptr_t`: on x86-64 it is a pointer passed in a register, the same ABI.
+ */
+export function timerLibc(): TimerLibc {
+  if (timerCached === undefined) {
+    try {
+      const lib = koffi.load('libc.so.6');
+      timerCached = {
+        pthread_sigmask: lib.func('int pthread_sigmask(int how, void *set, void *old)'),
+        timer_create: lib.func('int timer_create(int clock, void *sev, void *out)'),
+        timer_settime: lib.func('int timer_settime(intptr_t timer, int flags, void *value, void *old)'),
+        timer_delete: lib.func('int timer_delete(intptr_t timer)'),
+        sigtimedwait: lib.func('int sigtimedwait(void *set, void *info, void *timeout)'),
+        gettid: lib.func('int gettid()'),
+        errno: () => koffi.errno(),
+      };
+    } catch (e) {
+      timerCached = e instanceof Error ? e : new Error(String(e));
+    }
+  }
+  if (timerCached instanceof Error) throw timerCached;
+  return timerCached;
+}

@@ -10,6 +10,7 @@ import { openKvm } from '../open.js';
 import {
   KVM_EXIT_HLT,
   KVM_EXIT_INTERNAL_ERROR,
+  KVM_EXIT_INTR,
   KVM_EXIT_IO,
   KVM_EXIT_MMIO,
   KVM_INTERNAL_ERROR_EMULATION,
@@ -146,6 +147,33 @@ describe.skipIf(!probe.available)('native vCPU', () => {
     expect(r.exits).toHaveLength(5);
     expect(r.exits.every((e) => e.io?.port === 0x10)).toBe(true);
     expect(() => runVcpu(vcpu, { maxRuns: 0 })).toThrow(RangeError);
+  });
+
+  it('run({ timeoutMs }) interrupts a guest that spins without exiting (EINTR, KVM_EXIT_INTR, timedOut)', () => {
+    const { vcpu } = vmWithCode([0xeb, 0xfe]); // jmp $
+    const t0 = performance.now();
+    const exit = vcpu.run({ timeoutMs: 100 });
+    const ms = performance.now() - t0;
+    expect(exit).toMatchObject({ reason: KVM_EXIT_INTR, reasonName: 'KVM_EXIT_INTR', errno: 'EINTR', timedOut: true });
+    expect(ms).toBeGreaterThanOrEqual(90);
+    expect(ms).toBeLessThan(10_000);
+    expect(vcpu.getRegs().rip).toBe(BigInt(CODE_GPA));
+    // The vCPU can run again; runVcpu passes the timeout on and stops at the EINTR.
+    const r = runVcpu(vcpu, { maxRuns: 3, timeoutMs: 20 });
+    expect(r.exits).toHaveLength(1);
+    expect(r.last.timedOut).toBe(true);
+    expect(() => vcpu.run({ timeoutMs: 0 })).toThrow(RangeError);
+  });
+
+  it('a timed run of a guest that exits in time is an ordinary exit, and no timeout signal is left pending', () => {
+    const { vcpu } = vmWithCode([0xe6, 0x10, 0xf4]); // out 0x10, al ; hlt
+    expect(vcpu.run({ timeoutMs: 5_000 }).reason).toBe(KVM_EXIT_IO);
+    const hlt = vcpu.run({ timeoutMs: 5_000 });
+    expect(hlt.reason).toBe(KVM_EXIT_HLT);
+    expect(hlt.timedOut).toBeUndefined();
+    // An untimed run after timed ones still behaves (the vCPU's signal mask keeps other signals as they were).
+    enterRealMode(vcpu, 0, CODE_GPA);
+    expect(vcpu.run().reason).toBe(KVM_EXIT_IO);
   });
 
   it('close() unmaps kvm_run and closes the fd once; the VM closes the vCPUs it still has', () => {

@@ -17,7 +17,7 @@
  */
 import { GuestMemError } from '@guestmem/core';
 import { MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_MEMORY_FAULT } from '../uapi/constants.js';
-import { KVM_CREATE_VCPU, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SREGS, SIZEOF_KVM_REGS, SIZEOF_KVM_RUN, SIZEOF_KVM_SREGS } from '../uapi/ioctl.js';
+import { KVM_CREATE_VCPU, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SIGNAL_MASK, KVM_SET_SREGS, SIZEOF_KVM_REGS, SIZEOF_KVM_RUN, SIZEOF_KVM_SREGS } from '../uapi/ioctl.js';
 import {
   KVM_RUN_OFFSETS,
   decodeKvmRegs,
@@ -31,10 +31,36 @@ import {
   type KvmSregs,
 } from '../uapi/vcpu-structs.js';
 import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
-import { hostBuffer, type Libc } from './libc.js';
+import { hostBuffer, timerLibc, type Libc } from './libc.js';
 
 /** errno values KVM_RUN reports together with a meaningful `exit_reason` (api.rst §5). */
 const RUN_ERRNO_EXITS: Readonly<Record<string, number>> = { EINTR: KVM_EXIT_INTR, EFAULT: KVM_EXIT_MEMORY_FAULT, EHWPOISON: KVM_EXIT_MEMORY_FAULT };
+
+/**
+ * The signal that ends a `run({ timeoutMs })`: a real-time signal Node does not use. The first timed
+ * run blocks it in the calling thread for good (so it is never delivered to Node) and gives the vCPU
+ * a KVM_SET_SIGNAL_MASK without it: the signal is unblocked only while KVM_RUN is inside the guest,
+ * where a pending one makes KVM_RUN return -1 EINTR (`KVM_EXIT_INTR`). It is then consumed with
+ * `sigtimedwait`, never handled.
+ */
+export const VCPU_TIMEOUT_SIGNAL = 62;
+const SIG_BLOCK = 0;
+const CLOCK_MONOTONIC = 1;
+const SIGEV_THREAD_ID = 4;
+/** glibc's `sigset_t` is 128 bytes; the kernel's (KVM_SET_SIGNAL_MASK `len`) is 8. */
+const SIGSET_BYTES = 128;
+const timeoutSet = Buffer.alloc(SIGSET_BYTES);
+timeoutSet[(VCPU_TIMEOUT_SIGNAL - 1) >> 3]! |= 1 << ((VCPU_TIMEOUT_SIGNAL - 1) & 7);
+const zeroTimespec = Buffer.alloc(16);
+
+/** Options of {@link NativeVcpu.run}. */
+export interface VcpuRunOptions {
+  /**
+   * Interrupt the guest after this many milliseconds if it has not exited by then: KVM_RUN then
+   * returns an exit with `errno: 'EINTR'` and `timedOut: true` (see {@link VCPU_TIMEOUT_SIGNAL}).
+   */
+  timeoutMs?: number;
+}
 
 /** What one `KVM_RUN` returned: the decoded `kvm_run` exit, plus the errno when the ioctl gave -1. */
 export interface VcpuExit extends KvmRunExit {
@@ -44,6 +70,8 @@ export interface VcpuExit extends KvmRunExit {
    * Any other failure throws.
    */
   errno?: 'EINTR' | 'EFAULT' | 'EHWPOISON';
+  /** True when the EINTR came from `run({ timeoutMs })`'s timer. */
+  timedOut?: boolean;
 }
 
 /** A vCPU fd with its mapped `kvm_run` area. */
@@ -52,6 +80,8 @@ export class NativeVcpu {
   #run: Buffer | undefined;
   readonly #regsBuf = Buffer.alloc(SIZEOF_KVM_REGS);
   readonly #sregsBuf = Buffer.alloc(SIZEOF_KVM_SREGS);
+  /** The POSIX timer of timed runs (created by the first one). */
+  #timer: bigint | undefined;
 
   /** @internal Created by {@link NativeVm.createVcpu}. */
   constructor(
@@ -111,10 +141,70 @@ export class NativeVcpu {
 
   /**
    * One `KVM_RUN`: runs the guest until the next exit to userspace and decodes it. Blocks the
-   * calling thread for as long as the guest runs, so give it guests that exit (a `hlt`, port I/O).
+   * calling thread for as long as the guest runs: give it guests that exit (a `hlt`, port I/O), or
+   * a `timeoutMs` after which a guest that is still running is interrupted (an EINTR exit with
+   * `timedOut: true`; the first timed run sets up a per-vCPU timer, see {@link VCPU_TIMEOUT_SIGNAL}).
    */
-  run(): VcpuExit {
+  run(opts: VcpuRunOptions = {}): VcpuExit {
     const fd = this.#live('run', 'ioctl(KVM_RUN)');
+    return opts.timeoutMs === undefined ? this.#runOnce(fd) : this.#runTimed(fd, opts.timeoutMs);
+  }
+
+  #runTimed(fd: number, timeoutMs: number): VcpuExit {
+    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new RangeError(`timeoutMs must be a positive number, got ${timeoutMs}`);
+    const t = timerLibc();
+    const timer = this.#timerFor(fd);
+    const its = Buffer.alloc(32); // struct itimerspec { it_interval; it_value }: one-shot it_value at +16
+    const ns = BigInt(Math.round(timeoutMs * 1e6));
+    its.writeBigInt64LE(ns / 1_000_000_000n, 16);
+    its.writeBigInt64LE(ns % 1_000_000_000n, 24);
+    // Why: arm the one-shot timer that signals this thread if the guest is still running then.
+    if (t.timer_settime(timer, 0, its, null) < 0) throw syscallError(t.errno(), 'run', 'timer_settime');
+    let exit: VcpuExit;
+    let fired = false;
+    try {
+      exit = this.#runOnce(fd);
+    } finally {
+      // Why: consume the timer's signal if it fired. This must come before the disarm: since Linux
+      // 6.13 a pending POSIX-timer signal whose timer was re-armed or disarmed is dropped at
+      // dequeue, so after the disarm sigtimedwait would not report it.
+      fired = t.sigtimedwait(timeoutSet, null, zeroTimespec) === VCPU_TIMEOUT_SIGNAL;
+      its.fill(0);
+      // Why: disarm the timer.
+      t.timer_settime(timer, 0, its, null);
+      // Why: flush a signal that fired between the two calls above (dropped as stale, or taken here),
+      // so no pending signal cuts the next KVM_RUN short.
+      t.sigtimedwait(timeoutSet, null, zeroTimespec);
+    }
+    return fired && exit.errno === 'EINTR' ? { ...exit, timedOut: true } : exit;
+  }
+
+  /** The vCPU's POSIX timer, set up on the first timed run (see {@link VCPU_TIMEOUT_SIGNAL}). */
+  #timerFor(fd: number): bigint {
+    if (this.#timer !== undefined) return this.#timer;
+    const t = timerLibc();
+    const old = Buffer.alloc(SIGSET_BYTES);
+    // Why: block the timeout signal in this thread so it can never reach Node's handlers; it only acts inside KVM_RUN.
+    const r = t.pthread_sigmask(SIG_BLOCK, timeoutSet, old);
+    if (r !== 0) throw syscallError(r, 'run', 'pthread_sigmask');
+    old[(VCPU_TIMEOUT_SIGNAL - 1) >> 3]! &= ~(1 << ((VCPU_TIMEOUT_SIGNAL - 1) & 7));
+    const mask = Buffer.alloc(12);
+    mask.writeUInt32LE(8, 0);
+    old.copy(mask, 4, 0, 8);
+    // Why: KVM_RUN runs with the thread's mask minus the timeout signal, so a pending one interrupts the guest.
+    if (this.c.ioctlPtr(fd, KVM_SET_SIGNAL_MASK, mask) < 0) throw syscallError(this.c.errno(), 'run', 'ioctl(KVM_SET_SIGNAL_MASK)');
+    const sev = Buffer.alloc(64); // struct sigevent: sigev_signo +8, sigev_notify +12, _tid +16
+    sev.writeInt32LE(VCPU_TIMEOUT_SIGNAL, 8);
+    sev.writeInt32LE(SIGEV_THREAD_ID, 12);
+    sev.writeInt32LE(t.gettid(), 16);
+    const out = Buffer.alloc(8);
+    // Why: a per-vCPU timer whose signal goes to exactly this thread (the one that calls KVM_RUN).
+    if (t.timer_create(CLOCK_MONOTONIC, sev, out) < 0) throw syscallError(t.errno(), 'run', 'timer_create');
+    this.#timer = out.readBigInt64LE(0);
+    return this.#timer;
+  }
+
+  #runOnce(fd: number): VcpuExit {
     // Why: enter the guest; the argument must be 0 (anything else is EINVAL).
     const r: number = this.c.ioctlArg(fd, KVM_RUN, 0);
     if (r < 0) {
@@ -159,6 +249,9 @@ export class NativeVcpu {
     // No view of kvm_run may outlive the mapping.
     this.#run = undefined;
     this.onClose(this);
+    // Why: the timeout timer (if a timed run created one) belongs to this vCPU.
+    if (this.#timer !== undefined) timerLibc().timer_delete(this.#timer);
+    this.#timer = undefined;
     // Why: drop the kvm_run mapping (it holds a reference on the vCPU file).
     const unmapFailed = this.c.munmap(this.runAddress, this.runSize) < 0 ? this.c.errno() : 0;
     // Why: release the vCPU fd; the vCPU goes away with the VM once nothing references it.
@@ -190,6 +283,8 @@ export function createNativeVcpu(c: Libc, vmFd: number, id: number, mmapSize: nu
 export interface RunVcpuOptions {
   /** Upper bound on KVM_RUN calls (the loop never spins forever on a guest that keeps exiting). */
   maxRuns: number;
+  /** Passed to every {@link NativeVcpu.run}: a guest still running after this long is interrupted (EINTR exit, which stops the loop). */
+  timeoutMs?: number;
   /**
    * Called for every exit; return `'stop'` to end the loop. Without it (or when it returns
    * `undefined`), I/O and MMIO exits continue and every other exit stops.
@@ -211,7 +306,7 @@ export function runVcpu(vcpu: NativeVcpu, opts: RunVcpuOptions): RunVcpuResult {
   if (!Number.isInteger(opts.maxRuns) || opts.maxRuns < 1) throw new RangeError(`maxRuns must be a positive integer, got ${opts.maxRuns}`);
   const exits: VcpuExit[] = [];
   for (let i = 0; i < opts.maxRuns; i++) {
-    const exit = vcpu.run();
+    const exit = vcpu.run(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs });
     exits.push(exit);
     const verdict = opts.onExit?.(exit, vcpu) ?? (exit.reason === KVM_EXIT_IO || exit.reason === KVM_EXIT_MMIO ? 'continue' : 'stop');
     if (verdict === 'stop') return { exits, last: exit, exhausted: false };

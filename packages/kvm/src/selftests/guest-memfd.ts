@@ -125,13 +125,13 @@ const GUEST_MEMFD_GUEST_CODE = Uint8Array.from([
 
 /**
  * The native half of test_guest_memfd_guest: loads the guest through `loadCode`, runs one vCPU
- * (at most 4 KVM_RUNs) and asserts its exits: `out 0x10 ← 1`, then `hlt`.
+ * (at most 4 KVM_RUNs of at most 10 s each) and asserts its exits: `out 0x10 ← 1`, then `hlt`.
  */
 function runGuestMemfdGuest(vm: KvmVm, loadCode: (code: Uint8Array) => void): void {
   loadCode(GUEST_MEMFD_GUEST_CODE);
   const vcpu = asNativeVm(vm).createVcpu(0);
   enterRealMode(vcpu, 0, GUEST_CODE_GPA);
-  const { exits, exhausted } = runVcpu(vcpu, { maxRuns: 4 });
+  const { exits, exhausted } = runVcpu(vcpu, { maxRuns: 4, timeoutMs: 10_000 });
   expect(exhausted).toBe(false);
   expect(exits.map((e) => e.reasonName)).toEqual(['KVM_EXIT_IO', 'KVM_EXIT_HLT']);
   const io = exits[0]!.io;

@@ -67,6 +67,11 @@ export const KVM_SET_REGS = _IOW(KVMIO, 0x82, SIZEOF_KVM_REGS);
 export const KVM_GET_SREGS = _IOR(KVMIO, 0x83, SIZEOF_KVM_SREGS);
 /** vCPU fd: writes them. */
 export const KVM_SET_SREGS = _IOW(KVMIO, 0x84, SIZEOF_KVM_SREGS);
+/**
+ * vCPU fd: the signal mask KVM_RUN runs with (`struct kvm_signal_mask { __u32 len; __u8 sigset[]; }`,
+ * the ioctl size is the 4-byte header; `len` 8 on x86-64).
+ */
+export const KVM_SET_SIGNAL_MASK = _IOW(KVMIO, 0x8b, 4);
 /** VM fd: v1 memslot ioctl (`struct kvm_userspace_memory_region`, 32 B). */
 export const KVM_SET_USER_MEMORY_REGION = _IOW(KVMIO, 0x46, SIZEOF_KVM_USERSPACE_MEMORY_REGION);
 /** VM fd: v2 memslot ioctl (`struct kvm_userspace_memory_region2`, 160 B), the only way to bind guest_memfd. */
@@ -94,6 +99,7 @@ export const KVM_IOCTL_NAMES: ReadonlyMap<number, string> = new Map([
   [KVM_SET_REGS, 'KVM_SET_REGS'],
   [KVM_GET_SREGS, 'KVM_GET_SREGS'],
   [KVM_SET_SREGS, 'KVM_SET_SREGS'],
+  [KVM_SET_SIGNAL_MASK, 'KVM_SET_SIGNAL_MASK'],
   [KVM_SET_MEMORY_ATTRIBUTES, 'KVM_SET_MEMORY_ATTRIBUTES'],
   [KVM_CREATE_GUEST_MEMFD, 'KVM_CREATE_GUEST_MEMFD'],
   [KVM_PRE_FAULT_MEMORY, 'KVM_PRE_FAULT_MEMORY'],

@@ -18,6 +18,7 @@ import {
   KVM_IOCTL_NAMES,
   KVM_RUN,
   KVM_SET_REGS,
+  KVM_SET_SIGNAL_MASK,
   KVM_SET_SREGS,
   SIZEOF_KVM_REGS,
   SIZEOF_KVM_RUN,
@@ -45,6 +46,7 @@ describe('vCPU ioctl numbers and struct sizes', () => {
     expect(KVM_GET_SREGS).toBe(0x8138ae83);
     expect(KVM_SET_SREGS).toBe(0x4138ae84);
     expect(KVM_RUN).toBe(0xae80);
+    expect(KVM_SET_SIGNAL_MASK).toBe(0x4004ae8b);
     expect(KVM_CREATE_VCPU).toBe(0xae41);
     expect(KVM_GET_VCPU_MMAP_SIZE).toBe(0xae04);
     expect(KVM_IOCTL_NAMES.get(0x8138ae83)).toBe('KVM_GET_SREGS');
