@@ -26,10 +26,7 @@ import { openFds } from '../api.js';
 import { i32, i64, u64 } from '../uapi/codec-util.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
-  MAP_ANONYMOUS,
   MAP_FAILED,
-  MAP_FIXED,
-  MAP_FIXED_NOREPLACE,
   MFD_CLOEXEC,
   O_CLOEXEC,
   O_RDWR,
@@ -54,6 +51,7 @@ import {
 import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
 import { HostWindows, libc, type Libc } from './libc.js';
 import { NativeVcpu, createNativeVcpu } from './vcpu.js';
+import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
 
 /**
  * `KVM_GET_VCPU_MMAP_SIZE` is a property of the running kernel: asked once per process (on the
@@ -314,17 +312,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 
   mmap(args: MmapArgs): KvmMapping {
     const fd = this.live('mmap', 'mmap');
-    if (args.flags & (MAP_FIXED | MAP_ANONYMOUS) && !(args.flags & MAP_FIXED_NOREPLACE)) {
-      // MAP_FIXED could silently replace memory of the Node process, MAP_ANONYMOUS would not map
-      // the file at all: refused before any syscall (the sim refuses them the same way).
-      throw new GuestMemError({
-        code: 'EINVAL',
-        op: 'mmap',
-        backend: NATIVE_BACKEND,
-        detail: 'MAP_FIXED and MAP_ANONYMOUS are refused by guestmem (use MAP_FIXED_NOREPLACE)',
-        info: { flags: args.flags },
-      });
-    }
+    refuseUnsafeMmapFlags(args.flags, NATIVE_BACKEND);
     const length = u64('length', args.length);
     const offset = i64('offset', args.offset ?? 0);
     const hint = u64('address', args.address ?? 0);

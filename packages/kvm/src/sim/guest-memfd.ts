@@ -21,8 +21,6 @@ import {
   FALLOC_FL_ZERO_RANGE,
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
-  MAP_ANONYMOUS,
-  MAP_FIXED,
   MAP_FIXED_NOREPLACE,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -35,6 +33,7 @@ import { SIM_BACKEND, closedErr, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
 import { SimMappingBase } from './mapping-base.js';
 import type { SimMemslot, SimVmState } from './vm.js';
+import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
 
 const I64_MAX = (1n << 63n) - 1n;
 const U64_LIMIT = 1n << 64n;
@@ -209,17 +208,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     const fail = (code: 'EINVAL' | 'ENOMEM' | 'EOVERFLOW' | 'EOPNOTSUPP' | 'EPERM' | 'ENODEV', detail: string) =>
       sysErr(code, 'mmap', 'mmap', detail, { length: args.length, prot: args.prot, flags: args.flags, offset: args.offset ?? 0 });
     this.live('mmap', 'mmap');
-    if (args.flags & (MAP_FIXED | MAP_ANONYMOUS) && !(args.flags & MAP_FIXED_NOREPLACE)) {
-      // The native driver refuses these before any syscall (they could clobber the process or not
-      // map the file); the sim refuses them identically.
-      throw new GuestMemError({
-        code: 'EINVAL',
-        op: 'mmap',
-        backend: SIM_BACKEND,
-        detail: 'MAP_FIXED and MAP_ANONYMOUS are refused by guestmem (use MAP_FIXED_NOREPLACE)',
-        info: { flags: args.flags },
-      });
-    }
+    refuseUnsafeMmapFlags(args.flags, SIM_BACKEND);
     const length = u64('length', args.length);
     const offset = BigInt.asUintN(64, i64('offset', args.offset ?? 0));
     const hint = u64('address', args.address ?? 0);
