@@ -7,6 +7,14 @@ import type { AllocateOptions, FileBinding, GetFolioOptions, GuestMemOps, PageRa
 /** Largest file size core accepts: the largest page-aligned signed 64-bit offset (loff_t). */
 export const MAX_FILE_SIZE = (1n << 63n) - PAGE_SIZE_N;
 
+/** Copies up to this many bytes with a plain loop: cheaper than a typed-array builtin call. */
+const SMALL_COPY = 32;
+const COPY_OUT = 0;
+const COPY_IN = 1;
+const FILL = 2;
+type TransferMode = typeof COPY_OUT | typeof COPY_IN | typeof FILL;
+const DEFAULT_GET: GetFolioOptions = Object.freeze({});
+
 /** Mark bit set on poisoned entries of a file's page index. */
 export const MARK_POISONED = 2 as const;
 
@@ -244,7 +252,7 @@ export class GuestMemFile<Owner = unknown> {
    * which gives -1), and prepares it (zero + `ops.prepare`, once) unless `prepare: false`.
    * A poisoned page gives `EHWPOISON`; allocation failure `ENOMEM`; an index past EOF `EINVAL`.
    */
-  getFolio(index: number, opts: GetFolioOptions = {}): number {
+  getFolio(index: number, opts: GetFolioOptions = DEFAULT_GET): number {
     this.assertLive('getFolio');
     if (!(Number.isInteger(index) && index >= 0 && index < this.pages)) {
       throw gmErr('EINVAL', 'getFolio', this.ops.backend, `page ${index} is outside the file (${this.pages} pages)`);
@@ -328,7 +336,9 @@ export class GuestMemFile<Owner = unknown> {
   }
 
   isPoisoned(index: number): boolean {
-    return this.index.getMark(index, MARK_POISONED);
+    // The allocator's flag and the index mark are set together; the flag is one cached lookup away.
+    const folio = this.index.load(index);
+    return folio >= 0 && this.allocator.isPoisoned(folio);
   }
 
   // ---------------------------------------------------------------- data access
@@ -337,43 +347,54 @@ export class GuestMemFile<Owner = unknown> {
    * Copies `length` bytes at byte `offset` out of the file, faulting pages in (allocate + prepare).
    * No policy: backends call this for guest accesses; host access goes through {@link HostMapping}.
    */
-  read(offset: number, length: number, out = new Uint8Array(length), outOffset = 0): Uint8Array {
-    this.forEachPageSpan(offset, length, (view, at, n, done) => out.set(view.subarray(at, at + n), outOffset + done));
+  read(offset: number, length: number, out: Uint8Array = new Uint8Array(length), outOffset = 0): Uint8Array {
+    this.transfer(COPY_OUT, offset, length, out, outOffset, 0);
     return out;
   }
 
   /** Copies `data` into the file at byte `offset`, faulting pages in. */
-  write(offset: number, data: Uint8Array): void {
-    this.forEachPageSpan(offset, data.length, (view, at, n, done) => view.set(data.subarray(done, done + n), at));
+  write(offset: number, data: Uint8Array, dataOffset = 0, length = data.length - dataOffset): void {
+    this.transfer(COPY_IN, offset, length, data, dataOffset, 0);
   }
 
   /** Fills `length` bytes at `offset` with `byte`, faulting pages in. */
   fill(offset: number, length: number, byte: number): void {
-    this.forEachPageSpan(offset, length, (view, at, n) => view.fill(byte, at, at + n));
+    this.transfer(FILL, offset, length, undefined, 0, byte);
   }
 
   /**
-   * Calls `fn(view, at, n, done)` for each page-sized piece of `[offset, offset+length)`, with the
-   * folio's bytes as `view`. Fails before touching any page past EOF.
+   * The one data path: page by page over `[offset, offset+length)`, faulting each page in
+   * (allocate + prepare) and copying between it and `buf[bufOffset…]`, or filling it with `byte`.
+   * Fails before touching any page past EOF. No closures or views are allocated per page: this is
+   * the hot path of every host and simulated guest access.
    */
-  private forEachPageSpan(
-    offset: number,
-    length: number,
-    fn: (view: Uint8Array, at: number, n: number, done: number) => void,
-  ): void {
+  private transfer(mode: TransferMode, offset: number, length: number, buf: Uint8Array | undefined, bufOffset: number, byte: number): void {
     this.assertLive('access');
     if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0) || offset + length > this.pages * PAGE_SIZE) {
       throw gmErr('EINVAL', 'access', this.ops.backend, `[${offset}, +${length}) is outside the file (${this.size} bytes)`);
     }
+    const alloc = this.allocator;
     let done = 0;
     while (done < length) {
       const pos = offset + done;
       const index = Math.floor(pos / PAGE_SIZE);
       const folio = this.getFolio(index);
-      const inFolio = this.allocator.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0;
-      const at = inFolio + (pos % PAGE_SIZE);
+      const inFolio = alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0;
+      const at = alloc.arenaOffset(folio) + inFolio + (pos % PAGE_SIZE);
       const n = Math.min(length - done, PAGE_SIZE - (pos % PAGE_SIZE));
-      fn(this.allocator.view(folio), at, n, done);
+      const arena = alloc.arenaOf(folio);
+      const b = bufOffset + done;
+      if (mode === FILL) {
+        if (n <= SMALL_COPY) for (let k = 0; k < n; k++) arena[at + k] = byte;
+        else arena.fill(byte, at, at + n);
+      } else if (mode === COPY_OUT) {
+        if (n <= SMALL_COPY) for (let k = 0; k < n; k++) buf![b + k] = arena[at + k]!;
+        else buf!.set(arena.subarray(at, at + n), b);
+      } else if (n <= SMALL_COPY) {
+        for (let k = 0; k < n; k++) arena[at + k] = buf![b + k]!;
+      } else {
+        arena.set(buf!.subarray(b, b + n), at);
+      }
       done += n;
     }
   }

@@ -54,6 +54,13 @@ export interface FolioAllocator {
   setPoisoned(folio: number): void;
   /** Bytes of an uptodate folio (`length` = folio size). Throws if the folio is not uptodate. */
   view(folio: number): Uint8Array;
+  /**
+   * The whole arena holding an uptodate folio (throws if it is not uptodate), for hot paths that
+   * must not allocate a view per access; the folio's bytes start at {@link arenaOffset}.
+   */
+  arenaOf(folio: number): Uint8Array;
+  /** Byte offset of `folio` inside {@link arenaOf}`(folio)`. */
+  arenaOffset(folio: number): number;
   stats(): FolioStats;
 }
 
@@ -244,6 +251,15 @@ export class ArenaFolioAllocator implements FolioAllocator {
     return this.raw(folio);
   }
 
+  arenaOf(folio: number): Uint8Array {
+    if (!(this.flags[folio]! & F_UPTODATE)) throw new Error(`ArenaFolioAllocator: folio ${folio} is not uptodate; prepare it first`);
+    return this.arenas[this.chunkArena[folio >>> 9]!]!;
+  }
+
+  arenaOffset(folio: number): number {
+    return (folio - this.arenaBase[this.chunkArena[folio >>> 9]!]!) * PAGE_SIZE;
+  }
+
   stats(): FolioStats {
     return {
       bytesInUse: this.inUse,
@@ -272,11 +288,9 @@ export class ArenaFolioAllocator implements FolioAllocator {
   }
 
   private raw(folio: number): Uint8Array {
-    const a = this.chunkArena[folio >>> 9]!;
-    const off = (folio - this.arenaBase[a]!) * PAGE_SIZE;
-    const arena = this.arenas[a]!;
+    const off = this.arenaOffset(folio);
     const len = this.flags[folio]! & F_HUGE_HEAD ? HUGE_PAGES * PAGE_SIZE : PAGE_SIZE;
-    return arena.subarray(off, off + len);
+    return this.arenas[this.chunkArena[folio >>> 9]!]!.subarray(off, off + len);
   }
 
   private pushPartial(c: number): void {

@@ -34,6 +34,8 @@ export class HostMapping {
   readonly readable: boolean;
   readonly writable: boolean;
   private mapped = true;
+  /** `offset` as a number when every mapped offset is an exact double, else -1. */
+  private readonly offsetNumber: number;
 
   constructor(
     readonly file: GuestMemFile<any>,
@@ -44,6 +46,7 @@ export class HostMapping {
       throw gmErr('EINVAL', 'mmap', file.ops.backend, `offset ${off} must be page-aligned and length ${opts.length} > 0`);
     }
     this.offset = off;
+    this.offsetNumber = off + BigInt(Math.ceil(opts.length / PAGE_SIZE) * PAGE_SIZE) <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(off) : -1;
     this.length = Math.ceil(opts.length / PAGE_SIZE) * PAGE_SIZE;
     this.readable = opts.prot?.read ?? true;
     this.writable = opts.prot?.write ?? true;
@@ -57,18 +60,18 @@ export class HostMapping {
   /** Copies `len` bytes at mapping offset `at`. */
   read(at: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
-    this.access('read', at, len, (fileOff, n, done) => this.file.read(fileOff, n, out, done));
+    this.access('read', at, len, out, 0);
     return out;
   }
 
   /** Writes `data` at mapping offset `at`. */
   write(at: number, data: Uint8Array): void {
-    this.access('write', at, data.length, (fileOff, n, done) => this.file.write(fileOff, data.subarray(done, done + n)));
+    this.access('write', at, data.length, data, 0);
   }
 
   /** Fills `len` bytes at `at` with `byte` (a `memset`). */
   fill(at: number, len: number, byte: number): void {
-    this.access('write', at, len, (fileOff, n) => this.file.fill(fileOff, n, byte));
+    this.access('write', at, len, undefined, byte);
   }
 
   /** Reads one byte. */
@@ -83,7 +86,8 @@ export class HostMapping {
     this.file.release();
   }
 
-  private access(kind: HostAccessKind, at: number, len: number, fn: (fileOff: number, n: number, done: number) => void): void {
+  /** Checks and performs an access page by page: a read into `buf`, a write from `buf`, or a fill with `byte`. */
+  private access(kind: HostAccessKind, at: number, len: number, buf: Uint8Array | undefined, byte: number): void {
     const backend = this.file.ops.backend;
     if (!this.mapped) throw gmErr('EFAULT', `host ${kind}`, backend, 'the mapping was unmapped');
     // A zero-length copy touches no page, so the kernel can neither fault nor refuse it.
@@ -94,18 +98,23 @@ export class HostMapping {
     if ((kind === 'read' && !this.readable) || (kind === 'write' && !this.writable)) {
       throw gmErr('EFAULT', `host ${kind}`, backend, `the mapping is not ${kind === 'read' ? 'readable' : 'writable'}`);
     }
+    // File offsets are exact doubles below 2^53 (every file a real VMM maps); past that, bigints.
+    const base = this.offsetNumber;
     let done = 0;
     while (done < len) {
-      const fileOffBig = this.offset + BigInt(at + done);
-      const index = Number(fileOffBig / PAGE_SIZE_N);
-      const n = Math.min(len - done, PAGE_SIZE - Number(fileOffBig % PAGE_SIZE_N));
-      this.check(kind, index, fileOffBig);
-      fn(Number(fileOffBig), n, done);
+      const fileOffBig = base < 0 ? this.offset + BigInt(at + done) : undefined;
+      const fileOff = fileOffBig === undefined ? base + at + done : Number(fileOffBig);
+      const index = fileOffBig === undefined ? Math.floor(fileOff / PAGE_SIZE) : Number(fileOffBig / PAGE_SIZE_N);
+      const n = Math.min(len - done, PAGE_SIZE - (fileOff % PAGE_SIZE));
+      this.check(kind, index, fileOffBig ?? fileOff);
+      if (kind === 'read') this.file.read(fileOff, n, buf, done);
+      else if (buf) this.file.write(fileOff, buf, done, n);
+      else this.file.fill(fileOff, n, byte);
       done += n;
     }
   }
 
-  private check(kind: HostAccessKind, index: number, fileOff: bigint): void {
+  private check(kind: HostAccessKind, index: number, fileOff: bigint | number): void {
     const f = this.file;
     const op = `host ${kind}`;
     if (index >= f.pages) {

@@ -68,6 +68,12 @@ export class FaultInjectingAllocator implements FolioAllocator {
   view(folio: number): Uint8Array {
     return this.inner.view(folio);
   }
+  arenaOf(folio: number): Uint8Array {
+    return this.inner.arenaOf(folio);
+  }
+  arenaOffset(folio: number): number {
+    return this.inner.arenaOffset(folio);
+  }
   stats(): FolioStats {
     return this.inner.stats();
   }
