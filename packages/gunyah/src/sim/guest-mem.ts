@@ -1,4 +1,4 @@
-import { GuestMemError, PAGE_SIZE, PAGE_SIZE_N, toBig } from '@guestmem/core';
+import { GuestMemError, MAX_PAGE_INDEX, PAGE_SIZE, PAGE_SIZE_N, toBig } from '@guestmem/core';
 import type { GunyahGuestMem, GunyahHostMapping } from '../api.js';
 import {
   FALLOC_FL_KEEP_SIZE,
@@ -18,12 +18,20 @@ const HUGE = 512;
 const MAX_LFS = (1n << 63n) - 1n;
 /** Every mode bit the VFS knows (`FALLOC_FL_SUPPORTED_MASK`); others are EOPNOTSUPP. */
 const FALLOC_SUPPORTED_MASK = 0x7f;
+/** Creation stamps of bindings (see {@link SimBinding.seq}). */
+let nextSeq = 0;
 
 /**
  * One `GUNYAH_VM_MAP_MEM` binding: `nr` pages of `mem` from page `off`, at guest frame `gfn` of
  * `vm`. Page numbers are plain numbers (2^52 covers every 64-bit address).
  */
 export class SimBinding {
+  /**
+   * Creation order. The kernel keeps a file's bindings on `i_private_list` newest first, and walks
+   * that stop at their first hit (UNMAP lookup, mmap reclaim) depend on it; core's index is ordered
+   * by file offset, so {@link SimGuestMem.bindingsNewestFirst} re-sorts by this.
+   */
+  readonly seq = nextSeq++;
   constructor(
     readonly vm: SimVm,
     readonly mem: SimGuestMem,
@@ -46,6 +54,13 @@ export class SimBinding {
   }
 }
 
+/**
+ * End of a binding in core's index. Core indexes pages below 2^52 only, and a u64 offset + size can
+ * end past that; those pages never hold memory, and every binding *starts* below 2^52, so clipping
+ * the end there keeps core's overlap answers exact. `SimBinding.nr` keeps the real length.
+ */
+const indexEnd = (b: SimBinding): number => Math.min(b.offEnd, MAX_PAGE_INDEX + 1);
+
 /** A folio currently in some VM's stage 2 (the driver's `mm` tree entry plus PG_private). */
 export interface ProvidedFolio {
   readonly head: number;
@@ -58,13 +73,11 @@ type ReclaimMode = 'normal' | 'teardown';
 
 /**
  * A Gunyah guest-memory file (`[gh-gmem]` anon inode) on core's {@link GuestMemFile}: folios,
- * punch, allocate and lifetime are core's; the per-page provide/lend/lock state, bindings and the
- * host rules live here and reach core through {@link GuestMemOps}.
+ * punch, allocate, lifetime and the bindings index are core's; the per-page provide/lend/lock state
+ * and the host rules live here and reach core through {@link GuestMemOps}.
  */
 export class SimGuestMem implements GunyahGuestMem {
   readonly file: GuestMemFile<SimBinding>;
-  /** Bindings of this file in every VM, newest first (the kernel's `i_private_list` order). */
-  readonly bindings: SimBinding[] = [];
   readonly mappings = new Set<SimHostMapping>();
   /** Provided folios by head page index. */
   readonly provided = new Map<number, ProvidedFolio>();
@@ -293,8 +306,8 @@ export class SimGuestMem implements GunyahGuestMem {
     if (args.shared === false) throw err('EINVAL', op, 'mmap', 'only MAP_SHARED mappings are supported (no COW)');
     const first = Number(off / PAGE_SIZE_N);
     const end = Number((off + length + PAGE_SIZE_N - 1n) / PAGE_SIZE_N);
-    for (const b of this.bindings) {
-      if (!b.lend || b.offEnd <= first || b.off >= end) continue;
+    for (const b of this.bindingsNewestFirst(first, end)) {
+      if (!b.lend) continue;
       const e = this.reclaim(Math.max(first, b.off), b.offEnd, op, 'mmap', { binding: b });
       if (e) throw e;
     }
@@ -312,25 +325,35 @@ export class SimGuestMem implements GunyahGuestMem {
     if (!this.fdOpen) throw err('EBADF', op, syscall, `fd ${this.fd} is closed`);
   }
 
-  /** Binding registration (the kernel's `list_add` on `i_private_list`), keeping the file pinned. */
-  addBinding(b: SimBinding): void {
-    this.file.acquire();
-    this.bindings.unshift(b);
-    const end = Math.min(b.offEnd, this.file.pages);
-    if (b.off < end) this.file.bind(b.off, end, b, 'EEXIST', 'GUNYAH_VM_MAP_MEM');
+  /**
+   * This file's bindings in every VM (core's index) intersecting pages `[first, end)`, newest first:
+   * the kernel's `i_private_list` order.
+   */
+  bindingsNewestFirst(first = 0, end = Infinity): SimBinding[] {
+    return this.file.bindingsIn(first, end).map((x) => x.owner).sort((a, b) => b.seq - a.seq);
   }
 
-  /** Trims a binding to `[off, off+nr)` in core's index too. */
+  /** Every binding of this file, in any VM, newest first. */
+  get bindings(): SimBinding[] {
+    return this.bindingsNewestFirst();
+  }
+
+  /**
+   * Registers a binding in core's index (full range: v17 never checks it against the file size) and
+   * takes the file reference it holds. The caller has done the overlap check (see `SimVm.addMapping`).
+   */
+  addBinding(b: SimBinding): void {
+    this.file.bind(b.off, indexEnd(b), b, 'EEXIST', 'GUNYAH_VM_MAP_MEM', { allowPastEof: true });
+    this.file.acquire();
+  }
+
+  /** Head/tail UNMAP: the binding `b` was trimmed in place; core's index follows. */
   resizeBinding(b: SimBinding): void {
-    const end = Math.min(b.offEnd, this.file.pages);
-    this.file.unbind(b);
-    if (b.off < end) this.file.bind(b.off, end, b, 'EEXIST', 'GUNYAH_VM_MAP_MEM');
+    this.file.resizeBinding(b, b.off, indexEnd(b));
   }
 
   /** Drops a binding and its file reference (the file may be released here). */
   removeBinding(b: SimBinding): void {
-    const i = this.bindings.indexOf(b);
-    if (i >= 0) this.bindings.splice(i, 1);
     this.file.unbind(b);
     this.file.release();
   }

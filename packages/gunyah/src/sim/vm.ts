@@ -76,11 +76,10 @@ export class SimVm implements GunyahVm {
   private addMapping(mem: SimGuestMem, b: SimBinding): void {
     if (b.lend && !this.device.rodataFull) throw err('EINVAL', 'mapMem', MAP_MEM, 'Cannot lend memory without rodata=full');
     // File offsets may not overlap any binding of this file, in any VM (a page goes to one VM).
-    for (const o of mem.bindings) {
-      if (!(b.off + b.nr <= o.off) && !(b.off >= o.off + o.nr)) {
-        throw err('EEXIST', 'mapMem', MAP_MEM, `file pages [${b.off}, ${b.offEnd}) overlap a binding [${o.off}, ${o.offEnd})`, { vmFd: o.vm.fd });
-      }
-    }
+    // Checked here rather than left to core's bind: the kernel does it before the size-0 and GPA
+    // checks. A size-0 range overlaps a binding that strictly contains its offset.
+    const o = mem.file.findOverlap(b.off, b.offEnd)?.owner;
+    if (o) throw err('EEXIST', 'mapMem', MAP_MEM, `file pages [${b.off}, ${b.offEnd}) overlap a binding [${o.off}, ${o.offEnd})`, { vmFd: o.vm.fd });
     // mtree_insert_range(gfn, gfn + nr - 1): an empty range is EINVAL, an occupied one EEXIST.
     if (b.nr === 0) throw err('EINVAL', 'mapMem', MAP_MEM, 'size 0');
     const at = this.lowerBound(b.gfn);
@@ -89,14 +88,16 @@ export class SimVm implements GunyahVm {
     if ((prev && prev.gfn + prev.nr > b.gfn) || (next && next.gfn < b.gfn + b.nr)) {
       throw err('EEXIST', 'mapMem', MAP_MEM, `guest range 0x${(BigInt(b.gfn) * PAGE_SIZE_N).toString(16)} +${b.nr} pages overlaps another binding of this VM`);
     }
-    this.tree.splice(at, 0, b);
     mem.addBinding(b);
+    this.tree.splice(at, 0, b);
   }
 
   /** UNMAP: whole binding, head or tail; the removed part is reclaimed first. */
   private removeMapping(mem: SimGuestMem, r: SimBinding): void {
     let found: SimBinding | undefined;
-    for (const b of mem.bindings) {
+    // The kernel's list walk: the first (newest) binding of this VM with identical flags whose GPA
+    // range contains the request decides, even when its offset relation differs (size 0 can match two).
+    for (const b of mem.bindingsNewestFirst()) {
       if (b.vm !== this || b.rawFlags !== r.rawFlags) continue;
       if (b.gfn > r.gfn || b.gfn + b.nr < r.gfn + r.nr) continue;
       if (r.off - b.off === r.gfn - b.gfn) found = b; // else: same GPA, different file offset → ENOENT
