@@ -280,7 +280,7 @@ class GunyahNeutralVm implements Vm {
       const mem = this.hypervisor.device.guestMem(p.b.memory.id)!;
       const first = Number((p.b.offset + (p.cutFrom - p.b.gpa)) / PAGE_SIZE_N);
       const last = Number((p.b.offset + (p.cutTo - p.b.gpa)) / PAGE_SIZE_N);
-      const binding = mem.bindings.find((x) => x.vm === this.sim && x.gfn === Number(p.b.gpa / PAGE_SIZE_N));
+      const binding = this.sim.bindingAt(Number(p.b.gpa / PAGE_SIZE_N));
       const refusal = mem.checkReclaim(first, last, 'convert', 'ioctl(GUNYAH_VM_MAP_MEM)', { binding });
       if (refusal) throw refusal;
     }
