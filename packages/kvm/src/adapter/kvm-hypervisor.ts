@@ -179,7 +179,6 @@ export class KvmVmAdapter implements Vm {
   readonly capabilities: Capabilities;
   readonly memoryState = new RangeStateMap<MemoryAccess>('shared');
   private readonly slots = new Map<number, KvmBinding>();
-  private readonly memories = new Set<KvmGuestMemory>();
   private dead = false;
 
   constructor(
@@ -208,9 +207,7 @@ export class KvmVmAdapter implements Vm {
     let flags = 0n;
     if (opts.hostMappable) flags |= GUEST_MEMFD_FLAG_MMAP;
     if (opts.initiallyShared) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
-    const mem = new KvmGuestMemory(this, this.kvmVm.createGuestMemfd({ size: opts.size, flags }));
-    this.memories.add(mem);
-    return mem;
+    return new KvmGuestMemory(this, this.kvmVm.createGuestMemfd({ size: opts.size, flags }));
   }
 
   /**
@@ -357,10 +354,6 @@ export class KvmVmAdapter implements Vm {
     this.kvmVm.close();
   }
 
-  /** Forgets a closed memory object. */
-  forget(m: KvmGuestMemory): void {
-    this.memories.delete(m);
-  }
 
   private freeSlot(): number {
     for (let s = 0; s < KVM_USER_MEM_SLOTS; s++) if (!this.slots.has(s)) return s;
@@ -427,7 +420,6 @@ export class KvmGuestMemory implements GuestMemory {
   close(): void {
     if (this.fd.closed) return;
     this.fd.close();
-    this.vm.forget(this);
   }
 }
 
