@@ -95,6 +95,15 @@ export interface Kvm {
   /** Opens a non-guest_memfd fd in this driver's fd space (see {@link OtherFd}). */
   openOtherFd(kind: OtherFdKind): OtherFd;
   /**
+   * `mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`: ordinary anonymous
+   * host memory (see {@link KvmAnonMapping}). Its `address` is usable as a memslot's `userspaceAddr`.
+   * It involves no fd, so it neither needs nor is tied to this handle: it also works after `close()`
+   * and lives until `munmap()`. Errors: EINVAL for length 0; ENOMEM when the length exceeds the user
+   * address space (the native kernel may also refuse lengths its overcommit policy rejects, e.g.
+   * 1 TiB on a 23 GiB host with heuristic overcommit).
+   */
+  mmapAnonymous(length: IntArg): KvmAnonMapping;
+  /**
    * The fds open in this driver's fd space: `/proc/self/fd` for native, the simulated fd table for
    * sim. Tests compare it before and after a suite to find leaks.
    */
@@ -277,7 +286,7 @@ export interface KvmGuestMemfd {
 }
 
 /**
- * A host mapping of a guest_memfd (`mmap` result). Host access goes through the accessor methods
+ * A host mapping of a guest_memfd (`mmap` result), or anonymous memory ({@link KvmAnonMapping}). Host access goes through the accessor methods
  * (never raw pointers), so an access the kernel would answer with SIGBUS becomes a thrown
  * `HostAccessFault` (with `offset` = the file offset of the first refused byte) and an access
  * to memory the mapping does not cover, or to an unmapped mapping, a `GuestMemError` EFAULT.
@@ -306,6 +315,40 @@ export interface KvmMapping {
   fill(offset: IntArg, len: number, byte: number): void;
   /** `munmap(address, length)`; drops the mapping's file reference. A second call does nothing (like munmap of an unmapped range). */
   munmap(): void;
+}
+
+/**
+ * Anonymous private host memory: `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS,
+ * -1, 0)` (from {@link Kvm.mmapAnonymous}). This is a VMM's normal guest RAM (QEMU, Cloud Hypervisor,
+ * the selftests' `VM_MEM_SRC_ANONYMOUS`) and, on a confidential (private-memory) VM, the **shared
+ * side** of a guest_memfd slot: REGION2 takes "a valid guest_memfd (private memory) and
+ * userspace_addr (shared memory)" (research §1.4), and a private-memory VM's guest_memfd cannot be
+ * INIT_SHARED, so the shared pages live here.
+ *
+ * `offset` is 0, `prot` `PROT_READ|PROT_WRITE`, `flags` `MAP_PRIVATE|MAP_ANONYMOUS`. Every page reads
+ * zero on first touch. In-range accesses never SIGBUS; out-of-range or after-`munmap()` accesses are
+ * a `GuestMemError` EFAULT, as for any {@link KvmMapping}.
+ */
+export interface KvmAnonMapping extends KvmMapping {
+  /**
+   * `madvise(address + offset, len, advice)`, as Linux 6.18 answers it for this mapping (probed):
+   * - EINVAL: an advice the kernel does not know (5–7, 26+, …); `address + offset` not page-aligned;
+   *   `len` whose page round-up wraps; `MADV_REMOVE` (private anonymous memory has no file to punch).
+   * - `len` rounding to 0 is a no-op (0).
+   * - `MADV_DONTNEED` / `MADV_DONTNEED_LOCKED` free the pages: the range reads zero afterwards. Other
+   *   known advice (`MADV_NORMAL`, `WILLNEED`, `FREE`, `HUGEPAGE`, `POPULATE_*`, …) keep the contents.
+   *   `MADV_COLLAPSE` is EINVAL unless the mapping's VMA holds a 2 MiB-aligned 2 MiB block (the
+   *   native VMA may be larger than the mapping when the kernel merged adjacent anonymous mappings).
+   * - A range reaching outside the mapping (after its last page, before `address` through a negative
+   *   offset, or anything after `munmap()`) is applied to the part inside and then fails with ENOMEM.
+   *
+   * Two guestmem policies, identical on both drivers: the advice never reaches memory outside this
+   * mapping (the kernel would apply it to whatever else is mapped there, e.g. an adjacent anonymous
+   * mapping it merged into the same VMA; guestmem answers as if nothing were mapped there, ENOMEM), and
+   * `MADV_HWPOISON`, `MADV_SOFT_OFFLINE` and `MADV_GUARD_INSTALL` are refused with EINVAL before any
+   * syscall, because they make a later access signal the process.
+   */
+  madvise(offset: IntArg, len: IntArg, advice: number): void;
 }
 
 /**

@@ -30,8 +30,6 @@ import {
   MFD_CLOEXEC,
   O_CLOEXEC,
   O_RDWR,
-  PROT_READ,
-  PROT_WRITE,
 } from '../uapi/constants.js';
 import {
   KVM_CHECK_EXTENSION,
@@ -49,7 +47,9 @@ import {
   encodeKvmUserspaceMemoryRegion2,
 } from '../uapi/structs.js';
 import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
-import { HostWindows, libc, type Libc } from './libc.js';
+import { libc, type Libc } from './libc.js';
+import { NativeMappingBase } from './mapping.js';
+import { NativeAnonMapping, mmapAnonymous } from './anon-memory.js';
 import { NativeVcpu, createNativeVcpu } from './vcpu.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
 
@@ -168,6 +168,14 @@ export class NativeKvm extends OwnedFd implements Kvm {
     const fd = this.c.open('/dev/null', O_RDWR | O_CLOEXEC);
     if (fd < 0) throw syscallError(this.c.errno(), 'openOtherFd', 'open', { path: '/dev/null' });
     return new NativeOtherFd(this.c, fd, kind);
+  }
+
+  /**
+   * Anonymous private memory (see `KvmAnonMapping`). Needs no fd, so it is allowed on a closed
+   * handle too, like the simulated driver.
+   */
+  mmapAnonymous(length: IntArg): NativeAnonMapping {
+    return mmapAnonymous(this.c, length);
   }
 
   openFds(): number[] {
@@ -396,15 +404,9 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 }
 
 /**
- * A real host mapping of a guest_memfd, accessed through copies.
- *
- * **Every access is checked before memory is touched**, because a SIGBUS or SIGSEGV would kill the
- * Node process. The checks are exactly the rules of research §2.5 and they are static: a guest_memfd
+ * A real host mapping of a guest_memfd, accessed through copies and checked first (see
+ * {@link NativeMappingBase}). The SIGBUS rules are research §2.5, and they are static: a guest_memfd
  * never changes size, and its flags are fixed at creation.
- * - the mapping was unmapped through this object → GuestMemError EFAULT;
- * - the range leaves `[0, length)` of the mapping → GuestMemError EFAULT;
- * - read of PROT_NONE, write without PROT_WRITE → GuestMemError EFAULT with `info.signal` SIGSEGV
- *   (x86: PROT_WRITE alone is readable);
  * - file created without GUEST_MEMFD_FLAG_INIT_SHARED → HostAccessFault for every page (6.18 has no
  *   in-place conversion, so no page of such a file is ever shared);
  * - page at or past EOF → HostAccessFault at that file offset; for writes the bytes before it are
@@ -415,96 +417,29 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
  * failure inside the fault handler (VM_FAULT_OOM: OOM kill or SIGBUS), and the address range being
  * replaced behind our back by other native code (e.g. a foreign munmap/MAP_FIXED).
  */
-export class NativeMapping implements KvmMapping {
-  #unmapped = false;
-  /** Cached views of the mapping (created on first access, dropped before munmap). */
-  readonly #host: HostWindows;
+export class NativeMapping extends NativeMappingBase {
   /**
-   * Bytes from the start of the mapping that may be touched: everything before the first page that
-   * would SIGBUS (0 for a private file, else up to EOF, capped at the mapping length). Static,
-   * because a guest_memfd's size and flags never change, so computed once here and not per access.
+   * Everything before the first page that would SIGBUS: 0 for a private file, else up to EOF, capped
+   * at the mapping length.
    */
-  readonly #accessible: number;
+  protected readonly accessible: number;
   constructor(
-    private readonly c: Libc,
-    readonly address: bigint,
-    readonly length: number,
-    readonly offset: bigint,
-    readonly prot: number,
-    readonly flags: number,
+    c: Libc,
+    address: bigint,
+    length: number,
+    offset: bigint,
+    prot: number,
+    flags: number,
     private readonly fileSize: bigint,
     private readonly fileFlags: bigint,
   ) {
-    this.#host = new HostWindows(address, length);
+    super(c, address, length, offset, prot, flags);
     const untilEof = fileSize - offset;
-    this.#accessible =
+    this.accessible =
       !(fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED) || untilEof <= 0n ? 0 : untilEof < BigInt(length) ? Number(untilEof) : length;
   }
 
-  get unmapped(): boolean {
-    return this.#unmapped;
-  }
-
-  read(offset: IntArg, len: number): Uint8Array {
-    const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
-    const allowed = this.allowedBytes(start, len);
-    if (allowed < len) throw this.fault('read', start + allowed);
-    return this.#host.read(start, len);
-  }
-
-  write(offset: IntArg, data: Uint8Array): void {
-    const start = this.check('write', offset, data.byteLength, PROT_WRITE);
-    const allowed = this.allowedBytes(start, data.byteLength);
-    this.#host.write(start, data.subarray(0, allowed));
-    if (allowed < data.byteLength) throw this.fault('write', start + allowed);
-  }
-
-  fill(offset: IntArg, len: number, byte: number): void {
-    const start = this.check('fill', offset, len, PROT_WRITE);
-    const allowed = this.allowedBytes(start, len);
-    this.#host.fill(start, allowed, byte);
-    if (allowed < len) throw this.fault('fill', start + allowed);
-  }
-
-  munmap(): void {
-    if (this.#unmapped) return;
-    // No view may outlive the memory it points at (a failed munmap just recreates them lazily).
-    this.#host.drop();
-    // Why: unmap our own range; the kernel drops the mapping's file reference.
-    if (this.c.munmap(this.address, this.length) < 0) {
-      throw syscallError(this.c.errno(), 'munmap', 'munmap', { address: this.address, length: this.length });
-    }
-    this.#unmapped = true;
-  }
-
-  /** Validates an access and returns its start offset in the mapping. */
-  private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
-    if (this.#unmapped) throw this.efault(op, offset, len, 'the mapping was unmapped');
-    // Hot path: a non-negative safe-integer number is used as is (no BigInt round trip).
-    const start = typeof offset === 'number' && offset >= 0 && Number.isSafeInteger(offset) ? offset : Number(u64('offset', offset));
-    if (!Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
-      throw this.efault(op, offset, len, `[${start}, +${len}) is outside the ${this.length}-byte mapping`);
-    }
-    if (len > 0 && !(this.prot & protNeeded)) {
-      throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
-        signal: 'SIGSEGV',
-      });
-    }
-    return start;
-  }
-
-  /** The EFAULT of a refused access (built only on the error path). */
-  private efault(op: string, offset: IntArg, len: number, detail: string, extra: Record<string, unknown> = {}): GuestMemError {
-    return new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: NATIVE_BACKEND, detail, info: { offset, len, ...extra } });
-  }
-
-  /** How many bytes from `start` can be touched before the first page that would SIGBUS. */
-  private allowedBytes(start: number, len: number): number {
-    const room = this.#accessible - start;
-    return room <= 0 ? 0 : room < len ? room : len;
-  }
-
-  private fault(op: string, mappingOffset: number): HostAccessFault {
+  protected fault(op: string, mappingOffset: number): HostAccessFault {
     const fileOffset = this.offset + BigInt(mappingOffset);
     const why = !(this.fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED)
       ? 'the file is private (created without GUEST_MEMFD_FLAG_INIT_SHARED)'

@@ -29,6 +29,8 @@ export interface Libc {
   mmap: Fn;
   /** int munmap(void *addr, size_t len) */
   munmap: Fn;
+  /** int madvise(void *addr, size_t len, int advice) */
+  madvise: Fn;
   /** int fallocate(int fd, int mode, int64_t off, int64_t len) */
   fallocate: Fn;
   /** int fstat(int fd, void *statbuf) — or the pre-2.33 `__fxstat(1, fd, buf)` fallback. */
@@ -87,6 +89,7 @@ function bind(): Libc {
     ioctlPtr: lib.func('int ioctl(int fd, unsigned long req, void *arg)'),
     mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)'),
     munmap: lib.func('int munmap(void *addr, size_t len)'),
+    madvise: lib.func('int madvise(void *addr, size_t len, int advice)'),
     fallocate: lib.func('int fallocate(int fd, int mode, int64_t off, int64_t len)'),
     fstat,
     read: lib.func('intptr_t read(int fd, void *buf, size_t n)'),

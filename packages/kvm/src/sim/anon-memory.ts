@@ -8,25 +8,45 @@
  * slot must come from other host memory at `userspace_addr` (research §1.4 REGION2: "a valid
  * guest_memfd (private memory) and userspace_addr (shared memory)"). This object is that memory.
  *
- * Sim-only: it is not part of the shared `api.ts` interfaces because the native driver does not
- * offer it yet (a plain anonymous `mmap` through koffi would be the native counterpart).
+ * `KvmAnonMapping` of `api.ts`; the native counterpart is `native/anon-memory.ts`. Sim-only extras:
+ * {@link SimAnonMapping.markPoisoned}, `isPoisoned`, `isPresent`.
  */
 import { GuestMemFile, HostMapping, PAGE_SIZE_N } from '@guestmem/core';
-import type { IntArg } from '../api.js';
-import { u64 } from '../uapi/codec-util.js';
-import { MADV_DONTNEED, MADV_REMOVE, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
+import type { IntArg, KvmAnonMapping } from '../api.js';
+import { madviseRange, refuseUnsafeMadvise } from '../mmap-policy.js';
+import { i32, u64 } from '../uapi/codec-util.js';
+import {
+  MADV_COLLAPSE,
+  MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
+  MADV_GUARD_REMOVE,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_REMOVE,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../uapi/constants.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
 import { SimMappingBase } from './mapping-base.js';
 
 const PAGE_MASK = PAGE_SIZE_N - 1n;
+const HPAGE = 0x20_0000n;
+
+/**
+ * The advice values 6.18 accepts on a private anonymous mapping of the target kernel (probed: 0–4,
+ * 8–25 and `MADV_GUARD_REMOVE`; 5–7, 26–99 and the rest are EINVAL; 100–102 are guestmem refusals).
+ */
+const KNOWN_ADVICE = new Set([0, 1, 2, 3, 4, ...Array.from({ length: 18 }, (_, i) => 8 + i), MADV_GUARD_REMOVE]);
 
 /**
  * One anonymous private mapping. Pages are created and zeroed on first touch and accounted in the
  * kernel's folio allocator (so leak checks see them); `madvise(MADV_DONTNEED)` frees them and the
  * range reads zero again; {@link markPoisoned} injects a memory failure (host access then SIGBUS).
  */
-export class SimAnonMapping extends SimMappingBase {
+export class SimAnonMapping extends SimMappingBase implements KvmAnonMapping {
   /** The pages behind the mapping (anonymous memory has no file; core's file is its page store). */
   private readonly store: GuestMemFile<never>;
 
@@ -40,22 +60,36 @@ export class SimAnonMapping extends SimMappingBase {
   }
 
   /**
-   * `madvise(address + offset, len, advice)`. Supported: `MADV_DONTNEED` (frees the pages; the next
-   * touch sees fresh zero pages, as for any private anonymous mapping). `MADV_REMOVE` is EINVAL on
-   * a private mapping (it needs a shared, writable file mapping); other advice values are EINVAL here.
-   * `offset` must be page-aligned (EINVAL); the range must lie inside the mapping (ENOMEM).
+   * `madvise(address + offset, len, advice)` with Linux 6.18's answers (probed on the target kernel,
+   * see `KvmAnonMapping.madvise`), in its order: guestmem's refusals; unknown advice EINVAL; the
+   * argument checks (unaligned start, wrapping length: EINVAL; empty: 0); the part inside the mapping
+   * (`MADV_REMOVE` EINVAL, `MADV_DONTNEED`/`_LOCKED` free the pages, `MADV_POPULATE_*` fault them in,
+   * `MADV_COLLAPSE` EINVAL without a 2 MiB-aligned block, anything else keeps the contents); then
+   * ENOMEM when part of the range is outside the mapping (or the mapping is gone).
    */
   madvise(offset: IntArg, len: IntArg, advice: number): void {
-    const off = u64('offset', offset);
-    const ln = u64('len', len);
+    refuseUnsafeMadvise(advice, SIM_BACKEND);
+    const adv = i32('advice', advice);
     const fail = (code: 'EINVAL' | 'ENOMEM', detail: string) => sysErr(code, 'madvise', 'madvise', detail, { offset, len, advice });
-    if (this.unmapped) throw fail('ENOMEM', 'the mapping was unmapped');
-    if (off & PAGE_MASK) throw fail('EINVAL', 'address is not page-aligned');
-    const end = (off + ln + PAGE_MASK) & ~PAGE_MASK;
-    if (end > this.store.size) throw fail('ENOMEM', 'range is not fully mapped');
-    if (advice === MADV_REMOVE) throw fail('EINVAL', 'MADV_REMOVE needs a shared mapping');
-    if (advice !== MADV_DONTNEED) throw fail('EINVAL', `advice ${advice} is not modelled`);
-    if (end > off) this.store.punchHole(off, end - off);
+    // madvise_behavior_valid (x86-64 6.18 with THP and KSM, as probed: 0–4, 8–25, 103).
+    if (!KNOWN_ADVICE.has(adv)) throw fail('EINVAL', `advice ${adv} is unknown`);
+    const r = madviseRange(this.address, this.unmapped ? 0n : this.store.size, u64('offset', offset), u64('len', len));
+    if (r.refusedEarly) throw fail('EINVAL', 'start is not page-aligned or the length wraps');
+    if (r.empty) return;
+    if (r.inside) {
+      const { from, to } = r.inside;
+      if (adv === MADV_REMOVE) throw fail('EINVAL', 'MADV_REMOVE needs a file mapping (private anonymous memory has none)');
+      if (adv === MADV_COLLAPSE && !this.holdsHugeBlock()) throw fail('EINVAL', 'the VMA holds no 2 MiB-aligned 2 MiB block');
+      if (adv === MADV_DONTNEED || adv === MADV_DONTNEED_LOCKED) this.store.punchHole(from, to - from);
+      else if (adv === MADV_POPULATE_READ || adv === MADV_POPULATE_WRITE) this.store.allocate(from, to - from);
+    }
+    if (r.outside) throw fail('ENOMEM', 'part of the range is not mapped');
+  }
+
+  /** `thp_vma_suitable_order` for PMD order: a 2 MiB-aligned 2 MiB block fits in the VMA. */
+  private holdsHugeBlock(): boolean {
+    const end = this.address + this.store.size;
+    return ((end - HPAGE) & ~(HPAGE - 1n)) >= this.address && end >= HPAGE;
   }
 
   /**

@@ -113,11 +113,21 @@ export const MAP_FIXED_NOREPLACE = 0x100000;
 /** `(void *)-1` as an unsigned 64-bit address. */
 export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
-// ---- madvise(2) advice used with guest_memfd mappings ---------------------------------------------
+// ---- madvise(2) advice (guest_memfd mappings and anonymous host memory) ---------------------------
+export const MADV_NORMAL = 0;
+export const MADV_WILLNEED = 3;
 export const MADV_DONTNEED = 4;
+export const MADV_FREE = 8;
 export const MADV_REMOVE = 9;
 export const MADV_HUGEPAGE = 14;
+export const MADV_POPULATE_READ = 22;
+export const MADV_POPULATE_WRITE = 23;
+export const MADV_DONTNEED_LOCKED = 24;
 export const MADV_COLLAPSE = 25;
+export const MADV_HWPOISON = 100;
+export const MADV_SOFT_OFFLINE = 101;
+export const MADV_GUARD_INSTALL = 102;
+export const MADV_GUARD_REMOVE = 103;
 
 // ---- lseek(2) whence -----------------------------------------------------------------------------
 export const SEEK_SET = 0;
