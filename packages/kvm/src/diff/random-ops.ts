@@ -7,7 +7,7 @@
  * included), so the same sequence picks the same objects on both drivers as long as their traces
  * agree — and the first disagreement is itself the divergence being looked for.
  */
-import type { KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
+import type { KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
 import { KVM_MEM_GUEST_MEMFD } from '../uapi/constants.js';
 import type { Session } from './trace.js';
 
@@ -26,12 +26,16 @@ export type RandomOp =
   | { op: 'bind'; vm: number; slot: number; gpa: number; size: number; fd: FdRef; offset: number; flags: number; hva: number }
   | { op: 'delete'; vm: number; slot: number }
   | { op: 'closeVm'; vm: number }
-  | { op: 'fstat'; g: number };
+  | { op: 'fstat'; g: number }
+  /** `mmapAnonymous(length)`: the mapping joins the mapping list (read/write/munmap/REGION2 hva) too. */
+  | { op: 'anon'; length: number }
+  | { op: 'madvise'; a: number; offset: number; len: number; advice: number };
 
 interface World {
   vms: KvmVm[];
   gmems: KvmGuestMemfd[];
   maps: KvmMapping[];
+  anons: KvmAnonMapping[];
 }
 
 /** Folds a random access into the mapping, overshooting its end by up to 64 bytes now and then. */
@@ -46,7 +50,7 @@ function pick<T>(list: T[], i: number): T | undefined {
 
 /** Plays `ops` on `s` (which starts with two VMs), recording every step. */
 export function playRandomOps(s: Session, ops: readonly RandomOp[]): void {
-  const w: World = { vms: [], gmems: [], maps: [] };
+  const w: World = { vms: [], gmems: [], maps: [], anons: [] };
   for (let i = 0; i < 2; i++) {
     const vm = s.vm();
     if (vm) w.vms.push(vm);
@@ -141,6 +145,16 @@ function step(s: Session, w: World, o: RandomOp, n: string): void {
     case 'closeVm': {
       const vm = pick(w.vms, o.vm);
       if (vm) s.run(`${n}closeVm(${o.vm % w.vms.length})`, () => vm.close());
+      return;
+    }
+    case 'anon': {
+      const m = s.anon(o.length, `${n}mmapAnonymous(${o.length})`);
+      if (m) w.maps.push(m), w.anons.push(m);
+      return;
+    }
+    case 'madvise': {
+      const m = pick(w.anons, o.a);
+      if (m) s.madvise(m, o.offset, o.len, o.advice, `${n}madvise(a${o.a % w.anons.length}, ${o.offset}, ${o.len}, ${o.advice})`);
       return;
     }
     case 'fstat': {

@@ -15,6 +15,14 @@ import {
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
+  MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
+  MADV_FREE,
+  MADV_GUARD_INSTALL,
+  MADV_NORMAL,
+  MADV_POPULATE_WRITE,
+  MADV_REMOVE,
+  MADV_WILLNEED,
   MAP_PRIVATE,
   MAP_SHARED,
   PROT_EXEC,
@@ -67,6 +75,8 @@ const op: fc.Arbitrary<RandomOp> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), vm: idx, slot: fc.nat({ max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('closeVm' as const), vm: idx }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('fstat' as const), g: idx }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('anon' as const), length: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: 8 }).map((p) => p * P) }, { weight: 1, arbitrary: fc.constantFrom(0, 100, P + 10) }) }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('madvise' as const), a: idx, offset: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 0, max: 4 }).map((p) => p * P) }, { weight: 1, arbitrary: bytes }), len: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 3 }).map((p) => p * P) }, { weight: 1, arbitrary: bytes }), advice: fc.constantFrom(MADV_DONTNEED, MADV_DONTNEED, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE, MADV_FREE, MADV_WILLNEED, MADV_NORMAL, MADV_POPULATE_WRITE, 5, MADV_GUARD_INSTALL) }) },
 );
 
 describe.skipIf(!probe.available)('sim vs real kernel: random operation sequences', () => {

@@ -3,7 +3,7 @@
  * guest_memfd selftest sequences (§3.1, §3.2). Each one runs on the real kernel and on the sim; the
  * traces must be equal. Adding a scenario is adding one entry to {@link SCENARIOS}.
  */
-import type { KvmGuestMemfd, KvmVm } from '../api.js';
+import type { KvmAnonMapping, KvmGuestMemfd, KvmVm } from '../api.js';
 import {
   FALLOC_FL_COLLAPSE_RANGE,
   FALLOC_FL_INSERT_RANGE,
@@ -17,6 +17,14 @@ import {
   KVM_MEM_LOG_DIRTY_PAGES as LOG_DIRTY,
   KVM_MEM_READONLY as READONLY,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  MADV_COLLAPSE,
+  MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
+  MADV_GUARD_INSTALL,
+  MADV_GUARD_REMOVE,
+  MADV_HWPOISON,
+  MADV_REMOVE,
+  MADV_SOFT_OFFLINE,
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
   MAP_POPULATE,
@@ -751,6 +759,107 @@ add('lifetime: punch of a bound, mapped range reads zero and the slot stays', bo
   s.fallocate(g, PUNCH | KEEP, K4, K4);
   s.read(m, 0, K16);
   s.region2(vm, { slot: 1, guestPhysAddr: 0, guestMemfd: -1 }, 'slot still present');
+}));
+
+// ------------------------------------------------------------------ anonymous host memory (KvmAnonMapping)
+type AnonBody = (s: Session, m: KvmAnonMapping) => void;
+/** One `mmapAnonymous(length)`, then `body`. */
+const withAnon = (length: number | bigint, body: AnonBody) => (s: Session) => {
+  const m = s.anon(length);
+  if (m) body(s, m);
+};
+const A4 = 4 * K4;
+/** A 4-page anonymous mapping filled with 0xab, one `madvise`, then each page read back. */
+const afterMadvise = (offset: number | bigint, len: number | bigint, advice: number) =>
+  withAnon(A4, (s, m) => {
+    s.fill(m, 0, A4, 0xab);
+    s.madvise(m, offset, len, advice);
+    for (let p = 0; p < 4; p++) s.read(m, p * K4, K4, `page ${p}`);
+  });
+/** A VM and a 4-page anonymous mapping, then `body`. */
+const anonVm = (body: (s: Session, vm: KvmVm, m: KvmAnonMapping) => void) => (s: Session) => {
+  const vm = s.vm();
+  const m = s.anon(A4);
+  if (vm && m) body(s, vm, m);
+};
+for (const length of [0, 2n ** 47n, 2n ** 64n - 4096n, -1]) add(`anon: mmapAnonymous(${length}) is refused`, withAnon(length, () => {}));
+add('anon: first read is zero (length 3 pages + 10)', withAnon(3 * K4 + 10, (s, m) => s.read(m, 0, 3 * K4 + 10)));
+add('anon: fill across a page boundary reads back', withAnon(A4, (s, m) => (s.fill(m, K4 - 8, 16, 0x5a), s.read(m, 0, 2 * K4))));
+add('anon: write of bytes reads back', withAnon(A4, (s, m) => (s.run('write', () => m.write(100, new Uint8Array([1, 2, 3, 4]))), s.read(m, 96, 12))));
+add('anon: accesses past the unaligned length are EFAULT', withAnon(K4 + 10, (s, m) => (s.read(m, K4, 11), s.fill(m, K4 + 10, 1, 1), s.read(m, K4, 10))));
+add('anon: a 2 MiB + 1 page mapping reads zero at both ends and keeps data', withAnon(M2 + K4, (s, m) => (s.read(m, 0, K4), s.fill(m, M2, K4, 3), s.read(m, M2 - K4, 2 * K4))));
+add('anon: munmap twice is fine; access after munmap is EFAULT', withAnon(A4, (s, m) => (s.run('munmap', () => m.munmap()), s.run('munmap', () => m.munmap()), s.read(m, 0, 1), s.fill(m, 0, 1, 1))));
+add('anon: mmapAnonymous after closing the system fd works', (s) => (s.close(s.kvm), withAnon(K4, (s2, m) => (s2.fill(m, 0, K4, 1), s2.read(m, 0, K4)))(s)));
+add('anon: eight mappings are independent and each starts zero', (s) => [1, 2, 3, 4, 5, 6, 7, 8].map((p) => s.anon(p * K4)).forEach((m, i) => (s.read(m, 0, K4), s.fill(m, 0, K4, i + 1), s.read(m, 0, K4))));
+add('anon: madvise(DONTNEED) of page 1 reads zero, the rest keeps data', afterMadvise(K4, K4, MADV_DONTNEED));
+add('anon: madvise(DONTNEED_LOCKED) of page 1 reads zero', afterMadvise(K4, K4, MADV_DONTNEED_LOCKED));
+add('anon: madvise(DONTNEED) of length 1 rounds up to the page', afterMadvise(K4, 1, MADV_DONTNEED));
+add('anon: madvise(DONTNEED) of length 0 does nothing', afterMadvise(K4, 0, MADV_DONTNEED));
+add('anon: madvise of length 0 at an unaligned offset is EINVAL', afterMadvise(1, 0, MADV_DONTNEED));
+add('anon: madvise at an unaligned offset is EINVAL and keeps data', afterMadvise(1, K4, MADV_DONTNEED));
+add('anon: madvise(DONTNEED) past the end is ENOMEM and frees the part inside', afterMadvise(3 * K4, 3 * K4, MADV_DONTNEED));
+add('anon: madvise(DONTNEED) from a page before is ENOMEM and frees the part inside', afterMadvise(-K4, 2 * K4, MADV_DONTNEED));
+add('anon: madvise entirely past the end is ENOMEM', afterMadvise(A4, K4, MADV_DONTNEED));
+add('anon: madvise entirely past the end with length 0 is 0', afterMadvise(A4, 0, MADV_DONTNEED));
+add('anon: madvise at offset 2^63 is ENOMEM', afterMadvise(2n ** 63n, K4, MADV_DONTNEED));
+add('anon: madvise with length 2^64-1 (page round-up wraps) is EINVAL', afterMadvise(0, 2n ** 64n - 1n, MADV_DONTNEED));
+add('anon: madvise with length -4096 (end wraps) is EINVAL', afterMadvise(K4, -K4, MADV_DONTNEED));
+add('anon: madvise(DONTNEED) of the whole unaligned-length mapping', withAnon(3 * K4 + 10, (s, m) => (s.fill(m, 0, 3 * K4 + 10, 7), s.madvise(m, 0, 3 * K4 + 10, MADV_DONTNEED), s.read(m, 0, 3 * K4 + 10))));
+add('anon: madvise(REMOVE) is EINVAL (no file behind private anonymous memory)', afterMadvise(0, K4, MADV_REMOVE));
+add('anon: madvise(REMOVE) past the end is EINVAL (the part inside fails first)', afterMadvise(3 * K4, 3 * K4, MADV_REMOVE));
+add('anon: madvise(REMOVE) entirely past the end is ENOMEM', afterMadvise(A4, K4, MADV_REMOVE));
+add('anon: unknown advice 5 is EINVAL whatever the range', withAnon(A4, (s, m) => [[1, K4], [3 * K4, 3 * K4], [A4, K4], [0, 0], [0, -1]].forEach(([o, l]) => s.madvise(m, o!, l!, 5))));
+add('anon: every advice 0–24 and 26–40 on page 1, then the contents', withAnon(A4, (s, m) => { for (let a = 0; a <= 40; a++) if (a !== MADV_COLLAPSE) (s.fill(m, 0, A4, 0xab), s.madvise(m, K4, K4, a), s.read(m, 0, A4, `after advice ${a}`)); }));
+add('anon: advice -1, 99, 103 (GUARD_REMOVE), 104, 1000, 2^31-1', withAnon(A4, (s, m) => [-1, 99, MADV_GUARD_REMOVE, 104, 1000, 2 ** 31 - 1].forEach((a) => (s.madvise(m, K4, K4, a), s.read(m, K4, K4)))));
+add('anon: HWPOISON, SOFT_OFFLINE and GUARD_INSTALL are refused with EINVAL; data kept', withAnon(A4, (s, m) => (s.fill(m, 0, A4, 9), [MADV_HWPOISON, MADV_SOFT_OFFLINE, MADV_GUARD_INSTALL].forEach((a) => s.madvise(m, K4, K4, a)), s.read(m, 0, A4))));
+add('anon: madvise after munmap: ENOMEM, length 0 is 0, advice 5 EINVAL, REMOVE ENOMEM', withAnon(A4, (s, m) => (s.run('munmap', () => m.munmap()), [[K4, MADV_DONTNEED], [0, MADV_DONTNEED], [K4, 5], [K4, MADV_REMOVE]].forEach(([l, a]) => s.madvise(m, 0, l!, a!)))));
+add('anon: as userspace_addr of a plain REGION2 slot', anonVm((s, vm, m) => s.region2(vm, { flags: 0, memorySize: A4, userspaceAddr: m.address })));
+add('anon: as userspace_addr of v1 slots, READONLY too', anonVm((s, vm, m) => [0, READONLY].forEach((flags, i) => s.run(`region1 flags ${flags}`, () => vm.setUserMemoryRegion({ slot: i, flags, guestPhysAddr: i * M2, memorySize: A4, userspaceAddr: m.address })))));
+add('anon: as userspace_addr of a GUEST_MEMFD slot of a private (flags 0) file', withGmem(K16, NONE, (s, vm, g) => s.region2(vm, { memorySize: K16, guestMemfd: g.fd, userspaceAddr: s.anon(K16)?.address ?? 0 })));
+add('anon: as userspace_addr of a GUEST_MEMFD slot of an MMAP|INIT_SHARED file', bound(K16, (s, vm, g) => s.region2(vm, { memorySize: K16, guestMemfd: g.fd, userspaceAddr: s.anon(K16)?.address ?? 0 })));
+add('anon: one mapping behind two slots (host addresses may overlap)', anonVm((s, vm, m) => [0, 1].forEach((slot) => s.region2(vm, { slot, flags: 0, guestPhysAddr: slot * M2, memorySize: A4, userspaceAddr: m.address }))));
+add('anon: userspace_addr one byte into the mapping is EINVAL', anonVm((s, vm, m) => s.region2(vm, { flags: 0, memorySize: K4, userspaceAddr: m.address + 1n })));
+add('anon: a slot may reach past the end of its anonymous mapping', anonVm((s, vm, m) => s.region2(vm, { flags: 0, memorySize: 2 * A4, userspaceAddr: m.address + BigInt(K4) })));
+add('anon: a plain anon-backed slot and a gmem slot overlapping in GPA is EEXIST, either order', bound(K16, (s, vm, g) => {
+  const m = s.anon(A4);
+  s.region2(vm, { slot: 0, flags: 0, memorySize: A4, userspaceAddr: m?.address ?? 0 });
+  s.region2(vm, { slot: 1, guestPhysAddr: K4, memorySize: K4, guestMemfd: g.fd }, 'gmem slot inside: EEXIST');
+  s.region2(vm, { slot: 1, guestPhysAddr: A4, memorySize: K4, guestMemfd: g.fd }, 'gmem slot adjacent: ok');
+  s.region2(vm, { slot: 2, flags: 0, guestPhysAddr: A4, memorySize: K4, userspaceAddr: m?.address ?? 0 }, 'plain slot on the gmem slot: EEXIST');
+}));
+add('anon: two anon-backed gmem slots of one file: overlapping file ranges EINVAL, disjoint ok', bound(K16, (s, vm, g) => {
+  const m = s.anon(K16);
+  const hva = m?.address ?? 0;
+  s.region2(vm, { slot: 0, memorySize: 2 * K4, guestMemfd: g.fd, userspaceAddr: hva });
+  s.region2(vm, { slot: 1, guestPhysAddr: M2, memorySize: 2 * K4, guestMemfd: g.fd, guestMemfdOffset: K4, userspaceAddr: hva }, 'file range overlaps: EINVAL');
+  s.region2(vm, { slot: 1, guestPhysAddr: M2, memorySize: 2 * K4, guestMemfd: g.fd, guestMemfdOffset: 2 * K4, userspaceAddr: hva }, 'disjoint: ok');
+}));
+add('anon: MADV_DONTNEED while bound reads zero; the slot stays; delete; the mapping still works', anonVm((s, vm, m) => {
+  s.fill(m, 0, A4, 0x42);
+  s.region2(vm, { flags: 0, memorySize: A4, userspaceAddr: m.address });
+  s.madvise(m, K4, 2 * K4, MADV_DONTNEED);
+  s.read(m, 0, A4);
+  s.region2(vm, { slot: 1, flags: 0, memorySize: K4, userspaceAddr: m.address }, 'slot still present: EEXIST');
+  s.region2(vm, { flags: 0, memorySize: 0 }, 'delete');
+  s.fill(m, 0, K4, 0x43);
+  s.read(m, 0, 2 * K4);
+}));
+add('anon: munmap while bound: the slot stays and can be deleted', anonVm((s, vm, m) => {
+  s.region2(vm, { flags: 0, memorySize: A4, userspaceAddr: m.address });
+  s.run('munmap', () => m.munmap());
+  s.region2(vm, { slot: 1, flags: 0, memorySize: K4, userspaceAddr: 0 }, 'slot still present: EEXIST');
+  s.region2(vm, { flags: 0, memorySize: 0 }, 'delete');
+}));
+add('anon: anonymous memory and a guest_memfd mapping are independent', bound(K16, (s, vm, g) => {
+  const a = s.anon(K16);
+  const gm = s.mmap(g, { length: K16 });
+  s.region2(vm, { memorySize: K16, guestMemfd: g.fd, userspaceAddr: a?.address ?? 0 });
+  s.fill(a, 0, K16, 0x11);
+  s.fill(gm, 0, K16, 0x22);
+  s.fallocate(g, PUNCH | KEEP, 0, K4);
+  s.madvise(a, K4, K4, MADV_DONTNEED);
+  s.read(a, 0, K16, 'anon');
+  s.read(gm, 0, K16, 'guest_memfd');
 }));
 
 /** Every differential scenario, in a stable order. Names are unique. */

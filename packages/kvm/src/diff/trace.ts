@@ -9,6 +9,7 @@ import { GuestMemError, HostAccessFault } from '@guestmem/core';
 import type {
   CreateGuestMemfdArgs,
   Kvm,
+  KvmAnonMapping,
   KvmGuestMemfd,
   KvmMapping,
   KvmVm,
@@ -164,6 +165,25 @@ export class Session {
         return { length: m.length, offset: m.offset };
       },
     );
+  }
+
+  /** `mmapAnonymous(length)`, released by {@link dispose} (the address is left out of the trace). */
+  anon(length: number | bigint, step = `mmapAnonymous(${length})`): KvmAnonMapping | undefined {
+    return this.run(
+      step,
+      () => this.kvm.mmapAnonymous(length),
+      (m) => {
+        this.open.push(() => m.munmap());
+        return { length: m.length, offset: m.offset, prot: m.prot, flags: m.flags };
+      },
+    );
+  }
+
+  madvise(m: KvmAnonMapping | undefined, offset: number | bigint, len: number | bigint, advice: number, step = `madvise(${offset}, ${len}, ${advice})`): void {
+    this.run(step, () => {
+      if (!m) throw new GuestMemError({ code: 'EBADF', op: 'scenario', backend: 'diff', detail: 'no mapping (mmapAnonymous failed)' });
+      m.madvise(offset, len, advice);
+    });
   }
 
   close(h: { close(): void; fd: number }, step = `close(${this.fd(h.fd)})`): void {
