@@ -26,9 +26,8 @@ export {
   KvmGuestMemory,
   KvmBinding,
   type KvmGuestAccessDriver,
-  type KvmHostMemory,
 } from './adapter/kvm-hypervisor.js';
 export { simKvmExtensions } from './adapter/sim-extensions.js';
-// ---- simulated 6.18 kernel (sim-only extras: guestAccess, mmapAnonymous, markPoisoned, stats) ----
+// ---- simulated 6.18 kernel (sim-only extras: guestAccess, markPoisoned, stats) ----
 export * from './sim/index.js';
 export { registerKvm, nativeKvmProvider, simKvmProvider, type RegisterKvmOptions } from './adapter/register.js';

@@ -29,7 +29,7 @@ import {
   type MemoryBinding,
   type Vm,
 } from '@guestmem/core';
-import type { IntArg, Kvm, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
+import type { Kvm, KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
 import { SimKvm } from '../sim/kvm.js';
 import { simKvmExtensions } from './sim-extensions.js';
 import {
@@ -58,16 +58,8 @@ const MAX_GMEM_SIZE = (1n << 63n) - 4096n;
 const PAGE = 4096n;
 
 /**
- * Ordinary host memory (anonymous `mmap`) used as the shared side of a memslot: its `address` goes
- * into `userspace_addr`, and `madvise(MADV_DONTNEED)` discards it.
- */
-export interface KvmHostMemory extends KvmMapping {
-  madvise(offset: IntArg, len: IntArg, advice: number): void;
-}
-
-/**
  * Optional extensions a driver may offer beyond the uAPI (today the simulated kernel's: guest
- * access, anonymous host memory, poison injection). Detected at run time, surfaced through
+ * access and poison injection). Detected at run time, surfaced through
  * capabilities ('guest-access', 'poison-injection'), never through optional methods of the
  * neutral API. {@link simKvmExtensions} builds the simulated kernel's.
  */
@@ -76,12 +68,6 @@ export interface KvmGuestAccessDriver {
   guestRead(vm: KvmVm, gpa: bigint, len: number): Uint8Array;
   /** A vCPU write of guest memory. */
   guestWrite(vm: KvmVm, gpa: bigint, data: Uint8Array): void;
-  /**
-   * Anonymous host memory of `length` bytes for a slot's `userspace_addr`. Without it a slot whose
-   * guest_memfd cannot be mapped shared gets `userspace_addr = 0` (fine for the MMU, but shared
-   * guest accesses then have nothing behind them).
-   */
-  hostMemory?(length: bigint): KvmHostMemory;
   /** Memory-failure injection on the guest_memfd page at byte `offset`. */
   markPoisoned?(memfd: KvmGuestMemfd, offset: bigint): void;
 }
@@ -127,7 +113,7 @@ function answerCaps(
 /** KVM as a neutral {@link Hypervisor}. Owns the `/dev/kvm` fd it is given. */
 export class KvmHypervisor implements Hypervisor {
   readonly capabilities: Capabilities;
-  /** The driver's extensions (guest access, host memory, poison), if it has any. */
+  /** The driver's extensions (guest access, poison), if it has any. */
   readonly guestAccess: KvmGuestAccessDriver | undefined;
   private readonly vms = new Set<KvmVmAdapter>();
 
@@ -215,9 +201,11 @@ export class KvmVmAdapter implements Vm {
    * with `KVM_MEM_GUEST_MEMFD`). The slot's shared side (`userspace_addr`) is:
    * - the guest_memfd itself, mapped shared, when it is host-mappable and initially shared (default
    *   VM): the MMU and KVM's emulator then see the same memory;
-   * - otherwise fresh anonymous host memory when the driver offers it (the sim does): what a CoCo
-   *   VMM uses for shared pages, since a private-memory VM's guest_memfd cannot be INIT_SHARED;
-   * - otherwise 0 (native without host-memory support).
+   * - otherwise fresh anonymous host memory (`Kvm.mmapAnonymous`, both drivers): what a CoCo VMM
+   *   uses for shared pages, since a private-memory VM's guest_memfd cannot be INIT_SHARED, and what
+   *   KVM's emulator reads for a slot whose guest_memfd it does not fault in (research §0.2, §2.8);
+   * - 0 when the range is not page-aligned (REGION2 then fails with EINVAL anyway).
+   * The mapping belongs to the binding: unbind (and VM destroy) unmaps it.
    * `access` (default: 'private' on a VM with private memory, else 'shared') is applied to the GPA
    * range with `convert(…, { discard: false })` when the range is not already in that state.
    */
@@ -241,11 +229,11 @@ export class KvmVmAdapter implements Vm {
     const slot = this.freeSlot();
     const aligned = offset % PAGE === 0n && size % PAGE === 0n && gpa % PAGE === 0n;
     let mapping: KvmMapping | undefined;
-    let hostMemory: KvmHostMemory | undefined;
+    let hostMemory: KvmAnonMapping | undefined;
     if (mem.hostMappable && mem.initiallyShared && aligned && offset + size <= mem.size) {
       mapping = mem.fd.mmap({ length: size, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
-    } else if (aligned && this.hypervisor.guestAccess?.hostMemory) {
-      hostMemory = this.hypervisor.guestAccess.hostMemory(size);
+    } else if (aligned) {
+      hostMemory = this.hypervisor.kvm.mmapAnonymous(size);
     }
     const shared = mapping ?? hostMemory;
     try {
@@ -438,7 +426,7 @@ export class KvmBinding implements MemoryBinding {
     /** The mapping used as the slot's userspace_addr, if any (unmapped with the binding). */
     readonly mapping: KvmMapping | undefined,
     /** The anonymous host memory behind the slot's shared side, when the adapter allocated it. */
-    readonly hostMemory: KvmHostMemory | undefined = undefined,
+    readonly hostMemory: KvmAnonMapping | undefined = undefined,
   ) {}
 
   /**

@@ -1,7 +1,7 @@
 /**
  * The simulated kernel's extensions for the neutral adapter: guest accesses through
- * `SimKvmVm.guestAccess`, anonymous host memory (`SimKvm.mmapAnonymous`) for slots' shared side,
- * and poison injection (`SimGuestMemfd.markPoisoned`).
+ * `SimKvmVm.guestAccess` and poison injection (`SimGuestMemfd.markPoisoned`). (Anonymous host
+ * memory for slots' shared side is `Kvm.mmapAnonymous`, on both drivers.)
  */
 import type { KvmGuestMemfd, KvmVm } from '../api.js';
 import { SimGuestMemfd } from '../sim/guest-memfd.js';
@@ -15,11 +15,10 @@ function simVm(vm: KvmVm): SimKvmVm {
 }
 
 /** {@link KvmGuestAccessDriver} for one simulated kernel. */
-export function simKvmExtensions(kvm: SimKvm): KvmGuestAccessDriver {
+export function simKvmExtensions(_kvm: SimKvm): KvmGuestAccessDriver {
   return {
     guestRead: (vm, gpa, len) => simVm(vm).guestRead(gpa, len),
     guestWrite: (vm, gpa, data) => simVm(vm).guestWrite(gpa, data),
-    hostMemory: (length) => kvm.mmapAnonymous(length),
     markPoisoned: (memfd: KvmGuestMemfd, offset) => {
       if (!(memfd instanceof SimGuestMemfd)) throw new TypeError('not a simulated guest_memfd');
       memfd.markPoisoned(offset);
