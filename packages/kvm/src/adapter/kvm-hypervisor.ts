@@ -280,6 +280,21 @@ export class KvmVmAdapter implements Vm {
     b.mapping?.munmap();
   }
 
+  /**
+   * After a punch of `[offset, offset+len)` of `mem`: drops the same pages from the anonymous shared
+   * side of every binding of that range (`MADV_DONTNEED`), so neither the host nor a guest reading
+   * through `userspace_addr` sees the old contents (invariant 2). A shared side that is the
+   * guest_memfd's own mapping needs nothing: the punch already zapped it.
+   */
+  discardShared(mem: KvmGuestMemory, offset: bigint, len: bigint): void {
+    for (const b of this.slots.values()) {
+      if (b.memory !== mem || !b.hostMemory) continue;
+      const lo = offset > b.offset ? offset : b.offset;
+      const hi = offset + len < b.offset + b.size ? offset + len : b.offset + b.size;
+      if (lo < hi) b.hostMemory.madvise(lo - b.offset, hi - lo, MADV_DONTNEED);
+    }
+  }
+
   bindings(): readonly MemoryBinding[] {
     return [...this.slots.values()].sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
   }
@@ -376,8 +391,10 @@ export class KvmGuestMemory implements GuestMemory {
     this.fd.fallocate(FALLOC_FL_KEEP_SIZE, offset, len);
   }
 
+  /** Punches the guest_memfd range, and the same pages of the anonymous shared side of its bindings. */
   punchHole(offset: bigint | number, len: bigint | number): void {
     this.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+    this.vm.discardShared(this, toBig(offset), toBig(len));
   }
 
   /**

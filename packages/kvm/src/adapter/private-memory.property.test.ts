@@ -6,7 +6,8 @@
  * - the host never reads private memory: host reads of a gfn's backing either fail (the
  *   guest_memfd cannot even be mapped) or return only shared data — shared writes use bytes
  *   0x01–0x7f, private writes 0x80–0xff, and no host read ever returns a byte ≥ 0x80;
- * - every private read after a punch (with no private write since) returns zero;
+ * - every private read after a punch (with no private write since) returns zero, and a punch also
+ *   zeroes the shared side of the punched pages;
  * - guest reads return the model's private or shared copy, following the attribute;
  * - `memoryState` listeners see every change (their replay equals the model's attributes);
  * - nothing leaks once the VM and memory are gone.
@@ -95,8 +96,11 @@ function play(ops: Op[]): void {
         }
         case 'punch':
           mem.punchHole(o.first * P, o.n * P);
+          // A punch frees both sides the memory object owns: the guest_memfd pages and the same pages
+          // of the bindings' anonymous shared side (invariant 2).
           for (let p = o.first; p < o.first + o.n; p++) {
             m.private_[p]!.fill(0);
+            m.shared[p]!.fill(0);
             m.punchedClean[p] = true;
           }
           break;
