@@ -222,6 +222,28 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       });
     });
 
+    it('punchHole frees what the guest sees, whatever backs the shared side (invariant 2)', () => {
+      const probe = target.create();
+      const confidential = probe.capabilities.has('private-memory');
+      probe.close();
+      for (const conf of confidential ? [false, true] : [false]) {
+        withVm((_h, vm) => {
+          if (!vm.capabilities.has('guest-access')) return;
+          // Memory the host cannot map: the shared side may live elsewhere (KVM: host memory at
+          // userspace_addr), and punching the memory object must free that too.
+          const m = vm.createGuestMemory({ size: 4 * P });
+          const gpa = 0xb000_0000n;
+          const b = vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'shared' });
+          vm.guestWrite(gpa + BigInt(P), new Uint8Array([5, 6, 7, 8]));
+          expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array([5, 6, 7, 8]));
+          m.punchHole(P, P);
+          expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array(4));
+          b.unbind();
+          m.close();
+        }, { confidential: conf });
+      }
+    });
+
     it('convert: changes the shared/private state with listeners, or fails with EOPNOTSUPP and changes nothing', () => {
       const probe = target.create();
       const caps = probe.capabilities;
