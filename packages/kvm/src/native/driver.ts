@@ -46,12 +46,13 @@ import {
   encodeKvmUserspaceMemoryRegion,
   encodeKvmUserspaceMemoryRegion2,
 } from '../uapi/structs.js';
-import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
+import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { libc, type Libc } from './libc.js';
 import { NativeMappingBase } from './mapping.js';
 import { NativeAnonMapping, mmapAnonymous } from './anon-memory.js';
 import { NativeVcpu, createNativeVcpu } from './vcpu.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
+import { FdHandle } from '../fd-handle.js';
 
 /**
  * `KVM_GET_VCPU_MMAP_SIZE` is a property of the running kernel: asked once per process (on the
@@ -93,23 +94,15 @@ function offArg(field: string, v: IntArg): number | bigint {
   return typeof v === 'number' && Number.isSafeInteger(v) ? v : i64(field, v);
 }
 
-/** Common fd ownership: closes once, and refuses any use after close without touching the number. */
-abstract class OwnedFd {
-  #closed = false;
+/** A native fd: `close()` is the real close(2). */
+abstract class OwnedFd extends FdHandle {
   constructor(
     protected readonly c: Libc,
-    readonly fd: number,
-  ) {}
-  get closed(): boolean {
-    return this.#closed;
+    fd: number,
+  ) {
+    super(fd, NATIVE_BACKEND);
   }
-  protected live(op: string, syscall: string): number {
-    if (this.#closed) throw closedError(op, syscall, this.fd);
-    return this.fd;
-  }
-  close(): void {
-    const fd = this.live('close', 'close');
-    this.#closed = true;
+  protected release(fd: number): void {
     // Why: release our fd-table entry; the kernel object lives on while other references exist.
     if (this.c.close(fd) < 0) throw syscallError(this.c.errno(), 'close', 'close', { fd });
   }

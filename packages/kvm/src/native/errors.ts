@@ -24,14 +24,3 @@ export function syscallError(
   });
 }
 
-/** EBADF for a call on a handle whose fd this driver already closed (no syscall is issued: the number may be reused). */
-export function closedError(op: string, syscall: string, fd: number): GuestMemError {
-  return new GuestMemError({
-    code: 'EBADF',
-    op,
-    backend: NATIVE_BACKEND,
-    syscall,
-    detail: `fd ${fd} was already closed through this handle`,
-    info: { fd },
-  });
-}

@@ -30,8 +30,9 @@ import {
   type KvmRunExit,
   type KvmSregs,
 } from '../uapi/vcpu-structs.js';
-import { NATIVE_BACKEND, closedError, syscallError } from './errors.js';
+import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { hostBuffer, timerLibc, type Libc } from './libc.js';
+import { FdHandle } from '../fd-handle.js';
 
 /** errno values KVM_RUN reports together with a meaningful `exit_reason` (api.rst §5). */
 const RUN_ERRNO_EXITS: Readonly<Record<string, number>> = { EINTR: KVM_EXIT_INTR, EFAULT: KVM_EXIT_MEMORY_FAULT, EHWPOISON: KVM_EXIT_MEMORY_FAULT };
@@ -75,8 +76,7 @@ export interface VcpuExit extends KvmRunExit {
 }
 
 /** A vCPU fd with its mapped `kvm_run` area. */
-export class NativeVcpu {
-  #closed = false;
+export class NativeVcpu extends FdHandle {
   #run: Buffer | undefined;
   readonly #regsBuf = Buffer.alloc(SIZEOF_KVM_REGS);
   readonly #sregsBuf = Buffer.alloc(SIZEOF_KVM_SREGS);
@@ -88,28 +88,20 @@ export class NativeVcpu {
     private readonly c: Libc,
     /** The vCPU id passed to KVM_CREATE_VCPU. */
     readonly id: number,
-    readonly fd: number,
+    fd: number,
     /** Address of the `kvm_run` mapping. */
     readonly runAddress: bigint,
     /** Its length (`KVM_GET_VCPU_MMAP_SIZE`). */
     readonly runSize: number,
     private readonly onClose: (v: NativeVcpu) => void,
   ) {
+    super(fd, NATIVE_BACKEND);
     this.#run = hostBuffer(runAddress, runSize);
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  #live(op: string, syscall: string): number {
-    if (this.#closed) throw closedError(op, syscall, this.fd);
-    return this.fd;
   }
 
   /** `KVM_GET_REGS`. */
   getRegs(): KvmRegs {
-    const fd = this.#live('getRegs', 'ioctl(KVM_GET_REGS)');
+    const fd = this.live('getRegs', 'ioctl(KVM_GET_REGS)');
     // Why: read the general-purpose registers (rip, rflags, rax…) the kernel holds for this vCPU.
     if (this.c.ioctlPtr(fd, KVM_GET_REGS, this.#regsBuf) < 0) throw syscallError(this.c.errno(), 'getRegs', 'ioctl(KVM_GET_REGS)');
     return decodeKvmRegs(this.#regsBuf);
@@ -117,7 +109,7 @@ export class NativeVcpu {
 
   /** `KVM_SET_REGS` with the whole struct: registers left out are written as 0 (use `{ ...getRegs(), rip }` to change one). */
   setRegs(regs: KvmRegsInput): void {
-    const fd = this.#live('setRegs', 'ioctl(KVM_SET_REGS)');
+    const fd = this.live('setRegs', 'ioctl(KVM_SET_REGS)');
     encodeKvmRegs(regs, this.#regsBuf);
     // Why: set the general-purpose registers, e.g. the entry point (rip) before the first run.
     if (this.c.ioctlPtr(fd, KVM_SET_REGS, this.#regsBuf) < 0) throw syscallError(this.c.errno(), 'setRegs', 'ioctl(KVM_SET_REGS)');
@@ -125,7 +117,7 @@ export class NativeVcpu {
 
   /** `KVM_GET_SREGS`. */
   getSregs(): KvmSregs {
-    const fd = this.#live('getSregs', 'ioctl(KVM_GET_SREGS)');
+    const fd = this.live('getSregs', 'ioctl(KVM_GET_SREGS)');
     // Why: read segment, descriptor-table and control registers (the mode the vCPU is in).
     if (this.c.ioctlPtr(fd, KVM_GET_SREGS, this.#sregsBuf) < 0) throw syscallError(this.c.errno(), 'getSregs', 'ioctl(KVM_GET_SREGS)');
     return decodeKvmSregs(this.#sregsBuf);
@@ -133,7 +125,7 @@ export class NativeVcpu {
 
   /** `KVM_SET_SREGS`. */
   setSregs(sregs: KvmSregs): void {
-    const fd = this.#live('setSregs', 'ioctl(KVM_SET_SREGS)');
+    const fd = this.live('setSregs', 'ioctl(KVM_SET_SREGS)');
     encodeKvmSregs(sregs, this.#sregsBuf);
     // Why: set segments and control registers (e.g. CS base 0 instead of the reset vector's 0xffff0000).
     if (this.c.ioctlPtr(fd, KVM_SET_SREGS, this.#sregsBuf) < 0) throw syscallError(this.c.errno(), 'setSregs', 'ioctl(KVM_SET_SREGS)');
@@ -146,7 +138,7 @@ export class NativeVcpu {
    * `timedOut: true`; the first timed run sets up a per-vCPU timer, see {@link VCPU_TIMEOUT_SIGNAL}).
    */
   run(opts: VcpuRunOptions = {}): VcpuExit {
-    const fd = this.#live('run', 'ioctl(KVM_RUN)');
+    const fd = this.live('run', 'ioctl(KVM_RUN)');
     return opts.timeoutMs === undefined ? this.#runOnce(fd) : this.#runTimed(fd, opts.timeoutMs);
   }
 
@@ -222,7 +214,7 @@ export class NativeVcpu {
    * MMIO read (KVM_EXIT_MMIO, up to 8 bytes): the kernel hands it to the guest on the next run.
    */
   completeRead(exit: VcpuExit, data: Uint8Array): void {
-    this.#live('completeRead', 'kvm_run');
+    this.live('completeRead', 'kvm_run');
     const run = this.#run!;
     if (exit.io?.direction === 'in') {
       const n = exit.io.size * exit.io.count;
@@ -243,9 +235,7 @@ export class NativeVcpu {
   }
 
   /** Unmaps the `kvm_run` area and closes the vCPU fd (once; later calls throw EBADF). */
-  close(): void {
-    const fd = this.#live('close', 'close');
-    this.#closed = true;
+  protected release(fd: number): void {
     // No view of kvm_run may outlive the mapping.
     this.#run = undefined;
     this.onClose(this);

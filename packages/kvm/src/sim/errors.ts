@@ -18,7 +18,3 @@ export function sysErr(
   return new GuestMemError({ code, op, backend: SIM_BACKEND, syscall, detail, info });
 }
 
-/** EBADF for a call on a handle that was already closed (what the native driver raises too). */
-export function closedErr(op: string, syscall: string, fd: number): GuestMemError {
-  return sysErr('EBADF', op, syscall, `fd ${fd} was already closed through this handle`, { fd });
-}

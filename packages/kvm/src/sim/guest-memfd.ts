@@ -29,11 +29,12 @@ import {
   S_IFREG,
 } from '../uapi/constants.js';
 import { TASK_SIZE } from './address-space.js';
-import { SIM_BACKEND, closedErr, sysErr } from './errors.js';
+import { SIM_BACKEND, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
 import { SimMappingBase } from './mapping-base.js';
 import type { SimMemslot, SimVmState } from './vm.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
+import { FdHandle } from '../fd-handle.js';
 
 const I64_MAX = (1n << 63n) - 1n;
 const U64_LIMIT = 1n << 64n;
@@ -115,26 +116,17 @@ export class SimGmemFile {
   }
 }
 
-/** Base of the simulated fd handles: closes once; a closed handle answers EBADF like native's. */
-export abstract class SimFdHandle {
-  #closed = false;
+/** Base of the simulated fd handles: `close()` removes the fd-table entry, then drops the reference. */
+export abstract class SimFdHandle extends FdHandle {
   constructor(
     protected readonly kernel: SimKernel,
-    readonly fd: number,
-  ) {}
-
-  get closed(): boolean {
-    return this.#closed;
+    fd: number,
+  ) {
+    super(fd, SIM_BACKEND);
   }
 
-  protected live(op: string, syscall: string): void {
-    if (this.#closed) throw closedErr(op, syscall, this.fd);
-  }
-
-  close(): void {
-    this.live('close', 'close');
-    this.#closed = true;
-    this.kernel.fds.remove(this.fd);
+  protected release(fd: number): void {
+    this.kernel.fds.remove(fd);
     this.onClose();
   }
 
