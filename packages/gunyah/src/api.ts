@@ -193,6 +193,8 @@ export interface GunyahHostMapping {
   readonly length: bigint;
   read(at: bigint | number, length: number): Uint8Array;
   write(at: bigint | number, data: Uint8Array): void;
+  /** memset of `[at, at+length)` with `byte`, page by page (no buffer of the fill's size). */
+  fill(at: bigint | number, length: number, byte: number): void;
   /** munmap. */
   unmap(): void;
 }

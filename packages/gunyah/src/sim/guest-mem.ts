@@ -172,10 +172,19 @@ export class SimGuestMem implements GunyahGuestMem {
     return true;
   }
 
-  private folioReclaimable(pf: ProvidedFolio, mode: ReclaimMode): boolean {
+  /**
+   * `relinquished`: pages `[first, end)` are judged as if the guest had relinquished them first
+   * (what a cooperating guest does before a host-initiated removal), without changing them.
+   */
+  private folioReclaimable(pf: ProvidedFolio, mode: ReclaimMode, relinquished?: { first: number; end: number }): boolean {
     if (mode === 'teardown') return true;
     for (let i = pf.head; i < pf.head + pf.nr; i++) {
-      if (!pageTransition(this.pageState(i), { type: 'reclaim' }).ok) return false;
+      let state = this.pageState(i);
+      if (relinquished && i >= relinquished.first && i < relinquished.end) {
+        const t = pageTransition(state, { type: 'relinquish' });
+        if (t.ok) state = t.state;
+      }
+      if (!pageTransition(state, { type: 'reclaim' }).ok) return false;
     }
     return true;
   }
@@ -213,10 +222,20 @@ export class SimGuestMem implements GunyahGuestMem {
     return null;
   }
 
-  /** What {@link reclaim} would refuse with, without changing anything. */
-  checkReclaim(first: number, end: number, op: string, syscall: string | undefined, opts: { binding?: SimBinding; mode?: ReclaimMode } = {}): GuestMemError | null {
+  /**
+   * What {@link reclaim} would refuse with, without changing anything. With `assumeRelinquished`,
+   * as if the guest had first relinquished its lent pages of `[first, end)` (of `binding`).
+   */
+  checkReclaim(
+    first: number,
+    end: number,
+    op: string,
+    syscall: string | undefined,
+    opts: { binding?: SimBinding; mode?: ReclaimMode; assumeRelinquished?: boolean } = {},
+  ): GuestMemError | null {
     const mode = opts.mode ?? 'normal';
-    const locked = this.providedIn(first, end, opts.binding).find((pf) => !this.folioReclaimable(pf, mode));
+    const relinquished = opts.assumeRelinquished ? { first, end } : undefined;
+    const locked = this.providedIn(first, end, opts.binding).find((pf) => !this.folioReclaimable(pf, mode, relinquished));
     if (!locked) return null;
     return err(RECLAIM_REFUSED, op, syscall, `folio at page ${locked.head} (${locked.nr} pages) is lent and locked by the guest; it must relinquish it first`, {
       head: locked.head,
@@ -383,6 +402,9 @@ export class SimHostMapping implements GunyahHostMapping {
   }
   write(at: bigint | number, data: Uint8Array): void {
     this.inner.write(Number(at), data);
+  }
+  fill(at: bigint | number, length: number, byte: number): void {
+    this.inner.fill(Number(at), length, byte);
   }
   unmap(): void {
     if (!this.mem.mappings.delete(this)) return;
