@@ -41,7 +41,7 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     const h = new GunyahHypervisor({ guestCooperates: false });
     const vm = h.createVm();
     const mem = vm.createGuestMemory({ size: 16384, initiallyShared: true });
-    vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 16384 });
+    vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 16384, access: 'shared' });
     vm.guestWrite(0x11000, Uint8Array.of(9));
     // shared → private for the middle page: tail unmap + remap of three pieces
     vm.convert({ gpa: 0x11000, size: 4096 }, 'private', { discard: false });
@@ -52,7 +52,10 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(() => vm.convert({ gpa: 0x10000, size: 16384 }, 'shared')).toThrow(expect.objectContaining({ code: 'EBUSY' }));
     expect(vm.bindings().map((b) => [b.gpa, b.size])).toEqual(before);
     expect(vm.memoryState.get(0x10)).toBe('shared');
-    expect(() => vm.convert({ gpa: 0x10000, size: 0x10000 }, 'shared')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    // A range reaching past the bindings is refused the same way (unbound GPAs would only change state).
+    expect(() => vm.convert({ gpa: 0x10000, size: 0x10000 }, 'shared')).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    expect(vm.bindings().map((b) => [b.gpa, b.size])).toEqual(before);
+    expect(vm.memoryState.get(0x20)).toBe('shared');
   });
 
   it('a cooperating guest relinquishes (sanitized) before unbind/convert; without cooperation unbind is EBUSY', () => {
@@ -92,7 +95,7 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();
     const mem = vm.createGuestMemory({ size: 8192, initiallyShared: true });
-    vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 8192 });
+    vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 8192, access: 'shared' });
     vm.guestWrite(0x10000, Uint8Array.of(7));
     vm.guestWrite(0x11000, Uint8Array.of(8));
     vm.convert({ gpa: 0x10000, size: 4096 }, 'private');
@@ -114,6 +117,83 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     v.unmap();
     mem.close();
     expect(h.device.stats()).toMatchObject({ openFds: 0, bindings: 0, folioBytes: 0n, parcels: 0 });
+  });
+
+  it('a middle-page conversion keeps the tail private: data intact, still out of the host\'s reach', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 4 * 4096, hostMappable: true });
+    vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 4 * 4096, access: 'private' });
+    for (let i = 0; i < 4; i++) vm.guestWrite(0x10000 + i * 4096, Uint8Array.of(0x10 + i));
+    vm.convert({ gpa: 0x11000, size: 4096 }, 'shared');
+    // The tail [0x12000, 0x14000) was unmapped and mapped back: the guest took its pages back, so the
+    // host still cannot map them (reclaim refused), and they were not sanitized.
+    expect(() => mem.map({ offset: 2 * 4096, length: 4096 })).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    expect(vm.guestRead(0x12000, 1)).toEqual(Uint8Array.of(0x12));
+    expect(vm.guestRead(0x13000, 1)).toEqual(Uint8Array.of(0x13));
+    const v = mem.map({ offset: 4096, length: 4096 });
+    expect(v.read(0, 1)).toEqual(Uint8Array.of(0)); // the converted page: sanitized and punched
+    v.unmap();
+    h.close();
+    mem.close();
+    expect(h.device.stats()).toMatchObject({ openFds: 0, bindings: 0, folioBytes: 0n });
+  });
+
+  it('a hugepage binding converts in 2 MiB units; an unaligned conversion is EINVAL before anything changes', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 4n * MIB, hugePages: true });
+    const G = 0x4000_0000n;
+    vm.bind({ memory: mem, offset: 0, gpa: G, size: 4n * MIB, access: 'private' });
+    vm.guestWrite(G, Uint8Array.of(1));
+    vm.guestWrite(G + 2n * MIB + 4096n, Uint8Array.of(2));
+    const before = vm.bindings().map((b) => [b.gpa, b.size]);
+    expect(() => vm.convert({ gpa: G + 4096n, size: 4096 }, 'shared')).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(vm.bindings().map((b) => [b.gpa, b.size])).toEqual(before);
+    expect(vm.guestRead(G, 1)).toEqual(Uint8Array.of(1));
+    vm.convert({ gpa: G, size: 2n * MIB }, 'shared');
+    expect(vm.guestRead(G, 1)).toEqual(Uint8Array.of(0));
+    expect(vm.guestRead(G + 2n * MIB + 4096n, 1)).toEqual(Uint8Array.of(2));
+    h.close();
+    mem.close();
+    expect(h.device.stats()).toMatchObject({ openFds: 0, bindings: 0, folioBytes: 0n });
+  });
+
+  it('closing a bound memory keeps its fd until the last binding goes; a failed bind leaves no binding', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const a = vm.createGuestMemory({ size: 4 * 4096 });
+    const b = vm.bind({ memory: a, offset: 0, gpa: 0x10000, size: 4096, access: 'private' });
+    vm.convert({ gpa: 0x10000, size: 4096 }, 'shared'); // re-creates the binding under the same fd
+    const fds = h.device.stats().openFds;
+    a.close();
+    expect(a.closed).toBe(true);
+    expect(() => a.allocate(0, 4096)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    expect(h.device.stats().openFds).toBe(fds); // still needed for UNMAP
+    for (const x of vm.bindings()) x.unbind();
+    expect(b.active).toBe(false);
+    expect(h.device.stats().openFds).toBe(fds - 1);
+    const c = vm.createGuestMemory({ size: 4096 });
+    expect(() => vm.bind({ memory: c, offset: 0, gpa: -4096, size: 4096 })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(h.device.stats().bindings).toBe(0);
+    vm.bind({ memory: c, offset: 0, gpa: 0x20000, size: 4096 }).unbind();
+    c.close();
+    h.close();
+    expect(h.device.stats()).toMatchObject({ openFds: 0, bindings: 0, folioBytes: 0n });
+  });
+
+  it('host views report the mapping\'s page-rounded length and fill in place', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    const mem = vm.createGuestMemory({ size: 4 * 4096, hostMappable: true });
+    const v = mem.map({ offset: 0, length: 5000 });
+    expect(v.length).toBe(8192);
+    v.fill(4000, 4192, 0xab);
+    expect(v.read(3999, 2)).toEqual(Uint8Array.of(0, 0xab));
+    expect(v.read(8191, 1)).toEqual(Uint8Array.of(0xab));
+    v.unmap();
+    mem.close();
+    h.close();
   });
 
   it('registerGunyah: selectable by id through the registry, sharing the container allocator', () => {

@@ -32,7 +32,7 @@ import {
   type Vm,
 } from '@guestmem/core';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MAP_FLAG_LAYOUTS, encodeMapFlags, type LayoutName } from '../uapi/index.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, MAP_FLAG_LAYOUTS, encodeMapFlags, type LayoutName } from '../uapi/index.js';
 import { openGunyah, type SimDevice } from '../sim/device.js';
 import { BACKEND } from '../sim/errors.js';
 import type { SimGuestMem } from '../sim/guest-mem.js';
@@ -102,11 +102,14 @@ export class GunyahHypervisor implements Hypervisor {
 }
 
 class GunyahGuestMemory implements GuestMemory {
+  /** Adapter bindings (in any state of a conversion) that still name this file's fd. */
+  private readonly users = new Set<GunyahMemoryBinding>();
+  private userClosed = false;
+
   constructor(
-    readonly owner: GunyahHypervisor,
-    readonly mem: GunyahGuestMem,
-    /** Access of new bindings when `BindOptions.access` is not given. */
-    readonly defaultAccess: MemoryAccess,
+    /** The VM that created it: only that VM may bind it (neutral rule, see `BindOptions.memory`). */
+    readonly vm: GunyahNeutralVm,
+    readonly mem: SimGuestMem,
     /**
      * Gunyah files can always be mmapped; the neutral API still honours `hostMappable: false` by
      * refusing `map()` with ENODEV (what KVM answers for a file without GUEST_MEMFD_FLAG_MMAP).
@@ -119,25 +122,32 @@ class GunyahGuestMemory implements GuestMemory {
   get size(): bigint {
     return this.mem.size;
   }
+  /** Closed for the caller; the fd itself stays open while a binding needs it (see {@link close}). */
   get closed(): boolean {
-    return !(this.mem as SimGuestMem).isOpen;
+    return this.userClosed;
+  }
+  private assertOpen(op: string, syscall: string): void {
+    if (this.userClosed) throw gmErr('EBADF', op, BACKEND, `memory fd ${this.mem.fd} was closed`, { syscall });
   }
   allocate(offset: bigint | number, len: bigint | number): void {
+    this.assertOpen('fallocate', 'fallocate');
     this.mem.fallocate(FALLOC_FL_KEEP_SIZE, offset, len);
   }
   punchHole(offset: bigint | number, len: bigint | number): void {
+    this.assertOpen('fallocate', 'fallocate');
     this.mem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
+    this.assertOpen('mmap', 'mmap');
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', BACKEND, 'memory created without hostMappable', { syscall: 'mmap' });
     const offset = toBig(opts.offset ?? 0);
-    const length = opts.length ?? Number(this.size - offset);
-    const m = this.mem.mmap({ offset, length });
+    const m = this.mem.mmap({ offset, length: opts.length ?? Number(this.size - offset) });
     return {
-      length,
+      // The mapping's own length (rounded up to whole pages), as on every other backend.
+      length: Number(m.length),
       read: (at, len) => m.read(at, len),
       write: (at, data) => m.write(at, data),
-      fill: (at, len, byte) => m.write(at, new Uint8Array(len).fill(byte)),
+      fill: (at, len, byte) => m.fill(at, len, byte),
       unmap: () => m.unmap(),
     };
   }
@@ -145,8 +155,25 @@ class GunyahGuestMemory implements GuestMemory {
   markPoisoned(): void {
     throw gmErr('EOPNOTSUPP', 'markPoisoned', BACKEND, 'the Gunyah simulation does not model memory failure');
   }
+  /**
+   * Closes the memory for the caller. GUNYAH_VM_MAP_MEM names the file by fd on every UNMAP (unbind
+   * and conversion), so the adapter keeps the fd until the last binding of it is gone — as a VMM
+   * keeps a region's fd — and closes it then. The file's lifetime is unchanged: bindings pin it.
+   */
   close(): void {
-    if (!this.closed) this.mem.close();
+    if (this.userClosed) return;
+    this.userClosed = true;
+    this.releaseFdIfUnused();
+  }
+  retain(b: GunyahMemoryBinding): void {
+    this.users.add(b);
+  }
+  release(b: GunyahMemoryBinding): void {
+    this.users.delete(b);
+    this.releaseFdIfUnused();
+  }
+  private releaseFdIfUnused(): void {
+    if (this.userClosed && this.users.size === 0 && this.mem.isOpen) this.mem.close();
   }
 }
 
@@ -166,11 +193,31 @@ class GunyahMemoryBinding implements MemoryBinding {
   }
   unbind(): void {
     if (!this.active) return;
-    this.vm.relinquishForHost(this.gpa, this.gpa + this.size, true);
-    this.vm.unmapPiece(this, this.gpa, this.size);
-    this.vm.forget(this);
+    this.vm.unbindAll(this);
   }
 }
+
+/** One binding's part of a conversion (see {@link GunyahNeutralVm.convert}). */
+interface ConvertStep {
+  b: GunyahMemoryBinding;
+  /** The converted piece. */
+  ps: bigint;
+  pe: bigint;
+  /** What must be unmapped: the piece, or for a middle piece the piece and the binding's tail. */
+  cutFrom: bigint;
+  cutTo: bigint;
+}
+
+const HUGE_BYTES = 2n << 20n;
+
+/** An exact integer argument as bigint; anything else (a fraction, NaN, past 2^53) is EINVAL. */
+function intArg(v: bigint | number, op: string, what: string): bigint {
+  if (typeof v === 'bigint') return v;
+  if (!Number.isSafeInteger(v)) throw gmErr('EINVAL', op, BACKEND, `${what} ${v} is not an exact integer (pass a bigint beyond 2^53)`);
+  return BigInt(v);
+}
+const GPA_LIMIT = 1n << 64n;
+const MAP_MEM = 'ioctl(GUNYAH_VM_MAP_MEM)';
 
 class GunyahNeutralVm implements Vm {
   readonly memoryState = new RangeStateMap<MemoryAccess>('shared');
@@ -193,8 +240,10 @@ class GunyahNeutralVm implements Vm {
 
   createGuestMemory(opts: CreateGuestMemoryOptions): GuestMemory {
     this.assertLive('createGuestMemory');
-    const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? 2n : 0n, size: opts.size });
-    return new GunyahGuestMemory(this.hypervisor, mem, opts.initiallyShared ? 'shared' : 'private', opts.hostMappable ?? false);
+    // `initiallyShared` needs nothing on Gunyah: a file's pages are the host's until a lend binding
+    // provides them to the guest. Access is chosen per binding (`BindOptions.access`).
+    const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size: opts.size }) as SimGuestMem;
+    return new GunyahGuestMemory(this, mem, opts.hostMappable ?? false);
   }
 
   private flags(access: MemoryAccess, readOnly: boolean): number {
@@ -206,39 +255,78 @@ class GunyahNeutralVm implements Vm {
     this.sim.mapMem({ guestAddr: gpa, flags, guestMemFd: memory.id, offset, size });
   }
 
-  unmapPiece(b: GunyahMemoryBinding, gpa: bigint, size: bigint): void {
+  private unmapPiece(b: GunyahMemoryBinding, gpa: bigint, size: bigint): void {
     this.mapPiece(b.memory, gpa, b.offset + (gpa - b.gpa), size, b.access, b.readOnly, true);
   }
 
+  /** File pages `[first, end)` of `b` behind guest range `[from, to)`. */
+  private filePages(b: GunyahMemoryBinding, from: bigint, to: bigint): { first: number; end: number } {
+    return { first: Number((b.offset + (from - b.gpa)) / PAGE_SIZE_N), end: Number((b.offset + (to - b.gpa)) / PAGE_SIZE_N) };
+  }
+
+  /**
+   * What UNMAP of `[from, to)` of `b` would refuse with, judged as if the cooperating guest had
+   * relinquished its pages there first (see {@link GunyahHypervisorOptions.guestCooperates}).
+   */
+  private checkRemovable(b: GunyahMemoryBinding, from: bigint, to: bigint, op: string): GuestMemError | null {
+    const { first, end } = this.filePages(b, from, to);
+    const binding = this.sim.bindingAt(Number(b.gpa / PAGE_SIZE_N));
+    return b.memory.mem.checkReclaim(first, end, op, MAP_MEM, { binding, assumeRelinquished: this.hypervisor.guestCooperates });
+  }
+
   /** See {@link GunyahHypervisorOptions.guestCooperates}. */
-  relinquishForHost(start: bigint, end: bigint, sanitize: boolean): void {
+  private relinquishForHost(start: bigint, end: bigint, sanitize: boolean): void {
     if (this.hypervisor.guestCooperates && end > start) this.sim.relinquish(start, Number((end - start) / PAGE_SIZE_N), sanitize);
   }
 
-  forget(b: GunyahMemoryBinding): void {
+  /** Unbinds `b` entirely: check, the guest relinquishes (sanitized), UNMAP, forget. */
+  unbindAll(b: GunyahMemoryBinding): void {
+    const refusal = this.checkRemovable(b, b.gpa, b.end, 'unbind');
+    if (refusal) throw refusal;
+    this.relinquishForHost(b.gpa, b.end, true);
+    this.unmapPiece(b, b.gpa, b.size);
+    this.forget(b);
+  }
+
+  private track(b: GunyahMemoryBinding): void {
+    this.active.push(b);
+    b.memory.retain(b);
+  }
+
+  private forget(b: GunyahMemoryBinding): void {
     b.active = false;
     const i = this.active.indexOf(b);
     if (i >= 0) this.active.splice(i, 1);
+    b.memory.release(b);
   }
 
+  /**
+   * Checks everything before the one uAPI call (GUNYAH_VM_MAP_MEM), and records the binding only
+   * after it succeeded, so a failing bind changes nothing.
+   */
   bind(opts: BindOptions): MemoryBinding {
     this.assertLive('bind');
     const memory = opts.memory;
-    if (!(memory instanceof GunyahGuestMemory) || memory.owner !== this.hypervisor) {
-      throw gmErr('EINVAL', 'bind', BACKEND, 'the memory object does not belong to this Gunyah hypervisor');
+    if (!(memory instanceof GunyahGuestMemory) || memory.vm !== this) {
+      throw gmErr('EINVAL', 'bind', BACKEND, 'the memory object was not created by this VM');
     }
-    const access = opts.access ?? memory.defaultAccess;
-    const g = toBig(opts.gpa);
-    const size = toBig(opts.size);
-    const off = toBig(opts.offset);
+    if (memory.closed) throw gmErr('EBADF', 'bind', BACKEND, 'the memory object is closed');
+    const access = opts.access ?? (this.capabilities.has('private-memory') ? 'private' : 'shared');
+    if (access !== 'private' && access !== 'shared') throw gmErr('EINVAL', 'bind', BACKEND, `access ${String(access)}`);
+    const g = intArg(opts.gpa, 'bind', 'gpa');
+    const size = intArg(opts.size, 'bind', 'size');
+    const off = intArg(opts.offset, 'bind', 'offset');
+    if (g < 0n || off < 0n || size <= 0n || g % PAGE_SIZE_N || off % PAGE_SIZE_N || size % PAGE_SIZE_N) {
+      throw gmErr('EINVAL', 'bind', BACKEND, `gpa ${g}, offset ${off}, size ${size}: need >= 0, page-aligned, size > 0`);
+    }
+    if (g + size > GPA_LIMIT) throw gmErr('EINVAL', 'bind', BACKEND, `gpa 0x${g.toString(16)} + size ${size} is past 2^64`);
     // v17 does not check offset+size against the file size; the neutral contract does.
-    if (off < 0n || size <= 0n || off + size > memory.size) {
-      throw gmErr('EINVAL', 'bind', BACKEND, `[${off}, ${off + size}) is not inside the ${memory.size}-byte memory`);
-    }
-    this.mapPiece(memory, g, off, size, access, opts.readOnly ?? false);
-    const b = new GunyahMemoryBinding(this, toGpa(g), size, memory, fileOffset(off), opts.readOnly ?? false, access);
-    this.active.push(b);
-    this.active.sort((x, y) => (x.gpa < y.gpa ? -1 : 1));
+    if (off + size > memory.size) throw gmErr('EINVAL', 'bind', BACKEND, `[${off}, ${off + size}) is not inside the ${memory.size}-byte memory`);
+    const readOnly = opts.readOnly ?? false;
+    this.mapPiece(memory, g, off, size, access, readOnly);
+    const b = new GunyahMemoryBinding(this, toGpa(g), size, memory, fileOffset(off), readOnly, access);
+    this.track(b);
+    this.sortActive();
     this.setState(g, size, access);
     return b;
   }
@@ -247,64 +335,98 @@ class GunyahNeutralVm implements Vm {
     return [...this.active];
   }
 
+  private sortActive(): void {
+    this.active.sort((x, y) => (x.gpa < y.gpa ? -1 : 1));
+  }
+
   /**
    * Gunyah conversion: for each binding piece inside `range` whose access differs, UNMAP it (a
-   * whole binding, its head, or — for a middle piece — the tail from the piece on) and MAP it back
-   * with the other access value. Every affected piece is checked for reclaimability first, so either
-   * everything converts or nothing changes. `discard` (default true) then punches the converted
-   * pages, so neither side sees the other's old data.
+   * whole binding, its head, or — for a middle piece — the tail from the piece on, since Gunyah
+   * cannot split a binding) and MAP the pieces back, the converted one with the other access value.
+   *
+   * Order, so that either everything converts or nothing changes:
+   * 1. every check first: alignment (a hugepage file converts in 2 MiB units) and reclaimability
+   *    of every piece to unmap, judged as if the cooperating guest had relinquished it;
+   * 2. the cooperating guest relinquishes the converted pages (sanitized only with `discard`) and
+   *    any other lent part that is unmapped and mapped back (not sanitized: its data stays private);
+   * 3. UNMAP + MAP; the guest re-accepts the pages of a re-mapped private part it had locked, so
+   *    they stay out of the host's reach;
+   * 4. `discard` (default true) punches the converted pages, so neither side sees the other's old data.
+   * Parts of `range` no binding covers only change {@link memoryState} (as KVM's attributes do).
    */
   convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.assertLive('convert');
-    const start = toBig(range.gpa);
-    const end = start + toBig(range.size);
-    if (start % PAGE_SIZE_N || end % PAGE_SIZE_N || end <= start) throw gmErr('EINVAL', 'convert', BACKEND, 'range must be page-aligned and non-empty');
-    const hit = this.active.filter((b) => b.gpa < end && b.end > start);
-    let covered = start;
-    for (const b of hit) {
-      if (b.gpa > covered) break;
-      covered = b.end > covered ? b.end : covered;
+    const start = intArg(range.gpa, 'convert', 'gpa');
+    const size = intArg(range.size, 'convert', 'size');
+    const end = start + size;
+    if (start < 0n || start % PAGE_SIZE_N || size % PAGE_SIZE_N || size <= 0n || end > GPA_LIMIT) {
+      throw gmErr('EINVAL', 'convert', BACKEND, 'range must be page-aligned, non-empty and inside 2^64');
     }
-    if (covered < end) throw gmErr('ENOENT', 'convert', BACKEND, `guest range 0x${start.toString(16)}..0x${end.toString(16)} is not fully bound`);
-    // Plan: for each binding, the part to unmap (from the piece's start to the binding's end if the
-    // piece is in the middle, since Gunyah cannot split a binding).
-    const plan = hit
-      .filter((b) => b.access !== to)
+    if (to !== 'private' && to !== 'shared') throw gmErr('EINVAL', 'convert', BACKEND, `access ${String(to)}`);
+    const discard = opts.discard ?? true;
+    const plan: ConvertStep[] = this.active
+      .filter((b) => b.gpa < end && b.end > start && b.access !== to)
       .map((b) => {
         const ps = b.gpa > start ? b.gpa : start;
         const pe = b.end < end ? b.end : end;
         return { b, ps, pe, cutFrom: ps, cutTo: ps === b.gpa ? pe : b.end };
       });
-    for (const p of plan) this.relinquishForHost(p.cutFrom, p.cutTo, opts.discard ?? true);
-    for (const p of plan) {
-      const mem = this.hypervisor.device.guestMem(p.b.memory.id)!;
-      const first = Number((p.b.offset + (p.cutFrom - p.b.gpa)) / PAGE_SIZE_N);
-      const last = Number((p.b.offset + (p.cutTo - p.b.gpa)) / PAGE_SIZE_N);
-      const binding = this.sim.bindingAt(Number(p.b.gpa / PAGE_SIZE_N));
-      const refusal = mem.checkReclaim(first, last, 'convert', 'ioctl(GUNYAH_VM_MAP_MEM)', { binding });
+    // 1. Checks.
+    for (const { b, ps, pe, cutFrom, cutTo } of plan) {
+      if (b.memory.mem.huge && (ps % HUGE_BYTES || pe % HUGE_BYTES)) {
+        throw gmErr('EINVAL', 'convert', BACKEND, `a hugepage binding converts in 2 MiB units: 0x${ps.toString(16)}..0x${pe.toString(16)}`);
+      }
+      const refusal = this.checkRemovable(b, cutFrom, cutTo, 'convert');
       if (refusal) throw refusal;
     }
+    // 2. The guest gives back what is unmapped; which re-mapped private pages it must take back.
+    const reaccept: bigint[] = [];
+    for (const { b, ps, pe, cutTo } of plan) {
+      this.relinquishForHost(ps, pe, discard);
+      if (cutTo > pe && b.access === 'private' && this.hypervisor.guestCooperates) {
+        reaccept.push(...this.lockedPages(b, pe, cutTo));
+        this.relinquishForHost(pe, cutTo, false);
+      }
+    }
+    // 3. UNMAP + MAP. New bindings are tracked before the old one is forgotten, so a closed
+    // memory's fd stays open throughout.
     for (const { b, ps, pe, cutFrom, cutTo } of plan) {
       const mem = b.memory;
       this.unmapPiece(b, cutFrom, cutTo - cutFrom);
-      this.forget(b);
-      const off = (g: bigint) => b.offset + (g - b.gpa);
+      const off = (g: bigint): bigint => b.offset + (g - b.gpa);
       const pieces: Array<[bigint, bigint, MemoryAccess]> = [];
       if (b.gpa < cutFrom) pieces.push([b.gpa, cutFrom, b.access]); // kept head (still mapped)
       pieces.push([ps, pe, to]);
       if (pe < b.end) pieces.push([pe, b.end, b.access]);
       for (const [s, e, a] of pieces) {
         if (s >= cutFrom && e <= cutTo) this.mapPiece(mem, s, off(s), e - s, a, b.readOnly); // others stayed mapped
-        const nb = new GunyahMemoryBinding(this, toGpa(s), e - s, mem, fileOffset(off(s)), b.readOnly, a);
-        this.active.push(nb);
+        this.track(new GunyahMemoryBinding(this, toGpa(s), e - s, mem, fileOffset(off(s)), b.readOnly, a));
       }
-      if ((opts.discard ?? true) && pe > ps) {
+      this.forget(b);
+    }
+    this.sortActive();
+    for (const g of reaccept) this.sim.vcpu(0).read(g, 1);
+    // 4. Discard.
+    if (discard) {
+      for (const { b, ps, pe } of plan) {
         // Punch through core (partial huge folios are zeroed, not dropped: the neighbours keep data).
-        this.hypervisor.device.guestMem(mem.id)!.file.punchHole(off(ps), pe - ps);
+        b.memory.mem.file.punchHole(b.offset + (ps - b.gpa), pe - ps);
       }
     }
-    this.active.sort((x, y) => (x.gpa < y.gpa ? -1 : 1));
-    this.setState(start, end - start, to);
+    this.setState(start, size, to);
+  }
+
+  /** GPAs of the pages of `[from, to)` of `b` the guest holds locked (lent and touched). */
+  private lockedPages(b: GunyahMemoryBinding, from: bigint, to: bigint): bigint[] {
+    const mem = b.memory.mem;
+    const { first, end } = this.filePages(b, from, to);
+    const out: bigint[] = [];
+    for (const pf of mem.providedIn(first, end)) {
+      for (let i = Math.max(pf.head, first); i < Math.min(pf.head + pf.nr, end); i++) {
+        if (mem.pageState(i) === 'LENT_LOCKED') out.push(b.gpa + (BigInt(i) * PAGE_SIZE_N - b.offset));
+      }
+    }
+    return out;
   }
 
   private setState(g: bigint, size: bigint, access: MemoryAccess): void {
