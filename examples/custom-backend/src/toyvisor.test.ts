@@ -14,7 +14,7 @@ describe('toyvisor through DI', () => {
     registerToyvisor(c);
     const vm = c.resolve(HYPERVISOR).createVm();
     const mem = vm.createGuestMemory({ size: 8192, hostMappable: true, initiallyShared: true });
-    vm.bind({ memory: mem, offset: 0, gpa: 0x1000, size: 8192 });
+    vm.bind({ memory: mem, offset: 0, gpa: 0x1000, size: 8192, access: 'shared' });
     vm.guestWrite(0x1000, new Uint8Array([9]));
     vm.convert({ gpa: 0x1000, size: 4096 }, 'private');
     expect(() => mem.map().read(0, 1)).toThrow(expect.objectContaining({ code: 'SIGBUS' }));

@@ -63,7 +63,7 @@ class ToyMemory implements GuestMemory {
   readonly privatePages: RangeStateMap<MemoryAccess>;
   private open = true;
 
-  constructor(vm: ToyVm, size: bigint | number, readonly hostMappable: boolean, initiallyShared: boolean) {
+  constructor(readonly vm: ToyVm, size: bigint | number, readonly hostMappable: boolean, initiallyShared: boolean) {
     this.file = GuestMemFile.create<ToyBinding>(size, 0, {
       backend: ID,
       // The backend's whole host-access policy: private pages SIGBUS.
@@ -148,9 +148,14 @@ class ToyVm implements Vm {
   bind(o: BindOptions): MemoryBinding {
     this.live('bind');
     const mem = o.memory;
-    if (!(mem instanceof ToyMemory) || mem.closed) throw gmErr('EBADF', 'bind', ID, 'not a live toyvisor memory object');
-    const [gpa, size, offset] = [toBig(o.gpa), toBig(o.size), toBig(o.offset)];
-    if (size <= 0n || gpa % PAGE || size % PAGE || offset % PAGE || offset < 0n || offset + size > mem.size) {
+    if (!(mem instanceof ToyMemory) || mem.vm !== this) throw gmErr('EINVAL', 'bind', ID, 'the memory object was not created by this VM');
+    if (mem.closed) throw gmErr('EBADF', 'bind', ID, 'the memory object is closed');
+    const int = (v: bigint | number): bigint => {
+      if (typeof v !== 'bigint' && !Number.isSafeInteger(v)) throw gmErr('EINVAL', 'bind', ID, `${v} is not an exact integer`);
+      return BigInt(v);
+    };
+    const [gpa, size, offset] = [int(o.gpa), int(o.size), int(o.offset)];
+    if (size <= 0n || gpa < 0n || gpa % PAGE || size % PAGE || offset % PAGE || offset < 0n || offset + size > mem.size || gpa + size > 1n << 64n) {
       throw gmErr('EINVAL', 'bind', ID, `gpa ${gpa}, size ${size}, offset ${offset}: need page-aligned, > 0, inside ${mem.size}`);
     }
     const clash = this.table.find((b) => gpa < b.gpa + b.size && b.gpa < gpa + size);
@@ -158,12 +163,13 @@ class ToyVm implements Vm {
     const b = new ToyBinding(this, mem, toGpa(gpa), size, fileOffset(offset), o.readOnly ?? false);
     mem.file.bind(Number(offset / PAGE), Number((offset + size) / PAGE), b, 'EEXIST');
     this.table.push(b);
-    if ((o.access ?? 'shared') === 'private') this.convert({ gpa, size }, 'private', { discard: false });
+    // Default access: private, since toyvisor VMs have private memory (the neutral rule).
+    if ((o.access ?? 'private') === 'private') this.convert({ gpa, size }, 'private', { discard: false });
     return b;
   }
 
   bindings(): readonly MemoryBinding[] {
-    return [...this.table];
+    return [...this.table].sort((x, y) => (x.gpa < y.gpa ? -1 : 1));
   }
   forget(b: ToyBinding): void {
     this.table.splice(this.table.indexOf(b), 1);
@@ -172,7 +178,7 @@ class ToyVm implements Vm {
   convert(range: GpaRange, to: MemoryAccess, opts: { discard?: boolean } = {}): void {
     this.live('convert');
     const [gpa, size] = [toBig(range.gpa), toBig(range.size)];
-    if (size <= 0n || gpa % PAGE || size % PAGE) throw gmErr('EINVAL', 'convert', ID, 'unaligned range');
+    if (size <= 0n || gpa < 0n || gpa % PAGE || size % PAGE || gpa + size > 1n << 64n) throw gmErr('EINVAL', 'convert', ID, 'unaligned range');
     // Check every page first, so a failing conversion changes nothing.
     const pieces = this.table.filter((b) => gpa < b.gpa + b.size && b.gpa < gpa + size);
     for (const b of pieces) {
@@ -180,9 +186,10 @@ class ToyVm implements Vm {
       const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
       const first = Number((b.offset + lo - b.gpa) / PAGE);
       const end = Number((b.offset + hi - b.gpa) / PAGE);
-      b.memory.privatePages.set(first, end, to);
-      // Converting drops the old contents, as a CoCo guest's conversion does.
-      if (opts.discard !== false) b.memory.file.punchHole(BigInt(first) * PAGE, BigInt(end - first) * PAGE);
+      // Converting drops the old contents of the pages that change, as a CoCo guest's conversion
+      // does; pages already in state `to` keep theirs.
+      const changed = b.memory.privatePages.set(first, end, to);
+      if (opts.discard !== false) for (const c of changed) b.memory.file.punchHole(BigInt(c.first) * PAGE, BigInt(c.end - c.first) * PAGE);
     }
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
   }

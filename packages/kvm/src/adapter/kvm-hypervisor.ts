@@ -217,15 +217,25 @@ export class KvmVmAdapter implements Vm {
     }
     if (mem.closed) throw gmErr('EBADF', 'bind', this.hypervisor.id, 'the memory object is closed');
     if (opts.readOnly) throw gmErr('EOPNOTSUPP', 'bind', this.hypervisor.id, 'KVM rejects read-only guest_memfd slots (KVM_MEM_READONLY with KVM_MEM_GUEST_MEMFD is EINVAL)');
-    const access = opts.access ?? (this.capabilities.has('convert-in-place') ? 'private' : 'shared');
+    const access = opts.access ?? (this.capabilities.has('private-memory') ? 'private' : 'shared');
     if (access === 'private' && !this.capabilities.has('private-memory')) {
       throw gmErr('EOPNOTSUPP', 'bind', this.hypervisor.id, 'this VM has no private memory (default VM type)');
     }
-    const gpa = toBig(opts.gpa);
-    const size = toBig(opts.size);
-    const offset = toBig(opts.offset);
+    const int = (v: bigint | number, what: string): bigint => {
+      if (typeof v === 'bigint') return v;
+      if (!Number.isSafeInteger(v)) throw gmErr('EINVAL', 'bind', this.hypervisor.id, `${what} ${v} is not an exact integer`);
+      return BigInt(v);
+    };
+    const gpa = int(opts.gpa, 'gpa');
+    const size = int(opts.size, 'size');
+    const offset = int(opts.offset, 'offset');
     // memory_size 0 means "delete" to KVM; the neutral API has no such meaning.
     if (size <= 0n) throw gmErr('EINVAL', 'bind', this.hypervisor.id, `size ${size} must be > 0`);
+    // The neutral range rules, checked before anything is allocated (a negative value would
+    // otherwise fail the u64 encoding with ERANGE instead of EINVAL).
+    if (gpa < 0n || offset < 0n || gpa + size > 1n << 64n) {
+      throw gmErr('EINVAL', 'bind', this.hypervisor.id, `gpa ${gpa}, offset ${offset}, size ${size}: need >= 0 and gpa + size <= 2^64`);
+    }
     const slot = this.freeSlot();
     const aligned = offset % PAGE === 0n && size % PAGE === 0n && gpa % PAGE === 0n;
     let mapping: KvmMapping | undefined;
@@ -313,7 +323,8 @@ export class KvmVmAdapter implements Vm {
    *   VMs that cannot convert) nothing is discarded.
    * With `discard: false` both sides keep their contents, as the kernel selftest's conversion
    * handler does (a page converted back finds its old shared data).
-   * Ranges outside every binding only change attributes.
+   * Ranges outside every binding only change attributes (the neutral rule: unbound parts of a
+   * range only change {@link memoryState}).
    */
   convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.live('convert');
