@@ -22,6 +22,13 @@ export interface ConformanceTarget {
   create: () => Hypervisor;
   /** When set, the whole suite is skipped with this reason printed (e.g. no /dev/kvm). */
   skip?: string | false;
+  /**
+   * For backends that can refuse a conversion: a fresh hypervisor whose guest keeps the private
+   * pages it touched, so converting them fails (Gunyah: a lent page the guest locked refuses reclaim
+   * with EBUSY). The suite checks that a refused conversion changes nothing. Omit it when the backend
+   * cannot refuse a conversion (KVM converts attributes in place).
+   */
+  createRefusing?: () => Hypervisor;
 }
 
 const P = 4096;
@@ -201,6 +208,105 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       });
     });
 
+    it('bind rejects a negative or fractional gpa, an unaligned offset and size 0 with EINVAL, changing nothing', () => {
+      withVm((_h, vm) => {
+        const m = vm.createGuestMemory({ size: 4 * P });
+        const other = vm.bind({ memory: m, offset: 3 * P, gpa: 0x3000_0000n, size: P, access: 'shared' });
+        const before = vm.bindings();
+        const gpa = 0x2000_0000n;
+        const bad: Array<[string, Parameters<Vm['bind']>[0]]> = [
+          ['negative gpa', { memory: m, offset: 0, gpa: -P, size: P, access: 'shared' }],
+          ['fractional gpa', { memory: m, offset: 0, gpa: 0x2000_0000 + 0.5, size: P, access: 'shared' }],
+          ['unaligned offset', { memory: m, offset: 512, gpa, size: P, access: 'shared' }],
+          ['size 0', { memory: m, offset: 0, gpa, size: 0, access: 'shared' }],
+          ['gpa + size past 2^64', { memory: m, offset: 0, gpa: (1n << 64n) - BigInt(P), size: 2 * P, access: 'shared' }],
+        ];
+        for (const [what, opts] of bad) {
+          expect(expectGuestMemError(() => vm.bind(opts)).code, what).toBe('EINVAL');
+          expect(vm.bindings(), what).toEqual(before);
+        }
+        // Nothing of the failed calls is left behind: the same range binds.
+        const b = vm.bind({ memory: m, offset: 0, gpa, size: P, access: 'shared' });
+        expect(vm.bindings()).toEqual([b, other]);
+        b.unbind();
+        other.unbind();
+        m.close();
+      });
+    });
+
+    it('bind: memory of another VM is EINVAL, closed memory is EBADF, both changing nothing', () => {
+      withVm((h, vm) => {
+        const vm2 = h.createVm();
+        try {
+          const foreign = vm2.createGuestMemory({ size: 2 * P });
+          expect(expectGuestMemError(() => vm.bind({ memory: foreign, offset: 0, gpa: 0x1000_0000n, size: P, access: 'shared' })).code).toBe('EINVAL');
+          expect(vm.bindings()).toEqual([]);
+          expect(vm2.bindings()).toEqual([]);
+          foreign.close();
+          const m = vm.createGuestMemory({ size: 2 * P });
+          m.close();
+          expect(expectGuestMemError(() => vm.bind({ memory: m, offset: 0, gpa: 0x1000_0000n, size: P, access: 'shared' })).code).toBe('EBADF');
+          expect(vm.bindings()).toEqual([]);
+        } finally {
+          vm2.destroy();
+        }
+      });
+    });
+
+    it("bind's default access is 'private' on a VM with private memory, else 'shared'", () => {
+      const probe = target.create();
+      const confidential = probe.capabilities.has('private-memory');
+      probe.close();
+      for (const conf of confidential ? [false, true] : [false]) {
+        withVm((_h, vm) => {
+          const m = vm.createGuestMemory({ size: 2 * P });
+          const gpa = 0x5000_0000n;
+          const gfn = Number(gpa / 4096n);
+          const b = vm.bind({ memory: m, offset: 0, gpa, size: 2 * P });
+          const expected: MemoryAccess = vm.capabilities.has('private-memory') ? 'private' : 'shared';
+          expect(vm.memoryState.get(gfn)).toBe(expected);
+          expect(vm.memoryState.get(gfn + 1)).toBe(expected);
+          b.unbind();
+          m.close();
+        }, { confidential: conf });
+      }
+    });
+
+    it('a binding outlives its memory handle: after memory.close() unbind works, and a new memory binds and unbinds', () => {
+      withVm((_h, vm) => {
+        const guest = vm.capabilities.has('guest-access');
+        const a = vm.createGuestMemory({ size: 4 * P });
+        const ga = 0x1000_0000n;
+        const ba = vm.bind({ memory: a, offset: 0, gpa: ga, size: 4 * P, access: 'shared' });
+        if (guest) vm.guestWrite(ga, new Uint8Array([0xaa]));
+        a.close();
+        expect(a.closed).toBe(true);
+        expect(ba.active).toBe(true);
+        expect(vm.bindings()).toEqual([ba]);
+        // A memory created now may get the closed one's id (fd number) back.
+        const c = vm.createGuestMemory({ size: 4 * P });
+        const gc = 0x2000_0000n;
+        const bc = vm.bind({ memory: c, offset: 0, gpa: gc, size: 4 * P, access: 'shared' });
+        if (guest) vm.guestWrite(gc, new Uint8Array([0xcc]));
+        ba.unbind();
+        expect(ba.active).toBe(false);
+        expect(bc.active).toBe(true);
+        expect(vm.bindings()).toEqual([bc]);
+        if (guest) {
+          expect(vm.guestRead(gc, 1)).toEqual(new Uint8Array([0xcc]));
+          expectGuestMemError(() => vm.guestRead(ga, 1));
+        }
+        ba.unbind(); // idempotent
+        bc.unbind();
+        expect(vm.bindings()).toEqual([]);
+        c.close();
+        // Once every binding is gone, nothing pins the handles: a third memory binds and unbinds.
+        const d = vm.createGuestMemory({ size: P });
+        vm.bind({ memory: d, offset: 0, gpa: ga, size: P, access: 'shared' }).unbind();
+        d.close();
+      });
+    });
+
     it('guest access: zero on first use, guest writes persist, punched pages read zero; without the capability EOPNOTSUPP', () => {
       withVm((_h, vm) => {
         const m = hostMemory(vm, 4 * P) ?? vm.createGuestMemory({ size: 4 * P });
@@ -273,6 +379,97 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         if (b.active) b.unbind();
         m.close();
       }, { confidential });
+    });
+
+    it('convert of unbound GPAs only changes memoryState; a partly bound range converts its bound part', () => {
+      const probe = target.create();
+      const confidential = probe.capabilities.has('private-memory');
+      probe.close();
+      withVm((_h, vm) => {
+        if (!vm.capabilities.has('convert-in-place') && !vm.capabilities.has('convert-remap')) return;
+        const gpa = 0xc000_0000n;
+        const gfn = Number(gpa / 4096n);
+        const to: MemoryAccess = vm.memoryState.get(gfn) === 'shared' ? 'private' : 'shared';
+        vm.convert({ gpa, size: 2 * P }, to);
+        expect(vm.bindings()).toEqual([]);
+        expect(vm.memoryState.get(gfn)).toBe(to);
+        expect(vm.memoryState.get(gfn + 1)).toBe(to);
+        // Half bound: [gpa+2P, gpa+4P) bound with the other access, [gpa+4P, gpa+6P) not.
+        const back: MemoryAccess = to === 'shared' ? 'private' : 'shared';
+        const m = vm.createGuestMemory({ size: 2 * P });
+        const b = vm.bind({ memory: m, offset: 0, gpa: gpa + BigInt(2 * P), size: 2 * P, access: back });
+        vm.convert({ gpa: gpa + BigInt(2 * P), size: 4 * P }, to);
+        for (let i = 2; i < 6; i++) expect(vm.memoryState.get(gfn + i)).toBe(to);
+        const covered = vm.bindings().reduce((n, x) => n + x.size, 0n);
+        expect(covered).toBe(BigInt(2 * P));
+        if (vm.capabilities.has('guest-access')) {
+          vm.guestWrite(gpa + BigInt(2 * P), new Uint8Array([1]));
+          expect(vm.guestRead(gpa + BigInt(2 * P), 1)).toEqual(new Uint8Array([1]));
+        }
+        for (const x of vm.bindings()) x.unbind();
+        expect(b.active).toBe(false);
+        m.close();
+      }, { confidential });
+    });
+
+    it('converting a middle page of a private binding keeps the data and state of the other pages', () => {
+      const probe = target.create();
+      const caps = probe.capabilities;
+      probe.close();
+      if (!caps.has('private-memory')) return;
+      withVm((_h, vm) => {
+        const c = vm.capabilities;
+        if (!c.has('private-memory') || !c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap'))) return;
+        const m = vm.createGuestMemory({ size: 4 * P });
+        const gpa = 0xd000_0000n;
+        const gfn = Number(gpa / 4096n);
+        const at = (i: number): bigint => gpa + BigInt(i * P);
+        vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'private' });
+        for (let i = 0; i < 4; i++) vm.guestWrite(at(i), new Uint8Array([0x10 + i, 0x20 + i]));
+        vm.convert({ gpa: at(1), size: P }, 'shared');
+        expect([0, 1, 2, 3].map((i) => vm.memoryState.get(gfn + i))).toEqual(['private', 'shared', 'private', 'private']);
+        for (const i of [0, 2, 3]) expect(vm.guestRead(at(i), 2), `page ${i}`).toEqual(new Uint8Array([0x10 + i, 0x20 + i]));
+        // The converted page's private data was discarded: the shared page does not show it.
+        expect(vm.guestRead(at(1), 2)).toEqual(new Uint8Array(2));
+        expect(vm.bindings().reduce((n, x) => n + x.size, 0n)).toBe(BigInt(4 * P));
+        // And back: the shared page becomes private again; the others are untouched.
+        vm.guestWrite(at(1), new Uint8Array([0x77]));
+        vm.convert({ gpa: at(1), size: 2 * P }, 'private');
+        expect([0, 1, 2, 3].map((i) => vm.memoryState.get(gfn + i))).toEqual(['private', 'private', 'private', 'private']);
+        for (const i of [0, 2, 3]) expect(vm.guestRead(at(i), 2), `page ${i}`).toEqual(new Uint8Array([0x10 + i, 0x20 + i]));
+        for (const b of vm.bindings()) b.unbind();
+        m.close();
+      }, { confidential: true });
+    });
+
+    it('a refused conversion changes nothing (backends that can refuse one)', () => {
+      if (!target.createRefusing) return;
+      const h = target.createRefusing();
+      try {
+        const vm = h.createVm({ confidential: h.capabilities.has('private-memory') });
+        const c = vm.capabilities;
+        if (!c.has('private-memory') || !c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap'))) return;
+        const m = vm.createGuestMemory({ size: 4 * P });
+        const gpa = 0xe000_0000n;
+        const gfn = Number(gpa / 4096n);
+        // Two bindings: the guest never touches the first, and holds the pages of the second.
+        const b1 = vm.bind({ memory: m, offset: 0, gpa, size: 2 * P, access: 'private' });
+        const b2 = vm.bind({ memory: m, offset: 2 * P, gpa: gpa + BigInt(2 * P), size: 2 * P, access: 'private' });
+        vm.guestWrite(gpa + BigInt(2 * P), new Uint8Array([0x42]));
+        vm.guestWrite(gpa + BigInt(3 * P), new Uint8Array([0x43]));
+        const shape = (): unknown => vm.bindings().map((b) => [b.gpa, b.size, b.offset, b.active]);
+        const before = shape();
+        expectGuestMemError(() => vm.convert({ gpa, size: 4 * P }, 'shared'));
+        expect(shape()).toEqual(before);
+        expect(b1.active && b2.active).toBe(true);
+        for (let i = 0; i < 4; i++) expect(vm.memoryState.get(gfn + i)).toBe('private');
+        expect(vm.guestRead(gpa + BigInt(2 * P), 1)).toEqual(new Uint8Array([0x42]));
+        expect(vm.guestRead(gpa + BigInt(3 * P), 1)).toEqual(new Uint8Array([0x43]));
+        vm.destroy();
+        m.close();
+      } finally {
+        h.close();
+      }
     });
 
     it('the host never reads private memory', () => {
