@@ -177,6 +177,24 @@ describe('GuestMemFile bindings and lifetime', () => {
     expect(seen).toEqual(['punch 6-8 q', 'release 0-10 q']);
   });
 
+  it('the last release frees everything even when a backend hook throws, then rethrows', () => {
+    const alloc = new ArenaFolioAllocator();
+    const released = vi.fn();
+    const f = GuestMemFile.create(4 * P, 0, ops({
+      invalidateBegin: () => {
+        throw new Error('hook failed');
+      },
+      release: released,
+    }), { allocator: alloc });
+    f.bind(0, 2, 'slot');
+    f.allocate(0, 4 * P);
+    expect(() => f.release()).toThrow('hook failed');
+    expect(f.released).toBe(true);
+    expect(f.allBindings).toEqual([]);
+    expect(alloc.stats().bytesInUse).toBe(0);
+    expect(released).toHaveBeenCalledOnce();
+  });
+
   it('the last release drops bindings, frees memory and calls hooks in order', () => {
     const order: string[] = [];
     const alloc = new ArenaFolioAllocator();
@@ -252,3 +270,72 @@ describe('HostMapping', () => {
     f.release();
   });
 });
+
+describe('edge cases (review findings)', () => {
+  it('host and file accesses work at byte offsets beyond 2^53 (bigint offsets)', () => {
+    const f = GuestMemFile.create(1n << 60n, 0, ops());
+    const m = new HostMapping(f, { offset: (1n << 53n) - 4096n, length: 8192 });
+    m.write(4090, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    expect(m.read(4090, 10)).toEqual(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    expect(f.read((1n << 53n) + 1n, 2)).toEqual(new Uint8Array([8, 9]));
+    expect(codeOf(() => f.read((1n << 60n) - 1n, 2))).toBe('EINVAL');
+    m.unmap();
+    f.release();
+  });
+
+  it('bad numbers are GuestMemError EINVAL, never RangeError, and change nothing', () => {
+    const f = GuestMemFile.create(4 * P, 0, ops());
+    expect(codeOf(() => f.allocate(0.5, P))).toBe('EINVAL');
+    expect(codeOf(() => f.punchHole(2 ** 53, P))).toBe('EINVAL');
+    expect(codeOf(() => f.read(0, -1))).toBe('EINVAL');
+    expect(codeOf(() => new HostMapping(f, { offset: 0.5, length: P }))).toBe('EINVAL');
+    expect(codeOf(() => GuestMemFile.create(1.5, 0, ops()))).toBe('EINVAL');
+    const m = new HostMapping(f, { length: P });
+    expect(codeOf(() => m.read(0, -1))).toBe('EFAULT');
+    expect(f.pagesPresent).toBe(0);
+    m.unmap();
+    f.release();
+    expect(codeOf(() => new HostMapping(f, { length: P }))).toBe('EBADF');
+  });
+
+  it('page queries ignore non-indices instead of answering for another page', () => {
+    const f = GuestMemFile.create(128 * P, 0, ops());
+    f.allocate(63 * P, P);
+    expect([f.isPresent(63), f.isPresent(-1), f.isPresent(63.5), f.isPresent(NaN)]).toEqual([true, false, false, false]);
+    expect(f.pageIndex.erase(-1)).toBe(-1);
+    expect(f.pageIndex.getMark(-1, 0)).toBe(false);
+    expect(f.pageIndex.setMark(62.5, 0)).toBe(false);
+    expect(f.isPresent(63)).toBe(true);
+    f.release();
+  });
+
+  it('poison is per folio: a 2 MiB folio is poisoned whole, and any punch into it drops and quarantines it', () => {
+    const f = GuestMemFile.create(1024 * P, 0, ops());
+    f.allocate(0, 1024 * P, { order: 9 });
+    f.fill(0, 512 * P, 0x77);
+    f.markPoisoned(5);
+    f.markPoisoned(5); // idempotent
+    expect(f.isPoisoned(100)).toBe(true);
+    expect(codeOf(() => f.getFolio(300))).toBe('EHWPOISON');
+    f.punchHole(5 * P, P);
+    expect(f.isPoisoned(5)).toBe(false);
+    expect(f.isPresent(100)).toBe(false);
+    expect(f.read(100 * P, 4)).toEqual(new Uint8Array(4));
+    expect(f.allocator.stats().quarantinedBytes).toBe(2 * 1024 * 1024);
+    expect(codeOf(() => f.markPoisoned(5000))).toBe('EINVAL');
+    f.release();
+  });
+
+  it('a failing prepare hook leaves no folio behind', () => {
+    const f = GuestMemFile.create(4 * P, 0, ops({
+      prepare: () => {
+        throw new GuestMemError({ code: 'EIO', op: 'prepare', backend: 'test' });
+      },
+    }));
+    expect(codeOf(() => f.getFolio(1))).toBe('EIO');
+    expect(f.isPresent(1)).toBe(false);
+    expect(f.allocator.stats().bytesInUse).toBe(0);
+    f.release();
+  });
+});
+

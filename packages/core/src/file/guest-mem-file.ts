@@ -15,8 +15,6 @@ const FILL = 2;
 type TransferMode = typeof COPY_OUT | typeof COPY_IN | typeof FILL;
 const DEFAULT_GET: GetFolioOptions = Object.freeze({});
 
-/** Mark bit set on poisoned entries of a file's page index. */
-export const MARK_POISONED = 2 as const;
 
 /** Options of {@link GuestMemFile.bind}. */
 export interface BindRangeOptions {
@@ -85,14 +83,14 @@ export class GuestMemFile<Owner = unknown> {
     ops: GuestMemOps<Owner>,
     opts: GuestMemFileOptions = {},
   ): GuestMemFile<Owner> {
-    const sz = toBig(size);
+    const sz = toBig(size, 'create', ops.backend);
     const max = opts.maxSize ?? MAX_FILE_SIZE;
     if (sz <= 0n || sz % PAGE_SIZE_N !== 0n || sz > max) {
       throw gmErr('EINVAL', 'create', ops.backend, `size ${sz} must be > 0, a multiple of ${PAGE_SIZE} and ≤ ${max}`, {
         info: { size: sz, max },
       });
     }
-    return new GuestMemFile(sz, toBig(flags), ops, opts);
+    return new GuestMemFile(sz, toBig(flags, 'create', ops.backend), ops, opts);
   }
 
   // ---------------------------------------------------------------- lifetime
@@ -121,13 +119,24 @@ export class GuestMemFile<Owner = unknown> {
     if (--this.refCount > 0) return false;
     // Every binding is invalidated, including any a backend bound past EOF.
     const all: PageRange = { first: 0, end: Math.max(this.pages, this.bindings.at(-1)?.end ?? 0) };
-    this.ops.invalidateBegin?.(this, all, 'release');
+    // Every step runs even when a backend hook throws: a released file must never keep memory.
+    // The first hook error is rethrown once everything is freed.
+    let failure: unknown;
+    const step = (fn: () => void): void => {
+      try {
+        fn();
+      } catch (e) {
+        failure ??= e;
+      }
+    };
+    step(() => this.ops.invalidateBegin?.(this, all, 'release'));
     const dropped = this.bindings;
     this.bindings = [];
-    for (const b of dropped) this.ops.bindingDropped?.(this, b.owner, { first: b.first, end: b.end });
+    for (const b of dropped) step(() => this.ops.bindingDropped?.(this, b.owner, { first: b.first, end: b.end }));
     this.index.clear((_i, folio) => this.allocator.free(folio));
-    this.ops.invalidateEnd?.(this, all, 'release');
-    this.ops.release?.(this);
+    step(() => this.ops.invalidateEnd?.(this, all, 'release'));
+    step(() => this.ops.release?.(this));
+    if (failure !== undefined) throw failure;
     return true;
   }
 
@@ -223,16 +232,18 @@ export class GuestMemFile<Owner = unknown> {
   private removePages(first: number, end: number): void {
     let lo = first;
     let hi = end;
-    // Huge folios sticking out of the range: zero the covered part, keep the folio.
+    // Huge folios sticking out of the range: zero the covered part, keep the folio. A poisoned one
+    // is dropped whole instead (eraseRange takes any entry it touches): its memory is never
+    // written again, and the punch is what clears the poison.
     const head = this.index.load(first);
-    if (head >= 0 && this.index.orderOf(first) === 9 && first % 512 !== 0) {
+    if (head >= 0 && this.index.orderOf(first) === 9 && first % 512 !== 0 && !this.allocator.isPoisoned(head)) {
       const base = first - (first % 512);
       this.zeroPart(head, first - base, Math.min(end, base + 512) - base);
       lo = base + 512;
     }
     if (hi > lo && hi % 512 !== 0) {
       const tail = this.index.load(hi - 1);
-      if (tail >= 0 && this.index.orderOf(hi - 1) === 9) {
+      if (tail >= 0 && this.index.orderOf(hi - 1) === 9 && !this.allocator.isPoisoned(tail)) {
         const base = hi - 1 - ((hi - 1) % 512);
         this.zeroPart(tail, Math.max(lo, base) - base, hi - base);
         hi = base;
@@ -258,7 +269,8 @@ export class GuestMemFile<Owner = unknown> {
       throw gmErr('EINVAL', 'getFolio', this.ops.backend, `page ${index} is outside the file (${this.pages} pages)`);
     }
     let folio = this.index.load(index);
-    if (folio < 0) {
+    const created = folio < 0;
+    if (created) {
       if (opts.create === false) return -1;
       const order = opts.order ?? this.defaultOrder;
       if (order === 9 && this.index.nextPresent(index - (index % 512), index - (index % 512) + 512) < 0 && index - (index % 512) + 512 <= this.pages) {
@@ -277,7 +289,12 @@ export class GuestMemFile<Owner = unknown> {
       try {
         this.ops.prepare?.(this, index, folio);
       } catch (e) {
+        // A failed fault changes nothing: a folio created by this call goes away again.
         this.allocator.clearUptodate(folio);
+        if (created) {
+          this.index.erase(index);
+          this.allocator.free(folio);
+        }
         throw e;
       }
     }
@@ -319,24 +336,29 @@ export class GuestMemFile<Owner = unknown> {
 
   /**
    * Marks page `index` hardware-poisoned (memory-failure injection). The page is allocated if it was
-   * absent; guest mappings of it are invalidated (`reason 'poison'`); afterwards {@link getFolio}
-   * gives `EHWPOISON` and host access `SIGBUS` until the page is punched out. The folio is
-   * quarantined by the allocator, never reused.
+   * absent; guest mappings of its folio are invalidated (`reason 'poison'`); afterwards
+   * {@link getFolio} gives `EHWPOISON` and host access `SIGBUS`. The unit is the folio: poisoning a
+   * page of a 2 MiB folio poisons all 512 pages, and a punch touching any of them drops the whole
+   * folio, which clears the poison. Poisoned folios are quarantined by the allocator, never reused.
+   * Poisoning a poisoned page again does nothing; an index outside the file is `EINVAL`.
    */
   markPoisoned(index: number): void {
     this.assertLive('markPoisoned');
+    if (!(Number.isInteger(index) && index >= 0 && index < this.pages)) {
+      throw gmErr('EINVAL', 'markPoisoned', this.ops.backend, `page ${index} is outside the file (${this.pages} pages)`);
+    }
+    if (this.isPoisoned(index)) return;
     const folio = this.getFolio(index, { prepare: false });
     const order = this.index.orderOf(index);
     const first = order === 9 ? index - (index % 512) : index;
     const range: PageRange = { first, end: first + (order === 9 ? 512 : 1) };
     this.ops.invalidateBegin?.(this, range, 'poison');
     this.allocator.setPoisoned(folio);
-    this.index.setMark(index, MARK_POISONED);
     this.ops.invalidateEnd?.(this, range, 'poison');
   }
 
+  /** True when page `index` belongs to a poisoned folio. */
   isPoisoned(index: number): boolean {
-    // The allocator's flag and the index mark are set together; the flag is one cached lookup away.
     const folio = this.index.load(index);
     return folio >= 0 && this.allocator.isPoisoned(folio);
   }
@@ -346,42 +368,59 @@ export class GuestMemFile<Owner = unknown> {
   /**
    * Copies `length` bytes at byte `offset` out of the file, faulting pages in (allocate + prepare).
    * No policy: backends call this for guest accesses; host access goes through {@link HostMapping}.
+   * Offsets may be bigints (files larger than 2^53 bytes); lengths are numbers.
    */
-  read(offset: number, length: number, out: Uint8Array = new Uint8Array(length), outOffset = 0): Uint8Array {
-    this.transfer(COPY_OUT, offset, length, out, outOffset, 0);
-    return out;
+  read(offset: number | bigint, length: number, out?: Uint8Array, outOffset = 0): Uint8Array {
+    const buf = out ?? new Uint8Array(this.checkLength('read', length));
+    this.transfer(COPY_OUT, offset, length, buf, outOffset, 0);
+    return buf;
   }
 
   /** Copies `data` into the file at byte `offset`, faulting pages in. */
-  write(offset: number, data: Uint8Array, dataOffset = 0, length = data.length - dataOffset): void {
+  write(offset: number | bigint, data: Uint8Array, dataOffset = 0, length = data.length - dataOffset): void {
     this.transfer(COPY_IN, offset, length, data, dataOffset, 0);
   }
 
   /** Fills `length` bytes at `offset` with `byte`, faulting pages in. */
-  fill(offset: number, length: number, byte: number): void {
+  fill(offset: number | bigint, length: number, byte: number): void {
     this.transfer(FILL, offset, length, undefined, 0, byte);
+  }
+
+  private checkLength(op: string, length: number): number {
+    if (!(Number.isSafeInteger(length) && length >= 0)) throw gmErr('EINVAL', op, this.ops.backend, `length ${length} must be a whole number ≥ 0`);
+    return length;
   }
 
   /**
    * The one data path: page by page over `[offset, offset+length)`, faulting each page in
    * (allocate + prepare) and copying between it and `buf[bufOffset…]`, or filling it with `byte`.
-   * Fails before touching any page past EOF. No closures or views are allocated per page: this is
-   * the hot path of every host and simulated guest access.
+   * Fails before touching any page if the range leaves the file. Pages are addressed by index and
+   * in-page offset (exact numbers even when the byte offset is a bigint beyond 2^53). No closures
+   * or views are allocated per page: this is the hot path of every host and simulated guest access.
    */
-  private transfer(mode: TransferMode, offset: number, length: number, buf: Uint8Array | undefined, bufOffset: number, byte: number): void {
+  private transfer(mode: TransferMode, offset: number | bigint, length: number, buf: Uint8Array | undefined, bufOffset: number, byte: number): void {
     this.assertLive('access');
-    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0) || offset + length > this.pages * PAGE_SIZE) {
-      throw gmErr('EINVAL', 'access', this.ops.backend, `[${offset}, +${length}) is outside the file (${this.size} bytes)`);
+    this.checkLength('access', length);
+    let index: number;
+    let inPage: number;
+    if (typeof offset === 'number' && Number.isSafeInteger(offset) && offset >= 0 && offset + length <= this.pages * PAGE_SIZE) {
+      index = Math.floor(offset / PAGE_SIZE);
+      inPage = offset % PAGE_SIZE;
+    } else {
+      const off = toBig(offset, 'access', this.ops.backend);
+      if (off < 0n || off + BigInt(length) > this.size) {
+        throw gmErr('EINVAL', 'access', this.ops.backend, `[${off}, +${length}) is outside the file (${this.size} bytes)`);
+      }
+      index = Number(off / PAGE_SIZE_N);
+      inPage = Number(off % PAGE_SIZE_N);
     }
     const alloc = this.allocator;
     let done = 0;
     while (done < length) {
-      const pos = offset + done;
-      const index = Math.floor(pos / PAGE_SIZE);
       const folio = this.getFolio(index);
       const inFolio = alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0;
-      const at = alloc.arenaOffset(folio) + inFolio + (pos % PAGE_SIZE);
-      const n = Math.min(length - done, PAGE_SIZE - (pos % PAGE_SIZE));
+      const at = alloc.arenaOffset(folio) + inFolio + inPage;
+      const n = Math.min(length - done, PAGE_SIZE - inPage);
       const arena = alloc.arenaOf(folio);
       const b = bufOffset + done;
       if (mode === FILL) {
@@ -396,6 +435,8 @@ export class GuestMemFile<Owner = unknown> {
         arena.set(buf!.subarray(b, b + n), at);
       }
       done += n;
+      index++;
+      inPage = 0;
     }
   }
 
@@ -485,8 +526,8 @@ export class GuestMemFile<Owner = unknown> {
    * (allocate); otherwise it is clipped to EOF (punch).
    */
   private checkRange(op: string, offset: bigint | number, len: bigint | number, inside: boolean): PageRange {
-    const off = toBig(offset);
-    const ln = toBig(len);
+    const off = toBig(offset, op, this.ops.backend);
+    const ln = toBig(len, op, this.ops.backend);
     if (off < 0n || ln <= 0n || off % PAGE_SIZE_N !== 0n || ln % PAGE_SIZE_N !== 0n || (inside && off + ln > this.size)) {
       throw gmErr('EINVAL', op, this.ops.backend, `offset ${off}, len ${ln}: need len > 0, both multiples of ${PAGE_SIZE}${inside ? `, end ≤ size ${this.size}` : ''}`, {
         info: { offset: off, len: ln, size: this.size },

@@ -190,7 +190,7 @@ export class ArenaFolioAllocator implements FolioAllocator {
 
   free(folio: number): void {
     const fl = this.flags[folio];
-    if (fl === undefined || !(fl & F_ALLOCATED)) throw new Error(`ArenaFolioAllocator: double free or bad folio ${folio}`);
+    if (fl === undefined || !(fl & F_ALLOCATED)) throw gmErr('EINVAL', 'free', 'core', `double free or not a folio: ${folio}`, { info: { folio } });
     const huge = (fl & F_HUGE_HEAD) !== 0;
     this.inUse -= huge ? HUGE_PAGES * PAGE_SIZE : PAGE_SIZE;
     if (huge) this.live9--;
@@ -247,12 +247,12 @@ export class ArenaFolioAllocator implements FolioAllocator {
   }
 
   view(folio: number): Uint8Array {
-    if (!(this.flags[folio]! & F_UPTODATE)) throw new Error(`ArenaFolioAllocator: folio ${folio} is not uptodate; prepare it first`);
+    if (!(this.flags[folio]! & F_UPTODATE)) throw notUptodate(folio);
     return this.raw(folio);
   }
 
   arenaOf(folio: number): Uint8Array {
-    if (!(this.flags[folio]! & F_UPTODATE)) throw new Error(`ArenaFolioAllocator: folio ${folio} is not uptodate; prepare it first`);
+    if (!(this.flags[folio]! & F_UPTODATE)) throw notUptodate(folio);
     return this.arenas[this.chunkArena[folio >>> 9]!]!;
   }
 
@@ -333,6 +333,11 @@ export class ArenaFolioAllocator implements FolioAllocator {
     for (let p = pages - HUGE_PAGES; p >= base; p -= HUGE_PAGES) this.pushChunk(p);
     return true;
   }
+}
+
+/** Reading a folio before it is prepared would show a recycled folio's old bytes: refused. */
+function notUptodate(folio: number) {
+  return gmErr('EFAULT', 'view', 'core', `folio ${folio} is not uptodate; prepare it first`, { info: { folio } });
 }
 
 function grow<T extends Uint8Array | Uint16Array | Uint32Array>(a: T, length: number): T {

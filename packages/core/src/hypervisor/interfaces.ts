@@ -100,20 +100,31 @@ export interface GuestMemory {
    * punched out. For testing a VMM's memory-failure handling without faulty hardware.
    */
   markPoisoned(offset: bigint | number): void;
-  /** Drops this handle. Memory lives on while bindings or views pin it (backend rules). */
+  /**
+   * Drops this handle (idempotent). Memory lives on while bindings or views pin it (backend rules).
+   * Bindings made before stay usable: their `unbind()` still works after `close()`. A later
+   * `Vm.bind` of it fails with `EBADF`.
+   */
   close(): void;
 }
 
 /** Options of {@link Vm.bind}. */
 export interface BindOptions {
+  /**
+   * A memory object created by this VM (`Vm.createGuestMemory`); another VM's is `EINVAL`, a closed
+   * one `EBADF`.
+   */
   memory: GuestMemory;
-  /** Byte offset into `memory` (page-aligned). */
+  /** Byte offset into `memory`: an integer >= 0, page-aligned, with `offset + size <= memory.size`. */
   offset: bigint | number;
-  /** Guest physical address (page-aligned). */
+  /** Guest physical address: an integer >= 0, page-aligned, with `gpa + size <= 2^64`. */
   gpa: bigint | number;
-  /** Bytes (page-aligned, > 0). */
+  /** Bytes (page-aligned, > 0). Any violation of these rules is `EINVAL` and changes nothing. */
   size: bigint | number;
-  /** Initial access of the range (default: 'private' when the backend has private memory, else 'shared'). */
+  /**
+   * Initial access of the range. Default: 'private' when the VM has private memory (its
+   * capability 'private-memory'), else 'shared' — whatever the memory's `initiallyShared`.
+   */
   access?: MemoryAccess;
   /** The guest may only read. */
   readOnly?: boolean;
@@ -161,7 +172,11 @@ export interface Vm {
   bindings(): readonly MemoryBinding[];
   /**
    * Converts a GPA range to `to`. Needs 'convert-in-place' or 'convert-remap'; `EOPNOTSUPP`
-   * otherwise. Either the whole range converts or nothing changes.
+   * otherwise. The range must be page-aligned and non-empty (`EINVAL`). Either the whole range
+   * converts or nothing changes (e.g. a 'convert-remap' backend refusing reclaim: `EBUSY`, nothing
+   * changed). Only the range converts: guest data outside it is kept. Parts of the range no binding
+   * covers only change {@link memoryState} (KVM's memory attributes exist for unbound GPAs too; a
+   * later `bind` sets its own `access` anyway).
    */
   convert(range: GpaRange, to: MemoryAccess, opts?: ConvertOptions): void;
   /** Reads guest memory as the guest would see it. Needs 'guest-access'. */

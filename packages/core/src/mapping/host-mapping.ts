@@ -41,7 +41,8 @@ export class HostMapping {
     readonly file: GuestMemFile<any>,
     opts: HostMappingOptions,
   ) {
-    const off = toBig(opts.offset ?? 0);
+    if (file.released) throw gmErr('EBADF', 'mmap', file.ops.backend, `guest-memory file ${file.id} was released`);
+    const off = toBig(opts.offset ?? 0, 'mmap', file.ops.backend);
     if (off < 0n || off % PAGE_SIZE_N !== 0n || !(Number.isSafeInteger(opts.length) && opts.length > 0)) {
       throw gmErr('EINVAL', 'mmap', file.ops.backend, `offset ${off} must be page-aligned and length ${opts.length} > 0`);
     }
@@ -59,7 +60,8 @@ export class HostMapping {
 
   /** Copies `len` bytes at mapping offset `at`. */
   read(at: number, len: number): Uint8Array {
-    const out = new Uint8Array(len);
+    // A bad length is refused by access() before the buffer is used.
+    const out = new Uint8Array(Number.isSafeInteger(len) && len >= 0 ? len : 0);
     this.access('read', at, len, out, 0);
     return out;
   }
@@ -103,10 +105,11 @@ export class HostMapping {
     let done = 0;
     while (done < len) {
       const fileOffBig = base < 0 ? this.offset + BigInt(at + done) : undefined;
-      const fileOff = fileOffBig === undefined ? base + at + done : Number(fileOffBig);
-      const index = fileOffBig === undefined ? Math.floor(fileOff / PAGE_SIZE) : Number(fileOffBig / PAGE_SIZE_N);
-      const n = Math.min(len - done, PAGE_SIZE - (fileOff % PAGE_SIZE));
-      this.check(kind, index, fileOffBig ?? fileOff);
+      const fileOff = fileOffBig ?? base + at + done;
+      const index = fileOffBig === undefined ? Math.floor((base + at + done) / PAGE_SIZE) : Number(fileOffBig / PAGE_SIZE_N);
+      const inPage = fileOffBig === undefined ? (base + at + done) % PAGE_SIZE : Number(fileOffBig % PAGE_SIZE_N);
+      const n = Math.min(len - done, PAGE_SIZE - inPage);
+      this.check(kind, index, fileOff);
       if (kind === 'read') this.file.read(fileOff, n, buf, done);
       else if (buf) this.file.write(fileOff, buf, done, n);
       else this.file.fill(fileOff, n, byte);

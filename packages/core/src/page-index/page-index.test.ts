@@ -20,6 +20,7 @@ class ModelIndex {
     return b === undefined ? -1 : this.entries.get(b)!.value;
   }
   eraseRange(first: number, end: number): void {
+    if (first >= end) return; // an empty range touches nothing
     for (const [b, e] of [...this.entries]) {
       const span = e.order === 9 ? 512 : 1;
       if (b < end && b + span > first) this.entries.delete(b);

@@ -103,7 +103,8 @@ export class PageIndex {
     }
     let node = this.root;
     let shift = this.rootShift;
-    if (node === 0 || index >= FANOUT * POW2[shift]!) return -1;
+    // Not an index (negative, fractional, NaN, too large): nothing is stored there.
+    if (node === 0 || !isIndex(index) || index >= FANOUT * POW2[shift]!) return -1;
     for (;;) {
       const v = this.slots[node * FANOUT + slotOf(index, shift)]!;
       if (v === 0) return -1;
@@ -127,7 +128,7 @@ export class PageIndex {
   private locate(index: number): number {
     let node = this.root;
     let shift = this.rootShift;
-    if (node === 0 || index >= FANOUT * POW2[shift]!) return -1;
+    if (node === 0 || !isIndex(index) || index >= FANOUT * POW2[shift]!) return -1;
     for (;;) {
       const v = this.slots[node * FANOUT + slotOf(index, shift)]!;
       if (v === 0) return -1;
@@ -425,7 +426,7 @@ export class PageIndex {
   getMark(index: number, m: MarkBit): boolean {
     let node = this.root;
     let shift = this.rootShift;
-    if (node === 0 || index >= FANOUT * POW2[shift]!) return false;
+    if (node === 0 || !isIndex(index) || index >= FANOUT * POW2[shift]!) return false;
     for (;;) {
       const s = slotOf(index, shift);
       const v = this.slots[node * FANOUT + s]!;
@@ -442,7 +443,7 @@ export class PageIndex {
     const pathSlots: number[] = [];
     let node = this.root;
     let shift = this.rootShift;
-    if (node === 0 || index >= FANOUT * POW2[shift]!) return false;
+    if (node === 0 || !isIndex(index) || index >= FANOUT * POW2[shift]!) return false;
     for (;;) {
       const s = slotOf(index, shift);
       const v = this.slots[node * FANOUT + s]!;
@@ -640,6 +641,10 @@ export class PageIndex {
     this.counts = counts;
     this.capacity = cap;
   }
+}
+
+function isIndex(index: number): boolean {
+  return Number.isInteger(index) && index >= 0;
 }
 
 function checkIndex(index: number): void {

@@ -5,6 +5,8 @@
  * - Page indices are `number`: the index range is 0..2^52-1, exact in a double.
  * - Byte addresses and offsets are `bigint`: KVM accepts offsets up to 2^63 and beyond 2^53.
  */
+import { gmErr } from '../errors/guest-mem-error.js';
+
 declare const brand: unique symbol;
 type Brand<T, B extends string> = T & { readonly [brand]: B };
 
@@ -27,10 +29,13 @@ export const gpa = (v: bigint | number): Gpa => BigInt(v) as Gpa;
 export const fileOffset = (v: bigint | number): FileOffset => BigInt(v) as FileOffset;
 export const pageNumber = (v: number): PageNumber => v as PageNumber;
 
-/** Converts a bigint-or-number byte value to bigint, rejecting non-integers. */
-export function toBig(v: bigint | number): bigint {
+/**
+ * Converts a bigint-or-number byte value to bigint. A number that is not an exact integer
+ * (fractional, NaN, ±Infinity, beyond 2^53) is bad input: `EINVAL` for `op` of `backend`.
+ */
+export function toBig(v: bigint | number, op = 'argument', backend = 'core'): bigint {
   if (typeof v === 'bigint') return v;
-  if (!Number.isSafeInteger(v)) throw new RangeError(`not an exact integer: ${v}`);
+  if (!Number.isSafeInteger(v)) throw gmErr('EINVAL', op, backend, `${v} is not an exact integer (pass a bigint beyond 2^53)`, { info: { value: v } });
   return BigInt(v);
 }
 
