@@ -152,9 +152,14 @@ export class KvmHypervisor implements Hypervisor {
 
   /** Destroys every VM still alive and closes `/dev/kvm`. */
   close(): void {
-    for (const vm of this.vms) if (!vm.destroyed) vm.destroy();
+    for (const vm of [...this.vms]) vm.destroy();
     this.vms.clear();
     if (!this.kvm.closed) this.kvm.close();
+  }
+
+  /** @internal A destroyed VM stops being tracked (so create/destroy cycles do not accumulate). */
+  forgetVm(vm: KvmVmAdapter): void {
+    this.vms.delete(vm);
   }
 }
 
@@ -331,10 +336,14 @@ export class KvmVmAdapter implements Vm {
     if (!this.capabilities.has('convert-in-place')) {
       throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, 'KVM_SET_MEMORY_ATTRIBUTES cannot set PRIVATE on this VM');
     }
-    const gpa = toBig(range.gpa);
-    const size = toBig(range.size);
+    const gpa = toBig(range.gpa, 'convert', this.hypervisor.id);
+    const size = toBig(range.size, 'convert', this.hypervisor.id);
+    // The attributes ioctl is the conversion: it either applies to the whole range or fails
+    // without changing anything. The state map mirrors the kernel right after it.
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
-    if (opts.discard !== false) {
+    this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
+    if (opts.discard === false) return;
+    try {
       for (const b of this.slots.values()) {
         const lo = gpa > b.gpa ? gpa : b.gpa;
         const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
@@ -342,8 +351,19 @@ export class KvmVmAdapter implements Vm {
         if (to === 'shared') (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
         else b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
       }
+    } catch (e) {
+      if (!GuestMemError.is(e)) throw e;
+      // Converted, but freeing the side no longer used failed: say both, so nothing is hidden.
+      throw new GuestMemError({
+        code: e.code === 'SIGBUS' ? 'EIO' : e.code,
+        op: 'convert',
+        backend: this.hypervisor.id,
+        syscall: e.syscall,
+        detail: `the range is now ${to}, but discarding its old side failed: ${e.message}`,
+        info: { converted: true, discardFailed: true },
+        cause: e,
+      });
     }
-    this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
   }
 
   guestRead(gpa: bigint | number, len: number): Uint8Array {
@@ -366,8 +386,8 @@ export class KvmVmAdapter implements Vm {
     for (const b of [...this.slots.values()]) b.unbind();
     this.dead = true;
     this.kvmVm.close();
+    this.hypervisor.forgetVm(this);
   }
-
 
   private freeSlot(): number {
     for (let s = 0; s < KVM_USER_MEM_SLOTS; s++) if (!this.slots.has(s)) return s;

@@ -1,4 +1,4 @@
-import { HYPERVISOR_PROVIDER, type HypervisorProvider } from '@guestmem/core';
+import { FOLIO_ALLOCATOR, HYPERVISOR_PROVIDER, type FolioAllocator, type HypervisorProvider } from '@guestmem/core';
 import type { DependencyContainer } from 'tsyringe';
 import type { KvmProfile } from '../api.js';
 import { openKvm } from '../open.js';
@@ -41,7 +41,7 @@ export function nativeKvmProvider(): HypervisorProvider {
  * (confidential VMs are `KVM_X86_SW_PROTECTED_VM`), with the sim's guest-access, host-memory and
  * poison extensions wired in ('guest-access', 'poison-injection').
  */
-export function simKvmProvider(profile: KvmProfile = '6.18'): HypervisorProvider {
+export function simKvmProvider(profile: KvmProfile = '6.18', allocator?: () => FolioAllocator | undefined): HypervisorProvider {
   return {
     id: 'kvm-sim',
     priority: 10,
@@ -49,7 +49,9 @@ export function simKvmProvider(profile: KvmProfile = '6.18'): HypervisorProvider
     description: `simulated Linux ${profile} KVM guest_memfd with SW_PROTECTED VMs (differentially tested against the real kernel)`,
     probe: () => ({ available: true, reason: `simulation of Linux ${profile}, always available` }),
     create: () => {
-      const kvm = new SimKvm(new SimKernel({ profile, swProtectedVm: true }));
+      // The container's FOLIO_ALLOCATOR (when registered) backs the simulated kernel's memory, so
+      // accounting and fault injection are shared with every other backend of the container.
+      const kvm = new SimKvm(new SimKernel({ profile, swProtectedVm: true, allocator: allocator?.() }));
       return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm));
     },
   };
@@ -62,6 +64,9 @@ export function simKvmProvider(profile: KvmProfile = '6.18'): HypervisorProvider
 export function registerKvm(container: DependencyContainer, opts: RegisterKvmOptions = {}): DependencyContainer {
   const driver = opts.driver ?? 'auto';
   if (driver === 'auto' || driver === 'native') container.register(HYPERVISOR_PROVIDER, { useValue: nativeKvmProvider() });
-  if (driver === 'auto' || driver === 'sim') container.register(HYPERVISOR_PROVIDER, { useValue: simKvmProvider(opts.profile) });
+  if (driver === 'auto' || driver === 'sim') {
+    const allocator = () => (container.isRegistered(FOLIO_ALLOCATOR, true) ? container.resolve(FOLIO_ALLOCATOR) : undefined);
+    container.register(HYPERVISOR_PROVIDER, { useValue: simKvmProvider(opts.profile, allocator) });
+  }
   return container;
 }
