@@ -84,7 +84,7 @@ class ToyMemory implements GuestMemory {
     this.file.punchHole(offset, len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
-    if (!this.hostMappable) throw gmErr('EPERM', 'map', ID, 'memory was created without hostMappable');
+    if (!this.hostMappable) throw gmErr('ENODEV', 'map', ID, 'memory was created without hostMappable');
     const offset = toBig(opts.offset ?? 0);
     const m = new HostMapping(this.file, { offset, length: opts.length ?? Number(this.file.size - offset) });
     return { length: m.length, read: (a, l) => m.read(a, l), write: (a, d) => m.write(a, d), fill: (a, l, b) => m.fill(a, l, b), unmap: () => m.unmap() };

@@ -1,5 +1,5 @@
 import type { FileOffset, Gpa } from '../types/brands.js';
-import type { RangeStateMap } from '../state/range-state-map.js';
+import type { ReadonlyRangeStateMap } from '../state/range-state-map.js';
 
 /**
  * The hypervisor-neutral API. VMM code written against these interfaces runs on every backend
@@ -165,7 +165,7 @@ export interface Vm {
   readonly capabilities: Capabilities;
   readonly destroyed: boolean;
   /** Current shared/private state per guest frame (gpa / 4096), with change listeners. */
-  readonly memoryState: RangeStateMap<MemoryAccess>;
+  readonly memoryState: ReadonlyRangeStateMap<MemoryAccess>;
   createGuestMemory(opts: CreateGuestMemoryOptions): GuestMemory;
   bind(opts: BindOptions): MemoryBinding;
   /** Bindings currently active, by GPA. */
@@ -179,9 +179,13 @@ export interface Vm {
    * later `bind` sets its own `access` anyway).
    */
   convert(range: GpaRange, to: MemoryAccess, opts?: ConvertOptions): void;
-  /** Reads guest memory as the guest would see it. Needs 'guest-access'. */
+  /**
+   * Reads guest memory as the guest would see it. Needs 'guest-access'. An access the backend
+   * cannot resolve (no binding, a read-only binding written, a private/shared mismatch) fails with
+   * `EFAULT`, a poisoned page with `EHWPOISON`; the backend's own exit record is in `info`.
+   */
   guestRead(gpa: bigint | number, len: number): Uint8Array;
-  /** Writes guest memory as the guest would. Needs 'guest-access'. */
+  /** Writes guest memory as the guest would. Needs 'guest-access'. Errors as {@link guestRead}. */
   guestWrite(gpa: bigint | number, data: Uint8Array): void;
   /** Tears the VM down: unbinds everything. Memory objects follow their backend's lifetime rules. */
   destroy(): void;

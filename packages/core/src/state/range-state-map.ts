@@ -2,10 +2,29 @@
  * A per-page state map with change listeners — e.g. shared/private per guest page, the thing QEMU
  * (`RamBlockAttributes`) and Cloud Hypervisor had to build themselves.
  *
- * Stored run-length encoded (sorted boundaries), so a 16 GiB guest that is all shared costs one run
- * and a conversion costs O(log runs + runs touched). Keys are page numbers (any unit the owner picks:
- * guest frame numbers or file pages) in `[0, limit)`.
+ * Stored run-length encoded (sorted boundaries), so a 16 GiB guest that is all shared costs one run.
+ * A lookup is O(log runs); a change is O(log runs + runs touched) plus an array splice, O(runs) in
+ * the worst case. Keys are page numbers (any unit the owner picks: guest frame numbers or file
+ * pages) in `[0, limit)`.
  */
+
+/** The read side of a {@link RangeStateMap}: what a VM hands out, so only its backend changes state. */
+export interface ReadonlyRangeStateMap<S> {
+  readonly initial: S;
+  readonly limit: number;
+  /** State of page `p`. */
+  get(p: number): S;
+  /** Maximal runs intersecting `[first, end)`, clipped to it. */
+  runs(first?: number, end?: number): StateRun<S>[];
+  /** True when every page of `[first, end)` has `state`. */
+  isUniform(first: number, end: number, state: S): boolean;
+  /** Pages in `[first, end)` with `state`. */
+  count(state: S, first?: number, end?: number): number;
+  /** Number of runs (a measure of fragmentation). */
+  readonly runCount: number;
+  /** Subscribes to changes; returns the unsubscribe function. */
+  onChange(l: StateListener<S>): () => void;
+}
 
 /** One change: `[first, end)` went from `from` to `to`. Listeners get one event per maximal run. */
 export interface StateChange<S> {
@@ -24,7 +43,7 @@ export interface StateRun<S> {
   readonly state: S;
 }
 
-export class RangeStateMap<S> {
+export class RangeStateMap<S> implements ReadonlyRangeStateMap<S> {
   /** Run starts, ascending; `starts[0] === 0`. */
   private starts: number[] = [0];
   private states: S[];

@@ -33,7 +33,7 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(v.read(0, 3)).toEqual(Uint8Array.of(4, 5, 6));
     v.unmap();
     expect(vm.guestRead(0x10000, 3)).toEqual(Uint8Array.of(1, 2, 3));
-    expect(() => vm.guestRead(0x90000, 1)).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'ioctl(GUNYAH_VCPU_RUN)' }));
+    expect(() => vm.guestRead(0x90000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', syscall: 'ioctl(GUNYAH_VCPU_RUN)', info: expect.objectContaining({ exit: expect.objectContaining({ attempt: -2 }) }) }));
     expect(priv.active).toBe(true);
   });
 

@@ -452,7 +452,9 @@ class GunyahNeutralVm implements Vm {
     const r = access();
     if (r.status === 'done') return r.data ?? new Uint8Array(0);
     if (r.status === 'page-fault') {
-      const code = errnoCode(-r.exit.attempt) ?? 'EFAULT';
+      // The neutral API reports every unresolved guest access as EFAULT (poison as EHWPOISON); the
+      // uAPI's own answer (-ENOENT unbound, -EPERM read-only…) stays in info.exit.attempt.
+      const code = errnoCode(-r.exit.attempt) === 'EHWPOISON' ? 'EHWPOISON' : 'EFAULT';
       throw new GuestMemError({
         code,
         op,
