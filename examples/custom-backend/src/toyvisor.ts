@@ -87,7 +87,7 @@ class ToyMemory implements GuestMemory {
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', ID, 'memory was created without hostMappable');
     const offset = toBig(opts.offset ?? 0);
     const m = new HostMapping(this.file, { offset, length: opts.length ?? Number(this.file.size - offset) });
-    return { length: m.length, read: (a, l) => m.read(a, l), write: (a, d) => m.write(a, d), fill: (a, l, b) => m.fill(a, l, b), unmap: () => m.unmap() };
+    return m; // core's HostMapping already is a HostView
   }
   markPoisoned(offset: bigint | number): void {
     const off = toBig(offset);

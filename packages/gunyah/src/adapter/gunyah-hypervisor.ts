@@ -9,6 +9,7 @@ import {
   GuestMemError,
   PAGE_SIZE_N,
   RangeStateMap,
+  hostView,
   errnoCode,
   fileOffset,
   gmErr,
@@ -142,14 +143,8 @@ class GunyahGuestMemory implements GuestMemory {
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', BACKEND, 'memory created without hostMappable', { syscall: 'mmap' });
     const offset = toBig(opts.offset ?? 0);
     const m = this.mem.mmap({ offset, length: opts.length ?? Number(this.size - offset) });
-    return {
-      // The mapping's own length (rounded up to whole pages), as on every other backend.
-      length: Number(m.length),
-      read: (at, len) => m.read(at, len),
-      write: (at, data) => m.write(at, data),
-      fill: (at, len, byte) => m.fill(at, len, byte),
-      unmap: () => m.unmap(),
-    };
+    // The mapping's own length (rounded up to whole pages), as on every other backend.
+    return hostView(m, () => m.unmap());
   }
   /** Gunyah's uAPI has no memory-failure injection (research §6), so no 'poison-injection'. */
   markPoisoned(): void {

@@ -10,6 +10,7 @@ import {
   RangeStateMap,
   fileOffset,
   gmErr,
+  hostView,
   gpa as toGpa,
   makeCapabilities,
   toBig,
@@ -444,13 +445,7 @@ export class KvmGuestMemory implements GuestMemory {
     const offset = toBig(opts.offset ?? 0);
     const length = opts.length ?? Number(this.size - offset);
     const m = this.fd.mmap({ length, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
-    return {
-      length: m.length,
-      read: (at, len) => m.read(at, len),
-      write: (at, data) => m.write(at, data),
-      fill: (at, len, byte) => m.fill(at, len, byte),
-      unmap: () => m.munmap(),
-    };
+    return hostView(m, () => m.munmap());
   }
 
   close(): void {
@@ -485,14 +480,8 @@ export class KvmBinding implements MemoryBinding {
   sharedView(): HostView | undefined {
     const m = this.mapping;
     if (!m || m.unmapped) return undefined;
-    return {
-      length: m.length,
-      read: (at, len) => m.read(at, len),
-      write: (at, data) => m.write(at, data),
-      fill: (at, len, byte) => m.fill(at, len, byte),
-      // The binding owns the memory: it is unmapped by unbind(), not by a view.
-      unmap: () => {},
-    };
+    // The binding owns the memory: it is unmapped by unbind(), not by a view.
+    return hostView(m, () => {});
   }
 
   get readOnly(): boolean {

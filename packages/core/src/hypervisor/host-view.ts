@@ -1,0 +1,24 @@
+import type { HostView } from './interfaces.js';
+
+/** Anything with the host-view accessors: core's `HostMapping`, a KVM or Gunyah mapping. */
+export interface HostViewSource {
+  readonly length: number | bigint;
+  read(at: number, len: number): Uint8Array;
+  write(at: number, data: Uint8Array): void;
+  fill(at: number, len: number, byte: number): void;
+}
+
+/**
+ * Wraps a backend mapping as the neutral {@link HostView}, with `unmap` doing what the adapter
+ * decides (unmap the mapping, or nothing when something else owns it). Adapters use this instead
+ * of writing the same forwarding object each.
+ */
+export function hostView(source: HostViewSource, unmap: () => void): HostView {
+  return {
+    length: Number(source.length),
+    read: (at, len) => source.read(at, len),
+    write: (at, data) => source.write(at, data),
+    fill: (at, len, byte) => source.fill(at, len, byte),
+    unmap,
+  };
+}
