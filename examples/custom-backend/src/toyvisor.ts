@@ -161,7 +161,7 @@ class ToyVm implements Vm {
     const clash = this.table.find((b) => gpa < b.gpa + b.size && b.gpa < gpa + size);
     if (clash) throw gmErr('EEXIST', 'bind', ID, `GPA range overlaps the binding at 0x${clash.gpa.toString(16)}`);
     const b = new ToyBinding(this, mem, toGpa(gpa), size, fileOffset(offset), o.readOnly ?? false);
-    mem.file.bind(Number(offset / PAGE), Number((offset + size) / PAGE), b, 'EEXIST');
+    mem.file.bind(Number(offset / PAGE), Number((offset + size) / PAGE), b, { overlapCode: 'EEXIST' });
     this.table.push(b);
     // Default access: private, since toyvisor VMs have private memory (the neutral rule).
     if ((o.access ?? 'private') === 'private') this.convert({ gpa, size }, 'private', { discard: false });

@@ -46,7 +46,7 @@ export function runQuickstart(log: (line: string) => void = console.log): void {
   log('5. Bind pages to owners (a KVM memslot, a Gunyah mapping): overlaps fail with the errno the backend picks.');
   file.bind(0, 256, 'slot 0');
   try {
-    file.bind(128, 512, 'slot 1', 'EEXIST');
+    file.bind(128, 512, 'slot 1', { overlapCode: 'EEXIST' });
   } catch (e) {
     if (e instanceof GuestMemError) log(`   ${e.code} (errno ${e.errno}): ${e.message}`);
   }

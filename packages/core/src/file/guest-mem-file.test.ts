@@ -152,7 +152,7 @@ describe('GuestMemFile bindings and lifetime', () => {
     const f = GuestMemFile.create(16 * P, 0, ops());
     f.bind(0, 4, 'a');
     f.bind(4, 8, 'b');
-    expect(codeOf(() => f.bind(3, 5, 'c', 'EEXIST'))).toBe('EEXIST');
+    expect(codeOf(() => f.bind(3, 5, 'c', { overlapCode: 'EEXIST' }))).toBe('EEXIST');
     expect(codeOf(() => f.bind(7, 9, 'c'))).toBe('EINVAL');
     expect(codeOf(() => f.bind(8, 17, 'c'))).toBe('EINVAL');
     expect(f.bindingsIn(0, 16).map((b) => b.owner)).toEqual(['a', 'b']);
@@ -169,8 +169,8 @@ describe('GuestMemFile bindings and lifetime', () => {
       invalidateBegin: (file, r, why) => seen.push(`${why} ${r.first}-${r.end} ${file.bindingsIn(r.first, r.end).map((b) => b.owner).join(',')}`),
     }));
     expect(codeOf(() => f.bind(2, 10, 'q'))).toBe('EINVAL');
-    f.bind(2, 10, 'q', 'EINVAL', 'bind', { allowPastEof: true });
-    expect(codeOf(() => f.bind(8, 12, 'r', 'EINVAL', 'bind', { allowPastEof: true }))).toBe('EINVAL');
+    f.bind(2, 10, 'q', { allowPastEof: true });
+    expect(codeOf(() => f.bind(8, 12, 'r', { allowPastEof: true }))).toBe('EINVAL');
     f.punchHole(6 * P, 2 * P); // wholly past EOF: nothing to free, the binding is still invalidated
     f.punchHole(20 * P, P); // past EOF and past every binding: nothing at all
     f.release();

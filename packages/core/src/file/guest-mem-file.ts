@@ -18,6 +18,10 @@ const DEFAULT_GET: GetFolioOptions = Object.freeze({});
 
 /** Options of {@link GuestMemFile.bind}. */
 export interface BindRangeOptions {
+  /** The errno an overlap gives (the backend's choice: KVM EINVAL, Gunyah EEXIST). Default EINVAL. */
+  overlapCode?: ErrnoCode;
+  /** The operation named in errors (default 'bind'). */
+  op?: string;
   /**
    * Accept a range that reaches past EOF (up to page 2^52). Real uAPIs let that happen: KVM 6.18's
    * signed-overflow offset check, Gunyah v17's unchecked offsets. Such pages hold no memory, but
@@ -444,9 +448,11 @@ export class GuestMemFile<Owner = unknown> {
 
   /**
    * Records that `[first, end)` (pages) is bound to `owner`. Any overlap with an existing binding
-   * throws `overlapCode` (the backend's errno: KVM uses EINVAL, Gunyah EEXIST) and changes nothing.
+   * throws `opts.overlapCode` (the backend's errno: KVM uses EINVAL, Gunyah EEXIST) and changes nothing.
    */
-  bind(first: number, end: number, owner: Owner, overlapCode: ErrnoCode = 'EINVAL', op = 'bind', opts: BindRangeOptions = {}): void {
+  bind(first: number, end: number, owner: Owner, opts: BindRangeOptions = {}): void {
+    const op = opts.op ?? 'bind';
+    const overlapCode = opts.overlapCode ?? 'EINVAL';
     this.assertLive(op);
     const limit = opts.allowPastEof ? MAX_PAGE_INDEX + 1 : this.pages;
     if (!(Number.isInteger(first) && Number.isInteger(end) && first >= 0 && end > first && end <= limit)) {

@@ -362,7 +362,7 @@ export class SimGuestMem implements GunyahGuestMem {
    * takes the file reference it holds. The caller has done the overlap check (see `SimVm.addMapping`).
    */
   addBinding(b: SimBinding): void {
-    this.file.bind(b.off, indexEnd(b), b, 'EEXIST', 'GUNYAH_VM_MAP_MEM', { allowPastEof: true });
+    this.file.bind(b.off, indexEnd(b), b, { overlapCode: 'EEXIST', op: 'GUNYAH_VM_MAP_MEM', allowPastEof: true });
     this.file.acquire();
   }
 

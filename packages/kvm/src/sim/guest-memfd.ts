@@ -87,7 +87,7 @@ export class SimGmemFile {
    * reaching past EOF is possible through the 6.18 signed-overflow quirk (research §2.6 E1).
    */
   bind(slot: SimMemslot, first: number, end: number): void {
-    this.core.bind(first, end, slot, 'EINVAL', 'kvm_gmem_bind', { allowPastEof: true });
+    this.core.bind(first, end, slot, { overlapCode: 'EINVAL', op: 'kvm_gmem_bind', allowPastEof: true });
   }
 
   /** `xa_store_range(bindings, …, NULL)` for `slot`. */
