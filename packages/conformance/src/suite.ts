@@ -143,14 +143,22 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       withVm((_h, vm) => {
         const a = hostMemory(vm, 8 * P);
         if (!a) return ctx.skip('needs host-map and initially-shared memory');
+        // Released with its data in place (no punch): its memory goes back to the allocator and
+        // the next object, likely given the same folios, must read zero (invariant 2, recycle).
         const va = a.map();
         va.fill(0, 8 * P, 0x5c);
-        a.punchHole(0, 8 * P);
         va.unmap();
         a.close();
         const b = hostMemory(vm, 8 * P)!;
         const vb = b.map();
         expect(vb.read(0, 8 * P).every((x) => x === 0)).toBe(true);
+        // And a live neighbour's writes never show up either.
+        const c = hostMemory(vm, 8 * P)!;
+        const vc = c.map();
+        vc.fill(0, 8 * P, 0x3c);
+        expect(vb.read(0, 8 * P).every((x) => x === 0)).toBe(true);
+        vc.unmap();
+        c.close();
         vb.unmap();
         b.close();
       });
