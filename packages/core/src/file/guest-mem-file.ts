@@ -1,6 +1,6 @@
 import { gmErr, type ErrnoCode } from '../errors/guest-mem-error.js';
 import { ArenaFolioAllocator, type FolioAllocator } from '../folio/folio-allocator.js';
-import { PageIndex } from '../page-index/page-index.js';
+import { PageIndex, type ErasedValues } from '../page-index/page-index.js';
 import { MAX_PAGE_INDEX, PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
 import type { AllocateOptions, FileBinding, GetFolioOptions, GuestMemOps, PageRange } from './types.js';
 
@@ -63,6 +63,8 @@ export class GuestMemFile<Owner = unknown> {
   readonly allocator: FolioAllocator;
   readonly defaultOrder: 0 | 9;
   private readonly index = new PageIndex();
+  /** Reused collector of folios a punch removes (freed in one batch). */
+  private readonly erased: ErasedValues = { values: new Int32Array(64), count: 0 };
   private bindings: Array<FileBinding<Owner>> = [];
   private refCount = 1;
 
@@ -253,7 +255,12 @@ export class GuestMemFile<Owner = unknown> {
         hi = base;
       }
     }
-    if (hi > lo) this.index.eraseRange(lo, hi, (_i, folio) => this.allocator.free(folio));
+    if (hi > lo) {
+      const erased = this.erased;
+      erased.count = 0;
+      this.index.eraseRange(lo, hi, erased);
+      this.allocator.freeMany(erased.values, erased.count);
+    }
   }
 
   private zeroPart(folio: number, fromPage: number, toPage: number): void {

@@ -50,6 +50,23 @@ describe('ArenaFolioAllocator', () => {
     expect(a.view(g).every((b) => b === 0)).toBe(true);
   });
 
+  it('freeMany returns runs, huge and poisoned folios exactly like free, and still rejects double frees', () => {
+    const a = new ArenaFolioAllocator({ arenaMiB: 8 });
+    const small = Array.from({ length: 700 }, () => a.alloc(0)); // spans two chunks
+    const huge = a.alloc(9);
+    a.setPoisoned(small[3]!);
+    const all = Int32Array.from([...small, huge]);
+    a.freeMany(all, all.length);
+    const s = a.stats();
+    expect(s.bytesInUse).toBe(0);
+    expect(s.folios).toEqual({ order0: 0, order9: 0 });
+    expect(s.quarantinedBytes).toBe(4096);
+    expect(() => a.freeMany(Int32Array.of(small[0]!), 1)).toThrow(/double free/);
+    // Everything but the quarantined page can be handed out again.
+    const again = new Set(Array.from({ length: 1023 }, () => a.alloc(0)));
+    expect(again.has(small[3]!)).toBe(false);
+  });
+
   it('rejects double free', () => {
     const a = new ArenaFolioAllocator();
     const f = a.alloc(0);

@@ -216,10 +216,15 @@ describe('PageIndex', () => {
               expect(x.erase(o.i)).toBe(m.load(o.i));
               m.erase(o.i);
               break;
-            case 'eraseRange':
-              x.eraseRange(o.i, end);
+            case 'eraseRange': {
+              // The collector must see exactly the values of the entries the model erases.
+              const expected = o.i < end ? m.sorted(o.i, end).map(([, v]) => v) : [];
+              const sink = { values: new Int32Array(1), count: 0 };
+              expect(x.eraseRange(o.i, end, sink)).toBe(expected.length);
+              expect(Array.from(sink.values.subarray(0, sink.count))).toEqual(expected);
               m.eraseRange(o.i, end);
               break;
+            }
             case 'fill':
               x.fillAbsent(o.i, end, (i) => {
                 m.store(i, next, 0);

@@ -37,6 +37,24 @@ export type MarkBit = 0 | 1 | 2;
 /** Visitor for ordered iteration: `index` is the entry's first index (512-aligned for order 9). */
 export type EntryVisitor = (index: number, value: number, order: EntryOrder) => void;
 
+/**
+ * Collects the values of erased entries without a call per entry (the bulk-punch path): they are
+ * appended to `values[count…]`, growing `values` when full.
+ */
+export interface ErasedValues {
+  values: Int32Array;
+  count: number;
+}
+
+function collect(sink: ErasedValues, v: number): void {
+  if (sink.count === sink.values.length) {
+    const bigger = new Int32Array(Math.max(64, sink.values.length * 2));
+    bigger.set(sink.values);
+    sink.values = bigger;
+  }
+  sink.values[sink.count++] = v;
+}
+
 function slotOf(index: number, shift: number): number {
   // `(x / 2^shift) & 63`: ToInt32 truncates and keeps the low bits, exact for every index < 2^53.
   return (index / POW2[shift]!) & 63;
@@ -328,10 +346,11 @@ export class PageIndex {
 
   /**
    * Erases every entry that intersects `[first, end)` — an order-9 entry that sticks out of the range
-   * is erased whole. `onErase` sees each erased entry once, in index order. Returns the number of
-   * entries erased.
+   * is erased whole. `onErase` sees each erased entry once, in index order: a visitor is called, an
+   * {@link ErasedValues} collector gets the values appended (no call per entry). Returns the number
+   * of entries erased.
    */
-  eraseRange(first: number, end: number, onErase?: EntryVisitor): number {
+  eraseRange(first: number, end: number, onErase?: EntryVisitor | ErasedValues): number {
     if (this.root === 0 || first >= end) return 0;
     const limit = FANOUT * POW2[this.rootShift]!;
     if (first >= limit) return 0;
@@ -351,28 +370,23 @@ export class PageIndex {
     nodeBase: number,
     first: number,
     end: number,
-    onErase: EntryVisitor | undefined,
+    onErase: EntryVisitor | ErasedValues | undefined,
   ): boolean {
     const span = POW2[shift]!;
     const s0 = Math.floor((first - nodeBase) / span);
     const s1 = Math.min(FANOUT - 1, Math.floor((end - 1 - nodeBase) / span));
     const row = node * FANOUT;
     const marked = this.nodeHasAnyMark(node);
+    if (shift === 0) return this.eraseLeaf(node, nodeBase, s0, s1, marked, onErase);
     for (let s = s0; s <= s1; s++) {
       const v = this.slots[row + s]!;
       if (v === 0) continue;
       if (v & ENTRY) {
-        if (shift === 0) {
-          onErase?.(nodeBase + s, v & VALUE_MASK, 0);
-          this.slots[row + s] = 0;
-          if (marked) this.clearMarksAt(node, s);
-          this.counts[node]!--;
-          this.entries--;
-          this.covered--;
-        } else {
+        {
           // An order-9 entry spans the 8 aligned slots containing s.
           const g = s - (s % 8);
-          onErase?.(nodeBase + g * span, v & VALUE_MASK, 9);
+          if (typeof onErase === 'function') onErase(nodeBase + g * span, v & VALUE_MASK, 9);
+          else if (onErase !== undefined) collect(onErase, v & VALUE_MASK);
           for (let k = g; k < g + 8; k++) {
             this.slots[row + k] = 0;
             this.clearMarksAt(node, k);
@@ -396,6 +410,46 @@ export class PageIndex {
         this.refreshMarksFromChild(node, s, v);
       }
     }
+    return this.counts[node] === 0;
+  }
+
+  /**
+   * The leaf level of {@link eraseIn}, where bulk punches spend their time: one tight loop over the
+   * slots, counters updated once.
+   */
+  private eraseLeaf(node: number, nodeBase: number, s0: number, s1: number, marked: boolean, onErase: EntryVisitor | ErasedValues | undefined): boolean {
+    const slots = this.slots;
+    const row = node * FANOUT;
+    let erased = 0;
+    if (typeof onErase === 'function') {
+      for (let s = s0; s <= s1; s++) {
+        const v = slots[row + s]!;
+        if (v === 0) continue;
+        onErase(nodeBase + s, v & VALUE_MASK, 0);
+        slots[row + s] = 0;
+        erased++;
+      }
+    } else {
+      if (onErase !== undefined && onErase.values.length < onErase.count + FANOUT) {
+        const bigger = new Int32Array(Math.max(onErase.values.length * 2, onErase.count + FANOUT));
+        bigger.set(onErase.values);
+        onErase.values = bigger;
+      }
+      const out = onErase?.values;
+      let n = onErase?.count ?? 0;
+      for (let s = s0; s <= s1; s++) {
+        const v = slots[row + s]!;
+        if (v === 0) continue;
+        if (out !== undefined) out[n++] = v & VALUE_MASK;
+        slots[row + s] = 0;
+        erased++;
+      }
+      if (onErase !== undefined) onErase.count = n;
+    }
+    if (marked) for (let s = s0; s <= s1; s++) this.clearMarksAt(node, s);
+    this.counts[node] -= erased;
+    this.entries -= erased;
+    this.covered -= erased;
     return this.counts[node] === 0;
   }
 

@@ -47,6 +47,9 @@ export class FaultInjectingAllocator implements FolioAllocator {
   free(folio: number): void {
     this.inner.free(folio);
   }
+  freeMany(folios: Int32Array, count: number): void {
+    this.inner.freeMany(folios, count);
+  }
   orderOf(folio: number): FolioOrder {
     return this.inner.orderOf(folio);
   }
