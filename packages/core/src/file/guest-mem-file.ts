@@ -63,6 +63,8 @@ export class GuestMemFile<Owner = unknown> {
   readonly allocator: FolioAllocator;
   readonly defaultOrder: 0 | 9;
   private readonly index = new PageIndex();
+  /** Reused buffer of folios for a bulk allocate. */
+  private readonly allocBatch = new Int32Array(256);
   /** Reused collector of folios a punch removes (freed in one batch). */
   private readonly erased: ErasedValues = { values: new Int32Array(64), count: 0 };
   private bindings: Array<FileBinding<Owner>> = [];
@@ -165,14 +167,33 @@ export class GuestMemFile<Owner = unknown> {
     const order = opts.order ?? 0;
     const signal = opts.signal;
     let failed: ErrnoCode | undefined;
-    const produce = (): number => {
+    // Folios come from the allocator in batches; whatever a batch has left at the end goes back.
+    const batch = this.allocBatch;
+    let have = 0;
+    let next = 0;
+    let short = false;
+    const produce = (index: number): number => {
       if (signal?.aborted) {
         failed = 'EINTR';
         return -1;
       }
-      const f = this.allocator.tryAlloc(0);
-      if (f < 0) failed = 'ENOMEM';
-      return f;
+      if (next === have) {
+        // A batch that came back short means the allocator failed there: stop at this page,
+        // exactly as a failing single allocation would.
+        if (short) {
+          failed = 'ENOMEM';
+          return -1;
+        }
+        const want = Math.min(batch.length, end - index);
+        have = this.allocator.allocMany(batch, want);
+        next = 0;
+        short = have < want;
+        if (have === 0) {
+          failed = 'ENOMEM';
+          return -1;
+        }
+      }
+      return batch[next++]!;
     };
     let i = first;
     while (i < end) {
@@ -197,6 +218,7 @@ export class GuestMemFile<Owner = unknown> {
       }
       i = blockEnd;
     }
+    if (next < have) this.allocator.freeMany(batch.subarray(next, have), have - next);
     if (failed) {
       throw gmErr(failed, 'allocate', this.ops.backend, `stopped at page ${i} of [${first}, ${end})`, {
         info: { stoppedAt: i, first, end },

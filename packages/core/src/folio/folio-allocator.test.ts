@@ -67,6 +67,22 @@ describe('ArenaFolioAllocator', () => {
     expect(again.has(small[3]!)).toBe(false);
   });
 
+  it('allocMany hands out distinct unprepared folios up to the limit and accounts them like alloc', () => {
+    const a = new ArenaFolioAllocator({ arenaMiB: 2, limitBytes: 1000 * 4096 });
+    const one = a.alloc(0);
+    const out = new Int32Array(2000);
+    expect(a.allocMany(out, 2000)).toBe(999);
+    const all = new Set([one, ...out.subarray(0, 999)]);
+    expect(all.size).toBe(1000);
+    expect([...all].every((f) => a.orderOf(f) === 0 && !a.isUptodate(f))).toBe(true);
+    expect(a.stats().bytesInUse).toBe(1000 * 4096);
+    expect(a.allocMany(out, 1)).toBe(0);
+    a.freeMany(out, 999);
+    a.free(one);
+    expect(a.stats().bytesInUse).toBe(0);
+    expect(a.stats().allocations).toBe(1000);
+  });
+
   it('rejects double free', () => {
     const a = new ArenaFolioAllocator();
     const f = a.alloc(0);

@@ -42,6 +42,8 @@ export interface FolioAllocator {
   alloc(order: FolioOrder): number;
   /** Like {@link alloc} but returns -1 instead of throwing (bulk paths). */
   tryAlloc(order: FolioOrder): number;
+  /** Allocates up to `count` order-0 folios into `out`; returns how many (fewer when out of memory). */
+  allocMany(out: Int32Array, count: number): number;
   /** Returns a folio. Freeing twice throws. */
   free(folio: number): void;
   /** Returns `folios[0…count)` (the bulk-punch path). */
@@ -158,25 +160,8 @@ export class ArenaFolioAllocator implements FolioAllocator {
 
   /** Takes the lowest free page of a partly used chunk, splitting a whole chunk when none has one. */
   private takePage(): number {
-    let c = -1;
-    while (this.partialLen > 0) {
-      const top = this.partial[this.partialLen - 1]!;
-      if (this.splitChunk[top] && this.chunkFree[top]! > 0) {
-        c = top;
-        break;
-      }
-      this.partialLen--;
-      this.inPartial[top] = 0;
-    }
-    if (c < 0) {
-      if (this.chunksLen === 0 && !this.addArena()) return -1;
-      c = this.chunks[--this.chunksLen]! >>> 9;
-      this.freeBits.fill(0xffffffff, c * 16, c * 16 + 16);
-      this.chunkFree[c] = HUGE_PAGES;
-      this.splitChunk[c] = 1;
-      this.chunkHint[c] = 0;
-      this.pushPartial(c);
-    }
+    const c = this.pickChunk();
+    if (c < 0) return -1;
     for (let w = this.chunkHint[c]!; w < 16; w++) {
       const at = c * 16 + w;
       const bits = this.freeBits[at]!;
@@ -188,6 +173,63 @@ export class ArenaFolioAllocator implements FolioAllocator {
       return c * HUGE_PAGES + w * 32 + b;
     }
     throw new Error('ArenaFolioAllocator: free count and bitmap disagree');
+  }
+
+  /** A split chunk with free pages (splitting a whole chunk, or adding an arena, when none has one); -1 when out of memory. */
+  private pickChunk(): number {
+    while (this.partialLen > 0) {
+      const top = this.partial[this.partialLen - 1]!;
+      if (this.splitChunk[top] && this.chunkFree[top]! > 0) return top;
+      this.partialLen--;
+      this.inPartial[top] = 0;
+    }
+    if (this.chunksLen === 0 && !this.addArena()) return -1;
+    const c = this.chunks[--this.chunksLen]! >>> 9;
+    this.freeBits.fill(0xffffffff, c * 16, c * 16 + 16);
+    this.chunkFree[c] = HUGE_PAGES;
+    this.splitChunk[c] = 1;
+    this.chunkHint[c] = 0;
+    this.pushPartial(c);
+    return c;
+  }
+
+  /**
+   * Bulk allocation of order-0 folios into `out[0…)`: up to `count`, fewer when the limit or memory
+   * runs out (returns how many). Drains each chunk's free bitmap a word at a time, so a bulk
+   * fallocate pays one bookkeeping update per run instead of per page.
+   */
+  allocMany(out: Int32Array, count: number): number {
+    const room = this.limit === Infinity ? count : Math.max(0, Math.floor((this.limit - this.inUse) / PAGE_SIZE));
+    const want = Math.min(count, room, out.length);
+    let n = 0;
+    while (n < want) {
+      const c = this.pickChunk();
+      if (c < 0) break;
+      const flags = this.flags;
+      const bits = this.freeBits;
+      let taken = 0;
+      let w = this.chunkHint[c]!;
+      for (; w < 16 && n < want; w++) {
+        let word = bits[c * 16 + w]!;
+        while (word !== 0 && n < want) {
+          const b = 31 - Math.clz32(word & -word);
+          word = (word & (word - 1)) >>> 0;
+          const f = c * HUGE_PAGES + w * 32 + b;
+          flags[f] = F_ALLOCATED;
+          out[n++] = f;
+          taken++;
+        }
+        bits[c * 16 + w] = word;
+        if (word !== 0) break;
+      }
+      this.chunkHint[c] = Math.min(w, 15);
+      this.chunkFree[c] -= taken;
+    }
+    this.inUse += n * PAGE_SIZE;
+    if (this.inUse > this.peak) this.peak = this.inUse;
+    this.live0 += n;
+    this.allocs += n;
+    return n;
   }
 
   free(folio: number): void {

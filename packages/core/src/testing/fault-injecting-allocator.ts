@@ -44,6 +44,16 @@ export class FaultInjectingAllocator implements FolioAllocator {
   tryAlloc(order: FolioOrder): number {
     return this.shouldFail(order) ? -1 : this.inner.tryAlloc(order);
   }
+  /** One attempt per folio, so plans count pages exactly as with {@link tryAlloc}. */
+  allocMany(out: Int32Array, count: number): number {
+    let n = 0;
+    while (n < count) {
+      const f = this.tryAlloc(0);
+      if (f < 0) break;
+      out[n++] = f;
+    }
+    return n;
+  }
   free(folio: number): void {
     this.inner.free(folio);
   }
