@@ -49,10 +49,18 @@ export class Toyvisor implements Hypervisor {
   readonly id = ID;
   readonly capabilities = CAPS;
   constructor(readonly allocator: FolioAllocator = new ArenaFolioAllocator()) {}
+  /** What close() must release: VMs and memory objects still alive. */
+  readonly vms = new Set<ToyVm>();
+  readonly memories = new Set<ToyMemory>();
   createVm(): Vm {
-    return new ToyVm(this);
+    const vm = new ToyVm(this);
+    this.vms.add(vm);
+    return vm;
   }
-  close(): void {}
+  close(): void {
+    for (const vm of [...this.vms]) vm.destroy();
+    for (const m of [...this.memories]) m.close();
+  }
 }
 
 class ToyMemory implements GuestMemory {
@@ -70,6 +78,7 @@ class ToyMemory implements GuestMemory {
       hostAccess: (_f, index) => (this.privatePages.get(index) === 'private' ? 'sigbus' : 'allow'),
     }, { allocator: vm.hypervisor.allocator, maxSize: CAPS.maxGuestMemorySize });
     this.privatePages = new RangeStateMap<MemoryAccess>(initiallyShared ? 'shared' : 'private', this.file.pages);
+    vm.hypervisor.memories.add(this);
   }
   get size(): bigint {
     return this.file.size;
@@ -97,6 +106,7 @@ class ToyMemory implements GuestMemory {
   close(): void {
     if (!this.open) return;
     this.open = false;
+    this.vm.hypervisor.memories.delete(this);
     this.file.release();
   }
 }
@@ -214,6 +224,7 @@ class ToyVm implements Vm {
     if (this.dead) return;
     for (const b of [...this.table]) b.unbind();
     this.dead = true;
+    this.hypervisor.vms.delete(this);
   }
 }
 

@@ -561,6 +561,22 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       });
     });
 
+    it('hypervisor close() releases every VM, binding and memory object still alive (idempotent)', () => {
+      const h = target.create();
+      const vm = h.createVm();
+      const kept = vm.createGuestMemory({ size: 2 * P });
+      const b = vm.bind({ memory: kept, offset: 0, gpa: 0x30_0000n, size: 2 * P, access: 'shared' });
+      const spare = vm.createGuestMemory({ size: P });
+      const closedEarly = vm.createGuestMemory({ size: P });
+      closedEarly.close();
+      h.close();
+      expect(vm.destroyed).toBe(true);
+      expect(b.active).toBe(false);
+      expect(kept.closed).toBe(true);
+      expect(spare.closed).toBe(true);
+      h.close();
+    });
+
     it('destroy unbinds everything and later calls fail', () => {
       const h = target.create();
       try {

@@ -203,6 +203,10 @@ export interface Hypervisor {
   readonly id: string;
   readonly capabilities: Capabilities;
   createVm(opts?: CreateVmOptions): Vm;
-  /** Releases the hypervisor handle (e.g. /dev/kvm's fd). */
+  /**
+   * Releases everything created through this hypervisor — destroys every VM still alive, closes
+   * every guest-memory object still open — then the hypervisor handle itself (e.g. /dev/kvm's fd).
+   * Idempotent. A VMM that forgets a `close()` somewhere leaks nothing once this runs.
+   */
   close(): void;
 }

@@ -98,8 +98,12 @@ export class GunyahHypervisor implements Hypervisor {
 
   close(): void {
     for (const vm of [...this.vms]) vm.destroy();
+    for (const m of [...this.memories]) m.close();
     this.closed = true;
   }
+
+  /** @internal Guest-memory objects not yet closed by their user (closed by {@link close}). */
+  readonly memories = new Set<GunyahGuestMemory>();
 }
 
 class GunyahGuestMemory implements GuestMemory {
@@ -158,6 +162,7 @@ class GunyahGuestMemory implements GuestMemory {
   close(): void {
     if (this.userClosed) return;
     this.userClosed = true;
+    this.vm.hypervisor.memories.delete(this);
     this.releaseFdIfUnused();
   }
   retain(b: GunyahMemoryBinding): void {
@@ -238,7 +243,9 @@ class GunyahNeutralVm implements Vm {
     // `initiallyShared` needs nothing on Gunyah: a file's pages are the host's until a lend binding
     // provides them to the guest. Access is chosen per binding (`BindOptions.access`).
     const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size: opts.size }) as SimGuestMem;
-    return new GunyahGuestMemory(this, mem, opts.hostMappable ?? false);
+    const m = new GunyahGuestMemory(this, mem, opts.hostMappable ?? false);
+    this.hypervisor.memories.add(m);
+    return m;
   }
 
   private flags(access: MemoryAccess, readOnly: boolean): number {

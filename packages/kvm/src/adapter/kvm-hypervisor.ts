@@ -155,8 +155,12 @@ export class KvmHypervisor implements Hypervisor {
   close(): void {
     for (const vm of [...this.vms]) vm.destroy();
     this.vms.clear();
+    for (const m of [...this.memories]) m.close();
     if (!this.kvm.closed) this.kvm.close();
   }
+
+  /** @internal Guest-memory objects still open (closed by {@link close}). */
+  readonly memories = new Set<KvmGuestMemory>();
 
   /** @internal A destroyed VM stops being tracked (so create/destroy cycles do not accumulate). */
   forgetVm(vm: KvmVmAdapter): void {
@@ -199,7 +203,9 @@ export class KvmVmAdapter implements Vm {
     let flags = 0n;
     if (opts.hostMappable) flags |= GUEST_MEMFD_FLAG_MMAP;
     if (opts.initiallyShared) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
-    return new KvmGuestMemory(this, this.kvmVm.createGuestMemfd({ size: opts.size, flags }));
+    const mem = new KvmGuestMemory(this, this.kvmVm.createGuestMemfd({ size: opts.size, flags }));
+    this.hypervisor.memories.add(mem);
+    return mem;
   }
 
   /**
@@ -451,6 +457,7 @@ export class KvmGuestMemory implements GuestMemory {
   close(): void {
     if (this.fd.closed) return;
     this.fd.close();
+    this.vm.hypervisor.memories.delete(this);
   }
 }
 
