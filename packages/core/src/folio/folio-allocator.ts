@@ -254,8 +254,13 @@ export class ArenaFolioAllocator implements FolioAllocator {
     const w = (folio >>> 5) & 15;
     this.freeBits[c * 16 + w] = (this.freeBits[c * 16 + w]! | (1 << (folio & 31))) >>> 0;
     if (w < this.chunkHint[c]!) this.chunkHint[c] = w;
-    if (++this.chunkFree[c]! === HUGE_PAGES) {
-      // Every page of the chunk is free again: it returns to the huge pool whole.
+    this.pagesFreed(c, 1);
+  }
+
+  /** Accounts `n` pages of split chunk `c` as free again; a wholly free chunk returns to the huge pool. */
+  private pagesFreed(c: number, n: number): void {
+    this.chunkFree[c] += n;
+    if (this.chunkFree[c] === HUGE_PAGES) {
       this.splitChunk[c] = 0;
       this.chunkFree[c] = 0;
       this.pushChunk(c * HUGE_PAGES);
@@ -298,15 +303,7 @@ export class ArenaFolioAllocator implements FolioAllocator {
       this.inUse -= freed * PAGE_SIZE;
       this.live0 -= freed;
       if (minWord < this.chunkHint[c]!) this.chunkHint[c] = minWord;
-      this.chunkFree[c] += freed;
-      if (this.chunkFree[c] === HUGE_PAGES) {
-        // Every page of the chunk is free again: it returns to the huge pool whole.
-        this.splitChunk[c] = 0;
-        this.chunkFree[c] = 0;
-        this.pushChunk(c * HUGE_PAGES);
-      } else if (!this.inPartial[c]) {
-        this.pushPartial(c);
-      }
+      this.pagesFreed(c, freed);
     }
   }
 

@@ -46,12 +46,16 @@ export interface ErasedValues {
   count: number;
 }
 
+/** Makes room for `n` more values in `sink`. */
+function reserve(sink: ErasedValues, n: number): void {
+  if (sink.values.length >= sink.count + n) return;
+  const bigger = new Int32Array(Math.max(64, sink.values.length * 2, sink.count + n));
+  bigger.set(sink.values);
+  sink.values = bigger;
+}
+
 function collect(sink: ErasedValues, v: number): void {
-  if (sink.count === sink.values.length) {
-    const bigger = new Int32Array(Math.max(64, sink.values.length * 2));
-    bigger.set(sink.values);
-    sink.values = bigger;
-  }
+  reserve(sink, 1);
   sink.values[sink.count++] = v;
 }
 
@@ -430,11 +434,7 @@ export class PageIndex {
         erased++;
       }
     } else {
-      if (onErase !== undefined && onErase.values.length < onErase.count + FANOUT) {
-        const bigger = new Int32Array(Math.max(onErase.values.length * 2, onErase.count + FANOUT));
-        bigger.set(onErase.values);
-        onErase.values = bigger;
-      }
+      if (onErase !== undefined) reserve(onErase, FANOUT);
       const out = onErase?.values;
       let n = onErase?.count ?? 0;
       for (let s = s0; s <= s1; s++) {
