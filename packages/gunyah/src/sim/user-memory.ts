@@ -8,11 +8,18 @@ export class UserMemory {
   /** Next free address; starts high and page-aligned so it never looks like a small integer. */
   private next = 0x7f00_0000_0000n;
 
-  /** Copies `bytes` into the simulated user address space and returns their address. */
+  /**
+   * Copies `bytes` into the simulated user address space and returns their address. The bytes get
+   * whole pages of their own (zero after them), as user memory is mapped in pages; the page after
+   * them is unmapped.
+   */
   put(bytes: Uint8Array): bigint {
     const at = this.next;
-    this.regions.set(at, Uint8Array.from(bytes));
-    this.next += BigInt(Math.max(4096, Math.ceil(bytes.length / 4096) * 4096));
+    const pages = Math.max(1, Math.ceil(bytes.length / 4096));
+    const region = new Uint8Array(pages * 4096);
+    region.set(bytes);
+    this.regions.set(at, region);
+    this.next += BigInt((pages + 1) * 4096);
     return at;
   }
 

@@ -81,6 +81,8 @@ export class SimVcpu implements GunyahVcpu {
   private faultPending = false;
   /** How the last shortcut access ended, when it ended without an exit. */
   private finished: GuestAccess | undefined;
+  /** The run serves a shortcut access: it stops when that access is over (the program waits). */
+  private shortcut = false;
 
   constructor(
     readonly vm: SimVm,
@@ -107,6 +109,7 @@ export class SimVcpu implements GunyahVcpu {
    * a signal; the simulation answers as if a signal had come).
    */
   run(): number {
+    this.shortcut = false;
     const r = this.runLoop();
     if (r === 'idle') throw err('EINTR', 'vcpuRun', RUN, 'the simulated guest has no more operations (it would wait for an interrupt)');
     return 0;
@@ -139,6 +142,7 @@ export class SimVcpu implements GunyahVcpu {
       // The vCPU of an exited VM is powered off; gunyah_vcpu_check_system reports it.
       if (!this.checkSystem()) return 'exit';
       if (!this.pending) {
+        if (this.shortcut) return 'idle';
         const op = this.nextOp();
         if (!op) return 'idle';
         if (op.kind === 'relinquish') {
@@ -289,15 +293,21 @@ export class SimVcpu implements GunyahVcpu {
 
   /** Runs one guest access through the run loop and describes how it ended. */
   private access(kind: 'read' | 'write' | 'exec', gpa: bigint, data: Uint8Array): GuestAccess {
-    this.program = undefined;
     this.pending = { kind, gpa, buf: Uint8Array.from(data), done: 0 };
     this.state = this.state === 'system-down' ? 'system-down' : 'ready';
     this.faultPending = false;
-    return this.drive();
+    try {
+      return this.drive();
+    } catch (e) {
+      // Refused before the guest ran (ENODEV, EINTR…): the access did not happen.
+      if (this.pending?.done === 0) this.pending = undefined;
+      throw e;
+    }
   }
 
   private drive(): GuestAccess {
     this.finished = undefined;
+    this.shortcut = true;
     const r = this.runLoop();
     if (r === 'idle') {
       if (this.finished) return this.finished;
