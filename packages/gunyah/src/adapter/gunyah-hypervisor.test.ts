@@ -18,6 +18,18 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(h.capabilities.pageSizes).toEqual([4096, 2 * 1024 * 1024]);
   });
 
+  it('hugePages with a size that is not a 2 MiB multiple is refused with EINVAL, creating nothing (a hugepage file binds only in 2 MiB units: v17 24/35)', () => {
+    const h = new GunyahHypervisor();
+    const vm = h.createVm();
+    for (const size of [4096n, MIB, 3n * MIB, 2n * MIB + 4096n]) {
+      expect(() => vm.createGuestMemory({ size, hugePages: true })).toThrow(expect.objectContaining({ code: 'EINVAL', op: 'createGuestMemory', backend: 'gunyah-sim' }));
+    }
+    expect(h.device.stats()).toMatchObject({ openFds: 1, files: 0 }); // only the VM fd
+    const ok = vm.createGuestMemory({ size: 4n * MIB, hugePages: true });
+    expect(ok.size).toBe(4n * MIB);
+    expect(vm.createGuestMemory({ size: 3n * MIB }).size).toBe(3n * MIB); // without hugePages any page multiple
+  });
+
   it('private = lend: the guest writes, the host cannot map it; shared = share: both see it', () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();

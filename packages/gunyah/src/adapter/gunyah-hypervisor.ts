@@ -242,6 +242,13 @@ class GunyahNeutralVm implements Vm {
     this.assertLive('createGuestMemory');
     // `initiallyShared` needs nothing on Gunyah: a file's pages are the host's until a lend binding
     // provides them to the guest. Access is chosen per binding (`BindOptions.access`).
+    // v17 itself accepts GHMF_ALLOW_HUGEPAGE with any page-aligned size (23/35 checks only
+    // PAGE_ALIGNED(size) and the flag bits), but every binding of such a file must be a 2 MiB
+    // multiple at a 2 MiB-aligned offset (24/35 gunyah_gmem_init_binding), so the part past the last
+    // 2 MiB boundary could never be bound inside the memory: the neutral API refuses the combination.
+    if (opts.hugePages && toBig(opts.size) % HUGE_BYTES !== 0n) {
+      throw gmErr('EINVAL', 'createGuestMemory', BACKEND, `hugePages needs a size that is a multiple of 2 MiB (got ${toBig(opts.size)}): Gunyah binds a hugepage file only in 2 MiB units`);
+    }
     const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size: opts.size }) as SimGuestMem;
     const m = new GunyahGuestMemory(this, mem, opts.hostMappable ?? false);
     this.hypervisor.memories.add(m);

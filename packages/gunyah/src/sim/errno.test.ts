@@ -55,6 +55,14 @@ describe('GUNYAH_CREATE_GUEST_MEM', () => {
     const fd = gh.ioctl(GUNYAH_DEVICE_FD, GUNYAH_IOCTL.GUNYAH_CREATE_GUEST_MEM, encodeCreateMemArgs({ flags: 2n, size: 4n * MIB, reserved: [1n, 2n, 3n] }));
     expect(gh.guestMem(fd)).toMatchObject({ flags: 2n, size: 4n * MIB });
   });
+  it('GHMF_ALLOW_HUGEPAGE with a size that is not a 2 MiB multiple is accepted (v17 23/35 checks only PAGE_ALIGNED(size) and the flag bits); its bindings still need 2 MiB units (24/35)', () => {
+    const gh = openGunyah({ driver: 'sim' });
+    const vm = gh.createVm();
+    const mem = gh.createGuestMem({ flags: 2n, size: 3n * MIB });
+    expect(mem.size).toBe(3n * MIB);
+    expect(() => vm.mapMem({ guestAddr: 0x4000_0000n, flags: LEND_RW, guestMemFd: mem.fd, offset: 2n * MIB, size: MIB })).toThrow(code('EINVAL', 'ioctl(GUNYAH_VM_MAP_MEM)'));
+    vm.mapMem({ guestAddr: 0x4000_0000n, flags: LEND_RW, guestMemFd: mem.fd, offset: 0n, size: 2n * MIB });
+  });
   it('EMFILE: no fd left', () => {
     const gh = openGunyah({ driver: 'sim', maxFds: 6 }); // fds 0-2 stdio, 3 /dev/gunyah
     gh.createGuestMem({ flags: 0n, size: 4096n });
