@@ -138,8 +138,19 @@ class GunyahGuestMemory implements GuestMemory {
     this.assertOpen('fallocate', 'fallocate');
     this.mem.fallocate(FALLOC_FL_KEEP_SIZE, offset, len);
   }
+  /**
+   * The uAPI punch drops what it can and fails on the folios the guest holds (v17 punches folio by
+   * folio); the neutral punch is all-or-nothing, so the refusal is checked over the whole range first.
+   */
   punchHole(offset: bigint | number, len: bigint | number): void {
     this.assertOpen('fallocate', 'fallocate');
+    const off = toBig(offset);
+    const ln = toBig(len);
+    if (off >= 0n && ln > 0n && off % PAGE_SIZE_N === 0n && ln % PAGE_SIZE_N === 0n) {
+      const { first, end } = this.mem.punchRange(off, ln);
+      const refusal = first < end ? this.mem.checkReclaim(first, end, 'fallocate', 'fallocate') : null;
+      if (refusal) throw refusal;
+    }
     this.mem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {

@@ -211,15 +211,26 @@ export class SimGuestMem implements GunyahGuestMem {
   }
 
   /**
-   * Reclaims every provided folio intersecting `[first, end)` (of `binding` only, when given) —
-   * all or nothing: if any folio holds a page the guest locked, nothing is reclaimed and the
-   * refusal is returned. `teardown` overrides locks (the VM is stopped; see README).
+   * Reclaims every provided folio intersecting `[first, end)` (of `binding` only, when given),
+   * folio by folio as `gunyah_vm_reclaim_range` does (v17 20/35): a folio holding a page the guest
+   * locked stays provided, the others come back, and the first refusal is returned (null when all
+   * came back). `teardown` overrides locks (the VM is stopped; see README).
    */
   reclaim(first: number, end: number, op: string, syscall: string | undefined, opts: { binding?: SimBinding; mode?: ReclaimMode } = {}): GuestMemError | null {
-    const refusal = this.checkReclaim(first, end, op, syscall, opts);
-    if (refusal) return refusal;
-    for (const pf of this.providedIn(first, end, opts.binding)) this.dropProvided(pf);
-    return null;
+    const mode = opts.mode ?? 'normal';
+    let refused: ProvidedFolio | undefined;
+    for (const pf of this.providedIn(first, end, opts.binding)) {
+      if (this.folioReclaimable(pf, mode)) this.dropProvided(pf);
+      else refused ??= pf;
+    }
+    return refused ? this.refusal(refused, op, syscall) : null;
+  }
+
+  private refusal(locked: ProvidedFolio, op: string, syscall: string | undefined): GuestMemError {
+    return err(RECLAIM_REFUSED, op, syscall, `folio at page ${locked.head} (${locked.nr} pages) is lent and locked by the guest; it must relinquish it first`, {
+      head: locked.head,
+      pages: locked.nr,
+    });
   }
 
   /**
@@ -236,11 +247,7 @@ export class SimGuestMem implements GunyahGuestMem {
     const mode = opts.mode ?? 'normal';
     const relinquished = opts.assumeRelinquished ? { first, end } : undefined;
     const locked = this.providedIn(first, end, opts.binding).find((pf) => !this.folioReclaimable(pf, mode, relinquished));
-    if (!locked) return null;
-    return err(RECLAIM_REFUSED, op, syscall, `folio at page ${locked.head} (${locked.nr} pages) is lent and locked by the guest; it must relinquish it first`, {
-      head: locked.head,
-      pages: locked.nr,
-    });
+    return locked ? this.refusal(locked, op, syscall) : null;
   }
 
   /** Hooks given to core: policy only, no data. */
@@ -295,21 +302,40 @@ export class SimGuestMem implements GunyahGuestMem {
   }
 
   /**
-   * PUNCH_HOLE = `invalidate_inode_pages2_range`, which drops **whole folios**: a 2 MiB folio only
-   * partly inside the range goes entirely (its other pages read zero afterwards). Provided folios
-   * are reclaimed from every VM first; one locked page fails the whole call with EBUSY and changes
-   * nothing.
+   * PUNCH_HOLE = `invalidate_inode_pages2_range`, which works folio by folio and drops **whole
+   * folios**: a 2 MiB folio only partly inside the range goes entirely (its other pages read zero
+   * afterwards). Each provided folio is reclaimed from its VM first (`release_folio` → launder); a
+   * folio the guest locked cannot be released and stays with its data, the others are dropped, and
+   * the call then fails with EBUSY naming the first kept folio (`info.head`).
+   *
+   * v17 passes byte offsets (`offset`, `offset + len - 1`) where the helper takes page indices; the
+   * intent — punch exactly `[offset, offset+len)` — is what the simulation does (README).
    */
   private punch(off: bigint, len: bigint): void {
+    const { first, end } = this.punchRange(off, len);
+    if (first >= end) return;
+    const kept = this.providedIn(first, end)
+      .filter((pf) => !this.folioReclaimable(pf, 'normal'))
+      .sort((a, b) => a.head - b.head);
+    let at = first;
+    for (const pf of [...kept, { head: end, nr: 0 }]) {
+      if (pf.head > at) withSyscall('fallocate', 'fallocate', () => this.file.punchHole(at * PAGE_SIZE, (pf.head - at) * PAGE_SIZE));
+      at = Math.max(at, pf.head + pf.nr);
+    }
+    if (kept[0]) throw this.refusal(kept[0] as ProvidedFolio, 'fallocate', 'fallocate');
+  }
+
+  /** The pages a punch of `[off, off+len)` invalidates: clipped to EOF, widened to whole folios. */
+  punchRange(off: bigint, len: bigint): { first: number; end: number } {
     const pages = BigInt(this.file.pages);
     const f = off / PAGE_SIZE_N;
     const e = (off + len) / PAGE_SIZE_N;
-    if (f >= pages) return;
+    if (f >= pages) return { first: 0, end: 0 };
     let first = Number(f);
     let end = Number(e < pages ? e : pages);
     if (this.file.folioOrder(first) === 9) first -= first % HUGE;
     if (this.file.folioOrder(end - 1) === 9) end = end - 1 - ((end - 1) % HUGE) + HUGE;
-    withSyscall('fallocate', 'fallocate', () => this.file.punchHole(first * PAGE_SIZE, (end - first) * PAGE_SIZE));
+    return { first, end };
   }
 
   /**
