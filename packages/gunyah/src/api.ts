@@ -225,8 +225,8 @@ export interface GunyahGuestMem {
    */
   fallocate(mode: number, offset: bigint | number, len: bigint | number, opts?: { signal?: AbortSignal }): void;
   /**
-   * mmap(2), MAP_SHARED only (private → EINVAL). First reclaims overlapping lent bindings (v17
-   * code: from the mapping's start to the end of the binding); a refused reclaim fails the mmap.
+   * mmap(2), MAP_SHARED only (private → EINVAL). First reclaims the lent folios the mapping covers
+   * (folio by folio); a refused reclaim fails the mmap.
    */
   mmap(args: { offset: bigint | number; length: bigint | number; shared?: boolean }): GunyahHostMapping;
   /**

@@ -339,8 +339,12 @@ export class SimGuestMem implements GunyahGuestMem {
   }
 
   /**
-   * mmap(MAP_SHARED). Before mapping, every LEND binding overlapping the range is reclaimed from
-   * the mapping's first page to the **end of the binding** (v17 uses `max(vma end, binding end)`).
+   * mmap(MAP_SHARED). Before mapping, the folios of every LEND binding that the mapping covers are
+   * reclaimed (v17 24/35 `gunyah_gmem_mmap`, whose comment states the intent: "userspace can only
+   * mmap if the folios covered by the requested offset are not lent to the guest"). The v17 code
+   * reclaims from the mapping's start to `max(vma end, binding end)` and does not skip a mapping
+   * that merely touches a binding's end (`>` for `>=`), so it can reclaim past the mapping and
+   * outside the binding; the simulation keeps the intent: exactly the overlap (README).
    */
   mmap(args: { offset: bigint | number; length: bigint | number; shared?: boolean }): GunyahHostMapping {
     const op = 'mmap';
@@ -353,7 +357,7 @@ export class SimGuestMem implements GunyahGuestMem {
     const end = Number((off + length + PAGE_SIZE_N - 1n) / PAGE_SIZE_N);
     for (const b of this.bindingsNewestFirst(first, end)) {
       if (!b.lend) continue;
-      const e = this.reclaim(Math.max(first, b.off), b.offEnd, op, 'mmap', { binding: b });
+      const e = this.reclaim(Math.max(first, b.off), Math.min(end, b.offEnd), op, 'mmap', { binding: b });
       if (e) throw e;
     }
     return new SimHostMapping(this, off, Number(length));

@@ -53,10 +53,10 @@ describe('invariants (fast-check)', () => {
           provided[p] = true;
           if (lend(p)) locked[p] = true;
         };
-        // mmap of a lent page reclaims from that page to the end of the binding (v17).
-        const mmapRefused = (p: number) => lend(p) && locked.slice(p, 4).some(Boolean);
+        // mmap of a lent page reclaims exactly the pages it covers (v17's stated intent).
+        const mmapRefused = (p: number) => lend(p) && locked[p];
         const afterMmap = (p: number) => {
-          if (lend(p)) for (let q = p; q < 4; q++) provided[q] = false;
+          if (lend(p)) provided[p] = false;
         };
         for (const c of cmds) {
           const p = c.p;
