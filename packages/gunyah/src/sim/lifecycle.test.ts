@@ -175,6 +175,28 @@ describe('v17 lifecycle: MMIO and PAGE_FAULT exits', () => {
     expect(r.status === 'mmio' && r.resume('handled', u64le(0xabcn))).toEqual({ status: 'done', data: u64le(0xabcn) });
   });
 
+  it("partial_unmap_memory1/2: once the VMM unmaps and punches part of a share binding, the guest's access there is an MMIO exit the VMM serves (read_io); the rest keeps its data [gunyah-test-vmm holding_cell/memory.rs; v17 28/35]", () => {
+    for (const [cut, kept] of [[0n, 1n], [1n, 0n]] as const) {
+      const { gh, vm, vmm } = holdingCellVm();
+      const ADDRESS = 0x0008_0000n;
+      const mem = gh.createGuestMem({ flags: 0n, size: 5n * 4096n });
+      vm.mapMem({ guestAddr: ADDRESS, flags: SHARE_RW, guestMemFd: mem.fd, offset: 0, size: 5 * 4096 });
+      const w = mem.mmap({ offset: 0, length: 2 * 4096 });
+      w.write(0, u64le(1n));
+      w.write(4096, u64le(2n));
+      w.unmap();
+      expect(vmm.runImmediately(2, [ADDRESS])).toBe(1n);
+      expect(vmm.runImmediately(2, [ADDRESS + 4096n])).toBe(2n);
+      // The VMM's punch_hole: UNMAP the piece (head, or the tail from page 1 on), punch it.
+      const off = cut * 4096n;
+      const size = cut === 0n ? 4096n : 4n * 4096n;
+      vm.mapMem({ guestAddr: ADDRESS + off, flags: SHARE_RW | F.GUNYAH_MEM_UNMAP, guestMemFd: mem.fd, offset: off, size });
+      mem.fallocate(0x3, off, size);
+      expect(vmm.readIo(ADDRESS + off, 0xf00dn)).toBe(0xf00dn);
+      expect(vmm.runImmediately(2, [ADDRESS + kept * 4096n])).toBe(kept + 1n);
+    }
+  });
+
   it('MMIO FAULT injects an abort into the guest; RETRY demand-pages and re-executes (after a binding was added); another resume_action is EINVAL and changes nothing [v17 15/35 + 28/35 gunyah_handle_mmio_resume]', () => {
     const { gh, vmFd, vmm } = holdingCellVm();
     gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_START);

@@ -31,7 +31,7 @@ export const command = (cmd: number, nargs: number): Uint8Array => u64le(BigInt(
  * The holding-cell guest: read a command word and its arguments from the command port (MMIO
  * reads), run it, write the result to the command port (MMIO write). Commands modelled: 0 ok → 0,
  * 1 nok → u64 max, 2 read_addr, 3 write_addr, 4 loopback, 6 smccc (PSCI SYSTEM_OFF 0x8400_0008
- * powers the VM off). A synchronous abort is reported as ESR then FAR writes to the error port.
+ * powers the VM off), 8 read_io. A synchronous abort is reported as ESR then FAR writes to the error port.
  */
 export function* holdingCellGuest(): GuestProgram {
   const io = function* (op: GuestOp): Generator<GuestOp, GuestOpResult, GuestOpResult> {
@@ -55,7 +55,9 @@ export function* holdingCellGuest(): GuestProgram {
       case 1:
         result = (1n << 64n) - 1n;
         break;
-      case 2: {
+      case 2:
+      case 8: {
+        // read_addr (2) and read_io (8): the guest reads 8 bytes at the address.
         const r = yield* io({ kind: 'read', gpa: args[0]!, len: 8 });
         if (r.ok) result = le64(r.data!);
         else abortAt = r.abortAt;
@@ -112,6 +114,24 @@ export class TestVmm {
     const m = decodeVcpuRunMmio(this.run);
     expect(m).toMatchObject({ isWrite: 0, physAddr: addr, len: data.length });
     setMmioResume(this.run, GUNYAH_VCPU_RESUME.HANDLED, data);
+  }
+
+  /**
+   * `read_io`: command 8 with one argument; the guest's read of `addr` must exit as an MMIO read
+   * there, which the VMM serves with `value`; the guest returns what it read.
+   */
+  readIo(addr: bigint, value: bigint): bigint {
+    this.gh.ioctl(this.vmFd, GUNYAH_IOCTL.GUNYAH_VM_START);
+    expect(this.runOnce()).toBe(GUNYAH_VCPU_EXIT.MMIO);
+    this.provideRead(CMD_PORT, command(8, 1));
+    expect(this.runOnce()).toBe(GUNYAH_VCPU_EXIT.MMIO);
+    this.provideRead(CMD_PORT, u64le(addr));
+    expect(this.runOnce()).toBe(GUNYAH_VCPU_EXIT.MMIO);
+    this.provideRead(addr, u64le(value));
+    expect(this.runOnce()).toBe(GUNYAH_VCPU_EXIT.MMIO);
+    const m = decodeVcpuRunMmio(this.run);
+    expect(m).toMatchObject({ physAddr: CMD_PORT, isWrite: 1, len: 8 });
+    return le64(m.data);
   }
 
   /** `run_immediately`: start, send the command and its arguments, return the result word. */
