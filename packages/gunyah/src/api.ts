@@ -8,7 +8,9 @@
  * const vm = gh.createVm();                                            // GUNYAH_CREATE_VM
  * vm.mapMem({ guestAddr: 0x8000_0000n, flags: F.GUNYAH_MEM_FORCE_LEND | F.GUNYAH_MEM_ALLOW_RWX, // F = MAP_FLAGS_V17
  *             guestMemFd: mem.fd, offset: 0n, size: 2n << 20n });      // GUNYAH_VM_MAP_MEM
- * const r = vm.vcpu(0).write(0x8000_0000n, bytes);                      // guest access (simulation)
+ * vm.setDtbConfig({ guestPhysAddr: 0x8000_0000n, size: 4096n });       // the DTB must be lent
+ * vm.start();                                                          // GUNYAH_VM_START
+ * const r = vm.vcpu(0).write(0x8010_0000n, bytes);                      // guest access (simulation)
  * ```
  *
  * Every failure is a `GuestMemError` with `backend: 'gunyah-sim'` and `syscall` naming the ioctl
