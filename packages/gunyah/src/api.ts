@@ -174,10 +174,11 @@ export interface BindingInfo {
 /**
  * What a guest access produced.
  * - `done`: the access completed (`data` for reads);
- * - `page-fault`: the vCPU exited to the VMM with `GUNYAH_VCPU_EXIT_PAGE_FAULT`. `run` is the
- *   40-byte `gunyah_vcpu_run` block; call `resume(action)` (default: the block's resume_action,
- *   FAULT) to continue: `retry` re-executes the access (e.g. after adding a binding), `fault`
- *   injects an abort into the guest, `handled` skips the access as emulated by the VMM.
+ * - `page-fault`: the vCPU exited to the VMM with `GUNYAH_VCPU_EXIT_PAGE_FAULT` (a range the RM
+ *   demand-pages). `run` is the 40-byte `gunyah_vcpu_run` block; `resume(action)` writes the
+ *   action and runs the vCPU again. v17 never reads it back: the access is re-executed whatever it
+ *   says. With `pageFaultResume: 'proposed'`, `retry` re-executes, `fault` injects an abort into
+ *   the guest, `handled` skips the access.
  * - `guest-abort`: the fault was injected into the guest; nothing was read or written.
  * - `handled`: the VMM declared the access handled; nothing was read or written.
  */
