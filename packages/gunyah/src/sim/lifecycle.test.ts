@@ -358,6 +358,17 @@ describe('v17 lifecycle: VM functions, boot context, vCPU fd (raw ioctl)', () =>
     expect(again.runImmediately(4, [5n])).toBe(5n);
   });
 
+  it('closing a vCPU fd keeps its function: the id stays taken (EEXIST) until REMOVE_FUNCTION [v17 15/35 gunyah_vcpu_release drops only the fd\'s references]', () => {
+    const gh = openGunyah({ driver: 'sim' });
+    const vmFd = gh.ioctl(3, GUNYAH_IOCTL.GUNYAH_CREATE_VM);
+    const fd = gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_ADD_FUNCTION, vcpuDesc(gh, 2));
+    gh.vcpu(fd)!.close();
+    expect(() => gh.ioctl(fd, GUNYAH_IOCTL.GUNYAH_VCPU_RUN)).toThrow(code('EBADF'));
+    expect(() => gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_ADD_FUNCTION, vcpuDesc(gh, 2))).toThrow(code('EEXIST'));
+    expect(gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_REMOVE_FUNCTION, vcpuDesc(gh, 2))).toBe(0);
+    expect(gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_ADD_FUNCTION, vcpuDesc(gh, 2))).toBe(fd);
+  });
+
   it('SET_BOOT_CONTEXT: X index ≤ 31, PC index 0, SP index ≤ 2, else EINVAL; EINVAL after start; short argument EFAULT [v17 30/35 gunyah_vm_set_boot_context]', () => {
     const gh = openGunyah({ driver: 'sim' });
     const vmFd = gh.ioctl(3, GUNYAH_IOCTL.GUNYAH_CREATE_VM);

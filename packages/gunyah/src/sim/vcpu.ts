@@ -69,10 +69,12 @@ export class SimVcpu implements GunyahVcpu {
   readonly runPage = new Uint8Array(PAGE_SIZE);
   /** `vcpu->f`: cleared by REMOVE_FUNCTION (RUN then answers ENODEV). */
   attached = true;
+  private closed = false;
   /** `vcpu->rsc`: the hypervisor vCPU resource, given by the RM when the VM starts. */
   hasResource = false;
   private state: RunState = 'unknown';
-  private mmioReadLen = 0;
+  /** The kernel's own copy of the MMIO access length (`vcpu->mmio_read_len`; writes use it too). */
+  private mmioLen = 0;
   private mmioAddr = 0n;
   private program: GuestProgram | undefined;
   private lastResult: GuestOpResult = { ok: true };
@@ -233,8 +235,8 @@ export class SimVcpu implements GunyahVcpu {
     } else {
       dv.setUint8(m.isWrite, 0);
       this.state = 'mmio-read';
-      this.mmioReadLen = len;
     }
+    this.mmioLen = len;
     dv.setUint8(m.resumeAction, GUNYAH_VCPU_RESUME.HANDLED);
     dv.setBigUint64(m.physAddr, gpa, true);
     this.mmioAddr = gpa;
@@ -253,8 +255,7 @@ export class SimVcpu implements GunyahVcpu {
     const write = this.state === 'mmio-write';
     if (action === GUNYAH_VCPU_RESUME.HANDLED) {
       if (!p) return;
-      const len = write ? Number(this.view().getUint32(VCPU_RUN.mmio.len, true)) : this.mmioReadLen;
-      const n = Math.min(len, 8, p.buf.length - p.done);
+      const n = Math.min(this.mmioLen, 8, p.buf.length - p.done);
       if (!write) p.buf.set(this.runPage.subarray(VCPU_RUN.mmio.data, VCPU_RUN.mmio.data + n), p.done);
       p.done += n;
       if (p.done >= p.buf.length) this.complete({ ok: true, data: p.kind === 'read' ? p.buf : undefined });
@@ -360,6 +361,14 @@ export class SimVcpu implements GunyahVcpu {
   relinquish(gpa: bigint | number, pages: number, opts: { sanitize?: boolean } = {}): void {
     this.vm.relinquish(BigInt.asUintN(64, BigInt(gpa)), pages, opts.sanitize ?? false);
   }
+  /** Closes the vCPU fd (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.vm.device.closeFd(this.fd);
+    this.vm.vcpuClosed(this);
+  }
+
   /** The guest calls PSCI SYSTEM_OFF: the RM reports the VM exited (STATUS exits follow). */
   systemOff(exitType = 1, reason: Uint8Array = new Uint8Array(0)): void {
     this.vm.guestExited(exitType, reason);

@@ -37,6 +37,8 @@ export class SimVm implements GunyahVm {
   private readonly tree: SimBinding[] = [];
   /** vCPU functions by id (`ghvm->functions`). */
   private readonly vcpuFns = new Map<number, SimVcpu>();
+  /** Every vCPU fd this VM handed out, removed functions included (closed with the VM). */
+  private readonly vcpuFds = new Set<SimVcpu>();
   /** vCPU resources the RM gave at start that no vCPU function holds (`ghvm->resources`). */
   private readonly vcpuResources = new Set<number>();
   private readonly bootContext = new Map<number, bigint>();
@@ -306,6 +308,7 @@ export class SimVm implements GunyahVm {
     const fd = this.device.allocFd(syscall);
     const v = new SimVcpu(this, id, fd);
     this.vcpuFns.set(id, v);
+    this.vcpuFds.add(v);
     this.device.registerVcpu(v);
     this.claimResource(v);
     return fd;
@@ -324,6 +327,14 @@ export class SimVm implements GunyahVm {
     const v = id === undefined ? undefined : this.vcpuFns.get(id);
     if (!v) throw err('ENOENT', 'removeFunction', syscall, 'no matching function');
     this.detach(v);
+  }
+
+  /**
+   * A vCPU fd was closed. The function stays (v17 15/35: the function instance keeps its own
+   * reference; only REMOVE_FUNCTION or VM teardown removes it, so re-adding the id is EEXIST).
+   */
+  vcpuClosed(v: SimVcpu): void {
+    this.vcpuFds.delete(v);
   }
 
   private detach(v: SimVcpu): void {
@@ -422,11 +433,11 @@ export class SimVm implements GunyahVm {
   close(): void {
     this.assertOpen('close');
     if (this.status === 'running') this.status = 'exited'; // VM_STOP
-    // gunyah_vm_remove_functions: the vCPUs lose their function and resource; their fds are closed.
-    for (const v of [...this.vcpuFns.values()]) {
-      this.detach(v);
-      this.device.closeFd(v.fd);
-    }
+    // gunyah_vm_remove_functions: the vCPUs lose their function and resource; their fds are closed
+    // too (v17 would keep the VM alive while a vCPU fd holds it: README #30).
+    for (const v of [...this.vcpuFns.values()]) this.detach(v);
+    for (const v of [...this.vcpuFds]) v.close();
+    this.vcpuFds.clear();
     for (const b of [...this.tree]) {
       // The guest is stopped: what it locked comes back (see README, inference).
       b.mem.reclaim(b.off, b.offEnd, 'close', 'close', { binding: b, mode: 'teardown' });
