@@ -242,6 +242,69 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       });
     });
 
+    it('edge (a): a binding or conversion must end below 2^64; one ending exactly at 2^64 is EINVAL and changes nothing', () => {
+      withVm((h, vm) => {
+        const m = vm.createGuestMemory({ size: 2 * P });
+        const top = 1n << 64n;
+        for (const [gpa, size] of [[top - BigInt(P), P], [top - BigInt(2 * P), 2 * P]] as const) {
+          const e = expectGuestMemError(() => vm.bind({ memory: m, offset: 0, gpa, size, access: 'shared' }));
+          expect([e.code, e.backend], `bind at 0x${gpa.toString(16)}`).toEqual(['EINVAL', h.id]);
+          expect(vm.bindings()).toEqual([]);
+        }
+        if (vm.capabilities.has('convert-in-place') || vm.capabilities.has('convert-remap')) {
+          const gfn = Number((top - BigInt(P)) / 4096n);
+          const before = vm.memoryState.get(gfn);
+          const e = expectGuestMemError(() => vm.convert({ gpa: top - BigInt(P), size: P }, before === 'shared' ? 'private' : 'shared'));
+          expect([e.code, e.backend]).toEqual(['EINVAL', h.id]);
+          expect(vm.memoryState.get(gfn)).toBe(before);
+        }
+        m.close();
+      });
+    });
+
+    it('edge (e): a fractional, negative, NaN, infinite or out-of-range number is EINVAL showing the value as given, changing nothing', () => {
+      withVm((h, vm) => {
+        const m = vm.createGuestMemory({ size: 4 * P, hostMappable: vm.capabilities.has('host-map') });
+        const other = vm.bind({ memory: m, offset: 3 * P, gpa: 0x3000_0000n, size: P, access: 'shared' });
+        const before = vm.bindings().map((b) => [b.gpa, b.size, b.offset]);
+        const bad: Array<bigint | number> = [-P, -1, -4096n, Number.NaN, 0.5, P + 0.5, Number.POSITIVE_INFINITY, 2 ** 53, 1n << 64n, 1n << 80n];
+        const canConvert = vm.capabilities.has('convert-in-place') || vm.capabilities.has('convert-remap');
+        const calls: Array<[string, (v: bigint | number) => unknown]> = [
+          ['bind gpa', (v) => vm.bind({ memory: m, offset: 0, gpa: v, size: P, access: 'shared' })],
+          ['bind offset', (v) => vm.bind({ memory: m, offset: v, gpa: 0x2000_0000n, size: P, access: 'shared' })],
+          ['bind size', (v) => vm.bind({ memory: m, offset: 0, gpa: 0x2000_0000n, size: v, access: 'shared' })],
+          ['allocate offset', (v) => m.allocate(v, P)],
+          ['allocate len', (v) => m.allocate(0, v)],
+          ['punchHole offset', (v) => m.punchHole(v, P)],
+          ['punchHole len', (v) => m.punchHole(0, v)],
+          ['createGuestMemory size', (v) => vm.createGuestMemory({ size: v })],
+        ];
+        if (canConvert) {
+          calls.push(['convert gpa', (v) => vm.convert({ gpa: v, size: P }, 'shared')], ['convert size', (v) => vm.convert({ gpa: 0x4000_0000n, size: v }, 'shared')]);
+        }
+        if (vm.capabilities.has('host-map')) calls.push(['map offset', (v) => m.map({ offset: v, length: P })]);
+        for (const [what, call] of calls) {
+          for (const v of bad) {
+            const e = expectGuestMemError(() => call(v));
+            const label = `${what} = ${typeof v === 'bigint' ? `${v}n` : v}`;
+            expect(e.code, `${label}: ${e.message}`).toBe('EINVAL');
+            expect(e.backend, label).toBe(h.id);
+            expect(e.message, label).toContain(String(v));
+            expect(e.message, label).not.toContain('18446744073709547520');
+            expect(vm.bindings().map((b) => [b.gpa, b.size, b.offset]), label).toEqual(before);
+          }
+        }
+        if (vm.capabilities.has('host-map')) {
+          for (const [offset, length] of [[1n << 64n, P], [4 * P, P], [0, 5 * P], [0, 0], [0, -P], [0, 1.5], [0, Number.NaN]] as const) {
+            const e = expectGuestMemError(() => m.map({ offset, length }));
+            expect([e.code, e.backend], `map at ${offset} length ${length}`).toEqual(['EINVAL', h.id]);
+          }
+        }
+        other.unbind();
+        m.close();
+      });
+    });
+
     it('bind: memory of another VM is EINVAL, closed memory is EBADF, both changing nothing', () => {
       withVm((h, vm) => {
         const vm2 = h.createVm();

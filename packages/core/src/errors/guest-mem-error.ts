@@ -6,7 +6,7 @@ export interface GuestMemErrorOptions {
   code: GuestMemErrorCode;
   /** The operation the caller asked for, e.g. `'fallocate'`, `'createGuestMemfd'`, `'bind'`. */
   op: string;
-  /** The backend id that produced the error: `'core'`, `'kvm-sim'`, `'kvm-native'`, `'gunyah-sim'`… */
+  /** The backend id that produced the error, one per backend (`'kvm'`, `'kvm-sim'`, `'gunyah-sim'`, `'gunyah-ack-sim'`…), or `'core'` outside any backend. */
   backend: string;
   /** The raw syscall or ioctl, when one is involved: `'ioctl(KVM_SET_USER_MEMORY_REGION2)'`, `'mmap'`. */
   syscall?: string;

@@ -5,6 +5,17 @@ import type { ReadonlyRangeStateMap } from '../state/range-state-map.js';
  * The hypervisor-neutral API. VMM code written against these interfaces runs on every backend
  * (KVM native, KVM simulated, Gunyah simulated, yours). Nothing here mentions slots, ioctl flags or
  * VM types: those stay behind each backend's adapter.
+ *
+ * ## Numbers (one rule on every backend)
+ * Every `bigint | number` argument (sizes, offsets, GPAs) must be an exact integer — a `number`
+ * must be a safe integer, pass a `bigint` beyond 2^53 — inside its documented range. A fraction,
+ * NaN, ±Infinity, a negative value or a value past its range is `EINVAL`, changes nothing, and the
+ * message shows the value as the caller gave it (`-4096`, `NaN`), never an encoded form. Every
+ * backend checks arguments with core's `validate.ts` (`checkBind`, `checkGpaRange`,
+ * `checkFileRange`, `checkMapRange`, `checkMemorySize`) before touching its uAPI.
+ *
+ * ## Errors
+ * Every error is a `GuestMemError` whose `backend` is the hypervisor's {@link Hypervisor.id}.
  */
 
 /** Whether guest accesses to a page go to private (guest-only) or shared (host-visible) memory. */
@@ -117,7 +128,12 @@ export interface BindOptions {
   memory: GuestMemory;
   /** Byte offset into `memory`: an integer >= 0, page-aligned, with `offset + size <= memory.size`. */
   offset: bigint | number;
-  /** Guest physical address: an integer >= 0, page-aligned, with `gpa + size <= 2^64`. */
+  /**
+   * Guest physical address: an integer >= 0, page-aligned, with `gpa + size < 2^64` — a binding
+   * never ends exactly at 2^64 (the last bindable page is `2^64 - 8192`), because KVM computes the
+   * end in u64 and refuses one that wraps to 0; every backend refuses it with `EINVAL`. A backend
+   * may refuse high GPAs its hardware cannot address (x86 KVM: above the host's MAXPHYADDR).
+   */
   gpa: bigint | number;
   /** Bytes (page-aligned, > 0). Any violation of these rules is `EINVAL` and changes nothing. */
   size: bigint | number;

@@ -15,7 +15,13 @@ import {
   gmErr,
   gpa as toGpa,
   makeCapabilities,
-  toBig,
+  accessArg,
+  checkBind,
+  checkFileRange,
+  checkGpaRange,
+  checkMapRange,
+  checkMemorySize,
+  uintArg,
   type BindOptions,
   type Capabilities,
   type ConvertOptions,
@@ -135,18 +141,20 @@ class GunyahGuestMemory implements GuestMemory {
     if (this.userClosed) throw gmErr('EBADF', op, BACKEND, `memory fd ${this.mem.fd} was closed`, { syscall });
   }
   allocate(offset: bigint | number, len: bigint | number): void {
-    this.assertOpen('fallocate', 'fallocate');
-    this.mem.fallocate(FALLOC_FL_KEEP_SIZE, offset, len);
+    this.assertOpen('allocate', 'fallocate');
+    const r = checkFileRange(offset, len, this.size, 'allocate', BACKEND);
+    this.mem.fallocate(FALLOC_FL_KEEP_SIZE, r.offset, r.len);
   }
   punchHole(offset: bigint | number, len: bigint | number): void {
-    this.assertOpen('fallocate', 'fallocate');
-    this.mem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, len);
+    this.assertOpen('punchHole', 'fallocate');
+    const r = checkFileRange(offset, len, this.size, 'punchHole', BACKEND);
+    this.mem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, r.offset, r.len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
-    this.assertOpen('mmap', 'mmap');
+    this.assertOpen('map', 'mmap');
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', BACKEND, 'memory created without hostMappable', { syscall: 'mmap' });
-    const offset = toBig(opts.offset ?? 0);
-    const m = this.mem.mmap({ offset, length: opts.length ?? Number(this.size - offset) });
+    const { offset, length } = checkMapRange(opts, this.size, BACKEND);
+    const m = this.mem.mmap({ offset, length });
     // The mapping's own length (rounded up to whole pages), as on every other backend.
     return hostView(m, () => m.unmap());
   }
@@ -210,13 +218,6 @@ interface ConvertStep {
 
 const HUGE_BYTES = 2n << 20n;
 
-/** An exact integer argument as bigint; anything else (a fraction, NaN, past 2^53) is EINVAL. */
-function intArg(v: bigint | number, op: string, what: string): bigint {
-  if (typeof v === 'bigint') return v;
-  if (!Number.isSafeInteger(v)) throw gmErr('EINVAL', op, BACKEND, `${what} ${v} is not an exact integer (pass a bigint beyond 2^53)`);
-  return BigInt(v);
-}
-const GPA_LIMIT = 1n << 64n;
 const MAP_MEM = 'ioctl(GUNYAH_VM_MAP_MEM)';
 
 class GunyahNeutralVm implements Vm {
@@ -242,7 +243,8 @@ class GunyahNeutralVm implements Vm {
     this.assertLive('createGuestMemory');
     // `initiallyShared` needs nothing on Gunyah: a file's pages are the host's until a lend binding
     // provides them to the guest. Access is chosen per binding (`BindOptions.access`).
-    const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size: opts.size }) as SimGuestMem;
+    const size = checkMemorySize(opts, this.capabilities.maxGuestMemorySize, BACKEND);
+    const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size }) as SimGuestMem;
     const m = new GunyahGuestMemory(this, mem, opts.hostMappable ?? false);
     this.hypervisor.memories.add(m);
     return m;
@@ -308,23 +310,13 @@ class GunyahNeutralVm implements Vm {
    */
   bind(opts: BindOptions): MemoryBinding {
     this.assertLive('bind');
-    const memory = opts.memory;
-    if (!(memory instanceof GunyahGuestMemory) || memory.vm !== this) {
-      throw gmErr('EINVAL', 'bind', BACKEND, 'the memory object was not created by this VM');
-    }
-    if (memory.closed) throw gmErr('EBADF', 'bind', BACKEND, 'the memory object is closed');
-    const access = opts.access ?? (this.capabilities.has('private-memory') ? 'private' : 'shared');
-    if (access !== 'private' && access !== 'shared') throw gmErr('EINVAL', 'bind', BACKEND, `access ${String(access)}`);
-    const g = intArg(opts.gpa, 'bind', 'gpa');
-    const size = intArg(opts.size, 'bind', 'size');
-    const off = intArg(opts.offset, 'bind', 'offset');
-    if (g < 0n || off < 0n || size <= 0n || g % PAGE_SIZE_N || off % PAGE_SIZE_N || size % PAGE_SIZE_N) {
-      throw gmErr('EINVAL', 'bind', BACKEND, `gpa ${g}, offset ${off}, size ${size}: need >= 0, page-aligned, size > 0`);
-    }
-    if (g + size > GPA_LIMIT) throw gmErr('EINVAL', 'bind', BACKEND, `gpa 0x${g.toString(16)} + size ${size} is past 2^64`);
-    // v17 does not check offset+size against the file size; the neutral contract does.
-    if (off + size > memory.size) throw gmErr('EINVAL', 'bind', BACKEND, `[${off}, ${off + size}) is not inside the ${memory.size}-byte memory`);
-    const readOnly = opts.readOnly ?? false;
+    // v17 checks neither offset + size against the file size nor the 2^64 edge; core's neutral rules do.
+    const { gpa: g, offset: off, size, access, readOnly } = checkBind(opts, {
+      backend: BACKEND,
+      owns: (m) => m instanceof GunyahGuestMemory && m.vm === this,
+      privateMemory: this.capabilities.has('private-memory'),
+    });
+    const memory = opts.memory as GunyahGuestMemory;
     this.mapPiece(memory, g, off, size, access, readOnly);
     const b = new GunyahMemoryBinding(this, toGpa(g), size, memory, fileOffset(off), readOnly, access);
     this.track(b);
@@ -358,13 +350,8 @@ class GunyahNeutralVm implements Vm {
    */
   convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.assertLive('convert');
-    const start = intArg(range.gpa, 'convert', 'gpa');
-    const size = intArg(range.size, 'convert', 'size');
-    const end = start + size;
-    if (start < 0n || start % PAGE_SIZE_N || size % PAGE_SIZE_N || size <= 0n || end > GPA_LIMIT) {
-      throw gmErr('EINVAL', 'convert', BACKEND, 'range must be page-aligned, non-empty and inside 2^64');
-    }
-    if (to !== 'private' && to !== 'shared') throw gmErr('EINVAL', 'convert', BACKEND, `access ${String(to)}`);
+    const { gpa: start, size, end } = checkGpaRange(range, 'convert', BACKEND);
+    accessArg(to, 'convert', BACKEND);
     const discard = opts.discard ?? true;
     const plan: ConvertStep[] = this.active
       .filter((b) => b.gpa < end && b.end > start && b.access !== to)
@@ -470,11 +457,11 @@ class GunyahNeutralVm implements Vm {
   }
 
   guestRead(g: bigint | number, len: number): Uint8Array {
-    return this.run('guestRead', () => this.sim.vcpu(0).read(g, len));
+    return this.run('guestRead', () => this.sim.vcpu(0).read(uintArg(g, 'gpa', 'guestRead', BACKEND), len));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
-    this.run('guestWrite', () => this.sim.vcpu(0).write(g, data));
+    this.run('guestWrite', () => this.sim.vcpu(0).write(uintArg(g, 'gpa', 'guestWrite', BACKEND), data));
   }
 
   destroy(): void {
