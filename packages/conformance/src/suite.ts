@@ -291,6 +291,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
             expect(e.backend, label).toBe(h.id);
             expect(e.message, label).toContain(String(v));
             expect(e.message, label).not.toContain('18446744073709547520');
+            expect(JSON.parse(JSON.stringify(e)), label).toMatchObject({ code: 'EINVAL', backend: h.id });
             expect(vm.bindings().map((b) => [b.gpa, b.size, b.offset]), label).toEqual(before);
           }
         }

@@ -53,7 +53,7 @@ export function nativeKvmProvider(): HypervisorProvider {
     description: 'Linux KVM guest_memfd on the real /dev/kvm (koffi)',
     probe: () => {
       const p = probeNativeKvm();
-      return { available: p.available, reason: p.reason };
+      return { available: p.available, reason: p.reason, cause: p.error };
     },
     create: () => openKvmHypervisor({ driver: 'native' }),
   };
