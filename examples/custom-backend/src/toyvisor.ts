@@ -15,6 +15,7 @@ import {
   GuestMemFile,
   HYPERVISOR_PROVIDER,
   HostMapping,
+  HostViewSet,
   RangeStateMap,
   fileOffset,
   gmErr,
@@ -64,7 +65,10 @@ export class Toyvisor implements Hypervisor {
     this.vms.add(vm);
     return vm;
   }
+  /** Host views not yet unmapped. */
+  readonly views = new HostViewSet();
   close(): void {
+    this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     for (const m of [...this.memories]) m.close();
   }
@@ -105,7 +109,7 @@ class ToyMemory implements GuestMemory {
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', ID, 'memory was created without hostMappable');
     const { offset, length } = checkMapRange(opts, this.size, ID);
     const m = new HostMapping(this.file, { offset, length });
-    return m; // core's HostMapping already is a HostView
+    return this.vm.hypervisor.views.add(m, () => m.unmap());
   }
   markPoisoned(offset: bigint | number): void {
     const off = checkPageOffset(offset, this.size, 'markPoisoned', ID);

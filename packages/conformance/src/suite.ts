@@ -12,7 +12,7 @@
  * no, the suite checks that the method fails with `EOPNOTSUPP` instead.
  */
 import { describe, expect, it } from 'vitest';
-import { GuestMemError, type CapabilityName, type GuestMemory, type Hypervisor, type MemoryAccess, type Vm } from '@guestmem/core';
+import { GuestMemError, type CapabilityName, type GuestMemory, type HostView, type Hypervisor, type MemoryAccess, type Vm } from '@guestmem/core';
 
 /** How a backend plugs into the suite. */
 export interface ConformanceTarget {
@@ -625,7 +625,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       });
     });
 
-    it('hypervisor close() releases every VM, binding and memory object still alive (idempotent)', () => {
+    it('hypervisor close() releases every VM, binding, memory object and host view still alive (idempotent)', () => {
       const h = target.create();
       const vm = h.createVm();
       const kept = vm.createGuestMemory({ size: 2 * P });
@@ -633,11 +633,32 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const spare = vm.createGuestMemory({ size: P });
       const closedEarly = vm.createGuestMemory({ size: P });
       closedEarly.close();
+      // Host views of every kind the backend offers: whole memory, a window at an offset, one of
+      // memory that is also bound, and one that outlives its memory's close().
+      const views: Array<[string, HostView]> = [];
+      const viewable = hostMemory(vm, 4 * P);
+      if (viewable) {
+        const bound = hostMemory(vm, 2 * P)!;
+        vm.bind({ memory: bound, offset: 0, gpa: 0x50_0000n, size: 2 * P, access: 'shared' });
+        const orphan = hostMemory(vm, 2 * P)!;
+        views.push(['whole', viewable.map()], ['window', viewable.map({ offset: P, length: 2 * P })], ['bound', bound.map()], ['orphan', orphan.map()]);
+        orphan.close();
+        for (const [what, v] of views) {
+          v.fill(0, P, 0x5a);
+          expect(v.read(0, 1), what).toEqual(new Uint8Array([0x5a]));
+        }
+      }
       h.close();
       expect(vm.destroyed).toBe(true);
       expect(b.active).toBe(false);
       expect(kept.closed).toBe(true);
       expect(spare.closed).toBe(true);
+      for (const [what, v] of views) {
+        for (const e of [expectGuestMemError(() => v.read(0, P)), expectGuestMemError(() => v.write(0, new Uint8Array([1]))), expectGuestMemError(() => v.fill(P, 1, 1))]) {
+          expect(['EBADF', 'EFAULT'], `${what}: ${e.message}`).toContain(e.code);
+        }
+        v.unmap(); // still idempotent after close()
+      }
       h.close();
     });
 

@@ -220,9 +220,12 @@ export interface Hypervisor {
   readonly capabilities: Capabilities;
   createVm(opts?: CreateVmOptions): Vm;
   /**
-   * Releases everything created through this hypervisor — destroys every VM still alive, closes
-   * every guest-memory object still open — then the hypervisor handle itself (e.g. /dev/kvm's fd).
-   * Idempotent. A VMM that forgets a `close()` somewhere leaks nothing once this runs.
+   * Releases everything created through this hypervisor — unmaps every {@link HostView} still
+   * mapped (including views of memory already closed), destroys every VM still alive, closes every
+   * guest-memory object still open — then the hypervisor handle itself (e.g. /dev/kvm's fd).
+   * Afterwards no fd or mapping it made remains, and an access through an old view fails with
+   * `EFAULT` (or `EBADF`). Idempotent. A VMM that forgets a `close()` somewhere leaks nothing once
+   * this runs.
    */
   close(): void;
 }

@@ -8,6 +8,7 @@
 import {
   GuestMemError,
   PAGE_SIZE_N,
+  HostViewSet,
   RangeStateMap,
   hostView,
   errnoCode,
@@ -102,11 +103,16 @@ export class GunyahHypervisor implements Hypervisor {
     return vm;
   }
 
+  /** Unmaps every host view, destroys every VM still alive, closes every memory. */
   close(): void {
+    this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     for (const m of [...this.memories]) m.close();
     this.closed = true;
   }
+
+  /** @internal Host views not yet unmapped (unmapped by {@link close}). */
+  readonly views = new HostViewSet();
 
   /** @internal Guest-memory objects not yet closed by their user (closed by {@link close}). */
   readonly memories = new Set<GunyahGuestMemory>();
@@ -156,7 +162,7 @@ class GunyahGuestMemory implements GuestMemory {
     const { offset, length } = checkMapRange(opts, this.size, BACKEND);
     const m = this.mem.mmap({ offset, length });
     // The mapping's own length (rounded up to whole pages), as on every other backend.
-    return hostView(m, () => m.unmap());
+    return this.vm.hypervisor.views.add(m, () => m.unmap());
   }
   /** Gunyah's uAPI has no memory-failure injection (research §6), so no 'poison-injection'. */
   markPoisoned(): void {

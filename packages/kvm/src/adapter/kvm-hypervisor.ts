@@ -9,6 +9,7 @@
  */
 import {
   GuestMemError,
+  HostViewSet,
   RangeStateMap,
   fileOffset,
   gmErr,
@@ -159,13 +160,17 @@ export class KvmHypervisor implements Hypervisor {
     return vm;
   }
 
-  /** Destroys every VM still alive and closes `/dev/kvm`. */
+  /** Unmaps every host view, destroys every VM still alive, closes every guest_memfd and `/dev/kvm`. */
   close(): void {
+    this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     this.vms.clear();
     for (const m of [...this.memories]) m.close();
     if (!this.kvm.closed) this.kvm.close();
   }
+
+  /** @internal Host views not yet unmapped (unmapped by {@link close}). */
+  readonly views = new HostViewSet();
 
   /** @internal Guest-memory objects still open (closed by {@link close}). */
   readonly memories = new Set<KvmGuestMemory>();
@@ -449,7 +454,7 @@ export class KvmGuestMemory implements GuestMemory {
     if (this.closed) throw gmErr('EBADF', 'map', this.vm.hypervisor.id, `memory ${this.id} is closed`, { syscall: 'mmap' });
     const { offset, length } = checkMapRange(opts, this.size, this.vm.hypervisor.id);
     const m = this.fd.mmap({ length, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
-    return hostView(m, () => m.munmap());
+    return this.vm.hypervisor.views.add(m, () => m.munmap());
   }
 
   close(): void {
