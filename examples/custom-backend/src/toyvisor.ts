@@ -31,6 +31,7 @@ import {
   uintArg,
   type BindOptions,
   type Capabilities,
+  type ConvertOptions,
   type CreateGuestMemoryOptions,
   type FolioAllocator,
   type GpaRange,
@@ -176,8 +177,9 @@ class ToyVm implements Vm {
     const b = new ToyBinding(this, mem, toGpa(gpa), size, fileOffset(offset), readOnly);
     mem.file.bind(Number(offset / PAGE), Number((offset + size) / PAGE), b, { overlapCode: 'EEXIST' });
     this.table.push(b);
-    // Default access: private, since toyvisor VMs have private memory (the neutral rule).
-    if (access === 'private') this.convert({ gpa, size }, 'private', { discard: false });
+    // Default access: private, since toyvisor VMs have private memory (the neutral rule). Either
+    // way the file pages take the binding's access (a private page bound shared reads zero).
+    this.convert({ gpa, size }, access, { discard: false });
     return b;
   }
 
@@ -188,10 +190,11 @@ class ToyVm implements Vm {
     this.table.splice(this.table.indexOf(b), 1);
   }
 
-  convert(range: GpaRange, to: MemoryAccess, opts: { discard?: boolean } = {}): void {
+  convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.live('convert');
     const { gpa, size } = checkGpaRange(range, 'convert', ID);
     accessArg(to, 'convert', ID);
+    if (opts.keepContents) throw gmErr('EOPNOTSUPP', 'convert', ID, "no 'convert-keeps-contents'");
     // Check every page first, so a failing conversion changes nothing.
     const pieces = this.table.filter((b) => gpa < b.gpa + b.size && b.gpa < gpa + size);
     for (const b of pieces) {
@@ -200,9 +203,10 @@ class ToyVm implements Vm {
       const first = Number((b.offset + lo - b.gpa) / PAGE);
       const end = Number((b.offset + hi - b.gpa) / PAGE);
       // Converting drops the old contents of the pages that change, as a CoCo guest's conversion
-      // does; pages already in state `to` keep theirs.
+      // does; pages already in state `to` keep theirs. One copy per page: a page that becomes
+      // shared is always zeroed, so its private bytes never reach the host (neutral rule).
       const changed = b.memory.privatePages.set(first, end, to);
-      if (opts.discard !== false) for (const c of changed) b.memory.file.punchHole(BigInt(c.first) * PAGE, BigInt(c.end - c.first) * PAGE);
+      if (to === 'shared' || opts.discard !== false) for (const c of changed) b.memory.file.punchHole(BigInt(c.first) * PAGE, BigInt(c.end - c.first) * PAGE);
     }
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
   }

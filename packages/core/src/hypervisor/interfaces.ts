@@ -18,7 +18,12 @@ import type { ReadonlyRangeStateMap } from '../state/range-state-map.js';
  * Every error is a `GuestMemError` whose `backend` is the hypervisor's {@link Hypervisor.id}.
  */
 
-/** Whether guest accesses to a page go to private (guest-only) or shared (host-visible) memory. */
+/**
+ * Whether guest accesses to a page go to private (guest-only) or shared (host-visible) memory.
+ * A host access (through a {@link HostView}) to a private page fails with `SIGBUS` on every
+ * backend; memory created without `initiallyShared` is private until a shared binding or a
+ * conversion makes pages shared.
+ */
 export type MemoryAccess = 'private' | 'shared';
 
 /**
@@ -39,6 +44,11 @@ export type CapabilityName =
   | 'convert-in-place'
   /** `Vm.convert` works by unbinding and rebinding (Gunyah share⇄lend), which may fail on reclaim. */
   | 'convert-remap'
+  /**
+   * `convert(range, 'shared', { keepContents: true })` keeps the former private bytes, visible to
+   * host and guest (the backend shares the same pages in place: Gunyah lend→share).
+   */
+  | 'convert-keeps-contents'
   /** 2 MiB folios. */
   | 'huge-pages'
   /** `GuestMemory.punchHole` frees memory. */
@@ -99,11 +109,20 @@ export interface GuestMemory {
   readonly size: bigint;
   readonly hostMappable: boolean;
   readonly closed: boolean;
-  /** Allocates backing for `[offset, offset+len)` (fallocate). */
+  /** Allocates backing for `[offset, offset+len)` (fallocate): page-aligned, `len > 0`, inside the memory, else `EINVAL`. */
   allocate(offset: bigint | number, len: bigint | number): void;
-  /** Frees backing for `[offset, offset+len)`; afterwards the range reads zero. May fail (Gunyah reclaim). */
+  /**
+   * Frees backing for `[offset, offset+len)`; afterwards the range reads zero. May fail (Gunyah
+   * reclaim). Never changes a byte outside the range: on memory created with `hugePages`, a punch
+   * that does not cover whole 2 MiB folios (`offset` and `len` multiples of 2 MiB) is `EINVAL`
+   * and changes nothing. `offset`/`len`: page-aligned, `len > 0`, inside the memory (`EINVAL`).
+   */
   punchHole(offset: bigint | number, len: bigint | number): void;
-  /** Maps `[offset, offset+length)` for the host. Needs 'host-map'. */
+  /**
+   * Maps `[offset, offset+length)` for the host. Needs 'host-map'. `offset` (default 0) is
+   * page-aligned and inside the memory, `length` (default: the rest) > 0 with
+   * `offset + length <= size`, else `EINVAL`. Accesses to private pages fail with `SIGBUS`.
+   */
   map(opts?: { offset?: bigint | number; length?: number }): HostView;
   /**
    * Injects a memory failure on the page at `offset` (needs 'poison-injection', else `EOPNOTSUPP`):
@@ -170,8 +189,19 @@ export interface ConvertOptions {
   /**
    * Free the backing that is no longer used after the conversion (default true), as Cloud
    * Hypervisor and libkrun do: converting to shared punches the private pages.
+   *
+   * `discard: false` never makes private bytes host-visible: after a conversion to shared, the
+   * guest and the host read the page's shared contents (zero on a backend with one copy per page,
+   * whatever the shared side held on a backend with two), never its former private bytes.
    */
   discard?: boolean;
+  /**
+   * Private→shared only: keep the former private bytes, so host and guest read them after the
+   * conversion (the guest shares data in place). Needs 'convert-keeps-contents', `EOPNOTSUPP`
+   * (changing nothing) otherwise. Without it, private bytes never become host-visible by a
+   * conversion. Implies no discard of the converted pages.
+   */
+  keepContents?: boolean;
 }
 
 /** A virtual machine's memory side. */

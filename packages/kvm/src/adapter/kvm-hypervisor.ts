@@ -340,18 +340,26 @@ export class KvmVmAdapter implements Vm {
     }
     const { gpa, size } = checkGpaRange(range, 'convert', this.hypervisor.id);
     accessArg(to, 'convert', this.hypervisor.id);
+    if (opts.keepContents) {
+      // guest_memfd keeps private and shared copies apart: shared reads never see private bytes.
+      throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, "keepContents needs 'convert-keeps-contents': KVM's private pages never become shared in place");
+    }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
     // without changing anything. The state map mirrors the kernel right after it.
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
-    if (opts.discard === false) return;
+    const discard = opts.discard !== false;
     try {
       for (const b of this.slots.values()) {
         const lo = gpa > b.gpa ? gpa : b.gpa;
         const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
         if (lo >= hi) continue;
-        if (to === 'shared') (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
-        else b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
+        const mem = b.memory as KvmGuestMemory;
+        // A host-mappable guest_memfd makes the slot guest_memfd-only (6.18): shared accesses read
+        // the same pages the guest wrote privately, so those are punched even without `discard`
+        // (neutral rule: private bytes never become visible by a conversion).
+        if (to === 'shared' && (discard || mem.hostMappable)) mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
+        else if (to === 'private' && discard) b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
       }
     } catch (e) {
       if (!GuestMemError.is(e)) throw e;
