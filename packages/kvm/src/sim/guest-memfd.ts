@@ -32,7 +32,8 @@ import { TASK_SIZE } from './address-space.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
 import { SimMappingBase } from './mapping-base.js';
-import type { SimMemslot, SimVmState } from './vm.js';
+import type { SimMemslot } from './memslot.js';
+import type { SimVmState } from './vm-state.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
 import { FdHandle } from '../fd-handle.js';
 

@@ -4,7 +4,7 @@ import { SimAddressSpace } from './address-space.js';
 import { SimFdTable } from './fd-table.js';
 import type { SimMapping } from './guest-memfd.js';
 import type { SimAnonMapping } from './anon-memory.js';
-import type { SimVmState } from './vm.js';
+import type { SimVmState } from './vm-state.js';
 import { PROBE_HOST_CONFIG, SW_PROTECTED_CONFIG, type SimKernelConfig } from './vm-types.js';
 
 /** Options of a simulated kernel (`openSimKvm`). */
