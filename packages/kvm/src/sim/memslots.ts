@@ -90,7 +90,14 @@ export function setMemoryRegion(vm: SimVmState, r: KvmUserspaceMemoryRegion2Deco
   const slot = new SimMemslot(id, r.flags, baseGfn, npages, r.userspaceAddr);
   // 11. kvm_gmem_bind.
   if (gmem) bindGuestMemfd(vm, slot, r.guestMemfd, r.guestMemfdOffset, size, fail);
-  // 12. kvm_set_memslot: install (MOVE drops the old slot's mappings; FLAGS_ONLY keeps the data).
+  // 12a. kvm_set_memslot → kvm_arch_prepare_memory_region: a new or moved slot's last frame must not
+  // exceed kvm_mmu_max_gfn() (x86.c). Why here: the bind above already happened, so a refusal takes
+  // the out_unbind path of kvm_set_memory_region (kvm_gmem_unbind) and the file range is free again.
+  if (change !== 'flags' && baseGfn + npagesBig - 1n > vm.kernel.maxGfn) {
+    if (gmem) slot.unbind();
+    throw fail('EINVAL', `the slot's last frame 0x${(baseGfn + npagesBig - 1n).toString(16)} is above the MMU's highest frame 0x${vm.kernel.maxGfn.toString(16)}`);
+  }
+  // 12b. kvm_set_memslot: install (MOVE drops the old slot's mappings; FLAGS_ONLY keeps the data).
   if (old) old.zapAll();
   vm.slots.set(id, slot);
 }
