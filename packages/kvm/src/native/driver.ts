@@ -26,6 +26,7 @@ import { openFds } from '../api.js';
 import { i32, i64, u64 } from '../uapi/codec-util.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
+  MAP_ANONYMOUS,
   MAP_FAILED,
   MFD_CLOEXEC,
   O_CLOEXEC,
@@ -322,6 +323,9 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     if (address === MAP_FAILED) {
       throw syscallError(this.c.errno(), 'mmap', 'mmap', { length: args.length, prot: args.prot, flags: args.flags, offset });
     }
+    // Why: with MAP_ANONYMOUS the kernel ignored the fd (ksys_mmap_pgoff) and mapped anonymous memory,
+    // which no guest_memfd SIGBUS rule applies to.
+    if (args.flags & MAP_ANONYMOUS) return new NativeAnonMapping(this.c, address, Number(length), args.prot, args.flags);
     return new NativeMapping(this.c, address, Number(length), BigInt.asUintN(64, offset), args.prot, args.flags, this.size, this.flags);
   }
 
@@ -413,7 +417,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 export class NativeMapping extends NativeMappingBase {
   /**
    * Everything before the first page that would SIGBUS: 0 for a private file, else up to EOF, capped
-   * at the mapping length.
+   * at the mapped pages.
    */
   protected readonly accessible: number;
   constructor(
@@ -429,7 +433,7 @@ export class NativeMapping extends NativeMappingBase {
     super(c, address, length, offset, prot, flags);
     const untilEof = fileSize - offset;
     this.accessible =
-      !(fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED) || untilEof <= 0n ? 0 : untilEof < BigInt(length) ? Number(untilEof) : length;
+      !(fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED) || untilEof <= 0n ? 0 : untilEof < BigInt(this.mapped) ? Number(untilEof) : this.mapped;
   }
 
   protected fault(op: string, mappingOffset: number): HostAccessFault {
