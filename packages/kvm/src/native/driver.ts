@@ -187,9 +187,14 @@ class NativeOtherFd extends OwnedFd implements OtherFd {
   }
 }
 
-/** A VM fd. Native-only extra: {@link NativeVm.createVcpu}. */
+/**
+ * A VM fd. Native-only extra: {@link NativeVm.createVcpu}.
+ *
+ * Lifetime as in the kernel: each vCPU fd holds a reference to the VM, so `close()` closes only the
+ * VM fd. vCPUs stay usable (they still run the guest) and are closed on their own, before or after.
+ */
 export class NativeVm extends OwnedFd implements KvmVm {
-  /** vCPUs created here and not yet closed: `close()` closes them first, so none leaks its fd. */
+  /** vCPUs created here and not yet closed (each outlives `close()` of this handle, as in the kernel). */
   readonly #vcpus = new Set<NativeVcpu>();
   constructor(
     c: Libc,
@@ -225,21 +230,6 @@ export class NativeVm extends OwnedFd implements KvmVm {
     } finally {
       sys.close();
     }
-  }
-
-  /** Closes the vCPUs still open on this handle, then the VM fd. */
-  override close(): void {
-    this.live('close', 'close');
-    let first: unknown;
-    for (const v of [...this.#vcpus]) {
-      try {
-        v.close();
-      } catch (e) {
-        first ??= e;
-      }
-    }
-    super.close();
-    if (first !== undefined) throw first;
   }
 
   checkExtension(cap: IntArg): number {
