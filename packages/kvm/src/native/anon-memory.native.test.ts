@@ -57,6 +57,7 @@ describe.skipIf(!probe.available)('native anonymous memory', () => {
       const vcpu = vm.createVcpu(0);
       enterRealMode(vcpu, 0, 0x1000);
       const r = runVcpu(vcpu, { maxRuns: 10 });
+      vcpu.close();
       expect(r.exits.map((e) => e.reason)).toEqual([KVM_EXIT_IO, KVM_EXIT_HLT]);
       expect(r.exits[0]!.io!.data).toEqual(Uint8Array.of(0x66));
       expect(anon.read(0x10, 2)).toEqual(Uint8Array.of(0x66, 0x5a));
