@@ -33,8 +33,12 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(v.read(0, 3)).toEqual(Uint8Array.of(4, 5, 6));
     v.unmap();
     expect(vm.guestRead(0x10000, 3)).toEqual(Uint8Array.of(1, 2, 3));
-    expect(() => vm.guestRead(0x90000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', syscall: 'ioctl(GUNYAH_VCPU_RUN)', info: expect.objectContaining({ exit: expect.objectContaining({ attempt: -2 }) }) }));
-    expect(priv.active).toBe(true);
+    // An address no binding ever backed is a VMMIO access (MMIO exit); the neutral answer is EFAULT.
+    expect(() => vm.guestRead(0x90000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', syscall: 'ioctl(GUNYAH_VCPU_RUN)', info: expect.objectContaining({ exit: expect.objectContaining({ exitReason: 1, physAddr: 0x90000n }) }) }));
+    // A private (lent) range of the start, once unbound, is still demand-paged: PAGE_FAULT -ENOENT.
+    priv.unbind();
+    expect(() => vm.guestRead(0x10000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', info: expect.objectContaining({ exit: expect.objectContaining({ exitReason: 3, attempt: -2 }) }) }));
+    expect(priv.active).toBe(false);
   });
 
   it('convert = unmap + remap: refused while the guest holds a lent page, all-or-nothing (guestCooperates: false)', () => {

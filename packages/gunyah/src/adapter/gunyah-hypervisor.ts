@@ -514,12 +514,16 @@ class GunyahNeutralVm implements Vm {
     if (end <= this.memoryState.limit) this.memoryState.set(first, end, access);
   }
 
-  /** Gunyah will not start without a DTB; the adapter supplies a one-page one at {@link ADAPTER_DTB_GPA}. */
+  /**
+   * Gunyah will not start without a DTB; the adapter supplies a one-page one at
+   * {@link ADAPTER_DTB_GPA}, lent (v17 refuses a DTB in a share binding with ENOMEM). The VM starts
+   * on the first guest access (GUNYAH_VM_START; v17 never starts a VM implicitly on vCPU run).
+   */
   private ensureStarted(): void {
     if (this.sim.status === 'running') return;
     if (!this.dtbMem) {
       this.dtbMem = this.hypervisor.device.createGuestMem({ flags: 0n, size: PAGE_SIZE_N });
-      this.sim.mapMem({ guestAddr: ADAPTER_DTB_GPA, flags: this.flags('shared', false), guestMemFd: this.dtbMem.fd, offset: 0n, size: PAGE_SIZE_N });
+      this.sim.mapMem({ guestAddr: ADAPTER_DTB_GPA, flags: this.flags('private', false), guestMemFd: this.dtbMem.fd, offset: 0n, size: PAGE_SIZE_N });
       this.sim.setDtbConfig({ guestPhysAddr: ADAPTER_DTB_GPA, size: PAGE_SIZE_N });
     }
     this.sim.start();
@@ -530,6 +534,18 @@ class GunyahNeutralVm implements Vm {
     this.ensureStarted();
     const r = access();
     if (r.status === 'done') return r.data ?? new Uint8Array(0);
+    if (r.status === 'mmio') {
+      // An access the hypervisor hands to the VMM as MMIO (an address no binding backs, outside the
+      // demand-paged ranges): no device here, so the neutral EFAULT; the exit stays in info.exit.
+      throw new GuestMemError({
+        code: 'EFAULT',
+        op,
+        backend: BACKEND,
+        syscall: 'ioctl(GUNYAH_VCPU_RUN)',
+        detail: `GUNYAH_VCPU_EXIT_MMIO at 0x${r.exit.physAddr.toString(16)} (${r.exit.isWrite ? 'write' : 'read'}, ${r.exit.len} bytes)`,
+        info: { exit: r.exit },
+      });
+    }
     if (r.status === 'page-fault') {
       // The neutral API reports every unresolved guest access as EFAULT (poison as EHWPOISON); the
       // uAPI's own answer (-ENOENT unbound, -EPERM read-only…) stays in info.exit.attempt.
