@@ -67,7 +67,7 @@ const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
 export const GUNYAH_SIM_CAPABILITIES: Capabilities = makeCapabilities({
   backend: BACKEND,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'huge-pages', 'punch-hole', 'guest-access'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'huge-pages', 'punch-hole', 'guest-access', 'unbind'],
   pageSizes: [4096, 2 * 1024 * 1024],
   maxGuestMemorySize: MAX_SIZE,
   raw: { uapi: 'gunyah-v17', inPlaceConversion: false },
