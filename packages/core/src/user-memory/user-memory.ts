@@ -334,7 +334,7 @@ export class UserPagePin {
   }
 
   /** The folio's bytes at byte `at` of the folio (device-side access: no host policy). */
-  read(at: number, len: number, out = new Uint8Array(len), outOffset = 0): Uint8Array {
+  read(at: number, len: number, out: Uint8Array = new Uint8Array(len), outOffset = 0): Uint8Array {
     this.assertPinned();
     out.set(this.memory.folioBytes(this.folio.folio).subarray(at, at + len), outOffset);
     return out;
