@@ -50,7 +50,7 @@ const PAGE = 4096n;
 const CAPS: Capabilities = makeCapabilities({
   backend: ID,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection', 'unbind'],
   maxGuestMemorySize: 1n << 40n,
 });
 

@@ -24,3 +24,6 @@ export * from './hypervisor/validate.js';
 export * from './di/tokens.js';
 export * from './di/hypervisor-registry.js';
 export * from './di/register-core.js';
+export * from './user-memory/user-memory.js';
+export * from './user-memory/address-space.js';
+export * from './user-memory/memlock.js';

@@ -56,7 +56,12 @@ export type CapabilityName =
   /** `Vm.guestRead/guestWrite` emulate guest accesses (simulated backends). */
   | 'guest-access'
   /** {@link GuestMemory.markPoisoned} injects a memory failure (simulated backends). */
-  | 'poison-injection';
+  | 'poison-injection'
+  /**
+   * {@link MemoryBinding.unbind} removes a binding. Absent on Gunyah's Android (ACK) uAPI, which
+   * has no way to remove a user-memory region: `unbind()` then fails with `EOPNOTSUPP`.
+   */
+  | 'unbind';
 
 /** What a hypervisor (or one VM of it) offers. */
 export interface Capabilities {
@@ -174,7 +179,7 @@ export interface MemoryBinding {
   readonly readOnly: boolean;
   /** False once unbound (explicitly, by VM destroy, or by the backend). */
   readonly active: boolean;
-  /** Removes the binding. Data stays in the memory object. */
+  /** Removes the binding. Data stays in the memory object. Needs capability 'unbind' (else `EOPNOTSUPP`, binding kept). */
   unbind(): void;
 }
 

@@ -41,7 +41,7 @@ import {
   type Vm,
 } from '@guestmem/core';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, MAP_FLAG_LAYOUTS, encodeMapFlags, type LayoutName } from '../uapi/index.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, encodeMapFlags } from '../uapi/index.js';
 import { openGunyah, type SimDevice } from '../sim/device.js';
 import { BACKEND } from '../sim/errors.js';
 import type { SimGuestMem } from '../sim/guest-mem.js';
@@ -49,8 +49,6 @@ import type { SimVm } from '../sim/vm.js';
 
 /** Options of {@link GunyahHypervisor}. */
 export interface GunyahHypervisorOptions {
-  /** Map-flag bit layout of the simulated kernel (default v17). */
-  layout?: LayoutName;
   /** Folio allocator shared with other files (the container's `FOLIO_ALLOCATOR`). */
   allocator?: FolioAllocator;
   rodataFull?: boolean;
@@ -75,7 +73,7 @@ const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
 export const GUNYAH_SIM_CAPABILITIES: Capabilities = makeCapabilities({
   backend: BACKEND,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'convert-keeps-contents', 'huge-pages', 'punch-hole', 'guest-access'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'convert-keeps-contents', 'huge-pages', 'punch-hole', 'guest-access', 'unbind'],
   pageSizes: [4096, 2 * 1024 * 1024],
   maxGuestMemorySize: MAX_SIZE,
   raw: { uapi: 'gunyah-v17', inPlaceConversion: false },
@@ -93,7 +91,7 @@ export class GunyahHypervisor implements Hypervisor {
 
   constructor(opts: GunyahHypervisorOptions = {}) {
     this.guestCooperates = opts.guestCooperates ?? true;
-    this.device = openGunyah({ driver: 'sim', layout: opts.layout, rodataFull: opts.rodataFull, allocator: opts.allocator });
+    this.device = openGunyah({ driver: 'sim', rodataFull: opts.rodataFull, allocator: opts.allocator });
   }
 
   createVm(_opts: CreateVmOptions = {}): Vm {
@@ -293,7 +291,7 @@ class GunyahNeutralVm implements Vm {
   }
 
   private flags(access: MemoryAccess, readOnly: boolean): number {
-    return encodeMapFlags({ access: access === 'private' ? 'lend' : 'share', read: true, write: !readOnly, exec: access === 'private' }, MAP_FLAG_LAYOUTS[this.hypervisor.device.layout.name]);
+    return encodeMapFlags({ access: access === 'private' ? 'lend' : 'share', read: true, write: !readOnly, exec: access === 'private' }, this.hypervisor.device.layout);
   }
 
   private mapPiece(memory: GunyahGuestMemory, gpa: bigint, offset: bigint, size: bigint, access: MemoryAccess, readOnly: boolean, unmap = false): void {

@@ -92,7 +92,7 @@ function answerCaps(
   const flags = BigInt(kvm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS));
   const attrs = BigInt(kvm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES));
   const vmTypes = kvm.checkExtension(KVM_CAP_VM_TYPES);
-  const caps: CapabilityName[] = [];
+  const caps: CapabilityName[] = ['unbind'];
   if (gmem) caps.push('guest-memory', 'punch-hole');
   if (flags & GUEST_MEMFD_FLAG_MMAP) caps.push('host-map');
   if (flags & GUEST_MEMFD_FLAG_INIT_SHARED) caps.push('initially-shared');
