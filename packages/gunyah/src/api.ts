@@ -17,17 +17,12 @@
  * or file operation (`'ioctl(GUNYAH_VM_MAP_MEM)'`, `'fallocate'`, `'mmap'`); a refused host access
  * is a `HostAccessFault` (code `'SIGBUS'`).
  */
-import type { MapFlagLayout, LayoutName, ResumeAction, GunyahPageFaultExit, GunyahMmioExit, GunyahStatusExit } from './uapi/index.js';
+import type { MapFlagLayout, ResumeAction, GunyahPageFaultExit, GunyahMmioExit, GunyahStatusExit } from './uapi/index.js';
 
 /** Options of {@link openGunyah}. */
 export interface OpenGunyahOptions {
   /** Only `'sim'` exists: no Gunyah hardware is available (a `native` slot is reserved). */
   driver: 'sim';
-  /**
-   * Bit layout of `GUNYAH_VM_MAP_MEM` flags: `'v17'` (upstream series, default) or `'ack'` (the
-   * Android common kernel, whose access and rights nibbles are swapped).
-   */
-  layout?: LayoutName;
   /**
    * Whether the host kernel can unmap single pages from its direct map (arm64 `rodata=full`).
    * Default true. With false every LEND binding fails with EINVAL, as v17 does.

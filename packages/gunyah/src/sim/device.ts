@@ -3,7 +3,7 @@ import type { Gunyah, GunyahGuestMem, GunyahStats, GunyahVm, OpenGunyahOptions }
 import {
   GHMF_KNOWN,
   GUNYAH_IOCTL,
-  MAP_FLAG_LAYOUTS,
+  MAP_FLAGS_V17,
   SIZEOF,
   FN_DESC,
   BOOT_CONTEXT,
@@ -55,7 +55,7 @@ export class SimDevice implements Gunyah {
   private readonly vmids = new Set<number>();
 
   constructor(opts: OpenGunyahOptions & { allocator?: FolioAllocator }) {
-    this.layout = MAP_FLAG_LAYOUTS[opts.layout ?? 'v17'];
+    this.layout = MAP_FLAGS_V17;
     this.rodataFull = opts.rodataFull ?? true;
     this.maxFds = opts.maxFds ?? 1024;
     this.pageFaultResume = opts.pageFaultResume ?? 'v17';

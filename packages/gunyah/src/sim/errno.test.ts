@@ -6,7 +6,6 @@ import {
   FALLOC_FL_PUNCH_HOLE as PUNCH,
   FALLOC_FL_ZERO_RANGE as ZERO,
   GUNYAH_IOCTL,
-  MAP_FLAGS_ACK,
   MAP_FLAGS_V17 as F,
   encodeCreateMemArgs,
   encodeMapMemArgs,
@@ -158,14 +157,6 @@ describe('GUNYAH_VM_MAP_MEM (bind)', () => {
     expect(() => vm.mapMem(bind({ size: 0n }, mem.fd))).toThrow(code('EINVAL', S));
     vm.mapMem(bind({ size: 8192n }, mem.fd));
     expect(() => vm.mapMem(bind({ size: 0n, offset: 4096n, guestAddr: 0x3000_0000n }, mem.fd))).toThrow(code('EEXIST', S));
-  });
-  it('ACK layout: the same meaning needs the swapped bits', () => {
-    const gh = openGunyah({ driver: 'sim', layout: 'ack' });
-    const vm = gh.createVm();
-    const mem = gh.createGuestMem({ flags: 0n, size: 16n * KIB });
-    expect(() => vm.mapMem(bind({ flags: LEND_RW }, mem.fd))).toThrow(code('EINVAL', S)); // v17 bits: 0x31 → access 0x30 invalid
-    vm.mapMem(bind({ flags: MAP_FLAGS_ACK.GUNYAH_MEM_FORCE_LEND | MAP_FLAGS_ACK.GUNYAH_MEM_ALLOW_READ }, mem.fd));
-    expect(vm.bindings()[0]).toMatchObject({ lend: true, write: false });
   });
   it('raw ioctl path decodes gunyah_map_mem_args', () => {
     const { gh, vm, mem } = setup();

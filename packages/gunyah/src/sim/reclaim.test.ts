@@ -40,7 +40,7 @@ describe('reclaim folio by folio', () => {
   it('the neutral punchHole stays all-or-nothing: it checks the whole range before the uAPI punch', () => {
     const h = new GunyahHypervisor({ guestCooperates: false });
     const vm = h.createVm();
-    const m = vm.createGuestMemory({ size: 8192, hostMappable: true });
+    const m = vm.createGuestMemory({ size: 8192, hostMappable: true, initiallyShared: true });
     const v = m.map({ offset: 4096, length: 4096 });
     v.write(0, Uint8Array.of(9));
     v.unmap();
