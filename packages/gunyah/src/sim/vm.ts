@@ -394,7 +394,7 @@ export class SimVm implements GunyahVm {
   step(p: PendingAccess): StepResult {
     const len = p.buf.length;
     while (p.done < len) {
-      const at = p.gpa + BigInt(p.done);
+      const at = BigInt.asUintN(64, p.gpa + BigInt(p.done)); // an access wraps at the top of the 64-bit space
       const gfn = Number(at / PAGE_SIZE_N);
       const inPage = Number(at % PAGE_SIZE_N);
       const n = Math.min(len - p.done, PAGE_SIZE - inPage);
