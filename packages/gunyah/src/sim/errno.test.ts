@@ -326,6 +326,12 @@ describe('guest-memory fd operations (§1.6)', () => {
     expect(() => mem.fallocate(ZERO, 0, 4096)).toThrow(code('EOPNOTSUPP', 'fallocate'));
     expect(() => mem.fallocate(KEEP | 0x40, 0, 4096)).toThrow(code('EOPNOTSUPP', 'fallocate'));
     expect(() => mem.fallocate(KEEP | 0x100, 0, 4096)).toThrow(code('EOPNOTSUPP', 'fallocate'));
+    // vfs_fallocate (fs/open.c): COLLAPSE/INSERT only alone, UNSHARE only with KEEP_SIZE → EINVAL,
+    // before the driver sees the mode; alone, the driver answers EOPNOTSUPP (no KEEP_SIZE).
+    expect(() => mem.fallocate(KEEP | 0x08, 0, 4096)).toThrow(code('EINVAL', 'fallocate'));
+    expect(() => mem.fallocate(KEEP | 0x20, 0, 4096)).toThrow(code('EINVAL', 'fallocate'));
+    expect(() => mem.fallocate(KEEP | PUNCH | 0x40, 0, 4096)).toThrow(code('EINVAL', 'fallocate'));
+    expect(() => mem.fallocate(0x08, 0, 4096)).toThrow(code('EOPNOTSUPP', 'fallocate'));
     expect(() => mem.fallocate(PUNCH, 0, 4096)).toThrow(code('EOPNOTSUPP', 'fallocate'));
     expect(() => mem.fallocate(KEEP, 100, 4096)).toThrow(code('EINVAL', 'fallocate'));
     expect(() => mem.fallocate(KEEP, 0, 0)).toThrow(code('EINVAL', 'fallocate'));

@@ -288,6 +288,10 @@ export class SimGuestMem implements GunyahGuestMem {
     if (mode & ~FALLOC_SUPPORTED_MASK) throw err('EOPNOTSUPP', op, 'fallocate', `unknown mode bits 0x${mode.toString(16)}`);
     if (mode & FALLOC_FL_PUNCH_HOLE && mode & FALLOC_FL_ZERO_RANGE) throw err('EOPNOTSUPP', op, 'fallocate', 'PUNCH_HOLE and ZERO_RANGE together');
     if (mode & FALLOC_FL_PUNCH_HOLE && !(mode & FALLOC_FL_KEEP_SIZE)) throw err('EOPNOTSUPP', op, 'fallocate', 'PUNCH_HOLE needs KEEP_SIZE');
+    // COLLAPSE_RANGE (0x08) and INSERT_RANGE (0x20) only alone; UNSHARE_RANGE (0x40) only with KEEP_SIZE.
+    if ((mode & 0x08 && mode & ~0x08) || (mode & 0x20 && mode & ~0x20) || (mode & 0x40 && mode & ~(0x40 | FALLOC_FL_KEEP_SIZE))) {
+      throw err('EINVAL', op, 'fallocate', `mode 0x${mode.toString(16)} combines an exclusive mode with others`);
+    }
     if (off + ln > MAX_LFS) throw err('EFBIG', op, 'fallocate', `offset + len = ${off + ln}`);
     // …then gunyah_gmem_fallocate's.
     if (!(mode & FALLOC_FL_KEEP_SIZE)) throw err('EOPNOTSUPP', op, 'fallocate', 'KEEP_SIZE is mandatory');
