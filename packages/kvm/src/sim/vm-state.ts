@@ -37,7 +37,10 @@ export class SimVmState {
     if (--this.users > 0) return;
     // kvm_destroy_vm → kvm_free_memslots: every slot is unbound (no live file can still be bound:
     // each would have pinned the VM).
-    for (const slot of this.slots.values()) slot.unbind();
+    for (const slot of this.slots.values()) {
+      slot.unbind();
+      slot.releaseHostMapping();
+    }
     this.slots.clear();
     this.destroyed = true;
     this.kernel.vms.delete(this);

@@ -6,9 +6,18 @@
  * VM ioctl that makes a file.
  */
 import { PAGE_SIZE } from '@guestmem/core';
-import type { CreateGuestMemfdArgs, IntArg, KvmVm, MemoryAttributesArgs, UserMemoryRegion, UserMemoryRegion2 } from '../api.js';
+import type {
+  CreateGuestMemfdArgs,
+  IntArg,
+  KvmMapping,
+  KvmVm,
+  MemoryAttributesArgs,
+  RawUserMemoryRegion,
+  UserMemoryRegion,
+  UserMemoryRegion2,
+} from '../api.js';
+import { resolveSlotMemory, withoutUserspace, type SlotReferencedMapping } from '../slot-memory.js';
 import { u64 } from '../uapi/codec-util.js';
-import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from '../uapi/constants.js';
 import {
   decodeKvmCreateGuestMemfd,
   decodeKvmUserspaceMemoryRegion,
@@ -17,12 +26,14 @@ import {
   encodeKvmUserspaceMemoryRegion,
   encodeKvmUserspaceMemoryRegion2,
 } from '../uapi/structs.js';
-import { sysErr } from './errors.js';
+import { SIM_BACKEND, sysErr } from './errors.js';
 import { guestAccess, type SimGuestAccess } from './guest-access.js';
 import { SimFdHandle, SimGmemFile, SimGuestMemfd } from './guest-memfd.js';
 import type { SimKernel } from './kernel.js';
 import { setMemoryAttributes } from './memory-attributes.js';
+import { judgeV1Flags } from './memslot-rules.js';
 import { setMemoryRegion } from './memslots.js';
+import { SimMappingBase } from './mapping-base.js';
 import type { SimVmState } from './vm-state.js';
 import { checkExtension } from './vm-types.js';
 
@@ -69,18 +80,38 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
 
   setUserMemoryRegion(region: UserMemoryRegion): void {
     this.live('setUserMemoryRegion', SET_REGION);
-    const r = decodeKvmUserspaceMemoryRegion(encodeKvmUserspaceMemoryRegion(region));
-    // kvm_vm_ioctl: the v1 ioctl only knows LOG_DIRTY_PAGES and READONLY (§2.6 step 2, B32).
-    if (r.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) {
-      throw sysErr('EINVAL', 'setUserMemoryRegion', SET_REGION, `flags 0x${r.flags.toString(16)} are not v1 flags`, { ...region });
-    }
-    setMemoryRegion(this.state, { ...r, guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] }, 'setUserMemoryRegion', SET_REGION, region);
+    const mem = resolveSlotMemory(region, this.#owns, 'setUserMemoryRegion', SIM_BACKEND);
+    this.#region1({ ...withoutUserspace(region), userspaceAddr: mem.userspaceAddr }, 'setUserMemoryRegion', mem.mapping);
   }
 
   setUserMemoryRegion2(region: UserMemoryRegion2): void {
     this.live('setUserMemoryRegion2', SET_REGION2);
+    const mem = resolveSlotMemory(region, this.#owns, 'setUserMemoryRegion2', SIM_BACKEND);
+    this.#region2({ ...withoutUserspace(region), userspaceAddr: mem.userspaceAddr }, 'setUserMemoryRegion2', mem.mapping);
+  }
+
+  unsafeSetUserMemoryRegion(region: RawUserMemoryRegion, opts: { ioctl?: 'REGION' | 'REGION2' } = {}): void {
+    const v1 = opts.ioctl === 'REGION';
+    this.live('unsafeSetUserMemoryRegion', v1 ? SET_REGION : SET_REGION2);
+    const raw = { guestMemfdOffset: 0, guestMemfd: 0, ...region };
+    if (v1) this.#region1(raw, 'unsafeSetUserMemoryRegion', undefined);
+    else this.#region2(raw, 'unsafeSetUserMemoryRegion', undefined);
+  }
+
+  /** A mapping of this simulated process (the only kind a slot here may reference). */
+  readonly #owns = (m: KvmMapping): m is SimMappingBase => m instanceof SimMappingBase && m.belongsTo(this.kernel);
+
+  #region1(region: RawUserMemoryRegion, op: string, mapping: SlotReferencedMapping | undefined): void {
+    const r = decodeKvmUserspaceMemoryRegion(encodeKvmUserspaceMemoryRegion(region));
+    // kvm_vm_ioctl: the v1 ioctl only knows LOG_DIRTY_PAGES and READONLY (§2.6 step 2, B32).
+    const v1 = judgeV1Flags(r.flags);
+    if (v1) throw sysErr(v1.code, op, SET_REGION, v1.detail, { ...region, rule: v1.rule });
+    setMemoryRegion(this.state, { ...r, guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] }, op, SET_REGION, region, mapping);
+  }
+
+  #region2(region: Required<RawUserMemoryRegion>, op: string, mapping: SlotReferencedMapping | undefined): void {
     const r = decodeKvmUserspaceMemoryRegion2(encodeKvmUserspaceMemoryRegion2(region));
-    setMemoryRegion(this.state, r, 'setUserMemoryRegion2', SET_REGION2, region);
+    setMemoryRegion(this.state, r, op, SET_REGION2, region, mapping);
   }
 
   /** `KVM_SET_MEMORY_ATTRIBUTES`: see {@link setMemoryAttributes} in `memory-attributes.ts`. */
