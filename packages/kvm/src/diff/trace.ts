@@ -53,6 +53,8 @@ export function errorOutcome(e: unknown): unknown {
 
 export class Trace {
   readonly steps: TraceStep[] = [];
+  /** Called with every error a step threw (before it is reduced to its outcome). */
+  onError: ((step: string, e: unknown) => void) | undefined;
   private readonly labels = new Map<number, string>();
   private created = 0;
 
@@ -80,6 +82,7 @@ export class Trace {
       this.steps.push({ step, out: normalize(show(v)) });
       return v;
     } catch (e) {
+      this.onError?.(step, e);
       this.steps.push({ step, out: errorOutcome(e) });
       return undefined;
     }
@@ -265,9 +268,13 @@ export interface Scenario {
   readonly pinned?: Readonly<Record<string, unknown>>;
 }
 
-/** Runs `scenario` on a fresh system fd and returns its trace; everything is released afterwards. */
-export function runScenario(open: () => Kvm, scenario: Scenario): TraceStep[] {
+/**
+ * Runs `scenario` on a fresh system fd and returns its trace; everything is released afterwards.
+ * `onError` sees every error a step threw.
+ */
+export function runScenario(open: () => Kvm, scenario: Scenario, onError?: (step: string, e: unknown) => void): TraceStep[] {
   const s = new Session(open());
+  s.trace.onError = onError;
   try {
     scenario.run(s);
   } catch (e) {
