@@ -51,7 +51,6 @@ import {
   encodeKvmUserspaceMemoryRegion2,
   decodeKvmUserspaceMemoryRegion,
   decodeKvmUserspaceMemoryRegion2,
-  type KvmUserspaceMemoryRegion2Decoded,
 } from '../uapi/structs.js';
 import { diagnoseMemoryRegion } from './diagnosis.js';
 import { NativeGmemFileRecord, NativeVmRecord, gmemFds, releaseSlot, type NativeSlotRecord } from './records.js';
@@ -310,14 +309,14 @@ export class NativeVm extends OwnedFd implements KvmVm {
     // Why: memslot create/move/flags/delete; with KVM_MEM_GUEST_MEMFD (v2) it binds the slot to a
     // guest_memfd range. userspace_addr is an owned mapping's range (safe API) or the caller's (unsafe).
     const failed = this.c.ioctlPtr(fd, v1 ? KVM_SET_USER_MEMORY_REGION : KVM_SET_USER_MEMORY_REGION2, v1 ? region1Buf : region2Buf) < 0;
-    const errno = failed ? this.c.errno() : 0;
-    const r = v1 ? { ...decodeKvmUserspaceMemoryRegion(region1Buf), guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] } : decodeKvmUserspaceMemoryRegion2(region2Buf);
     if (failed) {
+      const errno = this.c.errno();
+      const r = v1 ? { ...decodeKvmUserspaceMemoryRegion(region1Buf), guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] } : decodeKvmUserspaceMemoryRegion2(region2Buf);
       const err = syscallError(errno, op, syscall, { ...region });
       const diagnosis = diagnoseMemoryRegion(err.code, this.#rec, r, v1);
       throw diagnosis ? syscallError(errno, op, syscall, { ...region, diagnosis }, `guestmem diagnosis: ${diagnosis.detail} (rule ${diagnosis.rule})`) : err;
     }
-    recordRegion(this.#rec, r, mapping);
+    recordRegion(this.#rec, v1 ? region1Buf : region2Buf, v1, mapping);
   }
 
   setMemoryAttributes(attrs: MemoryAttributesArgs): void {
@@ -337,8 +336,20 @@ const SET_REGION2 = 'ioctl(KVM_SET_USER_MEMORY_REGION2)';
 /** A mapping of this driver (the only kind the safe memslot API accepts). */
 const ownsMapping = (m: KvmMapping): m is NativeMappingBase => m instanceof NativeMappingBase;
 
-/** The record after an accepted memslot ioctl (the kernel did exactly one of these). */
-function recordRegion(vm: NativeVmRecord, r: KvmUserspaceMemoryRegion2Decoded, mapping: SlotReferencedMapping | undefined): void {
+/** The record after an accepted memslot ioctl (the kernel did exactly one of these), from the struct in `buf`. */
+function recordRegion(vm: NativeVmRecord, buf: Buffer, v1: boolean, mapping: SlotReferencedMapping | undefined): void {
+  // The fields as the kernel read them (struct kvm_userspace_memory_region[2]: slot @0, flags @4,
+  // guest_phys_addr @8, memory_size @16, userspace_addr @24, guest_memfd_offset @32, guest_memfd @40),
+  // read directly: a full decode costs more than the rest of this bookkeeping.
+  const r = {
+    slot: buf.readUInt32LE(0),
+    flags: buf.readUInt32LE(4),
+    guestPhysAddr: buf.readBigUInt64LE(8),
+    memorySize: buf.readBigUInt64LE(16),
+    userspaceAddr: buf.readBigUInt64LE(24),
+    guestMemfdOffset: v1 ? 0n : buf.readBigUInt64LE(32),
+    guestMemfd: v1 ? 0 : buf.readUInt32LE(40),
+  };
   const id = r.slot & 0xffff;
   const old = vm.slots.get(id);
   if (r.memorySize === 0n) {
