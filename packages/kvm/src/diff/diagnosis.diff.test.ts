@@ -1,5 +1,6 @@
 /**
- * A native refusal names the rule: for every memslot ioctl the kernel refuses anywhere in the
+ * A native refusal names the rule: for every memslot, guest_memfd-creation or memory-attribute ioctl
+ * the kernel refuses anywhere in the
  * differential suite, the native driver's diagnosis (`info.diagnosis.rule`, judged against its
  * record of what it created) must name the rule the simulated kernel refused with (`info.rule`).
  * The errno stays the kernel's (the traces of scenarios.diff.test.ts compare it).
@@ -15,8 +16,11 @@ import { runScenario } from './trace.js';
 const probe = probeNativeKvm();
 if (!probe.available) console.warn(`[kvm diff] skipping the diagnosis comparison: ${probe.reason}`);
 
-/** The memslot ioctls, whose refusals both drivers name with the rules of sim/memslot-rules.ts. */
-const DIAGNOSED = /^ioctl\(KVM_SET_USER_MEMORY_REGION2?\)$/;
+/**
+ * The VM ioctls whose refusals both drivers name: the memslot ioctls (sim/memslot-rules.ts),
+ * guest_memfd creation and memory attributes (sim/vm-ioctl-rules.ts).
+ */
+const DIAGNOSED = /^ioctl\(KVM_(SET_USER_MEMORY_REGION2?|CREATE_GUEST_MEMFD|SET_MEMORY_ATTRIBUTES)\)$/;
 
 interface Named {
   step: string;
@@ -32,7 +36,7 @@ function refusals(collect: Named[], pick: (e: GuestMemError) => { rule: unknown;
 }
 
 describe.skipIf(!probe.available)('native diagnosis names the simulator rule', () => {
-  test('every memslot refusal in the differential suite: the native diagnosis names the same rule as the sim', () => {
+  test('every memslot, guest_memfd-creation and memory-attribute refusal in the differential suite: the native diagnosis names the same rule as the sim', () => {
     let total = 0;
     const byRule = new Map<string, number>();
     for (const scenario of SCENARIOS) {
@@ -53,7 +57,7 @@ describe.skipIf(!probe.available)('native diagnosis names the simulator rule', (
     }
     // The suite refuses memslot ioctls for most rules; each of these appears at least once.
     expect(total).toBeGreaterThan(50);
-    for (const rule of ['slot-id', 'flags', 'memory-size-alignment', 'gpa-alignment', 'userspace-addr', 'address-space', 'gpa-wrap', 'no-such-slot', 'guest-memfd-slot-immutable', 'gpa-overlap', 'fd-not-open', 'fd-not-guest-memfd', 'fd-of-another-vm', 'past-eof', 'guest-memfd-range-bound', 'above-max-gfn', 'v1-flags']) {
+    for (const rule of ['slot-id', 'flags', 'memory-size-alignment', 'gpa-alignment', 'userspace-addr', 'address-space', 'gpa-wrap', 'no-such-slot', 'guest-memfd-slot-immutable', 'gpa-overlap', 'fd-not-open', 'fd-not-guest-memfd', 'fd-of-another-vm', 'past-eof', 'guest-memfd-range-bound', 'above-max-gfn', 'v1-flags', 'guest-memfd-flags', 'guest-memfd-size', 'memory-attributes-not-built']) {
       expect(byRule.get(rule) ?? 0, `rule ${rule} never refused in the suite`).toBeGreaterThan(0);
     }
   });

@@ -1,5 +1,5 @@
 /**
- * The native driver's diagnosis of a refused memslot ioctl: the kernel answers only an errno, so the
+ * The native driver's diagnosis of a refused VM ioctl (memslots, guest_memfd creation, memory attributes): the kernel answers only an errno, so the
  * driver judges the request with the simulator's rules (`sim/memslot-rules.ts`) against its record
  * of what it created (`records.ts`) and names the first rule that gives the kernel's errno. It is
  * marked as guestmem's diagnosis (`info.diagnosis.by === 'guestmem'`); the errno stays the kernel's.
@@ -10,13 +10,14 @@ import { release } from 'node:os';
 import type { GuestMemErrorCode } from '@guestmem/core';
 import { judgeMemoryRegion, judgeV1Flags, type MemslotRefusal, type MemslotRule, type MemslotWorld } from '../sim/memslot-rules.js';
 import { SIM_VM_TYPES } from '../sim/vm-types.js';
+import { judgeCreateGuestMemfd, judgeMemoryAttributes, type VmIoctlRefusal, type VmIoctlRule } from '../sim/vm-ioctl-rules.js';
 import type { KvmUserspaceMemoryRegion2Decoded } from '../uapi/structs.js';
 import { gmemFds, type NativeVmRecord } from './records.js';
 
 /** What `info.diagnosis` of a refused native call holds. */
 export interface NativeDiagnosis {
   /** The rule, named as the simulated kernel names it. */
-  readonly rule: MemslotRule;
+  readonly rule: MemslotRule | VmIoctlRule;
   /** The simulator's description of the broken rule. */
   readonly detail: string;
   /** Always `'guestmem'`: this is the library's reading, not the kernel's. */
@@ -89,4 +90,24 @@ export function diagnoseMemoryRegion(code: GuestMemErrorCode, vm: NativeVmRecord
     if ('rule' in verdict) refusal = verdict;
   }
   return refusal && refusal.code === code ? { rule: refusal.rule, detail: refusal.detail, by: 'guestmem' } : undefined;
+}
+
+const diagnosed = (refusal: VmIoctlRefusal | undefined, code: GuestMemErrorCode): NativeDiagnosis | undefined =>
+  refusal && refusal.code === code ? { rule: refusal.rule, detail: refusal.detail, by: 'guestmem' } : undefined;
+
+/** `KVM_CREATE_GUEST_MEMFD` refused with `code`; `supportedFlags` is the VM's `KVM_CAP_GUEST_MEMFD_FLAGS` answer. */
+export function diagnoseCreateGuestMemfd(code: GuestMemErrorCode, supportedFlags: bigint, size: bigint, flags: bigint): NativeDiagnosis | undefined {
+  return diagnosed(judgeCreateGuestMemfd(supportedFlags, size, flags), code);
+}
+
+/**
+ * `KVM_SET_MEMORY_ATTRIBUTES` refused with `code`: ENOTTY means the kernel lacks the ioctl;
+ * `supportedAttributes` is the VM's `KVM_CAP_MEMORY_ATTRIBUTES` answer.
+ */
+export function diagnoseMemoryAttributes(
+  code: GuestMemErrorCode,
+  supportedAttributes: bigint,
+  a: { readonly address: bigint; readonly size: bigint; readonly attributes: bigint; readonly flags: bigint },
+): NativeDiagnosis | undefined {
+  return diagnosed(judgeMemoryAttributes(code !== 'ENOTTY', supportedAttributes, a), code);
 }

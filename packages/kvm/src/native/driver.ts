@@ -28,6 +28,8 @@ import { openFds } from '../api.js';
 import { i32, i64, u64 } from '../uapi/codec-util.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
+  KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_MEM_GUEST_MEMFD,
   MAP_ANONYMOUS,
   MAP_FAILED,
@@ -49,10 +51,11 @@ import {
   encodeKvmMemoryAttributes,
   encodeKvmUserspaceMemoryRegion,
   encodeKvmUserspaceMemoryRegion2,
+  decodeKvmMemoryAttributes,
   decodeKvmUserspaceMemoryRegion,
   decodeKvmUserspaceMemoryRegion2,
 } from '../uapi/structs.js';
-import { diagnoseMemoryRegion } from './diagnosis.js';
+import { diagnoseCreateGuestMemfd, diagnoseMemoryAttributes, diagnoseMemoryRegion, type NativeDiagnosis } from './diagnosis.js';
 import { NativeGmemFileRecord, NativeVmRecord, gmemFds, releaseSlot, type NativeSlotRecord } from './records.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { libc, type Libc } from './libc.js';
@@ -270,11 +273,15 @@ export class NativeVm extends OwnedFd implements KvmVm {
     encodeKvmCreateGuestMemfd(args, createGmemBuf);
     // Why: the only way to obtain a guest_memfd; the kernel returns the new fd.
     const gfd = this.c.ioctlPtr(fd, KVM_CREATE_GUEST_MEMFD, createGmemBuf);
-    if (gfd < 0) {
-      throw syscallError(this.c.errno(), 'createGuestMemfd', syscall, { size: args.size, flags: args.flags });
-    }
     const size = u64('size', args.size);
     const flags = u64('flags', args.flags);
+    if (gfd < 0) {
+      const errno = this.c.errno();
+      const info = { size: args.size, flags: args.flags };
+      // Error path only: the VM's supported flags, to name the rule.
+      const diagnosis = diagnoseCreateGuestMemfd(syscallError(errno, 'createGuestMemfd', syscall).code, BigInt(this.#capOrZero(KVM_CAP_GUEST_MEMFD_FLAGS)), size, flags);
+      throw diagnosed(errno, 'createGuestMemfd', syscall, info, diagnosis);
+    }
     return new NativeGuestMemfd(this.c, gfd, size, flags, new NativeGmemFileRecord(this.#rec, size, flags));
   }
 
@@ -312,9 +319,7 @@ export class NativeVm extends OwnedFd implements KvmVm {
     if (failed) {
       const errno = this.c.errno();
       const r = v1 ? { ...decodeKvmUserspaceMemoryRegion(region1Buf), guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] } : decodeKvmUserspaceMemoryRegion2(region2Buf);
-      const err = syscallError(errno, op, syscall, { ...region });
-      const diagnosis = diagnoseMemoryRegion(err.code, this.#rec, r, v1);
-      throw diagnosis ? syscallError(errno, op, syscall, { ...region, diagnosis }, `guestmem diagnosis: ${diagnosis.detail} (rule ${diagnosis.rule})`) : err;
+      throw diagnosed(errno, op, syscall, { ...region }, diagnoseMemoryRegion(syscallError(errno, op, syscall).code, this.#rec, r, v1));
     }
     recordRegion(this.#rec, v1 ? region1Buf : region2Buf, v1, mapping);
   }
@@ -325,9 +330,25 @@ export class NativeVm extends OwnedFd implements KvmVm {
     encodeKvmMemoryAttributes(attrs, attrsBuf);
     // Why: shared⇄private conversion of a GPA range (ENOTTY where the kernel lacks it).
     if (this.c.ioctlPtr(fd, KVM_SET_MEMORY_ATTRIBUTES, attrsBuf) < 0) {
-      throw syscallError(this.c.errno(), 'setMemoryAttributes', syscall, { ...attrs });
+      const errno = this.c.errno();
+      const a = decodeKvmMemoryAttributes(attrsBuf);
+      // Error path only: the VM's supported attributes, to name the rule.
+      const diagnosis = diagnoseMemoryAttributes(syscallError(errno, 'setMemoryAttributes', syscall).code, BigInt(this.#capOrZero(KVM_CAP_MEMORY_ATTRIBUTES)), a);
+      throw diagnosed(errno, 'setMemoryAttributes', syscall, { ...attrs }, diagnosis);
     }
   }
+
+  /** `KVM_CHECK_EXTENSION(cap)` on this VM, 0 if it fails (diagnosis only). */
+  #capOrZero(cap: number): number {
+    const r: number = this.c.ioctlArg(this.fd, KVM_CHECK_EXTENSION, cap);
+    return r < 0 ? 0 : r;
+  }
+}
+
+/** The kernel's refusal, with guestmem's diagnosis in `info.diagnosis` and the message when there is one. */
+function diagnosed(errno: number, op: string, syscall: string, info: Record<string, unknown>, diagnosis: NativeDiagnosis | undefined): GuestMemError {
+  if (!diagnosis) return syscallError(errno, op, syscall, info);
+  return syscallError(errno, op, syscall, { ...info, diagnosis }, `guestmem diagnosis: ${diagnosis.detail} (rule ${diagnosis.rule})`);
 }
 
 const SET_REGION = 'ioctl(KVM_SET_USER_MEMORY_REGION)';

@@ -5,7 +5,6 @@
  * (`guest-access.ts`). guest_memfd creation (`kvm_gmem_create`, research §2.2) is here: it is the
  * VM ioctl that makes a file.
  */
-import { PAGE_SIZE } from '@guestmem/core';
 import type {
   CreateGuestMemfdArgs,
   IntArg,
@@ -32,6 +31,7 @@ import { SimFdHandle, SimGmemFile, SimGuestMemfd } from './guest-memfd.js';
 import type { SimKernel } from './kernel.js';
 import { setMemoryAttributes } from './memory-attributes.js';
 import { judgeV1Flags } from './memslot-rules.js';
+import { judgeCreateGuestMemfd } from './vm-ioctl-rules.js';
 import { setMemoryRegion } from './memslots.js';
 import { SimMappingBase } from './mapping-base.js';
 import type { SimVmState } from './vm-state.js';
@@ -41,7 +41,6 @@ export { SimMemslot } from './memslot.js';
 export { SimVmState } from './vm-state.js';
 export { memoryFaultExit, type KvmMemoryFaultExit, type SimGuestAccess } from './guest-access.js';
 
-const PAGE_MASK = BigInt(PAGE_SIZE) - 1n;
 const SET_REGION = 'ioctl(KVM_SET_USER_MEMORY_REGION)';
 const SET_REGION2 = 'ioctl(KVM_SET_USER_MEMORY_REGION2)';
 const CREATE_GMEM = 'ioctl(KVM_CREATE_GUEST_MEMFD)';
@@ -69,10 +68,9 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     this.live('createGuestMemfd', CREATE_GMEM);
     // Encode and decode the struct exactly as it crosses into the kernel (same range errors as native).
     const { size, flags } = decodeKvmCreateGuestMemfd(encodeKvmCreateGuestMemfd(args));
-    const fail = (detail: string) => sysErr('EINVAL', 'createGuestMemfd', CREATE_GMEM, detail, { size: args.size, flags: args.flags });
     // kvm_gmem_create: flags first, then size (research §2.2 step 1); reserved[] is ignored (R1/R2).
-    if (flags & ~this.state.vmType.guestMemfdFlags) throw fail(`unsupported flags 0x${flags.toString(16)}`);
-    if (BigInt.asIntN(64, size) <= 0n || size & PAGE_MASK) throw fail(`size ${size} must be > 0 and page-aligned`);
+    const refusal = judgeCreateGuestMemfd(this.state.vmType.guestMemfdFlags, size, flags);
+    if (refusal) throw sysErr(refusal.code, 'createGuestMemfd', CREATE_GMEM, refusal.detail, { size: args.size, flags: args.flags, rule: refusal.rule });
     const file = new SimGmemFile(this.kernel, this.state, size, flags);
     const fd = this.kernel.fds.install({ kind: 'gmem', file });
     return new SimGuestMemfd(this.kernel, fd, file);
