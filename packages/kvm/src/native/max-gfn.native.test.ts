@@ -3,7 +3,7 @@
  * diagnosis and documented in the README): `tdp_enabled ? MAXPHYADDR : 52`. The kernel must agree at
  * the boundary: a slot whose last page is just below 2^bits is accepted, one page higher is EINVAL.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { openKvm } from '../open.js';
 import { hostMaxGpaBits } from './diagnosis.js';
@@ -14,13 +14,7 @@ if (!probe.available) console.warn(`[kvm native] skipping the max-gfn derivation
 
 const P = 4096n;
 /** The probe machine's vendor module: PVM (shadow paging, no EPT/NPT). */
-const pvm = (() => {
-  try {
-    return readFileSync('/proc/modules', 'utf8').split('\n').some((l) => l.startsWith('kvm_pvm '));
-  } catch {
-    return false;
-  }
-})();
+const pvm = existsSync('/sys/module/kvm_pvm');
 if (probe.available && !pvm) console.warn('[kvm native] not a PVM host: skipping the 52-bit pin');
 
 describe.skipIf(!probe.available)('kvm_mmu_max_gfn() on this host', () => {
