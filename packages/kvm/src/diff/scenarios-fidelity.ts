@@ -291,5 +291,57 @@ add('owned mapping: MAP_FIXED_NOREPLACE at a reserved address is EEXIST until th
   s.mmap(g, fixed, 'map at the released address');
 }), { 'map at the reserved address': { err: 'EEXIST', errno: 17 }, 'map at the released address': { length: K4, offset: '0n' } });
 
+// ------------------------------------------------------------------ vCPU lifetime
+/** `KVM_CREATE_VCPU` on either driver (a driver-specific extra: `NativeVm.createVcpu`, `SimKvmVm.createVcpu`). */
+interface VcpuFd {
+  readonly fd: number;
+  readonly closed: boolean;
+  close(): void;
+}
+const createVcpu = (vm: KvmVm, id: number): VcpuFd => (vm as unknown as { createVcpu(id: number): VcpuFd }).createVcpu(id);
+/** Runs `body` with a vCPU tracked by the session trace; closes it afterwards if the body did not. */
+const withVcpu = (body: (s: Session, vm: KvmVm, v: VcpuFd | undefined) => void) => (s: Session) => {
+  const vm = s.vm();
+  if (!vm) return;
+  const v = s.run('createVcpu(0)', () => createVcpu(vm, 0), (x) => s.trace.created_(x.fd));
+  try {
+    body(s, vm, v);
+  } finally {
+    if (v && !v.closed) v.close();
+  }
+};
+add('vcpu: a vCPU fd outlives its VM fd, as in the kernel; its id stays taken', withVcpu((s, vm, v) => {
+  s.run('createVcpu(0) again', () => createVcpu(vm, 0).close());
+  s.run('createVcpu(4096)', () => createVcpu(vm, 4096).close());
+  s.close(vm, 'close the VM fd');
+  s.note('the vCPU is still open', v ? !v.closed : 'no vCPU');
+  s.run('close the vCPU', () => v?.close());
+  s.run('close the vCPU again', () => v?.close());
+}), {
+  'createVcpu(0) again': { err: 'EEXIST', errno: 17 },
+  'createVcpu(4096)': EINVAL,
+  'close the VM fd': 'ok',
+  'the vCPU is still open': true,
+  'close the vCPU': 'ok',
+  'close the vCPU again': { err: 'EBADF', errno: 9 },
+});
+add('vcpu: the VM a vCPU keeps alive keeps its slots, and their owned-mapping reservations', withVcpu((s, vm, v) => {
+  const m = s.anon(K4);
+  if (!m) return;
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: K4, userspace: { mapping: m } }, 'bind');
+  s.run('munmap', () => m.munmap());
+  s.close(vm, 'close the VM fd');
+  reserved(s, m, 'the vCPU keeps the VM');
+  s.run('close the vCPU', () => v?.close());
+  reserved(s, m, 'VM destroyed with the vCPU');
+}), {
+  'the vCPU keeps the VM': { unmapped: true, addressReserved: true },
+  'close the vCPU': 'ok',
+  'VM destroyed with the vCPU': { unmapped: true, addressReserved: false },
+});
+add('vcpu: a vCPU fd is not a guest_memfd for REGION2 (EINVAL)', withVcpu((s, vm, v) => {
+  if (v) s.region2(vm, { guestMemfd: v.fd }, 'region2 with the vCPU fd');
+}), { 'region2 with the vCPU fd': EINVAL });
+
 /** The fidelity scenarios, in a stable order. */
 export const FIDELITY_SCENARIOS: readonly Scenario[] = table;

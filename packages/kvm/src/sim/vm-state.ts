@@ -14,6 +14,8 @@ import type { SimVmType } from './vm-types.js';
 export class SimVmState {
   private users = 1;
   destroyed = false;
+  /** Ids of the vCPUs created (a vCPU stays with its VM until the VM is destroyed, even after its fd is closed). */
+  readonly vcpuIds = new Set<number>();
   /** Memslots of address space 0 by slot id. */
   readonly slots = new Map<number, SimMemslot>();
   /**
