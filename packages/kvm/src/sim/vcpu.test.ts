@@ -34,6 +34,7 @@ describe('SimVcpu', () => {
     expect(kvm.stats().vms).toBe(0);
     expect(code(() => b.guestAccess({ gpa: 0, len: 1 }))).toBe('EBADF');
     m.munmap();
+    kvm.close();
     expect(kvm.stats()).toMatchObject({ vms: 0, mappings: 0, fds: 3 });
   });
 
@@ -44,5 +45,6 @@ describe('SimVcpu', () => {
     vm.createVcpu(4095).close();
     expect(code(() => vm.createVcpu(4095))).toBe('EEXIST');
     vm.close();
+    kvm.close();
   });
 });
