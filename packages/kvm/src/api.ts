@@ -21,8 +21,13 @@
  *
  * vCPUs (`KVM_CREATE_VCPU`, `KVM_GET/SET_REGS`, `KVM_GET/SET_SREGS`, `KVM_RUN`) are deliberately not
  * in these interfaces: running guest code needs an instruction emulator, which the simulated driver
- * does not have. They are a native-only API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)`);
- * the sim's own guest-access path is `SimKvmVm.guestRead`/`guestWrite`.
+ * does not have. They are a native API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)`); the
+ * sim has a vCPU fd without an emulator (`SimKvmVm.createVcpu(id)`: its lifetime and guest-access
+ * path, `SimVcpu.guestAccess`, like `SimKvmVm.guestRead`/`guestWrite`). On both, a vCPU fd holds a
+ * reference to its VM and outlives the VM fd, as in the kernel.
+ *
+ * Memslots take their host memory as an owned mapping (`UserMemoryRegion.userspace`, see
+ * {@link SlotUserspace}); a raw `userspace_addr` only through {@link KvmVm.unsafeSetUserMemoryRegion}.
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { IntArg } from './uapi/codec-util.js';
