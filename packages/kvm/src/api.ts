@@ -7,7 +7,7 @@
  * Conventions every driver follows:
  * - **Failures** throw a `GuestMemError` whose `code`/`errno` is the kernel's errno, with `syscall`
  *   naming the call (`'ioctl(KVM_CREATE_GUEST_MEMFD)'`, `'fallocate'`, `'mmap'`…), and `backend`
- *   `'kvm-native'` or `'kvm-sim'`. The same failure gives the same `code` on both drivers.
+ *   `'kvm'` (native) or `'kvm-sim'`. The same failure gives the same `code` on both drivers.
  * - A host access the kernel would answer with **SIGBUS** throws a `HostAccessFault` (code
  *   `'SIGBUS'`) instead; the process is never signalled.
  * - **Numeric arguments** accept `bigint` or an exact (safe-integer) `number`. 64-bit values that
