@@ -9,6 +9,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const benches = [
   ['@guestmem/core', 'packages/core/dist/bench/core-bench.js'],
   ['@guestmem/kvm', 'packages/kvm/dist/bench/kvm-bench.js'],
+  ['@guestmem/kvm (driver overhead over bare koffi)', 'packages/kvm/dist/bench/driver-overhead.js'],
 ];
 let failed = 0;
 for (const [name, file] of benches) {

@@ -55,7 +55,7 @@ export class CocoHarness {
       flags: KVM_MEM_GUEST_MEMFD,
       guestPhysAddr: RAM_GPA,
       memorySize: this.ramSize,
-      userspaceAddr: this.ram.address,
+      userspace: { mapping: this.ram },
       guestMemfdOffset: 0,
       guestMemfd: this.memfd.fd,
     });
@@ -95,7 +95,7 @@ export class CocoHarness {
   }
 
   close(): void {
-    this.vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 });
+    this.vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 0, guestMemfdOffset: 0, guestMemfd: 0 });
     this.ram.munmap();
     this.memfd.close();
     this.vm.close();

@@ -143,7 +143,7 @@ export function runRealGuest(log: (line: string) => void = console.log, message 
       const m = f.mmap({ length: PAGE, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset: 0 });
       maps.push(m);
       vm.setUserMemoryRegion2({
-        slot, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: gpa, memorySize: PAGE, userspaceAddr: m.address, guestMemfd: f.fd, guestMemfdOffset: 0,
+        slot, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: gpa, memorySize: PAGE, userspace: { mapping: m }, guestMemfd: f.fd, guestMemfdOffset: 0,
       });
       log(`slot ${slot}: guest_memfd fd ${f.fd} (MMAP|INIT_SHARED) at GPA 0x${gpa.toString(16)}, userspace_addr = its mapping 0x${m.address.toString(16)}`);
       return m;

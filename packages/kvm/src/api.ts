@@ -21,8 +21,13 @@
  *
  * vCPUs (`KVM_CREATE_VCPU`, `KVM_GET/SET_REGS`, `KVM_GET/SET_SREGS`, `KVM_RUN`) are deliberately not
  * in these interfaces: running guest code needs an instruction emulator, which the simulated driver
- * does not have. They are a native-only API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)`);
- * the sim's own guest-access path is `SimKvmVm.guestRead`/`guestWrite`.
+ * does not have. They are a native API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)`); the
+ * sim has a vCPU fd without an emulator (`SimKvmVm.createVcpu(id)`: its lifetime and guest-access
+ * path, `SimVcpu.guestAccess`, like `SimKvmVm.guestRead`/`guestWrite`). On both, a vCPU fd holds a
+ * reference to its VM and outlives the VM fd, as in the kernel.
+ *
+ * Memslots take their host memory as an owned mapping (`UserMemoryRegion.userspace`, see
+ * {@link SlotUserspace}); a raw `userspace_addr` only through {@link KvmVm.unsafeSetUserMemoryRegion}.
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { IntArg } from './uapi/codec-util.js';
@@ -96,7 +101,7 @@ export interface Kvm {
   openOtherFd(kind: OtherFdKind): OtherFd;
   /**
    * `mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`: ordinary anonymous
-   * host memory (see {@link KvmAnonMapping}). Its `address` is usable as a memslot's `userspaceAddr`.
+   * host memory (see {@link KvmAnonMapping}), usable as a memslot's `userspace` mapping.
    * It involves no fd, so it neither needs nor is tied to this handle: it also works after `close()`
    * and lives until `munmap()`. Errors: EINVAL for length 0; ENOMEM when the length exceeds the user
    * address space (the native kernel may also refuse lengths its overcommit policy rejects, e.g.
@@ -123,27 +128,64 @@ export interface CreateGuestMemfdArgs {
 }
 
 /**
- * `struct kvm_userspace_memory_region` (v1). `slot` is the u32 field: slot id in bits 0–15 and
- * address-space id in bits 16–31 (`kvmSlot(asId, id)`). `memorySize` 0 deletes the slot.
+ * The host memory behind a memslot in the safe API: a mapping made by this driver
+ * ({@link KvmGuestMemfd.mmap} or {@link Kvm.mmapAnonymous}) and a byte offset into it. The slot's
+ * `userspace_addr` is `mapping.address + offset`; `[offset, offset + memorySize)` must lie inside the
+ * mapping's pages (EINVAL otherwise), the mapping must come from this driver (EINVAL) and must not
+ * be unmapped (EFAULT), all checked before the ioctl.
+ *
+ * While a slot references a mapping, the mapping's address range stays reserved: `munmap()` leaves
+ * an inaccessible `PROT_NONE` placeholder (see {@link KvmMapping.addressReserved}) until the last
+ * slot referencing it is deleted or its VM is destroyed, so the address is never reused under a live
+ * slot and the guest faults instead of reaching other memory.
+ */
+export interface SlotUserspace {
+  mapping: KvmMapping;
+  /** Byte offset into the mapping (page-aligned, else the kernel's EINVAL). Default 0. */
+  offset?: IntArg;
+}
+
+/**
+ * `struct kvm_userspace_memory_region` (v1) in the safe form. `slot` is the u32 field: slot id in
+ * bits 0–15 and address-space id in bits 16–31 (`kvmSlot(asId, id)`). `memorySize` 0 deletes the slot.
  */
 export interface UserMemoryRegion {
   slot: IntArg;
   flags: IntArg;
   guestPhysAddr: IntArg;
   memorySize: IntArg;
-  /** Host virtual address of the shared backing (`KvmMapping.address`); 0 is accepted by KVM. */
-  userspaceAddr: IntArg;
+  /**
+   * The slot's host memory (see {@link SlotUserspace}). Omitted or null: `userspace_addr` 0, which KVM
+   * accepts (no host memory: a guest_memfd slot of a gmem-only file, or MMIO). Raw addresses only
+   * through {@link KvmVm.unsafeSetUserMemoryRegion}.
+   */
+  userspace?: SlotUserspace | null;
 }
 
 /**
- * `struct kvm_userspace_memory_region2`. With `KVM_MEM_GUEST_MEMFD` in `flags`, the slot is bound
- * to `[guestMemfdOffset, guestMemfdOffset + memorySize)` of the guest_memfd whose fd number is
- * `guestMemfd` (it must come from this VM, else EINVAL; a closed fd gives EBADF).
+ * `struct kvm_userspace_memory_region2` in the safe form. With `KVM_MEM_GUEST_MEMFD` in `flags`, the
+ * slot is bound to `[guestMemfdOffset, guestMemfdOffset + memorySize)` of the guest_memfd whose fd
+ * number is `guestMemfd` (it must come from this VM, else EINVAL; a closed fd gives EBADF).
  */
 export interface UserMemoryRegion2 extends UserMemoryRegion {
   guestMemfdOffset: IntArg;
   /** An fd number, deliberately not a handle: tests pass closed fds, the VM fd, a memfd… */
   guestMemfd: IntArg;
+}
+
+/**
+ * The raw `struct kvm_userspace_memory_region2` of {@link KvmVm.unsafeSetUserMemoryRegion}: any
+ * `userspace_addr`. The guestmem-only fields default to 0.
+ */
+export interface RawUserMemoryRegion {
+  slot: IntArg;
+  flags: IntArg;
+  guestPhysAddr: IntArg;
+  memorySize: IntArg;
+  /** Any host virtual address: nothing checks what is (or later will be) mapped there. */
+  userspaceAddr: IntArg;
+  guestMemfdOffset?: IntArg;
+  guestMemfd?: IntArg;
 }
 
 /** `struct kvm_memory_attributes`. */
@@ -179,7 +221,8 @@ export interface KvmVm {
   createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd;
   /**
    * `ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region)` (api.rst 4.35). Flags beyond
-   * `LOG_DIRTY_PAGES|READONLY` (including `KVM_MEM_GUEST_MEMFD`) give EINVAL.
+   * `LOG_DIRTY_PAGES|READONLY` (including `KVM_MEM_GUEST_MEMFD`) give EINVAL. The slot's host memory
+   * is an owned mapping ({@link SlotUserspace}).
    */
   setUserMemoryRegion(region: UserMemoryRegion): void;
   /**
@@ -189,6 +232,22 @@ export interface KvmVm {
    * kind of fd / other VM / range / overlapping guest_memfd range).
    */
   setUserMemoryRegion2(region: UserMemoryRegion2): void;
+  /**
+   * **Unsafe**: `KVM_SET_USER_MEMORY_REGION2` (or, with `ioctl: 'REGION'`, the v1 ioctl) with a raw
+   * `userspace_addr`, issued as given.
+   *
+   * # Safety
+   *
+   * The caller must guarantee that `[userspaceAddr, userspaceAddr + memorySize)` stays mapped to
+   * memory the guest may read and write for as long as the slot exists — until the slot is deleted
+   * or the VM (which vCPU fds and guest_memfd files keep alive) is destroyed — and that nothing else
+   * is mapped there meanwhile. Otherwise the guest reads and writes whatever memory of this process
+   * ends up at that address (reproduced on /dev/kvm: a slot left pointing at an unmapped anonymous
+   * mapping lets a guest store land in the next mapping placed at that address). guestmem pins
+   * nothing for such a slot. Prefer {@link setUserMemoryRegion2}; this exists for addresses guestmem
+   * did not map and for differential tests of the kernel's own checks.
+   */
+  unsafeSetUserMemoryRegion(region: RawUserMemoryRegion, opts?: { ioctl?: 'REGION' | 'REGION2' }): void;
   /**
    * `ioctl(vm_fd, KVM_SET_MEMORY_ATTRIBUTES, &attrs)` (api.rst 4.141). ENOTTY when the kernel lacks
    * `CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES` (the probe machine); on a default VM PRIVATE gives EINVAL.
@@ -307,7 +366,7 @@ export interface KvmGuestMemfd {
  * `fault_overflow`. After `munmap()` every access is EFAULT; a zero-length access never faults.
  */
 export interface KvmMapping {
-  /** Start address in the host address space; usable as a memslot's `userspaceAddr`. */
+  /** Start address in the host address space (pass the mapping itself as a slot's `userspace`). */
   readonly address: bigint;
   /** Mapping length in bytes. */
   readonly length: number;
@@ -317,13 +376,23 @@ export interface KvmMapping {
   readonly flags: number;
   /** True once `munmap()` ran. */
   readonly unmapped: boolean;
+  /**
+   * True while the address range, already unmapped, is still held by an inaccessible `PROT_NONE`
+   * placeholder because a memslot references it (see {@link SlotUserspace}); it is released when the
+   * last such slot is deleted or its VM destroyed.
+   */
+  readonly addressReserved: boolean;
   /** Copies `len` bytes starting `offset` bytes into the mapping. */
   read(offset: IntArg, len: number): Uint8Array;
   /** Copies `data` into the mapping at `offset`. */
   write(offset: IntArg, data: Uint8Array): void;
   /** `memset(address + offset, byte, len)`. */
   fill(offset: IntArg, len: number, byte: number): void;
-  /** `munmap(address, length)`; drops the mapping's file reference. A second call does nothing (like munmap of an unmapped range). */
+  /**
+   * `munmap(address, length)`; drops the mapping's file reference. A second call does nothing (like
+   * munmap of an unmapped range). While a memslot references the mapping, the range is replaced by a
+   * `PROT_NONE` placeholder instead (same effect for this object, see {@link addressReserved}).
+   */
   munmap(): void;
 }
 

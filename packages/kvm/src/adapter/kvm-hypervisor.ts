@@ -259,7 +259,7 @@ export class KvmVmAdapter implements Vm {
         flags: KVM_MEM_GUEST_MEMFD,
         guestPhysAddr: gpa,
         memorySize: size,
-        userspaceAddr: shared?.address ?? 0n,
+        userspace: shared ? { mapping: shared } : null,
         guestMemfdOffset: offset,
         guestMemfd: mem.fd.fd,
       });
@@ -288,7 +288,6 @@ export class KvmVmAdapter implements Vm {
         flags: 0,
         guestPhysAddr: b.gpa,
         memorySize: 0,
-        userspaceAddr: 0,
         guestMemfdOffset: 0,
         guestMemfd: 0,
       });

@@ -4,7 +4,7 @@
  * flag policy, vCPU lifetimes, and the owned-mapping rules of the safe memslot API. Each one runs
  * on the real kernel and on the sim like every entry of `scenarios.ts`.
  */
-import type { KvmGuestMemfd, KvmVm } from '../api.js';
+import type { KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
 import {
   KVM_MEM_GUEST_MEMFD as GMEM,
   KVM_MEM_LOG_DIRTY_PAGES as LOG_DIRTY,
@@ -66,7 +66,7 @@ add('max gfn: plain REGION2 and v1 slots at 2^52, 2^60, 2^63 are EINVAL', (s) =>
   if (!vm) return;
   for (const gpa of [GPA_LIMIT, 1n << 60n, 1n << 63n, (1n << 64n) - 2n * 4096n]) {
     s.region2(vm, { slot: 1, flags: 0, guestPhysAddr: gpa, memorySize: K4 }, `region2 at 0x${gpa.toString(16)}`);
-    s.run(`region1 at 0x${gpa.toString(16)}`, () => vm.setUserMemoryRegion({ slot: 2, flags: 0, guestPhysAddr: gpa, memorySize: K4, userspaceAddr: 0 }));
+    s.run(`region1 at 0x${gpa.toString(16)}`, () => vm.setUserMemoryRegion({ slot: 2, flags: 0, guestPhysAddr: gpa, memorySize: K4 }));
   }
   s.region2(vm, { slot: 1, flags: 0, memorySize: 0 }, 'slot 1 was never created: delete is EINVAL');
 }, { 'region2 at 0x10000000000000': EINVAL, 'region1 at 0x10000000000000': EINVAL });
@@ -189,6 +189,159 @@ for (const [label, flags] of [
     'mmap PROT_EXEC (no noexec mount for anonymous memory)': { length: K4, offset: '0n' },
   });
 }
+
+// ------------------------------------------------------------------ owned mappings (safe memslot API)
+/** A VM and an 8 KiB anonymous mapping. */
+const withAnonVm = (body: (s: Session, vm: KvmVm, m: KvmAnonMapping) => void) => (s: Session) => {
+  const vm = s.vm();
+  const m = s.anon(2 * K4);
+  if (vm && m) body(s, vm, m);
+};
+const reserved = (s: Session, m: KvmMapping | undefined, step: string) => s.note(step, m ? { unmapped: m.unmapped, addressReserved: m.addressReserved } : 'no mapping');
+add('owned mapping: a plain slot on an owned anonymous mapping, whole and at an offset', withAnonVm((s, vm, m) => {
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: 2 * K4, userspace: { mapping: m } }, 'whole mapping');
+  s.region2Owned(vm, { slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: K4, userspace: { mapping: m, offset: K4 } }, 'second page');
+  s.run('v1 at offset 0', () => vm.setUserMemoryRegion({ slot: 2, flags: 0, guestPhysAddr: 0x200000, memorySize: K4, userspace: { mapping: m } }));
+}), { 'whole mapping': 'ok', 'second page': 'ok', 'v1 at offset 0': 'ok' });
+add('owned mapping: a slot reaching past its mapping is refused before the ioctl', withAnonVm((s, vm, m) => {
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: 3 * K4, userspace: { mapping: m } }, 'three pages of a two-page mapping');
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: 2 * K4, userspace: { mapping: m, offset: K4 } }, 'two pages from page 1');
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: K4, userspace: { mapping: m, offset: -K4 } }, 'negative offset');
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: K4, userspace: { mapping: m, offset: 100 } }, 'unaligned offset: the kernel refuses userspace_addr');
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: 0, userspace: { mapping: m, offset: 2 * K4 } }, 'delete of a missing slot: the kernel answers');
+}), {
+  'three pages of a two-page mapping': EINVAL,
+  'two pages from page 1': EINVAL,
+  'negative offset': EINVAL,
+  'unaligned offset: the kernel refuses userspace_addr': EINVAL,
+});
+add('owned mapping: munmap while a slot references it keeps the range reserved until the slot is deleted', withAnonVm((s, vm, m) => {
+  s.fill(m, 0, 2 * K4, 0x5a);
+  s.region2Owned(vm, { slot: 3, flags: 0, memorySize: 2 * K4, userspace: { mapping: m } }, 'bind');
+  s.run('munmap', () => m.munmap());
+  reserved(s, m, 'after munmap');
+  s.read(m, 0, 1, 'the mapping reads EFAULT');
+  const again = s.anon(2 * K4, 'a new mapping of the same size');
+  s.note('the new mapping is elsewhere', again ? again.address !== m.address : 'no mapping');
+  s.read(again, 0, 2 * K4, 'the new mapping reads zero');
+  s.region2Owned(vm, { slot: 4, flags: 0, guestPhysAddr: 0x100000, memorySize: K4, userspace: { mapping: m } }, 'an unmapped mapping cannot back a new slot');
+  s.region2(vm, { slot: 3, flags: 0, memorySize: 0 }, 'delete the slot');
+  reserved(s, m, 'after delete');
+}), {
+  'after munmap': { unmapped: true, addressReserved: true },
+  'the mapping reads EFAULT': EFAULT,
+  'the new mapping is elsewhere': true,
+  'an unmapped mapping cannot back a new slot': EFAULT,
+  'after delete': { unmapped: true, addressReserved: false },
+});
+add('owned mapping: two slots on one mapping release the range with the last one', withAnonVm((s, vm, m) => {
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: K4, userspace: { mapping: m } }, 'slot 0');
+  s.region2Owned(vm, { slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: K4, userspace: { mapping: m, offset: K4 } }, 'slot 1');
+  s.run('munmap', () => m.munmap());
+  s.region2(vm, { slot: 0, flags: 0, memorySize: 0 }, 'delete slot 0');
+  reserved(s, m, 'one slot left');
+  s.region2Owned(vm, { slot: 1, flags: LOG_DIRTY, guestPhysAddr: 0x200000, memorySize: K4 }, 'move slot 1 (no userspace: the kernel refuses a different address)');
+  s.region2(vm, { slot: 1, flags: LOG_DIRTY, guestPhysAddr: 0x200000, memorySize: K4, userspaceAddr: m.address + BigInt(K4) }, 'move slot 1 with its address');
+  reserved(s, m, 'moved: still referenced');
+  s.region2(vm, { slot: 1, flags: 0, memorySize: 0 }, 'delete slot 1');
+  reserved(s, m, 'none left');
+}), {
+  'one slot left': { unmapped: true, addressReserved: true },
+  'move slot 1 (no userspace: the kernel refuses a different address)': EINVAL,
+  'move slot 1 with its address': 'ok',
+  'moved: still referenced': { unmapped: true, addressReserved: true },
+  'none left': { unmapped: true, addressReserved: false },
+});
+add('owned mapping: the reservation lasts while the VM lives, past its fd (a guest_memfd pins it)', (s) => {
+  const vm = s.vm();
+  const g = vm && s.gmem(vm, { size: K16, flags: BOTH });
+  const m = g && s.mmap(g, { length: K16 }, 'the guest_memfd mapping');
+  if (!vm || !g || !m) return;
+  s.region2Owned(vm, { slot: 0, memorySize: K16, guestMemfd: g.fd, userspace: { mapping: m } }, 'gmem slot on its own mapping');
+  s.run('munmap', () => m.munmap());
+  s.close(vm, 'close the VM fd');
+  reserved(s, m, 'VM fd closed, the file still pins the VM');
+  s.close(g, 'close the guest_memfd (last reference: the VM is destroyed)');
+  reserved(s, m, 'VM destroyed');
+}, {
+  'gmem slot on its own mapping': 'ok',
+  'VM fd closed, the file still pins the VM': { unmapped: true, addressReserved: true },
+  'VM destroyed': { unmapped: true, addressReserved: false },
+});
+add('owned mapping: a mapping made after munmap never gets a reserved address (eight rounds)', withAnonVm((s, vm, first) => {
+  let m: KvmAnonMapping | undefined = first;
+  const taken: bigint[] = [];
+  for (let i = 0; i < 8 && m; i++) {
+    s.region2Owned(vm, { slot: i, flags: 0, guestPhysAddr: BigInt(i) * 0x100000n, memorySize: 2 * K4, userspace: { mapping: m } }, `bind round ${i}`);
+    taken.push(m.address);
+    s.run(`munmap round ${i}`, () => m!.munmap());
+    m = s.anon(2 * K4, `map round ${i + 1}`);
+    s.note(`round ${i + 1} address is fresh`, m ? !taken.includes(m.address) : 'no mapping');
+  }
+}), { 'round 8 address is fresh': true });
+
+add('owned mapping: MAP_FIXED_NOREPLACE at a reserved address is EEXIST until the slot is deleted', withFile(K4, (s, vm, g) => {
+  const m = s.anon(K4);
+  if (!m) return;
+  s.region2Owned(vm, { slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: K4, userspace: { mapping: m } }, 'bind');
+  s.run('munmap', () => m.munmap());
+  const fixed = { length: K4, flags: MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, address: m.address };
+  s.mmap(g, fixed, 'map at the reserved address');
+  s.region2(vm, { slot: 1, flags: 0, memorySize: 0 }, 'delete the slot');
+  s.mmap(g, fixed, 'map at the released address');
+}), { 'map at the reserved address': { err: 'EEXIST', errno: 17 }, 'map at the released address': { length: K4, offset: '0n' } });
+
+// ------------------------------------------------------------------ vCPU lifetime
+/** `KVM_CREATE_VCPU` on either driver (a driver-specific extra: `NativeVm.createVcpu`, `SimKvmVm.createVcpu`). */
+interface VcpuFd {
+  readonly fd: number;
+  readonly closed: boolean;
+  close(): void;
+}
+const createVcpu = (vm: KvmVm, id: number): VcpuFd => (vm as unknown as { createVcpu(id: number): VcpuFd }).createVcpu(id);
+/** Runs `body` with a vCPU tracked by the session trace; closes it afterwards if the body did not. */
+const withVcpu = (body: (s: Session, vm: KvmVm, v: VcpuFd | undefined) => void) => (s: Session) => {
+  const vm = s.vm();
+  if (!vm) return;
+  const v = s.run('createVcpu(0)', () => createVcpu(vm, 0), (x) => s.trace.created_(x.fd));
+  try {
+    body(s, vm, v);
+  } finally {
+    if (v && !v.closed) v.close();
+  }
+};
+add('vcpu: a vCPU fd outlives its VM fd, as in the kernel; its id stays taken', withVcpu((s, vm, v) => {
+  s.run('createVcpu(0) again', () => createVcpu(vm, 0).close());
+  s.run('createVcpu(4096)', () => createVcpu(vm, 4096).close());
+  s.close(vm, 'close the VM fd');
+  s.note('the vCPU is still open', v ? !v.closed : 'no vCPU');
+  s.run('close the vCPU', () => v?.close());
+  s.run('close the vCPU again', () => v?.close());
+}), {
+  'createVcpu(0) again': { err: 'EEXIST', errno: 17 },
+  'createVcpu(4096)': EINVAL,
+  'close the VM fd': 'ok',
+  'the vCPU is still open': true,
+  'close the vCPU': 'ok',
+  'close the vCPU again': { err: 'EBADF', errno: 9 },
+});
+add('vcpu: the VM a vCPU keeps alive keeps its slots, and their owned-mapping reservations', withVcpu((s, vm, v) => {
+  const m = s.anon(K4);
+  if (!m) return;
+  s.region2Owned(vm, { slot: 0, flags: 0, memorySize: K4, userspace: { mapping: m } }, 'bind');
+  s.run('munmap', () => m.munmap());
+  s.close(vm, 'close the VM fd');
+  reserved(s, m, 'the vCPU keeps the VM');
+  s.run('close the vCPU', () => v?.close());
+  reserved(s, m, 'VM destroyed with the vCPU');
+}), {
+  'the vCPU keeps the VM': { unmapped: true, addressReserved: true },
+  'close the vCPU': 'ok',
+  'VM destroyed with the vCPU': { unmapped: true, addressReserved: false },
+});
+add('vcpu: a vCPU fd is not a guest_memfd for REGION2 (EINVAL)', withVcpu((s, vm, v) => {
+  if (v) s.region2(vm, { guestMemfd: v.fd }, 'region2 with the vCPU fd');
+}), { 'region2 with the vCPU fd': EINVAL });
 
 /** The fidelity scenarios, in a stable order. */
 export const FIDELITY_SCENARIOS: readonly Scenario[] = table;

@@ -61,6 +61,9 @@ function withGmem(size: number | bigint, flags: bigint, body: Body): (s: Session
   };
 }
 
+/** The v1 ioctl through the raw-address escape hatch (the scenarios probe the kernel's own checks). */
+const V1 = { ioctl: 'REGION' } as const;
+
 const table: Array<[string, (s: Session) => void]> = [];
 const add = (name: string, run: (s: Session) => void): void => void table.push([name, run]);
 
@@ -462,31 +465,31 @@ add('region2: every flag bit 0–31 on a plain and a gmem request (set_memory_re
   }
 }));
 add('region1: GUEST_MEMFD through the v1 ioctl is EINVAL', bound(K16, (s, vm) => {
-  s.run('v1 GMEM', () => vm.setUserMemoryRegion({ slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: M2, userspaceAddr: 0 }));
+  s.run('v1 GMEM', () => vm.unsafeSetUserMemoryRegion({ slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: M2, userspaceAddr: 0 }, V1));
 }));
 add('region1: every flag bit 0–31 through v1', bound(K16, (s, vm) => {
   for (let b = 0; b < 32; b++) {
-    s.run(`v1 bit ${b}`, () => vm.setUserMemoryRegion({ slot: 0, flags: (1 << b) >>> 0, guestPhysAddr: 0, memorySize: M2, userspaceAddr: 0 }));
-    s.run('cleanup', () => vm.setUserMemoryRegion({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: 0 }));
+    s.run(`v1 bit ${b}`, () => vm.unsafeSetUserMemoryRegion({ slot: 0, flags: (1 << b) >>> 0, guestPhysAddr: 0, memorySize: M2, userspaceAddr: 0 }, V1));
+    s.run('cleanup', () => vm.unsafeSetUserMemoryRegion({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: 0 }, V1));
   }
 }));
 add('region1: identical re-issue is 0, size change EINVAL, move and LOG_DIRTY toggle succeed', bound(K16, (s, vm) => {
   const r = { slot: 3, flags: 0, guestPhysAddr: 0x100000, memorySize: K16, userspaceAddr: 0 };
-  s.run('create', () => vm.setUserMemoryRegion(r));
-  s.run('identical', () => vm.setUserMemoryRegion(r));
-  s.run('resize', () => vm.setUserMemoryRegion({ ...r, memorySize: 2 * K16 }));
-  s.run('new hva', () => vm.setUserMemoryRegion({ ...r, userspaceAddr: 0x10000000 }));
-  s.run('toggle READONLY', () => vm.setUserMemoryRegion({ ...r, flags: READONLY }));
-  s.run('toggle LOG_DIRTY', () => vm.setUserMemoryRegion({ ...r, flags: LOG_DIRTY }));
-  s.run('move', () => vm.setUserMemoryRegion({ ...r, flags: LOG_DIRTY, guestPhysAddr: 0x200000 }));
+  s.run('create', () => vm.unsafeSetUserMemoryRegion(r, V1));
+  s.run('identical', () => vm.unsafeSetUserMemoryRegion(r, V1));
+  s.run('resize', () => vm.unsafeSetUserMemoryRegion({ ...r, memorySize: 2 * K16 }, V1));
+  s.run('new hva', () => vm.unsafeSetUserMemoryRegion({ ...r, userspaceAddr: 0x10000000 }, V1));
+  s.run('toggle READONLY', () => vm.unsafeSetUserMemoryRegion({ ...r, flags: READONLY }, V1));
+  s.run('toggle LOG_DIRTY', () => vm.unsafeSetUserMemoryRegion({ ...r, flags: LOG_DIRTY }, V1));
+  s.run('move', () => vm.unsafeSetUserMemoryRegion({ ...r, flags: LOG_DIRTY, guestPhysAddr: 0x200000 }, V1));
   s.run('make it GUEST_MEMFD via v2', () => vm.setUserMemoryRegion2({ ...r, guestPhysAddr: 0x200000, flags: GMEM, guestMemfd: -1, guestMemfdOffset: 0 }));
 }));
 add('region1: move onto another slot is EEXIST, onto its own range succeeds', bound(K16, (s, vm) => {
   const a = { slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: 2 * K16, userspaceAddr: 0 };
-  s.run('a', () => vm.setUserMemoryRegion(a));
-  s.run('b', () => vm.setUserMemoryRegion({ ...a, slot: 2, guestPhysAddr: 0x200000 }));
-  s.run('move a over b', () => vm.setUserMemoryRegion({ ...a, guestPhysAddr: 0x200000 - K16 }));
-  s.run('move a by one page (self-overlap)', () => vm.setUserMemoryRegion({ ...a, guestPhysAddr: 0x100000 + K4 }));
+  s.run('a', () => vm.unsafeSetUserMemoryRegion(a, V1));
+  s.run('b', () => vm.unsafeSetUserMemoryRegion({ ...a, slot: 2, guestPhysAddr: 0x200000 }, V1));
+  s.run('move a over b', () => vm.unsafeSetUserMemoryRegion({ ...a, guestPhysAddr: 0x200000 - K16 }, V1));
+  s.run('move a by one page (self-overlap)', () => vm.unsafeSetUserMemoryRegion({ ...a, guestPhysAddr: 0x100000 + K4 }, V1));
 }));
 for (const [name, r] of [
   ['memory_size unaligned', { memorySize: K4 + 1 }],
@@ -815,7 +818,7 @@ add('anon: advice -1, 99, 103 (GUARD_REMOVE), 104, 1000, 2^31-1', withAnon(A4, (
 add('anon: HWPOISON, SOFT_OFFLINE and GUARD_INSTALL are refused with EINVAL; data kept', withAnon(A4, (s, m) => (s.fill(m, 0, A4, 9), [MADV_HWPOISON, MADV_SOFT_OFFLINE, MADV_GUARD_INSTALL].forEach((a) => s.madvise(m, K4, K4, a)), s.read(m, 0, A4))));
 add('anon: madvise after munmap: ENOMEM, length 0 is 0, advice 5 EINVAL, REMOVE ENOMEM', withAnon(A4, (s, m) => (s.run('munmap', () => m.munmap()), [[K4, MADV_DONTNEED], [0, MADV_DONTNEED], [K4, 5], [K4, MADV_REMOVE]].forEach(([l, a]) => s.madvise(m, 0, l!, a!)))));
 add('anon: as userspace_addr of a plain REGION2 slot', anonVm((s, vm, m) => s.region2(vm, { flags: 0, memorySize: A4, userspaceAddr: m.address })));
-add('anon: as userspace_addr of v1 slots, READONLY too', anonVm((s, vm, m) => [0, READONLY].forEach((flags, i) => s.run(`region1 flags ${flags}`, () => vm.setUserMemoryRegion({ slot: i, flags, guestPhysAddr: i * M2, memorySize: A4, userspaceAddr: m.address })))));
+add('anon: as userspace_addr of v1 slots, READONLY too', anonVm((s, vm, m) => [0, READONLY].forEach((flags, i) => s.run(`region1 flags ${flags}`, () => vm.setUserMemoryRegion({ slot: i, flags, guestPhysAddr: i * M2, memorySize: A4, userspace: { mapping: m } })))));
 add('anon: as userspace_addr of a GUEST_MEMFD slot of a private (flags 0) file', withGmem(K16, NONE, (s, vm, g) => s.region2(vm, { memorySize: K16, guestMemfd: g.fd, userspaceAddr: s.anon(K16)?.address ?? 0 })));
 add('anon: as userspace_addr of a GUEST_MEMFD slot of an MMAP|INIT_SHARED file', bound(K16, (s, vm, g) => s.region2(vm, { memorySize: K16, guestMemfd: g.fd, userspaceAddr: s.anon(K16)?.address ?? 0 })));
 add('anon: one mapping behind two slots (host addresses may overlap)', anonVm((s, vm, m) => [0, 1].forEach((slot) => s.region2(vm, { slot, flags: 0, guestPhysAddr: slot * M2, memorySize: A4, userspaceAddr: m.address }))));

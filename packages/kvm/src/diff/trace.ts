@@ -16,6 +16,7 @@ import type {
   MmapArgs,
   OtherFd,
   OtherFdKind,
+  RawUserMemoryRegion,
   UserMemoryRegion2,
 } from '../api.js';
 import { KVM_MEM_GUEST_MEMFD, MAP_SHARED, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
@@ -52,6 +53,8 @@ export function errorOutcome(e: unknown): unknown {
 
 export class Trace {
   readonly steps: TraceStep[] = [];
+  /** Called with every error a step threw (before it is reduced to its outcome). */
+  onError: ((step: string, e: unknown) => void) | undefined;
   private readonly labels = new Map<number, string>();
   private created = 0;
 
@@ -79,6 +82,7 @@ export class Trace {
       this.steps.push({ step, out: normalize(show(v)) });
       return v;
     } catch (e) {
+      this.onError?.(step, e);
       this.steps.push({ step, out: errorOutcome(e) });
       return undefined;
     }
@@ -202,9 +206,13 @@ export class Session {
     this.run(step, () => mustMap(m).fill(offset, len, byte));
   }
 
-  /** REGION2 with defaults (slot 0, gmem flag, gpa 0, size 4 KiB, hva 0, offset 0) overridden by `r`. */
-  region2(vm: KvmVm, r: Partial<UserMemoryRegion2>, step?: string): void {
-    const full: UserMemoryRegion2 = {
+  /**
+   * REGION2 with defaults (slot 0, gmem flag, gpa 0, size 4 KiB, hva 0, offset 0) overridden by `r`,
+   * through the raw-address escape hatch (`unsafeSetUserMemoryRegion`): the scenarios probe the
+   * kernel's own checks of `userspace_addr`, which the safe API would refuse before the ioctl.
+   */
+  region2(vm: KvmVm, r: Partial<RawUserMemoryRegion>, step?: string): void {
+    const full: Required<RawUserMemoryRegion> = {
       slot: 0,
       flags: KVM_MEM_GUEST_MEMFD,
       guestPhysAddr: 0,
@@ -219,7 +227,12 @@ export class Session {
       `region2(slot 0x${full.slot.toString(16)}, flags 0x${full.flags.toString(16)}, gpa 0x${full.guestPhysAddr.toString(16)}, ` +
         `size 0x${full.memorySize.toString(16)}, fd ${typeof full.guestMemfd === 'number' && full.guestMemfd >= 0 ? this.fd(full.guestMemfd) : full.guestMemfd}, ` +
         `off 0x${full.guestMemfdOffset.toString(16)}${full.userspaceAddr ? ', hva set' : ''})`;
-    this.run(label, () => vm.setUserMemoryRegion2(full));
+    this.run(label, () => vm.unsafeSetUserMemoryRegion(full));
+  }
+
+  /** REGION2 through the safe API: `r` names its host memory as an owned mapping (`userspace`). */
+  region2Owned(vm: KvmVm, r: Partial<UserMemoryRegion2>, step: string): void {
+    this.run(step, () => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4096, guestMemfdOffset: 0, guestMemfd: -1, ...r }));
   }
 
   /** Closes everything still open, newest first (mappings before files before VMs), ignoring errors. */
@@ -255,9 +268,13 @@ export interface Scenario {
   readonly pinned?: Readonly<Record<string, unknown>>;
 }
 
-/** Runs `scenario` on a fresh system fd and returns its trace; everything is released afterwards. */
-export function runScenario(open: () => Kvm, scenario: Scenario): TraceStep[] {
+/**
+ * Runs `scenario` on a fresh system fd and returns its trace; everything is released afterwards.
+ * `onError` sees every error a step threw.
+ */
+export function runScenario(open: () => Kvm, scenario: Scenario, onError?: (step: string, e: unknown) => void): TraceStep[] {
   const s = new Session(open());
+  s.trace.onError = onError;
   try {
     scenario.run(s);
   } catch (e) {

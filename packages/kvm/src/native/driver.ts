@@ -19,13 +19,18 @@ import type {
   MmapArgs,
   OtherFd,
   OtherFdKind,
+  RawUserMemoryRegion,
   UserMemoryRegion,
   UserMemoryRegion2,
 } from '../api.js';
+import { resolveSlotMemory, withoutUserspace, type SlotReferencedMapping } from '../slot-memory.js';
 import { openFds } from '../api.js';
 import { i32, i64, u64 } from '../uapi/codec-util.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
+  KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_CAP_MEMORY_ATTRIBUTES,
+  KVM_MEM_GUEST_MEMFD,
   MAP_ANONYMOUS,
   MAP_FAILED,
   MFD_CLOEXEC,
@@ -46,7 +51,12 @@ import {
   encodeKvmMemoryAttributes,
   encodeKvmUserspaceMemoryRegion,
   encodeKvmUserspaceMemoryRegion2,
+  decodeKvmMemoryAttributes,
+  decodeKvmUserspaceMemoryRegion,
+  decodeKvmUserspaceMemoryRegion2,
 } from '../uapi/structs.js';
+import { diagnoseCreateGuestMemfd, diagnoseMemoryAttributes, diagnoseMemoryRegion, type NativeDiagnosis } from './diagnosis.js';
+import { NativeGmemFileRecord, NativeVmRecord, gmemFds, releaseSlot, type NativeSlotRecord } from './records.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { libc, type Libc } from './libc.js';
 import { NativeMappingBase } from './mapping.js';
@@ -196,6 +206,8 @@ class NativeOtherFd extends OwnedFd implements OtherFd {
 export class NativeVm extends OwnedFd implements KvmVm {
   /** vCPUs created here and not yet closed (each outlives `close()` of this handle, as in the kernel). */
   readonly #vcpus = new Set<NativeVcpu>();
+  /** What this VM holds in the kernel (references, memslots), for owned mappings and diagnoses. */
+  readonly #rec: NativeVmRecord;
   constructor(
     c: Libc,
     fd: number,
@@ -203,6 +215,7 @@ export class NativeVm extends OwnedFd implements KvmVm {
     private readonly sys?: NativeKvm,
   ) {
     super(c, fd);
+    this.#rec = new NativeVmRecord(type);
   }
 
   /** The vCPUs of this handle that are still open. */
@@ -212,12 +225,17 @@ export class NativeVm extends OwnedFd implements KvmVm {
 
   /**
    * `KVM_CREATE_VCPU(id)` plus the mmap of its `kvm_run` area. Native only: the simulated kernel
-   * has no instruction emulator (see `native/vcpu.ts`).
+   * has no instruction emulator (see `native/vcpu.ts`). The vCPU holds a reference to the VM.
    */
   createVcpu(id = 0): NativeVcpu {
     const fd = this.live('createVcpu', 'ioctl(KVM_CREATE_VCPU)');
     const size = vcpuMmapSize ?? this.#queryVcpuMmapSize();
-    const vcpu = createNativeVcpu(this.c, fd, id, size, (v) => this.#vcpus.delete(v));
+    const rec = this.#rec;
+    const vcpu = createNativeVcpu(this.c, fd, id, size, (v) => {
+      this.#vcpus.delete(v);
+      rec.put();
+    });
+    rec.get();
     this.#vcpus.add(vcpu);
     return vcpu;
   }
@@ -229,6 +247,15 @@ export class NativeVm extends OwnedFd implements KvmVm {
       return sys.getVcpuMmapSize();
     } finally {
       sys.close();
+    }
+  }
+
+  protected override release(fd: number): void {
+    try {
+      super.release(fd);
+    } finally {
+      // close(2) releases the fd even when it reports an error: the VM fd's reference is gone.
+      this.#rec.put();
     }
   }
 
@@ -246,30 +273,55 @@ export class NativeVm extends OwnedFd implements KvmVm {
     encodeKvmCreateGuestMemfd(args, createGmemBuf);
     // Why: the only way to obtain a guest_memfd; the kernel returns the new fd.
     const gfd = this.c.ioctlPtr(fd, KVM_CREATE_GUEST_MEMFD, createGmemBuf);
+    const size = u64('size', args.size);
+    const flags = u64('flags', args.flags);
     if (gfd < 0) {
-      throw syscallError(this.c.errno(), 'createGuestMemfd', syscall, { size: args.size, flags: args.flags });
+      const errno = this.c.errno();
+      const info = { size: args.size, flags: args.flags };
+      // Error path only: the VM's supported flags, to name the rule.
+      const diagnosis = diagnoseCreateGuestMemfd(syscallError(errno, 'createGuestMemfd', syscall).code, BigInt(this.#capOrZero(KVM_CAP_GUEST_MEMFD_FLAGS)), size, flags);
+      throw diagnosed(errno, 'createGuestMemfd', syscall, info, diagnosis);
     }
-    return new NativeGuestMemfd(this.c, gfd, u64('size', args.size), u64('flags', args.flags));
+    return new NativeGuestMemfd(this.c, gfd, size, flags, new NativeGmemFileRecord(this.#rec, size, flags));
   }
 
   setUserMemoryRegion(region: UserMemoryRegion): void {
-    const syscall = 'ioctl(KVM_SET_USER_MEMORY_REGION)';
-    const fd = this.live('setUserMemoryRegion', syscall);
-    encodeKvmUserspaceMemoryRegion(region, region1Buf);
-    // Why: v1 memslot create/modify/delete.
-    if (this.c.ioctlPtr(fd, KVM_SET_USER_MEMORY_REGION, region1Buf) < 0) {
-      throw syscallError(this.c.errno(), 'setUserMemoryRegion', syscall, { ...region });
-    }
+    this.live('setUserMemoryRegion', SET_REGION);
+    const mem = resolveSlotMemory(region, ownsMapping, 'setUserMemoryRegion', NATIVE_BACKEND);
+    this.#region({ ...withoutUserspace(region), userspaceAddr: mem.userspaceAddr, guestMemfdOffset: 0, guestMemfd: 0 }, 'setUserMemoryRegion', true, mem.mapping);
   }
 
   setUserMemoryRegion2(region: UserMemoryRegion2): void {
-    const syscall = 'ioctl(KVM_SET_USER_MEMORY_REGION2)';
-    const fd = this.live('setUserMemoryRegion2', syscall);
-    encodeKvmUserspaceMemoryRegion2(region, region2Buf);
-    // Why: v2 memslot ioctl; with KVM_MEM_GUEST_MEMFD it binds the slot to a guest_memfd range.
-    if (this.c.ioctlPtr(fd, KVM_SET_USER_MEMORY_REGION2, region2Buf) < 0) {
-      throw syscallError(this.c.errno(), 'setUserMemoryRegion2', syscall, { ...region });
+    this.live('setUserMemoryRegion2', SET_REGION2);
+    const mem = resolveSlotMemory(region, ownsMapping, 'setUserMemoryRegion2', NATIVE_BACKEND);
+    this.#region({ ...withoutUserspace(region), userspaceAddr: mem.userspaceAddr }, 'setUserMemoryRegion2', false, mem.mapping);
+  }
+
+  unsafeSetUserMemoryRegion(region: RawUserMemoryRegion, opts: { ioctl?: 'REGION' | 'REGION2' } = {}): void {
+    const v1 = opts.ioctl === 'REGION';
+    this.live('unsafeSetUserMemoryRegion', v1 ? SET_REGION : SET_REGION2);
+    this.#region({ guestMemfdOffset: 0, guestMemfd: 0, ...region }, 'unsafeSetUserMemoryRegion', v1, undefined);
+  }
+
+  /**
+   * One memslot ioctl with a resolved `userspace_addr`. On success the record follows the kernel
+   * (create, move/flags, delete; a created slot pins `mapping`); on failure the error carries the
+   * driver's diagnosis (see `diagnosis.ts`). Both are off the hot path of the other ioctls.
+   */
+  #region(region: Required<RawUserMemoryRegion>, op: string, v1: boolean, mapping: SlotReferencedMapping | undefined): void {
+    const syscall = v1 ? SET_REGION : SET_REGION2;
+    const fd = this.live(op, syscall);
+    if (v1) encodeKvmUserspaceMemoryRegion(region, region1Buf);
+    else encodeKvmUserspaceMemoryRegion2(region, region2Buf);
+    // Why: memslot create/move/flags/delete; with KVM_MEM_GUEST_MEMFD (v2) it binds the slot to a
+    // guest_memfd range. userspace_addr is an owned mapping's range (safe API) or the caller's (unsafe).
+    const failed = this.c.ioctlPtr(fd, v1 ? KVM_SET_USER_MEMORY_REGION : KVM_SET_USER_MEMORY_REGION2, v1 ? region1Buf : region2Buf) < 0;
+    if (failed) {
+      const errno = this.c.errno();
+      const r = v1 ? { ...decodeKvmUserspaceMemoryRegion(region1Buf), guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] } : decodeKvmUserspaceMemoryRegion2(region2Buf);
+      throw diagnosed(errno, op, syscall, { ...region }, diagnoseMemoryRegion(syscallError(errno, op, syscall).code, this.#rec, r, v1));
     }
+    recordRegion(this.#rec, v1 ? region1Buf : region2Buf, v1, mapping);
   }
 
   setMemoryAttributes(attrs: MemoryAttributesArgs): void {
@@ -278,9 +330,71 @@ export class NativeVm extends OwnedFd implements KvmVm {
     encodeKvmMemoryAttributes(attrs, attrsBuf);
     // Why: shared⇄private conversion of a GPA range (ENOTTY where the kernel lacks it).
     if (this.c.ioctlPtr(fd, KVM_SET_MEMORY_ATTRIBUTES, attrsBuf) < 0) {
-      throw syscallError(this.c.errno(), 'setMemoryAttributes', syscall, { ...attrs });
+      const errno = this.c.errno();
+      const a = decodeKvmMemoryAttributes(attrsBuf);
+      // Error path only: the VM's supported attributes, to name the rule.
+      const diagnosis = diagnoseMemoryAttributes(syscallError(errno, 'setMemoryAttributes', syscall).code, BigInt(this.#capOrZero(KVM_CAP_MEMORY_ATTRIBUTES)), a);
+      throw diagnosed(errno, 'setMemoryAttributes', syscall, { ...attrs }, diagnosis);
     }
   }
+
+  /** `KVM_CHECK_EXTENSION(cap)` on this VM, 0 if it fails (diagnosis only). */
+  #capOrZero(cap: number): number {
+    const r: number = this.c.ioctlArg(this.fd, KVM_CHECK_EXTENSION, cap);
+    return r < 0 ? 0 : r;
+  }
+}
+
+/** The kernel's refusal, with guestmem's diagnosis in `info.diagnosis` and the message when there is one. */
+function diagnosed(errno: number, op: string, syscall: string, info: Record<string, unknown>, diagnosis: NativeDiagnosis | undefined): GuestMemError {
+  if (!diagnosis) return syscallError(errno, op, syscall, info);
+  return syscallError(errno, op, syscall, { ...info, diagnosis }, `guestmem diagnosis: ${diagnosis.detail} (rule ${diagnosis.rule})`);
+}
+
+const SET_REGION = 'ioctl(KVM_SET_USER_MEMORY_REGION)';
+const SET_REGION2 = 'ioctl(KVM_SET_USER_MEMORY_REGION2)';
+
+/** A mapping of this driver (the only kind the safe memslot API accepts). */
+const ownsMapping = (m: KvmMapping): m is NativeMappingBase => m instanceof NativeMappingBase;
+
+/** The record after an accepted memslot ioctl (the kernel did exactly one of these), from the struct in `buf`. */
+function recordRegion(vm: NativeVmRecord, buf: Buffer, v1: boolean, mapping: SlotReferencedMapping | undefined): void {
+  // The fields as the kernel read them (struct kvm_userspace_memory_region[2]: slot @0, flags @4,
+  // guest_phys_addr @8, memory_size @16, userspace_addr @24, guest_memfd_offset @32, guest_memfd @40),
+  // read directly: a full decode costs more than the rest of this bookkeeping.
+  const r = {
+    slot: buf.readUInt32LE(0),
+    flags: buf.readUInt32LE(4),
+    guestPhysAddr: buf.readBigUInt64LE(8),
+    memorySize: buf.readBigUInt64LE(16),
+    userspaceAddr: buf.readBigUInt64LE(24),
+    guestMemfdOffset: v1 ? 0n : buf.readBigUInt64LE(32),
+    guestMemfd: v1 ? 0 : buf.readUInt32LE(40),
+  };
+  const id = r.slot & 0xffff;
+  const old = vm.slots.get(id);
+  if (r.memorySize === 0n) {
+    if (old) releaseSlot(old);
+    vm.slots.delete(id);
+    return;
+  }
+  if (old) {
+    // Move or flags change: only the GPA and LOG_DIRTY_PAGES can differ.
+    old.baseGfn = r.guestPhysAddr >> 12n;
+    old.flags = r.flags;
+    if (!old.mapping && mapping) (old.mapping = mapping).pinForSlot();
+    return;
+  }
+  const npages = Number(r.memorySize >> 12n);
+  const slot: NativeSlotRecord = { id, flags: r.flags, baseGfn: r.guestPhysAddr >> 12n, npages, userspaceAddr: r.userspaceAddr, mapping, gmem: null };
+  const file = r.flags & KVM_MEM_GUEST_MEMFD ? gmemFds.get(r.guestMemfd) : undefined;
+  if (file) {
+    const first = Number(r.guestMemfdOffset >> 12n);
+    slot.gmem = { file, first, end: first + npages };
+    file.bindings.set(id, slot);
+  }
+  mapping?.pinForSlot();
+  vm.slots.set(id, slot);
 }
 
 /** A guest_memfd fd. `size`/`flags` are remembered from creation for the host-access pre-checks. */
@@ -290,8 +404,20 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     fd: number,
     readonly size: bigint,
     readonly flags: bigint,
+    /** The open file this fd refers to (shared with dups): its size, VM and bound ranges. */
+    private readonly file: NativeGmemFileRecord,
   ) {
     super(c, fd);
+    gmemFds.set(fd, file);
+  }
+
+  protected override release(fd: number): void {
+    gmemFds.delete(fd);
+    try {
+      super.release(fd);
+    } finally {
+      this.file.put();
+    }
   }
 
   fallocate(mode: number, offset: IntArg, len: IntArg): void {
@@ -316,7 +442,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     // Why: with MAP_ANONYMOUS the kernel ignored the fd (ksys_mmap_pgoff) and mapped anonymous memory,
     // which no guest_memfd SIGBUS rule applies to.
     if (args.flags & MAP_ANONYMOUS) return new NativeAnonMapping(this.c, address, Number(length), args.prot, args.flags);
-    return new NativeMapping(this.c, address, Number(length), BigInt.asUintN(64, offset), args.prot, args.flags, this.size, this.flags);
+    return new NativeMapping(this.c, address, Number(length), BigInt.asUintN(64, offset), args.prot, args.flags, this.size, this.flags, this.file);
   }
 
   fstat(): GuestMemfdStat {
@@ -386,7 +512,8 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     // Why: a second fd-table reference to the same open file.
     const nfd = this.c.dup(fd);
     if (nfd < 0) throw syscallError(this.c.errno(), 'dup', 'dup', { fd });
-    return new NativeGuestMemfd(this.c, nfd, this.size, this.flags);
+    this.file.get();
+    return new NativeGuestMemfd(this.c, nfd, this.size, this.flags, this.file);
   }
 }
 
@@ -419,11 +546,18 @@ export class NativeMapping extends NativeMappingBase {
     flags: number,
     private readonly fileSize: bigint,
     private readonly fileFlags: bigint,
+    /** The mapped file: the mapping holds a reference to it until its memory goes. */
+    private readonly file: NativeGmemFileRecord,
   ) {
     super(c, address, length, offset, prot, flags);
+    file.get();
     const untilEof = fileSize - offset;
     this.accessible =
       !(fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED) || untilEof <= 0n ? 0 : untilEof < BigInt(this.mapped) ? Number(untilEof) : this.mapped;
+  }
+
+  protected override onUnmapped(): void {
+    this.file.put();
   }
 
   protected fault(op: string, mappingOffset: number): HostAccessFault {

@@ -6,12 +6,14 @@ export const NATIVE_BACKEND = 'kvm';
 /**
  * A GuestMemError for a failed syscall, from the errno libc reported. An errno outside core's
  * table (none is expected from these calls) is reported as EIO with the raw number in `info.errno`.
+ * `detail` is the driver's own reading of the failure (e.g. a diagnosis); the errno is the kernel's.
  */
 export function syscallError(
   errno: number,
   op: string,
   syscall: string,
   info?: Record<string, unknown>,
+  detail?: string,
 ): GuestMemError {
   const code = errnoCode(errno);
   return new GuestMemError({
@@ -19,7 +21,7 @@ export function syscallError(
     op,
     backend: NATIVE_BACKEND,
     syscall,
-    detail: code ? undefined : `unexpected ${errnoName(errno)}`,
+    detail: code ? detail : `unexpected ${errnoName(errno)}`,
     info: { ...info, ...(code ? {} : { errno }) },
   });
 }

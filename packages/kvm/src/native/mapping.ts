@@ -17,16 +17,21 @@
  * a `memset` that faults midway. A zero-length access touches nothing and never faults.
  */
 import { GuestMemError, type HostAccessFault } from '@guestmem/core';
-import type { IntArg, KvmMapping } from '../api.js';
+import type { IntArg } from '../api.js';
+import type { SlotReferencedMapping } from '../slot-memory.js';
 import { u64 } from '../uapi/codec-util.js';
-import { PROT_READ, PROT_WRITE } from '../uapi/constants.js';
+import { MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { HostWindows, type Libc } from './libc.js';
 
 const PAGE = 4096;
 
-export abstract class NativeMappingBase implements KvmMapping {
+export abstract class NativeMappingBase implements SlotReferencedMapping {
   #unmapped = false;
+  /** Memslots referencing this mapping's range (safe API, see slot-memory.ts). */
+  #slotPins = 0;
+  /** munmap() ran while slots referenced the range: a PROT_NONE placeholder holds it. */
+  #reserved = false;
   /** Cached views of the mapping (created on first access, dropped before munmap). */
   readonly #host: HostWindows;
   /** Bytes the kernel mapped: {@link length} rounded up to whole pages. */
@@ -78,16 +83,47 @@ export abstract class NativeMappingBase implements KvmMapping {
     if (allowed < len) throw this.refusal('fill', offset, len, start + allowed);
   }
 
+  get addressReserved(): boolean {
+    return this.#reserved;
+  }
+
   munmap(): void {
     if (this.#unmapped) return;
     // No view may outlive the memory it points at (a failed munmap just recreates them lazily).
     this.#host.drop();
-    // Why: unmap our own range; for a file mapping the kernel drops the mapping's file reference.
-    if (this.c.munmap(this.address, this.length) < 0) {
+    if (this.#slotPins > 0) {
+      // Why: a memslot still points at this range; replace the memory with an inaccessible
+      // placeholder so the address is never handed out again while the slot lives (slot-memory.ts).
+      // Safety: MAP_FIXED replaces exactly [address, address + mapped), the range this object mapped
+      // and still owns (no other code was given it); the replacement is atomic, so the range is never
+      // free in between. For a file mapping it drops the mapping's file reference, like munmap.
+      const r: bigint = this.c.mmap(this.address, BigInt(this.mapped), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+      if (r === MAP_FAILED) throw syscallError(this.c.errno(), 'munmap', 'mmap', { address: this.address, length: this.mapped, placeholder: true });
+      this.#reserved = true;
+    } else if (this.c.munmap(this.address, this.mapped) < 0) {
+      // Why: unmap our own range; for a file mapping the kernel drops the mapping's file reference.
       throw syscallError(this.c.errno(), 'munmap', 'munmap', { address: this.address, length: this.length });
     }
     this.#unmapped = true;
+    this.onUnmapped();
   }
+
+  /** @internal A memslot now references this mapping's range. */
+  pinForSlot(): void {
+    this.#slotPins++;
+  }
+
+  /** @internal A slot referencing this range is gone; the last one releases a placeholder. */
+  unpinForSlot(): void {
+    if (--this.#slotPins > 0 || !this.#reserved) return;
+    this.#reserved = false;
+    // Why: the placeholder of munmap() above; no slot points at the range any more. A failure here
+    // only leaves an inaccessible reservation behind, so it is not reported.
+    this.c.munmap(this.address, this.mapped);
+  }
+
+  /** What the mapping's own references do when its memory goes (a file mapping drops its file reference). */
+  protected onUnmapped(): void {}
 
   /**
    * Validates an access and returns its start offset in the mapping. Refuses, touching nothing: an

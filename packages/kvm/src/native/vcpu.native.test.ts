@@ -59,7 +59,7 @@ describe.skipIf(!probe.available)('native vCPU', () => {
     open.push({ vm, gmems: [g], maps: [m] });
     m.write(0, Uint8Array.from(code));
     vm.setUserMemoryRegion2({
-      slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: CODE_GPA, memorySize: PAGE, userspaceAddr: m.address, guestMemfd: g.fd, guestMemfdOffset: 0,
+      slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: CODE_GPA, memorySize: PAGE, userspace: { mapping: m }, guestMemfd: g.fd, guestMemfdOffset: 0,
     });
     const vcpu = vm.createVcpu(0);
     enterRealMode(vcpu, 0, CODE_GPA);

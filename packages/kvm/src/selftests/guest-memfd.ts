@@ -474,7 +474,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       const f = gmem(vm, PAGE, MMAP | SHARED);
       const host = map(f, PAGE);
       vm.setUserMemoryRegion2({
-        slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GUEST_GMEM_GPA, memorySize: PAGE, userspaceAddr: host.address,
+        slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GUEST_GMEM_GPA, memorySize: PAGE, userspace: { mapping: host },
         guestMemfd: f.fd, guestMemfdOffset: 0,
       });
       host.fill(0, PAGE, 0xaa);
@@ -485,7 +485,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
           const cm = map(cf, PAGE);
           cm.write(0, code);
           vm.setUserMemoryRegion2({
-            slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GUEST_CODE_GPA, memorySize: PAGE, userspaceAddr: cm.address,
+            slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GUEST_CODE_GPA, memorySize: PAGE, userspace: { mapping: cm },
             guestMemfd: cf.fd, guestMemfdOffset: 0,
           });
         });
@@ -519,12 +519,11 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
         flags: KVM_MEM_GUEST_MEMFD,
         guestPhysAddr: gpa,
         memorySize: size,
-        userspaceAddr: 0,
         guestMemfdOffset: offset,
         guestMemfd: fd,
       });
     const del = (vm: KvmVm, slot: number) =>
-      vm.setUserMemoryRegion2({ slot, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 });
+      vm.setUserMemoryRegion2({ slot, flags: 0, guestPhysAddr: 0, memorySize: 0, guestMemfdOffset: 0, guestMemfd: 0 });
 
     it('test_invalid_memory_region_flags: unsupported and v2-only bits give EINVAL via v1 and v2', () => {
       const vm = cTestVm();
@@ -538,14 +537,14 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
         const flag = (1 << bit) >>> 0;
         if (supported & flag && !(v2Only & flag)) continue;
         expectErrno(
-          () => vm.setUserMemoryRegion({ slot: 0, flags: flag, guestPhysAddr: 0, memorySize: SIZE, userspaceAddr: 0 }),
+          () => vm.setUserMemoryRegion({ slot: 0, flags: flag, guestPhysAddr: 0, memorySize: SIZE }),
           'EINVAL',
         );
         if (supported & flag) continue;
         expectErrno(
           () =>
             vm.setUserMemoryRegion2({
-              slot: 0, flags: flag, guestPhysAddr: 0, memorySize: SIZE, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: notGmem,
+              slot: 0, flags: flag, guestPhysAddr: 0, memorySize: SIZE, guestMemfdOffset: 0, guestMemfd: notGmem,
             }),
           'EINVAL',
         );
@@ -559,7 +558,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
         expectErrno(
           () =>
             vm.setUserMemoryRegion2({
-              slot: SLOT, flags: KVM_MEM_GUEST_MEMFD | extra, guestPhysAddr: GPA, memorySize: SIZE, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: f.fd,
+              slot: SLOT, flags: KVM_MEM_GUEST_MEMFD | extra, guestPhysAddr: GPA, memorySize: SIZE, guestMemfdOffset: 0, guestMemfd: f.fd,
             }),
           'EINVAL',
         );
@@ -630,7 +629,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
     it('the v1 ioctl refuses KVM_MEM_GUEST_MEMFD with EINVAL', () => {
       const vm = newVm();
       expectErrno(
-        () => vm.setUserMemoryRegion({ slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: PAGE, userspaceAddr: 0 }),
+        () => vm.setUserMemoryRegion({ slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: PAGE }),
         'EINVAL',
       );
     });
@@ -658,12 +657,12 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       const m = res.track(f.mmap({ length: 4 * PAGE, prot: RW, flags: MAP_SHARED }));
       m.fill(PAGE, PAGE, 0x3c);
       vm.setUserMemoryRegion2({
-        slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 4 * PAGE, userspaceAddr: m.address, guestMemfdOffset: 0, guestMemfd: f.fd,
+        slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 4 * PAGE, userspace: { mapping: m }, guestMemfdOffset: 0, guestMemfd: f.fd,
       });
       del(vm, SLOT);
       expect(m.read(PAGE, PAGE)).toEqual(filled(PAGE, 0x3c));
       vm.setUserMemoryRegion2({
-        slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 4 * PAGE, userspaceAddr: m.address, guestMemfdOffset: 0, guestMemfd: f.fd,
+        slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 4 * PAGE, userspace: { mapping: m }, guestMemfdOffset: 0, guestMemfd: f.fd,
       });
       expect(m.read(PAGE, PAGE)).toEqual(filled(PAGE, 0x3c));
       expect(m.read(0, PAGE)).toEqual(filled(PAGE, 0));

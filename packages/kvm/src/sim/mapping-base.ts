@@ -7,13 +7,19 @@
  * refused byte keeps the bytes before it.
  */
 import { GuestMemError, HostAccessFault, type HostMapping } from '@guestmem/core';
-import type { IntArg, KvmMapping } from '../api.js';
+import type { IntArg } from '../api.js';
+import type { SlotReferencedMapping } from '../slot-memory.js';
 import { u64 } from '../uapi/codec-util.js';
 import { PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import type { SimKernel } from './kernel.js';
 import { SIM_BACKEND } from './errors.js';
 
-export abstract class SimMappingBase implements KvmMapping {
+export abstract class SimMappingBase implements SlotReferencedMapping {
+  /** Memslots referencing this mapping's range (safe API). */
+  #slotPins = 0;
+  /** munmap() ran while slots referenced the range: the VMA stays, as an inaccessible placeholder. */
+  #reserved = false;
+
   protected constructor(
     protected readonly kernel: SimKernel,
     protected readonly host: HostMapping,
@@ -53,10 +59,32 @@ export abstract class SimMappingBase implements KvmMapping {
     if (inside < len) throw this.outside('fill', offset, len, start + inside);
   }
 
+  get addressReserved(): boolean {
+    return this.#reserved;
+  }
+
+  /** True when this mapping lives in `kernel`'s simulated process. */
+  belongsTo(kernel: SimKernel): boolean {
+    return this.kernel === kernel;
+  }
+
   munmap(): void {
     if (this.unmapped) return;
-    this.kernel.addressSpace.unmap(this.address);
+    // The memory (and any file reference) goes either way; the address range stays taken while a
+    // memslot references it (see slot-memory.ts): the VMA becomes an inaccessible placeholder.
     this.host.unmap();
+    if (this.#slotPins > 0) this.#reserved = true;
+    else this.kernel.addressSpace.unmap(this.address);
+  }
+
+  pinForSlot(): void {
+    this.#slotPins++;
+  }
+
+  unpinForSlot(): void {
+    if (--this.#slotPins > 0 || !this.#reserved) return;
+    this.#reserved = false;
+    this.kernel.addressSpace.unmap(this.address);
   }
 
   /**

@@ -2,15 +2,13 @@
  * `KVM_SET_MEMORY_ATTRIBUTES` (`kvm_vm_ioctl_set_mem_attributes`, research §1.4): the VM's
  * per-gfn PRIVATE attribute, checks in the kernel's order.
  */
-import { PAGE_SIZE } from '@guestmem/core';
 import type { MemoryAttributesArgs } from '../api.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../uapi/constants.js';
 import { decodeKvmMemoryAttributes, encodeKvmMemoryAttributes } from '../uapi/structs.js';
 import { sysErr } from './errors.js';
+import { judgeMemoryAttributes } from './vm-ioctl-rules.js';
 import type { SimVmState } from './vm-state.js';
 
-const PAGE_MASK = BigInt(PAGE_SIZE) - 1n;
-const U64_LIMIT = 1n << 64n;
 const SYSCALL = 'ioctl(KVM_SET_MEMORY_ATTRIBUTES)';
 
 /**
@@ -23,17 +21,14 @@ const SYSCALL = 'ioctl(KVM_SET_MEMORY_ATTRIBUTES)';
  */
 export function setMemoryAttributes(vm: SimVmState, attrs: MemoryAttributesArgs): void {
   const a = decodeKvmMemoryAttributes(encodeKvmMemoryAttributes(attrs));
-  if (!vm.kernel.config.swProtectedVm) {
-    // Not compiled in: kvm_vm_ioctl falls through to the arch ioctl, which does not know it (S11/S11b).
-    throw sysErr('ENOTTY', 'setMemoryAttributes', SYSCALL, 'CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES is off', { ...attrs });
+  // Why: the §1.4 order — not built (ENOTTY: kvm_vm_ioctl falls through to the arch ioctl, S11/S11b),
+  // flags, unsupported attributes, size 0 / wrap, then alignment. A default VM supports no attribute,
+  // so PRIVATE is EINVAL there even with the config on.
+  const refusal = judgeMemoryAttributes(vm.kernel.config.swProtectedVm, vm.vmType.memoryAttributes, a);
+  if (refusal) {
+    const check = refusal.rule === 'memory-attributes-not-built' ? undefined : refusal.rule.slice('memory-attributes-'.length).replace('unsupported', 'attributes');
+    throw sysErr(refusal.code, 'setMemoryAttributes', SYSCALL, refusal.detail, { ...attrs, rule: refusal.rule, ...(check ? { check } : {}) });
   }
-  const fail = (check: string, detail: string) => sysErr('EINVAL', 'setMemoryAttributes', SYSCALL, detail, { ...attrs, check });
-  // Why: the §1.4 order — flags, unsupported attributes, size 0 / wrap, then alignment. A default
-  // VM supports no attribute, so PRIVATE is EINVAL there even with the config on.
-  if (a.flags !== 0n) throw fail('flags', `flags 0x${a.flags.toString(16)} must be 0`);
-  if (a.attributes & ~vm.vmType.memoryAttributes) throw fail('attributes', `attributes 0x${a.attributes.toString(16)} are not supported by VM type ${vm.vmType.type}`);
-  if (a.size === 0n || a.address + a.size >= U64_LIMIT) throw fail('range', 'size is 0 or address + size wraps');
-  if ((a.address | a.size) & PAGE_MASK) throw fail('alignment', 'address and size must be page-aligned');
   const first = Number(a.address >> 12n);
   const end = Number((a.address + a.size) >> 12n);
   const priv = (a.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0n;

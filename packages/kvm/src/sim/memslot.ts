@@ -2,6 +2,7 @@
  * A memslot (`struct kvm_memory_slot`): its GPA range, its guest_memfd binding and the guest
  * mappings ("SPTEs") installed through it, with the zap operations invalidation uses (research §2.6–§2.8).
  */
+import type { SlotReferencedMapping } from '../slot-memory.js';
 import type { SimGmemFile } from './guest-memfd.js';
 
 /** A memslot (`struct kvm_memory_slot`). Replaced, never mutated, by MOVE and FLAGS_ONLY changes. */
@@ -10,6 +11,8 @@ export class SimMemslot {
   gmem: { file: SimGmemFile | null; readonly pgoff: number } | null = null;
   /** `KVM_MEMSLOT_GMEM_ONLY`: set at bind iff the file has GUEST_MEMFD_FLAG_MMAP (§2.6 step 11). */
   gmemOnly = false;
+  /** The owned mapping behind `userspaceAddr` when the slot came from the safe API (pinned while the slot lives). */
+  hostMapping: SlotReferencedMapping | null = null;
   /** Installed guest mappings ("SPTEs"): slot page → folio handle. */
   readonly sptes = new Map<number, number>();
 
@@ -54,6 +57,12 @@ export class SimMemslot {
   unbind(): void {
     this.gmem?.file?.unbind(this);
     if (this.gmem) this.gmem.file = null;
+  }
+
+  /** The slot is gone (deleted, or its VM destroyed): its host mapping's range may be released. */
+  releaseHostMapping(): void {
+    this.hostMapping?.unpinForSlot();
+    this.hostMapping = null;
   }
 
   get endGfn(): bigint {

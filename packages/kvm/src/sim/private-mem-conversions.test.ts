@@ -174,7 +174,7 @@ class ConversionsTest {
         flags: KVM_MEM_GUEST_MEMFD,
         guestPhysAddr: slot.gpa,
         memorySize: slotSize,
-        userspaceAddr: hva.address,
+        userspace: { mapping: hva },
         guestMemfdOffset: slot.offset,
         guestMemfd: this.memfd.fd,
       });
@@ -249,7 +249,7 @@ class ConversionsTest {
   /** `kvm_vm_free`: delete the slots, unmap the host memory, close the VM fd. The memfd stays open. */
   freeVm(): void {
     for (const s of this.slots) {
-      this.vm.setUserMemoryRegion2({ slot: s.id, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 });
+      this.vm.setUserMemoryRegion2({ slot: s.id, flags: 0, guestPhysAddr: 0, memorySize: 0, guestMemfdOffset: 0, guestMemfd: 0 });
       s.hva.munmap();
     }
     this.vm.close();

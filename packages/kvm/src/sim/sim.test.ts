@@ -57,7 +57,7 @@ describe('fd table', () => {
   it('resolves REGION2 fd numbers: closed → EBADF, wrong kind → EINVAL', () => {
     const { kvm, vm, g } = setup();
     const memfd = kvm.openOtherFd('memfd');
-    const region = { slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: K4, userspaceAddr: 0, guestMemfdOffset: 0 };
+    const region = { slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: K4, guestMemfdOffset: 0 };
     expect(codeOf(() => vm.setUserMemoryRegion2({ ...region, guestMemfd: memfd.fd }))).toBe('EINVAL');
     expect(codeOf(() => vm.setUserMemoryRegion2({ ...region, guestMemfd: 1 }))).toBe('EINVAL');
     const fd = g.fd;
@@ -102,11 +102,11 @@ describe('lifetimes (research §2.12)', () => {
 
   it('release orphans bound slots (they stay, bound to nothing) and delete unbinds without freeing', () => {
     const { kvm, vm, g } = setup();
-    vm.setUserMemoryRegion2({ slot: 1, flags: GMEM, guestPhysAddr: 0, memorySize: K16, userspaceAddr: 0, guestMemfd: g.fd, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({ slot: 1, flags: GMEM, guestPhysAddr: 0, memorySize: K16, guestMemfd: g.fd, guestMemfdOffset: 0 });
     g.fallocate(KEEP, 0, K16);
-    vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: 0, guestMemfd: 0, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: 0, guestMemfd: 0, guestMemfdOffset: 0 });
     expect(kvm.stats().memory.bytesInUse).toBe(K16);
-    vm.setUserMemoryRegion2({ slot: 2, flags: GMEM, guestPhysAddr: 0, memorySize: K16, userspaceAddr: 0, guestMemfd: g.fd, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({ slot: 2, flags: GMEM, guestPhysAddr: 0, memorySize: K16, guestMemfd: g.fd, guestMemfdOffset: 0 });
     g.close();
     const slot = vm.state.slots.get(2)!;
     expect(slot.gmem).toEqual({ file: null, pgoff: 0 });
@@ -117,7 +117,7 @@ describe('lifetimes (research §2.12)', () => {
 describe('invalidation (research §2.7) through the sim-only guest access path', () => {
   function boundGuest() {
     const env = setup();
-    env.vm.setUserMemoryRegion2({ slot: 1, flags: GMEM, guestPhysAddr: 0x100000, memorySize: K16, userspaceAddr: 0, guestMemfd: env.g.fd, guestMemfdOffset: 0 });
+    env.vm.setUserMemoryRegion2({ slot: 1, flags: GMEM, guestPhysAddr: 0x100000, memorySize: K16, guestMemfd: env.g.fd, guestMemfdOffset: 0 });
     env.vm.guestWrite(0x100000, new Uint8Array(K16).fill(0x5a));
     return env;
   }
@@ -155,7 +155,7 @@ describe('invalidation (research §2.7) through the sim-only guest access path',
     const backing = vm.createGuestMemfd({ size: K16, flags: 3n });
     const m = backing.mmap({ length: K16, ...RW });
     const g = vm.createGuestMemfd({ size: K16, flags: 0n });
-    vm.setUserMemoryRegion2({ slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: K16, userspaceAddr: m.address, guestMemfd: g.fd, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({ slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: K16, userspace: { mapping: m }, guestMemfd: g.fd, guestMemfdOffset: 0 });
     vm.guestWrite(100, new Uint8Array([7, 8, 9]));
     expect([...m.read(100, 3)]).toEqual([7, 8, 9]);
     expect(vm.sptesOf(0).size).toBe(0);
@@ -165,7 +165,7 @@ describe('invalidation (research §2.7) through the sim-only guest access path',
   it('READONLY plain slots refuse guest writes (MMIO exit → EFAULT)', () => {
     const { vm, g } = setup();
     const m = g.mmap({ length: K16, ...RW });
-    vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_READONLY, guestPhysAddr: 0, memorySize: K16, userspaceAddr: m.address });
+    vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_READONLY, guestPhysAddr: 0, memorySize: K16, userspace: { mapping: m } });
     expect(codeOf(() => vm.guestWrite(0, new Uint8Array(1)))).toBe('EFAULT');
     expect(vm.guestRead(0, 1)[0]).toBe(0);
   });
@@ -175,7 +175,7 @@ describe('selftest test_guest_memfd_guest, on the sim-only guest path', () => {
   it('host fills 0xaa, guest verifies and writes 0xff, host sees 0xff after remapping', () => {
     const { vm, g } = setup(3n, K4);
     expect(vm.checkExtension(244) & 3).toBe(3);
-    vm.setUserMemoryRegion2({ slot: 1, flags: GMEM, guestPhysAddr: 1n << 32n, memorySize: K4, userspaceAddr: 0, guestMemfd: g.fd, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({ slot: 1, flags: GMEM, guestPhysAddr: 1n << 32n, memorySize: K4, guestMemfd: g.fd, guestMemfdOffset: 0 });
     const host = g.mmap({ length: K4, ...RW });
     host.fill(0, K4, 0xaa);
     host.munmap();
@@ -186,7 +186,7 @@ describe('selftest test_guest_memfd_guest, on the sim-only guest path', () => {
 });
 
 describe('profiles', () => {
-  const quirk = { slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: K16, userspaceAddr: 0, guestMemfdOffset: 0x7ffffffffffff000n };
+  const quirk = { slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: K16, guestMemfdOffset: 0x7ffffffffffff000n };
   it("'6.18' accepts guest_memfd_offset 0x7ffffffffffff000 (signed overflow, research §2.6 E1)", () => {
     const { vm, g } = setup();
     vm.setUserMemoryRegion2({ ...quirk, guestMemfd: g.fd });

@@ -50,7 +50,7 @@ function cocoGuest(pages = 4, gpa = 0x1_0000_0000n) {
   const { kvm, vm } = protectedVm();
   const g = vm.createGuestMemfd({ size: pages * K4, flags: 0n });
   const shared = kvm.mmapAnonymous(pages * K4);
-  vm.setUserMemoryRegion2({ slot: 10, flags: GMEM, guestPhysAddr: gpa, memorySize: pages * K4, userspaceAddr: shared.address, guestMemfdOffset: 0, guestMemfd: g.fd });
+  vm.setUserMemoryRegion2({ slot: 10, flags: GMEM, guestPhysAddr: gpa, memorySize: pages * K4, userspace: { mapping: shared }, guestMemfdOffset: 0, guestMemfd: g.fd });
   const setPrivate = (at: bigint, size: number, priv: boolean) =>
     vm.setMemoryAttributes({ address: at, size, attributes: priv ? PRIVATE : 0n, flags: 0 });
   return { kvm, vm, g, shared, gpa, setPrivate };
@@ -187,7 +187,7 @@ describe('guest faults on a SW_PROTECTED VM (research §2.8)', () => {
     const mmio = thrown(() => vm.guestRead(0x6000_0000, 1));
     expect([mmio.code, memoryFaultExit(mmio)]).toEqual(['EFAULT', undefined]);
     const anon = kvm.mmapAnonymous(K4);
-    vm.setUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: 0x5000_0000, memorySize: K4, userspaceAddr: anon.address });
+    vm.setUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: 0x5000_0000, memorySize: K4, userspace: { mapping: anon } });
     const e = thrown(() => vm.guestRead(0x5000_0000, 1));
     expect(memoryFaultExit(e)).toEqual({ exitReason: 39, memoryFault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: 0x5000_0000n, size: 4096n } });
   });
@@ -217,7 +217,7 @@ describe('guest faults on a SW_PROTECTED VM (research §2.8)', () => {
     const vm = kvm.createVm() as SimKvmVm;
     const g = vm.createGuestMemfd({ size: 2 * K4, flags: MMAP | INIT_SHARED });
     const m = g.mmap({ length: 2 * K4, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED });
-    vm.setUserMemoryRegion2({ slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: 2 * K4, userspaceAddr: m.address, guestMemfdOffset: 0, guestMemfd: g.fd });
+    vm.setUserMemoryRegion2({ slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: 2 * K4, userspace: { mapping: m }, guestMemfdOffset: 0, guestMemfd: g.fd });
     m.fill(0, 2 * K4, 7);
     g.markPoisoned(K4);
     expect(() => m.read(K4, 1)).toThrow(HostAccessFault);
@@ -233,9 +233,9 @@ describe('guest faults on a SW_PROTECTED VM (research §2.8)', () => {
     const { vm, g, shared, gpa, setPrivate } = cocoGuest(1);
     setPrivate(gpa, K4, true);
     vm.guestAccess({ gpa, len: 1, write: true, fill: 9 });
-    vm.setUserMemoryRegion2({ slot: 10, flags: 0, guestPhysAddr: 0, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 });
+    vm.setUserMemoryRegion2({ slot: 10, flags: 0, guestPhysAddr: 0, memorySize: 0, guestMemfdOffset: 0, guestMemfd: 0 });
     expect(vm.isPrivate(gpa)).toBe(true);
-    vm.setUserMemoryRegion2({ slot: 10, flags: GMEM, guestPhysAddr: gpa, memorySize: K4, userspaceAddr: shared.address, guestMemfdOffset: 0, guestMemfd: g.fd });
+    vm.setUserMemoryRegion2({ slot: 10, flags: GMEM, guestPhysAddr: gpa, memorySize: K4, userspace: { mapping: shared }, guestMemfdOffset: 0, guestMemfd: g.fd });
     expect(vm.guestRead(gpa, 1)[0]).toBe(9);
   });
 });

@@ -14,6 +14,8 @@ import type { SimVmType } from './vm-types.js';
 export class SimVmState {
   private users = 1;
   destroyed = false;
+  /** Ids of the vCPUs created (a vCPU stays with its VM until the VM is destroyed, even after its fd is closed). */
+  readonly vcpuIds = new Set<number>();
   /** Memslots of address space 0 by slot id. */
   readonly slots = new Map<number, SimMemslot>();
   /**
@@ -37,7 +39,10 @@ export class SimVmState {
     if (--this.users > 0) return;
     // kvm_destroy_vm → kvm_free_memslots: every slot is unbound (no live file can still be bound:
     // each would have pinned the VM).
-    for (const slot of this.slots.values()) slot.unbind();
+    for (const slot of this.slots.values()) {
+      slot.unbind();
+      slot.releaseHostMapping();
+    }
     this.slots.clear();
     this.destroyed = true;
     this.kernel.vms.delete(this);

@@ -5,10 +5,18 @@
  * (`guest-access.ts`). guest_memfd creation (`kvm_gmem_create`, research §2.2) is here: it is the
  * VM ioctl that makes a file.
  */
-import { PAGE_SIZE } from '@guestmem/core';
-import type { CreateGuestMemfdArgs, IntArg, KvmVm, MemoryAttributesArgs, UserMemoryRegion, UserMemoryRegion2 } from '../api.js';
+import type {
+  CreateGuestMemfdArgs,
+  IntArg,
+  KvmMapping,
+  KvmVm,
+  MemoryAttributesArgs,
+  RawUserMemoryRegion,
+  UserMemoryRegion,
+  UserMemoryRegion2,
+} from '../api.js';
+import { resolveSlotMemory, withoutUserspace, type SlotReferencedMapping } from '../slot-memory.js';
 import { u64 } from '../uapi/codec-util.js';
-import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from '../uapi/constants.js';
 import {
   decodeKvmCreateGuestMemfd,
   decodeKvmUserspaceMemoryRegion,
@@ -17,20 +25,23 @@ import {
   encodeKvmUserspaceMemoryRegion,
   encodeKvmUserspaceMemoryRegion2,
 } from '../uapi/structs.js';
-import { sysErr } from './errors.js';
+import { SIM_BACKEND, sysErr } from './errors.js';
 import { guestAccess, type SimGuestAccess } from './guest-access.js';
 import { SimFdHandle, SimGmemFile, SimGuestMemfd } from './guest-memfd.js';
 import type { SimKernel } from './kernel.js';
 import { setMemoryAttributes } from './memory-attributes.js';
+import { judgeV1Flags } from './memslot-rules.js';
+import { judgeCreateGuestMemfd } from './vm-ioctl-rules.js';
 import { setMemoryRegion } from './memslots.js';
+import { SimMappingBase } from './mapping-base.js';
 import type { SimVmState } from './vm-state.js';
 import { checkExtension } from './vm-types.js';
+import { KVM_MAX_VCPU_IDS, SimVcpu } from './vcpu.js';
 
 export { SimMemslot } from './memslot.js';
 export { SimVmState } from './vm-state.js';
 export { memoryFaultExit, type KvmMemoryFaultExit, type SimGuestAccess } from './guest-access.js';
 
-const PAGE_MASK = BigInt(PAGE_SIZE) - 1n;
 const SET_REGION = 'ioctl(KVM_SET_USER_MEMORY_REGION)';
 const SET_REGION2 = 'ioctl(KVM_SET_USER_MEMORY_REGION2)';
 const CREATE_GMEM = 'ioctl(KVM_CREATE_GUEST_MEMFD)';
@@ -58,10 +69,9 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     this.live('createGuestMemfd', CREATE_GMEM);
     // Encode and decode the struct exactly as it crosses into the kernel (same range errors as native).
     const { size, flags } = decodeKvmCreateGuestMemfd(encodeKvmCreateGuestMemfd(args));
-    const fail = (detail: string) => sysErr('EINVAL', 'createGuestMemfd', CREATE_GMEM, detail, { size: args.size, flags: args.flags });
     // kvm_gmem_create: flags first, then size (research §2.2 step 1); reserved[] is ignored (R1/R2).
-    if (flags & ~this.state.vmType.guestMemfdFlags) throw fail(`unsupported flags 0x${flags.toString(16)}`);
-    if (BigInt.asIntN(64, size) <= 0n || size & PAGE_MASK) throw fail(`size ${size} must be > 0 and page-aligned`);
+    const refusal = judgeCreateGuestMemfd(this.state.vmType.guestMemfdFlags, size, flags);
+    if (refusal) throw sysErr(refusal.code, 'createGuestMemfd', CREATE_GMEM, refusal.detail, { size: args.size, flags: args.flags, rule: refusal.rule });
     const file = new SimGmemFile(this.kernel, this.state, size, flags);
     const fd = this.kernel.fds.install({ kind: 'gmem', file });
     return new SimGuestMemfd(this.kernel, fd, file);
@@ -69,18 +79,52 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
 
   setUserMemoryRegion(region: UserMemoryRegion): void {
     this.live('setUserMemoryRegion', SET_REGION);
-    const r = decodeKvmUserspaceMemoryRegion(encodeKvmUserspaceMemoryRegion(region));
-    // kvm_vm_ioctl: the v1 ioctl only knows LOG_DIRTY_PAGES and READONLY (§2.6 step 2, B32).
-    if (r.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) {
-      throw sysErr('EINVAL', 'setUserMemoryRegion', SET_REGION, `flags 0x${r.flags.toString(16)} are not v1 flags`, { ...region });
-    }
-    setMemoryRegion(this.state, { ...r, guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] }, 'setUserMemoryRegion', SET_REGION, region);
+    const mem = resolveSlotMemory(region, this.#owns, 'setUserMemoryRegion', SIM_BACKEND);
+    this.#region1({ ...withoutUserspace(region), userspaceAddr: mem.userspaceAddr }, 'setUserMemoryRegion', mem.mapping);
   }
 
   setUserMemoryRegion2(region: UserMemoryRegion2): void {
     this.live('setUserMemoryRegion2', SET_REGION2);
+    const mem = resolveSlotMemory(region, this.#owns, 'setUserMemoryRegion2', SIM_BACKEND);
+    this.#region2({ ...withoutUserspace(region), userspaceAddr: mem.userspaceAddr }, 'setUserMemoryRegion2', mem.mapping);
+  }
+
+  unsafeSetUserMemoryRegion(region: RawUserMemoryRegion, opts: { ioctl?: 'REGION' | 'REGION2' } = {}): void {
+    const v1 = opts.ioctl === 'REGION';
+    this.live('unsafeSetUserMemoryRegion', v1 ? SET_REGION : SET_REGION2);
+    const raw = { guestMemfdOffset: 0, guestMemfd: 0, ...region };
+    if (v1) this.#region1(raw, 'unsafeSetUserMemoryRegion', undefined);
+    else this.#region2(raw, 'unsafeSetUserMemoryRegion', undefined);
+  }
+
+  /** A mapping of this simulated process (the only kind a slot here may reference). */
+  readonly #owns = (m: KvmMapping): m is SimMappingBase => m instanceof SimMappingBase && m.belongsTo(this.kernel);
+
+  #region1(region: RawUserMemoryRegion, op: string, mapping: SlotReferencedMapping | undefined): void {
+    const r = decodeKvmUserspaceMemoryRegion(encodeKvmUserspaceMemoryRegion(region));
+    // kvm_vm_ioctl: the v1 ioctl only knows LOG_DIRTY_PAGES and READONLY (§2.6 step 2, B32).
+    const v1 = judgeV1Flags(r.flags);
+    if (v1) throw sysErr(v1.code, op, SET_REGION, v1.detail, { ...region, rule: v1.rule });
+    setMemoryRegion(this.state, { ...r, guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] }, op, SET_REGION, region, mapping);
+  }
+
+  #region2(region: Required<RawUserMemoryRegion>, op: string, mapping: SlotReferencedMapping | undefined): void {
     const r = decodeKvmUserspaceMemoryRegion2(encodeKvmUserspaceMemoryRegion2(region));
-    setMemoryRegion(this.state, r, 'setUserMemoryRegion2', SET_REGION2, region);
+    setMemoryRegion(this.state, r, op, SET_REGION2, region, mapping);
+  }
+
+  /**
+   * Sim-only `KVM_CREATE_VCPU(id)`: a vCPU fd that pins the VM (see `vcpu.ts`; no instruction
+   * emulator). Errors: EINVAL for an id outside [0, KVM_MAX_VCPU_IDS), EEXIST for an id created before.
+   */
+  createVcpu(id = 0): SimVcpu {
+    const syscall = 'ioctl(KVM_CREATE_VCPU)';
+    this.live('createVcpu', syscall);
+    if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) throw sysErr('EINVAL', 'createVcpu', syscall, `vCPU id ${id} is not below ${KVM_MAX_VCPU_IDS}`, { id });
+    if (this.state.vcpuIds.has(id)) throw sysErr('EEXIST', 'createVcpu', syscall, `vCPU ${id} exists`, { id });
+    this.state.vcpuIds.add(id);
+    const fd = this.kernel.fds.install({ kind: 'vcpu', file: this.state });
+    return new SimVcpu(this.kernel, fd, id, this.state);
   }
 
   /** `KVM_SET_MEMORY_ATTRIBUTES`: see {@link setMemoryAttributes} in `memory-attributes.ts`. */
