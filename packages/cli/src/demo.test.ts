@@ -21,6 +21,6 @@ describe('guestmem demo', () => {
     probe((l) => lines.push(l));
     const out = lines.join('\n');
     for (const id of ['kvm ', 'kvm-sim', 'gunyah-sim']) expect(out).toContain(id);
-    expect(out).toMatch(/auto-selected: (kvm|kvm-sim|gunyah-sim)/);
+    expect(out).toMatch(/selected: (kvm|kvm-sim|gunyah-sim)/);
   });
 });

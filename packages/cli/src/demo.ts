@@ -29,7 +29,7 @@ export function demo(log: (s: string) => void = console.log, only?: string): voi
   }
 }
 
-function runScenario(h: Hypervisor, log: (s: string) => void): void {
+export function runScenario(h: Hypervisor, log: (s: string) => void): void {
   const caps = h.capabilities;
   log(`capabilities: ${caps.list().join(', ')}`);
   const confidential = caps.has('private-memory');

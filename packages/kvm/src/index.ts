@@ -4,7 +4,8 @@ export * from './uapi/index.js';
 export * from './api.js';
 export { openKvm } from './open.js';
 // ---- native /dev/kvm driver (kvm engineer) ----
-export { probeNativeKvm, type NativeKvmProbe, NATIVE_BACKEND } from './native/index.js';
+export { probeNativeKvm, type NativeKvmProbe, type KvmDevice, NATIVE_BACKEND } from './native/index.js';
+export { detectHostVirtualization, type HostVirtualization, type HostVirtualizationKind } from './host-virtualization.js';
 // vCPUs run real guest code: native only (not in api.ts, the sim has no instruction emulator).
 export {
   asNativeVm,
