@@ -14,7 +14,10 @@ function script(name: string, body: string): string {
   return p;
 }
 
-const passing = script('pass.mjs', `console.log('| a | b |\\n|---|---|\\n| 1 | 2 |');\nconsole.log('JSON ' + JSON.stringify({ results: [1, 2] }));\n`);
+const passing = script(
+  'pass.mjs',
+  `console.log('| a | b |\\n|---|---|\\n| 1 | 2 |');\nconsole.log('JSON ' + JSON.stringify({ results: [1, 2] }));\n`,
+);
 const failing = script('fail.mjs', `console.log('| partial |');\nprocess.exit(3);\n`);
 // Leaves a temp file, starts a grandchild that would outlive it, reports both, then waits.
 const hanging = script(
@@ -57,7 +60,11 @@ describe('guestmem bench', () => {
     expect(t.out).not.toContain('JSON');
     const j = await cli(['--json'], [{ name: 'core', file: passing }]);
     expect(j.code).toBe(0);
-    expect(JSON.parse(j.out)).toMatchObject({ ok: true, interrupted: null, targets: [{ name: 'core', status: 'passed', exitCode: 0, result: { results: [1, 2] } }] });
+    expect(JSON.parse(j.out)).toMatchObject({
+      ok: true,
+      interrupted: null,
+      targets: [{ name: 'core', status: 'passed', exitCode: 0, result: { results: [1, 2] } }],
+    });
   });
 
   it('exits 1 when a target fails or is missing, 0 with --no-fail; runs only the named targets', async () => {
@@ -78,19 +85,29 @@ describe('guestmem bench', () => {
   it('a stop signal ends the child and its children and removes the temporary files', async () => {
     const ac = new AbortController();
     let started: { pid: number; grandchild: number; tmp: string; file: string } | undefined;
-    const report = await runBench([{ name: 'hang', file: hanging, nodeArgs: [] }, { name: 'next', file: passing }], {
-      signal: ac.signal,
-      onProgress: () => {},
-      onText: (s) => {
-        const m = /STARTED (.*)/.exec(s);
-        if (m) {
-          started = JSON.parse(m[1]!);
-          ac.abort('SIGTERM');
-        }
+    const report = await runBench(
+      [
+        { name: 'hang', file: hanging, nodeArgs: [] },
+        { name: 'next', file: passing },
+      ],
+      {
+        signal: ac.signal,
+        onProgress: () => {},
+        onText: (s) => {
+          const m = /STARTED (.*)/.exec(s);
+          if (m) {
+            started = JSON.parse(m[1]!);
+            ac.abort('SIGTERM');
+          }
+        },
       },
-    });
+    );
     expect(started).toBeDefined();
-    expect(report).toMatchObject({ ok: false, interrupted: 'SIGTERM', targets: [{ name: 'hang', status: 'interrupted', signal: 'SIGTERM' }] });
+    expect(report).toMatchObject({
+      ok: false,
+      interrupted: 'SIGTERM',
+      targets: [{ name: 'hang', status: 'interrupted', signal: 'SIGTERM' }],
+    });
     expect(report.targets.length).toBe(1); // the next target never started
     expect(existsSync(started!.file)).toBe(false);
     expect(existsSync(started!.tmp)).toBe(false);

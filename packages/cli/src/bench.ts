@@ -98,7 +98,15 @@ export async function runBench(targets: readonly BenchTarget[], opts: RunBenchOp
     for (const t of targets) {
       if (interrupted) break;
       if (!existsSync(t.file)) {
-        results.push({ name: t.name, status: 'missing', exitCode: null, signal: null, durationMs: 0, text: '', reason: `no benchmark at ${t.file}` });
+        results.push({
+          name: t.name,
+          status: 'missing',
+          exitCode: null,
+          signal: null,
+          durationMs: 0,
+          text: '',
+          reason: `no benchmark at ${t.file}`,
+        });
         continue;
       }
       const t0 = Date.now();
@@ -128,7 +136,10 @@ export async function runBench(targets: readonly BenchTarget[], opts: RunBenchOp
       });
       current = undefined;
       if (pending && !pending.startsWith('JSON ')) onText(`${pending}\n`);
-      const jsonLine = out.split('\n').reverse().find((l) => l.startsWith('JSON '));
+      const jsonLine = out
+        .split('\n')
+        .reverse()
+        .find((l) => l.startsWith('JSON '));
       let result: unknown;
       try {
         result = jsonLine ? JSON.parse(jsonLine.slice(5)) : undefined;

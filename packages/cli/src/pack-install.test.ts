@@ -40,7 +40,12 @@ beforeAll(() => {
     ok(pnpm(['pack', '--pack-destination', tarballs], join(root, 'packages', p)), `pnpm pack ${p}`);
   }
   for (const f of readdirSync(tarballs)) {
-    contents.set(f, ok(spawnSync('tar', ['tzf', join(tarballs, f)], { encoding: 'utf8' }), `tar ${f}`).trim().split('\n'));
+    contents.set(
+      f,
+      ok(spawnSync('tar', ['tzf', join(tarballs, f)], { encoding: 'utf8' }), `tar ${f}`)
+        .trim()
+        .split('\n'),
+    );
   }
   const tgz = (p: string): string => `file:${join(tarballs, `guestmem-${p}-0.1.0.tgz`)}`;
   mkdirSync(project);
@@ -69,7 +74,13 @@ describe('packages as published', () => {
   it('every tarball has package.json, README, LICENSE and dist; no build info, tests, bench sources or fixtures', () => {
     expect([...contents.keys()].sort()).toEqual(PACKAGES.map((p) => `guestmem-${p}-0.1.0.tgz`).sort());
     for (const [name, files] of contents) {
-      for (const required of ['package/package.json', 'package/README.md', 'package/LICENSE', 'package/dist/index.js', 'package/dist/index.d.ts']) {
+      for (const required of [
+        'package/package.json',
+        'package/README.md',
+        'package/LICENSE',
+        'package/dist/index.js',
+        'package/dist/index.d.ts',
+      ]) {
         expect(files, `${name} lacks ${required}`).toContain(required);
       }
       const bad = files.filter((f) => /tsbuildinfo|\.test\.|\/src\/bench\/|^package\/bench\/|fixtures\/|\.c$/.test(f));
@@ -149,8 +160,13 @@ results.report = report ?? typeof probeReport;
 console.log(JSON.stringify(results));
 `,
     );
-    ok(spawnSync(process.execPath, [join(project, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project, encoding: 'utf8' }), 'tsc (strict consumer)');
-    const out = JSON.parse(ok(spawnSync(process.execPath, [join(project, 'out/smoke.js')], { cwd: project, encoding: 'utf8' }), 'node smoke.js').trim());
+    ok(
+      spawnSync(process.execPath, [join(project, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project, encoding: 'utf8' }),
+      'tsc (strict consumer)',
+    );
+    const out = JSON.parse(
+      ok(spawnSync(process.execPath, [join(project, 'out/smoke.js')], { cwd: project, encoding: 'utf8' }), 'node smoke.js').trim(),
+    );
     expect(out).toEqual({
       'kvm-sim': [0, 0, 0],
       'kvm-sim:error': 'EINVAL',
@@ -181,14 +197,22 @@ console.log(JSON.stringify(results));
 
   it('the installed guestmem bench runs the shipped benchmark, and SIGTERM stops it and leaves no temp files', async () => {
     const bin = join(project, 'node_modules/.bin/guestmem');
-    const bench = spawnSync(bin, ['bench', 'core', '--json'], { cwd: project, encoding: 'utf8', env: { ...process.env, BENCH_SIZES: '10' } });
+    const bench = spawnSync(bin, ['bench', 'core', '--json'], {
+      cwd: project,
+      encoding: 'utf8',
+      env: { ...process.env, BENCH_SIZES: '10' },
+    });
     expect(bench.status, bench.stderr).toBe(0);
     const doc = JSON.parse(bench.stdout);
     expect(doc).toMatchObject({ ok: true, targets: [{ name: 'core', status: 'passed' }] });
     expect(doc.targets[0].result.results.length).toBeGreaterThan(0);
 
     const tmp = mkdtempSync(join(scratch, 'tmp-'));
-    const child = spawn(bin, ['bench', 'core'], { cwd: project, env: { ...process.env, TMPDIR: tmp, BENCH_SIZES: '20,24' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(bin, ['bench', 'core'], {
+      cwd: project,
+      env: { ...process.env, TMPDIR: tmp, BENCH_SIZES: '20,24' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     // Stop it once its benchmark child is running (it reports progress on stderr, or its temp dir appears).
     await new Promise<void>((resolve) => {
       const poll = setInterval(() => {

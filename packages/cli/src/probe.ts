@@ -114,12 +114,18 @@ export function formatProbe(r: ProbeReport): string[] {
   out.push('');
   for (const b of r.backends) {
     const tags = [b.simulated ? 'simulator' : '', b.fake ? 'fake' : ''].filter(Boolean).join(', ');
-    out.push(`${b.available ? '✔' : '✘'} ${b.id.padEnd(14)} priority ${String(b.priority).padStart(3)}${tags ? ` (${tags})` : ''}  ${b.description}`);
+    out.push(
+      `${b.available ? '✔' : '✘'} ${b.id.padEnd(14)} priority ${String(b.priority).padStart(3)}${tags ? ` (${tags})` : ''}  ${b.description}`,
+    );
     out.push(`  ${b.reason}`);
     if (b.hint) out.push(`  hint: ${b.hint}`);
     const d = b.details as { capabilities?: Record<string, number>; vmTypes?: string[]; guestMemfdFlags?: string[] } | undefined;
     if (d?.capabilities && Object.keys(d.capabilities).length) {
-      out.push(`  KVM capabilities: ${Object.entries(d.capabilities).map(([k, n]) => `${k}=${n}`).join(' ')}`);
+      out.push(
+        `  KVM capabilities: ${Object.entries(d.capabilities)
+          .map(([k, n]) => `${k}=${n}`)
+          .join(' ')}`,
+      );
       out.push(`  VM types: ${d.vmTypes?.join(', ') || 'none'}`);
       out.push(`  guest_memfd flags: ${d.guestMemfdFlags?.join(', ') || 'none'}`);
     }

@@ -12,7 +12,15 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
 
 describe('guestmem command line', () => {
   it('--help on the program and on every command prints usage, exits 0 and runs nothing', async () => {
-    for (const argv of [['--help'], ['-h'], ['probe', '--help'], ['demo', '--help'], ['bench', '--help'], ['help', 'bench'], ['demo', '--hypervisor', 'kvm-sim', '--help']]) {
+    for (const argv of [
+      ['--help'],
+      ['-h'],
+      ['probe', '--help'],
+      ['demo', '--help'],
+      ['bench', '--help'],
+      ['help', 'bench'],
+      ['demo', '--hypervisor', 'kvm-sim', '--help'],
+    ]) {
       const r = await run(...argv);
       expect(r.code, argv.join(' ')).toBe(0);
       expect(r.out).toMatch(/^Usage: guestmem/);
@@ -54,7 +62,8 @@ describe('guestmem command line', () => {
     const doc = JSON.parse(r.out);
     expect(Object.keys(doc)).toEqual(expect.arrayContaining(['selected', 'backends', 'host']));
     expect(doc.backends.map((b: { id: string }) => b.id)).toEqual(expect.arrayContaining(['kvm', 'kvm-sim', 'gunyah-sim']));
-    for (const b of doc.backends) expect(b).toMatchObject({ id: expect.any(String), available: expect.any(Boolean), reason: expect.any(String) });
+    for (const b of doc.backends)
+      expect(b).toMatchObject({ id: expect.any(String), available: expect.any(Boolean), reason: expect.any(String) });
     expect(['PVM', 'VMX', 'SVM', 'none']).toContain(doc.host.virtualization.kind);
     expect(doc.selection.reason).toEqual(expect.any(String));
   });

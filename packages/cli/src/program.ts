@@ -63,7 +63,9 @@ Exit codes: 0 success, 1 failure, 2 bad usage.`,
 
   program
     .command('probe')
-    .description('what this host offers: every backend with its reason and hint, KVM capabilities, VM types, guest_memfd flags, host virtualization kind, and the selection')
+    .description(
+      'what this host offers: every backend with its reason and hint, KVM capabilities, VM types, guest_memfd flags, host virtualization kind, and the selection',
+    )
     .option('--json', 'print one JSON document { selected, backends, host }')
     .option('--strict', 'refuse simulators when selecting')
     .action((o: { json?: boolean; strict?: boolean }) => {
@@ -76,7 +78,11 @@ Exit codes: 0 success, 1 failure, 2 bad usage.`,
   program
     .command('demo')
     .description('the main job: one VMM scenario, written once against the neutral API, on every available backend (or the one named)')
-    .addOption(new Option('--hypervisor <id>', 'run on this backend only (default: $GUESTMEM_HYPERVISOR, else every available one)').env('GUESTMEM_HYPERVISOR'))
+    .addOption(
+      new Option('--hypervisor <id>', 'run on this backend only (default: $GUESTMEM_HYPERVISOR, else every available one)').env(
+        'GUESTMEM_HYPERVISOR',
+      ),
+    )
     .option('--json', 'print the result as one JSON document instead of the log')
     .action((o: { hypervisor?: string; json?: boolean }) => {
       const report = runDemo({ hypervisor: o.hypervisor }, o.json ? undefined : (s) => io.stdout(`${s}\n`));
@@ -104,7 +110,8 @@ Exit codes: 0 success, 1 failure, 2 bad usage.`,
       );
       if (o.json) json(report);
       else {
-        for (const t of report.targets) if (t.status !== 'passed') io.stderr(`bench ${t.name}: ${t.status}${t.reason ? ` (${t.reason})` : ''}\n`);
+        for (const t of report.targets)
+          if (t.status !== 'passed') io.stderr(`bench ${t.name}: ${t.status}${t.reason ? ` (${t.reason})` : ''}\n`);
       }
       if (report.interrupted) state.code = 128 + (report.interrupted === 'SIGINT' ? 2 : 15);
       else state.code = report.ok || !o.fail ? EXIT_OK : EXIT_FAILURE;

@@ -13,9 +13,15 @@ describe('detectHostVirtualization', () => {
     });
     expect(detectHostVirtualization({ cpuinfo: cpu('vmx'), modules: ['kvm', 'kvm_intel'] })).toMatchObject({ kind: 'VMX', nested: false });
     expect(detectHostVirtualization({ cpuinfo: cpu('svm'), modules: ['kvm', 'kvm_amd'] })).toMatchObject({ kind: 'SVM' });
-    expect(detectHostVirtualization({ cpuinfo: cpu('svm'), modules: [] })).toMatchObject({ kind: 'SVM', evidence: expect.stringContaining('no KVM module') });
+    expect(detectHostVirtualization({ cpuinfo: cpu('svm'), modules: [] })).toMatchObject({
+      kind: 'SVM',
+      evidence: expect.stringContaining('no KVM module'),
+    });
     expect(detectHostVirtualization({ cpuinfo: cpu('avx'), modules: [] })).toMatchObject({ kind: 'none' });
-    expect(detectHostVirtualization({ cpuinfo: undefined, modules: [] })).toMatchObject({ kind: 'none', evidence: expect.stringContaining('unreadable') });
+    expect(detectHostVirtualization({ cpuinfo: undefined, modules: [] })).toMatchObject({
+      kind: 'none',
+      evidence: expect.stringContaining('unreadable'),
+    });
   });
 
   it('reads this host without throwing', () => {

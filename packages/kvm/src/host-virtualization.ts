@@ -81,7 +81,8 @@ export function detectHostVirtualization(sources: HostVirtualizationSources = re
     evidence = `the ${flags.has('vmx') ? 'vmx' : 'svm'} CPU flag (no KVM module found loaded)`;
   } else {
     kind = 'none';
-    evidence = sources.cpuinfo === undefined ? '/proc/cpuinfo is unreadable and no KVM module was found' : 'no vmx/svm CPU flag and no KVM module';
+    evidence =
+      sources.cpuinfo === undefined ? '/proc/cpuinfo is unreadable and no KVM module was found' : 'no vmx/svm CPU flag and no KVM module';
   }
   return { kind, modules, cpuFlags, nested, evidence };
 }

@@ -141,10 +141,20 @@ function probe(device: KvmDevice): NativeKvmProbe {
     kvm = openNativeKvm(device);
   } catch (e) {
     if (!GuestMemError.is(e)) {
-      return { ...none, available: false, reason: `koffi/libc unavailable: ${e instanceof Error ? e.message : String(e)} (kernel ${kernel})` };
+      return {
+        ...none,
+        available: false,
+        reason: `koffi/libc unavailable: ${e instanceof Error ? e.message : String(e)} (kernel ${kernel})`,
+      };
     }
     const hint = kvmDeviceHint(e.code, name);
-    return { ...none, available: false, code: e.code, reason: `${typeof device === 'number' ? 'using' : 'open'}(${name}) failed with ${e.code} (kernel ${kernel})`, ...(hint ? { hint } : {}) };
+    return {
+      ...none,
+      available: false,
+      code: e.code,
+      reason: `${typeof device === 'number' ? 'using' : 'open'}(${name}) failed with ${e.code} (kernel ${kernel})`,
+      ...(hint ? { hint } : {}),
+    };
   }
   try {
     const caps: Record<string, number> = {};
@@ -169,7 +179,13 @@ function probe(device: KvmDevice): NativeKvmProbe {
   } catch (e) {
     const code = GuestMemError.is(e) ? e.code : 'EIO';
     const hint = kvmDeviceHint(code, name);
-    return { ...none, available: false, code, reason: `KVM_CHECK_EXTENSION on ${name} failed with ${code} (kernel ${kernel})`, ...(hint ? { hint } : {}) };
+    return {
+      ...none,
+      available: false,
+      code,
+      reason: `KVM_CHECK_EXTENSION on ${name} failed with ${code} (kernel ${kernel})`,
+      ...(hint ? { hint } : {}),
+    };
   } finally {
     kvm.close();
   }
