@@ -4,6 +4,7 @@
  */
 import { GuestMemError, HYPERVISOR_REGISTRY, type Hypervisor } from '@guestmem/core';
 import { makeContainer } from './container.js';
+import { formatMemoryReport } from './format-memory-report.js';
 
 const MiB = 1024 * 1024;
 const GPA = 0x4000_0000n; // 1 GiB
@@ -98,6 +99,7 @@ export function runScenario(h: Hypervisor, log: (s: string) => void): void {
     if (target !== mem) target.close();
   }
 
+  for (const line of formatMemoryReport(vm.memoryReport())) log(line);
   vm.destroy();
   log(`VM destroyed; binding active: ${binding.active}`);
   mem.close();

@@ -6,6 +6,11 @@
  * Ioctl flags, fds and the DTB stay behind this file.
  */
 import {
+  HostMappedCounter,
+  accessPages,
+  boundRangesOf,
+  fileUsage,
+  memoryReport,
   GuestMemError,
   PAGE_SIZE_N,
   RangeStateMap,
@@ -26,11 +31,13 @@ import {
   type Gpa,
   type GpaRange,
   type GuestMemory,
+  type GuestMemoryStats,
   type HostView,
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
   type Vm,
+  type VmMemoryReport,
 } from '@guestmem/core';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, MAP_FLAG_LAYOUTS, encodeMapFlags, type LayoutName } from '../uapi/index.js';
@@ -147,8 +154,29 @@ class GunyahGuestMemory implements GuestMemory {
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', BACKEND, 'memory created without hostMappable', { syscall: 'mmap' });
     const offset = toBig(opts.offset ?? 0);
     const m = this.mem.mmap({ offset, length: opts.length ?? Number(this.size - offset) });
+    const unmapped = this.mapped.open(m.length);
     // The mapping's own length (rounded up to whole pages), as on every other backend.
-    return hostView(m, () => m.unmap());
+    return hostView(m, () => {
+      m.unmap();
+      unmapped();
+    });
+  }
+  private readonly mapped = new HostMappedCounter();
+  /** Exact: the simulated file's own pages and folios; private pages are the lent (bound private) ones. */
+  stats(): GuestMemoryStats {
+    const boundRanges = boundRangesOf(this, this.vm.bindings());
+    const { allocatedBytes, hugeFolios } = fileUsage(this.mem.file);
+    return {
+      id: this.id,
+      size: this.size,
+      allocatedBytes,
+      residentBytes: allocatedBytes,
+      hostMappedBytes: this.mapped.bytes,
+      boundRanges,
+      ...accessPages(this.vm.memoryState, boundRanges),
+      hugeFolios,
+      accounting: 'exact',
+    };
   }
   /** Gunyah's uAPI has no memory-failure injection (research §6), so no 'poison-injection'. */
   markPoisoned(): void {
@@ -335,6 +363,10 @@ class GunyahNeutralVm implements Vm {
 
   bindings(): readonly MemoryBinding[] {
     return [...this.active];
+  }
+
+  memoryReport(): VmMemoryReport {
+    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
   }
 
   private sortActive(): void {
