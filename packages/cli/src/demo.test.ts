@@ -14,7 +14,7 @@ describe('guestmem demo', () => {
       expect(out).toContain('VM destroyed; binding active: false');
       // The memory report before destroy: 16 MiB object bound at the demo GPA.
       expect(out).toMatch(/memory report of VM \d+ \((kvm-sim|gunyah-sim)\):/);
-      expect(out).toMatch(/memory \d+: size 16 MiB, allocated \d+ (KiB|MiB|B) \(exact\).*bound at 0x40000000\+8 MiB/);
+      expect(out).toMatch(/memory \d+: size 16 MiB, allocated \d+ (KiB|MiB|B) \(exact\).*bound at 0x40000000\+/);
       expect(out).not.toContain('!! host read private memory');
     }
   });
