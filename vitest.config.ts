@@ -22,7 +22,7 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: 'unit',
-          include: ['packages/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'examples/*/*.test.ts'],
+          include: ['packages/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'examples/*/*.test.ts', 'docs/snippets/*.test.ts'],
           exclude: ['**/*.native.test.ts', '**/*.diff.test.ts', '**/node_modules/**', '**/dist/**'],
           testTimeout: 60_000,
         },
