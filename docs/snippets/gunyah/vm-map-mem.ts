@@ -9,9 +9,9 @@ const LEND_RW = F.GUNYAH_MEM_FORCE_LEND | F.GUNYAH_MEM_ALLOW_READ | F.GUNYAH_MEM
 
 const gh = openGunyah({ driver: 'sim' });
 const vm = gh.createVm();
-// The first guest access starts the VM, which needs its DTB inside a binding (see vm-start.ts).
+// vCPUs run once the VM is started, which needs its DTB inside a lent binding (see vm-start.ts).
 const dtb = gh.createGuestMem({ flags: 0n, size: 4096 });
-vm.mapMem({ guestAddr: 0x4000_0000n, flags: SHARE_RW, guestMemFd: dtb.fd, offset: 0, size: 4096 });
+vm.mapMem({ guestAddr: 0x4000_0000n, flags: LEND_RW, guestMemFd: dtb.fd, offset: 0, size: 4096 });
 vm.setDtbConfig({ guestPhysAddr: 0x4000_0000n, size: 4096 });
 const shared = gh.createGuestMem({ flags: 0n, size: 4096 });
 const lent = gh.createGuestMem({ flags: 0n, size: 4096 });
@@ -21,6 +21,8 @@ assert.deepEqual(
   vm.bindings().map((b) => b.guestAddr),
   [0x8_0000n, 0x4000_0000n, 0xa000_0000n],
 );
+
+vm.start();
 
 // Shared: host and guest see the same bytes.
 const m = shared.mmap({ offset: 0, length: 4096 });
@@ -37,7 +39,8 @@ assert.throws(
   (e) => e instanceof GuestMemError,
 );
 
-// A second binding of the same file range is EEXIST; unmapping takes the binding's exact flags.
+// A second binding of the same file range is EEXIST; unmapping takes the binding's exact flags
+// (a binding can be removed while the VM runs).
 assert.throws(
   () => vm.mapMem({ guestAddr: 0x10_0000n, flags: SHARE_RW, guestMemFd: shared.fd, offset: 0, size: 4096 }),
   (e) => e instanceof GuestMemError && e.code === 'EEXIST',

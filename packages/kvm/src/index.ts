@@ -35,4 +35,11 @@ export {
   KvmBinding,
   type KvmGuestAccessDriver,
 } from './adapter/kvm-hypervisor.js';
-export { registerKvm, nativeKvmProvider, simKvmProvider, type RegisterKvmOptions } from './adapter/register.js';
+export {
+  registerKvm,
+  nativeKvmProvider,
+  simKvmProvider,
+  openKvmHypervisor,
+  type RegisterKvmOptions,
+  type OpenKvmHypervisorOptions,
+} from './adapter/register.js';

@@ -15,6 +15,8 @@ export interface ProbeResult {
    * value, VM types, the device path, the errno of a failed open…
    */
   readonly details?: Readonly<Record<string, unknown>>;
+  /** The error that made the backend unavailable (e.g. `open("/dev/kvm")`'s EACCES), if one did. */
+  readonly cause?: unknown;
 }
 
 /**
@@ -138,6 +140,7 @@ export class HypervisorRegistry {
       if (!result.available) {
         throw gmErr('ENODEV', 'select', 'core', `hypervisor backend '${id}' (${how}) is not available here: ${result.reason}`, {
           info: { requested: id, source, reason: result.reason, hint: result.hint },
+          cause: result.cause,
         });
       }
       return { provider: p, considered: [{ id, result }], source, reason: `chosen explicitly (${how})` };
@@ -170,8 +173,11 @@ export class HypervisorRegistry {
       return { provider: p, considered, source: 'probe', reason };
     }
     const why = considered.map((c) => `${c.id}: ${typeof c.result === 'string' ? c.result : c.result.reason}`).join('; ');
+    // The cause is the preferred (first considered) backend's failure, e.g. /dev/kvm's EACCES.
+    const cause = considered.map((c) => (typeof c.result === 'string' ? undefined : c.result.cause)).find((x) => x !== undefined);
     throw gmErr('ENODEV', 'select', 'core', `no hypervisor backend is available (${why || 'none registered'})`, {
       info: { considered, strict },
+      cause,
     });
   }
 

@@ -1,10 +1,7 @@
 /**
- * Gunyah flag values.
- *
- * `GUNYAH_CREATE_GUEST_MEM` flags are the same everywhere. `GUNYAH_VM_MAP_MEM` flags are **not**:
- * upstream v17 keeps the access value in bits 0-2 and the guest rights in bits 4-6, while the
- * Android common kernel (android15+, nxp-imx) swaps the two nibbles. UNMAP is bit 8 in both.
- * {@link MAP_FLAG_LAYOUTS} describes both; code above the uAPI works on {@link MapFlags}.
+ * Gunyah v17 flag values. `GUNYAH_VM_MAP_MEM` keeps the access value in bits 0-2 and the guest
+ * rights in bits 4-6; code above the uAPI works on {@link MapFlags}. The Android Common Kernel has
+ * no `MAP_MEM` handler at all: its flags are a different uAPI, in `../ack/uapi/flags.ts`.
  */
 
 /** `enum gunyah_mem_flags` (GUNYAH_CREATE_GUEST_MEM). */
@@ -18,7 +15,7 @@ export type MapAccess = 'default' | 'lend' | 'share';
 
 /** One bit layout of `enum gunyah_map_flags`. */
 export interface MapFlagLayout {
-  readonly name: 'v17' | 'ack';
+  readonly name: 'v17';
   readonly GUNYAH_MEM_DEFAULT_ACCESS: number;
   readonly GUNYAH_MEM_FORCE_LEND: number;
   readonly GUNYAH_MEM_FORCE_SHARE: number;
@@ -44,22 +41,6 @@ export const MAP_FLAGS_V17: MapFlagLayout = Object.freeze({
   GUNYAH_MEM_UNMAP: 1 << 8,
 });
 
-/** Android common kernel: access and rights nibbles swapped relative to v17. */
-export const MAP_FLAGS_ACK: MapFlagLayout = Object.freeze({
-  name: 'ack',
-  GUNYAH_MEM_DEFAULT_ACCESS: 0x00,
-  GUNYAH_MEM_FORCE_LEND: 0x10,
-  GUNYAH_MEM_FORCE_SHARE: 0x20,
-  GUNYAH_MEM_ACCESS_MASK: 0x70,
-  GUNYAH_MEM_ALLOW_READ: 1 << 0,
-  GUNYAH_MEM_ALLOW_WRITE: 1 << 1,
-  GUNYAH_MEM_ALLOW_EXEC: 1 << 2,
-  GUNYAH_MEM_ALLOW_RWX: 0x7,
-  GUNYAH_MEM_UNMAP: 1 << 8,
-});
-
-export const MAP_FLAG_LAYOUTS = { v17: MAP_FLAGS_V17, ack: MAP_FLAGS_ACK } as const;
-export type LayoutName = keyof typeof MAP_FLAG_LAYOUTS;
 
 /** Layout-independent view of a `gunyah_map_mem_args.flags` word. */
 export interface MapFlags {

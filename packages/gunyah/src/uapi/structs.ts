@@ -46,7 +46,7 @@ export function decodeCreateMemArgs(buf: Uint8Array): Required<GunyahCreateMemAr
 export interface GunyahMapMemArgs {
   /** @0 u64 guest physical address (IPA) */
   guestAddr: bigint;
-  /** @8 u32 `gunyah_map_flags` (layout-dependent bits) */
+  /** @8 u32 `gunyah_map_flags` */
   flags: number;
   /** @12 u32 fd from GUNYAH_CREATE_GUEST_MEM */
   guestMemFd: number;

@@ -3,7 +3,6 @@ import fc from 'fast-check';
 import {
   GUNYAH_IOCTL,
   SIZEOF,
-  MAP_FLAGS_ACK,
   MAP_FLAGS_V17,
   decodeMapFlags,
   encodeMapFlags,
@@ -18,6 +17,20 @@ import {
   setPageFaultResumeAction,
   GHMF_ALLOW_HUGEPAGE,
   GHMF_CLOEXEC,
+  GUNYAH_FN,
+  GUNYAH_FN_MAX_ARG_SIZE,
+  GUNYAH_VM_BOOT_CONTEXT_REG_SHIFT,
+  GUNYAH_VM_STATUS,
+  REG_SET,
+  bootContextReg,
+  decodeBootContext,
+  decodeFnDesc,
+  decodeVcpuRunMmio,
+  decodeVcpuRunStatus,
+  encodeBootContext,
+  encodeFnDesc,
+  encodeFnVcpuArg,
+  setMmioResume,
 } from './index.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -51,37 +64,25 @@ describe('flags', () => {
       GUNYAH_MEM_UNMAP: 0x100,
     });
   });
-  it('ACK swaps the access and rights nibbles', () => {
-    expect(MAP_FLAGS_ACK).toMatchObject({
-      GUNYAH_MEM_DEFAULT_ACCESS: 0, GUNYAH_MEM_FORCE_LEND: 0x10, GUNYAH_MEM_FORCE_SHARE: 0x20, GUNYAH_MEM_ACCESS_MASK: 0x70,
-      GUNYAH_MEM_ALLOW_READ: 1, GUNYAH_MEM_ALLOW_WRITE: 2, GUNYAH_MEM_ALLOW_EXEC: 4, GUNYAH_MEM_ALLOW_RWX: 7,
-      GUNYAH_MEM_UNMAP: 0x100,
-    });
-    // The same raw word means different things in the two layouts.
-    const v = decodeMapFlags(0x11, MAP_FLAGS_V17);
-    const a = decodeMapFlags(0x11, MAP_FLAGS_ACK);
-    expect(v).toEqual({ ok: true, flags: { access: 'lend', read: true, write: false, exec: false, unmap: false } });
-    expect(a).toEqual({ ok: true, flags: { access: 'lend', read: true, write: false, exec: false, unmap: false } });
+  it('v17 words: access value in bits 0-2, rights in bits 4-6', () => {
+    expect(decodeMapFlags(0x11, MAP_FLAGS_V17)).toEqual({ ok: true, flags: { access: 'lend', read: true, write: false, exec: false, unmap: false } });
     expect(decodeMapFlags(0x12, MAP_FLAGS_V17)).toMatchObject({ ok: true, flags: { access: 'share', read: true } });
-    expect(decodeMapFlags(0x12, MAP_FLAGS_ACK)).toMatchObject({ ok: true, flags: { access: 'lend', write: true, read: false } });
   });
   it('decode checks in kernel order: unknown bits, no rights, bad access', () => {
     expect(decodeMapFlags(0x200 | 0x3)).toEqual({ ok: false, reason: 'unknown-bits' });
     expect(decodeMapFlags(0x80 | 0x10)).toEqual({ ok: false, reason: 'unknown-bits' });
     expect(decodeMapFlags(0x3)).toEqual({ ok: false, reason: 'no-rights' });
     expect(decodeMapFlags(0x13)).toEqual({ ok: false, reason: 'bad-access' });
-    expect(decodeMapFlags(0x33, MAP_FLAGS_ACK)).toEqual({ ok: false, reason: 'bad-access' });
   });
-  it('encode/decode round-trip in both layouts', () => {
+  it('encode/decode round-trip', () => {
     fc.assert(
       fc.property(
         fc.constantFrom('default', 'lend', 'share' as const),
         fc.boolean(), fc.boolean(), fc.boolean(), fc.boolean(),
-        fc.constantFrom(MAP_FLAGS_V17, MAP_FLAGS_ACK),
-        (access, read, write, exec, unmap, layout) => {
+        (access, read, write, exec, unmap) => {
           fc.pre(read || write || exec);
           const f = { access, read, write, exec, unmap };
-          expect(decodeMapFlags(encodeMapFlags(f, layout), layout)).toEqual({ ok: true, flags: f });
+          expect(decodeMapFlags(encodeMapFlags(f, MAP_FLAGS_V17), MAP_FLAGS_V17)).toEqual({ ok: true, flags: f });
         },
       ),
       { numRuns: 500 },
@@ -140,5 +141,51 @@ describe('struct codecs (byte offsets)', () => {
         }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('lifecycle structs (v17 15/35, 30/35; bindgen in gunyah-test-vmm gunyah-bindings/src/bindings.rs)', () => {
+  it('gunyah_fn_desc: type @0 (u32), arg_size @4 (u32), arg @8 (u64); GUNYAH_FN_* and the 256-byte limit', () => {
+    const b = encodeFnDesc({ type: GUNYAH_FN.VCPU, argSize: 4, arg: 0x7f00_0000_1000n });
+    expect(hex(b)).toBe('01000000' + '04000000' + '00100000007f0000');
+    expect(decodeFnDesc(b)).toEqual({ type: 1, argSize: 4, arg: 0x7f00_0000_1000n });
+    expect(GUNYAH_FN).toEqual({ VCPU: 1, IRQFD: 2, IOEVENTFD: 3 });
+    expect(GUNYAH_FN_MAX_ARG_SIZE).toBe(256);
+    expect(hex(encodeFnVcpuArg(3))).toBe('03000000');
+  });
+  it('gunyah_vm_boot_context: reg @0, reserved @4, value @8; REG(set, idx) = set << 8 | idx', () => {
+    expect(REG_SET).toEqual({ X: 0, PC: 1, SP: 2 });
+    expect(GUNYAH_VM_BOOT_CONTEXT_REG_SHIFT).toBe(8);
+    expect(bootContextReg(REG_SET.SP, 1)).toBe(0x201);
+    const b = encodeBootContext({ reg: 0x100, reserved: 9, value: 0x8000_0000n });
+    expect(hex(b)).toBe('00010000' + '09000000' + '0000008000000000');
+    expect(decodeBootContext(b)).toEqual({ reg: 0x100, reserved: 9, value: 0x8000_0000n });
+  });
+  it('gunyah_vcpu_run MMIO arm: phys_addr @16, data[8] @24, len @32, is_write @36, resume_action @37', () => {
+    const run = new Uint8Array(40);
+    const dv = new DataView(run.buffer);
+    dv.setUint32(8, 1, true);
+    dv.setBigUint64(16, 0x6000n, true);
+    run.set([1, 2, 3, 4, 5, 6, 7, 8], 24);
+    dv.setUint32(32, 8, true);
+    run[36] = 1;
+    run[37] = 2;
+    expect(decodeVcpuRunMmio(run)).toEqual({ exitReason: 1, physAddr: 0x6000n, data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8), len: 8, isWrite: 1, resumeAction: 2 });
+    setMmioResume(run, 0, Uint8Array.of(9, 9));
+    expect(run[37]).toBe(0);
+    expect([...run.subarray(24, 27)]).toEqual([9, 9, 3]);
+    expect(() => decodeVcpuRunStatus(run)).toThrow(RangeError);
+  });
+  it('gunyah_vcpu_run STATUS arm: status @16, exit_info {type u16 @20, padding @22, reason_size u32 @24, reason[8] @28}; GUNYAH_VM_STATUS_*', () => {
+    expect(GUNYAH_VM_STATUS).toEqual({ LOAD_FAILED: 1, EXITED: 2, CRASHED: 3 });
+    const run = new Uint8Array(40);
+    const dv = new DataView(run.buffer);
+    dv.setUint32(8, 2, true);
+    dv.setUint32(16, 2, true);
+    dv.setUint16(20, 1, true);
+    dv.setUint32(24, 4, true);
+    run.set([0xaa, 0xbb], 28);
+    expect(decodeVcpuRunStatus(run)).toMatchObject({ exitReason: 2, status: 2, exitInfo: { type: 1, reasonSize: 4 } });
+    expect(decodeVcpuRunStatus(run).exitInfo.reason.subarray(0, 2)).toEqual(Uint8Array.of(0xaa, 0xbb));
   });
 });

@@ -26,6 +26,31 @@ export interface RegisterKvmOptions {
   device?: KvmDevice;
 }
 
+/** Options of {@link openKvmHypervisor}. */
+export interface OpenKvmHypervisorOptions {
+  /** `'native'` (/dev/kvm) or `'sim'` (the simulated kernel). */
+  driver: 'native' | 'sim';
+  /** Native only: the KVM device, a path (default `/dev/kvm`) or an fd already open on it. */
+  device?: KvmDevice;
+  /** Sim only: kernel profile (default `'6.18'`). */
+  profile?: KvmProfile;
+  /** Sim only (default true): `CONFIG_KVM_SW_PROTECTED_VM`; false reproduces the probe machine. */
+  swProtectedVm?: boolean;
+  /** Sim only: the folio allocator backing the simulated kernel's memory. */
+  allocator?: FolioAllocator;
+}
+
+/**
+ * A neutral KVM hypervisor on the chosen driver, with that driver's extensions wired in: the
+ * simulated kernel comes with guest access and poison injection ('guest-access',
+ * 'poison-injection'); native has none. Ids: 'kvm' (native), 'kvm-sim'.
+ */
+export function openKvmHypervisor(opts: OpenKvmHypervisorOptions): KvmHypervisor {
+  if (opts.driver === 'native') return new KvmHypervisor(openKvm({ driver: 'native', device: opts.device }), 'kvm');
+  const kvm = new SimKvm(new SimKernel({ profile: opts.profile ?? '6.18', swProtectedVm: opts.swProtectedVm ?? true, allocator: opts.allocator }));
+  return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm));
+}
+
 /**
  * The provider of the native driver on `device` (default `/dev/kvm`). Its probe reports the
  * capabilities by name and value, the VM types and the guest_memfd flags in `details`, and a hint
@@ -44,6 +69,7 @@ export function nativeKvmProvider(device: KvmDevice = '/dev/kvm'): HypervisorPro
         available: p.available,
         reason: p.reason,
         ...(p.hint ? { hint: p.hint } : {}),
+        cause: p.error,
         details: {
           device: p.device,
           kernel: p.kernel,
@@ -54,7 +80,7 @@ export function nativeKvmProvider(device: KvmDevice = '/dev/kvm'): HypervisorPro
         },
       };
     },
-    create: () => new KvmHypervisor(openKvm({ driver: 'native', device }), 'kvm'),
+    create: () => openKvmHypervisor({ driver: 'native', device }),
   };
 }
 
@@ -74,8 +100,7 @@ export function simKvmProvider(profile: KvmProfile = '6.18', allocator?: () => F
     create: () => {
       // The container's FOLIO_ALLOCATOR (when registered) backs the simulated kernel's memory, so
       // accounting and fault injection are shared with every other backend of the container.
-      const kvm = new SimKvm(new SimKernel({ profile, swProtectedVm: true, allocator: allocator?.() }));
-      return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm));
+      return openKvmHypervisor({ driver: 'sim', profile, swProtectedVm: true, allocator: allocator?.() });
     },
   };
 }

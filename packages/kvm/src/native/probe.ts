@@ -45,6 +45,8 @@ export interface NativeKvmProbe {
   readonly guestMemfdFlags: readonly string[];
   /** `uname -r`. */
   readonly kernel: string;
+  /** The error `open("/dev/kvm")` (or loading libc) failed with, when it did. */
+  readonly error?: unknown;
 }
 
 const CAPS = {
@@ -145,6 +147,7 @@ function probe(device: KvmDevice): NativeKvmProbe {
         ...none,
         available: false,
         reason: `koffi/libc unavailable: ${e instanceof Error ? e.message : String(e)} (kernel ${kernel})`,
+        error: e,
       };
     }
     const hint = kvmDeviceHint(e.code, name);
@@ -154,6 +157,7 @@ function probe(device: KvmDevice): NativeKvmProbe {
       code: e.code,
       reason: `${typeof device === 'number' ? 'using' : 'open'}(${name}) failed with ${e.code} (kernel ${kernel})`,
       ...(hint ? { hint } : {}),
+      error: e,
     };
   }
   try {

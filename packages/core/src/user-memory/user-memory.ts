@@ -1,0 +1,363 @@
+import { HostAccessFault, gmErr } from '../errors/guest-mem-error.js';
+import type { HostAccessKind, HostAccessVerdict } from '../file/types.js';
+import { ArenaFolioAllocator, type FolioAllocator } from '../folio/folio-allocator.js';
+import { PageIndex } from '../page-index/page-index.js';
+import { PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
+
+/**
+ * What backs a range of host user memory:
+ * - `'anonymous'`: `mmap(MAP_PRIVATE|MAP_ANONYMOUS)`;
+ * - `'shmem'`: a memfd or tmpfs file mapped `MAP_SHARED`;
+ * - `'file'`: a regular (disk) file mapped `MAP_SHARED` — page cache that is *not* swap-backed.
+ */
+export type UserMemoryKind = 'anonymous' | 'shmem' | 'file';
+
+/** Policy hooks of a {@link UserMemory}: core owns the pages, the backend says what the host may touch. */
+export interface UserMemoryOps {
+  /** Backend id used in errors raised on this memory's behalf. */
+  readonly backend: string;
+  /**
+   * Asked before every host access to page `index` through the memory's own mapping. Missing hook:
+   * `'allow'`. A backend whose hypervisor took the page from the host answers `'sigbus'`.
+   */
+  hostAccess?(memory: UserMemory, index: number, kind: HostAccessKind): HostAccessVerdict;
+}
+
+/** Options of {@link UserMemory.create}. */
+export interface UserMemoryOptions {
+  /** Bytes: > 0 and page-aligned. */
+  size: bigint | number;
+  /** Default `'anonymous'`. */
+  kind?: UserMemoryKind;
+  /**
+   * Transparent huge pages (`MADV_HUGEPAGE`): a page faulted in a 2 MiB-aligned block that lies
+   * inside the memory and holds nothing yet gets a 2 MiB folio. Default false.
+   */
+  hugePages?: boolean;
+  /** Where folios come from; default a private {@link ArenaFolioAllocator}. */
+  allocator?: FolioAllocator;
+  ops?: UserMemoryOps;
+}
+
+/** The folio backing a page: its handle, order and the page index of its head. */
+export interface UserFolio {
+  readonly folio: number;
+  readonly order: 0 | 9;
+  readonly head: number;
+}
+
+let nextId = 1;
+const HUGE = 512;
+
+/**
+ * Host user memory: the second kind of memory object core serves, next to {@link GuestMemFile}.
+ * It is what a VMM gets from `mmap` (anonymous or shared memory) and what hypervisors without a
+ * guest-memory file hand to the guest *by address* (`userspace_addr`).
+ *
+ * - Pages are created and zeroed on first touch (invariant 1), from a {@link FolioAllocator}.
+ * - The host reads and writes through the memory's own mapping ({@link read}/{@link write}/
+ *   {@link fill}), asking `ops.hostAccess` per page; a refusal is a {@link HostAccessFault}.
+ * - {@link pin} is `pin_user_pages(FOLL_LONGTERM)`: a device (a hypervisor's stage 2) takes the
+ *   folio and accesses it through the returned {@link UserPagePin}, not through the host mapping.
+ * - {@link discard} is `MADV_DONTNEED` / `FALLOC_FL_PUNCH_HOLE`: the range reads zero afterwards.
+ *   A *pinned* folio is detached, not freed: the pinner keeps the old page and its data (the
+ *   long-term-pin hazard of Linux), and the folio goes back to the allocator at its last unpin.
+ * - Reference counted: the creator holds one reference, each mapping one more; the last
+ *   {@link release} frees every folio nobody pins.
+ *
+ * Nothing here is hypervisor-specific: pin accounting (`RLIMIT_MEMLOCK`) is the caller's
+ * ({@link LockedMemoryAccount}), and what the host may touch is the backend's hook.
+ */
+export class UserMemory {
+  readonly id = nextId++;
+  readonly size: bigint;
+  readonly pages: number;
+  readonly kind: UserMemoryKind;
+  readonly hugePages: boolean;
+  readonly allocator: FolioAllocator;
+  readonly ops: UserMemoryOps;
+  private readonly index = new PageIndex();
+  /** Pin count per folio handle. */
+  private readonly pinCount = new Map<number, number>();
+  /** Pinned folios no longer in the memory (discarded or released while pinned). */
+  private readonly detached = new Set<number>();
+  private refCount = 1;
+
+  private constructor(size: bigint, opts: UserMemoryOptions, ops: UserMemoryOps) {
+    this.size = size;
+    this.pages = Number(size / PAGE_SIZE_N);
+    this.kind = opts.kind ?? 'anonymous';
+    this.hugePages = opts.hugePages ?? false;
+    this.allocator = opts.allocator ?? new ArenaFolioAllocator();
+    this.ops = ops;
+  }
+
+  /** Creates `size` bytes of user memory; nothing is allocated. `EINVAL` for a size that is 0, unaligned or past 2^63. */
+  static create(opts: UserMemoryOptions): UserMemory {
+    const ops = opts.ops ?? { backend: 'core' };
+    const size = toBig(opts.size, 'mmap', ops.backend);
+    if (size <= 0n || size % PAGE_SIZE_N !== 0n || size >= 1n << 63n) {
+      throw gmErr('EINVAL', 'mmap', ops.backend, `size ${size} must be > 0, a multiple of ${PAGE_SIZE} and below 2^63`);
+    }
+    return new UserMemory(size, opts, ops);
+  }
+
+  /** Anonymous and shmem pages are swap-backed (`folio_test_swapbacked`); page cache of a regular file is not. */
+  get swapBacked(): boolean {
+    return this.kind !== 'file';
+  }
+
+  // ---------------------------------------------------------------- lifetime
+
+  get refs(): number {
+    return this.refCount;
+  }
+  get released(): boolean {
+    return this.refCount === 0;
+  }
+
+  /** Takes a reference (a mapping). `EBADF` once released. */
+  acquire(): this {
+    this.assertLive('acquire');
+    this.refCount++;
+    return this;
+  }
+
+  /** Drops a reference; the last one frees every folio nobody pins (pinned ones at their last unpin). */
+  release(): boolean {
+    this.assertLive('release');
+    if (--this.refCount > 0) return false;
+    this.index.clear((_i, folio) => this.dropFolio(folio));
+    return true;
+  }
+
+  // ---------------------------------------------------------------- pages
+
+  /** True when page `index` has a folio. */
+  isPresent(index: number): boolean {
+    return this.index.load(index) >= 0;
+  }
+
+  /** Pages with a folio (a 2 MiB folio counts 512). */
+  get pagesPresent(): number {
+    return this.index.indicesCovered;
+  }
+
+  /** The folio behind page `index`, if present. */
+  folioAt(index: number): UserFolio | undefined {
+    const folio = this.index.load(index);
+    if (folio < 0) return undefined;
+    const order = this.index.orderOf(index) === 9 ? 9 : 0;
+    return { folio, order, head: order === 9 ? index - (index % HUGE) : index };
+  }
+
+  /**
+   * The page fault: the folio behind page `index`, created and zeroed when absent. A 2 MiB folio
+   * when the memory uses huge pages and the page's aligned block is inside the memory and empty.
+   * `ENOMEM` from the allocator, `EFAULT` for an index outside the memory.
+   */
+  fault(index: number, op = 'fault'): UserFolio {
+    this.assertLive(op);
+    if (!(Number.isInteger(index) && index >= 0 && index < this.pages)) {
+      throw gmErr('EFAULT', op, this.ops.backend, `page ${index} is outside the ${this.pages}-page memory`);
+    }
+    let folio = this.index.load(index);
+    if (folio < 0) {
+      const base = index - (index % HUGE);
+      if (this.hugePages && base + HUGE <= this.pages && this.index.nextPresent(base, base + HUGE) < 0) {
+        folio = this.allocator.tryAlloc(9);
+        if (folio >= 0) this.index.store(index, folio, 9);
+      }
+      if (folio < 0) {
+        folio = this.allocator.alloc(0);
+        this.index.store(index, folio, 0);
+      }
+    }
+    this.allocator.prepare(folio); // zero on first use (idempotent)
+    return this.folioAt(index)!;
+  }
+
+  /**
+   * `MADV_POPULATE_WRITE`: faults every page of `[offset, offset+len)` in. Pages faulted before an
+   * `ENOMEM` stay, as in the kernel.
+   */
+  populate(offset: bigint | number, len: bigint | number): void {
+    const { first, end } = this.range('populate', offset, len);
+    for (let i = first; i < end; ) {
+      const f = this.fault(i, 'populate');
+      i = f.head + (f.order === 9 ? HUGE : 1);
+    }
+  }
+
+  /**
+   * `MADV_DONTNEED` (anonymous) / `FALLOC_FL_PUNCH_HOLE` (shmem): drops the folios of
+   * `[offset, offset+len)` — whole folios, so a 2 MiB folio the range touches goes entirely. The
+   * range reads zero afterwards. A pinned folio is detached, not freed (see the class comment).
+   */
+  discard(offset: bigint | number, len: bigint | number): void {
+    const { first, end } = this.range('discard', offset, len);
+    const gone: number[] = [];
+    this.index.eraseRange(first, end, (_i, folio) => gone.push(folio));
+    for (const f of gone) this.dropFolio(f);
+  }
+
+  // ---------------------------------------------------------------- host access
+
+  /** Host read through the memory's mapping. */
+  read(offset: bigint | number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.hostAccess('read', offset, len, (f, at, n, done) => out.set(this.bytes(f, at, n), done));
+    return out;
+  }
+
+  /** Host write through the memory's mapping; pages before a faulting one keep what was written. */
+  write(offset: bigint | number, data: Uint8Array): void {
+    this.hostAccess('write', offset, data.length, (f, at, n, done) => this.bytes(f, at, n).set(data.subarray(done, done + n)));
+  }
+
+  /** Host `memset`. */
+  fill(offset: bigint | number, len: number, byte: number): void {
+    this.hostAccess('write', offset, len, (f, at, n) => this.bytes(f, at, n).fill(byte));
+  }
+
+  private hostAccess(kind: HostAccessKind, offset: bigint | number, len: number, act: (folio: number, at: number, n: number, done: number) => void): void {
+    const op = `host ${kind}`;
+    this.assertLive(op);
+    const off = toBig(offset, op, this.ops.backend);
+    if (!(Number.isSafeInteger(len) && len >= 0) || off < 0n || off + BigInt(len) > this.size) {
+      throw gmErr('EFAULT', op, this.ops.backend, `[${off}, +${len}) is outside the ${this.size}-byte memory`);
+    }
+    let done = 0;
+    while (done < len) {
+      const at = off + BigInt(done);
+      const index = Number(at / PAGE_SIZE_N);
+      const inPage = Number(at % PAGE_SIZE_N);
+      const n = Math.min(len - done, PAGE_SIZE - inPage);
+      if (this.ops.hostAccess && this.ops.hostAccess(this, index, kind) === 'sigbus') {
+        throw new HostAccessFault({ op, backend: this.ops.backend, offset: at, detail: `the backend does not let the host ${kind} page ${index}` });
+      }
+      const f = this.fault(index, op);
+      act(f.folio, (index - f.head) * PAGE_SIZE + inPage, n, done);
+      done += n;
+    }
+  }
+
+  private bytes(folio: number, at: number, n: number): Uint8Array {
+    return this.allocator.view(folio).subarray(at, at + n);
+  }
+
+  // ---------------------------------------------------------------- pins
+
+  /**
+   * `pin_user_pages(FOLL_LONGTERM)` of page `index`: faults it in and pins its whole folio. The pin
+   * keeps the folio alive through {@link discard} and {@link release}; data goes through the pin.
+   */
+  pin(index: number, op = 'pin'): UserPagePin {
+    const f = this.fault(index, op);
+    this.pinCount.set(f.folio, (this.pinCount.get(f.folio) ?? 0) + 1);
+    return new UserPagePin(this, f, index);
+  }
+
+  /** Number of live pins on the folio behind page `index` (0 when absent). */
+  pinsAt(index: number): number {
+    const f = this.index.load(index);
+    return f < 0 ? 0 : (this.pinCount.get(f) ?? 0);
+  }
+
+  /** Pins over all folios, including detached ones. */
+  get pinnedFolios(): number {
+    return this.pinCount.size;
+  }
+
+  /** Folios detached by a discard or release and kept alive by pins. */
+  get detachedFolios(): number {
+    return this.detached.size;
+  }
+
+  /** @internal called by {@link UserPagePin.unpin}. */
+  unpinFolio(folio: number): void {
+    const n = (this.pinCount.get(folio) ?? 0) - 1;
+    if (n > 0) return void this.pinCount.set(folio, n);
+    this.pinCount.delete(folio);
+    if (this.detached.delete(folio)) this.allocator.free(folio);
+  }
+
+  /** @internal data access of a pinner. */
+  folioBytes(folio: number): Uint8Array {
+    return this.allocator.view(folio);
+  }
+
+  private dropFolio(folio: number): void {
+    if (this.pinCount.has(folio)) this.detached.add(folio);
+    else this.allocator.free(folio);
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private range(op: string, offset: bigint | number, len: bigint | number): { first: number; end: number } {
+    this.assertLive(op);
+    const off = toBig(offset, op, this.ops.backend);
+    const ln = toBig(len, op, this.ops.backend);
+    if (off < 0n || ln <= 0n || off % PAGE_SIZE_N !== 0n || ln % PAGE_SIZE_N !== 0n || off + ln > this.size) {
+      throw gmErr('EINVAL', op, this.ops.backend, `offset ${off}, len ${ln}: need page-aligned, len > 0, inside ${this.size} bytes`);
+    }
+    return { first: Number(off / PAGE_SIZE_N), end: Number((off + ln) / PAGE_SIZE_N) };
+  }
+
+  private assertLive(op: string): void {
+    if (this.refCount === 0) throw gmErr('EBADF', op, this.ops.backend, `user memory ${this.id} was released`);
+  }
+}
+
+/**
+ * One long-term pin (`pin_user_pages(FOLL_LONGTERM)` of one page, holding its whole folio): what a
+ * device keeps while the page is in its hands. Reads and writes go to the pinned folio, whatever
+ * the memory's mapping shows now.
+ */
+export class UserPagePin {
+  private live = true;
+  constructor(
+    readonly memory: UserMemory,
+    /** The pinned folio (its head page index as it was when pinned). */
+    readonly folio: UserFolio,
+    /** The page that was pinned. */
+    readonly page: number,
+  ) {}
+
+  get pinned(): boolean {
+    return this.live;
+  }
+
+  /** Pages of the folio (1 or 512). */
+  get nrPages(): number {
+    return this.folio.order === 9 ? HUGE : 1;
+  }
+
+  /** The folio's bytes at byte `at` of the folio (device-side access: no host policy). */
+  read(at: number, len: number, out: Uint8Array = new Uint8Array(len), outOffset = 0): Uint8Array {
+    this.assertPinned();
+    out.set(this.memory.folioBytes(this.folio.folio).subarray(at, at + len), outOffset);
+    return out;
+  }
+
+  write(at: number, data: Uint8Array): void {
+    this.assertPinned();
+    this.memory.folioBytes(this.folio.folio).set(data, at);
+  }
+
+  fill(at: number, len: number, byte: number): void {
+    this.assertPinned();
+    this.memory.folioBytes(this.folio.folio).fill(byte, at, at + len);
+  }
+
+  /** `unpin_user_page` (idempotent). The folio is freed here if the memory no longer holds it. */
+  unpin(): void {
+    if (!this.live) return;
+    this.live = false;
+    this.memory.unpinFolio(this.folio.folio);
+  }
+
+  private assertPinned(): void {
+    if (!this.live) throw gmErr('EFAULT', 'pinned access', this.memory.ops.backend, 'the page was unpinned');
+  }
+}

@@ -1,0 +1,329 @@
+/**
+ * ACK's own rules, one test each, with the source the rule comes from (keys of research
+ * `gunyah-ack.md` §0). Generation C (the 6.12 line) unless the test says otherwise.
+ */
+import { describe, expect, it } from 'vitest';
+import { HostAccessFault } from '@guestmem/core';
+import { openGunyah } from '../../sim/device.js';
+import { MAP_FLAGS_V17 } from '../../uapi/index.js';
+import { ACK_IOCTL, ACK_MAP_FLAGS as F, V17_CREATE_GUEST_MEM, encodeAddressRange, encodeMapCmaMemArgs, encodeUserMemoryRegion } from '../uapi/index.js';
+import { ACK_DEVICE_FD, openGunyahAck } from './host.js';
+import { AckCell, DTB_GPA, MiB, P, RW, RWX, faultAttempt } from './test-helpers.js';
+
+const G = 0x8000_0000n;
+const sigbus = (fn: () => unknown) => expect(fn).toThrow(HostAccessFault);
+
+describe('ACK rules (generation C unless stated)', () => {
+  it('lend or share is chosen by the ioctl: LEND_USER_MEM takes the page from the host, SET_USER_MEM_REGION keeps it coherent [K7 vm_mgr.c: LEND falls through with lend = true]', () => {
+    const c = new AckCell();
+    const lent = c.add(G, 4n * P, 'lend');
+    const shared = c.add(G + MiB, 4n * P, 'share');
+    c.write(G, Uint8Array.of(1));
+    c.write(G + MiB, Uint8Array.of(2));
+    expect(shared.memory.read(0, 1)).toEqual(Uint8Array.of(2)); // share: the host sees the guest's write
+    shared.memory.write(1, Uint8Array.of(3));
+    expect(c.read(G + MiB + 1n)).toEqual(Uint8Array.of(3)); // and the guest the host's
+    sigbus(() => lent.memory.read(0, 1)); // lend: stage-2 fault
+    expect(c.host.rm.all().map((p) => p.kind)).toEqual(['share']); // only the DTB parcel exists; the rest is demand paged
+  });
+
+  it('the host keeps its mapping of lent pages: untouched pages stay host memory, a touched one takes a stage-2 fault (SIGBUS), reclaim gives it back with the guest data [K6 memory.rs "there would be S2 fault", K7 no lend-safety call]', () => {
+    const c = new AckCell();
+    const m = c.add(G, 4n * P, 'lend');
+    m.memory.write(P, Uint8Array.of(0x11)); // before the guest touched it: host memory
+    expect(c.read(G + P)).toEqual(Uint8Array.of(0x11)); // the guest sees what the host wrote
+    c.write(G + P, Uint8Array.of(0x22));
+    sigbus(() => m.memory.read(P, 1));
+    expect(m.memory.read(2n * P, 1)).toEqual(Uint8Array.of(0)); // its neighbour was never faulted in
+    expect(c.host.current.mm.resolve(m.address)?.memory).toBe(m.memory); // the VMA is still there
+    c.vm.vcpu().relinquish(G + P, 1);
+    c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P });
+    expect(m.memory.read(P, 1)).toEqual(Uint8Array.of(0x22)); // reclaim does not scrub
+  });
+
+  it('demand paging pins one page per guest fault and charges it to RLIMIT_MEMLOCK; reclaim unpins and uncharges [K7 gunyah_demand_page, __gunyah_vm_reclaim_folio_locked]', () => {
+    const c = new AckCell();
+    const m = c.add(G, 8n * P, 'share');
+    const mm = c.host.current.mm;
+    expect(mm.memlock.lockedPages).toBe(0);
+    c.read(G + 3n * P);
+    expect(mm.memlock.lockedPages).toBe(2); // the DTB page (parcel) + one fault
+    expect(m.memory.pinsAt(3)).toBe(1);
+    expect(m.memory.pinsAt(2)).toBe(0);
+    c.read(G + 5n * P, 1);
+    expect(mm.memlock.lockedPages).toBe(3);
+    c.vm.reclaimRegion({ guestPhysAddr: G, size: 8n * P });
+    expect(mm.memlock.lockedPages).toBe(1);
+    expect(m.memory.pinsAt(3)).toBe(0);
+    expect(c.vm.bindings().length).toBe(2); // bindings stay
+  });
+
+  it('a THP-backed range: one fault provides the whole 2 MiB folio (one pin, one page charged) [K7: provide the folio at gfn − folio_page_idx]', () => {
+    const c = new AckCell();
+    const m = c.add(G, 2n * MiB, 'lend', { hugePages: true });
+    c.write(G + 5n * P, Uint8Array.of(9));
+    expect(m.memory.folioAt(5)?.order).toBe(9);
+    expect(c.host.current.mm.memlock.lockedPages).toBe(2);
+    expect(c.vm.pageState(Number(G / P) + 511)).toBe('LENT_LOCKED');
+    sigbus(() => m.memory.read(100n * P, 1)); // any page of the donated folio
+  });
+
+  it('RLIMIT_MEMLOCK: a fault past the limit exits PAGE_FAULT with attempt -ENOMEM; generation A refuses the whole region at the ioctl with ENOMEM [K7 account_locked_vm(1), K4 account_locked_vm(npages)]', () => {
+    const c = new AckCell({ memlockLimit: 2 * 4096 });
+    c.add(G, 4n * P, 'share');
+    c.read(G); // DTB page + this page = 2
+    expect(faultAttempt(c.vm.vcpu().read(G + P, 1))).toBe(-12);
+    const a = new AckCell({ generation: 'A', memlockLimit: 4 * 4096 });
+    expect(() => a.add(G, 4n * P, 'lend')).toThrow(expect.objectContaining({ code: 'ENOMEM' })); // 1 (DTB) + 4 > 4
+    expect(a.vm.bindings().length).toBe(1);
+    expect(a.host.current.mm.memlock.lockedPages).toBe(1);
+  });
+
+  it('only the VM creator may bind, reclaim, map CMA or run: EPERM from another process; DTB config is not checked [K7 vm_mgr.c "only allow owner task", gunyah_vcpu.c]', () => {
+    const c = new AckCell({ cmaPools: { vm: 4n * MiB } });
+    const m = c.add(G, 4n * P, 'share');
+    const other = c.host.createProcess();
+    const r = { label: 9, flags: RWX, guestPhysAddr: G + MiB, memorySize: P, userspaceAddr: m.address };
+    c.host.runAs(other, () => {
+      expect(() => c.vm.setUserMemRegion(r)).toThrow(expect.objectContaining({ code: 'EPERM', errno: 1 }));
+      expect(() => c.vm.lendUserMem(r)).toThrow(expect.objectContaining({ code: 'EPERM' }));
+      expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: P })).toThrow(expect.objectContaining({ code: 'EPERM' }));
+      expect(() => c.vm.mapCmaMem({ label: 1, guestAddr: G + MiB, flags: 0, guestMemFd: 99, offset: 0n, size: P })).toThrow(expect.objectContaining({ code: 'EPERM' }));
+      expect(() => c.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'EPERM', syscall: 'ioctl(GH_VCPU_RUN)' }));
+      // The raw ioctl checks the owner before copy_from_user: EPERM even with no argument.
+      expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_SET_USER_MEM_REGION)).toThrow(expect.objectContaining({ code: 'EPERM' }));
+      c.vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    });
+    expect(c.vm.bindings().length).toBe(2);
+    expect(c.vm.status).toBe('no-state');
+  });
+
+  it('overlap is checked on GPAs only: the same host range twice and a repeated label are fine; a GPA overlap is EEXIST [K7 maple-tree insert, labels unchecked]', () => {
+    const c = new AckCell();
+    const m = c.add(G, 4n * P, 'share');
+    c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: G + MiB, memorySize: 4n * P, userspaceAddr: m.address });
+    c.write(G, Uint8Array.of(5));
+    expect(c.read(G + MiB)).toEqual(Uint8Array.of(5)); // two GPAs, one host page
+    expect(() => c.vm.lendUserMem({ label: 7, flags: RWX, guestPhysAddr: G + 3n * P, memorySize: 2n * P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(c.vm.bindings().length).toBe(3);
+  });
+
+  it('region flags: only R/W/X (0x7); 0x10 — FORCE_LEND in the ACK enum, ALLOW_READ in v17 — is EINVAL; flags 0 are accepted [K7 vm_mgr.c, research §3.2]', () => {
+    const c = new AckCell();
+    const m = c.host.current.mmap({ size: P });
+    for (const flags of [0x10, 0x17, 0x20, 0x100, 0x8]) {
+      expect(() => c.vm.setUserMemRegion({ label: 1, flags, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    }
+    c.vm.setUserMemRegion({ label: 1, flags: 0, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address });
+    expect(c.vm.bindings().map((b) => b.flags)).toEqual([7, 0]);
+  });
+
+  it("the two drivers never mix up 0x10: v17 reads it as ALLOW_READ (a lend binding with read rights), ACK's CMA ioctl as FORCE_LEND, ACK's region ioctls refuse it [v17 gunyah.h; K7 gunyah.h, vm_mgr_cma_mem.c]", () => {
+    const v17 = openGunyah({ driver: 'sim' });
+    const mem = v17.createGuestMem({ flags: 0n, size: P });
+    const vm17 = v17.createVm();
+    vm17.mapMem({ guestAddr: G, flags: 0x10, guestMemFd: mem.fd, offset: 0, size: P });
+    expect(vm17.bindings()[0]).toMatchObject({ lend: true, write: false });
+    expect(MAP_FLAGS_V17.GUNYAH_MEM_ALLOW_READ).toBe(0x10);
+    // ACK's R|W|X word (0x7) on v17 is access value 7 with no rights: EINVAL.
+    expect(() => vm17.mapMem({ guestAddr: G + MiB, flags: 0x7, guestMemFd: mem.fd, offset: 0, size: P })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    const c = new AckCell({ cmaPools: { vm: MiB } });
+    const cma = c.host.cmaDevices.get('vm')!.createCmaMemFd();
+    cma.mmap(MiB);
+    c.vm.mapCmaMem({ label: 1, guestAddr: G, flags: 0x10, guestMemFd: cma.fd, offset: 0n, size: MiB });
+    expect(c.vm.bindings().find((b) => b.kind === 'cma')).toMatchObject({ share: 'lend', rights: { read: false, write: false, exec: false } });
+  });
+
+  it('CMA: only FORCE_LEND (0x10) lends; DEFAULT (0) and FORCE_SHARE (0x20) share — seen in the parcel the DTB makes at start [K7 vm_mgr_cma_mem.c share_type]', () => {
+    for (const [flags, kind] of [[F.GUNYAH_MEM_FORCE_LEND | RWX, 'lend'], [F.GUNYAH_MEM_DEFAULT_ACCESS | RWX, 'share'], [F.GUNYAH_MEM_FORCE_SHARE | RWX, 'share']] as const) {
+      const host = openGunyahAck({ cmaPools: { vm: MiB } });
+      const vm = host.createVm();
+      const cma = host.cmaDevices.get('vm')!.createCmaMemFd();
+      cma.mmap(MiB);
+      vm.mapCmaMem({ label: 0, guestAddr: G, flags, guestMemFd: cma.fd, offset: 0n, size: MiB });
+      vm.setDtbConfig({ guestPhysAddr: G, size: P });
+      vm.start();
+      expect(host.rm.all().map((p) => [p.kind, p.acl.length])).toEqual([[kind, kind === 'lend' ? 1 : 2]]);
+      expect(vm.protected_).toBe(kind === 'lend');
+      // The parcel pages are the guest's; the rest of the CMA binding is never demand paged.
+      expect(vm.vcpu().read(G, 1).status).toBe('done');
+      expect(faultAttempt(vm.vcpu().read(G + P, 1))).toBe(-95);
+      expect(() => cma.read(0, 1)).toThrow(expect.objectContaining({ code: 'EACCES' })); // shared as a parcel
+      vm.close();
+      expect(cma.read(0, 1)).toEqual(Uint8Array.of(0));
+      cma.close();
+      expect(host.stats()).toMatchObject({ parcels: 0, folioBytes: 0n, stage2Folios: 0 });
+    }
+  });
+
+  it('the CMA fd: EBUSY for a second fd while the pool is allocated, one mmap per fd, owner-only reads; MAP_CMA_MEM checks in order [K7 vm_mgr_cma_mem.c]', () => {
+    const c = new AckCell({ cmaPools: { vm: MiB } });
+    const dev = c.host.cmaDevices.get('vm')!;
+    const f = dev.createCmaMemFd();
+    expect(() => f.read(0, 1)).toThrow(expect.objectContaining({ code: 'EINVAL' })); // nothing allocated yet
+    expect(() => f.mmap(2n * MiB)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    f.mmap(MiB);
+    expect(() => f.mmap(P)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() => dev.createCmaMemFd()).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    c.host.runAs(c.host.createProcess(), () => expect(() => f.read(0, 1)).toThrow(expect.objectContaining({ code: 'EACCES' })));
+    const args = { label: 1, guestAddr: G, flags: 0, guestMemFd: f.fd, offset: 0n, size: MiB };
+    expect(() => c.vm.mapCmaMem({ ...args, size: 0n })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() => c.vm.mapCmaMem({ ...args, guestAddr: 0xffff_ffff_ffff_f000n, size: 2n * P })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' }));
+    expect(() => c.vm.mapCmaMem({ ...args, guestMemFd: 77 })).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    expect(() => c.vm.mapCmaMem({ ...args, offset: 0x123n })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' })); // offset unchecked for alignment, but past i_size
+    expect(() => c.vm.mapCmaMem({ ...args, guestAddr: DTB_GPA })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    c.vm.mapCmaMem(args);
+    f.close();
+    dev.createCmaMemFd().close(); // the binding holds no file reference before start… the block went with the fd
+  });
+
+  it('no unbind: RECLAIM_REGION takes the pages back and keeps the binding; the next guest access faults the same page back in [K7 RECLAIM_REGION, research §5.5]', () => {
+    const c = new AckCell();
+    c.add(G, 4n * P, 'share');
+    c.write(G + P, Uint8Array.of(0x33));
+    c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P });
+    expect(c.vm.providedFolios).toBe(1); // the DTB folio
+    expect(c.vm.bindings().length).toBe(2);
+    expect(c.read(G + P)).toEqual(Uint8Array.of(0x33));
+  });
+
+  it('reclaim of a touched lent page fails with EBUSY until the guest relinquishes it; the call is not all-or-nothing: other folios come back [K7 reclaim_range keeps going, K13 EBUSY]', () => {
+    const c = new AckCell();
+    c.add(G, 4n * P, 'lend');
+    c.write(G, Uint8Array.of(1));
+    c.write(G + 2n * P, Uint8Array.of(2));
+    c.vm.vcpu().relinquish(G + 2n * P, 1);
+    expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P })).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'ioctl(GH_VM_RECLAIM_REGION)' }));
+    expect(c.vm.pageState(Number(G / P))).toBe('LENT_LOCKED'); // kept
+    expect(c.vm.pageState(Number(G / P) + 2)).toBe('ABSENT'); // reclaimed despite the failure
+    c.vm.vcpu().relinquish(G, 1);
+    c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P });
+    expect(c.vm.providedFolios).toBe(1);
+  });
+
+  it('RECLAIM_REGION: unaligned EINVAL; size 0 is not rejected and reclaims nothing (gfn > 0); ENOTTY in generation B [K7, K5]', () => {
+    const c = new AckCell();
+    c.add(G, 4n * P, 'share');
+    c.read(G);
+    expect(() => c.vm.reclaimRegion({ guestPhysAddr: G + 1n, size: P })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    c.vm.reclaimRegion({ guestPhysAddr: G, size: 0n });
+    expect(c.vm.providedFolios).toBe(2);
+    const b = new AckCell({ generation: 'B' });
+    expect(() => b.host.ioctl(b.vm.fd, ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P }))).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+  });
+
+  it('MAP_MEM answers ENOTTY (in the header, not in the ioctl switch) and /dev/gunyah has no CREATE_GUEST_MEM [K7 vm_mgr.c default: -ENOTTY]', () => {
+    const c = new AckCell();
+    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GUNYAH_VM_MAP_MEM, new Uint8Array(32))).toThrow(expect.objectContaining({ code: 'ENOTTY', errno: 25 }));
+    expect(() => c.host.ioctl(ACK_DEVICE_FD, V17_CREATE_GUEST_MEM, new Uint8Array(64))).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+  });
+
+  it('guest faults: write to a binding without ALLOW_WRITE → -EPERM, unmapped host address → -EFAULT, a regular-file mapping → -EIO; an unbound GPA is an MMIO exit [K7 gunyah_demand_page, gunyah_vcpu.c]', () => {
+    const c = new AckCell();
+    c.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+    expect(faultAttempt(c.vm.vcpu().write(G, Uint8Array.of(1)))).toBe(-1);
+    const gone = c.add(G + MiB, P, 'share');
+    c.host.current.munmap(gone.address);
+    expect(faultAttempt(c.vm.vcpu().read(G + MiB, 1))).toBe(-14);
+    c.add(G + 2n * MiB, P, 'share', { kind: 'file' });
+    expect(faultAttempt(c.vm.vcpu().read(G + 2n * MiB, 1))).toBe(-5);
+    const r = c.vm.vcpu().read(0x9000_0000n, 4);
+    expect(r).toMatchObject({ status: 'mmio', gpa: 0x9000_0000n, isWrite: false });
+  });
+
+  it('VM_START: a DTB smaller than a page is EINVAL (gfn(size) = 0 pages); no binding at the DTB is ENOENT; a failed start leaves the VM un-startable (ENODEV) [K7 gunyah_vm_start; ENODEV: inference]', () => {
+    const host = openGunyahAck();
+    const vm = host.createVm();
+    const m = host.current.mmap({ size: P });
+    vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: m.address });
+    vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: 100n });
+    expect(() => vm.start()).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() => vm.start()).toThrow(expect.objectContaining({ code: 'ENODEV' }));
+    const vm2 = host.createVm();
+    vm2.setDtbConfig({ guestPhysAddr: 0x1000_0000n, size: P });
+    expect(() => vm2.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+  });
+
+  it('CHECK_EXTENSION: GH_CAP_VCPU_TIMER_WAKEUP (0) → 1, anything else → 0; ENOTTY in A and B [K7 @2f10437]', () => {
+    const c = new AckCell();
+    expect(c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_CHECK_EXTENSION, 0)).toBe(1);
+    expect(c.vm.checkExtension(1)).toBe(0);
+    expect(c.vm.checkExtension(0xffff_ffffn)).toBe(0);
+    for (const generation of ['A', 'B'] as const) {
+      const x = new AckCell({ generation });
+      expect(() => x.host.ioctl(x.vm.fd, ACK_IOCTL.GH_VM_CHECK_EXTENSION, 0)).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    }
+  });
+
+  it('raw ioctls decode the 32-byte region and 40-byte CMA structs; a short argument is EFAULT [K7; research §3]', () => {
+    const c = new AckCell({ cmaPools: { vm: MiB } });
+    const m = c.host.current.mmap({ size: 2n * P });
+    expect(c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ANDROID_LEND_USER_MEM, encodeUserMemoryRegion({ label: 3, flags: RW, guestPhysAddr: G, memorySize: 2n * P, userspaceAddr: m.address }))).toBe(0);
+    expect(c.vm.bindingAt(Number(G / P))).toMatchObject({ share: 'lend', label: 3, flags: 3, nr: 2 });
+    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_SET_USER_MEM_REGION, new Uint8Array(31))).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    const fdNo = c.host.ioctl(c.host.cmaDevices.get('vm')!.fd, ACK_IOCTL.GH_ANDROID_CREATE_CMA_MEM_FD);
+    c.host.cmaFd(fdNo)!.mmap(MiB);
+    c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ANDROID_MAP_CMA_MEM, encodeMapCmaMemArgs({ label: 4, guestAddr: G + MiB, flags: 0x10 | RW, guestMemFd: fdNo, offset: 0n, size: MiB }));
+    expect(c.vm.bindingAt(Number((G + MiB) / P))).toMatchObject({ kind: 'cma', share: 'lend' });
+    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ADD_FUNCTION, new Uint8Array(16))).toThrow(expect.objectContaining({ code: 'ENOSYS' }));
+    expect(() => c.host.ioctl(ACK_DEVICE_FD, ACK_IOCTL.GH_CREATE_VM, 1)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  });
+
+  it('teardown reclaims, resets, unpins and unaccounts everything; the host memory keeps its data and nothing leaks [K7 _gunyah_vm_put]', () => {
+    const c = new AckCell();
+    const m = c.add(G, 2n * MiB, 'lend', { hugePages: true });
+    c.write(G + 7n * P, Uint8Array.of(0x77));
+    c.vm.close();
+    expect(c.host.stats()).toMatchObject({ vms: 0, bindings: 0, providedFolios: 0, stage2Folios: 0, parcels: 0, lockedPages: 0 });
+    expect(m.memory.read(7n * P, 1)).toEqual(Uint8Array.of(0x77));
+    for (const x of [...c.host.current.mm.mappings]) c.host.current.munmap(x.start);
+    expect(c.host.stats().folioBytes).toBe(0n);
+  });
+});
+
+describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel per region at start, no demand paging [K4, K1]', () => {
+  it('pins and charges the whole region at the ioctl; a short pin is EFAULT and leaves nothing', () => {
+    const c = new AckCell({ generation: 'A' });
+    const m = c.add(G, 4n * P, 'lend');
+    expect([0, 1, 2, 3].map((i) => m.memory.pinsAt(i))).toEqual([1, 1, 1, 1]);
+    expect(c.host.current.mm.memlock.lockedPages).toBe(5);
+    // The highest mapping (the DTB page) has nothing mapped above it: a two-page region from there pins one page.
+    const top = c.host.current.mm.mappings.at(-1)!;
+    expect(top.memory.pinsAt(0)).toBe(1);
+    expect(() => c.vm.setUserMemRegion({ label: 50, flags: RWX, guestPhysAddr: G + MiB, memorySize: 2n * P, userspaceAddr: top.start })).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    expect(top.memory.pinsAt(0)).toBe(1);
+    expect(c.host.current.mm.memlock.lockedPages).toBe(5);
+  });
+
+  it('labels are unique per VM (EEXIST)', () => {
+    const c = new AckCell({ generation: 'A' });
+    const m = c.host.current.mmap({ size: P });
+    expect(() => c.vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+  });
+
+  it('VM_START lends or shares every region as one parcel; lent regions leave the host stage 2; no PAGE_FAULT exit: unbound or late regions are MMIO', () => {
+    const c = new AckCell({ generation: 'A' });
+    const lent = c.add(G, 4n * P, 'lend');
+    c.add(G + MiB, 4n * P, 'share');
+    lent.memory.write(0, Uint8Array.of(0x41)); // before start the host may write it (the boot image)
+    c.vm.start();
+    expect(c.host.rm.all().map((p) => p.kind)).toEqual(['share', 'lend', 'share']);
+    expect(c.read(G)).toEqual(Uint8Array.of(0x41));
+    sigbus(() => lent.memory.read(0, 1));
+    const late = c.add(G + 2n * MiB, P, 'share'); // pinned and recorded, never sent to the RM
+    expect(late.memory.pinsAt(0)).toBe(1);
+    expect(c.vm.vcpu().read(G + 2n * MiB, 1).status).toBe('mmio');
+    expect(c.vm.vcpu().read(0x9000_0000n, 1).status).toBe('mmio');
+    c.vm.close();
+    expect(c.host.stats()).toMatchObject({ parcels: 0, stage2Folios: 0, lockedPages: 0 });
+  });
+
+  it('no region overlapping the DTB is EINVAL at start; TENTATIVE_UAPI answers 0', () => {
+    const host = openGunyahAck({ generation: 'A' });
+    expect(host.ioctl(ACK_DEVICE_FD, ACK_IOCTL.GH_ANDROID_TENTATIVE_UAPI)).toBe(0);
+    const vm = host.createVm();
+    vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    expect(() => vm.start()).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() => openGunyahAck({ generation: 'C' }).tentativeUapi()).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+  });
+});

@@ -1,0 +1,4 @@
+export * from './ioctl.js';
+export * from './flags.js';
+export * from './structs.js';
+export * from './generations.js';
