@@ -8,6 +8,7 @@ const pkg = (p: string) => fileURLToPath(new URL(`./packages/${p}`, import.meta.
 const alias = [
   { find: /^@guestmem\/core\/testing$/, replacement: pkg('core/src/testing/index.ts') },
   { find: /^@guestmem\/core$/, replacement: pkg('core/src/index.ts') },
+  { find: /^@guestmem\/kvm\/sim$/, replacement: pkg('kvm/src/sim-entry.ts') },
   { find: /^@guestmem\/kvm$/, replacement: pkg('kvm/src/index.ts') },
   { find: /^@guestmem\/gunyah$/, replacement: pkg('gunyah/src/index.ts') },
   { find: /^@guestmem\/conformance$/, replacement: pkg('conformance/src/index.ts') },
@@ -21,7 +22,7 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: 'unit',
-          include: ['packages/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'examples/*/*.test.ts'],
+          include: ['packages/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'examples/*/*.test.ts', 'docs/snippets/*.test.ts'],
           exclude: ['**/*.native.test.ts', '**/*.diff.test.ts', '**/node_modules/**', '**/dist/**'],
           testTimeout: 60_000,
         },

@@ -8,17 +8,8 @@
  * {@link PrivateMemoryManager} under test, and the access is retried, exactly like a VMM re-entering
  * `KVM_RUN`.
  */
-import {
-  KVM_MEM_GUEST_MEMFD,
-  KVM_X86_SW_PROTECTED_VM,
-  memoryFaultExit,
-  openSimKvm,
-  type KvmMemoryFaultExit,
-  type SimAnonMapping,
-  type SimGuestMemfd,
-  type SimKvm,
-  type SimKvmVm,
-} from '@guestmem/kvm';
+import { KVM_MEM_GUEST_MEMFD, KVM_X86_SW_PROTECTED_VM, type KvmMemoryFaultExit } from '@guestmem/kvm';
+import { memoryFaultExit, openSimKvm, type SimAnonMapping, type SimGuestMemfd, type SimKvm, type SimKvmVm } from '@guestmem/kvm/sim';
 import { PrivateMemoryManager } from './vmm.js';
 
 export const RAM_GPA = 0x1_0000_0000n;

@@ -14,11 +14,17 @@ import {
   ArenaFolioAllocator,
   GuestMemFile,
   HYPERVISOR_PROVIDER,
+  HostMappedCounter,
   HostMapping,
   HostViewSet,
   RangeStateMap,
+  accessPages,
+  boundRangesOf,
   fileOffset,
+  fileUsage,
   gmErr,
+  hostView,
+  memoryReport,
   gpa as toGpa,
   makeCapabilities,
   accessArg,
@@ -36,11 +42,13 @@ import {
   type FolioAllocator,
   type GpaRange,
   type GuestMemory,
+  type GuestMemoryStats,
   type HostView,
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
   type Vm,
+  type VmMemoryReport,
 } from '@guestmem/core';
 import type { DependencyContainer } from 'tsyringe';
 
@@ -110,7 +118,29 @@ class ToyMemory implements GuestMemory {
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', ID, 'memory was created without hostMappable');
     const { offset, length } = checkMapRange(opts, this.size, ID);
     const m = new HostMapping(this.file, { offset, length });
-    return this.vm.hypervisor.views.add(m, () => m.unmap());
+    // The counter only tracks host-mapped bytes for stats().
+    const unmapped = this.mapped.open(m.length);
+    return this.vm.hypervisor.views.add(m, () => {
+      m.unmap();
+      unmapped();
+    });
+  }
+  private readonly mapped = new HostMappedCounter();
+  /** What this object holds: core's file counts pages and folios; the VM's state map counts private pages. */
+  stats(): GuestMemoryStats {
+    const boundRanges = boundRangesOf(this, this.vm.bindings());
+    const { allocatedBytes, hugeFolios } = fileUsage(this.file);
+    return {
+      id: this.id,
+      size: this.size,
+      allocatedBytes,
+      residentBytes: allocatedBytes,
+      hostMappedBytes: this.mapped.bytes,
+      boundRanges,
+      ...accessPages(this.vm.memoryState, boundRanges),
+      hugeFolios,
+      accounting: 'exact',
+    };
   }
   markPoisoned(offset: bigint | number): void {
     const off = checkPageOffset(offset, this.size, 'markPoisoned', ID);
@@ -186,6 +216,9 @@ class ToyVm implements Vm {
   bindings(): readonly MemoryBinding[] {
     return [...this.table].sort((x, y) => (x.gpa < y.gpa ? -1 : 1));
   }
+  memoryReport(): VmMemoryReport {
+    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
+  }
   forget(b: ToyBinding): void {
     this.table.splice(this.table.indexOf(b), 1);
   }
@@ -238,7 +271,7 @@ class ToyVm implements Vm {
 /** Registers toyvisor as a hypervisor provider (a simulation: priority 10, not a fake). */
 export function registerToyvisor(container: DependencyContainer): DependencyContainer {
   container.register(HYPERVISOR_PROVIDER, {
-    useValue: { id: ID, priority: 10, fake: false, description: 'toyvisor example backend', probe: () => ({ available: true, reason: 'in-process' }), create: () => new Toyvisor() },
+    useValue: { id: ID, priority: 10, fake: false, simulated: true, description: 'toyvisor example backend', probe: () => ({ available: true, reason: 'in-process' }), create: () => new Toyvisor() },
   });
   return container;
 }

@@ -4,6 +4,7 @@
  */
 import { GuestMemError, HYPERVISOR_REGISTRY, type Hypervisor } from '@guestmem/core';
 import { makeContainer } from './container.js';
+import { formatMemoryReport } from './format-memory-report.js';
 
 const MiB = 1024 * 1024;
 const GPA = 0x4000_0000n; // 1 GiB
@@ -29,7 +30,7 @@ export function demo(log: (s: string) => void = console.log, only?: string): voi
   }
 }
 
-function runScenario(h: Hypervisor, log: (s: string) => void): void {
+export function runScenario(h: Hypervisor, log: (s: string) => void): void {
   const caps = h.capabilities;
   log(`capabilities: ${caps.list().join(', ')}`);
   const confidential = caps.has('private-memory');
@@ -98,6 +99,7 @@ function runScenario(h: Hypervisor, log: (s: string) => void): void {
     if (target !== mem) target.close();
   }
 
+  for (const line of formatMemoryReport(vm.memoryReport())) log(line);
   vm.destroy();
   log(`VM destroyed; binding active: ${binding.active}`);
   mem.close();

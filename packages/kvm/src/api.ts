@@ -59,6 +59,11 @@ export interface OpenKvmOptions {
    * which is whatever the running kernel was built with.
    */
   swProtectedVm?: boolean;
+  /**
+   * Native only: the KVM device, as a path (default `/dev/kvm`) or an fd already open on it (the
+   * driver duplicates it; the caller keeps and closes its own). Ignored by the simulated driver.
+   */
+  device?: string | number;
 }
 
 /** A plain fd that is not a guest_memfd, for the "wrong kind of fd" cases of REGION2. */

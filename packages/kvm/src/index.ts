@@ -1,10 +1,18 @@
-// ---- uAPI: constants, ioctl numbers, struct codecs (kvm engineer) ----
+/**
+ * `@guestmem/kvm`: KVM's guest_memfd uAPI byte for byte, the driver-neutral uAPI-level API with
+ * `openKvm`, the native `/dev/kvm` driver (koffi, loaded on the first native call), the neutral
+ * adapter and the DI registration. The simulated kernel's own classes are at `@guestmem/kvm/sim`.
+ */
+// ---- uAPI: constants, ioctl numbers, struct codecs ----
 export * from './uapi/index.js';
-// ---- driver-neutral uAPI-level API and driver selection (kvm engineer) ----
+// ---- driver-neutral uAPI-level API and driver selection ----
 export * from './api.js';
 export { openKvm } from './open.js';
-// ---- native /dev/kvm driver (kvm engineer) ----
-export { probeNativeKvm, type NativeKvmProbe, NATIVE_BACKEND } from './native/index.js';
+// A KVM_EXIT_MEMORY_FAULT as both drivers report it (`info` of the EFAULT GuestMemError).
+export type { KvmMemoryFaultExit } from './sim/vm.js';
+// ---- native /dev/kvm driver ----
+export { probeNativeKvm, type NativeKvmProbe, type KvmDevice, NATIVE_BACKEND } from './native/index.js';
+export { detectHostVirtualization, type HostVirtualization, type HostVirtualizationKind } from './host-virtualization.js';
 // vCPUs run real guest code: native only (not in api.ts, the sim has no instruction emulator).
 export {
   asNativeVm,
@@ -19,7 +27,7 @@ export {
   type RunVcpuOptions,
   type RunVcpuResult,
 } from './native/index.js';
-// ---- neutral adapter and DI registration (lead) ----
+// ---- neutral adapter and DI registration ----
 export {
   KvmHypervisor,
   KvmVmAdapter,
@@ -27,7 +35,11 @@ export {
   KvmBinding,
   type KvmGuestAccessDriver,
 } from './adapter/kvm-hypervisor.js';
-export { simKvmExtensions } from './adapter/sim-extensions.js';
-// ---- simulated 6.18 kernel (sim-only extras: guestAccess, markPoisoned, stats) ----
-export * from './sim/index.js';
-export { registerKvm, nativeKvmProvider, simKvmProvider, openKvmHypervisor, type RegisterKvmOptions, type OpenKvmHypervisorOptions } from './adapter/register.js';
+export {
+  registerKvm,
+  nativeKvmProvider,
+  simKvmProvider,
+  openKvmHypervisor,
+  type RegisterKvmOptions,
+  type OpenKvmHypervisorOptions,
+} from './adapter/register.js';

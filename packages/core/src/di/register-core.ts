@@ -2,7 +2,14 @@ import type { DependencyContainer } from 'tsyringe';
 import { instanceCachingFactory } from 'tsyringe';
 import { ArenaFolioAllocator, type ArenaAllocatorOptions, type FolioAllocator } from '../folio/folio-allocator.js';
 import { HypervisorRegistry } from './hypervisor-registry.js';
-import { FOLIO_ALLOCATOR, HYPERVISOR, HYPERVISOR_CHOICE, HYPERVISOR_PROVIDER, HYPERVISOR_REGISTRY } from './tokens.js';
+import {
+  FOLIO_ALLOCATOR,
+  HYPERVISOR,
+  HYPERVISOR_CHOICE,
+  HYPERVISOR_PROVIDER,
+  HYPERVISOR_REGISTRY,
+  HYPERVISOR_STRICT,
+} from './tokens.js';
 
 /** Options of {@link registerCore}. */
 export interface RegisterCoreOptions {
@@ -10,19 +17,26 @@ export interface RegisterCoreOptions {
   allocator?: FolioAllocator;
   /** Options for the default allocator. */
   allocatorOptions?: ArenaAllocatorOptions;
-  /** Backend id to select; unset means probe (native first, never a fake). */
+  /**
+   * Backend id to select (`'kvm'`, `'kvm-sim'`, `'gunyah-sim'`…). Takes precedence over the
+   * `GUESTMEM_HYPERVISOR` environment variable, which takes precedence over probing (native first,
+   * never a fake, with a warning when it falls back to a simulator).
+   */
   hypervisor?: string;
+  /** Refuse simulators: `HYPERVISOR` resolves only to real hardware, or fails with ENODEV. */
+  strict?: boolean;
 }
 
 /**
  * Registers core services in `container`: the shared `FOLIO_ALLOCATOR`, the `HYPERVISOR_REGISTRY`
  * over every `HYPERVISOR_PROVIDER`, and `HYPERVISOR` (the selected backend, created once per
- * container). Call it before or after backend `register…` functions; resolution is lazy.
+ * container: `opts.hypervisor`, else `GUESTMEM_HYPERVISOR`, else probing; see `HypervisorRegistry`). Call it before or after backend `register…` functions; resolution is lazy.
  */
 export function registerCore(container: DependencyContainer, opts: RegisterCoreOptions = {}): DependencyContainer {
   const allocator = opts.allocator ?? new ArenaFolioAllocator(opts.allocatorOptions);
   container.register(FOLIO_ALLOCATOR, { useValue: allocator });
   if (opts.hypervisor !== undefined) container.register(HYPERVISOR_CHOICE, { useValue: opts.hypervisor });
+  if (opts.strict !== undefined) container.register(HYPERVISOR_STRICT, { useValue: opts.strict });
   container.register(
     HYPERVISOR_REGISTRY,
     {
@@ -35,8 +49,9 @@ export function registerCore(container: DependencyContainer, opts: RegisterCoreO
     HYPERVISOR,
     {
       useFactory: instanceCachingFactory((c) => {
-        const choice = c.isRegistered(HYPERVISOR_CHOICE, true) ? c.resolve(HYPERVISOR_CHOICE) : undefined;
-        return c.resolve(HYPERVISOR_REGISTRY).open(choice);
+        const hypervisor = c.isRegistered(HYPERVISOR_CHOICE, true) ? c.resolve(HYPERVISOR_CHOICE) : undefined;
+        const strict = c.isRegistered(HYPERVISOR_STRICT, true) ? c.resolve(HYPERVISOR_STRICT) : false;
+        return c.resolve(HYPERVISOR_REGISTRY).open({ hypervisor, strict });
       }),
     },
   );

@@ -25,3 +25,6 @@ export const HYPERVISOR: InjectionToken<Hypervisor> = Symbol.for('guestmem.Hyper
 
 /** Optional: the id of the backend to select (`'kvm'`, `'gunyah-sim'`…); unset means probe. */
 export const HYPERVISOR_CHOICE: InjectionToken<string> = Symbol.for('guestmem.HypervisorChoice');
+
+/** Optional: `true` refuses simulated backends when resolving `HYPERVISOR` (see `registerCore`'s `strict`). */
+export const HYPERVISOR_STRICT: InjectionToken<boolean> = Symbol.for('guestmem.HypervisorStrict');

@@ -1,3 +1,5 @@
+import { getSystemErrorMap } from 'node:util';
+
 /**
  * Linux errno numbers (x86-64/asm-generic values) for every code this project can report.
  *
@@ -52,9 +54,17 @@ export function errnoCode(errno: number): ErrnoCode | undefined {
   return BY_NUMBER.get(errno);
 }
 
-/** A printable name for any errno number (`'EINVAL'`, or `'errno 200'` when unknown). */
+/**
+ * A printable name for any errno number: this project's codes first, then, on Linux, the name Node
+ * knows for it (`util.getSystemErrorMap()`, e.g. `'ENOEXEC'`), else `'errno 200'`.
+ */
 export function errnoName(errno: number): string {
-  return BY_NUMBER.get(errno) ?? `errno ${errno}`;
+  const own = BY_NUMBER.get(errno);
+  if (own) return own;
+  // Node's map is keyed by the host's negated errno numbers, which are Linux's only on Linux; from
+  // -3000 down it holds libuv's own codes (UV_EOF is -4095), which are no errno.
+  const node = process.platform === 'linux' && Number.isInteger(errno) && errno > 0 && errno < 3000 ? getSystemErrorMap().get(-errno)?.[0] : undefined;
+  return node ?? `errno ${errno}`;
 }
 
 const MESSAGES: Record<ErrnoCode, string> = {
@@ -87,7 +97,11 @@ const MESSAGES: Record<ErrnoCode, string> = {
   EHWPOISON: 'Memory page has hardware error',
 };
 
-/** strerror(3) text for a code. */
+/**
+ * strerror(3) text for a code. glibc's wording is kept here rather than taken from Node:
+ * `util.getSystemErrorMap()` has libuv's own wording ('i/o error'), covers only libuv's errors and
+ * lacks EHWPOISON. The numbers of {@link ERRNO} are checked against Node's `os.constants.errno`.
+ */
 export function strerror(code: GuestMemErrorCode): string {
   return code === 'SIGBUS' ? 'Bus error (access would raise SIGBUS)' : MESSAGES[code];
 }

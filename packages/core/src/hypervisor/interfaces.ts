@@ -1,5 +1,6 @@
 import type { FileOffset, Gpa } from '../types/brands.js';
 import type { ReadonlyRangeStateMap } from '../state/range-state-map.js';
+import type { GuestMemoryStats, VmMemoryReport } from './memory-stats.js';
 
 /**
  * The hypervisor-neutral API. VMM code written against these interfaces runs on every backend
@@ -136,6 +137,12 @@ export interface GuestMemory {
    */
   markPoisoned(offset: bigint | number): void;
   /**
+   * A snapshot of what this object holds (QEMU's `query-memdev` analogue): size, allocated and
+   * resident bytes, host-mapped bytes, bound ranges, private and shared pages, huge folios. Works on
+   * a closed object too (its bindings may outlive it).
+   */
+  stats(): GuestMemoryStats;
+  /**
    * Drops this handle (idempotent). Memory lives on while bindings or views pin it (backend rules).
    * Bindings made before stay usable: their `unbind()` still works after `close()`. A later
    * `Vm.bind` of it fails with `EBADF`.
@@ -238,6 +245,8 @@ export interface Vm {
   guestRead(gpa: bigint | number, len: number): Uint8Array;
   /** Writes guest memory as the guest would. Needs 'guest-access'. Errors as {@link guestRead}. */
   guestWrite(gpa: bigint | number, data: Uint8Array): void;
+  /** {@link GuestMemory.stats} of every memory object this VM created that is still open, with totals. */
+  memoryReport(): VmMemoryReport;
   /** Tears the VM down: unbinds everything. Memory objects follow their backend's lifetime rules. */
   destroy(): void;
 }

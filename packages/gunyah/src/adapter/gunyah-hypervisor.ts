@@ -6,6 +6,11 @@
  * Ioctl flags, fds and the DTB stay behind this file.
  */
 import {
+  HostMappedCounter,
+  accessPages,
+  boundRangesOf,
+  fileUsage,
+  memoryReport,
   GuestMemError,
   PAGE_SIZE_N,
   HostAccessFault,
@@ -34,11 +39,13 @@ import {
   type Gpa,
   type GpaRange,
   type GuestMemory,
+  type GuestMemoryStats,
   type HostView,
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
   type Vm,
+  type VmMemoryReport,
 } from '@guestmem/core';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, encodeMapFlags } from '../uapi/index.js';
@@ -199,6 +206,7 @@ class GunyahGuestMemory implements GuestMemory {
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', BACKEND, 'memory created without hostMappable', { syscall: 'mmap' });
     const { offset, length } = checkMapRange(opts, this.size, BACKEND);
     const m = this.mem.mmap({ offset, length });
+    const unmapped = this.mapped.open(m.length);
     // The mapping's own length (rounded up to whole pages), as on every other backend.
     const guarded = {
       length: m.length,
@@ -206,7 +214,27 @@ class GunyahGuestMemory implements GuestMemory {
       write: (at: number, data: Uint8Array) => (this.checkHostAccess('write', offset, at, data.length), m.write(at, data)),
       fill: (at: number, len: number, byte: number) => (this.checkHostAccess('write', offset, at, len), m.fill(at, len, byte)),
     };
-    return this.vm.hypervisor.views.add(guarded, () => m.unmap());
+    return this.vm.hypervisor.views.add(guarded, () => {
+      m.unmap();
+      unmapped();
+    });
+  }
+  private readonly mapped = new HostMappedCounter();
+  /** Exact: the simulated file's own pages and folios; private pages are the lent (bound private) ones. */
+  stats(): GuestMemoryStats {
+    const boundRanges = boundRangesOf(this, this.vm.bindings());
+    const { allocatedBytes, hugeFolios } = fileUsage(this.mem.file);
+    return {
+      id: this.id,
+      size: this.size,
+      allocatedBytes,
+      residentBytes: allocatedBytes,
+      hostMappedBytes: this.mapped.bytes,
+      boundRanges,
+      ...accessPages(this.vm.memoryState, boundRanges),
+      hugeFolios,
+      accounting: 'exact',
+    };
   }
   /** Gunyah's uAPI has no memory-failure injection (research §6), so no 'poison-injection'. */
   markPoisoned(): void {
@@ -389,6 +417,10 @@ class GunyahNeutralVm implements Vm {
 
   bindings(): readonly MemoryBinding[] {
     return [...this.active];
+  }
+
+  memoryReport(): VmMemoryReport {
+    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
   }
 
   private sortActive(): void {

@@ -17,6 +17,7 @@ export function registerGunyah(container: DependencyContainer, options: Register
     id: 'gunyah-sim',
     priority: options.priority ?? 10,
     fake: false,
+    simulated: true,
     description: 'Gunyah v17 guest-memory uAPI and Resource Manager, simulated in process (no hardware needed)',
     probe: () => ({ available: true, reason: 'simulation, always available' }),
     create: () =>

@@ -9,8 +9,12 @@
  */
 import {
   GuestMemError,
+  HostMappedCounter,
   HostViewSet,
   RangeStateMap,
+  accessPages,
+  boundRangesOf,
+  memoryReport,
   fileOffset,
   gmErr,
   hostView,
@@ -34,11 +38,13 @@ import {
   type Gpa,
   type GpaRange,
   type GuestMemory,
+  type GuestMemoryStats,
   type HostView,
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
   type Vm,
+  type VmMemoryReport,
 } from '@guestmem/core';
 import type { Kvm, KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
 import {
@@ -79,6 +85,8 @@ export interface KvmGuestAccessDriver {
   guestWrite(vm: KvmVm, gpa: bigint, data: Uint8Array): void;
   /** Memory-failure injection on the guest_memfd page at byte `offset`. */
   markPoisoned?(memfd: KvmGuestMemfd, offset: bigint): void;
+  /** Exact backing of a guest_memfd (bytes with pages, 2 MiB folios), for `GuestMemory.stats()`. */
+  usage?(memfd: KvmGuestMemfd): { allocatedBytes: bigint; hugeFolios: number } | undefined;
 }
 
 function answerCaps(
@@ -311,6 +319,11 @@ export class KvmVmAdapter implements Vm {
     }
   }
 
+  /** {@link KvmGuestMemory.stats} of every memory object of this VM still open, with totals. */
+  memoryReport(): VmMemoryReport {
+    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
+  }
+
   bindings(): readonly MemoryBinding[] {
     return [...this.slots.values()].sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
   }
@@ -436,13 +449,50 @@ export class KvmGuestMemory implements GuestMemory {
   allocate(offset: bigint | number, len: bigint | number): void {
     const r = this.fileRange('allocate', offset, len);
     this.fd.fallocate(FALLOC_FL_KEEP_SIZE, r.offset, r.len);
+    this.#track(r.offset, r.len, true);
   }
 
   /** Punches the guest_memfd range, and the same pages of the anonymous shared side of its bindings. */
   punchHole(offset: bigint | number, len: bigint | number): void {
     const r = this.fileRange('punchHole', offset, len);
     this.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r.offset, r.len);
+    this.#track(r.offset, r.len, false);
     this.vm.discardShared(this, r.offset, r.len);
+  }
+
+  /** Pages allocated through this object (native driver: the kernel offers no count; see `stats`). */
+  readonly #allocated = new RangeStateMap<boolean>(false);
+  readonly #mapped = new HostMappedCounter();
+
+  #track(offset: bigint, len: bigint, allocated: boolean): void {
+    // Called after a successful fallocate, so the range is valid and page-aligned.
+    const first = Number(offset / PAGE);
+    this.#allocated.set(first, first + Number(len / PAGE), allocated);
+  }
+
+  /**
+   * On the simulated kernel the counts are exact (the file's own pages and folios). On the native
+   * driver `allocatedBytes` is what was fallocated through this object minus what was punched
+   * (`accounting: 'tracked'`): a guest_memfd reports `st_blocks = 0` at 6.18, and pages the kernel
+   * allocates on a fault are not visible from here.
+   */
+  stats(): GuestMemoryStats {
+    const boundRanges = boundRangesOf(this, this.vm.bindings());
+    const { privatePages, sharedPages } = accessPages(this.vm.memoryState, boundRanges);
+    const exact = this.vm.hypervisor.guestAccess?.usage?.(this.fd);
+    const allocatedBytes = exact?.allocatedBytes ?? BigInt(this.#allocated.count(true, 0, Number(this.size / PAGE))) * PAGE;
+    return {
+      id: this.id,
+      size: this.size,
+      allocatedBytes,
+      residentBytes: allocatedBytes,
+      hostMappedBytes: this.#mapped.bytes,
+      boundRanges,
+      privatePages,
+      sharedPages,
+      hugeFolios: exact?.hugeFolios ?? 0,
+      accounting: exact ? 'exact' : 'tracked',
+    };
   }
 
   /**
@@ -461,7 +511,11 @@ export class KvmGuestMemory implements GuestMemory {
     if (this.closed) throw gmErr('EBADF', 'map', this.vm.hypervisor.id, `memory ${this.id} is closed`, { syscall: 'mmap' });
     const { offset, length } = checkMapRange(opts, this.size, this.vm.hypervisor.id);
     const m = this.fd.mmap({ length, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
-    return this.vm.hypervisor.views.add(m, () => m.munmap());
+    const unmapped = this.#mapped.open(length);
+    return this.vm.hypervisor.views.add(m, () => {
+      m.munmap();
+      unmapped();
+    });
   }
 
   close(): void {

@@ -3,7 +3,7 @@ import type { DependencyContainer } from 'tsyringe';
 import type { KvmProfile } from '../api.js';
 import { openKvm } from '../open.js';
 import { SimKernel } from '../sim/kernel.js';
-import { probeNativeKvm } from '../native/probe.js';
+import { probeNativeKvm, type KvmDevice } from '../native/probe.js';
 import { SimKvm } from '../sim/kvm.js';
 import { KvmHypervisor } from './kvm-hypervisor.js';
 import { simKvmExtensions } from './sim-extensions.js';
@@ -19,12 +19,19 @@ export interface RegisterKvmOptions {
   driver?: 'auto' | 'native' | 'sim';
   /** Simulated kernel profile (default `'6.18'`). */
   profile?: KvmProfile;
+  /**
+   * The native driver's KVM device: a path (default `/dev/kvm`) or an fd already open on it, like
+   * crosvm's `--hypervisor kvm,device=PATH`. The driver duplicates an fd; the caller keeps its own.
+   */
+  device?: KvmDevice;
 }
 
 /** Options of {@link openKvmHypervisor}. */
 export interface OpenKvmHypervisorOptions {
   /** `'native'` (/dev/kvm) or `'sim'` (the simulated kernel). */
   driver: 'native' | 'sim';
+  /** Native only: the KVM device, a path (default `/dev/kvm`) or an fd already open on it. */
+  device?: KvmDevice;
   /** Sim only: kernel profile (default `'6.18'`). */
   profile?: KvmProfile;
   /** Sim only (default true): `CONFIG_KVM_SW_PROTECTED_VM`; false reproduces the probe machine. */
@@ -39,23 +46,41 @@ export interface OpenKvmHypervisorOptions {
  * 'poison-injection'); native has none. Ids: 'kvm' (native), 'kvm-sim'.
  */
 export function openKvmHypervisor(opts: OpenKvmHypervisorOptions): KvmHypervisor {
-  if (opts.driver === 'native') return new KvmHypervisor(openKvm({ driver: 'native' }), 'kvm');
+  if (opts.driver === 'native') return new KvmHypervisor(openKvm({ driver: 'native', device: opts.device }), 'kvm');
   const kvm = new SimKvm(new SimKernel({ profile: opts.profile ?? '6.18', swProtectedVm: opts.swProtectedVm ?? true, allocator: opts.allocator }));
   return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm));
 }
 
-/** The provider of the native `/dev/kvm` driver. */
-export function nativeKvmProvider(): HypervisorProvider {
+/**
+ * The provider of the native driver on `device` (default `/dev/kvm`). Its probe reports the
+ * capabilities by name and value, the VM types and the guest_memfd flags in `details`, and a hint
+ * when the device is missing (ENOENT), not accessible (EACCES) or not KVM (ENOTTY).
+ */
+export function nativeKvmProvider(device: KvmDevice = '/dev/kvm'): HypervisorProvider {
   return {
     id: 'kvm',
     priority: 100,
     fake: false,
-    description: 'Linux KVM guest_memfd on the real /dev/kvm (koffi)',
+    simulated: false,
+    description: `Linux KVM guest_memfd on the real ${typeof device === 'number' ? `KVM fd ${device}` : device} (koffi)`,
     probe: () => {
-      const p = probeNativeKvm();
-      return { available: p.available, reason: p.reason, cause: p.error };
+      const p = probeNativeKvm(device);
+      return {
+        available: p.available,
+        reason: p.reason,
+        ...(p.hint ? { hint: p.hint } : {}),
+        cause: p.error,
+        details: {
+          device: p.device,
+          kernel: p.kernel,
+          ...(p.code ? { code: p.code } : {}),
+          capabilities: p.caps,
+          vmTypes: p.vmTypes,
+          guestMemfdFlags: p.guestMemfdFlags,
+        },
+      };
     },
-    create: () => openKvmHypervisor({ driver: 'native' }),
+    create: () => openKvmHypervisor({ driver: 'native', device }),
   };
 }
 
@@ -69,6 +94,7 @@ export function simKvmProvider(profile: KvmProfile = '6.18', allocator?: () => F
     id: 'kvm-sim',
     priority: 10,
     fake: false,
+    simulated: true,
     description: `simulated Linux ${profile} KVM guest_memfd with SW_PROTECTED VMs (differentially tested against the real kernel)`,
     probe: () => ({ available: true, reason: `simulation of Linux ${profile}, always available` }),
     create: () => {
@@ -85,7 +111,7 @@ export function simKvmProvider(profile: KvmProfile = '6.18', allocator?: () => F
  */
 export function registerKvm(container: DependencyContainer, opts: RegisterKvmOptions = {}): DependencyContainer {
   const driver = opts.driver ?? 'auto';
-  if (driver === 'auto' || driver === 'native') container.register(HYPERVISOR_PROVIDER, { useValue: nativeKvmProvider() });
+  if (driver === 'auto' || driver === 'native') container.register(HYPERVISOR_PROVIDER, { useValue: nativeKvmProvider(opts.device) });
   if (driver === 'auto' || driver === 'sim') {
     const allocator = () => (container.isRegistered(FOLIO_ALLOCATOR, true) ? container.resolve(FOLIO_ALLOCATOR) : undefined);
     container.register(HYPERVISOR_PROVIDER, { useValue: simKvmProvider(opts.profile, allocator) });

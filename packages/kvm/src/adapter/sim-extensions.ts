@@ -3,6 +3,7 @@
  * `SimKvmVm.guestAccess` and poison injection (`SimGuestMemfd.markPoisoned`). (Anonymous host
  * memory for slots' shared side is `Kvm.mmapAnonymous`, on both drivers.)
  */
+import { fileUsage } from '@guestmem/core';
 import type { KvmGuestMemfd, KvmVm } from '../api.js';
 import { SimGuestMemfd } from '../sim/guest-memfd.js';
 import type { SimKvm } from '../sim/kvm.js';
@@ -23,5 +24,6 @@ export function simKvmExtensions(_kvm: SimKvm): KvmGuestAccessDriver {
       if (!(memfd instanceof SimGuestMemfd)) throw new TypeError('not a simulated guest_memfd');
       memfd.markPoisoned(offset);
     },
+    usage: (memfd: KvmGuestMemfd) => (memfd instanceof SimGuestMemfd ? fileUsage(memfd.file.core) : undefined),
   };
 }

@@ -38,6 +38,7 @@ import {
   O_RDWR,
 } from '../uapi/constants.js';
 import {
+  KVM_GET_API_VERSION,
   KVM_CHECK_EXTENSION,
   KVM_CREATE_GUEST_MEMFD,
   KVM_CREATE_VM,
@@ -70,6 +71,9 @@ import { FdHandle } from '../fd-handle.js';
  * `/dev/kvm` fd that created the VM, or a briefly opened one when that fd is already closed).
  */
 let vcpuMmapSize: number | undefined;
+
+/** `KVM_API_VERSION`: what `KVM_GET_API_VERSION` answers on every KVM since Linux 2.6.22. */
+const KVM_API_VERSION = 12;
 
 // Scratch buffers for the struct ioctls. JS is single-threaded and each ioctl copies the struct in
 // before returning, so one buffer per struct type serves every VM without a per-call allocation.
@@ -131,6 +135,26 @@ export class NativeKvm extends OwnedFd implements Kvm {
     const fd = c.open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) throw syscallError(c.errno(), 'openKvm', 'open', { path });
     return new NativeKvm(c, fd);
+  }
+
+  /**
+   * Uses an already-open KVM system fd (crosvm's `--hypervisor kvm,device=…` for a device handed
+   * over by a launcher): duplicates it, so closing the returned handle leaves the caller's fd open,
+   * and checks with `KVM_GET_API_VERSION` that it is KVM (ENOTTY otherwise; EBADF for a closed fd).
+   */
+  static fromFd(fd: number): NativeKvm {
+    const c = libc();
+    // Why: our own reference to the same open file; close() releases only this one.
+    const own = c.dup(intArg('fd', fd));
+    if (own < 0) throw syscallError(c.errno(), 'openKvm', 'dup', { fd });
+    // Why: KVM_GET_API_VERSION takes no argument and answers 12 on every KVM; anything else is not KVM.
+    const version: number = c.ioctlArg(own, KVM_GET_API_VERSION, 0);
+    if (version !== KVM_API_VERSION) {
+      const errno = version < 0 ? c.errno() : 25; // ENOTTY: an ioctl this file does not know
+      c.close(own);
+      throw syscallError(errno, 'openKvm', 'ioctl(KVM_GET_API_VERSION)', { fd, version });
+    }
+    return new NativeKvm(c, own);
   }
 
   checkExtension(cap: IntArg): number {

@@ -1,5 +1,5 @@
 export { NativeKvm, NativeVm, NativeGuestMemfd, NativeMapping, asNativeVm } from './driver.js';
-export { probeNativeKvm, type NativeKvmProbe } from './probe.js';
+export { probeNativeKvm, type NativeKvmProbe, type KvmDevice } from './probe.js';
 export { NATIVE_BACKEND } from './errors.js';
 export {
   NativeVcpu,

@@ -9,8 +9,19 @@
  *
  * errno: koffi reads the C `errno` of the calling thread with `koffi.errno()`; every wrapper reads
  * it right after a failing call, before any other native call can overwrite it.
+ *
+ * koffi (a native addon) is loaded on the first native call, never at import: a program that only
+ * uses the simulated drivers never loads it.
  */
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type * as KoffiModule from 'koffi';
+
+let koffiModule: typeof KoffiModule | undefined;
+
+/** koffi, loaded on first use (its CommonJS entry; the same module its ESM entry re-exports). */
+function koffi(): typeof KoffiModule {
+  return (koffiModule ??= createRequire(import.meta.url)('koffi') as typeof KoffiModule);
+}
 
 type Fn = (...args: any[]) => any;
 
@@ -72,7 +83,8 @@ export function libc(): Libc {
 }
 
 function bind(): Libc {
-  const lib = koffi.load('libc.so.6');
+  const k = koffi();
+  const lib = k.load('libc.so.6');
   let fstat: Libc['fstat'];
   try {
     const f = lib.func('int fstat(int fd, void *statbuf)');
@@ -99,7 +111,7 @@ function bind(): Libc {
     lseek: lib.func('int64_t lseek(int fd, int64_t off, int whence)'),
     ftruncate: lib.func('int ftruncate(int fd, int64_t len)'),
     memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
-    errno: () => koffi.errno(),
+    errno: () => k.errno(),
   };
 }
 
@@ -132,7 +144,7 @@ export class HostWindows {
     let v = this.#views[k];
     if (v === undefined) {
       const base = k * HOST_WINDOW_BYTES;
-      v = new Uint8Array(koffi.view(this.address + BigInt(base), Math.min(HOST_WINDOW_BYTES, this.length - base)));
+      v = new Uint8Array(koffi().view(this.address + BigInt(base), Math.min(HOST_WINDOW_BYTES, this.length - base)));
       this.#views[k] = v;
     }
     return v;
@@ -190,7 +202,7 @@ export class HostWindows {
  * such as a vCPU's `kvm_run` area. The caller must drop it before the memory is unmapped.
  */
 export function hostBuffer(address: bigint, length: number): Buffer {
-  return Buffer.from(koffi.view(address, length));
+  return Buffer.from(koffi().view(address, length));
 }
 
 /** The libc calls behind `NativeVcpu.run({ timeoutMs })`, bound on first use (see {@link timerLibc}). */
@@ -220,7 +232,8 @@ let timerCached: TimerLibc | Error | undefined;
 export function timerLibc(): TimerLibc {
   if (timerCached === undefined) {
     try {
-      const lib = koffi.load('libc.so.6');
+      const k = koffi();
+      const lib = k.load('libc.so.6');
       timerCached = {
         pthread_sigmask: lib.func('int pthread_sigmask(int how, void *set, void *old)'),
         timer_create: lib.func('int timer_create(int clock, void *sev, void *out)'),
@@ -228,7 +241,7 @@ export function timerLibc(): TimerLibc {
         timer_delete: lib.func('int timer_delete(intptr_t timer)'),
         sigtimedwait: lib.func('int sigtimedwait(void *set, void *info, void *timeout)'),
         gettid: lib.func('int gettid()'),
-        errno: () => koffi.errno(),
+        errno: () => k.errno(),
       };
     } catch (e) {
       timerCached = e instanceof Error ? e : new Error(String(e));
