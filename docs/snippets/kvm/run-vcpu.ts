@@ -11,7 +11,7 @@ if (!probe.available) {
   const vm = asNativeVm(kvm.createVm(0));
   const ram = kvm.mmapAnonymous(4096);
   ram.write(0, new Uint8Array([0xf4])); // hlt
-  vm.setUserMemoryRegion({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 4096, userspaceAddr: ram.address });
+  vm.setUserMemoryRegion({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 4096, userspace: { mapping: ram, offset: 0 } });
   const vcpu = vm.createVcpu(0);
   enterRealMode(vcpu, 0, 0); // CS:IP = 0000:0000, KVM_SET_SREGS + KVM_SET_REGS
   const exit = vcpu.run({ timeoutMs: 5000 });

@@ -14,7 +14,7 @@ vm.setUserMemoryRegion2({
   flags: KVM_MEM_GUEST_MEMFD,
   guestPhysAddr: 0x1_0000_0000n,
   memorySize: size,
-  userspaceAddr: ram.address,
+  userspace: { mapping: ram, offset: 0 },
   guestMemfdOffset: 0,
   guestMemfd: gmem.fd,
 });
@@ -26,7 +26,7 @@ assert.throws(
       flags: KVM_MEM_GUEST_MEMFD,
       guestPhysAddr: 0x2_0000_0000n,
       memorySize: 4096,
-      userspaceAddr: ram.address,
+      userspace: { mapping: ram, offset: 0 },
       guestMemfdOffset: 0,
       guestMemfd: gmem.fd,
     }),
@@ -38,7 +38,6 @@ vm.setUserMemoryRegion2({
   flags: KVM_MEM_GUEST_MEMFD,
   guestPhysAddr: 0x1_0000_0000n,
   memorySize: 0,
-  userspaceAddr: 0,
   guestMemfdOffset: 0,
   guestMemfd: gmem.fd,
 });
