@@ -47,6 +47,7 @@ import {
   encodeKvmUserspaceMemoryRegion2,
 } from '../uapi/structs.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
+import { forgetVmSlots, guardFd, newVmId, noteSlot, unguard } from './leak-guard.js';
 import { libc, type Libc } from './libc.js';
 import { NativeMappingBase } from './mapping.js';
 import { NativeAnonMapping, mmapAnonymous } from './anon-memory.js';
@@ -94,15 +95,22 @@ function offArg(field: string, v: IntArg): number | bigint {
   return typeof v === 'number' && Number.isSafeInteger(v) ? v : i64(field, v);
 }
 
+/** How the leak warning names each fd kind. */
+const FD_KINDS: Record<string, string> = { NativeKvm: '/dev/kvm', NativeVm: 'VM', NativeGuestMemfd: 'guest_memfd', NativeOtherFd: 'other' };
+
 /** A native fd: `close()` is the real close(2). */
 abstract class OwnedFd extends FdHandle {
   constructor(
     protected readonly c: Libc,
     fd: number,
+    vmId?: number,
   ) {
     super(fd, NATIVE_BACKEND);
+    // Safety net: an fd dropped without close() is closed when this handle is collected.
+    guardFd(this, c, fd, FD_KINDS[new.target.name] ?? new.target.name, vmId);
   }
   protected release(fd: number): void {
+    unguard(this);
     // Why: release our fd-table entry; the kernel object lives on while other references exist.
     if (this.c.close(fd) < 0) throw syscallError(this.c.errno(), 'close', 'close', { fd });
   }
@@ -190,13 +198,22 @@ class NativeOtherFd extends OwnedFd implements OtherFd {
 export class NativeVm extends OwnedFd implements KvmVm {
   /** vCPUs created here and not yet closed: `close()` closes them first, so none leaks its fd. */
   readonly #vcpus = new Set<NativeVcpu>();
+  /** Key of this VM's slot ranges in the leak guard's bookkeeping (see `leak-guard.ts`). */
+  readonly #vmId: number;
   constructor(
     c: Libc,
     fd: number,
     readonly type: number,
     private readonly sys?: NativeKvm,
+    vmId = newVmId(),
   ) {
-    super(c, fd);
+    super(c, fd, vmId);
+    this.#vmId = vmId;
+  }
+
+  protected override release(fd: number): void {
+    forgetVmSlots(this.#vmId);
+    super.release(fd);
   }
 
   /** The vCPUs of this handle that are still open. */
@@ -269,6 +286,7 @@ export class NativeVm extends OwnedFd implements KvmVm {
     if (this.c.ioctlPtr(fd, KVM_SET_USER_MEMORY_REGION, region1Buf) < 0) {
       throw syscallError(this.c.errno(), 'setUserMemoryRegion', syscall, { ...region });
     }
+    noteSlot(this.#vmId, region1Buf.readUInt32LE(0), region1Buf.readBigUInt64LE(24), region1Buf.readBigUInt64LE(16));
   }
 
   setUserMemoryRegion2(region: UserMemoryRegion2): void {
@@ -279,6 +297,7 @@ export class NativeVm extends OwnedFd implements KvmVm {
     if (this.c.ioctlPtr(fd, KVM_SET_USER_MEMORY_REGION2, region2Buf) < 0) {
       throw syscallError(this.c.errno(), 'setUserMemoryRegion2', syscall, { ...region });
     }
+    noteSlot(this.#vmId, region2Buf.readUInt32LE(0), region2Buf.readBigUInt64LE(24), region2Buf.readBigUInt64LE(16));
   }
 
   setMemoryAttributes(attrs: MemoryAttributesArgs): void {

@@ -15,6 +15,7 @@ import type { IntArg, KvmMapping } from '../api.js';
 import { u64 } from '../uapi/codec-util.js';
 import { PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
+import { guardMapping, unguard } from './leak-guard.js';
 import { HostWindows, type Libc } from './libc.js';
 
 export abstract class NativeMappingBase implements KvmMapping {
@@ -31,6 +32,9 @@ export abstract class NativeMappingBase implements KvmMapping {
     readonly flags: number,
   ) {
     this.#host = new HostWindows(address, length);
+    // Safety net: a mapping dropped without munmap() is unmapped when collected (never while a
+    // live memslot uses it).
+    guardMapping(this, c, address, length, new.target.name === 'NativeAnonMapping' ? 'anonymous mapping' : 'guest_memfd mapping');
   }
 
   /**
@@ -76,6 +80,7 @@ export abstract class NativeMappingBase implements KvmMapping {
       throw syscallError(this.c.errno(), 'munmap', 'munmap', { address: this.address, length: this.length });
     }
     this.#unmapped = true;
+    unguard(this);
   }
 
   /** Validates an access and returns its start offset in the mapping. */
