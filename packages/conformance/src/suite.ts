@@ -283,6 +283,9 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           calls.push(['convert gpa', (v) => vm.convert({ gpa: v, size: P }, 'shared')], ['convert size', (v) => vm.convert({ gpa: 0x4000_0000n, size: v }, 'shared')]);
         }
         if (vm.capabilities.has('host-map')) calls.push(['map offset', (v) => m.map({ offset: v, length: P })]);
+        if (vm.capabilities.has('guest-access')) {
+          calls.push(['guestRead gpa', (v) => vm.guestRead(v, 1)], ['guestWrite gpa', (v) => vm.guestWrite(v, new Uint8Array(1))], ['guestRead len', (v) => vm.guestRead(0x3000_0000n, v as number)]);
+        }
         for (const [what, call] of calls) {
           for (const v of bad) {
             const e = expectGuestMemError(() => call(v));

@@ -18,6 +18,7 @@ import {
   makeCapabilities,
   accessArg,
   checkBind,
+  GPA_LIMIT,
   checkFileRange,
   checkGpaRange,
   checkMapRange,
@@ -380,14 +381,14 @@ export class KvmVmAdapter implements Vm {
     this.live('guestRead');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestRead', this.hypervisor.id, 'this driver cannot run guest accesses');
-    return ga.guestRead(this.kvmVm, uintArg(gpa, 'gpa', 'guestRead', this.hypervisor.id), len);
+    return ga.guestRead(this.kvmVm, uintArg(gpa, 'gpa', 'guestRead', this.hypervisor.id, GPA_LIMIT - 1n), Number(uintArg(len, 'len', 'guestRead', this.hypervisor.id, 1n << 30n)));
   }
 
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
     this.live('guestWrite');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestWrite', this.hypervisor.id, 'this driver cannot run guest accesses');
-    ga.guestWrite(this.kvmVm, uintArg(gpa, 'gpa', 'guestWrite', this.hypervisor.id), data);
+    ga.guestWrite(this.kvmVm, uintArg(gpa, 'gpa', 'guestWrite', this.hypervisor.id, GPA_LIMIT - 1n), data);
   }
 
   /** Deletes every slot and closes the VM fd. Guest memory objects keep the VM alive until they close (KVM rule). */
