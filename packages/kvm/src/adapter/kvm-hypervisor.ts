@@ -345,33 +345,58 @@ export class KvmVmAdapter implements Vm {
       // guest_memfd keeps private and shared copies apart: shared reads never see private bytes.
       throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, "keepContents needs 'convert-keeps-contents': KVM's private pages never become shared in place");
     }
+    const discard = opts.discard !== false;
+    // What each binding in the range needs after the attribute change. A host-mappable guest_memfd
+    // makes the slot guest_memfd-only (6.18): shared accesses read the same pages the guest wrote
+    // privately, so those are punched even without `discard` (neutral rule: private bytes never
+    // become visible by a conversion).
+    const steps: Array<() => void> = [];
+    for (const b of this.slots.values()) {
+      const lo = gpa > b.gpa ? gpa : b.gpa;
+      const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
+      if (lo >= hi) continue;
+      const mem = b.memory as KvmGuestMemory;
+      if (to === 'shared' && (discard || mem.hostMappable)) {
+        // A closed guest_memfd has nothing left to discard: closing it unbound it from the slot and
+        // freed its pages (the slot does not pin the file), so no private byte can show up.
+        if (mem.closed) continue;
+        steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
+      } else if (to === 'private' && discard && b.hostMemory) {
+        const host = b.hostMemory;
+        steps.push(() => host.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED));
+      }
+    }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
     // without changing anything. The state map mirrors the kernel right after it.
+    const first = Number(gpa / PAGE);
+    const end = Number((gpa + size) / PAGE);
+    const prior = this.memoryState.runs(first, end);
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
-    this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
-    const discard = opts.discard !== false;
+    this.memoryState.set(first, end, to);
     try {
-      for (const b of this.slots.values()) {
-        const lo = gpa > b.gpa ? gpa : b.gpa;
-        const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
-        if (lo >= hi) continue;
-        const mem = b.memory as KvmGuestMemory;
-        // A host-mappable guest_memfd makes the slot guest_memfd-only (6.18): shared accesses read
-        // the same pages the guest wrote privately, so those are punched even without `discard`
-        // (neutral rule: private bytes never become visible by a conversion).
-        if (to === 'shared' && (discard || mem.hostMappable)) mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
-        else if (to === 'private' && discard) b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
-      }
+      for (const step of steps) step();
     } catch (e) {
-      if (!GuestMemError.is(e)) throw e;
-      // Converted, but freeing the side no longer used failed: say both, so nothing is hidden.
+      // Discarding failed (an unexpected kernel error: closed fds are skipped above). Put the
+      // attributes back, so the conversion did not happen; pages already discarded read zero.
+      let restored = true;
+      for (const r of prior) {
+        try {
+          this.kvmVm.setMemoryAttributes({ address: BigInt(r.first) * PAGE, size: BigInt(r.end - r.first) * PAGE, attributes: r.state === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
+          this.memoryState.set(r.first, r.end, r.state);
+        } catch {
+          restored = false;
+        }
+      }
+      const ge = GuestMemError.is(e) ? e : undefined;
       throw new GuestMemError({
-        code: e.code === 'SIGBUS' ? 'EIO' : e.code,
+        code: !ge ? 'EIO' : ge.code === 'SIGBUS' ? 'EIO' : ge.code,
         op: 'convert',
         backend: this.hypervisor.id,
-        syscall: e.syscall,
-        detail: `the range is now ${to}, but discarding its old side failed: ${e.message}`,
-        info: { converted: true, discardFailed: true },
+        syscall: ge?.syscall,
+        detail: restored
+          ? `discarding the old side failed, the range's attributes were restored: ${ge?.message ?? String(e)}`
+          : `discarding the old side failed and restoring the attributes failed too: ${ge?.message ?? String(e)}`,
+        info: { converted: !restored, discardFailed: true },
         cause: e,
       });
     }
