@@ -658,6 +658,39 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       }, { confidential: true });
     });
 
+    it('edge (b): rebinding private memory as shared never shows the former private bytes', (ctx) => {
+      const probe = target.create();
+      const confidential = probe.capabilities.has('private-memory');
+      probe.close();
+      if (!confidential) return ctx.skip("needs 'private-memory'");
+      withVm((_h, vm) => {
+        const c = vm.capabilities;
+        if (!c.has('guest-access')) return ctx.skip("needs 'guest-access'");
+        const m = vm.createGuestMemory({ size: P, hostMappable: c.has('host-map') });
+        const gpa = 0x6100_0000n;
+        const secret = new Uint8Array(64).fill(0x5e);
+        const b1 = vm.bind({ memory: m, offset: 0, gpa, size: P, access: 'private' });
+        vm.guestWrite(gpa, secret);
+        b1.unbind();
+        const b2 = vm.bind({ memory: m, offset: 0, gpa, size: P, access: 'shared' });
+        expect(vm.guestRead(gpa, 64).some((x) => x === 0x5e), 'the guest sees former private bytes through a shared binding').toBe(false);
+        if (c.has('host-map')) {
+          try {
+            const v = m.map({ length: P });
+            try {
+              expect(v.read(0, 64).some((x) => x === 0x5e), 'the host sees former private bytes').toBe(false);
+            } finally {
+              v.unmap();
+            }
+          } catch (e) {
+            expect(e).toBeInstanceOf(GuestMemError);
+          }
+        }
+        b2.unbind();
+        m.close();
+      }, { confidential: true });
+    });
+
     it('edge (c): a 4 KiB punchHole on huge-page memory never changes bytes outside its range (split, or EINVAL changing nothing)', (ctx) => {
       withVm((_h, vm) => {
         const c = vm.capabilities;
