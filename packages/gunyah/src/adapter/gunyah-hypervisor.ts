@@ -11,7 +11,6 @@ import {
   HostAccessFault,
   HostViewSet,
   RangeStateMap,
-  hostView,
   errnoCode,
   fileOffset,
   gmErr,
