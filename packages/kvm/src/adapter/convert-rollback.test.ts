@@ -10,7 +10,7 @@ import { openKvmHypervisor } from './register.js';
 
 const P = 4096n;
 const BASE = 0x100_0000n;
-const PAGES = 8;
+const PAGES = 9; // room for the largest layout (3 bindings of 3 pages)
 
 function observe(vm: Vm): unknown {
   const bindings = vm.bindings().map((b) => [b.gpa, b.size, b.offset, b.active]);

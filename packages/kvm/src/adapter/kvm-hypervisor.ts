@@ -270,13 +270,21 @@ export class KvmVmAdapter implements Vm {
     }
     const b = new KvmBinding(this, slot, toGpa(gpa), size, mem, fileOffset(offset), shared, hostMemory);
     this.slots.set(slot, b);
-    if (!this.memoryState.isUniform(Number(gpa / PAGE), Number((gpa + size) / PAGE), access)) {
-      try {
-        this.convert({ gpa, size }, access, { discard: false });
-      } catch (e) {
-        b.unbind();
-        throw e;
+    try {
+      if (!this.memoryState.isUniform(Number(gpa / PAGE), Number((gpa + size) / PAGE), access)) this.convert({ gpa, size }, access, { discard: false });
+      // A guest_memfd-only slot (host-mappable memory) shows the file's pages to shared accesses
+      // too: pages that held private data are scrubbed before they are bound shared.
+      const first = Number(offset / PAGE);
+      const end = Number((offset + size) / PAGE);
+      if (access === 'shared' && mem.hostMappable) {
+        for (const r of mem.pageAccess.runs(first, end)) {
+          if (r.state === 'private') mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, BigInt(r.first) * PAGE, BigInt(r.end - r.first) * PAGE);
+        }
       }
+      mem.pageAccess.set(first, end, access);
+    } catch (e) {
+      b.unbind();
+      throw e;
     }
     return b;
   }
@@ -375,6 +383,11 @@ export class KvmVmAdapter implements Vm {
     this.memoryState.set(first, end, to);
     try {
       for (const step of steps) step();
+      for (const b of this.slots.values()) {
+        const lo = gpa > b.gpa ? gpa : b.gpa;
+        const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
+        if (lo < hi) (b.memory as KvmGuestMemory).pageAccess.set(Number((b.offset + (lo - b.gpa)) / PAGE), Number((b.offset + (hi - b.gpa)) / PAGE), to);
+      }
     } catch (e) {
       // Discarding failed (an unexpected kernel error: closed fds are skipped above). Put the
       // attributes back, so the conversion did not happen; pages already discarded read zero.
@@ -444,7 +457,16 @@ export class KvmGuestMemory implements GuestMemory {
     this.size = fd.size;
     this.hostMappable = (fd.flags & GUEST_MEMFD_FLAG_MMAP) !== 0n;
     this.initiallyShared = (fd.flags & GUEST_MEMFD_FLAG_INIT_SHARED) !== 0n;
+    this.pageAccess = new RangeStateMap<MemoryAccess>(this.initiallyShared ? 'shared' : 'private', Number(this.size / PAGE));
   }
+
+  /**
+   * Per file page, whether it may hold private data ('private') or only data the guest or host
+   * wrote while it was shared. Used for host-mappable memory, whose slots are guest_memfd-only:
+   * a page that was private is scrubbed before it is bound shared (neutral rule: private bytes
+   * never become visible by surprise).
+   */
+  readonly pageAccess: RangeStateMap<MemoryAccess>;
 
   get id(): number {
     return this.fd.fd;
