@@ -256,6 +256,11 @@ export interface Hypervisor {
    * Afterwards no fd or mapping it made remains, and an access through an old view fails with
    * `EFAULT` (or `EBADF`). Idempotent. A VMM that forgets a `close()` somewhere leaks nothing once
    * this runs.
+   *
+   * Safety net: fds, mappings and folios of objects that become unreachable without being closed
+   * are released at garbage collection, with one `process.emitWarning` (code
+   * `GUESTMEM_RELEASED_ON_GC`) naming them; memory a live binding or slot still uses is never
+   * released that way.
    */
   close(): void;
 }
