@@ -22,6 +22,7 @@ export * from './hypervisor/capabilities.js';
 export * from './hypervisor/host-view.js';
 export * from './hypervisor/memory-stats.js';
 export * from './hypervisor/validate.js';
+export * from './lifetime/leak-guard.js';
 export * from './di/tokens.js';
 export * from './di/hypervisor-registry.js';
 export * from './di/register-core.js';

@@ -1,3 +1,4 @@
+import { guardLeak, unguard } from '../lifetime/leak-guard.js';
 import { gmErr, type ErrnoCode } from '../errors/guest-mem-error.js';
 import { ArenaFolioAllocator, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex, type ErasedValues } from '../page-index/page-index.js';
@@ -82,6 +83,17 @@ export class GuestMemFile<Owner = unknown> {
     this.pageCount = Number(size / PAGE_SIZE_N);
     this.allocator = opts.allocator ?? new ArenaFolioAllocator();
     this.defaultOrder = opts.defaultOrder ?? 0;
+    if (opts.allocator) {
+      // Safety net: a file dropped without its last release() gives its folios back to the shared
+      // allocator when collected (a private allocator is collected with the file anyway).
+      const index = this.index;
+      const allocator = this.allocator;
+      guardLeak(this, {
+        kind: `${ops.backend} guest-memory file`,
+        what: `${ops.backend} guest-memory file ${this.id} (${size} bytes)`,
+        release: () => index.clear((_i, folio) => allocator.free(folio)),
+      });
+    }
   }
 
   /**
@@ -166,6 +178,7 @@ export class GuestMemFile<Owner = unknown> {
   release(): boolean {
     this.assertLive('release');
     if (--this.refCount > 0) return false;
+    unguard(this);
     // Every binding is invalidated, including any a backend bound past EOF.
     const all: PageRange = { first: 0, end: Math.max(this.pages, this.bindings.at(-1)?.end ?? 0) };
     // Every step runs even when a backend hook throws: a released file must never keep memory.

@@ -45,21 +45,32 @@ interface Slot {
   map: HostMapping;
   /** Model bytes; every file starts all-zero. */
   bytes: Uint8Array;
+  /** Model page presence, derived from the operations alone (never read back from the file). */
   present: boolean[];
 }
 
 describe('core invariants (property)', () => {
   it('1, 2, 4: zero on first use, nothing stale after punch/release/recycle, failures change only what they report; accounting returns to zero', () => {
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 30 }), fc.integer({ min: 1, max: 40 }), fc.double({ min: 0, max: 0.3, noNaN: true }), (ops, seed, failRate) => {
+      fc.property(fc.array(fc.tuple(opArb, fc.option(fc.integer({ min: 0, max: PAGES }), { nil: null, freq: 3 })), { maxLength: 30 }), (steps) => {
         const base = new ArenaFolioAllocator({ arenaMiB: 2 });
-        let rnd = seed;
-        const alloc = new FaultInjectingAllocator(base, {
-          predicate: () => {
-            rnd = (rnd * 1103515245 + 12345) % 2 ** 31;
-            return rnd / 2 ** 31 < failRate;
-          },
-        });
+        // Each step may carry an allocation budget: that many folio allocations succeed, every later
+        // one in the step fails with ENOMEM (null: no failure). The model derives from the budget
+        // alone which page a step stops at, without asking the implementation.
+        const alloc = new FaultInjectingAllocator(base);
+        /**
+         * The model of faulting pages `[first, end)` in, in order, with `budget` allocations: each
+         * absent page takes one. Returns the page whose allocation fails, or -1.
+         */
+        const touch = (s: Slot, first: number, end: number, budget: number | null): number => {
+          let left = budget ?? Number.POSITIVE_INFINITY;
+          for (let i = first; i < end; i++) {
+            if (s.present[i]) continue;
+            if (left-- === 0) return i;
+            s.present[i] = true;
+          }
+          return -1;
+        };
         const open = (): Slot => {
           const file = GuestMemFile.create<string>(PAGES * P, 0, { backend: 'prop' }, { allocator: alloc });
           const map = new HostMapping(file, { length: PAGES * P });
@@ -67,8 +78,21 @@ describe('core invariants (property)', () => {
         };
         const slots: Array<Slot | null> = [open(), open()];
         const presentNow = (s: Slot) => s.present.map((_, i) => s.file.isPresent(i));
+        const enomem = (fn: () => void): GuestMemError => {
+          let err: unknown;
+          try {
+            fn();
+          } catch (e) {
+            err = e;
+          }
+          expect(err, 'the model predicted ENOMEM').toBeInstanceOf(GuestMemError);
+          expect(err).not.toBeInstanceOf(HostAccessFault);
+          expect((err as GuestMemError).code).toBe('ENOMEM');
+          return err as GuestMemError;
+        };
 
-        for (const op of ops) {
+        for (const [op, budget] of steps) {
+          alloc.plan = budget === null ? {} : { failFrom: alloc.attempts + budget + 1 };
           const s = slots[op.f];
           if (op.k === 'reopen') {
             if (!s) slots[op.f] = open();
@@ -83,19 +107,10 @@ describe('core invariants (property)', () => {
               break;
             case 'allocate': {
               const end = Math.min(PAGES, op.first + op.n);
-              const before = presentNow(s);
-              try {
-                s.file.allocate(op.first * P, (end - op.first) * P);
-                for (let i = op.first; i < end; i++) s.present[i] = true;
-              } catch (e) {
-                expect(e).toBeInstanceOf(GuestMemError);
-                expect((e as GuestMemError).code).toBe('ENOMEM');
-                const stop = (e as GuestMemError).info.stoppedAt as number;
-                // Invariant 4: pages before the reported stop are allocated, the rest untouched.
-                for (let i = op.first; i < stop; i++) s.present[i] = true;
-                const now = presentNow(s);
-                for (let i = stop; i < PAGES; i++) if (i >= stop && i < end) expect(now[i]).toBe(before[i]);
-              }
+              const stop = touch(s, op.first, end, budget);
+              if (stop < 0) s.file.allocate(op.first * P, (end - op.first) * P);
+              // Invariant 4: pages before the reported stop are allocated, the rest untouched.
+              else expect(enomem(() => s.file.allocate(op.first * P, (end - op.first) * P)).info.stoppedAt).toBe(stop);
               break;
             }
             case 'punch': {
@@ -108,34 +123,29 @@ describe('core invariants (property)', () => {
             case 'write': {
               const len = Math.min(op.len, PAGES * P - op.at);
               const data = new Uint8Array(len).fill(op.byte);
-              try {
-                if (op.viaMap) s.map.write(op.at, data);
-                else s.file.write(op.at, data);
+              const write = (): void => (op.viaMap ? s.map.write(op.at, data) : s.file.write(op.at, data));
+              const stop = touch(s, Math.floor(op.at / P), Math.floor((op.at + len - 1) / P) + 1, budget);
+              if (stop < 0) {
+                write();
                 s.bytes.fill(op.byte, op.at, op.at + len);
-              } catch (e) {
-                expect((e as GuestMemError).code).toBe('ENOMEM');
-                // The write went page by page: pages before the failing one were written.
-                for (let a = op.at; a < op.at + len; a++) {
-                  const pg = Math.floor(a / P);
-                  if (!s.file.isPresent(pg)) break;
-                  s.bytes[a] = op.byte;
-                }
+              } else {
+                enomem(write);
+                // The write goes page by page: the pages before the failing one were written.
+                s.bytes.fill(op.byte, op.at, Math.max(op.at, stop * P));
               }
-              for (let i = 0; i < PAGES; i++) if (s.file.isPresent(i)) s.present[i] = true;
               break;
             }
             case 'read': {
               const len = Math.min(op.len, PAGES * P - op.at);
-              try {
-                const got = op.viaMap ? s.map.read(op.at, len) : s.file.read(op.at, len);
+              const read = (): Uint8Array => (op.viaMap ? s.map.read(op.at, len) : s.file.read(op.at, len));
+              const stop = touch(s, Math.floor(op.at / P), Math.floor((op.at + len - 1) / P) + 1, budget);
+              if (stop < 0) {
                 // Invariants 1 and 2: exactly the model bytes — zero where never written or punched,
                 // never another file's data or a recycled folio's old contents.
-                expect(Buffer.from(got).equals(Buffer.from(s.bytes.subarray(op.at, op.at + len)))).toBe(true);
-              } catch (e) {
-                expect(e).not.toBeInstanceOf(HostAccessFault);
-                expect((e as GuestMemError).code).toBe('ENOMEM');
+                expect(Buffer.from(read()).equals(Buffer.from(s.bytes.subarray(op.at, op.at + len)))).toBe(true);
+              } else {
+                enomem(() => void read());
               }
-              for (let i = 0; i < PAGES; i++) if (s.file.isPresent(i)) s.present[i] = true;
               break;
             }
           }

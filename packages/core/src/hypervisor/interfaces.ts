@@ -163,7 +163,8 @@ export interface BindOptions {
    * Guest physical address: an integer >= 0, page-aligned, with `gpa + size < 2^64` — a binding
    * never ends exactly at 2^64 (the last bindable page is `2^64 - 8192`), because KVM computes the
    * end in u64 and refuses one that wraps to 0; every backend refuses it with `EINVAL`. A backend
-   * may refuse high GPAs its hardware cannot address (x86 KVM: above the host's MAXPHYADDR).
+   * may refuse high GPAs its hardware cannot address with `EINVAL` (x86 KVM refuses a slot past
+   * its largest guest frame: measured on the probe machine, a slot must end at or below 2^52).
    */
   gpa: bigint | number;
   /** Bytes (page-aligned, > 0). Any violation of these rules is `EINVAL` and changes nothing. */
@@ -270,6 +271,11 @@ export interface Hypervisor {
    * Afterwards no fd or mapping it made remains, and an access through an old view fails with
    * `EFAULT` (or `EBADF`). Idempotent. A VMM that forgets a `close()` somewhere leaks nothing once
    * this runs.
+   *
+   * Safety net: fds, mappings and folios of objects that become unreachable without being closed
+   * are released at garbage collection, with one `process.emitWarning` (code
+   * `GUESTMEM_RELEASED_ON_GC`) naming them; memory a live binding or slot still uses is never
+   * released that way.
    */
   close(): void;
 }

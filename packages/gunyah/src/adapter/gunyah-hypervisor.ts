@@ -16,7 +16,6 @@ import {
   HostAccessFault,
   HostViewSet,
   RangeStateMap,
-  hostView,
   errnoCode,
   fileOffset,
   gmErr,
@@ -24,6 +23,7 @@ import {
   makeCapabilities,
   accessArg,
   checkBind,
+  GPA_LIMIT,
   checkFileRange,
   checkGpaRange,
   checkMapRange,
@@ -607,11 +607,11 @@ class GunyahNeutralVm implements Vm {
   }
 
   guestRead(g: bigint | number, len: number): Uint8Array {
-    return this.run('guestRead', () => this.sim.vcpu(0).read(uintArg(g, 'gpa', 'guestRead', BACKEND), len));
+    return this.run('guestRead', () => this.sim.vcpu(0).read(uintArg(g, 'gpa', 'guestRead', BACKEND, GPA_LIMIT - 1n), Number(uintArg(len, 'len', 'guestRead', BACKEND, 1n << 30n))));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
-    this.run('guestWrite', () => this.sim.vcpu(0).write(uintArg(g, 'gpa', 'guestWrite', BACKEND), data));
+    this.run('guestWrite', () => this.sim.vcpu(0).write(uintArg(g, 'gpa', 'guestWrite', BACKEND, GPA_LIMIT - 1n), data));
   }
 
   destroy(): void {

@@ -22,6 +22,7 @@ import {
   makeCapabilities,
   accessArg,
   checkBind,
+  GPA_LIMIT,
   checkFileRange,
   checkGpaRange,
   checkMapRange,
@@ -277,13 +278,21 @@ export class KvmVmAdapter implements Vm {
     }
     const b = new KvmBinding(this, slot, toGpa(gpa), size, mem, fileOffset(offset), shared, hostMemory);
     this.slots.set(slot, b);
-    if (!this.memoryState.isUniform(Number(gpa / PAGE), Number((gpa + size) / PAGE), access)) {
-      try {
-        this.convert({ gpa, size }, access, { discard: false });
-      } catch (e) {
-        b.unbind();
-        throw e;
+    try {
+      if (!this.memoryState.isUniform(Number(gpa / PAGE), Number((gpa + size) / PAGE), access)) this.convert({ gpa, size }, access, { discard: false });
+      // A guest_memfd-only slot (host-mappable memory) shows the file's pages to shared accesses
+      // too: pages that held private data are scrubbed before they are bound shared.
+      const first = Number(offset / PAGE);
+      const end = Number((offset + size) / PAGE);
+      if (access === 'shared' && mem.hostMappable) {
+        for (const r of mem.pageAccess.runs(first, end)) {
+          if (r.state === 'private') mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, BigInt(r.first) * PAGE, BigInt(r.end - r.first) * PAGE);
+        }
       }
+      mem.pageAccess.set(first, end, access);
+    } catch (e) {
+      b.unbind();
+      throw e;
     }
     return b;
   }
@@ -356,33 +365,63 @@ export class KvmVmAdapter implements Vm {
       // guest_memfd keeps private and shared copies apart: shared reads never see private bytes.
       throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, "keepContents needs 'convert-keeps-contents': KVM's private pages never become shared in place");
     }
+    const discard = opts.discard !== false;
+    // What each binding in the range needs after the attribute change. A host-mappable guest_memfd
+    // makes the slot guest_memfd-only (6.18): shared accesses read the same pages the guest wrote
+    // privately, so those are punched even without `discard` (neutral rule: private bytes never
+    // become visible by a conversion).
+    const steps: Array<() => void> = [];
+    for (const b of this.slots.values()) {
+      const lo = gpa > b.gpa ? gpa : b.gpa;
+      const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
+      if (lo >= hi) continue;
+      const mem = b.memory as KvmGuestMemory;
+      if (to === 'shared' && (discard || mem.hostMappable)) {
+        // A closed guest_memfd has nothing left to discard: closing it unbound it from the slot and
+        // freed its pages (the slot does not pin the file), so no private byte can show up.
+        if (mem.closed) continue;
+        steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
+      } else if (to === 'private' && discard && b.hostMemory) {
+        const host = b.hostMemory;
+        steps.push(() => host.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED));
+      }
+    }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
     // without changing anything. The state map mirrors the kernel right after it.
+    const first = Number(gpa / PAGE);
+    const end = Number((gpa + size) / PAGE);
+    const prior = this.memoryState.runs(first, end);
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
-    this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
-    const discard = opts.discard !== false;
+    this.memoryState.set(first, end, to);
     try {
+      for (const step of steps) step();
       for (const b of this.slots.values()) {
         const lo = gpa > b.gpa ? gpa : b.gpa;
         const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
-        if (lo >= hi) continue;
-        const mem = b.memory as KvmGuestMemory;
-        // A host-mappable guest_memfd makes the slot guest_memfd-only (6.18): shared accesses read
-        // the same pages the guest wrote privately, so those are punched even without `discard`
-        // (neutral rule: private bytes never become visible by a conversion).
-        if (to === 'shared' && (discard || mem.hostMappable)) mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
-        else if (to === 'private' && discard) b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
+        if (lo < hi) (b.memory as KvmGuestMemory).pageAccess.set(Number((b.offset + (lo - b.gpa)) / PAGE), Number((b.offset + (hi - b.gpa)) / PAGE), to);
       }
     } catch (e) {
-      if (!GuestMemError.is(e)) throw e;
-      // Converted, but freeing the side no longer used failed: say both, so nothing is hidden.
+      // Discarding failed (an unexpected kernel error: closed fds are skipped above). Put the
+      // attributes back, so the conversion did not happen; pages already discarded read zero.
+      let restored = true;
+      for (const r of prior) {
+        try {
+          this.kvmVm.setMemoryAttributes({ address: BigInt(r.first) * PAGE, size: BigInt(r.end - r.first) * PAGE, attributes: r.state === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
+          this.memoryState.set(r.first, r.end, r.state);
+        } catch {
+          restored = false;
+        }
+      }
+      const ge = GuestMemError.is(e) ? e : undefined;
       throw new GuestMemError({
-        code: e.code === 'SIGBUS' ? 'EIO' : e.code,
+        code: !ge ? 'EIO' : ge.code === 'SIGBUS' ? 'EIO' : ge.code,
         op: 'convert',
         backend: this.hypervisor.id,
-        syscall: e.syscall,
-        detail: `the range is now ${to}, but discarding its old side failed: ${e.message}`,
-        info: { converted: true, discardFailed: true },
+        syscall: ge?.syscall,
+        detail: restored
+          ? `discarding the old side failed, the range's attributes were restored: ${ge?.message ?? String(e)}`
+          : `discarding the old side failed and restoring the attributes failed too: ${ge?.message ?? String(e)}`,
+        info: { converted: !restored, discardFailed: true },
         cause: e,
       });
     }
@@ -392,14 +431,14 @@ export class KvmVmAdapter implements Vm {
     this.live('guestRead');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestRead', this.hypervisor.id, 'this driver cannot run guest accesses');
-    return ga.guestRead(this.kvmVm, uintArg(gpa, 'gpa', 'guestRead', this.hypervisor.id), len);
+    return ga.guestRead(this.kvmVm, uintArg(gpa, 'gpa', 'guestRead', this.hypervisor.id, GPA_LIMIT - 1n), Number(uintArg(len, 'len', 'guestRead', this.hypervisor.id, 1n << 30n)));
   }
 
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
     this.live('guestWrite');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestWrite', this.hypervisor.id, 'this driver cannot run guest accesses');
-    ga.guestWrite(this.kvmVm, uintArg(gpa, 'gpa', 'guestWrite', this.hypervisor.id), data);
+    ga.guestWrite(this.kvmVm, uintArg(gpa, 'gpa', 'guestWrite', this.hypervisor.id, GPA_LIMIT - 1n), data);
   }
 
   /** Deletes every slot and closes the VM fd. Guest memory objects keep the VM alive until they close (KVM rule). */
@@ -430,7 +469,16 @@ export class KvmGuestMemory implements GuestMemory {
     this.size = fd.size;
     this.hostMappable = (fd.flags & GUEST_MEMFD_FLAG_MMAP) !== 0n;
     this.initiallyShared = (fd.flags & GUEST_MEMFD_FLAG_INIT_SHARED) !== 0n;
+    this.pageAccess = new RangeStateMap<MemoryAccess>(this.initiallyShared ? 'shared' : 'private', Number(this.size / PAGE));
   }
+
+  /**
+   * Per file page, whether it may hold private data ('private') or only data the guest or host
+   * wrote while it was shared. Used for host-mappable memory, whose slots are guest_memfd-only:
+   * a page that was private is scrubbed before it is bound shared (neutral rule: private bytes
+   * never become visible by surprise).
+   */
+  readonly pageAccess: RangeStateMap<MemoryAccess>;
 
   get id(): number {
     return this.fd.fd;

@@ -59,6 +59,7 @@ import {
 import { diagnoseCreateGuestMemfd, diagnoseMemoryAttributes, diagnoseMemoryRegion, type NativeDiagnosis } from './diagnosis.js';
 import { NativeGmemFileRecord, NativeVmRecord, gmemFds, releaseSlot, type NativeSlotRecord } from './records.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
+import { forgetVmSlots, guardFd, newVmId, noteSlot, unguard } from './leak-guard.js';
 import { libc, type Libc } from './libc.js';
 import { NativeMappingBase } from './mapping.js';
 import { NativeAnonMapping, mmapAnonymous } from './anon-memory.js';
@@ -109,15 +110,22 @@ function offArg(field: string, v: IntArg): number | bigint {
   return typeof v === 'number' && Number.isSafeInteger(v) ? v : i64(field, v);
 }
 
+/** How the leak warning names each fd kind. */
+const FD_KINDS: Record<string, string> = { NativeKvm: '/dev/kvm', NativeVm: 'VM', NativeGuestMemfd: 'guest_memfd', NativeOtherFd: 'other' };
+
 /** A native fd: `close()` is the real close(2). */
 abstract class OwnedFd extends FdHandle {
   constructor(
     protected readonly c: Libc,
     fd: number,
+    vmId?: number,
   ) {
     super(fd, NATIVE_BACKEND);
+    // Safety net: an fd dropped without close() is closed when this handle is collected.
+    guardFd(this, c, fd, FD_KINDS[new.target.name] ?? new.target.name, vmId);
   }
   protected release(fd: number): void {
+    unguard(this);
     // Why: release our fd-table entry; the kernel object lives on while other references exist.
     if (this.c.close(fd) < 0) throw syscallError(this.c.errno(), 'close', 'close', { fd });
   }
@@ -232,14 +240,24 @@ export class NativeVm extends OwnedFd implements KvmVm {
   readonly #vcpus = new Set<NativeVcpu>();
   /** What this VM holds in the kernel (references, memslots), for owned mappings and diagnoses. */
   readonly #rec: NativeVmRecord;
+  /** Key of this VM's slot ranges in the leak guard's bookkeeping (see `leak-guard.ts`). */
+  readonly #vmId: number;
   constructor(
     c: Libc,
     fd: number,
     readonly type: number,
     private readonly sys?: NativeKvm,
+    vmId = newVmId(),
   ) {
-    super(c, fd);
+    super(c, fd, vmId);
+    this.#vmId = vmId;
     this.#rec = new NativeVmRecord(type);
+  }
+
+  /** Drops one reference to the VM; when the kernel VM goes, so do its slots' leak-guard ranges. */
+  #put(): void {
+    this.#rec.put();
+    if (this.#rec.destroyed) forgetVmSlots(this.#vmId);
   }
 
   /** The vCPUs of this handle that are still open. */
@@ -257,7 +275,7 @@ export class NativeVm extends OwnedFd implements KvmVm {
     const rec = this.#rec;
     const vcpu = createNativeVcpu(this.c, fd, id, size, (v) => {
       this.#vcpus.delete(v);
-      rec.put();
+      this.#put();
     });
     rec.get();
     this.#vcpus.add(vcpu);
@@ -279,7 +297,7 @@ export class NativeVm extends OwnedFd implements KvmVm {
       super.release(fd);
     } finally {
       // close(2) releases the fd even when it reports an error: the VM fd's reference is gone.
-      this.#rec.put();
+      this.#put();
     }
   }
 
@@ -345,7 +363,10 @@ export class NativeVm extends OwnedFd implements KvmVm {
       const r = v1 ? { ...decodeKvmUserspaceMemoryRegion(region1Buf), guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] } : decodeKvmUserspaceMemoryRegion2(region2Buf);
       throw diagnosed(errno, op, syscall, { ...region }, diagnoseMemoryRegion(syscallError(errno, op, syscall).code, this.#rec, r, v1));
     }
-    recordRegion(this.#rec, v1 ? region1Buf : region2Buf, v1, mapping);
+    const buf = v1 ? region1Buf : region2Buf;
+    recordRegion(this.#rec, buf, v1, mapping);
+    // slot at byte 0, memory_size at 16, userspace_addr at 24 in both structs.
+    noteSlot(this.#vmId, buf.readUInt32LE(0), buf.readBigUInt64LE(24), buf.readBigUInt64LE(16));
   }
 
   setMemoryAttributes(attrs: MemoryAttributesArgs): void {

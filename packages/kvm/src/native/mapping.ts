@@ -22,6 +22,7 @@ import type { SlotReferencedMapping } from '../slot-memory.js';
 import { u64 } from '../uapi/codec-util.js';
 import { MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
+import { guardMapping, unguard } from './leak-guard.js';
 import { HostWindows, type Libc } from './libc.js';
 
 const PAGE = 4096;
@@ -47,6 +48,9 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
   ) {
     this.mapped = Math.ceil(length / PAGE) * PAGE;
     this.#host = new HostWindows(address, this.mapped);
+    // Safety net: a mapping dropped without munmap() is unmapped when collected (never while a
+    // live memslot uses it).
+    guardMapping(this, c, address, this.mapped, new.target.name === 'NativeAnonMapping' ? 'anonymous mapping' : 'guest_memfd mapping');
   }
 
   /**
@@ -105,6 +109,7 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
       throw syscallError(this.c.errno(), 'munmap', 'munmap', { address: this.address, length: this.length });
     }
     this.#unmapped = true;
+    unguard(this);
     this.onUnmapped();
   }
 

@@ -16,7 +16,7 @@
  * guest only when `userspace_addr` is the guest_memfd's own `MMAP|INIT_SHARED` mapping. A slot with
  * `userspace_addr = 0` gives `KVM_EXIT_MMIO` on that machine (probe).
  */
-import { GuestMemError } from '@guestmem/core';
+import { GuestMemError, guardLeak, unguard } from '@guestmem/core';
 import { MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_MEMORY_FAULT } from '../uapi/constants.js';
 import { KVM_CREATE_VCPU, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SIGNAL_MASK, KVM_SET_SREGS, SIZEOF_KVM_REGS, SIZEOF_KVM_RUN, SIZEOF_KVM_SREGS } from '../uapi/ioctl.js';
 import {
@@ -98,6 +98,16 @@ export class NativeVcpu extends FdHandle {
   ) {
     super(fd, NATIVE_BACKEND);
     this.#run = hostBuffer(runAddress, runSize);
+    // Safety net: a vCPU dropped without close() has its kvm_run area unmapped and its fd closed
+    // when collected.
+    guardLeak(this, {
+      kind: 'kvm vCPU fd',
+      what: `kvm vCPU ${id} fd ${fd}`,
+      release: () => {
+        c.munmap(runAddress, runSize);
+        c.close(fd);
+      },
+    });
   }
 
   /** `KVM_GET_REGS`. */
@@ -237,6 +247,7 @@ export class NativeVcpu extends FdHandle {
 
   /** Unmaps the `kvm_run` area and closes the vCPU fd (once; later calls throw EBADF). */
   protected release(fd: number): void {
+    unguard(this);
     // No view of kvm_run may outlive the mapping.
     this.#run = undefined;
     this.onClose(this);
