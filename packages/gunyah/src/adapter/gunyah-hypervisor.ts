@@ -38,6 +38,7 @@ import { openGunyah, type SimDevice } from '../sim/device.js';
 import { BACKEND } from '../sim/errors.js';
 import type { SimGuestMem } from '../sim/guest-mem.js';
 import type { SimVm } from '../sim/vm.js';
+import type { GunyahGuestControls } from './guest-controls.js';
 
 /** Options of {@link GunyahHypervisor}. */
 export interface GunyahHypervisorOptions {
@@ -217,7 +218,7 @@ function intArg(v: bigint | number, op: string, what: string): bigint {
 const GPA_LIMIT = 1n << 64n;
 const MAP_MEM = 'ioctl(GUNYAH_VM_MAP_MEM)';
 
-class GunyahNeutralVm implements Vm {
+class GunyahNeutralVm implements Vm, GunyahGuestControls {
   readonly memoryState = new RangeStateMap<MemoryAccess>('shared');
   private readonly active: GunyahMemoryBinding[] = [];
   private dtbMem: GunyahGuestMem | undefined;
@@ -473,6 +474,38 @@ class GunyahNeutralVm implements Vm {
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
     this.run('guestWrite', () => this.sim.vcpu(0).write(g, data));
+  }
+
+  /**
+   * {@link GunyahGuestControls.reclaim}: the host takes back the provided folios of `range` (what
+   * UNMAP, punch and mmap do first), keeping the bindings. All-or-nothing: EBUSY when a lent page
+   * the guest holds is in it. The cooperating-guest option does not apply: this is the raw rule.
+   */
+  reclaim(range: GpaRange): void {
+    this.assertLive('reclaim');
+    const start = intArg(range.gpa, 'reclaim', 'gpa');
+    const size = intArg(range.size, 'reclaim', 'size');
+    if (start < 0n || size <= 0n || start % PAGE_SIZE_N || size % PAGE_SIZE_N || start + size > GPA_LIMIT) throw gmErr('EINVAL', 'reclaim', BACKEND, 'range must be page-aligned, non-empty and inside 2^64');
+    const end = start + size;
+    const pieces = this.active
+      .filter((b) => b.gpa < end && b.end > start)
+      .map((b) => ({ b, binding: this.sim.bindingAt(Number(b.gpa / PAGE_SIZE_N)), ...this.filePages(b, b.gpa > start ? b.gpa : start, b.end < end ? b.end : end) }));
+    for (const p of pieces) {
+      const refusal = p.b.memory.mem.checkReclaim(p.first, p.end, 'reclaim', undefined, { binding: p.binding });
+      if (refusal) throw refusal;
+    }
+    for (const p of pieces) {
+      const e = p.b.memory.mem.reclaim(p.first, p.end, 'reclaim', undefined, { binding: p.binding });
+      if (e) throw e;
+    }
+  }
+
+  /** {@link GunyahGuestControls.relinquish}: the test guest's hypercall 0x8069 over `range`. */
+  relinquish(range: GpaRange, opts: { sanitize?: boolean } = {}): void {
+    this.assertLive('relinquish');
+    const start = intArg(range.gpa, 'relinquish', 'gpa');
+    const size = intArg(range.size, 'relinquish', 'size');
+    this.sim.relinquish(start, Number(size / PAGE_SIZE_N), opts.sanitize ?? false);
   }
 
   destroy(): void {
