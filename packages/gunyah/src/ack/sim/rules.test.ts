@@ -168,7 +168,8 @@ describe('ACK rules (generation C unless stated)', () => {
     c.host.runAs(c.host.createProcess(), () => expect(() => f.read(0, 1)).toThrow(expect.objectContaining({ code: 'EACCES' })));
     const args = { label: 1, guestAddr: G, flags: 0, guestMemFd: f.fd, offset: 0n, size: MiB };
     expect(() => c.vm.mapCmaMem({ ...args, size: 0n })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
-    expect(() => c.vm.mapCmaMem({ ...args, guestAddr: 0xffff_ffff_ffff_f000n, size: 2n * P })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' }));
+    // overflows_type(u64 + u64, u64) never fires: a wrapping range reaches mtree_insert_range → EINVAL.
+    expect(() => c.vm.mapCmaMem({ ...args, guestAddr: 0xffff_ffff_ffff_f000n, size: 2n * P })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     expect(() => c.vm.mapCmaMem({ ...args, guestMemFd: 77 })).toThrow(expect.objectContaining({ code: 'EBADF' }));
     expect(() => c.vm.mapCmaMem({ ...args, offset: 0x123n })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' })); // offset unchecked for alignment, but past i_size
     expect(() => c.vm.mapCmaMem({ ...args, guestAddr: DTB_GPA })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
@@ -210,6 +211,16 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(c.vm.providedFolios).toBe(2);
     const b = new AckCell({ generation: 'B' });
     expect(() => b.host.ioctl(b.vm.fd, ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P }))).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+  });
+
+  it('64-bit edges: the EOVERFLOW check is dead code (overflows_type of a u64 sum), so a wrapping region is EINVAL from the maple tree and one ending exactly at 2^64 binds; a wrapping DTB config is recorded [K7 vm_mgr_mem.c, vm_mgr.c; code reading]', () => {
+    const c = new AckCell();
+    const m = c.host.current.mmap({ size: 2n * P });
+    const top = (1n << 64n) - 2n * P;
+    expect(() => c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: top + P, memorySize: 2n * P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: top, memorySize: 2n * P, userspaceAddr: m.address });
+    expect(c.vm.bindingAt(Number(top / P) + 1)?.nr).toBe(2);
+    c.vm.setDtbConfig({ guestPhysAddr: 0xffff_ffff_ffff_f000n, size: 2n * P });
   });
 
   it('MAP_MEM answers ENOTTY (in the header, not in the ioctl switch) and /dev/gunyah has no CREATE_GUEST_MEM [K7 vm_mgr.c default: -ENOTTY]', () => {
