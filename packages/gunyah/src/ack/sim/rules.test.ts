@@ -338,3 +338,22 @@ describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel 
     expect(() => openGunyahAck({ generation: 'C' }).tentativeUapi()).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
   });
 });
+
+describe('generation B (6.6 line): C without 0x13–0x17 [K5, K6 ack_bindings.rs, K9]', () => {
+  it('demand pages like C, but RECLAIM_REGION, the CMA ioctls and CHECK_EXTENSION answer ENOTTY; no CMA pool device exists', () => {
+    const c = new AckCell({ generation: 'B', cmaPools: { vm: MiB } });
+    const m = c.add(G, 4n * P, 'lend');
+    c.write(G + P, Uint8Array.of(1));
+    expect(m.memory.pinsAt(1)).toBe(1);
+    expect(c.vm.vcpu().read(G + MiB, 1).status).toBe('mmio');
+    expect(c.host.cmaDevices.size).toBe(0);
+    for (const [req, arg] of [
+      [ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P })],
+      [ACK_IOCTL.GH_VM_ANDROID_MAP_CMA_MEM, encodeMapCmaMemArgs({ label: 1, guestAddr: G + MiB, flags: 0, guestMemFd: 3, offset: 0n, size: P })],
+      [ACK_IOCTL.GH_VM_CHECK_EXTENSION, 0],
+    ] as const) {
+      expect(() => c.host.ioctl(c.vm.fd, req, arg)).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    }
+    expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: P })).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+  });
+});
