@@ -73,7 +73,8 @@ describe('ACK simulation invariants (model-based)', () => {
               expect(blocked).toBe(true);
             }
           } else if (o.k === 'relinquish') {
-            c.vm.vcpu().relinquish(LEND + BigInt(o.i) * P, o.n, { sanitize: o.sanitize });
+            c.cpu.relinquish(LEND + BigInt(o.i) * P, o.n, { sanitize: o.sanitize });
+            started = true;
             for (let i = o.i; i < Math.min(N, o.i + o.n); i++) {
               if (held[i] === 'host') continue;
               held[i] = 'relinquished';

@@ -36,7 +36,7 @@ describe('ACK rules (generation C unless stated)', () => {
     sigbus(() => m.memory.read(P, 1));
     expect(m.memory.read(2n * P, 1)).toEqual(Uint8Array.of(0)); // its neighbour was never faulted in
     expect(c.host.current.mm.resolve(m.address)?.memory).toBe(m.memory); // the VMA is still there
-    c.vm.vcpu().relinquish(G + P, 1);
+    c.cpu.relinquish(G + P, 1);
     c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P });
     expect(m.memory.read(P, 1)).toEqual(Uint8Array.of(0x22)); // reclaim does not scrub
   });
@@ -72,7 +72,7 @@ describe('ACK rules (generation C unless stated)', () => {
     const c = new AckCell({ memlockLimit: 2 * 4096 });
     c.add(G, 4n * P, 'share');
     c.read(G); // DTB page + this page = 2
-    expect(faultAttempt(c.vm.vcpu().read(G + P, 1))).toBe(-12);
+    expect(faultAttempt(c.cpu.read(G + P, 1))).toBe(-12);
     const a = new AckCell({ generation: 'A', memlockLimit: 4 * 4096 });
     expect(() => a.add(G, 4n * P, 'lend')).toThrow(expect.objectContaining({ code: 'ENOMEM' })); // 1 (DTB) + 4 > 4
     expect(a.vm.bindings().length).toBe(1);
@@ -83,6 +83,7 @@ describe('ACK rules (generation C unless stated)', () => {
     const c = new AckCell({ cmaPools: { vm: 4n * MiB } });
     const m = c.add(G, 4n * P, 'share');
     const other = c.host.createProcess();
+    c.vm.start();
     const r = { label: 9, flags: RWX, guestPhysAddr: G + MiB, memorySize: P, userspaceAddr: m.address };
     c.host.runAs(other, () => {
       expect(() => c.vm.setUserMemRegion(r)).toThrow(expect.objectContaining({ code: 'EPERM', errno: 1 }));
@@ -95,7 +96,21 @@ describe('ACK rules (generation C unless stated)', () => {
       c.vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
     });
     expect(c.vm.bindings().length).toBe(2);
+  });
+
+  it('GH_VCPU_RUN before VM_START is ENODEV — the VM does not start implicitly — and that check comes before the owner check [K7 gunyah_vcpu.c: !vcpu->rsc → -ENODEV, then current->mm != mm_s → -EPERM]', () => {
+    const c = new AckCell();
+    c.add(G, P, 'share');
+    expect(() => c.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'ENODEV', syscall: 'ioctl(GH_VCPU_RUN)' }));
+    c.host.runAs(c.host.createProcess(), () => expect(() => c.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'ENODEV' })));
     expect(c.vm.status).toBe('no-state');
+    c.vm.start();
+    expect(c.vm.vcpu().read(G, 1).status).toBe('done');
+    // Generation A: gh_vcpu_run calls gh_vm_ensure_started (6.1-era series).
+    const a = new AckCell({ generation: 'A' });
+    a.add(G, P, 'share');
+    expect(a.vm.vcpu().read(G, 1).status).toBe('done');
+    expect(a.vm.status).toBe('running');
   });
 
   it('overlap is checked on GPAs only: the same host range twice and a repeated label are fine; a GPA overlap is EEXIST [K7 maple-tree insert, labels unchecked]', () => {
@@ -193,11 +208,11 @@ describe('ACK rules (generation C unless stated)', () => {
     c.add(G, 4n * P, 'lend');
     c.write(G, Uint8Array.of(1));
     c.write(G + 2n * P, Uint8Array.of(2));
-    c.vm.vcpu().relinquish(G + 2n * P, 1);
+    c.cpu.relinquish(G + 2n * P, 1);
     expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P })).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'ioctl(GH_VM_RECLAIM_REGION)' }));
     expect(c.vm.pageState(Number(G / P))).toBe('LENT_LOCKED'); // kept
     expect(c.vm.pageState(Number(G / P) + 2)).toBe('ABSENT'); // reclaimed despite the failure
-    c.vm.vcpu().relinquish(G, 1);
+    c.cpu.relinquish(G, 1);
     c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P });
     expect(c.vm.providedFolios).toBe(1);
   });
@@ -232,13 +247,13 @@ describe('ACK rules (generation C unless stated)', () => {
   it('guest faults: write to a binding without ALLOW_WRITE → -EPERM, unmapped host address → -EFAULT, a regular-file mapping → -EIO; an unbound GPA is an MMIO exit [K7 gunyah_demand_page, gunyah_vcpu.c]', () => {
     const c = new AckCell();
     c.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
-    expect(faultAttempt(c.vm.vcpu().write(G, Uint8Array.of(1)))).toBe(-1);
+    expect(faultAttempt(c.cpu.write(G, Uint8Array.of(1)))).toBe(-1);
     const gone = c.add(G + MiB, P, 'share');
     c.host.current.munmap(gone.address);
-    expect(faultAttempt(c.vm.vcpu().read(G + MiB, 1))).toBe(-14);
+    expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-14);
     c.add(G + 2n * MiB, P, 'share', { kind: 'file' });
-    expect(faultAttempt(c.vm.vcpu().read(G + 2n * MiB, 1))).toBe(-5);
-    const r = c.vm.vcpu().read(0x9000_0000n, 4);
+    expect(faultAttempt(c.cpu.read(G + 2n * MiB, 1))).toBe(-5);
+    const r = c.cpu.read(0x9000_0000n, 4);
     expect(r).toMatchObject({ status: 'mmio', gpa: 0x9000_0000n, isWrite: false });
   });
 
@@ -323,8 +338,8 @@ describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel 
     sigbus(() => lent.memory.read(0, 1));
     const late = c.add(G + 2n * MiB, P, 'share'); // pinned and recorded, never sent to the RM
     expect(late.memory.pinsAt(0)).toBe(1);
-    expect(c.vm.vcpu().read(G + 2n * MiB, 1).status).toBe('mmio');
-    expect(c.vm.vcpu().read(0x9000_0000n, 1).status).toBe('mmio');
+    expect(c.cpu.read(G + 2n * MiB, 1).status).toBe('mmio');
+    expect(c.cpu.read(0x9000_0000n, 1).status).toBe('mmio');
     c.vm.close();
     expect(c.host.stats()).toMatchObject({ parcels: 0, stage2Folios: 0, lockedPages: 0 });
   });
@@ -345,7 +360,7 @@ describe('generation B (6.6 line): C without 0x13–0x17 [K5, K6 ack_bindings.rs
     const m = c.add(G, 4n * P, 'lend');
     c.write(G + P, Uint8Array.of(1));
     expect(m.memory.pinsAt(1)).toBe(1);
-    expect(c.vm.vcpu().read(G + MiB, 1).status).toBe('mmio');
+    expect(c.cpu.read(G + MiB, 1).status).toBe('mmio');
     expect(c.host.cmaDevices.size).toBe(0);
     for (const [req, arg] of [
       [ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P })],
