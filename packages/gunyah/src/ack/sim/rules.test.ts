@@ -159,7 +159,7 @@ describe('ACK rules (generation C unless stated)', () => {
       vm.setDtbConfig({ guestPhysAddr: G, size: P });
       vm.start();
       expect(host.rm.all().map((p) => [p.kind, p.acl.length])).toEqual([[kind, kind === 'lend' ? 1 : 2]]);
-      expect(vm.protected_).toBe(kind === 'lend');
+      expect(vm.isProtected).toBe(kind === 'lend');
       // The parcel pages are the guest's; the rest of the CMA binding is never demand paged.
       expect(vm.vcpu().read(G, 1).status).toBe('done');
       expect(faultAttempt(vm.vcpu().read(G + P, 1))).toBe(-95);

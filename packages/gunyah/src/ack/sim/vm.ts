@@ -104,7 +104,7 @@ export class AckVm {
   vmid = 0;
   status: VmStatus = 'no-state';
   /** "Protected" = the binding holding the DTB lends (`gunyah_vm_set_protected`, K7). */
-  protected_ = false;
+  isProtected = false;
 
   constructor(
     readonly host: AckHost,
@@ -125,7 +125,7 @@ export class AckVm {
   // ------------------------------------------------------------------ regions
 
   /** `GH_VM_SET_USER_MEM_REGION`: share `[uaddr, +size)` at `gpa`. */
-  setUserMemRegion(r: AckUserMemoryRegion | Omit<AckUserMemoryRegion, never>): void {
+  setUserMemRegion(r: AckUserMemoryRegion): void {
     this.addRegion(r, 'share', sys('GH_VM_SET_USER_MEM_REGION'));
   }
 
@@ -359,7 +359,7 @@ export class AckVm {
     const nr = d ? Number(d.size / PAGE_SIZE_N) : 0;
     const b = this.bindingAt(gfn);
     if (!b) throw ackErr('ENOENT', 'start', syscall, 'no binding holds the DTB start');
-    this.protected_ = b.share === 'lend';
+    this.isProtected = b.share === 'lend';
     if (nr === 0) throw ackErr('EINVAL', 'start', syscall, 'DTB parcel of 0 pages (size below one page or not configured)');
     if (gfn + nr > b.gfn + b.nr) throw ackErr('EINVAL', 'start', syscall, 'the DTB runs past its binding');
     const pins: UserPagePin[] = [];
@@ -457,7 +457,7 @@ export class AckVm {
         let attempt = 0;
         let pf = this.providedAt(gfn);
         if (kind === 'write' && !b.rights.write) attempt = -E.EPERM;
-        else if (kind === 'exec' && b.share === 'share' && this.protected_) attempt = -E.EPERM; // shared memory of a protected VM maps RW/R only
+        else if (kind === 'exec' && b.share === 'share' && this.isProtected) attempt = -E.EPERM; // shared memory of a protected VM maps RW/R only
         else if (!pf) {
           attempt = this.demandPage(b, gfn);
           pf = this.providedAt(gfn);
