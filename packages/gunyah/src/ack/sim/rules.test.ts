@@ -257,6 +257,20 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(r).toMatchObject({ status: 'mmio', gpa: 0x9000_0000n, isWrite: false });
   });
 
+  it('protected iff the DTB binding lends: a protected VM maps shared memory RW/R only, so an instruction fetch there exits -EPERM; an unprotected VM maps it executable [K7 gunyah_vm_set_protected, access table §5.2; the -EPERM exit is the model\'s stand-in for a re-fault loop]', () => {
+    for (const dtbLend of [true, false]) {
+      const c = new AckCell({ dtbLend });
+      c.add(G, P, 'share');
+      c.add(G + MiB, P, 'lend');
+      c.vm.start();
+      expect(c.vm.isProtected).toBe(dtbLend);
+      const r = c.cpu.exec(G);
+      if (dtbLend) expect(faultAttempt(r)).toBe(-1);
+      else expect(r.status).toBe('done');
+      expect(c.cpu.exec(G + MiB).status).toBe('done');
+    }
+  });
+
   it('VM_START: a DTB smaller than a page is EINVAL (gfn(size) = 0 pages); no binding at the DTB is ENOENT; a failed start leaves the VM un-startable (ENODEV) [K7 gunyah_vm_start; ENODEV: inference]', () => {
     const host = openGunyahAck();
     const vm = host.createVm();
