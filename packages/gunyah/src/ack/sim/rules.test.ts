@@ -247,7 +247,15 @@ describe('ACK rules (generation C unless stated)', () => {
   it('guest faults: write to a binding without ALLOW_WRITE → -EPERM, unmapped host address → -EFAULT, a regular-file mapping → -EIO; an unbound GPA is an MMIO exit [K7 gunyah_demand_page, gunyah_vcpu.c]', () => {
     const c = new AckCell();
     c.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
-    expect(faultAttempt(c.cpu.write(G, Uint8Array.of(1)))).toBe(-1);
+    const w = c.cpu.write(G, Uint8Array.of(1));
+    expect(faultAttempt(w)).toBe(-1);
+    // The run block, byte for byte (research §3.3; K7 gunyah_handle_page_fault sets resume_action FAULT):
+    // exit_reason @8 = 3, phys_addr @16, attempt @24 (s32), resume_action @28.
+    const run = (w as { run: Uint8Array }).run;
+    expect(Buffer.from(run.subarray(8, 12)).toString('hex')).toBe('03000000');
+    expect(Buffer.from(run.subarray(16, 24)).toString('hex')).toBe('0000008000000000');
+    expect(Buffer.from(run.subarray(24, 28)).toString('hex')).toBe('ffffffff');
+    expect(run[28]).toBe(1);
     const gone = c.add(G + MiB, P, 'share');
     c.host.current.munmap(gone.address);
     expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-14);
