@@ -15,14 +15,23 @@ import {
   GuestMemFile,
   HYPERVISOR_PROVIDER,
   HostMapping,
+  HostViewSet,
   RangeStateMap,
   fileOffset,
   gmErr,
   gpa as toGpa,
   makeCapabilities,
-  toBig,
+  accessArg,
+  checkBind,
+  checkFileRange,
+  checkGpaRange,
+  checkMapRange,
+  checkMemorySize,
+  checkPageOffset,
+  uintArg,
   type BindOptions,
   type Capabilities,
+  type ConvertOptions,
   type CreateGuestMemoryOptions,
   type FolioAllocator,
   type GpaRange,
@@ -57,7 +66,10 @@ export class Toyvisor implements Hypervisor {
     this.vms.add(vm);
     return vm;
   }
+  /** Host views not yet unmapped. */
+  readonly views = new HostViewSet();
   close(): void {
+    this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     for (const m of [...this.memories]) m.close();
   }
@@ -87,20 +99,21 @@ class ToyMemory implements GuestMemory {
     return !this.open;
   }
   allocate(offset: bigint | number, len: bigint | number): void {
-    this.file.allocate(offset, len);
+    const r = checkFileRange(offset, len, this.size, 'allocate', ID);
+    this.file.allocate(r.offset, r.len);
   }
   punchHole(offset: bigint | number, len: bigint | number): void {
-    this.file.punchHole(offset, len);
+    const r = checkFileRange(offset, len, this.size, 'punchHole', ID);
+    this.file.punchHole(r.offset, r.len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', ID, 'memory was created without hostMappable');
-    const offset = toBig(opts.offset ?? 0);
-    const m = new HostMapping(this.file, { offset, length: opts.length ?? Number(this.file.size - offset) });
-    return m; // core's HostMapping already is a HostView
+    const { offset, length } = checkMapRange(opts, this.size, ID);
+    const m = new HostMapping(this.file, { offset, length });
+    return this.vm.hypervisor.views.add(m, () => m.unmap());
   }
   markPoisoned(offset: bigint | number): void {
-    const off = toBig(offset);
-    if (off < 0n || off % PAGE || off >= this.file.size) throw gmErr('EINVAL', 'markPoisoned', ID, `offset ${off}`);
+    const off = checkPageOffset(offset, this.size, 'markPoisoned', ID);
     this.file.markPoisoned(Number(off / PAGE));
   }
   close(): void {
@@ -152,29 +165,21 @@ class ToyVm implements Vm {
   createGuestMemory(o: CreateGuestMemoryOptions): GuestMemory {
     this.live('createGuestMemory');
     if (o.hugePages) throw gmErr('EOPNOTSUPP', 'createGuestMemory', ID, 'no huge pages');
-    return new ToyMemory(this, o.size, o.hostMappable ?? false, o.initiallyShared ?? false);
+    return new ToyMemory(this, checkMemorySize(o, CAPS.maxGuestMemorySize, ID), o.hostMappable ?? false, o.initiallyShared ?? false);
   }
 
   bind(o: BindOptions): MemoryBinding {
     this.live('bind');
-    const mem = o.memory;
-    if (!(mem instanceof ToyMemory) || mem.vm !== this) throw gmErr('EINVAL', 'bind', ID, 'the memory object was not created by this VM');
-    if (mem.closed) throw gmErr('EBADF', 'bind', ID, 'the memory object is closed');
-    const int = (v: bigint | number): bigint => {
-      if (typeof v !== 'bigint' && !Number.isSafeInteger(v)) throw gmErr('EINVAL', 'bind', ID, `${v} is not an exact integer`);
-      return BigInt(v);
-    };
-    const [gpa, size, offset] = [int(o.gpa), int(o.size), int(o.offset)];
-    if (size <= 0n || gpa < 0n || gpa % PAGE || size % PAGE || offset % PAGE || offset < 0n || offset + size > mem.size || gpa + size > 1n << 64n) {
-      throw gmErr('EINVAL', 'bind', ID, `gpa ${gpa}, size ${size}, offset ${offset}: need page-aligned, > 0, inside ${mem.size}`);
-    }
+    const { gpa, size, offset, access, readOnly } = checkBind(o, { backend: ID, owns: (m) => m instanceof ToyMemory && m.vm === this, privateMemory: true });
+    const mem = o.memory as ToyMemory;
     const clash = this.table.find((b) => gpa < b.gpa + b.size && b.gpa < gpa + size);
     if (clash) throw gmErr('EEXIST', 'bind', ID, `GPA range overlaps the binding at 0x${clash.gpa.toString(16)}`);
-    const b = new ToyBinding(this, mem, toGpa(gpa), size, fileOffset(offset), o.readOnly ?? false);
+    const b = new ToyBinding(this, mem, toGpa(gpa), size, fileOffset(offset), readOnly);
     mem.file.bind(Number(offset / PAGE), Number((offset + size) / PAGE), b, { overlapCode: 'EEXIST' });
     this.table.push(b);
-    // Default access: private, since toyvisor VMs have private memory (the neutral rule).
-    if ((o.access ?? 'private') === 'private') this.convert({ gpa, size }, 'private', { discard: false });
+    // Default access: private, since toyvisor VMs have private memory (the neutral rule). Either
+    // way the file pages take the binding's access (a private page bound shared reads zero).
+    this.convert({ gpa, size }, access, { discard: false });
     return b;
   }
 
@@ -185,10 +190,11 @@ class ToyVm implements Vm {
     this.table.splice(this.table.indexOf(b), 1);
   }
 
-  convert(range: GpaRange, to: MemoryAccess, opts: { discard?: boolean } = {}): void {
+  convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.live('convert');
-    const [gpa, size] = [toBig(range.gpa), toBig(range.size)];
-    if (size <= 0n || gpa < 0n || gpa % PAGE || size % PAGE || gpa + size > 1n << 64n) throw gmErr('EINVAL', 'convert', ID, 'unaligned range');
+    const { gpa, size } = checkGpaRange(range, 'convert', ID);
+    accessArg(to, 'convert', ID);
+    if (opts.keepContents) throw gmErr('EOPNOTSUPP', 'convert', ID, "no 'convert-keeps-contents'");
     // Check every page first, so a failing conversion changes nothing.
     const pieces = this.table.filter((b) => gpa < b.gpa + b.size && b.gpa < gpa + size);
     for (const b of pieces) {
@@ -197,9 +203,10 @@ class ToyVm implements Vm {
       const first = Number((b.offset + lo - b.gpa) / PAGE);
       const end = Number((b.offset + hi - b.gpa) / PAGE);
       // Converting drops the old contents of the pages that change, as a CoCo guest's conversion
-      // does; pages already in state `to` keep theirs.
+      // does; pages already in state `to` keep theirs. One copy per page: a page that becomes
+      // shared is always zeroed, so its private bytes never reach the host (neutral rule).
       const changed = b.memory.privatePages.set(first, end, to);
-      if (opts.discard !== false) for (const c of changed) b.memory.file.punchHole(BigInt(c.first) * PAGE, BigInt(c.end - c.first) * PAGE);
+      if (to === 'shared' || opts.discard !== false) for (const c of changed) b.memory.file.punchHole(BigInt(c.first) * PAGE, BigInt(c.end - c.first) * PAGE);
     }
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
   }
@@ -211,11 +218,11 @@ class ToyVm implements Vm {
     return { b, off: Number(b.offset + gpa - b.gpa) };
   }
   guestRead(gpa: bigint | number, len: number): Uint8Array {
-    const { b, off } = this.locate(toBig(gpa), len, 'guestRead');
+    const { b, off } = this.locate(uintArg(gpa, 'gpa', 'guestRead', ID), len, 'guestRead');
     return b.memory.file.read(off, len);
   }
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
-    const { b, off } = this.locate(toBig(gpa), data.length, 'guestWrite');
+    const { b, off } = this.locate(uintArg(gpa, 'gpa', 'guestWrite', ID), data.length, 'guestWrite');
     if (b.readOnly) throw gmErr('EFAULT', 'guestWrite', ID, 'read-only binding');
     b.memory.file.write(off, data);
   }

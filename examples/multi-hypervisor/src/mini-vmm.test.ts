@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GunyahHypervisor } from '@guestmem/gunyah';
-import { KvmHypervisor, openKvm } from '@guestmem/kvm';
+import { openKvmHypervisor } from '@guestmem/kvm';
 import type { Hypervisor } from '@guestmem/core';
 import { MiniVmm } from './mini-vmm.js';
 import { runMiniVmm } from './scenario.js';
@@ -10,8 +10,8 @@ const BASE = 0x1_0000_0000n;
 const PAGES = 4096;
 
 const backends: Array<[string, () => Hypervisor]> = [
-  ['kvm-sim (SW_PROTECTED)', () => new KvmHypervisor(openKvm({ driver: 'sim' }))],
-  ['kvm-sim (default VMs only)', () => new KvmHypervisor(openKvm({ driver: 'sim', swProtectedVm: false }))],
+  ['kvm-sim (SW_PROTECTED)', () => openKvmHypervisor({ driver: 'sim' })],
+  ['kvm-sim (default VMs only)', () => openKvmHypervisor({ driver: 'sim', swProtectedVm: false })],
   ['gunyah-sim', () => new GunyahHypervisor()],
 ];
 

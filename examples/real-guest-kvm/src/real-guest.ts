@@ -134,6 +134,7 @@ export function runRealGuest(log: (line: string) => void = console.log, message 
   const vm = asNativeVm(kvm.createVm());
   const files: KvmGuestMemfd[] = [];
   const maps: KvmMapping[] = [];
+  let vcpu: NativeVcpu | undefined;
   try {
     // 1-2. Two guest_memfd files, each bound at its GPA with userspace_addr = its own mapping.
     const bind = (slot: number, gpa: number): KvmMapping => {
@@ -157,7 +158,7 @@ export function runRealGuest(log: (line: string) => void = console.log, message 
     data.write(0, Uint8Array.of(msg.length));
     data.write(1, msg);
     log(`host wrote ${msg.length} bytes at guest_memfd offset 1: "${message}"`);
-    const vcpu = vm.createVcpu(0);
+    vcpu = vm.createVcpu(0);
     const first = runOnce(vcpu);
     for (const e of first.exits) log(`  exit: ${e}`);
     const answer = text(data.read(ANSWER_OFFSET, msg.length));
@@ -182,7 +183,8 @@ export function runRealGuest(log: (line: string) => void = console.log, message 
   } finally {
     for (const m of maps) m.munmap();
     for (const f of files) f.close();
-    vm.close(); // closes the vCPU too
+    vcpu?.close(); // a vCPU fd outlives the VM fd (it holds a VM reference): close it on its own
+    vm.close();
     kvm.close();
   }
 }

@@ -12,7 +12,7 @@
  * no, the suite checks that the method fails with `EOPNOTSUPP` instead.
  */
 import { describe, expect, it } from 'vitest';
-import { GuestMemError, type CapabilityName, type GuestMemory, type Hypervisor, type MemoryAccess, type MemoryBinding, type Vm } from '@guestmem/core';
+import { GuestMemError, type CapabilityName, type GuestMemory, type HostView, type Hypervisor, type MemoryAccess, type MemoryBinding, type Vm } from '@guestmem/core';
 
 /** How a backend plugs into the suite. */
 export interface ConformanceTarget {
@@ -267,6 +267,70 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       });
     });
 
+    it('edge (a): a binding or conversion must end below 2^64; one ending exactly at 2^64 is EINVAL and changes nothing', () => {
+      withVm((h, vm) => {
+        const m = vm.createGuestMemory({ size: 2 * P });
+        const top = 1n << 64n;
+        for (const [gpa, size] of [[top - BigInt(P), P], [top - BigInt(2 * P), 2 * P]] as const) {
+          const e = expectGuestMemError(() => vm.bind({ memory: m, offset: 0, gpa, size, access: 'shared' }));
+          expect([e.code, e.backend], `bind at 0x${gpa.toString(16)}`).toEqual(['EINVAL', h.id]);
+          expect(vm.bindings()).toEqual([]);
+        }
+        if (vm.capabilities.has('convert-in-place') || vm.capabilities.has('convert-remap')) {
+          const gfn = Number((top - BigInt(P)) / 4096n);
+          const before = vm.memoryState.get(gfn);
+          const e = expectGuestMemError(() => vm.convert({ gpa: top - BigInt(P), size: P }, before === 'shared' ? 'private' : 'shared'));
+          expect([e.code, e.backend]).toEqual(['EINVAL', h.id]);
+          expect(vm.memoryState.get(gfn)).toBe(before);
+        }
+        m.close();
+      });
+    });
+
+    it('edge (e): a fractional, negative, NaN, infinite or out-of-range number is EINVAL showing the value as given, changing nothing', () => {
+      withVm((h, vm) => {
+        const m = vm.createGuestMemory({ size: 4 * P, hostMappable: vm.capabilities.has('host-map') });
+        const other = vm.bind({ memory: m, offset: 3 * P, gpa: 0x3000_0000n, size: P, access: 'shared' });
+        const before = vm.bindings().map((b) => [b.gpa, b.size, b.offset]);
+        const bad: Array<bigint | number> = [-P, -1, -4096n, Number.NaN, 0.5, P + 0.5, Number.POSITIVE_INFINITY, 2 ** 53, 1n << 64n, 1n << 80n];
+        const canConvert = vm.capabilities.has('convert-in-place') || vm.capabilities.has('convert-remap');
+        const calls: Array<[string, (v: bigint | number) => unknown]> = [
+          ['bind gpa', (v) => vm.bind({ memory: m, offset: 0, gpa: v, size: P, access: 'shared' })],
+          ['bind offset', (v) => vm.bind({ memory: m, offset: v, gpa: 0x2000_0000n, size: P, access: 'shared' })],
+          ['bind size', (v) => vm.bind({ memory: m, offset: 0, gpa: 0x2000_0000n, size: v, access: 'shared' })],
+          ['allocate offset', (v) => m.allocate(v, P)],
+          ['allocate len', (v) => m.allocate(0, v)],
+          ['punchHole offset', (v) => m.punchHole(v, P)],
+          ['punchHole len', (v) => m.punchHole(0, v)],
+          ['createGuestMemory size', (v) => vm.createGuestMemory({ size: v })],
+        ];
+        if (canConvert) {
+          calls.push(['convert gpa', (v) => vm.convert({ gpa: v, size: P }, 'shared')], ['convert size', (v) => vm.convert({ gpa: 0x4000_0000n, size: v }, 'shared')]);
+        }
+        if (vm.capabilities.has('host-map')) calls.push(['map offset', (v) => m.map({ offset: v, length: P })]);
+        for (const [what, call] of calls) {
+          for (const v of bad) {
+            const e = expectGuestMemError(() => call(v));
+            const label = `${what} = ${typeof v === 'bigint' ? `${v}n` : v}`;
+            expect(e.code, `${label}: ${e.message}`).toBe('EINVAL');
+            expect(e.backend, label).toBe(h.id);
+            expect(e.message, label).toContain(String(v));
+            expect(e.message, label).not.toContain('18446744073709547520');
+            expect(JSON.parse(JSON.stringify(e)), label).toMatchObject({ code: 'EINVAL', backend: h.id });
+            expect(vm.bindings().map((b) => [b.gpa, b.size, b.offset]), label).toEqual(before);
+          }
+        }
+        if (vm.capabilities.has('host-map')) {
+          for (const [offset, length] of [[1n << 64n, P], [4 * P, P], [0, 5 * P], [0, 0], [0, -P], [0, 1.5], [0, Number.NaN]] as const) {
+            const e = expectGuestMemError(() => m.map({ offset, length }));
+            expect([e.code, e.backend], `map at ${offset} length ${length}`).toEqual(['EINVAL', h.id]);
+          }
+        }
+        unbindOrKeep(vm, other);
+        m.close();
+      });
+    });
+
     it('bind: memory of another VM is EINVAL, closed memory is EBADF, both changing nothing', () => {
       withVm((h, vm) => {
         const vm2 = h.createVm();
@@ -514,45 +578,146 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       }
     });
 
-    it('the host never reads private memory', (ctx) => {
+    /** Reads every byte of `[at, at+len)` of `view` one by one; each read must fail with a host-access error. */
+    function expectNoByteReadable(view: HostView, at: number, len: number, what: string): void {
+      for (let i = at; i < at + len; i++) {
+        let got: Uint8Array | undefined;
+        let err: unknown;
+        try {
+          got = view.read(i, 1);
+        } catch (e) {
+          err = e;
+        }
+        expect(got, `${what}: the host read byte ${i} of a private page`).toBeUndefined();
+        expect(err, `${what}: byte ${i}`).toBeInstanceOf(GuestMemError);
+        expect(['SIGBUS', 'EFAULT', 'EPERM', 'EACCES'], `${what}: byte ${i}`).toContain((err as GuestMemError).code);
+      }
+    }
+
+    it('edge (d): memory created without initiallyShared is private: the host reads no byte of it', (ctx) => {
+      withVm((_h, vm) => {
+        if (!vm.capabilities.has('host-map')) return ctx.skip("needs 'host-map'");
+        const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true });
+        const view = m.map({ length: 2 * P }); // the capability and hostMappable promise a view
+        expectNoByteReadable(view, 0, P, 'unbound, never initially shared');
+        expect(expectGuestMemError(() => view.fill(P, P, 0x11)).code).toMatch(/SIGBUS|EFAULT|EPERM|EACCES/);
+        view.unmap();
+        m.close();
+      });
+    });
+
+    it('the host never reads private memory: every byte of a private page bound to a guest', (ctx) => {
       const probe = target.create();
       const confidential = probe.capabilities.has('private-memory');
       probe.close();
+      if (!confidential) return ctx.skip("needs 'private-memory'");
       withVm((_h, vm) => {
-        if (!vm.capabilities.has('host-map')) return ctx.skip("needs 'host-map'");
-        const refused = (m: GuestMemory, length: number): void => {
-          let view;
+        const c = vm.capabilities;
+        if (!c.has('host-map') || !c.has('private-memory')) return ctx.skip("needs 'host-map' and 'private-memory' on one VM");
+        const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true, initiallyShared: c.has('initially-shared') });
+        const gpa = 0x9000_0000n;
+        const b = vm.bind({ memory: m, offset: 0, gpa, size: 2 * P, access: 'private' });
+        // Page 0 holds guest data (where the guest can run); page 1 is private but never touched.
+        if (c.has('guest-access')) vm.guestWrite(gpa, new Uint8Array(P).fill(0x77));
+        for (const page of [0, 1]) {
+          let view: HostView;
           try {
-            view = m.map({ length });
+            view = m.map({ offset: page * P, length: P });
+          } catch (e) {
+            // Only a page the guest holds may refuse the mapping itself (Gunyah: EBUSY, reclaim refused).
+            expect(page, 'an untouched private page must be mappable, then unreadable').toBe(0);
+            expect((e as GuestMemError).code).toBe('EBUSY');
+            continue;
+          }
+          expectNoByteReadable(view, 0, P, `private page ${page}`);
+          view.unmap();
+        }
+        unbindOrKeep(vm, b);
+        m.close();
+      }, { confidential: true });
+    });
+
+    it('edge (b): convert to shared with discard: false never shows the former private bytes; keepContents needs its capability', (ctx) => {
+      const probe = target.create();
+      const confidential = probe.capabilities.has('private-memory');
+      probe.close();
+      if (!confidential) return ctx.skip("needs 'private-memory'");
+      withVm((_h, vm) => {
+        const c = vm.capabilities;
+        if (!c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap'))) return ctx.skip('needs guest access and conversion');
+        const mappable = c.has('host-map');
+        const m = vm.createGuestMemory({ size: 2 * P, hostMappable: mappable });
+        const gpa = 0x6000_0000n;
+        const gfn = Number(gpa / 4096n);
+        vm.bind({ memory: m, offset: 0, gpa, size: 2 * P, access: 'private' });
+        const secret = new Uint8Array(64).fill(0xa5);
+        vm.guestWrite(gpa, secret);
+        vm.guestWrite(gpa + BigInt(P), secret);
+        vm.convert({ gpa, size: P }, 'shared', { discard: false });
+        expect(vm.memoryState.get(gfn)).toBe('shared');
+        expect(vm.guestRead(gpa, 64).some((x) => x === 0xa5), 'the guest sees former private bytes as shared').toBe(false);
+        if (mappable) {
+          try {
+            const v = m.map({ offset: 0, length: P });
+            try {
+              const r = v.read(0, 64);
+              expect(r.some((x) => x === 0xa5), 'the host sees former private bytes').toBe(false);
+            } finally {
+              v.unmap();
+            }
           } catch (e) {
             expect(e).toBeInstanceOf(GuestMemError);
-            return;
           }
-          try {
-            const err = expectGuestMemError(() => view.read(0, 1));
-            expect(['SIGBUS', 'EPERM', 'EACCES', 'EFAULT']).toContain(err.code);
-          } finally {
-            view.unmap();
-          }
-        };
-        // Private by binding where memory can be bound private: by conversion, or (no conversion, no
-        // unbind: ACK) by binding it private from the start.
-        const c = vm.capabilities;
-        if (c.has('private-memory') && (c.has('convert-in-place') || c.has('convert-remap') || !c.has('unbind'))) {
-          // Private by binding: bind private (guest touches it where it can), then the host tries.
-          const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true, initiallyShared: vm.capabilities.has('initially-shared') });
-          const b = vm.bind({ memory: m, offset: 0, gpa: 0x9000_0000n, size: 2 * P, access: 'private' });
-          if (vm.capabilities.has('guest-access')) vm.guestWrite(0x9000_0000n, new Uint8Array([7, 7, 7]));
-          refused(m, P);
-          unbindOrKeep(vm, b);
-          m.close();
-        } else {
-          // Private by creation: memory that is not initially shared belongs to the guest.
-          const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true });
-          refused(m, 2 * P);
-          m.close();
         }
-      }, { confidential });
+        const keep = (): void => vm.convert({ gpa: gpa + BigInt(P), size: P }, 'shared', { keepContents: true });
+        if (c.has('convert-keeps-contents')) {
+          keep();
+          expect(vm.memoryState.get(gfn + 1)).toBe('shared');
+          expect(vm.guestRead(gpa + BigInt(P), 64)).toEqual(secret);
+          if (mappable) {
+            const v = m.map({ offset: P, length: P });
+            expect(v.read(0, 64)).toEqual(secret);
+            v.unmap();
+          }
+        } else {
+          expect(expectGuestMemError(keep).code).toBe('EOPNOTSUPP');
+          expect(vm.memoryState.get(gfn + 1)).toBe('private');
+          expect(vm.guestRead(gpa + BigInt(P), 64)).toEqual(secret);
+        }
+        for (const b of vm.bindings()) b.unbind();
+        m.close();
+      }, { confidential: true });
+    });
+
+    it('edge (c): a 4 KiB punchHole on huge-page memory never changes bytes outside its range (split, or EINVAL changing nothing)', (ctx) => {
+      withVm((_h, vm) => {
+        const c = vm.capabilities;
+        if (!c.has('huge-pages') || !c.has('host-map') || !c.has('initially-shared')) return ctx.skip('needs huge pages and shared host-mappable memory');
+        if (!c.has('punch-hole')) return ctx.skip("needs 'punch-hole'");
+        const m = vm.createGuestMemory({ size: 2 * MiB, hugePages: true, hostMappable: true, initiallyShared: true });
+        const v = m.map();
+        v.fill(0, 2 * MiB, 0x33);
+        let refused: GuestMemError | undefined;
+        try {
+          m.punchHole(P, P);
+        } catch (e) {
+          refused = e as GuestMemError;
+        }
+        const all = v.read(0, 2 * MiB);
+        if (refused) {
+          expect(refused.code).toBe('EINVAL');
+          expect(all.every((x) => x === 0x33), 'a refused punch changed bytes').toBe(true);
+        } else {
+          expect(all.subarray(P, 2 * P).every((x) => x === 0)).toBe(true);
+          expect(all.subarray(0, P).every((x) => x === 0x33), 'bytes before the punched page').toBe(true);
+          expect(all.subarray(2 * P).every((x) => x === 0x33), 'bytes after the punched page').toBe(true);
+        }
+        // A whole-folio punch is always allowed and zeroes the folio.
+        m.punchHole(0, 2 * MiB);
+        expect(v.read(0, 2 * MiB).every((x) => x === 0)).toBe(true);
+        v.unmap();
+        m.close();
+      });
     });
 
     it('poison injection: host SIGBUS, guest EHWPOISON, cleared by punch; EOPNOTSUPP without the capability', () => {
@@ -613,7 +778,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       });
     });
 
-    it('hypervisor close() releases every VM, binding and memory object still alive (idempotent)', () => {
+    it('hypervisor close() releases every VM, binding, memory object and host view still alive (idempotent)', () => {
       const h = target.create();
       const vm = h.createVm();
       const kept = vm.createGuestMemory({ size: 2 * P });
@@ -621,11 +786,32 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const spare = vm.createGuestMemory({ size: P });
       const closedEarly = vm.createGuestMemory({ size: P });
       closedEarly.close();
+      // Host views of every kind the backend offers: whole memory, a window at an offset, one of
+      // memory that is also bound, and one that outlives its memory's close().
+      const views: Array<[string, HostView]> = [];
+      const viewable = hostMemory(vm, 4 * P);
+      if (viewable) {
+        const bound = hostMemory(vm, 2 * P)!;
+        vm.bind({ memory: bound, offset: 0, gpa: 0x50_0000n, size: 2 * P, access: 'shared' });
+        const orphan = hostMemory(vm, 2 * P)!;
+        views.push(['whole', viewable.map()], ['window', viewable.map({ offset: P, length: 2 * P })], ['bound', bound.map()], ['orphan', orphan.map()]);
+        orphan.close();
+        for (const [what, v] of views) {
+          v.fill(0, P, 0x5a);
+          expect(v.read(0, 1), what).toEqual(new Uint8Array([0x5a]));
+        }
+      }
       h.close();
       expect(vm.destroyed).toBe(true);
       expect(b.active).toBe(false);
       expect(kept.closed).toBe(true);
       expect(spare.closed).toBe(true);
+      for (const [what, v] of views) {
+        for (const e of [expectGuestMemError(() => v.read(0, P)), expectGuestMemError(() => v.write(0, new Uint8Array([1]))), expectGuestMemError(() => v.fill(P, 1, 1))]) {
+          expect(['EBADF', 'EFAULT'], `${what}: ${e.message}`).toContain(e.code);
+        }
+        v.unmap(); // still idempotent after close()
+      }
       h.close();
     });
 

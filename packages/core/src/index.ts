@@ -20,6 +20,7 @@ export * from './state/range-state-map.js';
 export * from './hypervisor/interfaces.js';
 export * from './hypervisor/capabilities.js';
 export * from './hypervisor/host-view.js';
+export * from './hypervisor/validate.js';
 export * from './di/tokens.js';
 export * from './di/hypervisor-registry.js';
 export * from './di/register-core.js';

@@ -15,7 +15,7 @@
  * or file operation (`'ioctl(GUNYAH_VM_MAP_MEM)'`, `'fallocate'`, `'mmap'`); a refused host access
  * is a `HostAccessFault` (code `'SIGBUS'`).
  */
-import type { MapFlagLayout, ResumeAction, GunyahPageFaultExit } from './uapi/index.js';
+import type { MapFlagLayout, ResumeAction, GunyahPageFaultExit, GunyahMmioExit, GunyahStatusExit } from './uapi/index.js';
 
 /** Options of {@link openGunyah}. */
 export interface OpenGunyahOptions {
@@ -30,6 +30,21 @@ export interface OpenGunyahOptions {
   maxFds?: number;
   /** Byte limit of folio memory (allocator limit → ENOMEM). Default: unlimited. */
   memoryLimit?: bigint;
+  /**
+   * How `GUNYAH_VCPU_RUN` treats `page_fault.resume_action` after a PAGE_FAULT exit.
+   * - `'v17'` (default): never read back, as in the v17 code; the guest re-executes the access.
+   * - `'proposed'`: the header's documented meaning — HANDLED skips the access, FAULT injects an
+   *   abort into the guest, RETRY re-executes; another value is EINVAL.
+   */
+  pageFaultResume?: 'v17' | 'proposed';
+  /**
+   * `ftruncate(2)` on a guest-memory file.
+   * - `'v17'` (default): the v17 inode is a regular file with no `setattr`, so the VFS resizes it
+   *   through `simple_setattr` (grow or shrink), as Qualcomm's test VMM expects (`setlen`).
+   * - `'fixed'`: the size is fixed at creation and ftruncate is EINVAL, what KVM's guest_memfd
+   *   answers (`kvm_gmem_setattr`) and what a Gunyah port adding that `setattr` would answer.
+   */
+  truncate?: 'v17' | 'fixed';
 }
 
 /** `/dev/gunyah`. */
@@ -81,7 +96,12 @@ export interface GunyahVm {
   readonly fd: number;
   /** RM VMID, assigned at start (0 before). */
   readonly vmid: number;
-  readonly status: 'no-state' | 'running' | 'exited' | 'closed';
+  /**
+   * The RM's view of the VM: 'no-state' until `start`; 'load' / 'ready' / 'init-failed' when a
+   * start failed at that step (every later start is ENODEV); 'running'; 'exited' once the guest
+   * powered off; 'closed' once the fd is gone.
+   */
+  readonly status: 'no-state' | 'load' | 'ready' | 'init-failed' | 'running' | 'exited' | 'closed';
   /**
    * `GUNYAH_VM_MAP_MEM`: record a binding (nothing is mapped until the guest faults) or, with
    * `GUNYAH_MEM_UNMAP` and the binding's exact flags, remove the whole binding, its head or its
@@ -97,12 +117,31 @@ export interface GunyahVm {
   /** `GUNYAH_VM_SET_DTB_CONFIG`: EOVERFLOW when guest_phys_addr + size wraps. */
   setDtbConfig(args: { guestPhysAddr: bigint | number; size: bigint | number }): void;
   /**
-   * `GUNYAH_VM_START`: builds the DTB memparcel from its binding (ENOENT if no single binding
-   * covers it; EPERM if a lent DTB folio is host-mapped), lends or shares it through the RM, lets
-   * the VM accept it and moves its folios into demand-paged tracking.
+   * `GUNYAH_VM_SET_BOOT_CONTEXT`: `reg` = `GUNYAH_VM_BOOT_CONTEXT_REG(set, index)` with set X
+   * (index ≤ 31), PC (0) or SP (≤ 2), else EINVAL; EINVAL once the VM left NO_STATE.
+   */
+  setBootContext(args: { reg: number; value: bigint | number }): void;
+  /**
+   * `GUNYAH_VM_START`. From NO_STATE: the DTB parcel — `size >> PAGE_SHIFT` pages from
+   * `guest_phys_addr >> PAGE_SHIFT` (EINVAL when less than one page), inside one binding (ENOENT),
+   * lent (a share binding gives ENOMEM), with no host mapping over a lent folio (EPERM) — is lent
+   * through the RM; the lend bindings become demand-paged ranges; the vCPUs get their resources;
+   * the VM runs. Returns at once while running; ENODEV in any other state, including after a
+   * failed start (the VM stays in LOAD).
    */
   start(): void;
-  /** A simulated vCPU, the guest side of the model. */
+  /**
+   * `GUNYAH_VM_ADD_FUNCTION`: `type` (only `GUNYAH_FN_VCPU` is modelled; others ENOENT),
+   * `argSize` ≤ 256 (EINVAL), `arg` the copied argument (undefined = EFAULT). A vCPU needs a 4-byte
+   * `gunyah_fn_vcpu_arg` (EINVAL) with a new id (EEXIST). Returns the vCPU fd.
+   */
+  addFunction(desc: { type: number; argSize: number; arg: Uint8Array | undefined }): number;
+  /** `GUNYAH_VM_REMOVE_FUNCTION`: ENOENT when no function matches. */
+  removeFunction(desc: { type: number; argSize: number; arg: Uint8Array | undefined }): void;
+  /**
+   * The vCPU function with this id, added (ADD_FUNCTION) when absent: the guest side of the model.
+   * Its accesses run the vCPU, so they need a started VM (ENODEV otherwise).
+   */
   vcpu(id?: number): GunyahVcpu;
   /** Current bindings of this VM, ordered by GPA. */
   bindings(): readonly BindingInfo[];
@@ -138,6 +177,14 @@ export interface BindingInfo {
 export type GuestAccess =
   | { status: 'done'; data?: Uint8Array }
   | { status: 'page-fault'; exit: GunyahPageFaultExit; run: Uint8Array; resume(action?: ResumeAction): GuestAccess }
+  /**
+   * `GUNYAH_VCPU_EXIT_MMIO`: an access the hypervisor handed to the VMM (≤ 8 bytes). `resume`
+   * sets `mmio.resume_action` (default: what the block holds, HANDLED) and, for a read, the bytes
+   * the guest reads; HANDLED completes the access, FAULT injects an abort, RETRY re-executes.
+   */
+  | { status: 'mmio'; exit: GunyahMmioExit; run: Uint8Array; resume(action?: ResumeAction, data?: Uint8Array): GuestAccess }
+  /** `GUNYAH_VCPU_EXIT_STATUS`: the VM is not running any more. */
+  | { status: 'vm-exited'; exit: GunyahStatusExit }
   | { status: 'guest-abort'; gpa: bigint; attempt: number }
   | { status: 'handled' };
 
@@ -156,6 +203,8 @@ export interface GunyahVcpu {
    * the host can reclaim them; `sanitize` zeroes them first. Pages not lent to this VM are skipped.
    */
   relinquish(gpa: bigint | number, pages: number, opts?: { sanitize?: boolean }): void;
+  /** The guest calls PSCI SYSTEM_OFF: the RM reports VM_EXITED (`exitType`, default SYSTEM_OFF 1). */
+  systemOff(exitType?: number, reason?: Uint8Array): void;
 }
 
 /** A guest-memory fd. */
@@ -175,6 +224,14 @@ export interface GunyahGuestMem {
    * code: from the mapping's start to the end of the binding); a refused reclaim fails the mmap.
    */
   mmap(args: { offset: bigint | number; length: bigint | number; shared?: boolean }): GunyahHostMapping;
+  /**
+   * ftruncate(2). v17 (default): length < 0 → EINVAL, > MAX_LFS_FILESIZE → EFBIG; otherwise the
+   * size changes (`simple_setattr`): growing adds holes, shrinking drops the pages past the new
+   * size (a huge folio across it keeps its memory, the part past EOF zeroed). Shrinking over a
+   * folio still provided to a VM is refused with EBUSY (not v17: see the README). With
+   * `truncate: 'fixed'`, EINVAL always.
+   */
+  ftruncate(length: bigint | number): void;
   /** Drops the fd. The file lives on while bindings or mappings reference it. */
   close(): void;
 }

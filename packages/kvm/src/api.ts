@@ -7,7 +7,7 @@
  * Conventions every driver follows:
  * - **Failures** throw a `GuestMemError` whose `code`/`errno` is the kernel's errno, with `syscall`
  *   naming the call (`'ioctl(KVM_CREATE_GUEST_MEMFD)'`, `'fallocate'`, `'mmap'`…), and `backend`
- *   `'kvm-native'` or `'kvm-sim'`. The same failure gives the same `code` on both drivers.
+ *   `'kvm'` (native) or `'kvm-sim'`. The same failure gives the same `code` on both drivers.
  * - A host access the kernel would answer with **SIGBUS** throws a `HostAccessFault` (code
  *   `'SIGBUS'`) instead; the process is never signalled.
  * - **Numeric arguments** accept `bigint` or an exact (safe-integer) `number`. 64-bit values that
@@ -222,8 +222,11 @@ export interface MmapArgs {
   prot: number;
   /**
    * `MAP_*`. Must be shared (`MAP_PRIVATE` gives EINVAL). `MAP_FIXED` (without
-   * `MAP_FIXED_NOREPLACE`) and `MAP_ANONYMOUS` are refused with EINVAL by every driver before any
-   * syscall: the first could replace memory of the Node process, the second would not map the file.
+   * `MAP_FIXED_NOREPLACE`) and `MAP_ANONYMOUS` (without `MAP_FIXED_NOREPLACE`) are refused with
+   * EINVAL by every driver before any syscall: the first could replace memory of the Node process,
+   * the second would not map the file. With `MAP_FIXED_NOREPLACE | MAP_ANONYMOUS` the call reaches
+   * the kernel, which ignores the fd and maps **anonymous** memory (shared, private or droppable per
+   * `MAP_TYPE`; reads zero; no guest_memfd rule applies; `offset` is ignored and reported as 0).
    */
   flags: number;
   /** File offset; page-aligned (else EINVAL). Default 0. May be at or past EOF. */
@@ -286,15 +289,22 @@ export interface KvmGuestMemfd {
 }
 
 /**
- * A host mapping of a guest_memfd (`mmap` result), or anonymous memory ({@link KvmAnonMapping}). Host access goes through the accessor methods
- * (never raw pointers), so an access the kernel would answer with SIGBUS becomes a thrown
- * `HostAccessFault` (with `offset` = the file offset of the first refused byte) and an access
- * to memory the mapping does not cover, or to an unmapped mapping, a `GuestMemError` EFAULT.
+ * A host mapping of a guest_memfd (`mmap` result), or anonymous memory ({@link KvmAnonMapping}).
+ * Host access goes through the accessor methods (never raw pointers), so an access the kernel would
+ * answer with a signal becomes a thrown error and the process is never signalled.
  *
- * SIGBUS rules (research §2.5): a page at or past EOF; every page of a file created without
- * `GUEST_MEMFD_FLAG_INIT_SHARED` (even allocated ones). Accesses are performed in address order,
- * so a write that runs into a faulting page keeps the bytes before it, exactly like `memset` in
- * the kernel selftest `fault_overflow`.
+ * The mapping covers `length` rounded up to whole pages, as the kernel maps it: every byte up to the
+ * end of the last page is accessible. An access is judged in address order, like the CPU meets it,
+ * and reports the first refused byte the way the kernel would:
+ * - a PROT violation (read of `PROT_NONE`, write without `PROT_WRITE`): `GuestMemError` EFAULT with
+ *   `info.signal` `'SIGSEGV'`, before any byte (it applies to the whole mapping, so it comes first);
+ * - a page the kernel answers with SIGBUS (research §2.5: at or past EOF; every page of a file created
+ *   without `GUEST_MEMFD_FLAG_INIT_SHARED`, even allocated ones): `HostAccessFault` with `offset` =
+ *   the file offset of the first refused byte;
+ * - a byte past the mapped pages: `GuestMemError` EFAULT with `info.signal` `'SIGSEGV'` (the kernel
+ *   would reach whatever else is mapped there; guestmem never does).
+ * A write stores the bytes before the refused one, exactly like `memset` in the kernel selftest
+ * `fault_overflow`. After `munmap()` every access is EFAULT; a zero-length access never faults.
  */
 export interface KvmMapping {
   /** Start address in the host address space; usable as a memslot's `userspaceAddr`. */

@@ -30,4 +30,4 @@ export {
 export { simKvmExtensions } from './adapter/sim-extensions.js';
 // ---- simulated 6.18 kernel (sim-only extras: guestAccess, markPoisoned, stats) ----
 export * from './sim/index.js';
-export { registerKvm, nativeKvmProvider, simKvmProvider, type RegisterKvmOptions } from './adapter/register.js';
+export { registerKvm, nativeKvmProvider, simKvmProvider, openKvmHypervisor, type RegisterKvmOptions, type OpenKvmHypervisorOptions } from './adapter/register.js';

@@ -5,7 +5,9 @@ import { MADV_GUARD_INSTALL, MADV_HWPOISON, MADV_SOFT_OFFLINE, MAP_ANONYMOUS, MA
  * guestmem's own mmap policy, shared by both drivers so they refuse identically: `MAP_FIXED`
  * (without `MAP_FIXED_NOREPLACE`) could silently replace memory of the Node process, and
  * `MAP_ANONYMOUS` would not map the file at all. Refused with EINVAL before any syscall (so
- * `syscall` is unset); use `MAP_FIXED_NOREPLACE` for a fixed address.
+ * `syscall` is unset); use `MAP_FIXED_NOREPLACE` for a fixed address. With `MAP_FIXED_NOREPLACE`
+ * both pass to the kernel, which cannot replace anything then; for `MAP_ANONYMOUS` it ignores the fd
+ * and maps anonymous memory, and both drivers return an anonymous mapping.
  */
 export function refuseUnsafeMmapFlags(flags: number, backend: string): void {
   if (flags & (MAP_FIXED | MAP_ANONYMOUS) && !(flags & MAP_FIXED_NOREPLACE)) {

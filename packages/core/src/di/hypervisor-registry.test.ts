@@ -3,6 +3,7 @@ import { container as rootContainer } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import { makeCapabilities } from '../hypervisor/capabilities.js';
 import type { Hypervisor } from '../hypervisor/interfaces.js';
+import { gmErr } from '../errors/guest-mem-error.js';
 import { HypervisorRegistry, type HypervisorProvider } from './hypervisor-registry.js';
 import { registerCore } from './register-core.js';
 import { FOLIO_ALLOCATOR, HYPERVISOR, HYPERVISOR_PROVIDER, HYPERVISOR_REGISTRY } from './tokens.js';
@@ -33,6 +34,27 @@ describe('HypervisorRegistry', () => {
     expect(r.select().considered.map((c) => c.id)).toEqual(['fake', 'native', 'sim']);
     expect(r.select('fake').provider.id).toBe('fake');
     expect(r.open('sim').id).toBe('sim');
+  });
+
+  it('a backend unavailable because of an error is ENODEV with that error as cause (e.g. open("/dev/kvm") EACCES)', () => {
+    const eacces = gmErr('EACCES', 'open', 'kvm', undefined, { syscall: 'open' });
+    const denied: HypervisorProvider = { ...provider('kvm', 100, false), probe: () => ({ available: false, reason: 'open(/dev/kvm) failed with EACCES', cause: eacces }) };
+    const r = new HypervisorRegistry([denied]);
+    let explicit: unknown;
+    try {
+      r.select('kvm');
+    } catch (e) {
+      explicit = e;
+    }
+    expect(explicit).toMatchObject({ code: 'ENODEV', cause: eacces });
+    let auto: unknown;
+    try {
+      r.open();
+    } catch (e) {
+      auto = e;
+    }
+    expect(auto).toMatchObject({ code: 'ENODEV', cause: eacces });
+    expect(JSON.parse(JSON.stringify(auto)).cause).toMatchObject({ code: 'EACCES', errno: 13, syscall: 'open', backend: 'kvm' });
   });
 
   it('an unknown id fails with ENODEV naming the registered ones', () => {

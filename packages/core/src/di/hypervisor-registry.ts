@@ -8,6 +8,8 @@ export interface ProbeResult {
   readonly available: boolean;
   /** One line a person can act on: "/dev/kvm: permission denied", "simulation, always available". */
   readonly reason: string;
+  /** The error that made the backend unavailable (e.g. `open("/dev/kvm")`'s EACCES), if one did. */
+  readonly cause?: unknown;
 }
 
 /**
@@ -74,6 +76,7 @@ export class HypervisorRegistry {
       if (!result.available) {
         throw gmErr('ENODEV', 'select', 'core', `hypervisor backend '${id}' is not available here: ${result.reason}`, {
           info: { requested: id, reason: result.reason },
+          cause: result.cause,
         });
       }
       return { provider: p, considered: [{ id, result }] };
@@ -89,8 +92,11 @@ export class HypervisorRegistry {
       if (result.available) return { provider: p, considered };
     }
     const why = considered.map((c) => `${c.id}: ${typeof c.result === 'string' ? c.result : c.result.reason}`).join('; ');
+    // The cause is the preferred (first considered) backend's failure, e.g. /dev/kvm's EACCES.
+    const cause = considered.map((c) => (typeof c.result === 'string' ? undefined : c.result.cause)).find((x) => x !== undefined);
     throw gmErr('ENODEV', 'select', 'core', `no hypervisor backend is available (${why || 'none registered'})`, {
       info: { considered },
+      cause,
     });
   }
 

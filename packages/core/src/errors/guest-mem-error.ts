@@ -6,7 +6,7 @@ export interface GuestMemErrorOptions {
   code: GuestMemErrorCode;
   /** The operation the caller asked for, e.g. `'fallocate'`, `'createGuestMemfd'`, `'bind'`. */
   op: string;
-  /** The backend id that produced the error: `'core'`, `'kvm-sim'`, `'kvm-native'`, `'gunyah-sim'`… */
+  /** The backend id that produced the error, one per backend (`'kvm'`, `'kvm-sim'`, `'gunyah-sim'`, `'gunyah-ack-sim'`…), or `'core'` outside any backend. */
   backend: string;
   /** The raw syscall or ioctl, when one is involved: `'ioctl(KVM_SET_USER_MEMORY_REGION2)'`, `'mmap'`. */
   syscall?: string;
@@ -51,10 +51,50 @@ export class GuestMemError extends Error {
     this.info = Object.freeze({ ...(opts.info ?? {}) });
   }
 
+  /**
+   * What `JSON.stringify(err)` writes: every field, bigints (in `info` too) as decimal strings, the
+   * `cause` chain as plain objects. Without it `JSON.stringify` throws on the bigint fields.
+   */
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.name,
+      message: this.message,
+      code: this.code,
+      errno: this.errno,
+      op: this.op,
+      backend: this.backend,
+      ...(this.syscall === undefined ? {} : { syscall: this.syscall }),
+      info: jsonSafe(this.info, new WeakSet()),
+      ...(this.cause === undefined ? {} : { cause: jsonSafe(this.cause, new WeakSet()) }),
+    };
+  }
+
   /** True when `e` is a GuestMemError, optionally with the given code. */
   static is(e: unknown, code?: GuestMemErrorCode): e is GuestMemError {
     return e instanceof GuestMemError && (code === undefined || e.code === code);
   }
+}
+
+/** A JSON-safe copy: bigints as strings, errors as plain objects, cycles cut. */
+function jsonSafe(v: unknown, seen: WeakSet<object>): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'function' || typeof v === 'symbol') return undefined;
+  if (v === null || typeof v !== 'object') return v;
+  if (seen.has(v)) return '[Circular]';
+  seen.add(v);
+  if (v instanceof GuestMemError) return v.toJSON();
+  if (v instanceof Error) {
+    const out: Record<string, unknown> = { name: v.name, message: v.message };
+    const code = (v as { code?: unknown }).code;
+    if (code !== undefined) out.code = jsonSafe(code, seen);
+    if (v.cause !== undefined) out.cause = jsonSafe(v.cause, seen);
+    return out;
+  }
+  if (ArrayBuffer.isView(v)) return Array.from(v as Uint8Array);
+  if (Array.isArray(v)) return v.map((x) => jsonSafe(x, seen));
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) out[k] = jsonSafe(x, seen);
+  return out;
 }
 
 /**

@@ -46,7 +46,8 @@ let nextFileId = 1;
  * A guest-memory file: the hypervisor-neutral core of KVM's guest_memfd and Gunyah's guest-mem
  * file (`__kvm_gmem_create` + `kvm_gmem_allocate` + punch + bindings + lifetime).
  *
- * - Fixed size and opaque backend `flags`, set at creation.
+ * - A size set at creation (changed only by {@link setSize}, for backends whose files can be
+ *   truncated) and opaque backend `flags`.
  * - Pages live in a {@link PageIndex} of folio handles; a page is absent, allocated (not uptodate) or
  *   uptodate (zeroed at prepare, then holding data). Every page reads zero the first time it is seen.
  * - A bindings interval index maps file page ranges to owners (KVM memslots, Gunyah VM mappings).
@@ -59,7 +60,8 @@ let nextFileId = 1;
  */
 export class GuestMemFile<Owner = unknown> {
   readonly id = nextFileId++;
-  readonly pages: number;
+  private sizeBytes: bigint;
+  private pageCount: number;
   readonly allocator: FolioAllocator;
   readonly defaultOrder: 0 | 9;
   private readonly index = new PageIndex();
@@ -71,12 +73,13 @@ export class GuestMemFile<Owner = unknown> {
   private refCount = 1;
 
   private constructor(
-    readonly size: bigint,
+    size: bigint,
     readonly flags: bigint,
     readonly ops: GuestMemOps<Owner>,
     opts: GuestMemFileOptions,
   ) {
-    this.pages = Number(size / PAGE_SIZE_N);
+    this.sizeBytes = size;
+    this.pageCount = Number(size / PAGE_SIZE_N);
     this.allocator = opts.allocator ?? new ArenaFolioAllocator();
     this.defaultOrder = opts.defaultOrder ?? 0;
   }
@@ -99,6 +102,44 @@ export class GuestMemFile<Owner = unknown> {
       });
     }
     return new GuestMemFile(sz, toBig(flags, 'create', ops.backend), ops, opts);
+  }
+
+  /** Size in bytes (`i_size`). */
+  get size(): bigint {
+    return this.sizeBytes;
+  }
+
+  /** Size in pages. */
+  get pages(): number {
+    return this.pageCount;
+  }
+
+  /**
+   * Changes the size (`truncate_setsize`): growing adds holes; shrinking frees every page past the
+   * new end — a huge folio across the new end keeps its memory with the part past it zeroed — and
+   * calls `ops.invalidateBegin/End` (reason 'punch') over the dropped range. `size` must be
+   * page-aligned, > 0 and ≤ {@link MAX_FILE_SIZE} (EINVAL). Backend policy (who may truncate,
+   * what must be reclaimed first) is the caller's; bindings are not touched.
+   */
+  setSize(size: bigint | number): void {
+    this.assertLive('setSize');
+    const sz = toBig(size, 'setSize', this.ops.backend);
+    if (sz <= 0n || sz % PAGE_SIZE_N !== 0n || sz > MAX_FILE_SIZE) {
+      throw gmErr('EINVAL', 'setSize', this.ops.backend, `size ${sz} must be > 0, a multiple of ${PAGE_SIZE} and ≤ ${MAX_FILE_SIZE}`);
+    }
+    const oldPages = this.pageCount;
+    const newPages = Number(sz / PAGE_SIZE_N);
+    if (newPages < oldPages) {
+      const range: PageRange = { first: newPages, end: oldPages };
+      this.ops.invalidateBegin?.(this, range, 'punch');
+      try {
+        this.removePages(newPages, oldPages);
+      } finally {
+        this.ops.invalidateEnd?.(this, range, 'punch');
+      }
+    }
+    this.sizeBytes = sz;
+    this.pageCount = newPages;
   }
 
   // ---------------------------------------------------------------- lifetime

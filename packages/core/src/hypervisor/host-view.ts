@@ -22,3 +22,42 @@ export function hostView(source: HostViewSource, unmap: () => void): HostView {
     unmap,
   };
 }
+
+/**
+ * The host views one hypervisor handed out, so {@link Hypervisor.close} can end every one of them
+ * (including views of memory the caller already closed). A view leaves the set when it is unmapped.
+ */
+export class HostViewSet {
+  private readonly live = new Set<() => void>();
+
+  /** A view of `source` whose `unmap` runs `release` once and forgets the view. */
+  add(source: HostViewSource, release: () => void): HostView {
+    let done = false;
+    const end = (): void => {
+      if (done) return;
+      done = true;
+      this.live.delete(end);
+      release();
+    };
+    this.live.add(end);
+    return hostView(source, end);
+  }
+
+  /** Views not yet unmapped. */
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Unmaps every view still live (each at most once); the first failure is thrown after all ran. */
+  unmapAll(): void {
+    let first: unknown;
+    for (const end of [...this.live]) {
+      try {
+        end();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== undefined) throw first;
+  }
+}

@@ -5,9 +5,25 @@ import type { ReadonlyRangeStateMap } from '../state/range-state-map.js';
  * The hypervisor-neutral API. VMM code written against these interfaces runs on every backend
  * (KVM native, KVM simulated, Gunyah simulated, yours). Nothing here mentions slots, ioctl flags or
  * VM types: those stay behind each backend's adapter.
+ *
+ * ## Numbers (one rule on every backend)
+ * Every `bigint | number` argument (sizes, offsets, GPAs) must be an exact integer — a `number`
+ * must be a safe integer, pass a `bigint` beyond 2^53 — inside its documented range. A fraction,
+ * NaN, ±Infinity, a negative value or a value past its range is `EINVAL`, changes nothing, and the
+ * message shows the value as the caller gave it (`-4096`, `NaN`), never an encoded form. Every
+ * backend checks arguments with core's `validate.ts` (`checkBind`, `checkGpaRange`,
+ * `checkFileRange`, `checkMapRange`, `checkMemorySize`) before touching its uAPI.
+ *
+ * ## Errors
+ * Every error is a `GuestMemError` whose `backend` is the hypervisor's {@link Hypervisor.id}.
  */
 
-/** Whether guest accesses to a page go to private (guest-only) or shared (host-visible) memory. */
+/**
+ * Whether guest accesses to a page go to private (guest-only) or shared (host-visible) memory.
+ * A host access (through a {@link HostView}) to a private page fails with `SIGBUS` on every
+ * backend; memory created without `initiallyShared` is private until a shared binding or a
+ * conversion makes pages shared.
+ */
 export type MemoryAccess = 'private' | 'shared';
 
 /**
@@ -28,6 +44,11 @@ export type CapabilityName =
   | 'convert-in-place'
   /** `Vm.convert` works by unbinding and rebinding (Gunyah share⇄lend), which may fail on reclaim. */
   | 'convert-remap'
+  /**
+   * `convert(range, 'shared', { keepContents: true })` keeps the former private bytes, visible to
+   * host and guest (the backend shares the same pages in place: Gunyah lend→share).
+   */
+  | 'convert-keeps-contents'
   /** 2 MiB folios. */
   | 'huge-pages'
   /** `GuestMemory.punchHole` frees memory. */
@@ -93,11 +114,20 @@ export interface GuestMemory {
   readonly size: bigint;
   readonly hostMappable: boolean;
   readonly closed: boolean;
-  /** Allocates backing for `[offset, offset+len)` (fallocate). */
+  /** Allocates backing for `[offset, offset+len)` (fallocate): page-aligned, `len > 0`, inside the memory, else `EINVAL`. */
   allocate(offset: bigint | number, len: bigint | number): void;
-  /** Frees backing for `[offset, offset+len)`; afterwards the range reads zero. May fail (Gunyah reclaim). */
+  /**
+   * Frees backing for `[offset, offset+len)`; afterwards the range reads zero. May fail (Gunyah
+   * reclaim). Never changes a byte outside the range: on memory created with `hugePages`, a punch
+   * that does not cover whole 2 MiB folios (`offset` and `len` multiples of 2 MiB) is `EINVAL`
+   * and changes nothing. `offset`/`len`: page-aligned, `len > 0`, inside the memory (`EINVAL`).
+   */
   punchHole(offset: bigint | number, len: bigint | number): void;
-  /** Maps `[offset, offset+length)` for the host. Needs 'host-map'. */
+  /**
+   * Maps `[offset, offset+length)` for the host. Needs 'host-map'. `offset` (default 0) is
+   * page-aligned and inside the memory, `length` (default: the rest) > 0 with
+   * `offset + length <= size`, else `EINVAL`. Accesses to private pages fail with `SIGBUS`.
+   */
   map(opts?: { offset?: bigint | number; length?: number }): HostView;
   /**
    * Injects a memory failure on the page at `offset` (needs 'poison-injection', else `EOPNOTSUPP`):
@@ -122,7 +152,12 @@ export interface BindOptions {
   memory: GuestMemory;
   /** Byte offset into `memory`: an integer >= 0, page-aligned, with `offset + size <= memory.size`. */
   offset: bigint | number;
-  /** Guest physical address: an integer >= 0, page-aligned, with `gpa + size <= 2^64`. */
+  /**
+   * Guest physical address: an integer >= 0, page-aligned, with `gpa + size < 2^64` — a binding
+   * never ends exactly at 2^64 (the last bindable page is `2^64 - 8192`), because KVM computes the
+   * end in u64 and refuses one that wraps to 0; every backend refuses it with `EINVAL`. A backend
+   * may refuse high GPAs its hardware cannot address (x86 KVM: above the host's MAXPHYADDR).
+   */
   gpa: bigint | number;
   /** Bytes (page-aligned, > 0). Any violation of these rules is `EINVAL` and changes nothing. */
   size: bigint | number;
@@ -159,8 +194,19 @@ export interface ConvertOptions {
   /**
    * Free the backing that is no longer used after the conversion (default true), as Cloud
    * Hypervisor and libkrun do: converting to shared punches the private pages.
+   *
+   * `discard: false` never makes private bytes host-visible: after a conversion to shared, the
+   * guest and the host read the page's shared contents (zero on a backend with one copy per page,
+   * whatever the shared side held on a backend with two), never its former private bytes.
    */
   discard?: boolean;
+  /**
+   * Private→shared only: keep the former private bytes, so host and guest read them after the
+   * conversion (the guest shares data in place). Needs 'convert-keeps-contents', `EOPNOTSUPP`
+   * (changing nothing) otherwise. Without it, private bytes never become host-visible by a
+   * conversion. Implies no discard of the converted pages.
+   */
+  keepContents?: boolean;
 }
 
 /** A virtual machine's memory side. */
@@ -209,9 +255,12 @@ export interface Hypervisor {
   readonly capabilities: Capabilities;
   createVm(opts?: CreateVmOptions): Vm;
   /**
-   * Releases everything created through this hypervisor — destroys every VM still alive, closes
-   * every guest-memory object still open — then the hypervisor handle itself (e.g. /dev/kvm's fd).
-   * Idempotent. A VMM that forgets a `close()` somewhere leaks nothing once this runs.
+   * Releases everything created through this hypervisor — unmaps every {@link HostView} still
+   * mapped (including views of memory already closed), destroys every VM still alive, closes every
+   * guest-memory object still open — then the hypervisor handle itself (e.g. /dev/kvm's fd).
+   * Afterwards no fd or mapping it made remains, and an access through an old view fails with
+   * `EFAULT` (or `EBADF`). Idempotent. A VMM that forgets a `close()` somewhere leaks nothing once
+   * this runs.
    */
   close(): void;
 }

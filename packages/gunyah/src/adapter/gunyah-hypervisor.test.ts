@@ -33,8 +33,12 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(v.read(0, 3)).toEqual(Uint8Array.of(4, 5, 6));
     v.unmap();
     expect(vm.guestRead(0x10000, 3)).toEqual(Uint8Array.of(1, 2, 3));
-    expect(() => vm.guestRead(0x90000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', syscall: 'ioctl(GUNYAH_VCPU_RUN)', info: expect.objectContaining({ exit: expect.objectContaining({ attempt: -2 }) }) }));
-    expect(priv.active).toBe(true);
+    // An address no binding ever backed is a VMMIO access (MMIO exit); the neutral answer is EFAULT.
+    expect(() => vm.guestRead(0x90000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', syscall: 'ioctl(GUNYAH_VCPU_RUN)', info: expect.objectContaining({ exit: expect.objectContaining({ exitReason: 1, physAddr: 0x90000n }) }) }));
+    // A private (lent) range of the start, once unbound, is still demand-paged: PAGE_FAULT -ENOENT.
+    priv.unbind();
+    expect(() => vm.guestRead(0x10000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', info: expect.objectContaining({ exit: expect.objectContaining({ exitReason: 3, attempt: -2 }) }) }));
+    expect(priv.active).toBe(false);
   });
 
   it('convert = unmap + remap: refused while the guest holds a lent page, all-or-nothing (guestCooperates: false)', () => {
@@ -73,7 +77,8 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
       } else {
         b.unbind();
         const v = mem.map();
-        expect(v.read(0, 1)).toEqual(Uint8Array.of(0)); // sanitized: the host never sees private data
+        // The page stays private after the binding is gone: the host never sees private data.
+        expect(() => v.read(0, 1)).toThrow(expect.objectContaining({ code: 'SIGBUS' }));
         v.unmap();
       }
       mem.close();
@@ -106,8 +111,8 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
   it('destroy unbinds everything; memory keeps its data and is freed on close; nothing leaks', () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();
-    const mem = vm.createGuestMemory({ size: 2n * MIB, hugePages: true, hostMappable: true });
-    const b = vm.bind({ memory: mem, offset: 0, gpa: 0x4000_0000n, size: 2n * MIB });
+    const mem = vm.createGuestMemory({ size: 2n * MIB, hugePages: true, hostMappable: true, initiallyShared: true });
+    const b = vm.bind({ memory: mem, offset: 0, gpa: 0x4000_0000n, size: 2n * MIB, access: 'shared' });
     vm.guestWrite(0x4000_0000n, Uint8Array.of(42));
     vm.destroy();
     expect(b.active).toBe(false);
@@ -185,7 +190,7 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
   it('host views report the mapping\'s page-rounded length and fill in place', () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();
-    const mem = vm.createGuestMemory({ size: 4 * 4096, hostMappable: true });
+    const mem = vm.createGuestMemory({ size: 4 * 4096, hostMappable: true, initiallyShared: true });
     const v = mem.map({ offset: 0, length: 5000 });
     expect(v.length).toBe(8192);
     v.fill(4000, 4192, 0xab);

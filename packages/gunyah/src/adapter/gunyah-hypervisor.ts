@@ -8,6 +8,8 @@
 import {
   GuestMemError,
   PAGE_SIZE_N,
+  HostAccessFault,
+  HostViewSet,
   RangeStateMap,
   hostView,
   errnoCode,
@@ -15,7 +17,13 @@ import {
   gmErr,
   gpa as toGpa,
   makeCapabilities,
-  toBig,
+  accessArg,
+  checkBind,
+  checkFileRange,
+  checkGpaRange,
+  checkMapRange,
+  checkMemorySize,
+  uintArg,
   type BindOptions,
   type Capabilities,
   type ConvertOptions,
@@ -66,7 +74,7 @@ const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
 export const GUNYAH_SIM_CAPABILITIES: Capabilities = makeCapabilities({
   backend: BACKEND,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'huge-pages', 'punch-hole', 'guest-access', 'unbind'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'convert-keeps-contents', 'huge-pages', 'punch-hole', 'guest-access', 'unbind'],
   pageSizes: [4096, 2 * 1024 * 1024],
   maxGuestMemorySize: MAX_SIZE,
   raw: { uapi: 'gunyah-v17', inPlaceConversion: false },
@@ -95,11 +103,16 @@ export class GunyahHypervisor implements Hypervisor {
     return vm;
   }
 
+  /** Unmaps every host view, destroys every VM still alive, closes every memory. */
   close(): void {
+    this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     for (const m of [...this.memories]) m.close();
     this.closed = true;
   }
+
+  /** @internal Host views not yet unmapped (unmapped by {@link close}). */
+  readonly views = new HostViewSet();
 
   /** @internal Guest-memory objects not yet closed by their user (closed by {@link close}). */
   readonly memories = new Set<GunyahGuestMemory>();
@@ -119,7 +132,34 @@ class GunyahGuestMemory implements GuestMemory {
      * refusing `map()` with ENODEV (what KVM answers for a file without GUEST_MEMFD_FLAG_MMAP).
      */
     readonly hostMappable: boolean,
-  ) {}
+    initiallyShared: boolean,
+  ) {
+    this.pageAccess = new RangeStateMap<MemoryAccess>(initiallyShared ? 'shared' : 'private', mem.file.pages);
+  }
+  /**
+   * Per file page, whether the host may access it: the neutral rule on top of v17's own (which
+   * lets the host read every page a guest has not locked). Pages start private unless the memory
+   * was created `initiallyShared`; a binding or conversion sets its pages' access; unbinding keeps
+   * it (a private page stays private once the guest is gone). A host access to a private page is
+   * SIGBUS, as on KVM.
+   */
+  readonly pageAccess: RangeStateMap<MemoryAccess>;
+  setPageAccess(offset: bigint, len: bigint, access: MemoryAccess): void {
+    this.pageAccess.set(Number(offset / PAGE_SIZE_N), Number((offset + len) / PAGE_SIZE_N), access);
+  }
+  /** Zeroes `[offset, offset+len)` through core (partial huge folios are zeroed, not dropped). */
+  zeroPages(offset: bigint, len: bigint): void {
+    this.mem.file.punchHole(offset, len);
+  }
+  /** SIGBUS at the first private page of mapping bytes `[at, at+len)` of a view at file `offset`. */
+  private checkHostAccess(op: string, offset: bigint, at: number, len: number): void {
+    if (!Number.isSafeInteger(at) || !Number.isSafeInteger(len) || at < 0 || len <= 0) return; // the mapping refuses these itself
+    const first = Number((offset + BigInt(at)) / PAGE_SIZE_N);
+    const end = Math.min(this.pageAccess.limit, Number((offset + BigInt(at) + BigInt(len) + PAGE_SIZE_N - 1n) / PAGE_SIZE_N));
+    if (first >= end || this.pageAccess.isUniform(first, end, 'shared')) return;
+    const run = this.pageAccess.runs(first, end).find((r) => r.state === 'private')!;
+    throw new HostAccessFault({ op: `host ${op}`, backend: BACKEND, offset: BigInt(Math.max(run.first, first)) * PAGE_SIZE_N, detail: 'the page is private to the guest' });
+  }
   get id(): number {
     return this.mem.fd;
   }
@@ -134,20 +174,33 @@ class GunyahGuestMemory implements GuestMemory {
     if (this.userClosed) throw gmErr('EBADF', op, BACKEND, `memory fd ${this.mem.fd} was closed`, { syscall });
   }
   allocate(offset: bigint | number, len: bigint | number): void {
-    this.assertOpen('fallocate', 'fallocate');
-    this.mem.fallocate(FALLOC_FL_KEEP_SIZE, offset, len);
+    this.assertOpen('allocate', 'fallocate');
+    const r = checkFileRange(offset, len, this.size, 'allocate', BACKEND);
+    this.mem.fallocate(FALLOC_FL_KEEP_SIZE, r.offset, r.len);
   }
   punchHole(offset: bigint | number, len: bigint | number): void {
-    this.assertOpen('fallocate', 'fallocate');
-    this.mem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, len);
+    this.assertOpen('punchHole', 'fallocate');
+    const r = checkFileRange(offset, len, this.size, 'punchHole', BACKEND);
+    // Neutral rule (c): a punch never changes bytes outside its range. v17 frees whole 2 MiB folios,
+    // so on huge-page memory a punch must cover whole folios; a partial-folio punch is EINVAL.
+    if (this.mem.huge && (r.offset % HUGE_BYTES || r.len % HUGE_BYTES)) {
+      throw gmErr('EINVAL', 'punchHole', BACKEND, `huge-page memory punches whole 2 MiB folios: offset ${r.offset}, len ${r.len}`, { syscall: 'fallocate' });
+    }
+    this.mem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, r.offset, r.len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
-    this.assertOpen('mmap', 'mmap');
+    this.assertOpen('map', 'mmap');
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', BACKEND, 'memory created without hostMappable', { syscall: 'mmap' });
-    const offset = toBig(opts.offset ?? 0);
-    const m = this.mem.mmap({ offset, length: opts.length ?? Number(this.size - offset) });
+    const { offset, length } = checkMapRange(opts, this.size, BACKEND);
+    const m = this.mem.mmap({ offset, length });
     // The mapping's own length (rounded up to whole pages), as on every other backend.
-    return hostView(m, () => m.unmap());
+    const guarded = {
+      length: m.length,
+      read: (at: number, len: number) => (this.checkHostAccess('read', offset, at, len), m.read(at, len)),
+      write: (at: number, data: Uint8Array) => (this.checkHostAccess('write', offset, at, data.length), m.write(at, data)),
+      fill: (at: number, len: number, byte: number) => (this.checkHostAccess('write', offset, at, len), m.fill(at, len, byte)),
+    };
+    return this.vm.hypervisor.views.add(guarded, () => m.unmap());
   }
   /** Gunyah's uAPI has no memory-failure injection (research §6), so no 'poison-injection'. */
   markPoisoned(): void {
@@ -199,23 +252,13 @@ class GunyahMemoryBinding implements MemoryBinding {
 /** One binding's part of a conversion (see {@link GunyahNeutralVm.convert}). */
 interface ConvertStep {
   b: GunyahMemoryBinding;
-  /** The converted piece. */
+  /** The converted piece `[ps, pe)`. */
   ps: bigint;
   pe: bigint;
-  /** What must be unmapped: the piece, or for a middle piece the piece and the binding's tail. */
-  cutFrom: bigint;
-  cutTo: bigint;
 }
 
 const HUGE_BYTES = 2n << 20n;
 
-/** An exact integer argument as bigint; anything else (a fraction, NaN, past 2^53) is EINVAL. */
-function intArg(v: bigint | number, op: string, what: string): bigint {
-  if (typeof v === 'bigint') return v;
-  if (!Number.isSafeInteger(v)) throw gmErr('EINVAL', op, BACKEND, `${what} ${v} is not an exact integer (pass a bigint beyond 2^53)`);
-  return BigInt(v);
-}
-const GPA_LIMIT = 1n << 64n;
 const MAP_MEM = 'ioctl(GUNYAH_VM_MAP_MEM)';
 
 class GunyahNeutralVm implements Vm, GunyahGuestControls {
@@ -241,8 +284,9 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     this.assertLive('createGuestMemory');
     // `initiallyShared` needs nothing on Gunyah: a file's pages are the host's until a lend binding
     // provides them to the guest. Access is chosen per binding (`BindOptions.access`).
-    const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size: opts.size }) as SimGuestMem;
-    const m = new GunyahGuestMemory(this, mem, opts.hostMappable ?? false);
+    const size = checkMemorySize(opts, this.capabilities.maxGuestMemorySize, BACKEND);
+    const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size }) as SimGuestMem;
+    const m = new GunyahGuestMemory(this, mem, opts.hostMappable ?? false, opts.initiallyShared ?? false);
     this.hypervisor.memories.add(m);
     return m;
   }
@@ -307,25 +351,23 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
    */
   bind(opts: BindOptions): MemoryBinding {
     this.assertLive('bind');
-    const memory = opts.memory;
-    if (!(memory instanceof GunyahGuestMemory) || memory.vm !== this) {
-      throw gmErr('EINVAL', 'bind', BACKEND, 'the memory object was not created by this VM');
-    }
-    if (memory.closed) throw gmErr('EBADF', 'bind', BACKEND, 'the memory object is closed');
-    const access = opts.access ?? (this.capabilities.has('private-memory') ? 'private' : 'shared');
-    if (access !== 'private' && access !== 'shared') throw gmErr('EINVAL', 'bind', BACKEND, `access ${String(access)}`);
-    const g = intArg(opts.gpa, 'bind', 'gpa');
-    const size = intArg(opts.size, 'bind', 'size');
-    const off = intArg(opts.offset, 'bind', 'offset');
-    if (g < 0n || off < 0n || size <= 0n || g % PAGE_SIZE_N || off % PAGE_SIZE_N || size % PAGE_SIZE_N) {
-      throw gmErr('EINVAL', 'bind', BACKEND, `gpa ${g}, offset ${off}, size ${size}: need >= 0, page-aligned, size > 0`);
-    }
-    if (g + size > GPA_LIMIT) throw gmErr('EINVAL', 'bind', BACKEND, `gpa 0x${g.toString(16)} + size ${size} is past 2^64`);
-    // v17 does not check offset+size against the file size; the neutral contract does.
-    if (off + size > memory.size) throw gmErr('EINVAL', 'bind', BACKEND, `[${off}, ${off + size}) is not inside the ${memory.size}-byte memory`);
-    const readOnly = opts.readOnly ?? false;
+    // v17 checks neither offset + size against the file size nor the 2^64 edge; core's neutral rules do.
+    const { gpa: g, offset: off, size, access, readOnly } = checkBind(opts, {
+      backend: BACKEND,
+      owns: (m) => m instanceof GunyahGuestMemory && m.vm === this,
+      privateMemory: this.capabilities.has('private-memory'),
+    });
+    const memory = opts.memory as GunyahGuestMemory;
     this.mapPiece(memory, g, off, size, access, readOnly);
     const b = new GunyahMemoryBinding(this, toGpa(g), size, memory, fileOffset(off), readOnly, access);
+    // A private page bound shared reads zero, as on KVM (whose shared side is separate memory):
+    // its private bytes never reach the host.
+    if (access === 'shared') {
+      for (const r of memory.pageAccess.runs(Number(off / PAGE_SIZE_N), Number((off + size) / PAGE_SIZE_N))) {
+        if (r.state === 'private') memory.zeroPages(BigInt(r.first) * PAGE_SIZE_N, BigInt(r.end - r.first) * PAGE_SIZE_N);
+      }
+    }
+    memory.setPageAccess(off, size, access);
     this.track(b);
     this.sortActive();
     this.setState(g, size, access);
@@ -341,80 +383,115 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   }
 
   /**
-   * Gunyah conversion: for each binding piece inside `range` whose access differs, UNMAP it (a
-   * whole binding, its head, or — for a middle piece — the tail from the piece on, since Gunyah
-   * cannot split a binding) and MAP the pieces back, the converted one with the other access value.
+   * Gunyah conversion: every binding with a piece inside `range` whose access differs is UNMAPped
+   * whole and MAPped back as up to three bindings (head and tail keep their access, the piece gets
+   * `to`), since Gunyah has no in-place conversion and cannot split a binding.
    *
-   * Order, so that either everything converts or nothing changes:
+   * All-or-nothing, in this order:
    * 1. every check first: alignment (a hugepage file converts in 2 MiB units) and reclaimability
-   *    of every piece to unmap, judged as if the cooperating guest had relinquished it;
-   * 2. the cooperating guest relinquishes the converted pages (sanitized only with `discard`) and
-   *    any other lent part that is unmapped and mapped back (not sanitized: its data stays private);
-   * 3. UNMAP + MAP; the guest re-accepts the pages of a re-mapped private part it had locked, so
-   *    they stay out of the host's reach;
-   * 4. `discard` (default true) punches the converted pages, so neither side sees the other's old data.
+   *    of every binding to unmap, judged as if the cooperating guest had relinquished it;
+   * 2. the cooperating guest relinquishes the lent pages of those bindings, without sanitizing
+   *    (the data must survive a rollback); the pages it held locked are remembered;
+   * 3. UNMAP + MAP, each step journalled. When one fails (ENOMEM, a refusal), the journal is undone
+   *    in reverse — new pieces UNMAPped, old bindings MAPped back — the guest re-accepts the pages
+   *    it held, and the error is thrown: bindings, states and data are as before;
+   * 4. the adapter's bindings are replaced; the guest re-accepts the locked pages of parts that
+   *    stayed private, so they stay out of the host's reach;
+   * 5. pages converted to shared are zeroed (punched) unless `keepContents`, so private bytes never
+   *    become host-visible by surprise; pages converted to private are punched with `discard`.
    * Parts of `range` no binding covers only change {@link memoryState} (as KVM's attributes do).
    */
   convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.assertLive('convert');
-    const start = intArg(range.gpa, 'convert', 'gpa');
-    const size = intArg(range.size, 'convert', 'size');
-    const end = start + size;
-    if (start < 0n || start % PAGE_SIZE_N || size % PAGE_SIZE_N || size <= 0n || end > GPA_LIMIT) {
-      throw gmErr('EINVAL', 'convert', BACKEND, 'range must be page-aligned, non-empty and inside 2^64');
-    }
-    if (to !== 'private' && to !== 'shared') throw gmErr('EINVAL', 'convert', BACKEND, `access ${String(to)}`);
-    const discard = opts.discard ?? true;
+    const { gpa: start, size, end } = checkGpaRange(range, 'convert', BACKEND);
+    accessArg(to, 'convert', BACKEND);
+    const keep = opts.keepContents === true;
+    const discard = !keep && (opts.discard ?? true);
     const plan: ConvertStep[] = this.active
       .filter((b) => b.gpa < end && b.end > start && b.access !== to)
-      .map((b) => {
-        const ps = b.gpa > start ? b.gpa : start;
-        const pe = b.end < end ? b.end : end;
-        return { b, ps, pe, cutFrom: ps, cutTo: ps === b.gpa ? pe : b.end };
-      });
+      .map((b) => ({ b, ps: b.gpa > start ? b.gpa : start, pe: b.end < end ? b.end : end }));
     // 1. Checks.
-    for (const { b, ps, pe, cutFrom, cutTo } of plan) {
+    for (const { b, ps, pe } of plan) {
       if (b.memory.mem.huge && (ps % HUGE_BYTES || pe % HUGE_BYTES)) {
         throw gmErr('EINVAL', 'convert', BACKEND, `a hugepage binding converts in 2 MiB units: 0x${ps.toString(16)}..0x${pe.toString(16)}`);
       }
-      const refusal = this.checkRemovable(b, cutFrom, cutTo, 'convert');
+      const refusal = this.checkRemovable(b, b.gpa, b.end, 'convert');
       if (refusal) throw refusal;
     }
-    // 2. The guest gives back what is unmapped; which re-mapped private pages it must take back.
-    const reaccept: bigint[] = [];
-    for (const { b, ps, pe, cutTo } of plan) {
-      this.relinquishForHost(ps, pe, discard);
-      if (cutTo > pe && b.access === 'private' && this.hypervisor.guestCooperates) {
-        reaccept.push(...this.lockedPages(b, pe, cutTo));
-        this.relinquishForHost(pe, cutTo, false);
-      }
+    // 2. The guest gives back what is unmapped; remember what it held.
+    const locked: bigint[] = [];
+    for (const { b } of plan) {
+      if (b.access === 'private' && this.hypervisor.guestCooperates) locked.push(...this.lockedPages(b, b.gpa, b.end));
+      this.relinquishForHost(b.gpa, b.end, false);
     }
-    // 3. UNMAP + MAP. New bindings are tracked before the old one is forgotten, so a closed
-    // memory's fd stays open throughout.
-    for (const { b, ps, pe, cutFrom, cutTo } of plan) {
-      const mem = b.memory;
-      this.unmapPiece(b, cutFrom, cutTo - cutFrom);
-      const off = (g: bigint): bigint => b.offset + (g - b.gpa);
-      const pieces: Array<[bigint, bigint, MemoryAccess]> = [];
-      if (b.gpa < cutFrom) pieces.push([b.gpa, cutFrom, b.access]); // kept head (still mapped)
-      pieces.push([ps, pe, to]);
-      if (pe < b.end) pieces.push([pe, b.end, b.access]);
-      for (const [s, e, a] of pieces) {
-        if (s >= cutFrom && e <= cutTo) this.mapPiece(mem, s, off(s), e - s, a, b.readOnly); // others stayed mapped
-        this.track(new GunyahMemoryBinding(this, toGpa(s), e - s, mem, fileOffset(off(s)), b.readOnly, a));
+    // 3. UNMAP + MAP with a journal.
+    const undo: Array<() => void> = [];
+    const replaced: Array<[GunyahMemoryBinding, GunyahMemoryBinding[]]> = [];
+    try {
+      for (const { b, ps, pe } of plan) {
+        const mem = b.memory;
+        const off = (g: bigint): bigint => b.offset + (g - b.gpa);
+        this.unmapPiece(b, b.gpa, b.size);
+        undo.push(() => this.mapPiece(mem, b.gpa, b.offset, b.size, b.access, b.readOnly));
+        const pieces: Array<[bigint, bigint, MemoryAccess]> = [];
+        if (b.gpa < ps) pieces.push([b.gpa, ps, b.access]);
+        pieces.push([ps, pe, to]);
+        if (pe < b.end) pieces.push([pe, b.end, b.access]);
+        const made: GunyahMemoryBinding[] = [];
+        for (const [s, e, a] of pieces) {
+          this.mapPiece(mem, s, off(s), e - s, a, b.readOnly);
+          undo.push(() => this.mapPiece(mem, s, off(s), e - s, a, b.readOnly, true));
+          made.push(new GunyahMemoryBinding(this, toGpa(s), e - s, mem, fileOffset(off(s)), b.readOnly, a));
+        }
+        replaced.push([b, made]);
       }
+    } catch (e) {
+      this.rollback(undo, locked, e);
+    }
+    // 4. Commit. New bindings are tracked before the old one is forgotten, so a closed memory's
+    // fd stays open throughout.
+    for (const [b, made] of replaced) {
+      for (const n of made) this.track(n);
       this.forget(b);
     }
     this.sortActive();
-    for (const g of reaccept) this.sim.vcpu(0).read(g, 1);
-    // 4. Discard.
-    if (discard) {
-      for (const { b, ps, pe } of plan) {
-        // Punch through core (partial huge folios are zeroed, not dropped: the neighbours keep data).
-        b.memory.mem.file.punchHole(b.offset + (ps - b.gpa), pe - ps);
-      }
+    for (const g of locked) if (this.bindingCovering(g)?.access === 'private') this.sim.vcpu(0).read(g, 1);
+    // 5. Zero what became shared (unless kept), discard what became private.
+    for (const { b, ps, pe } of plan) {
+      if (to === 'shared' ? !keep : discard) b.memory.zeroPages(b.offset + (ps - b.gpa), pe - ps);
+      b.memory.setPageAccess(b.offset + (ps - b.gpa), pe - ps, to);
     }
     this.setState(start, size, to);
+  }
+
+  /**
+   * Undoes a failed conversion's uAPI steps in reverse and lets the guest re-accept the pages it
+   * held, then throws `cause`. If an undo step itself fails, the VM's bindings no longer match the
+   * adapter's: that is `EIO` with both errors, never silent.
+   */
+  private rollback(undo: Array<() => void>, locked: bigint[], cause: unknown): never {
+    for (const step of undo.reverse()) {
+      try {
+        step();
+      } catch (e) {
+        throw new GuestMemError({
+          code: 'EIO',
+          op: 'convert',
+          backend: BACKEND,
+          syscall: MAP_MEM,
+          detail: `the conversion failed (${String((cause as Error)?.message ?? cause)}) and undoing it failed too: ${String((e as Error)?.message ?? e)}`,
+          info: { rollbackFailed: true, undoError: e },
+          cause,
+        });
+      }
+    }
+    for (const g of locked) this.sim.vcpu(0).read(g, 1);
+    throw cause;
+  }
+
+  /** The adapter binding covering `gpa`, if any. */
+  private bindingCovering(gpa: bigint): GunyahMemoryBinding | undefined {
+    return this.active.find((b) => b.gpa <= gpa && gpa < b.end);
   }
 
   /** GPAs of the pages of `[from, to)` of `b` the guest holds locked (lent and touched). */
@@ -436,12 +513,16 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     if (end <= this.memoryState.limit) this.memoryState.set(first, end, access);
   }
 
-  /** Gunyah will not start without a DTB; the adapter supplies a one-page one at {@link ADAPTER_DTB_GPA}. */
+  /**
+   * Gunyah will not start without a DTB; the adapter supplies a one-page one at
+   * {@link ADAPTER_DTB_GPA}, lent (v17 refuses a DTB in a share binding with ENOMEM). The VM starts
+   * on the first guest access (GUNYAH_VM_START; v17 never starts a VM implicitly on vCPU run).
+   */
   private ensureStarted(): void {
     if (this.sim.status === 'running') return;
     if (!this.dtbMem) {
       this.dtbMem = this.hypervisor.device.createGuestMem({ flags: 0n, size: PAGE_SIZE_N });
-      this.sim.mapMem({ guestAddr: ADAPTER_DTB_GPA, flags: this.flags('shared', false), guestMemFd: this.dtbMem.fd, offset: 0n, size: PAGE_SIZE_N });
+      this.sim.mapMem({ guestAddr: ADAPTER_DTB_GPA, flags: this.flags('private', false), guestMemFd: this.dtbMem.fd, offset: 0n, size: PAGE_SIZE_N });
       this.sim.setDtbConfig({ guestPhysAddr: ADAPTER_DTB_GPA, size: PAGE_SIZE_N });
     }
     this.sim.start();
@@ -452,6 +533,18 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     this.ensureStarted();
     const r = access();
     if (r.status === 'done') return r.data ?? new Uint8Array(0);
+    if (r.status === 'mmio') {
+      // An access the hypervisor hands to the VMM as MMIO (an address no binding backs, outside the
+      // demand-paged ranges): no device here, so the neutral EFAULT; the exit stays in info.exit.
+      throw new GuestMemError({
+        code: 'EFAULT',
+        op,
+        backend: BACKEND,
+        syscall: 'ioctl(GUNYAH_VCPU_RUN)',
+        detail: `GUNYAH_VCPU_EXIT_MMIO at 0x${r.exit.physAddr.toString(16)} (${r.exit.isWrite ? 'write' : 'read'}, ${r.exit.len} bytes)`,
+        info: { exit: r.exit },
+      });
+    }
     if (r.status === 'page-fault') {
       // The neutral API reports every unresolved guest access as EFAULT (poison as EHWPOISON); the
       // uAPI's own answer (-ENOENT unbound, -EPERM read-only…) stays in info.exit.attempt.
@@ -469,11 +562,11 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   }
 
   guestRead(g: bigint | number, len: number): Uint8Array {
-    return this.run('guestRead', () => this.sim.vcpu(0).read(g, len));
+    return this.run('guestRead', () => this.sim.vcpu(0).read(uintArg(g, 'gpa', 'guestRead', BACKEND), len));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
-    this.run('guestWrite', () => this.sim.vcpu(0).write(g, data));
+    this.run('guestWrite', () => this.sim.vcpu(0).write(uintArg(g, 'gpa', 'guestWrite', BACKEND), data));
   }
 
   /**
@@ -483,10 +576,7 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
    */
   reclaim(range: GpaRange): void {
     this.assertLive('reclaim');
-    const start = intArg(range.gpa, 'reclaim', 'gpa');
-    const size = intArg(range.size, 'reclaim', 'size');
-    if (start < 0n || size <= 0n || start % PAGE_SIZE_N || size % PAGE_SIZE_N || start + size > GPA_LIMIT) throw gmErr('EINVAL', 'reclaim', BACKEND, 'range must be page-aligned, non-empty and inside 2^64');
-    const end = start + size;
+    const { gpa: start, end } = checkGpaRange(range, 'reclaim', BACKEND);
     const pieces = this.active
       .filter((b) => b.gpa < end && b.end > start)
       .map((b) => ({ b, binding: this.sim.bindingAt(Number(b.gpa / PAGE_SIZE_N)), ...this.filePages(b, b.gpa > start ? b.gpa : start, b.end < end ? b.end : end) }));
@@ -503,8 +593,7 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   /** {@link GunyahGuestControls.relinquish}: the test guest's hypercall 0x8069 over `range`. */
   relinquish(range: GpaRange, opts: { sanitize?: boolean } = {}): void {
     this.assertLive('relinquish');
-    const start = intArg(range.gpa, 'relinquish', 'gpa');
-    const size = intArg(range.size, 'relinquish', 'size');
+    const { gpa: start, size } = checkGpaRange(range, 'relinquish', BACKEND);
     this.sim.relinquish(start, Number(size / PAGE_SIZE_N), opts.sanitize ?? false);
   }
 

@@ -5,8 +5,12 @@ import {
   GUNYAH_IOCTL,
   MAP_FLAGS_V17,
   SIZEOF,
+  FN_DESC,
+  BOOT_CONTEXT,
+  decodeBootContext,
   decodeCreateMemArgs,
   decodeDtbConfig,
+  decodeFnDesc,
   decodeMapMemArgs,
   ioctlSyscall,
   type GunyahIoctlName,
@@ -16,14 +20,19 @@ import { ArenaFolioAllocator, type FolioAllocator } from './core-seam.js';
 import { err, withSyscall } from './errors.js';
 import { SimGuestMem } from './guest-mem.js';
 import { MemParcelTable } from './memparcel.js';
+import { UserMemory } from './user-memory.js';
+import { SimVcpu, type PageFaultResumeMode } from './vcpu.js';
 import { SimVm } from './vm.js';
 
 const CREATE_MEM = ioctlSyscall('GUNYAH_CREATE_GUEST_MEM');
 const CREATE_VM = ioctlSyscall('GUNYAH_CREATE_VM');
 const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, BigInt(v));
 
-/** Kernel allocations a test can make fail (folio allocation failures come from the allocator). */
-export type SimFault = 'binding-alloc';
+/**
+ * Failures a test can inject: the next binding allocation (ENOMEM), or the RM's VM_INIT /
+ * VM_START step of a VM start (test hooks; the RM's own reasons are not modelled).
+ */
+export type SimFault = 'binding-alloc' | 'vm-init' | 'vm-start';
 
 /** The fd of `/dev/gunyah` itself in the simulated fd table. */
 export const GUNYAH_DEVICE_FD = 3;
@@ -37,7 +46,11 @@ export class SimDevice implements Gunyah {
   readonly rodataFull: boolean;
   readonly allocator: FolioAllocator;
   readonly rm = new MemParcelTable();
-  private readonly fds = new Map<number, SimVm | SimGuestMem | 'device'>([[GUNYAH_DEVICE_FD, 'device']]);
+  /** The caller's user memory, for ioctl arguments that carry a pointer (`gunyah_fn_desc.arg`). */
+  readonly userMem = new UserMemory();
+  readonly pageFaultResume: PageFaultResumeMode;
+  readonly truncate: 'v17' | 'fixed';
+  private readonly fds = new Map<number, SimVm | SimGuestMem | SimVcpu | 'device'>([[GUNYAH_DEVICE_FD, 'device']]);
   private readonly maxFds: number;
   private readonly vmids = new Set<number>();
 
@@ -45,10 +58,12 @@ export class SimDevice implements Gunyah {
     this.layout = MAP_FLAGS_V17;
     this.rodataFull = opts.rodataFull ?? true;
     this.maxFds = opts.maxFds ?? 1024;
+    this.pageFaultResume = opts.pageFaultResume ?? 'v17';
+    this.truncate = opts.truncate ?? 'v17';
     this.allocator = opts.allocator ?? new ArenaFolioAllocator(opts.memoryLimit !== undefined ? { limitBytes: Number(opts.memoryLimit) } : {});
   }
 
-  private allocFd(syscall: string): number {
+  allocFd(syscall: string): number {
     for (let fd = 0; fd < this.maxFds; fd++) if (fd > 2 && !this.fds.has(fd)) return fd;
     throw err('EMFILE', 'open', syscall, `all ${this.maxFds} fds are in use`);
   }
@@ -80,6 +95,23 @@ export class SimDevice implements Gunyah {
   guestMem(fd: number): SimGuestMem | undefined {
     const e = this.fds.get(fd);
     return e instanceof SimGuestMem ? e : undefined;
+  }
+
+  /** Enters a vCPU fd made by ADD_FUNCTION into the fd table. */
+  registerVcpu(v: SimVcpu): void {
+    this.fds.set(v.fd, v);
+  }
+
+  vcpu(fd: number): SimVcpu | undefined {
+    const e = this.fds.get(fd);
+    return e instanceof SimVcpu ? e : undefined;
+  }
+
+  /** mmap of a vCPU fd: the page holding `gunyah_vcpu_run` (EBADF for a fd that is no vCPU). */
+  mmapVcpu(fd: number): Uint8Array {
+    const v = this.vcpu(fd);
+    if (!v) throw err('EBADF', 'mmap', 'mmap', `fd ${fd} is not a vCPU fd`);
+    return v.runPage;
   }
 
   vm(fd: number): SimVm | undefined {
@@ -131,6 +163,18 @@ export class SimDevice implements Gunyah {
       if (name === 'GUNYAH_VM_MAP_MEM') return target.mapMem(decodeMapMemArgs(need(SIZEOF.gunyah_map_mem_args))), 0;
       if (name === 'GUNYAH_VM_SET_DTB_CONFIG') return target.setDtbConfig(decodeDtbConfig(need(SIZEOF.gunyah_vm_dtb_config))), 0;
       if (name === 'GUNYAH_VM_START') return target.start(), 0;
+      if (name === 'GUNYAH_VM_SET_BOOT_CONTEXT') return target.setBootContext(decodeBootContext(need(BOOT_CONTEXT.SIZE))), 0;
+      if (name === 'GUNYAH_VM_ADD_FUNCTION' || name === 'GUNYAH_VM_REMOVE_FUNCTION') {
+        const d = decodeFnDesc(need(FN_DESC.SIZE));
+        // copy_from_user of the argument (ADD_FUNCTION checks arg_size ≤ 256 before copying).
+        const a = d.argSize > 0 ? this.userMem.read(d.arg, d.argSize) : undefined;
+        const desc = { type: d.type, argSize: d.argSize, arg: d.argSize === 0 ? new Uint8Array(0) : a };
+        if (name === 'GUNYAH_VM_ADD_FUNCTION') return target.addFunction(desc);
+        return target.removeFunction(desc), 0;
+      }
+    } else if (target instanceof SimVcpu) {
+      if (name === 'GUNYAH_VCPU_RUN') return target.run();
+      if (name === 'GUNYAH_VCPU_MMAP_SIZE') return 4096; // PAGE_SIZE (v17 15/35)
     }
     throw err('ENOTTY', 'ioctl', syscall, `request 0x${(request >>> 0).toString(16)} is not handled on this fd`);
   }

@@ -333,6 +333,33 @@ export class SimGuestMem implements GunyahGuestMem {
     return new SimHostMapping(this, off, Number(length));
   }
 
+  /**
+   * ftruncate(2). The v17 inode is `S_IFREG` with no `setattr` (23/35 creates it with
+   * `anon_inode_create_getfile` and sets only `i_mode |= S_IFREG`), so `do_ftruncate` → `do_truncate`
+   * → `notify_change` falls back to `simple_setattr`: `setattr_prepare` (`inode_newsize_ok`: EFBIG
+   * past `s_maxbytes` = MAX_LFS_FILESIZE) then `truncate_setsize`. Before that, `do_ftruncate`
+   * answers EINVAL for a negative length. See {@link GunyahGuestMem.ftruncate} for the deviations.
+   */
+  ftruncate(length: bigint | number): void {
+    const op = 'ftruncate';
+    this.assertOpen(op, op);
+    const len = toBig(length);
+    if (this.device.truncate === 'fixed') throw err('EINVAL', op, op, 'the size of this guest-memory file is fixed (setattr refuses it)');
+    if (len < 0n) throw err('EINVAL', op, op, `length ${len} < 0`);
+    if (len > MAX_LFS) throw err('EFBIG', op, op, `length ${len} > MAX_LFS_FILESIZE`);
+    if (len === 0n || len % PAGE_SIZE_N !== 0n) {
+      throw err('EINVAL', op, op, `length ${len}: the simulation keeps sizes page-aligned and > 0 (v17 would accept it; see README)`);
+    }
+    if (len < this.size) {
+      // truncate_pagecache drops these folios without asking the VMs (no invalidate_folio aop): a
+      // folio still provided would stay in the guest, detached from the file. Not modelled: refused.
+      const first = Number(len / PAGE_SIZE_N);
+      const held = this.providedIn(first, this.file.pages)[0];
+      if (held) throw err(RECLAIM_REFUSED, op, op, `folio at page ${held.head} past the new size is still provided to a VM`, { head: held.head });
+    }
+    withSyscall(op, op, () => this.file.setSize(len));
+  }
+
   close(): void {
     this.assertOpen('close', 'close');
     this.fdOpen = false;

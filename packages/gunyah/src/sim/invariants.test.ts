@@ -99,7 +99,7 @@ describe('invariants (fast-check)', () => {
               }
               break;
             case 'rel':
-              hc.vm.vcpu(0).relinquish(gpaOf(p), 1, { sanitize: c.sanitize });
+              hc.cpu.relinquish(gpaOf(p), 1, { sanitize: c.sanitize });
               if (lend(p) && provided[p]) {
                 locked[p] = false;
                 if (c.sanitize) data[p] = 0n;

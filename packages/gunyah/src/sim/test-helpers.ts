@@ -4,6 +4,7 @@ import type { GuestAccess, GunyahGuestMem } from '../api.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MAP_FLAGS_V17 as F } from '../uapi/index.js';
 import { openGunyah, type SimDevice } from './device.js';
 import type { SimVm } from './vm.js';
+import type { SimVcpu } from './vcpu.js';
 
 export const DTB_GPA = 0x4000_0000n;
 export const LEND_RW = F.GUNYAH_MEM_FORCE_LEND | F.GUNYAH_MEM_ALLOW_READ | F.GUNYAH_MEM_ALLOW_WRITE;
@@ -25,10 +26,20 @@ export class HoldingCell {
   constructor(gh?: SimDevice) {
     this.gh = gh ?? openGunyah({ driver: 'sim' });
     this.vm = this.gh.createVm() as SimVm;
-    // The DTB lives in its own small shared file, as the test VMM keeps it apart from test memory.
+    // The DTB lives in its own one-page lent file (v17 refuses a DTB in a share binding with
+    // ENOMEM); the test VMM lends it together with the image (see lifecycle.test.ts).
     this.dtbMem = this.gh.createGuestMem({ flags: 0n, size: 4096 });
-    this.vm.mapMem({ guestAddr: DTB_GPA, flags: SHARE_RW, guestMemFd: this.dtbMem.fd, offset: 0, size: 4096 });
+    this.vm.mapMem({ guestAddr: DTB_GPA, flags: LEND_RW, guestMemFd: this.dtbMem.fd, offset: 0, size: 4096 });
     this.vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: 4096 });
+  }
+
+  /**
+   * vCPU 0, after `VM_START` (a no-op once running), as the test VMM's `run_test` starts the VM
+   * before every run: memory added before the first use is demand-paged from the start.
+   */
+  get cpu(): SimVcpu {
+    this.vm.start();
+    return this.vm.vcpu(0);
   }
 
   addMemory(gpa: bigint, size: bigint, share: 'lend' | 'share', huge = false, flags?: number): GunyahGuestMem {
@@ -58,13 +69,13 @@ export class HoldingCell {
   }
 
   readAddr(gpa: bigint): bigint {
-    const r = this.vm.vcpu(0).read(gpa, 8);
+    const r = this.cpu.read(gpa, 8);
     expect(r.status).toBe('done');
     return le64((r as { data: Uint8Array }).data);
   }
 
   writeAddr(gpa: bigint, v: bigint): GuestAccess {
-    return this.vm.vcpu(0).write(gpa, u64le(v));
+    return this.cpu.write(gpa, u64le(v));
   }
 
   punch(mem: GunyahGuestMem, off: bigint, len: bigint): void {

@@ -17,6 +17,20 @@ import {
   setPageFaultResumeAction,
   GHMF_ALLOW_HUGEPAGE,
   GHMF_CLOEXEC,
+  GUNYAH_FN,
+  GUNYAH_FN_MAX_ARG_SIZE,
+  GUNYAH_VM_BOOT_CONTEXT_REG_SHIFT,
+  GUNYAH_VM_STATUS,
+  REG_SET,
+  bootContextReg,
+  decodeBootContext,
+  decodeFnDesc,
+  decodeVcpuRunMmio,
+  decodeVcpuRunStatus,
+  encodeBootContext,
+  encodeFnDesc,
+  encodeFnVcpuArg,
+  setMmioResume,
 } from './index.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -127,5 +141,51 @@ describe('struct codecs (byte offsets)', () => {
         }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('lifecycle structs (v17 15/35, 30/35; bindgen in gunyah-test-vmm gunyah-bindings/src/bindings.rs)', () => {
+  it('gunyah_fn_desc: type @0 (u32), arg_size @4 (u32), arg @8 (u64); GUNYAH_FN_* and the 256-byte limit', () => {
+    const b = encodeFnDesc({ type: GUNYAH_FN.VCPU, argSize: 4, arg: 0x7f00_0000_1000n });
+    expect(hex(b)).toBe('01000000' + '04000000' + '00100000007f0000');
+    expect(decodeFnDesc(b)).toEqual({ type: 1, argSize: 4, arg: 0x7f00_0000_1000n });
+    expect(GUNYAH_FN).toEqual({ VCPU: 1, IRQFD: 2, IOEVENTFD: 3 });
+    expect(GUNYAH_FN_MAX_ARG_SIZE).toBe(256);
+    expect(hex(encodeFnVcpuArg(3))).toBe('03000000');
+  });
+  it('gunyah_vm_boot_context: reg @0, reserved @4, value @8; REG(set, idx) = set << 8 | idx', () => {
+    expect(REG_SET).toEqual({ X: 0, PC: 1, SP: 2 });
+    expect(GUNYAH_VM_BOOT_CONTEXT_REG_SHIFT).toBe(8);
+    expect(bootContextReg(REG_SET.SP, 1)).toBe(0x201);
+    const b = encodeBootContext({ reg: 0x100, reserved: 9, value: 0x8000_0000n });
+    expect(hex(b)).toBe('00010000' + '09000000' + '0000008000000000');
+    expect(decodeBootContext(b)).toEqual({ reg: 0x100, reserved: 9, value: 0x8000_0000n });
+  });
+  it('gunyah_vcpu_run MMIO arm: phys_addr @16, data[8] @24, len @32, is_write @36, resume_action @37', () => {
+    const run = new Uint8Array(40);
+    const dv = new DataView(run.buffer);
+    dv.setUint32(8, 1, true);
+    dv.setBigUint64(16, 0x6000n, true);
+    run.set([1, 2, 3, 4, 5, 6, 7, 8], 24);
+    dv.setUint32(32, 8, true);
+    run[36] = 1;
+    run[37] = 2;
+    expect(decodeVcpuRunMmio(run)).toEqual({ exitReason: 1, physAddr: 0x6000n, data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8), len: 8, isWrite: 1, resumeAction: 2 });
+    setMmioResume(run, 0, Uint8Array.of(9, 9));
+    expect(run[37]).toBe(0);
+    expect([...run.subarray(24, 27)]).toEqual([9, 9, 3]);
+    expect(() => decodeVcpuRunStatus(run)).toThrow(RangeError);
+  });
+  it('gunyah_vcpu_run STATUS arm: status @16, exit_info {type u16 @20, padding @22, reason_size u32 @24, reason[8] @28}; GUNYAH_VM_STATUS_*', () => {
+    expect(GUNYAH_VM_STATUS).toEqual({ LOAD_FAILED: 1, EXITED: 2, CRASHED: 3 });
+    const run = new Uint8Array(40);
+    const dv = new DataView(run.buffer);
+    dv.setUint32(8, 2, true);
+    dv.setUint32(16, 2, true);
+    dv.setUint16(20, 1, true);
+    dv.setUint32(24, 4, true);
+    run.set([0xaa, 0xbb], 28);
+    expect(decodeVcpuRunStatus(run)).toMatchObject({ exitReason: 2, status: 2, exitInfo: { type: 1, reasonSize: 4 } });
+    expect(decodeVcpuRunStatus(run).exitInfo.reason.subarray(0, 2)).toEqual(Uint8Array.of(0xaa, 0xbb));
   });
 });

@@ -1,11 +1,10 @@
 import { defineConformanceSuite } from '@guestmem/conformance';
-import { openKvm } from '../open.js';
 import { probeNativeKvm } from '../native/probe.js';
-import { KvmHypervisor } from './kvm-hypervisor.js';
+import { openKvmHypervisor } from './register.js';
 
 const probe = probeNativeKvm();
 defineConformanceSuite({
   name: 'kvm (native /dev/kvm)',
-  create: () => new KvmHypervisor(openKvm({ driver: 'native' })),
+  create: () => openKvmHypervisor({ driver: 'native' }),
   skip: probe.available ? false : probe.reason,
 });

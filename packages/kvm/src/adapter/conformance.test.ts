@@ -1,16 +1,15 @@
 import { defineConformanceSuite } from '@guestmem/conformance';
-import { openKvm } from '../open.js';
-import { KvmHypervisor } from './kvm-hypervisor.js';
+import { openKvmHypervisor } from './register.js';
 
 // The default simulated kernel: 6.18 with CONFIG_KVM_SW_PROTECTED_VM, so the suite's confidential
 // cases run on a KVM_X86_SW_PROTECTED_VM.
 defineConformanceSuite({
   name: 'kvm-sim (simulated 6.18 kernel, SW_PROTECTED VMs)',
-  create: () => new KvmHypervisor(openKvm({ driver: 'sim' })),
+  create: () => openKvmHypervisor({ driver: 'sim' }),
 });
 
 // The probe machine's configuration (no memory attributes): what the native suite sees here.
 defineConformanceSuite({
   name: 'kvm-sim (simulated 6.18 kernel as built on the probe machine)',
-  create: () => new KvmHypervisor(openKvm({ driver: 'sim', swProtectedVm: false })),
+  create: () => openKvmHypervisor({ driver: 'sim', swProtectedVm: false }),
 });

@@ -10,7 +10,7 @@ import { openKvm } from '../open.js';
 import type { SimKvm } from '../sim/kvm.js';
 import type { SimKvmVm } from '../sim/vm.js';
 import { KvmHypervisor, type KvmBinding, type KvmGuestMemory, type KvmVmAdapter } from './kvm-hypervisor.js';
-import { registerKvm } from './register.js';
+import { openKvmHypervisor, registerKvm } from './register.js';
 
 const P = 4096;
 const GPA = 0x1_0000_0000n;
@@ -26,7 +26,7 @@ function code(fn: () => unknown): string {
 }
 
 function cocoVm(pages = 4) {
-  const h = new KvmHypervisor(openKvm({ driver: 'sim' }));
+  const h = openKvmHypervisor({ driver: 'sim' });
   const vm = h.createVm({ confidential: true }) as KvmVmAdapter;
   const mem = vm.createGuestMemory({ size: pages * P }) as KvmGuestMemory;
   const b = vm.bind({ memory: mem, offset: 0, gpa: GPA, size: pages * P, access: 'shared' }) as KvmBinding;
@@ -37,7 +37,7 @@ function cocoVm(pages = 4) {
 
 describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
   it('capabilities: the hypervisor and a confidential VM convert in place; a default VM of the same kernel has no private memory', () => {
-    const h = new KvmHypervisor(openKvm({ driver: 'sim' }));
+    const h = openKvmHypervisor({ driver: 'sim' });
     for (const c of ['private-memory', 'convert-in-place', 'guest-access', 'poison-injection', 'initially-shared'] as const) expect(h.capabilities.has(c)).toBe(true);
     const coco = h.createVm({ confidential: true });
     expect((coco as KvmVmAdapter).kvmVm.type).toBe(1);
@@ -50,7 +50,7 @@ describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
     expect(code(() => plain.convert({ gpa: 0, size: P }, 'private'))).toBe('EOPNOTSUPP');
     h.close();
     // Built like the probe machine: no confidential VMs at all.
-    const probe = new KvmHypervisor(openKvm({ driver: 'sim', swProtectedVm: false }));
+    const probe = openKvmHypervisor({ driver: 'sim', swProtectedVm: false });
     expect(probe.capabilities.has('private-memory')).toBe(false);
     expect(code(() => probe.createVm({ confidential: true }))).toBe('EOPNOTSUPP');
     probe.close();
@@ -121,7 +121,7 @@ describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
   });
 
   it('bind defaults to private on a confidential VM, applies the requested access, and rolls back when the bind fails', () => {
-    const h = new KvmHypervisor(openKvm({ driver: 'sim' }));
+    const h = openKvmHypervisor({ driver: 'sim' });
     const vm = h.createVm({ confidential: true });
     const mem = vm.createGuestMemory({ size: 4 * P });
     const b = vm.bind({ memory: mem, offset: 0, gpa: GPA, size: 2 * P });
@@ -147,7 +147,7 @@ describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
   });
 
   it('poison on host-mappable, initially-shared memory of a default VM: host view SIGBUS', () => {
-    const h = new KvmHypervisor(openKvm({ driver: 'sim' }));
+    const h = openKvmHypervisor({ driver: 'sim' });
     const vm = h.createVm();
     const mem = vm.createGuestMemory({ size: 2 * P, hostMappable: true, initiallyShared: true }) as KvmGuestMemory;
     const view = mem.map();

@@ -3,17 +3,27 @@
  * flags and VM types stay in here; VMM code sees `Vm.bind({ memory, offset, gpa, size })`.
  *
  * Works on both uAPI drivers (native /dev/kvm and the simulated kernel) because it only speaks the
- * uAPI of `api.ts`.
+ * uAPI of `api.ts`. What a driver offers beyond the uAPI (the simulated kernel's guest access and
+ * poison injection) comes in as a {@link KvmGuestAccessDriver} from whoever wires the driver in
+ * (`register.ts`'s providers and `openKvmHypervisor`); this file never imports a driver.
  */
 import {
   GuestMemError,
+  HostViewSet,
   RangeStateMap,
   fileOffset,
   gmErr,
   hostView,
   gpa as toGpa,
   makeCapabilities,
-  toBig,
+  accessArg,
+  checkBind,
+  checkFileRange,
+  checkGpaRange,
+  checkMapRange,
+  checkMemorySize,
+  checkPageOffset,
+  uintArg,
   type BindOptions,
   type Capabilities,
   type CapabilityName,
@@ -31,8 +41,6 @@ import {
   type Vm,
 } from '@guestmem/core';
 import type { Kvm, KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
-import { SimKvm } from '../sim/kvm.js';
-import { simKvmExtensions } from './sim-extensions.js';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -62,7 +70,7 @@ const PAGE = 4096n;
  * Optional extensions a driver may offer beyond the uAPI (today the simulated kernel's: guest
  * access and poison injection). Detected at run time, surfaced through
  * capabilities ('guest-access', 'poison-injection'), never through optional methods of the
- * neutral API. {@link simKvmExtensions} builds the simulated kernel's.
+ * neutral API. `simKvmExtensions` (sim-extensions.ts) builds the simulated kernel's.
  */
 export interface KvmGuestAccessDriver {
   /** A vCPU read of guest memory (the access kind follows the gfn's attribute). */
@@ -121,15 +129,16 @@ export class KvmHypervisor implements Hypervisor {
   /**
    * @param kvm the system fd (owned from now on).
    * @param id backend id (default `'kvm'` native, `'kvm-sim'` sim).
-   * @param guestAccess the driver's extensions. Default: {@link simKvmExtensions} for a simulated
-   *   kernel (so 'kvm-sim' always has 'guest-access'), none for native.
+   * @param guestAccess the driver's extensions beyond the uAPI, if any ('guest-access',
+   *   'poison-injection'). `openKvmHypervisor({ driver: 'sim' })` and the 'kvm-sim' provider pass
+   *   the simulated kernel's; without them a simulated kernel has no 'guest-access'.
    */
   constructor(
     readonly kvm: Kvm,
     readonly id: string = kvm.driver === 'native' ? 'kvm' : 'kvm-sim',
     guestAccess?: KvmGuestAccessDriver,
   ) {
-    this.guestAccess = guestAccess ?? (kvm instanceof SimKvm ? simKvmExtensions(kvm) : undefined);
+    this.guestAccess = guestAccess;
     this.capabilities = answerCaps(kvm, id, kvm.driver === 'sim', this.guestAccess, 'system');
   }
 
@@ -151,13 +160,17 @@ export class KvmHypervisor implements Hypervisor {
     return vm;
   }
 
-  /** Destroys every VM still alive and closes `/dev/kvm`. */
+  /** Unmaps every host view, destroys every VM still alive, closes every guest_memfd and `/dev/kvm`. */
   close(): void {
+    this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     this.vms.clear();
     for (const m of [...this.memories]) m.close();
     if (!this.kvm.closed) this.kvm.close();
   }
+
+  /** @internal Host views not yet unmapped (unmapped by {@link close}). */
+  readonly views = new HostViewSet();
 
   /** @internal Guest-memory objects still open (closed by {@link close}). */
   readonly memories = new Set<KvmGuestMemory>();
@@ -200,10 +213,11 @@ export class KvmVmAdapter implements Vm {
     if (opts.initiallyShared && !c.has('initially-shared')) {
       throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'GUEST_MEMFD_FLAG_INIT_SHARED is not offered for this VM');
     }
+    const size = checkMemorySize(opts, c.maxGuestMemorySize, this.hypervisor.id);
     let flags = 0n;
     if (opts.hostMappable) flags |= GUEST_MEMFD_FLAG_MMAP;
     if (opts.initiallyShared) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
-    const mem = new KvmGuestMemory(this, this.kvmVm.createGuestMemfd({ size: opts.size, flags }));
+    const mem = new KvmGuestMemory(this, this.kvmVm.createGuestMemfd({ size, flags }));
     this.hypervisor.memories.add(mem);
     return mem;
   }
@@ -215,46 +229,27 @@ export class KvmVmAdapter implements Vm {
    *   VM): the MMU and KVM's emulator then see the same memory;
    * - otherwise fresh anonymous host memory (`Kvm.mmapAnonymous`, both drivers): what a CoCo VMM
    *   uses for shared pages, since a private-memory VM's guest_memfd cannot be INIT_SHARED, and what
-   *   KVM's emulator reads for a slot whose guest_memfd it does not fault in (research §0.2, §2.8);
-   * - 0 when the range is not page-aligned (REGION2 then fails with EINVAL anyway).
+   *   KVM's emulator reads for a slot whose guest_memfd it does not fault in (research §0.2, §2.8).
+   * The arguments pass core's neutral {@link checkBind} first.
    * The mapping belongs to the binding: unbind (and VM destroy) unmaps it.
    * `access` (default: 'private' on a VM with private memory, else 'shared') is applied to the GPA
    * range with `convert(…, { discard: false })` when the range is not already in that state.
    */
   bind(opts: BindOptions): MemoryBinding {
     this.live('bind');
-    const mem = opts.memory;
-    if (!(mem instanceof KvmGuestMemory) || mem.vm !== this) {
-      throw gmErr('EINVAL', 'bind', this.hypervisor.id, 'the memory object was not created by this VM');
-    }
-    if (mem.closed) throw gmErr('EBADF', 'bind', this.hypervisor.id, 'the memory object is closed');
-    if (opts.readOnly) throw gmErr('EOPNOTSUPP', 'bind', this.hypervisor.id, 'KVM rejects read-only guest_memfd slots (KVM_MEM_READONLY with KVM_MEM_GUEST_MEMFD is EINVAL)');
-    const access = opts.access ?? (this.capabilities.has('private-memory') ? 'private' : 'shared');
-    if (access === 'private' && !this.capabilities.has('private-memory')) {
-      throw gmErr('EOPNOTSUPP', 'bind', this.hypervisor.id, 'this VM has no private memory (default VM type)');
-    }
-    const int = (v: bigint | number, what: string): bigint => {
-      if (typeof v === 'bigint') return v;
-      if (!Number.isSafeInteger(v)) throw gmErr('EINVAL', 'bind', this.hypervisor.id, `${what} ${v} is not an exact integer`);
-      return BigInt(v);
-    };
-    const gpa = int(opts.gpa, 'gpa');
-    const size = int(opts.size, 'size');
-    const offset = int(opts.offset, 'offset');
-    // memory_size 0 means "delete" to KVM; the neutral API has no such meaning.
-    if (size <= 0n) throw gmErr('EINVAL', 'bind', this.hypervisor.id, `size ${size} must be > 0`);
-    // The neutral range rules, checked before anything is allocated (a negative value would
-    // otherwise fail the u64 encoding with ERANGE instead of EINVAL).
-    if (gpa < 0n || offset < 0n || gpa + size > 1n << 64n) {
-      throw gmErr('EINVAL', 'bind', this.hypervisor.id, `gpa ${gpa}, offset ${offset}, size ${size}: need >= 0 and gpa + size <= 2^64`);
-    }
+    const { gpa, offset, size, access, readOnly } = checkBind(opts, {
+      backend: this.hypervisor.id,
+      owns: (m) => m instanceof KvmGuestMemory && m.vm === this,
+      privateMemory: this.capabilities.has('private-memory'),
+    });
+    const mem = opts.memory as KvmGuestMemory;
+    if (readOnly) throw gmErr('EOPNOTSUPP', 'bind', this.hypervisor.id, 'KVM rejects read-only guest_memfd slots (KVM_MEM_READONLY with KVM_MEM_GUEST_MEMFD is EINVAL)');
     const slot = this.freeSlot();
-    const aligned = offset % PAGE === 0n && size % PAGE === 0n && gpa % PAGE === 0n;
     let mapping: KvmMapping | undefined;
     let hostMemory: KvmAnonMapping | undefined;
-    if (mem.hostMappable && mem.initiallyShared && aligned && offset + size <= mem.size) {
+    if (mem.hostMappable && mem.initiallyShared) {
       mapping = mem.fd.mmap({ length: size, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
-    } else if (aligned) {
+    } else {
       hostMemory = this.hypervisor.kvm.mmapAnonymous(size);
     }
     const shared = mapping ?? hostMemory;
@@ -343,20 +338,28 @@ export class KvmVmAdapter implements Vm {
     if (!this.capabilities.has('convert-in-place')) {
       throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, 'KVM_SET_MEMORY_ATTRIBUTES cannot set PRIVATE on this VM');
     }
-    const gpa = toBig(range.gpa, 'convert', this.hypervisor.id);
-    const size = toBig(range.size, 'convert', this.hypervisor.id);
+    const { gpa, size } = checkGpaRange(range, 'convert', this.hypervisor.id);
+    accessArg(to, 'convert', this.hypervisor.id);
+    if (opts.keepContents) {
+      // guest_memfd keeps private and shared copies apart: shared reads never see private bytes.
+      throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, "keepContents needs 'convert-keeps-contents': KVM's private pages never become shared in place");
+    }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
     // without changing anything. The state map mirrors the kernel right after it.
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
-    if (opts.discard === false) return;
+    const discard = opts.discard !== false;
     try {
       for (const b of this.slots.values()) {
         const lo = gpa > b.gpa ? gpa : b.gpa;
         const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
         if (lo >= hi) continue;
-        if (to === 'shared') (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
-        else b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
+        const mem = b.memory as KvmGuestMemory;
+        // A host-mappable guest_memfd makes the slot guest_memfd-only (6.18): shared accesses read
+        // the same pages the guest wrote privately, so those are punched even without `discard`
+        // (neutral rule: private bytes never become visible by a conversion).
+        if (to === 'shared' && (discard || mem.hostMappable)) mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
+        else if (to === 'private' && discard) b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
       }
     } catch (e) {
       if (!GuestMemError.is(e)) throw e;
@@ -377,14 +380,14 @@ export class KvmVmAdapter implements Vm {
     this.live('guestRead');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestRead', this.hypervisor.id, 'this driver cannot run guest accesses');
-    return ga.guestRead(this.kvmVm, toBig(gpa), len);
+    return ga.guestRead(this.kvmVm, uintArg(gpa, 'gpa', 'guestRead', this.hypervisor.id), len);
   }
 
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
     this.live('guestWrite');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestWrite', this.hypervisor.id, 'this driver cannot run guest accesses');
-    ga.guestWrite(this.kvmVm, toBig(gpa), data);
+    ga.guestWrite(this.kvmVm, uintArg(gpa, 'gpa', 'guestWrite', this.hypervisor.id), data);
   }
 
   /** Deletes every slot and closes the VM fd. Guest memory objects keep the VM alive until they close (KVM rule). */
@@ -425,14 +428,22 @@ export class KvmGuestMemory implements GuestMemory {
     return this.fd.closed;
   }
 
+  /** EBADF once closed; the neutral range rules (core's `checkFileRange`) before `fallocate`. */
+  private fileRange(op: string, offset: bigint | number, len: bigint | number): { offset: bigint; len: bigint } {
+    if (this.closed) throw gmErr('EBADF', op, this.vm.hypervisor.id, `memory ${this.id} is closed`, { syscall: 'fallocate' });
+    return checkFileRange(offset, len, this.size, op, this.vm.hypervisor.id);
+  }
+
   allocate(offset: bigint | number, len: bigint | number): void {
-    this.fd.fallocate(FALLOC_FL_KEEP_SIZE, offset, len);
+    const r = this.fileRange('allocate', offset, len);
+    this.fd.fallocate(FALLOC_FL_KEEP_SIZE, r.offset, r.len);
   }
 
   /** Punches the guest_memfd range, and the same pages of the anonymous shared side of its bindings. */
   punchHole(offset: bigint | number, len: bigint | number): void {
-    this.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
-    this.vm.discardShared(this, toBig(offset), toBig(len));
+    const r = this.fileRange('punchHole', offset, len);
+    this.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r.offset, r.len);
+    this.vm.discardShared(this, r.offset, r.len);
   }
 
   /**
@@ -443,15 +454,15 @@ export class KvmGuestMemory implements GuestMemory {
   markPoisoned(offset: bigint | number): void {
     const ext = this.vm.hypervisor.guestAccess;
     if (!ext?.markPoisoned) throw gmErr('EOPNOTSUPP', 'markPoisoned', this.vm.hypervisor.id, 'this driver cannot inject memory failures');
-    ext.markPoisoned(this.fd, toBig(offset));
+    ext.markPoisoned(this.fd, checkPageOffset(offset, this.size, 'markPoisoned', this.vm.hypervisor.id));
   }
 
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
     if (!this.vm.capabilities.has('host-map')) throw gmErr('EOPNOTSUPP', 'map', this.vm.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
-    const offset = toBig(opts.offset ?? 0);
-    const length = opts.length ?? Number(this.size - offset);
+    if (this.closed) throw gmErr('EBADF', 'map', this.vm.hypervisor.id, `memory ${this.id} is closed`, { syscall: 'mmap' });
+    const { offset, length } = checkMapRange(opts, this.size, this.vm.hypervisor.id);
     const m = this.fd.mmap({ length, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
-    return hostView(m, () => m.munmap());
+    return this.vm.hypervisor.views.add(m, () => m.munmap());
   }
 
   close(): void {

@@ -17,7 +17,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { openKvm } from '../open.js';
 import type { SimKvm } from '../sim/kvm.js';
-import { KvmHypervisor, type KvmBinding } from './kvm-hypervisor.js';
+import type { KvmBinding } from './kvm-hypervisor.js';
+import { openKvmHypervisor } from './register.js';
 
 const P = 4096;
 const PAGES = 16;
@@ -59,7 +60,7 @@ function same(got: Uint8Array, want: Uint8Array): boolean {
 }
 
 function play(ops: Op[]): void {
-  const h = new KvmHypervisor(openKvm({ driver: 'sim' }));
+  const h = openKvmHypervisor({ driver: 'sim' });
   const sim = h.kvm as SimKvm;
   const vm = h.createVm({ confidential: true });
   const mem = vm.createGuestMemory({ size: PAGES * P });

@@ -21,6 +21,29 @@ export interface RegisterKvmOptions {
   profile?: KvmProfile;
 }
 
+/** Options of {@link openKvmHypervisor}. */
+export interface OpenKvmHypervisorOptions {
+  /** `'native'` (/dev/kvm) or `'sim'` (the simulated kernel). */
+  driver: 'native' | 'sim';
+  /** Sim only: kernel profile (default `'6.18'`). */
+  profile?: KvmProfile;
+  /** Sim only (default true): `CONFIG_KVM_SW_PROTECTED_VM`; false reproduces the probe machine. */
+  swProtectedVm?: boolean;
+  /** Sim only: the folio allocator backing the simulated kernel's memory. */
+  allocator?: FolioAllocator;
+}
+
+/**
+ * A neutral KVM hypervisor on the chosen driver, with that driver's extensions wired in: the
+ * simulated kernel comes with guest access and poison injection ('guest-access',
+ * 'poison-injection'); native has none. Ids: 'kvm' (native), 'kvm-sim'.
+ */
+export function openKvmHypervisor(opts: OpenKvmHypervisorOptions): KvmHypervisor {
+  if (opts.driver === 'native') return new KvmHypervisor(openKvm({ driver: 'native' }), 'kvm');
+  const kvm = new SimKvm(new SimKernel({ profile: opts.profile ?? '6.18', swProtectedVm: opts.swProtectedVm ?? true, allocator: opts.allocator }));
+  return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm));
+}
+
 /** The provider of the native `/dev/kvm` driver. */
 export function nativeKvmProvider(): HypervisorProvider {
   return {
@@ -30,9 +53,9 @@ export function nativeKvmProvider(): HypervisorProvider {
     description: 'Linux KVM guest_memfd on the real /dev/kvm (koffi)',
     probe: () => {
       const p = probeNativeKvm();
-      return { available: p.available, reason: p.reason };
+      return { available: p.available, reason: p.reason, cause: p.error };
     },
-    create: () => new KvmHypervisor(openKvm({ driver: 'native' }), 'kvm'),
+    create: () => openKvmHypervisor({ driver: 'native' }),
   };
 }
 
@@ -51,8 +74,7 @@ export function simKvmProvider(profile: KvmProfile = '6.18', allocator?: () => F
     create: () => {
       // The container's FOLIO_ALLOCATOR (when registered) backs the simulated kernel's memory, so
       // accounting and fault injection are shared with every other backend of the container.
-      const kvm = new SimKvm(new SimKernel({ profile, swProtectedVm: true, allocator: allocator?.() }));
-      return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm));
+      return openKvmHypervisor({ driver: 'sim', profile, swProtectedVm: true, allocator: allocator?.() });
     },
   };
 }

@@ -33,6 +33,10 @@ describe.skipIf(!probe.available)('sim vs real kernel: named scenarios', () => {
     let simKvm: ReturnType<typeof openSimKvm> | undefined;
     const sim = runScenario(() => (simKvm = openSimKvm({ profile: '6.18', swProtectedVm: false })), scenario);
     expect(sim).toEqual(native);
+    // Pinned kernel outcomes hold on both drivers (they are equal by now).
+    for (const [step, out] of Object.entries(scenario.pinned ?? {})) {
+      expect(native.find((t) => t.step === step), `pinned step '${step}'`).toEqual({ step, out });
+    }
     // Everything the scenario opened is released on the sim: fds, VMs, files, mappings, memory.
     const st = simKvm!.stats();
     expect({ fds: simKvm!.openFds(), vms: st.vms, files: st.guestMemfds, mappings: st.mappings, bytes: st.memory.bytesInUse }).toEqual({

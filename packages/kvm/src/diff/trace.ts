@@ -248,6 +248,11 @@ function mustMap(m: KvmMapping | undefined): KvmMapping {
 export interface Scenario {
   readonly name: string;
   readonly run: (s: Session) => void;
+  /**
+   * The kernel's outcome of some steps, by step name, checked on both drivers (equal traces alone
+   * cannot catch a rule both drivers get wrong the same way).
+   */
+  readonly pinned?: Readonly<Record<string, unknown>>;
 }
 
 /** Runs `scenario` on a fresh system fd and returns its trace; everything is released afterwards. */

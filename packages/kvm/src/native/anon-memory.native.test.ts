@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openFds, type Kvm } from '../api.js';
-import { KvmHypervisor, type KvmBinding } from '../adapter/kvm-hypervisor.js';
+import type { KvmBinding } from '../adapter/kvm-hypervisor.js';
+import { openKvmHypervisor } from '../adapter/register.js';
 import { openKvm } from '../open.js';
 import { KVM_EXIT_HLT, KVM_EXIT_IO, KVM_MEM_GUEST_MEMFD, MADV_DONTNEED, MAP_SHARED, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import { asNativeVm } from './driver.js';
@@ -56,6 +57,7 @@ describe.skipIf(!probe.available)('native anonymous memory', () => {
       const vcpu = vm.createVcpu(0);
       enterRealMode(vcpu, 0, 0x1000);
       const r = runVcpu(vcpu, { maxRuns: 10 });
+      vcpu.close();
       expect(r.exits.map((e) => e.reason)).toEqual([KVM_EXIT_IO, KVM_EXIT_HLT]);
       expect(r.exits[0]!.io!.data).toEqual(Uint8Array.of(0x66));
       expect(anon.read(0x10, 2)).toEqual(Uint8Array.of(0x66, 0x5a));
@@ -95,7 +97,7 @@ describe.skipIf(!probe.available)('native anonymous memory', () => {
   });
 
   it('the adapter backs memory it cannot map shared with anonymous memory, and unbind / destroy unmap it', () => {
-    const h = new KvmHypervisor(openKvm({ driver: 'native' }));
+    const h = openKvmHypervisor({ driver: 'native' });
     try {
       const vm = h.createVm();
       const mem = vm.createGuestMemory({ size: 4 * P });

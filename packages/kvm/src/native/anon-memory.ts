@@ -35,9 +35,13 @@ export class NativeAnonMapping extends NativeMappingBase implements KvmAnonMappi
   /** The VMA's extent: the length rounded up to whole pages (the kernel maps whole pages). */
   readonly #mapped: bigint;
 
-  constructor(c: Libc, address: bigint, length: number) {
-    super(c, address, length, 0n, ANON_PROT, ANON_FLAGS);
-    this.accessible = length;
+  /**
+   * `prot`/`flags` default to `mmapAnonymous`'s; a guest_memfd `mmap` with `MAP_FIXED_NOREPLACE |
+   * MAP_ANONYMOUS` passes its own (the kernel ignored the fd and mapped anonymous memory).
+   */
+  constructor(c: Libc, address: bigint, length: number, prot = ANON_PROT, flags = ANON_FLAGS) {
+    super(c, address, length, 0n, prot, flags);
+    this.accessible = this.mapped;
     this.#mapped = (BigInt(length) + 4095n) & ~4095n;
   }
 

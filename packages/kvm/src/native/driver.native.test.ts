@@ -71,7 +71,7 @@ describe.skipIf(!probe.available)('native driver', () => {
     }
   });
 
-  it('errors carry the kernel errno, the syscall and backend kvm-native', () => {
+  it('errors carry the kernel errno, the syscall and backend kvm', () => {
     const vm = kvm.createVm();
     try {
       let err: unknown;
@@ -82,7 +82,7 @@ describe.skipIf(!probe.available)('native driver', () => {
       }
       expect(err).toBeInstanceOf(GuestMemError);
       const g = err as GuestMemError;
-      expect([g.code, g.errno, g.syscall, g.backend]).toEqual(['EINVAL', 22, 'ioctl(KVM_CREATE_GUEST_MEMFD)', 'kvm-native']);
+      expect([g.code, g.errno, g.syscall, g.backend]).toEqual(['EINVAL', 22, 'ioctl(KVM_CREATE_GUEST_MEMFD)', 'kvm']);
       expect(() => kvm.createVm(99)).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'ioctl(KVM_CREATE_VM)' }));
     } finally {
       vm.close();

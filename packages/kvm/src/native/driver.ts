@@ -26,6 +26,7 @@ import { openFds } from '../api.js';
 import { i32, i64, u64 } from '../uapi/codec-util.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
+  MAP_ANONYMOUS,
   MAP_FAILED,
   MFD_CLOEXEC,
   O_CLOEXEC,
@@ -186,9 +187,14 @@ class NativeOtherFd extends OwnedFd implements OtherFd {
   }
 }
 
-/** A VM fd. Native-only extra: {@link NativeVm.createVcpu}. */
+/**
+ * A VM fd. Native-only extra: {@link NativeVm.createVcpu}.
+ *
+ * Lifetime as in the kernel: each vCPU fd holds a reference to the VM, so `close()` closes only the
+ * VM fd. vCPUs stay usable (they still run the guest) and are closed on their own, before or after.
+ */
 export class NativeVm extends OwnedFd implements KvmVm {
-  /** vCPUs created here and not yet closed: `close()` closes them first, so none leaks its fd. */
+  /** vCPUs created here and not yet closed (each outlives `close()` of this handle, as in the kernel). */
   readonly #vcpus = new Set<NativeVcpu>();
   constructor(
     c: Libc,
@@ -224,21 +230,6 @@ export class NativeVm extends OwnedFd implements KvmVm {
     } finally {
       sys.close();
     }
-  }
-
-  /** Closes the vCPUs still open on this handle, then the VM fd. */
-  override close(): void {
-    this.live('close', 'close');
-    let first: unknown;
-    for (const v of [...this.#vcpus]) {
-      try {
-        v.close();
-      } catch (e) {
-        first ??= e;
-      }
-    }
-    super.close();
-    if (first !== undefined) throw first;
   }
 
   checkExtension(cap: IntArg): number {
@@ -322,6 +313,9 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     if (address === MAP_FAILED) {
       throw syscallError(this.c.errno(), 'mmap', 'mmap', { length: args.length, prot: args.prot, flags: args.flags, offset });
     }
+    // Why: with MAP_ANONYMOUS the kernel ignored the fd (ksys_mmap_pgoff) and mapped anonymous memory,
+    // which no guest_memfd SIGBUS rule applies to.
+    if (args.flags & MAP_ANONYMOUS) return new NativeAnonMapping(this.c, address, Number(length), args.prot, args.flags);
     return new NativeMapping(this.c, address, Number(length), BigInt.asUintN(64, offset), args.prot, args.flags, this.size, this.flags);
   }
 
@@ -413,7 +407,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 export class NativeMapping extends NativeMappingBase {
   /**
    * Everything before the first page that would SIGBUS: 0 for a private file, else up to EOF, capped
-   * at the mapping length.
+   * at the mapped pages.
    */
   protected readonly accessible: number;
   constructor(
@@ -429,7 +423,7 @@ export class NativeMapping extends NativeMappingBase {
     super(c, address, length, offset, prot, flags);
     const untilEof = fileSize - offset;
     this.accessible =
-      !(fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED) || untilEof <= 0n ? 0 : untilEof < BigInt(length) ? Number(untilEof) : length;
+      !(fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED) || untilEof <= 0n ? 0 : untilEof < BigInt(this.mapped) ? Number(untilEof) : this.mapped;
   }
 
   protected fault(op: string, mappingOffset: number): HostAccessFault {

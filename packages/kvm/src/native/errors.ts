@@ -1,7 +1,7 @@
 import { GuestMemError, errnoCode, errnoName } from '@guestmem/core';
 
 /** The backend id of every error the native driver raises. */
-export const NATIVE_BACKEND = 'kvm-native';
+export const NATIVE_BACKEND = 'kvm';
 
 /**
  * A GuestMemError for a failed syscall, from the errno libc reported. An errno outside core's

@@ -71,6 +71,10 @@ const cases: Case[] = [
   { name: 'MMAP only (private), allocated page, read', flags: 1n, falloc: true, mapOffset: 0, mapLength: SIZE, prot: RW, touch: PAGE, op: 'read' },
   { name: 'MMAP only (private), allocated page, write', flags: 1n, falloc: true, mapOffset: 0, mapLength: SIZE, prot: RW, touch: 0, op: 'write' },
   { name: 'INIT_SHARED, PROT_READ mapping, write', flags: 3n, falloc: false, mapOffset: 0, mapLength: SIZE, prot: PROT_READ, touch: 0, op: 'write' },
+  { name: 'INIT_SHARED, 100-byte mapping, last byte of its page, write (whole pages are mapped)', flags: 3n, falloc: false, mapOffset: 0, mapLength: 100, prot: RW, touch: PAGE - 1, op: 'write' },
+  { name: 'INIT_SHARED, 100-byte mapping, byte 4000, read', flags: 3n, falloc: false, mapOffset: 0, mapLength: 100, prot: RW, touch: 4000, op: 'read' },
+  { name: 'INIT_SHARED, PROT_READ mapping, write past EOF (SIGSEGV wins over SIGBUS)', flags: 3n, falloc: false, mapOffset: 0, mapLength: 2 * SIZE, prot: PROT_READ, touch: SIZE, op: 'write' },
+  { name: 'MMAP only (private), PROT_NONE mapping, read (SIGSEGV wins over SIGBUS)', flags: 1n, falloc: false, mapOffset: 0, mapLength: SIZE, prot: 0, touch: 0, op: 'read' },
   { name: 'INIT_SHARED, PROT_WRITE-only mapping, read (x86: allowed)', flags: 3n, falloc: false, mapOffset: 0, mapLength: SIZE, prot: PROT_WRITE, touch: 0, op: 'read' },
 ];
 

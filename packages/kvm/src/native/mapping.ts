@@ -2,13 +2,19 @@
  * The host-access side shared by every native mapping (a guest_memfd mapping, anonymous memory):
  * accesses go through cached koffi views ({@link HostWindows}) and are **checked before memory is
  * touched**, because a SIGBUS or SIGSEGV would kill the Node process.
+ *
+ * The kernel maps whole pages: a mapping of `length` bytes covers `length` rounded up to a page, and
+ * every byte up to the end of that last page is accessible like any other. An access is judged the
+ * way the CPU meets it, in address order (the kernel's precedence):
  * - the mapping was unmapped through this object → GuestMemError EFAULT;
- * - the range leaves `[0, length)` of the mapping → GuestMemError EFAULT;
- * - read of PROT_NONE, write without PROT_WRITE → GuestMemError EFAULT with `info.signal` SIGSEGV
- *   (x86: PROT_WRITE alone is readable);
- * - bytes at or past {@link NativeMappingBase.accessible} would SIGBUS → the subclass's
- *   {@link NativeMappingBase.fault}; a write stores the bytes before that point first, like a
- *   `memset` that faults midway.
+ * - a read of PROT_NONE or a write without PROT_WRITE → GuestMemError EFAULT with `info.signal`
+ *   SIGSEGV, before any byte is touched (x86: PROT_WRITE alone is readable);
+ * - a byte at or past {@link NativeMappingBase.accessible} (past EOF, a private page) → the subclass's
+ *   {@link NativeMappingBase.fault} (SIGBUS);
+ * - a byte past the mapped pages → GuestMemError EFAULT with `info.signal` SIGSEGV (the kernel would
+ *   touch whatever else is mapped there; guestmem never does);
+ * whichever of the last two comes first. A write stores the bytes before the first refused byte, like
+ * a `memset` that faults midway. A zero-length access touches nothing and never faults.
  */
 import { GuestMemError, type HostAccessFault } from '@guestmem/core';
 import type { IntArg, KvmMapping } from '../api.js';
@@ -17,10 +23,14 @@ import { PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { HostWindows, type Libc } from './libc.js';
 
+const PAGE = 4096;
+
 export abstract class NativeMappingBase implements KvmMapping {
   #unmapped = false;
   /** Cached views of the mapping (created on first access, dropped before munmap). */
   readonly #host: HostWindows;
+  /** Bytes the kernel mapped: {@link length} rounded up to whole pages. */
+  protected readonly mapped: number;
 
   protected constructor(
     protected readonly c: Libc,
@@ -30,7 +40,8 @@ export abstract class NativeMappingBase implements KvmMapping {
     readonly prot: number,
     readonly flags: number,
   ) {
-    this.#host = new HostWindows(address, length);
+    this.mapped = Math.ceil(length / PAGE) * PAGE;
+    this.#host = new HostWindows(address, this.mapped);
   }
 
   /**
@@ -49,22 +60,22 @@ export abstract class NativeMappingBase implements KvmMapping {
   read(offset: IntArg, len: number): Uint8Array {
     const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
     const allowed = this.allowedBytes(start, len);
-    if (allowed < len) throw this.fault('read', start + allowed);
+    if (allowed < len) throw this.refusal('read', offset, len, start + allowed);
     return this.#host.read(start, len);
   }
 
   write(offset: IntArg, data: Uint8Array): void {
     const start = this.check('write', offset, data.byteLength, PROT_WRITE);
     const allowed = this.allowedBytes(start, data.byteLength);
-    this.#host.write(start, data.subarray(0, allowed));
-    if (allowed < data.byteLength) throw this.fault('write', start + allowed);
+    this.#host.write(start, allowed < data.byteLength ? data.subarray(0, allowed) : data);
+    if (allowed < data.byteLength) throw this.refusal('write', offset, data.byteLength, start + allowed);
   }
 
   fill(offset: IntArg, len: number, byte: number): void {
     const start = this.check('fill', offset, len, PROT_WRITE);
     const allowed = this.allowedBytes(start, len);
     this.#host.fill(start, allowed, byte);
-    if (allowed < len) throw this.fault('fill', start + allowed);
+    if (allowed < len) throw this.refusal('fill', offset, len, start + allowed);
   }
 
   munmap(): void {
@@ -78,15 +89,19 @@ export abstract class NativeMappingBase implements KvmMapping {
     this.#unmapped = true;
   }
 
-  /** Validates an access and returns its start offset in the mapping. */
+  /**
+   * Validates an access and returns its start offset in the mapping. Refuses, touching nothing: an
+   * unmapped mapping, a bad length, and (for a non-empty access) a start past the mapped pages or a
+   * PROT violation (both SIGSEGV at the first byte).
+   */
   private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
     if (this.#unmapped) throw this.efault(op, offset, len, 'the mapping was unmapped');
     // Hot path: a non-negative safe-integer number is used as is (no BigInt round trip).
     const start = typeof offset === 'number' && offset >= 0 && Number.isSafeInteger(offset) ? offset : Number(u64('offset', offset));
-    if (!Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
-      throw this.efault(op, offset, len, `[${start}, +${len}) is outside the ${this.length}-byte mapping`);
-    }
-    if (len > 0 && !(this.prot & protNeeded)) {
+    if (!Number.isSafeInteger(len) || len < 0) throw this.efault(op, offset, len, `bad length ${len}`);
+    if (len === 0) return start;
+    if (start >= this.mapped) throw this.outside(op, offset, len, start);
+    if (!(this.prot & protNeeded)) {
       throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
         signal: 'SIGSEGV',
       });
@@ -94,14 +109,25 @@ export abstract class NativeMappingBase implements KvmMapping {
     return start;
   }
 
+  /** The refusal at mapping offset `at`, the first byte an access may not touch (error path only). */
+  private refusal(op: string, offset: IntArg, len: number, at: number): Error {
+    return at < this.mapped ? this.fault(op, at) : this.outside(op, offset, len, at);
+  }
+
+  /** A byte past the mapped pages: SIGSEGV in the kernel (or an access to another mapping), EFAULT here. */
+  private outside(op: string, offset: IntArg, len: number, at: number): GuestMemError {
+    return this.efault(op, offset, len, `byte ${at} is outside the ${this.mapped}-byte mapping (would be SIGSEGV)`, { signal: 'SIGSEGV' });
+  }
+
   /** The EFAULT of a refused access (built only on the error path). */
   private efault(op: string, offset: IntArg, len: number, detail: string, extra: Record<string, unknown> = {}): GuestMemError {
     return new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: NATIVE_BACKEND, detail, info: { offset, len, ...extra } });
   }
 
-  /** How many bytes from `start` can be touched before the first byte that would SIGBUS. */
+  /** How many bytes from `start` can be touched before the first byte that would SIGBUS or SIGSEGV. */
   private allowedBytes(start: number, len: number): number {
-    const room = this.accessible - start;
+    const end = this.accessible < this.mapped ? this.accessible : this.mapped;
+    const room = end - start;
     return room <= 0 ? 0 : room < len ? room : len;
   }
 }

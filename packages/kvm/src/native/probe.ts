@@ -21,6 +21,8 @@ export interface NativeKvmProbe {
   readonly caps: Readonly<Record<string, number>>;
   /** `uname -r`. */
   readonly kernel: string;
+  /** The error `open("/dev/kvm")` (or loading libc) failed with, when it did. */
+  readonly error?: unknown;
 }
 
 const CAPS = {
@@ -47,7 +49,7 @@ export function probeNativeKvm(): NativeKvmProbe {
     kvm = NativeKvm.open();
   } catch (e) {
     const why = GuestMemError.is(e) ? `open(/dev/kvm) failed with ${e.code}` : `koffi/libc unavailable: ${String(e)}`;
-    return (cached = { available: false, reason: `${why} (kernel ${kernel})`, caps: {}, kernel });
+    return (cached = { available: false, reason: `${why} (kernel ${kernel})`, caps: {}, kernel, error: e });
   }
   try {
     const caps: Record<string, number> = {};

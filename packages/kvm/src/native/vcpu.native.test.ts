@@ -39,6 +39,7 @@ describe.skipIf(!probe.available)('native vCPU', () => {
   });
   afterEach(() => {
     for (const o of open) {
+      for (const v of o.vm.vcpus) v.close();
       for (const m of o.maps) if (!m.unmapped) m.munmap();
       for (const g of o.gmems) if (!g.closed) g.close();
       if (!o.vm.closed) o.vm.close();
@@ -176,7 +177,7 @@ describe.skipIf(!probe.available)('native vCPU', () => {
     expect(vcpu.run().reason).toBe(KVM_EXIT_IO);
   });
 
-  it('close() unmaps kvm_run and closes the fd once; the VM closes the vCPUs it still has', () => {
+  it('close() unmaps kvm_run and closes the fd once', () => {
     const fds0 = openFds();
     const vm = asNativeVm(kvm.createVm());
     const a = vm.createVcpu(0);
@@ -189,8 +190,25 @@ describe.skipIf(!probe.available)('native vCPU', () => {
       expect(f).toThrow(GuestMemError);
       expect(f).toThrow(expect.objectContaining({ code: 'EBADF' }));
     }
+    b.close();
     vm.close();
-    expect(b.closed).toBe(true);
+    expect(openFds()).toEqual(fds0);
+  });
+
+  it('vCPU fds outlive their VM fd, as in the kernel: after vm.close() the vCPU still runs the guest and closes cleanly', () => {
+    const fds0 = openFds();
+    // out 0x10, al ; hlt
+    const { vm, vcpu } = vmWithCode([0xe6, 0x10, 0xf4]);
+    vm.close();
+    expect(vm.closed).toBe(true);
+    expect(vcpu.closed).toBe(false);
+    // The kernel VM lives on through the vCPU's reference: KVM_RUN still executes the guest.
+    expect(runVcpu(vcpu, { maxRuns: 4, timeoutMs: 10_000 }).exits.map((e) => e.reason)).toEqual([KVM_EXIT_IO, KVM_EXIT_HLT]);
+    expect(() => vcpu.close()).not.toThrow();
+    expect(vcpu.closed).toBe(true);
+    for (const o of open) for (const m of o.maps) m.munmap();
+    for (const o of open) for (const g of o.gmems) g.close();
+    open = [];
     expect(openFds()).toEqual(fds0);
   });
 

@@ -7,8 +7,9 @@
  *
  * Each method is one ioctl (plus the struct encoding), errno is read right after a failing call,
  * and failures are `GuestMemError`s like the rest of the driver. The `kvm_run` area is mapped once
- * at creation and unmapped by `close()`, which also closes the vCPU fd; closing the VM closes the
- * vCPUs it still tracks, so no vCPU fd outlives its VM handle.
+ * at creation and unmapped by `close()`, which also closes the vCPU fd. A vCPU holds a reference to
+ * its VM, as in the kernel: it outlives `close()` of the VM fd (and keeps running the guest) and must
+ * be closed on its own.
  *
  * On the probe machine (PVM, research §0.2) every guest instruction is emulated and guest memory is
  * reached through each slot's `userspace_addr`: a guest_memfd slot shows the file's contents to the

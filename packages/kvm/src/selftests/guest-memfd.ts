@@ -131,7 +131,13 @@ function runGuestMemfdGuest(vm: KvmVm, loadCode: (code: Uint8Array) => void): vo
   loadCode(GUEST_MEMFD_GUEST_CODE);
   const vcpu = asNativeVm(vm).createVcpu(0);
   enterRealMode(vcpu, 0, GUEST_CODE_GPA);
-  const { exits, exhausted } = runVcpu(vcpu, { maxRuns: 4, timeoutMs: 10_000 });
+  let ran: ReturnType<typeof runVcpu>;
+  try {
+    ran = runVcpu(vcpu, { maxRuns: 4, timeoutMs: 10_000 });
+  } finally {
+    vcpu.close();
+  }
+  const { exits, exhausted } = ran;
   expect(exhausted).toBe(false);
   expect(exits.map((e) => e.reasonName)).toEqual(['KVM_EXIT_IO', 'KVM_EXIT_HLT']);
   const io = exits[0]!.io;

@@ -50,10 +50,14 @@ export class SimAnonMapping extends SimMappingBase implements KvmAnonMapping {
   /** The pages behind the mapping (anonymous memory has no file; core's file is its page store). */
   private readonly store: GuestMemFile<never>;
 
-  constructor(kernel: SimKernel, address: bigint, length: number) {
+  /**
+   * `prot`/`flags` default to `mmapAnonymous`'s; a guest_memfd `mmap` with `MAP_FIXED_NOREPLACE |
+   * MAP_ANONYMOUS` passes its own (the kernel ignores the fd and maps anonymous memory).
+   */
+  constructor(kernel: SimKernel, address: bigint, length: number, prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_ANONYMOUS) {
     const size = (BigInt(length) + PAGE_MASK) & ~PAGE_MASK;
     const store = GuestMemFile.create<never>(size, 0n, { backend: SIM_BACKEND }, { allocator: kernel.allocator });
-    super(kernel, new HostMapping(store, { length }), address, length, 0n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    super(kernel, new HostMapping(store, { length }), address, length, 0n, prot, flags);
     this.store = store;
     // The mapping's own reference is the only one: drop the creation reference.
     store.release();

@@ -21,6 +21,7 @@ import {
   FALLOC_FL_ZERO_RANGE,
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
+  MAP_ANONYMOUS,
   MAP_FIXED_NOREPLACE,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -32,7 +33,9 @@ import { TASK_SIZE } from './address-space.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
 import { SimMappingBase } from './mapping-base.js';
-import type { SimMemslot, SimVmState } from './vm.js';
+import { SimAnonMapping } from './anon-memory.js';
+import type { SimMemslot } from './memslot.js';
+import type { SimVmState } from './vm-state.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
 import { FdHandle } from '../fd-handle.js';
 
@@ -51,6 +54,8 @@ const FALLOC_FL_MODE_MASK =
   FALLOC_FL_WRITE_ZEROES;
 
 const MAP_TYPE = 0x0f;
+/** `MAP_DROPPABLE` (6.11+): anonymous memory the kernel may drop under pressure. */
+const MAP_DROPPABLE = 0x08;
 const MAP_GROWSDOWN = 0x100;
 const MAP_HUGETLB = 0x40000;
 /** `LEGACY_MAP_MASK`: the flags MAP_SHARED_VALIDATE accepts for a file without FOP_MMAP_SYNC. */
@@ -221,6 +226,15 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     const fixed = flags & MAP_FIXED_NOREPLACE ? hint : undefined;
     if (fixed !== undefined && fixed & PAGE_MASK) throw fail('EINVAL', 'MAP_FIXED_NOREPLACE address is not page-aligned');
     this.kernel.addressSpace.place(alen, fixed);
+    if (flags & MAP_ANONYMOUS) {
+      // Why: ksys_mmap_pgoff never looks at the fd of a MAP_ANONYMOUS request, and do_mmap's
+      // anonymous branch takes only SHARED (not GROWSDOWN), PRIVATE and DROPPABLE (probed: the real
+      // kernel maps anonymous memory reading zero, whatever the guest_memfd's flags).
+      const type = flags & MAP_TYPE;
+      if (type === MAP_SHARED && flags & MAP_GROWSDOWN) throw fail('EINVAL', 'MAP_GROWSDOWN on a shared anonymous mapping');
+      if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_DROPPABLE) throw fail('EINVAL', 'no valid MAP_TYPE for anonymous memory');
+      return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags), fixed);
+    }
     // file_mmap_ok: the range must fit under MAX_LFS_FILESIZE.
     if (alen > I64_MAX || pgoff > (I64_MAX - alen) >> 12n) throw fail('EOVERFLOW', 'offset + length beyond MAX_LFS_FILESIZE');
     switch (flags & MAP_TYPE) {

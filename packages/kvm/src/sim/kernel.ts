@@ -2,9 +2,10 @@ import { ArenaFolioAllocator, type FolioAllocator } from '@guestmem/core';
 import type { KvmProfile } from '../api.js';
 import { SimAddressSpace } from './address-space.js';
 import { SimFdTable } from './fd-table.js';
+import { sysErr } from './errors.js';
 import type { SimMapping } from './guest-memfd.js';
 import type { SimAnonMapping } from './anon-memory.js';
-import type { SimVmState } from './vm.js';
+import type { SimVmState } from './vm-state.js';
 import { PROBE_HOST_CONFIG, SW_PROTECTED_CONFIG, type SimKernelConfig } from './vm-types.js';
 
 /** Options of a simulated kernel (`openSimKvm`). */
@@ -20,6 +21,14 @@ export interface SimKernelOptions {
    * differential suite compares with the real kernel.
    */
   swProtectedVm?: boolean;
+  /**
+   * Guest-physical address bits the MMU supports (default 52): a memslot whose last page lies at or
+   * above `2^maxGpaBits` is EINVAL (`kvm_mmu_max_gfn()`, checked for new and moved slots). The
+   * kernel derives it as `tdp_enabled ? kvm_host.maxphyaddr : 52`: 52 on a shadow-MMU host such as
+   * the probe machine (PVM, `kvm.tdp_mmu=N`, although its CPUID reports 48 physical bits; probed:
+   * a slot ending at 2^52 is accepted, one at 2^52 refused), the host's MAXPHYADDR with EPT/NPT.
+   */
+  maxGpaBits?: number;
 }
 
 /**
@@ -33,6 +42,8 @@ export class SimKernel {
   /** Host address space: guest_memfd mappings and anonymous memory (both usable as `userspace_addr`). */
   readonly addressSpace = new SimAddressSpace<SimMapping | SimAnonMapping>();
   readonly allocator: FolioAllocator;
+  /** `kvm_mmu_max_gfn()`: the highest guest frame a memslot may reach (see {@link SimKernelOptions.maxGpaBits}). */
+  readonly maxGfn: bigint;
   /** VMs not yet destroyed (a VM lives while its fd or any guest_memfd file of it lives). */
   readonly vms = new Set<SimVmState>();
   /** Live guest_memfd files (`struct file`), for introspection. */
@@ -43,6 +54,9 @@ export class SimKernel {
     this.profile = opts.profile ?? '6.18';
     this.config = opts.swProtectedVm === false ? PROBE_HOST_CONFIG : SW_PROTECTED_CONFIG;
     this.allocator = opts.allocator ?? new ArenaFolioAllocator();
+    const bits = opts.maxGpaBits ?? 52;
+    if (!Number.isInteger(bits) || bits < 13 || bits > 64) throw sysErr('EINVAL', 'openSimKvm', undefined, `maxGpaBits must be an integer in [13, 64], got ${bits}`, { maxGpaBits: bits });
+    this.maxGfn = (1n << BigInt(bits - 12)) - 1n;
   }
 
   /** A fresh anon-inode number (distinct per guest_memfd, research §2.2 P4). */

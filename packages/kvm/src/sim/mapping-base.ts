@@ -1,8 +1,10 @@
 /**
- * The host-access side shared by every simulated mapping (a guest_memfd mapping, anonymous memory):
- * the native driver's pre-checks (EFAULT for an unmapped mapping, an out-of-range access, or a PROT
- * violation that would be SIGSEGV), then core's {@link HostMapping}, which applies the SIGBUS rules
- * page by page and faults pages in, so a write stopping at a faulting page keeps the bytes before it.
+ * The host-access side shared by every simulated mapping (a guest_memfd mapping, anonymous memory),
+ * with the native driver's rules and precedence (see `native/mapping.ts`): the mapping covers whole
+ * pages; EFAULT for an unmapped mapping or a PROT violation (SIGSEGV, nothing touched); then core's
+ * {@link HostMapping} applies the SIGBUS rules page by page in address order and faults pages in, and
+ * a byte past the mapped pages is EFAULT (SIGSEGV) — whichever comes first. A write stopping at a
+ * refused byte keeps the bytes before it.
  */
 import { GuestMemError, HostAccessFault, type HostMapping } from '@guestmem/core';
 import type { IntArg, KvmMapping } from '../api.js';
@@ -28,17 +30,27 @@ export abstract class SimMappingBase implements KvmMapping {
 
   read(offset: IntArg, len: number): Uint8Array {
     const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
-    return len === 0 ? new Uint8Array(0) : this.faulting('read', () => this.host.read(start, len));
+    if (len === 0) return new Uint8Array(0);
+    const inside = this.insideBytes(start, len);
+    const out = this.faulting('read', () => this.host.read(start, inside));
+    if (inside < len) throw this.outside('read', offset, len, start + inside);
+    return out;
   }
 
   write(offset: IntArg, data: Uint8Array): void {
     const start = this.check('write', offset, data.byteLength, PROT_WRITE);
-    if (data.byteLength > 0) this.faulting('write', () => this.host.write(start, data));
+    if (data.byteLength === 0) return;
+    const inside = this.insideBytes(start, data.byteLength);
+    this.faulting('write', () => this.host.write(start, inside < data.byteLength ? data.subarray(0, inside) : data));
+    if (inside < data.byteLength) throw this.outside('write', offset, data.byteLength, start + inside);
   }
 
   fill(offset: IntArg, len: number, byte: number): void {
     const start = this.check('fill', offset, len, PROT_WRITE);
-    if (len > 0) this.faulting('fill', () => this.host.fill(start, len, byte));
+    if (len === 0) return;
+    const inside = this.insideBytes(start, len);
+    this.faulting('fill', () => this.host.fill(start, inside, byte));
+    if (inside < len) throw this.outside('fill', offset, len, start + inside);
   }
 
   munmap(): void {
@@ -47,19 +59,36 @@ export abstract class SimMappingBase implements KvmMapping {
     this.host.unmap();
   }
 
+  /**
+   * The native driver's order (see `native/mapping.ts`): unmapped, bad length, then for a non-empty
+   * access a start past the mapped pages or a PROT violation (SIGSEGV at the first byte), touching
+   * nothing. The mapped pages are {@link length} rounded up to a page (core's HostMapping length).
+   */
   private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
-    const efault = (detail: string, extra: Record<string, unknown> = {}) =>
-      new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: SIM_BACKEND, detail, info: { offset, len, ...extra } });
-    if (this.unmapped) throw efault('the mapping was unmapped');
+    if (this.unmapped) throw this.efault(op, offset, len, 'the mapping was unmapped');
     const start = Number(u64('offset', offset));
-    if (!Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
-      throw efault(`[${start}, +${len}) is outside the ${this.length}-byte mapping`);
-    }
+    if (!Number.isSafeInteger(len) || len < 0) throw this.efault(op, offset, len, `bad length ${len}`);
+    if (len === 0) return start;
+    if (start >= this.host.length) throw this.outside(op, offset, len, start);
     // x86: PROT_WRITE alone is readable; anything else needed and missing is a SIGSEGV.
-    if (len > 0 && !(this.prot & protNeeded)) {
-      throw efault(`prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, { signal: 'SIGSEGV' });
+    if (!(this.prot & protNeeded)) {
+      throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, { signal: 'SIGSEGV' });
     }
     return start;
+  }
+
+  /** Bytes of `[start, start + len)` inside the mapped pages (the rest would be SIGSEGV). */
+  private insideBytes(start: number, len: number): number {
+    const room = this.host.length - start;
+    return room < len ? room : len;
+  }
+
+  private outside(op: string, offset: IntArg, len: number, at: number): GuestMemError {
+    return this.efault(op, offset, len, `byte ${at} is outside the ${this.host.length}-byte mapping (would be SIGSEGV)`, { signal: 'SIGSEGV' });
+  }
+
+  private efault(op: string, offset: IntArg, len: number, detail: string, extra: Record<string, unknown> = {}): GuestMemError {
+    return new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: SIM_BACKEND, detail, info: { offset, len, ...extra } });
   }
 
   /** Runs a core access, renaming its SIGBUS to this API's op names. */

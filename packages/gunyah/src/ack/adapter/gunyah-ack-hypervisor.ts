@@ -14,15 +14,20 @@
  */
 import {
   GuestMemError,
+  HostAccessFault,
+  HostViewSet,
   PAGE_SIZE_N,
   RangeStateMap,
+  checkBind,
+  checkFileRange,
+  checkGpaRange,
+  checkMapRange,
+  checkMemorySize,
   errnoCode,
   fileOffset,
   gmErr,
   gpa as toGpa,
-  hostView,
   makeCapabilities,
-  toBig,
   type BindOptions,
   type Capabilities,
   type CreateGuestMemoryOptions,
@@ -56,7 +61,7 @@ export interface GunyahAckHypervisorOptions {
 }
 
 const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
-const GPA_LIMIT = 1n << 64n;
+const HUGE_BYTES = 2n << 20n;
 
 export const GUNYAH_ACK_SIM_CAPABILITIES = (generation: AckGeneration, line: string): Capabilities =>
   makeCapabilities({
@@ -68,12 +73,6 @@ export const GUNYAH_ACK_SIM_CAPABILITIES = (generation: AckGeneration, line: str
     raw: { uapi: 'gunyah-ack', generation, line, unbind: false, punchHole: false },
   });
 
-/** An exact integer argument as bigint; anything else is EINVAL. */
-function intArg(v: bigint | number, op: string, what: string): bigint {
-  if (typeof v === 'bigint') return v;
-  if (!Number.isSafeInteger(v)) throw gmErr('EINVAL', op, ACK_BACKEND, `${what} ${v} is not an exact integer`);
-  return BigInt(v);
-}
 
 /** `Hypervisor` over the simulated ACK Gunyah machine. */
 export class GunyahAckHypervisor implements Hypervisor {
@@ -86,6 +85,8 @@ export class GunyahAckHypervisor implements Hypervisor {
   private readonly vms = new Set<AckNeutralVm>();
   /** @internal memory objects not yet closed by their user */
   readonly memories = new Set<AckGuestMemory>();
+  /** @internal host views not yet unmapped (unmapped by {@link close}) */
+  readonly views = new HostViewSet();
   private closed = false;
 
   constructor(opts: GunyahAckHypervisorOptions = {}) {
@@ -101,7 +102,9 @@ export class GunyahAckHypervisor implements Hypervisor {
     return vm;
   }
 
+  /** Unmaps every host view, destroys every VM still alive, closes every memory. */
   close(): void {
+    this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     for (const m of [...this.memories]) m.close();
     this.closed = true;
@@ -113,6 +116,8 @@ class AckGuestMemory implements GuestMemory {
   /** Bindings naming this memory's address (they keep it mapped). */
   private readonly users = new Set<AckMemoryBinding>();
   private mapped = true;
+  /** Live host views (each keeps the mapping, as an mmap keeps a memfd's pages). */
+  private views = 0;
 
   constructor(
     readonly vm: AckNeutralVm,
@@ -120,7 +125,43 @@ class AckGuestMemory implements GuestMemory {
     /** Host virtual address of the mapping (the `userspace_addr` of its bindings). */
     readonly address: bigint,
     readonly hostMappable: boolean,
-  ) {}
+    initiallyShared: boolean,
+  ) {
+    this.pageAccess = new RangeStateMap<MemoryAccess>(initiallyShared ? 'shared' : 'private', memory.pages);
+  }
+  /**
+   * Per page, whether the host may access it: the neutral rule on top of ACK's own. ACK lets the
+   * host touch every page a guest has not faulted in (and faults the rest at stage 2); the neutral
+   * contract makes memory not created `initiallyShared`, and every page bound private, the guest's:
+   * a host access to such a page is SIGBUS, as on KVM and the v17 adapter.
+   */
+  readonly pageAccess: RangeStateMap<MemoryAccess>;
+  setPageAccess(offset: bigint, len: bigint, access: MemoryAccess): void {
+    this.pageAccess.set(Number(offset / PAGE_SIZE_N), Number((offset + len) / PAGE_SIZE_N), access);
+  }
+  /**
+   * Zeroes the private pages of `[offset, offset+len)` before they are bound shared, so their bytes
+   * never reach the host: whole folios are discarded (`MADV_DONTNEED`; a guest that pinned one keeps
+   * its old page, the new region sees a fresh zero page), a partial huge folio is zeroed in place.
+   */
+  zeroPrivate(offset: bigint, len: bigint): void {
+    for (const run of this.pageAccess.runs(Number(offset / PAGE_SIZE_N), Number((offset + len) / PAGE_SIZE_N))) {
+      if (run.state !== 'private') continue;
+      const from = BigInt(run.first) * PAGE_SIZE_N;
+      const size = BigInt(run.end - run.first) * PAGE_SIZE_N;
+      if (!this.memory.hugePages || (from % HUGE_BYTES === 0n && size % HUGE_BYTES === 0n)) this.memory.discard(from, size);
+      else this.memory.fill(from, Number(size), 0);
+    }
+  }
+  /** SIGBUS at the first private page of view bytes `[at, at+len)` of a view at `offset`. */
+  checkHostAccess(op: string, offset: bigint, at: number, len: number): void {
+    if (!Number.isSafeInteger(at) || !Number.isSafeInteger(len) || at < 0 || len <= 0) return; // the view refuses these itself
+    const first = Number((offset + BigInt(at)) / PAGE_SIZE_N);
+    const end = Math.min(this.pageAccess.limit, Number((offset + BigInt(at) + BigInt(len) + PAGE_SIZE_N - 1n) / PAGE_SIZE_N));
+    if (first >= end || this.pageAccess.isUniform(first, end, 'shared')) return;
+    const run = this.pageAccess.runs(first, end).find((x) => x.state === 'private')!;
+    throw new HostAccessFault({ op: `host ${op}`, backend: ACK_BACKEND, offset: BigInt(Math.max(run.first, first)) * PAGE_SIZE_N, detail: 'the page is private to the guest' });
+  }
   get id(): number {
     return this.memory.id;
   }
@@ -136,43 +177,45 @@ class AckGuestMemory implements GuestMemory {
   /** `MADV_POPULATE_WRITE`: faults the range in (zeroed). */
   allocate(offset: bigint | number, len: bigint | number): void {
     this.assertOpen('allocate');
-    this.memory.populate(offset, len);
+    const r = checkFileRange(offset, len, this.size, 'allocate', ACK_BACKEND);
+    this.memory.populate(r.offset, r.len);
   }
   /**
    * ACK has no guest-memory file to punch: pages the guest holds are pinned, so discarding host
    * memory under them would leave the guest on the old pages. No 'punch-hole': EOPNOTSUPP.
    */
-  punchHole(): void {
+  punchHole(offset: bigint | number, len: bigint | number): void {
     this.assertOpen('punchHole');
+    checkFileRange(offset, len, this.size, 'punchHole', ACK_BACKEND);
     throw gmErr('EOPNOTSUPP', 'punchHole', ACK_BACKEND, 'the ACK uAPI has no guest-memory file to punch (capability punch-hole is absent)');
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
     this.assertOpen('map');
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', ACK_BACKEND, 'memory created without hostMappable', { syscall: 'mmap' });
-    const offset = toBig(opts.offset ?? 0, 'map', ACK_BACKEND);
-    const length = opts.length ?? Number(this.size - offset);
-    if (offset < 0n || offset % PAGE_SIZE_N || !(Number.isSafeInteger(length) && length > 0) || offset + BigInt(length) > this.size) {
-      throw gmErr('EINVAL', 'map', ACK_BACKEND, `offset ${offset}, length ${length}`);
-    }
+    const { offset, length } = checkMapRange(opts, this.size, ACK_BACKEND);
     const len = Math.ceil(length / 4096) * 4096;
     const mem = this.memory;
     let live = true;
-    const check = (at: number, n: number): bigint => {
-      if (!live) throw gmErr('EFAULT', 'host access', ACK_BACKEND, 'the view was unmapped');
-      if (!(Number.isSafeInteger(at) && at >= 0 && n >= 0 && at + n <= len)) throw gmErr('EFAULT', 'host access', ACK_BACKEND, `[${at}, +${n}) is outside the ${len}-byte view`);
+    const check = (op: string, at: number, n: number): bigint => {
+      if (!live) throw gmErr('EFAULT', `host ${op}`, ACK_BACKEND, 'the view was unmapped');
+      if (!(Number.isSafeInteger(at) && Number.isSafeInteger(n) && at >= 0 && n >= 0 && at + n <= len)) throw gmErr('EFAULT', `host ${op}`, ACK_BACKEND, `[${at}, +${n}) is outside the ${len}-byte view`);
+      this.checkHostAccess(op, offset, at, n);
       return offset + BigInt(at);
     };
-    // The view is the VMM's own mapping: every access goes through the host's stage 2 (a page lent
-    // to the guest takes a stage-2 fault: SIGBUS).
-    return hostView(
+    // The view is the VMM's own mapping: past the neutral check every access goes through the
+    // host's stage 2 (a page lent to the guest takes a stage-2 fault: SIGBUS).
+    this.views++;
+    return this.vm.hypervisor.views.add(
       {
         length: len,
-        read: (at, n) => mem.read(check(at, n), n),
-        write: (at, data) => mem.write(check(at, data.length), data),
-        fill: (at, n, byte) => mem.fill(check(at, n), n, byte),
+        read: (at, n) => mem.read(check('read', at, n), n),
+        write: (at, data) => mem.write(check('write', at, data.length), data),
+        fill: (at, n, byte) => mem.fill(check('write', at, n), n, byte),
       },
       () => {
         live = false;
+        this.views--;
+        this.unmapIfUnused();
       },
     );
   }
@@ -194,7 +237,7 @@ class AckGuestMemory implements GuestMemory {
     this.unmapIfUnused();
   }
   private unmapIfUnused(): void {
-    if (this.userClosed && this.users.size === 0 && this.mapped) {
+    if (this.userClosed && this.users.size === 0 && this.views === 0 && this.mapped) {
       this.mapped = false;
       this.vm.hypervisor.process.munmap(this.address);
     }
@@ -248,8 +291,9 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     this.assertLive('createGuestMemory');
     // `initiallyShared` needs nothing: user memory is the host's until a lend region's page is
     // faulted in by the guest.
-    const { address, memory } = this.hypervisor.process.mmap({ size: intArg(opts.size, 'createGuestMemory', 'size'), kind: 'shmem', hugePages: opts.hugePages });
-    const m = new AckGuestMemory(this, memory, address, opts.hostMappable ?? false);
+    const size = checkMemorySize(opts, MAX_SIZE, ACK_BACKEND);
+    const { address, memory } = this.hypervisor.process.mmap({ size, kind: 'shmem', hugePages: opts.hugePages });
+    const m = new AckGuestMemory(this, memory, address, opts.hostMappable ?? false, opts.initiallyShared ?? false);
     this.hypervisor.memories.add(m);
     return m;
   }
@@ -260,31 +304,32 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
    */
   bind(opts: BindOptions): MemoryBinding {
     this.assertLive('bind');
-    const memory = opts.memory;
-    if (!(memory instanceof AckGuestMemory) || memory.vm !== this) throw gmErr('EINVAL', 'bind', ACK_BACKEND, 'the memory object was not created by this VM');
-    if (memory.closed) throw gmErr('EBADF', 'bind', ACK_BACKEND, 'the memory object is closed');
-    const access = opts.access ?? 'private';
-    if (access !== 'private' && access !== 'shared') throw gmErr('EINVAL', 'bind', ACK_BACKEND, `access ${String(access)}`);
-    const g = intArg(opts.gpa, 'bind', 'gpa');
-    const size = intArg(opts.size, 'bind', 'size');
-    const off = intArg(opts.offset, 'bind', 'offset');
-    if (g < 0n || off < 0n || size <= 0n || g % PAGE_SIZE_N || off % PAGE_SIZE_N || size % PAGE_SIZE_N) {
-      throw gmErr('EINVAL', 'bind', ACK_BACKEND, `gpa ${g}, offset ${off}, size ${size}: need >= 0, page-aligned, size > 0`);
+    // The neutral rules (core): ACK itself checks neither offset + size against the memory nor the 2^64 edge.
+    const { gpa: g, offset: off, size, access, readOnly } = checkBind(opts, {
+      backend: ACK_BACKEND,
+      owns: (m) => m instanceof AckGuestMemory && m.vm === this,
+      privateMemory: this.capabilities.has('private-memory'),
+    });
+    const memory = opts.memory as AckGuestMemory;
+    // GPA overlap is the driver's EEXIST; check it first so the zeroing below never runs for a refused bind.
+    const first = Number(g / PAGE_SIZE_N);
+    const pages = Number(size / PAGE_SIZE_N);
+    if (this.sim.bindings().some((b) => b.gfn < first + pages && first < b.gfn + b.nr)) {
+      throw gmErr('EEXIST', 'bind', ACK_BACKEND, `guest range 0x${g.toString(16)} +${size} overlaps a binding`, { syscall: access === 'private' ? 'ioctl(GH_VM_ANDROID_LEND_USER_MEM)' : 'ioctl(GH_VM_SET_USER_MEM_REGION)' });
     }
-    if (g + size > GPA_LIMIT) throw gmErr('EINVAL', 'bind', ACK_BACKEND, `gpa 0x${g.toString(16)} + size ${size} is past 2^64`);
-    if (off + size > memory.size) throw gmErr('EINVAL', 'bind', ACK_BACKEND, `[${off}, ${off + size}) is not inside the ${memory.size}-byte memory`);
-    const readOnly = opts.readOnly ?? false;
     const flags = F.GUNYAH_MEM_ALLOW_READ | F.GUNYAH_MEM_ALLOW_EXEC | (readOnly ? 0 : F.GUNYAH_MEM_ALLOW_WRITE); // crosvm: R|X (|W)
     const region = { label: this.nextLabel, flags, guestPhysAddr: g, memorySize: size, userspaceAddr: memory.address + off };
+    // A private page bound shared reads zero (neutral rule): its bytes never reach the host.
+    if (access === 'shared') memory.zeroPrivate(off, size);
     if (access === 'private') this.sim.lendUserMem(region);
     else this.sim.setUserMemRegion(region);
     this.nextLabel++;
+    memory.setPageAccess(off, size, access);
     const b = new AckMemoryBinding(toGpa(g), size, memory, fileOffset(off), readOnly, access);
     this.active.push(b);
     this.active.sort((x, y) => (x.gpa < y.gpa ? -1 : 1));
     memory.retain(b);
-    const first = Number(g / PAGE_SIZE_N);
-    const end = Number((g + size) / PAGE_SIZE_N);
+    const end = first + pages;
     if (end <= this.memoryState.limit) this.memoryState.set(first, end, access);
     return b;
   }
@@ -294,8 +339,9 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
   }
 
   /** A region's lend/share is fixed by the ioctl that made it, and regions cannot be removed: EOPNOTSUPP. */
-  convert(_range: GpaRange, _to: MemoryAccess): void {
+  convert(range: GpaRange, _to: MemoryAccess): void {
     this.assertLive('convert');
+    checkGpaRange(range, 'convert', ACK_BACKEND);
     throw gmErr('EOPNOTSUPP', 'convert', ACK_BACKEND, 'ACK cannot change a region between lend and share (no conversion capability)');
   }
 
@@ -346,9 +392,7 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
    */
   reclaim(range: GpaRange): void {
     this.assertLive('reclaim');
-    const g = intArg(range.gpa, 'reclaim', 'gpa');
-    const size = intArg(range.size, 'reclaim', 'size');
-    if (g < 0n || size <= 0n || g % PAGE_SIZE_N || size % PAGE_SIZE_N || g + size > GPA_LIMIT) throw gmErr('EINVAL', 'reclaim', ACK_BACKEND, 'range must be page-aligned, non-empty and inside 2^64');
+    const { gpa: g, size } = checkGpaRange(range, 'reclaim', ACK_BACKEND);
     if (this.hypervisor.host.profile.handles.has('GH_VM_RECLAIM_REGION')) {
       const refused = this.sim.checkReclaim(Number(g / PAGE_SIZE_N), Number((g + size) / PAGE_SIZE_N) - 1);
       if (refused) {
@@ -364,8 +408,7 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
   /** The simulated guest relinquishes `range` (Qualcomm test guest's hypercall 0x8069). */
   relinquish(range: GpaRange, opts: { sanitize?: boolean } = {}): void {
     this.assertLive('relinquish');
-    const g = intArg(range.gpa, 'relinquish', 'gpa');
-    const size = intArg(range.size, 'relinquish', 'size');
+    const { gpa: g, size } = checkGpaRange(range, 'relinquish', ACK_BACKEND);
     this.sim.vcpu().relinquish(g, Number(size / PAGE_SIZE_N), opts);
   }
 

@@ -1,0 +1,193 @@
+/**
+ * The guest's view of memory (sim-only): one guest access resolved page by page the way the x86 MMU
+ * resolves a guest fault (research §2.8), populating and observing "SPTEs" so invalidation is testable.
+ */
+import { GuestMemError, HostAccessFault, PAGE_SIZE, type GuestMemErrorCode } from '@guestmem/core';
+import type { IntArg } from '../api.js';
+import { u64 } from '../uapi/codec-util.js';
+import { KVM_EXIT_MEMORY_FAULT, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY } from '../uapi/constants.js';
+import { TASK_SIZE } from './address-space.js';
+import { SimAnonMapping } from './anon-memory.js';
+import { SIM_BACKEND, sysErr } from './errors.js';
+import type { SimVmState } from './vm-state.js';
+
+const PAGE = BigInt(PAGE_SIZE);
+const PAGE_MASK = PAGE - 1n;
+const KVM_RUN = 'ioctl(KVM_RUN)';
+
+
+/** Arguments of {@link guestAccess}. */
+export interface SimGuestAccess {
+  /** Guest physical address of the first byte. */
+  gpa: IntArg;
+  /** Bytes to access (may cross pages and slots). */
+  len: number;
+  /** A write (default: a read). */
+  write?: boolean;
+  /** Bytes to write (`len` of them); default: `len` bytes of {@link fill}. */
+  data?: Uint8Array;
+  /** The byte a write without `data` stores (a guest `memset`); default 0. */
+  fill?: number;
+  /**
+   * The access kind the hardware reports (SNP C-bit / TDX shared bit). Omitted: the kernel derives
+   * it from the gfn's attribute, as it does for `KVM_X86_SW_PROTECTED_VM`. `true` on a VM type
+   * without private memory is EINVAL (no hardware produces it).
+   */
+  private?: boolean;
+}
+
+/** The `struct kvm_run` fields KVM_RUN fills with `KVM_EXIT_MEMORY_FAULT` (research §1.2, §1.4). */
+export interface KvmMemoryFaultExit {
+  /** `run->exit_reason`: `KVM_EXIT_MEMORY_FAULT` (39). */
+  readonly exitReason: number;
+  readonly memoryFault: {
+    /** `KVM_MEMORY_EXIT_FLAG_PRIVATE` (1 << 3) when the faulting access was private, else 0. */
+    readonly flags: bigint;
+    /** The faulting page's guest physical address. */
+    readonly gpa: bigint;
+    /** `PAGE_SIZE` on x86. */
+    readonly size: bigint;
+  };
+}
+
+/**
+ * The KVM_EXIT_MEMORY_FAULT record a failed simulated guest access carries, or undefined when the
+ * failure came without one (treat `exit_reason` as stale then, as api.rst says for other errnos).
+ */
+export function memoryFaultExit(e: unknown): KvmMemoryFaultExit | undefined {
+  if (!GuestMemError.is(e)) return undefined;
+  const info = e.info as Partial<KvmMemoryFaultExit>;
+  return info.exitReason === KVM_EXIT_MEMORY_FAULT && info.memoryFault ? { exitReason: info.exitReason, memoryFault: info.memoryFault } : undefined;
+}
+
+/** One page of a guest access, resolved to its backing. */
+interface ResolvedPage {
+  read(n: number, out: Uint8Array<ArrayBuffer>, done: number): void;
+  write(data: Uint8Array): void;
+}
+
+/**
+ * One guest memory access, resolved page by page the way the x86 MMU resolves a guest fault
+ * (research §2.8), so a VMM's exit handling can be tested without hardware.
+ *
+ * Per page, in the kernel's order:
+ * 1. `is_private`: `args.private` when given (what SNP/TDX hardware reports: the C-bit / shared
+ *    bit the guest chose); otherwise the gfn's PRIVATE attribute, because for
+ *    `KVM_X86_SW_PROTECTED_VM` `kvm_mmu_page_fault` synthesizes `PFERR_PRIVATE_ACCESS` from the
+ *    attributes (the attributes are the source of truth for such VMs).
+ * 2. `is_private` ≠ the attribute → KVM_EXIT_MEMORY_FAULT, EFAULT (`kvm_mmu_faultin_pfn`).
+ * 3. No memslot: a private access → MEMORY_FAULT, EFAULT (`kvm_handle_noslot_fault`); a shared
+ *    one is MMIO → EFAULT without an exit record here.
+ * 4. Private, or a gmem-only slot (file with MMAP): served from guest_memfd. A slot without
+ *    guest_memfd, or whose file was released → MEMORY_FAULT, EFAULT; a poisoned page →
+ *    MEMORY_FAULT, EHWPOISON; other `kvm_gmem_get_pfn` errors (ENOMEM…) → MEMORY_FAULT with that errno.
+ * 5. Otherwise through `userspace_addr` (anonymous memory or a guest_memfd mapping): nothing
+ *    mapped, or a SIGBUS/SIGSEGV there → EFAULT; a hwpoisoned anonymous page → SIGBUS (KVM sends
+ *    the vCPU thread SIGBUS, `kvm_send_hwpoison_signal`).
+ *
+ * Failures throw a `GuestMemError` with `syscall 'ioctl(KVM_RUN)'`; those that come with a
+ * KVM_EXIT_MEMORY_FAULT carry it as `info` (read it with {@link memoryFaultExit}). A multi-page
+ * access stops at the first failing page; pages before it were accessed (writes stay).
+ * Returns the bytes read (an empty array for writes).
+ */
+export function guestAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array {
+  const write = args.write === true;
+  const op = write ? 'guestWrite' : 'guestRead';
+  const gpa = u64('gpa', args.gpa);
+  const len = args.len;
+  if (!Number.isSafeInteger(len) || len < 0) throw sysErr('EINVAL', op, undefined, `bad length ${len}`, { len });
+  let data: Uint8Array | undefined;
+  if (write) {
+    data = args.data ?? new Uint8Array(len).fill(args.fill ?? 0);
+    if (data.length !== len) throw sysErr('EINVAL', op, undefined, `data has ${data.length} bytes, len is ${len}`, { len });
+  }
+  if (args.private === true && !vm.vmType.hasPrivateMem) {
+    throw sysErr('EINVAL', op, undefined, 'a private access on a VM type without private memory cannot happen', { gpa });
+  }
+  const out = new Uint8Array(write ? 0 : len);
+  let done = 0;
+  while (done < len) {
+    const at = gpa + BigInt(done);
+    const n = Math.min(len - done, PAGE_SIZE - Number(at & PAGE_MASK));
+    const page = resolve(vm, op, at, write, args.private);
+    if (write) page.write(data!.subarray(done, done + n));
+    else page.read(n, out, done);
+    done += n;
+  }
+  return out;
+}
+
+/** Resolves the page containing `at` for one access (steps 1–5 of {@link guestAccess}). */
+function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPrivate: boolean | undefined): ResolvedPage {
+  const gfn = at >> 12n;
+  const inPage = Number(at & PAGE_MASK);
+  const attrPrivate = vm.vmType.hasPrivateMem && vm.attributes.get(Number(gfn));
+  // Why: SW_PROTECTED VMs take is_private from the attributes (kvm_mmu_page_fault); hardware
+  // CoCo types report it, which `wantPrivate` stands for (research §2.8).
+  const isPrivate = wantPrivate ?? attrPrivate;
+  const exit = (code: GuestMemErrorCode, detail: string): GuestMemError =>
+    sysErr(code, op, KVM_RUN, detail, {
+      exitReason: KVM_EXIT_MEMORY_FAULT,
+      // kvm_mmu_prepare_memory_fault_exit: the faulting page, PRIVATE iff fault->is_private (§1.4).
+      memoryFault: { flags: isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n, gpa: gfn << 12n, size: PAGE },
+    });
+  // Why: a private/shared mismatch exits to userspace before anything else (kvm_mmu_faultin_pfn).
+  if (isPrivate !== attrPrivate) {
+    throw exit('EFAULT', `${isPrivate ? 'private' : 'shared'} access to a ${attrPrivate ? 'private' : 'shared'} gfn 0x${gfn.toString(16)}`);
+  }
+  const slot = vm.slotAt(gfn);
+  if (!slot) {
+    // Why: kvm_handle_noslot_fault refuses to emulate MMIO for a private fault (kvm_exits §3.4).
+    if (isPrivate) throw exit('EFAULT', `private access to gpa 0x${at.toString(16)} with no memslot`);
+    throw sysErr('EFAULT', op, undefined, `no memslot at gpa 0x${at.toString(16)} (MMIO exit)`, { gpa: at });
+  }
+  if (write && slot.flags & KVM_MEM_READONLY) {
+    throw sysErr('EFAULT', op, undefined, `write to a READONLY slot at 0x${at.toString(16)} (MMIO exit)`, { gpa: at });
+  }
+  const slotPage = Number(gfn - slot.baseGfn);
+  // fault_from_gmem(): private faults and every fault on a gmem-only slot use guest_memfd (§2.8).
+  if (isPrivate || slot.gmemOnly) {
+    // Why: kvm_mmu_faultin_pfn_gmem exits when the slot has no guest_memfd at all (kvm_exits §3.4).
+    if (!slot.gmem) throw exit('EFAULT', `private access to gfn 0x${gfn.toString(16)} in slot ${slot.id}, which has no guest_memfd`);
+    const file = slot.gmem.file;
+    // kvm_gmem_get_pfn: a released file gives -EFAULT with a memory-fault exit (§2.8 step 1).
+    if (!file) throw exit('EFAULT', `slot ${slot.id}'s guest_memfd was released`);
+    const index = slot.gmem.pgoff + slotPage;
+    try {
+      slot.sptes.set(slotPage, file.core.getFolio(index));
+    } catch (e) {
+      // §2.8 steps 4–5: EHWPOISON for a poisoned folio, allocation errors passed through.
+      if (GuestMemError.is(e)) throw exit(e.code, e.message);
+      throw e;
+    }
+    const fileOff = index * PAGE_SIZE + inPage;
+    return {
+      read: (n, out, d) => void file.core.read(fileOff, n, out, d),
+      write: (data) => file.core.write(fileOff, data),
+    };
+  }
+  const hva = slot.userspaceAddr + (at - (slot.baseGfn << 12n));
+  const vma = hva < TASK_SIZE ? vm.kernel.addressSpace.find(hva) : undefined;
+  if (!vma) throw sysErr('EFAULT', op, KVM_RUN, `nothing mapped at hva 0x${hva.toString(16)}`, { gpa: at });
+  const m = vma.owner;
+  const mOff = Number(hva - vma.start);
+  if (m instanceof SimAnonMapping && m.isPoisoned(mOff)) {
+    // Why: hva_to_pfn finds a hwpoisoned page and KVM signals the vCPU thread (kvm_send_hwpoison_signal).
+    throw new HostAccessFault({ op, backend: SIM_BACKEND, offset: BigInt(mOff), detail: `hva 0x${hva.toString(16)} is hwpoisoned`, syscall: KVM_RUN });
+  }
+  const viaHva = <T>(access: () => T): T => {
+    try {
+      return access();
+    } catch (e) {
+      // A SIGBUS or SIGSEGV on the userspace mapping is an EFAULT for KVM (get_user_pages fails).
+      if (e instanceof HostAccessFault || GuestMemError.is(e, 'EFAULT')) {
+        throw sysErr('EFAULT', op, KVM_RUN, e.message, { gpa: at });
+      }
+      throw e;
+    }
+  };
+  return {
+    read: (n, out, d) => viaHva(() => out.set(m.read(mOff, n), d)),
+    write: (data) => viaHva(() => m.write(mOff, data)),
+  };
+}

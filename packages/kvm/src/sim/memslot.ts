@@ -1,0 +1,62 @@
+/**
+ * A memslot (`struct kvm_memory_slot`): its GPA range, its guest_memfd binding and the guest
+ * mappings ("SPTEs") installed through it, with the zap operations invalidation uses (research §2.6–§2.8).
+ */
+import type { SimGmemFile } from './guest-memfd.js';
+
+/** A memslot (`struct kvm_memory_slot`). Replaced, never mutated, by MOVE and FLAGS_ONLY changes. */
+export class SimMemslot {
+  /** `slot->gmem`: the bound file (NULL once the file is released: an orphan) and first file page. */
+  gmem: { file: SimGmemFile | null; readonly pgoff: number } | null = null;
+  /** `KVM_MEMSLOT_GMEM_ONLY`: set at bind iff the file has GUEST_MEMFD_FLAG_MMAP (§2.6 step 11). */
+  gmemOnly = false;
+  /** Installed guest mappings ("SPTEs"): slot page → folio handle. */
+  readonly sptes = new Map<number, number>();
+
+  constructor(
+    readonly id: number,
+    readonly flags: number,
+    readonly baseGfn: bigint,
+    readonly npages: number,
+    readonly userspaceAddr: bigint,
+  ) {}
+
+  /** Zaps the SPTEs of file pages `[first, end)` (kvm_gmem_invalidate_begin's gfn range math). */
+  zapFilePages(first: number, end: number): void {
+    if (!this.gmem) return;
+    const lo = Math.max(first, this.gmem.pgoff) - this.gmem.pgoff;
+    const hi = Math.min(end, this.gmem.pgoff + this.npages) - this.gmem.pgoff;
+    if (hi - lo >= this.sptes.size) {
+      for (const p of this.sptes.keys()) if (p >= lo && p < hi) this.sptes.delete(p);
+    } else {
+      for (let p = lo; p < hi; p++) this.sptes.delete(p);
+    }
+  }
+
+  /** Zaps the SPTEs of guest frames `[first, end)` (`kvm_unmap_gfn_range`). */
+  zapGfns(first: bigint, end: bigint): void {
+    const lo = first > this.baseGfn ? Number(first - this.baseGfn) : 0;
+    const hi = end < this.endGfn ? Number(end - this.baseGfn) : this.npages;
+    if (lo >= hi) return;
+    for (const p of this.sptes.keys()) if (p >= lo && p < hi) this.sptes.delete(p);
+  }
+
+  zapAll(): void {
+    this.sptes.clear();
+  }
+
+  /** The file was released: the slot stays, bound to nothing. */
+  orphan(): void {
+    if (this.gmem) this.gmem.file = null;
+  }
+
+  /** `kvm_gmem_unbind` (on delete): a no-op for orphans; never frees file memory (§2.6 B47/B48). */
+  unbind(): void {
+    this.gmem?.file?.unbind(this);
+    if (this.gmem) this.gmem.file = null;
+  }
+
+  get endGfn(): bigint {
+    return this.baseGfn + BigInt(this.npages);
+  }
+}
