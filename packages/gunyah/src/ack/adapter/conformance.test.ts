@@ -10,3 +10,8 @@ defineConformanceSuite({
   name: 'gunyah-ack-sim generation A (android14-6.1)',
   create: () => new GunyahAckHypervisor({ generation: 'A' }),
 });
+
+defineConformanceSuite({
+  name: 'gunyah-ack-sim generation B (6.6 line)',
+  create: () => new GunyahAckHypervisor({ generation: 'B' }),
+});
