@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { registerCore, type RegisterCoreOptions } from '@guestmem/core';
-import { registerGunyah } from '@guestmem/gunyah';
+import { registerGunyah, registerGunyahAck } from '@guestmem/gunyah';
 import { registerKvm } from '@guestmem/kvm';
 import { container as root, type DependencyContainer } from 'tsyringe';
 
@@ -10,5 +10,6 @@ export function makeContainer(opts: RegisterCoreOptions = {}): DependencyContain
   registerCore(c, opts);
   registerKvm(c, { driver: 'auto' });
   registerGunyah(c);
+  registerGunyahAck(c);
   return c;
 }

@@ -12,7 +12,7 @@
  * no, the suite checks that the method fails with `EOPNOTSUPP` instead.
  */
 import { describe, expect, it } from 'vitest';
-import { GuestMemError, type CapabilityName, type GuestMemory, type HostView, type Hypervisor, type MemoryAccess, type Vm } from '@guestmem/core';
+import { GuestMemError, type CapabilityName, type GuestMemory, type HostView, type Hypervisor, type MemoryAccess, type MemoryBinding, type Vm } from '@guestmem/core';
 import { defineStatsSuite } from './stats.js';
 
 /** How a backend plugs into the suite. */
@@ -45,6 +45,7 @@ const ALL_CAPS: CapabilityName[] = [
   'punch-hole',
   'guest-access',
   'poison-injection',
+  'unbind',
 ];
 
 /** Runs `fn` and returns the GuestMemError it throws (fails the test when it throws nothing or something else). */
@@ -57,6 +58,18 @@ export function expectGuestMemError(fn: () => unknown): GuestMemError {
   }
   expect(thrown, 'expected a GuestMemError').toBeInstanceOf(GuestMemError);
   return thrown as GuestMemError;
+}
+
+/**
+ * Unbinds `b` where the backend can ('unbind'); elsewhere checks that `unbind()` fails with
+ * EOPNOTSUPP and leaves the binding in place (it goes with the VM).
+ */
+function unbindOrKeep(vm: Vm, b: MemoryBinding): void {
+  if (vm.capabilities.has('unbind')) return b.unbind();
+  const before = vm.bindings();
+  expect(expectGuestMemError(() => b.unbind()).code).toBe('EOPNOTSUPP');
+  expect(b.active).toBe(true);
+  expect(vm.bindings()).toEqual(before);
 }
 
 export function defineConformanceSuite(target: ConformanceTarget): void {
@@ -89,7 +102,8 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       try {
         const caps = h.capabilities;
         expect(caps.backend).toBe(h.id);
-        expect(caps.has('guest-memory')).toBe(true);
+        // Guest memory is a guest-memory file, or else ordinary host memory the host can map.
+        expect(caps.has('guest-memory') || caps.has('host-map')).toBe(true);
         for (const c of ALL_CAPS) expect(caps.has(c)).toBe(caps.list().includes(c));
         expect(caps.pageSizes).toContain(4096);
         expect(caps.maxGuestMemorySize).toBeGreaterThan(0n);
@@ -118,7 +132,8 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       withVm((_h, vm) => {
         const m = vm.createGuestMemory({ size: 16 * P });
         m.allocate(0, 16 * P);
-        m.punchHole(4 * P, 4 * P);
+        if (vm.capabilities.has('punch-hole')) m.punchHole(4 * P, 4 * P);
+        else expect(expectGuestMemError(() => m.punchHole(4 * P, 4 * P)).code).toBe('EOPNOTSUPP');
         expect(expectGuestMemError(() => m.allocate(16 * P, P)).code).toBe('EINVAL');
         expect(expectGuestMemError(() => m.allocate(P, 0)).code).toBe('EINVAL');
         m.close();
@@ -133,9 +148,11 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         expect(v.read(0, 4 * P).every((b) => b === 0)).toBe(true);
         v.fill(0, 4 * P, 0xaa);
         expect(v.read(P, 4).every((b) => b === 0xaa)).toBe(true);
-        m.punchHole(0, P);
-        expect(v.read(0, P).every((b) => b === 0)).toBe(true);
-        expect(v.read(P, P).every((b) => b === 0xaa)).toBe(true);
+        if (vm.capabilities.has('punch-hole')) {
+          m.punchHole(0, P);
+          expect(v.read(0, P).every((b) => b === 0)).toBe(true);
+          expect(v.read(P, P).every((b) => b === 0xaa)).toBe(true);
+        }
         v.unmap();
         m.close();
       });
@@ -194,6 +211,14 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           view = shared.map({ length: MiB });
           view.fill(0, 64, 0x42);
         }
+        if (!vm.capabilities.has('unbind')) {
+          unbindOrKeep(vm, b);
+          if (view) {
+            expect(view.read(0, 64).every((x) => x === 0x42)).toBe(true);
+            view.unmap();
+          }
+          return;
+        }
         b.unbind();
         expect(b.active).toBe(false);
         expect(vm.bindings()).toEqual([]);
@@ -238,8 +263,8 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         // Nothing of the failed calls is left behind: the same range binds.
         const b = vm.bind({ memory: m, offset: 0, gpa, size: P, access: 'shared' });
         expect(vm.bindings()).toEqual([b, other]);
-        b.unbind();
-        other.unbind();
+        unbindOrKeep(vm, b);
+        unbindOrKeep(vm, other);
         m.close();
       });
     });
@@ -306,7 +331,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
             expect([e.code, e.backend], `map at ${offset} length ${length}`).toEqual(['EINVAL', h.id]);
           }
         }
-        other.unbind();
+        unbindOrKeep(vm, other);
         m.close();
       });
     });
@@ -343,7 +368,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           const expected: MemoryAccess = vm.capabilities.has('private-memory') ? 'private' : 'shared';
           expect(vm.memoryState.get(gfn)).toBe(expected);
           expect(vm.memoryState.get(gfn + 1)).toBe(expected);
-          b.unbind();
+          unbindOrKeep(vm, b);
           m.close();
         }, { confidential: conf });
       }
@@ -360,6 +385,12 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         expect(a.closed).toBe(true);
         expect(ba.active).toBe(true);
         expect(vm.bindings()).toEqual([ba]);
+        if (!vm.capabilities.has('unbind')) {
+          // The binding keeps working after its handle is closed; it goes with the VM.
+          unbindOrKeep(vm, ba);
+          if (guest) expect(vm.guestRead(ga, 1)).toEqual(new Uint8Array([0xaa]));
+          return;
+        }
         // A memory created now may get the closed one's id (fd number) back.
         const c = vm.createGuestMemory({ size: 4 * P });
         const gc = 0x2000_0000n;
@@ -396,11 +427,13 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           expect(vm.guestRead(gpa, 4 * P).every((x) => x === 0)).toBe(true);
           vm.guestWrite(gpa + BigInt(P), new Uint8Array([1, 2, 3, 4]));
           expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array([1, 2, 3, 4]));
-          m.punchHole(P, P);
-          expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array(4));
+          if (vm.capabilities.has('punch-hole')) {
+            m.punchHole(P, P);
+            expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array(4));
+          }
           expect(expectGuestMemError(() => vm.guestRead(0x7000_0000n, 4)).code).toBe('EFAULT');
         }
-        b.unbind();
+        unbindOrKeep(vm, b);
         m.close();
       });
     });
@@ -412,6 +445,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       for (const conf of confidential ? [false, true] : [false]) {
         withVm((_h, vm) => {
           if (!vm.capabilities.has('guest-access')) return ctx.skip("needs 'guest-access'");
+          if (!vm.capabilities.has('punch-hole')) return ctx.skip("needs 'punch-hole'");
           // Memory the host cannot map: the shared side may live elsewhere (KVM: host memory at
           // userspace_addr), and punching the memory object must free that too.
           const m = vm.createGuestMemory({ size: 4 * P });
@@ -453,7 +487,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           expect(events).toEqual([{ first: gfn, end: gfn + 1, to }]);
         }
         off();
-        if (b.active) b.unbind();
+        if (b.active) unbindOrKeep(vm, b);
         m.close();
       }, { confidential });
     });
@@ -603,7 +637,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           expectNoByteReadable(view, 0, P, `private page ${page}`);
           view.unmap();
         }
-        b.unbind();
+        unbindOrKeep(vm, b);
         m.close();
       }, { confidential: true });
     });
@@ -699,6 +733,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       withVm((_h, vm) => {
         const c = vm.capabilities;
         if (!c.has('huge-pages') || !c.has('host-map') || !c.has('initially-shared')) return ctx.skip('needs huge pages and shared host-mappable memory');
+        if (!c.has('punch-hole')) return ctx.skip("needs 'punch-hole'");
         const m = vm.createGuestMemory({ size: 2 * MiB, hugePages: true, hostMappable: true, initiallyShared: true });
         const v = m.map();
         v.fill(0, 2 * MiB, 0x33);
@@ -765,6 +800,21 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         if (!vm.capabilities.has('initially-shared')) {
           expect(expectGuestMemError(() => vm.createGuestMemory({ size: P, initiallyShared: true })).code).toBe('EOPNOTSUPP');
         }
+      });
+    });
+
+    it("without 'unbind' or 'punch-hole', those calls fail with EOPNOTSUPP and change nothing", (ctx) => {
+      withVm((_h, vm) => {
+        const c = vm.capabilities;
+        if (c.has('unbind') && c.has('punch-hole')) return ctx.skip('the backend has both');
+        const m = hostMemory(vm, 2 * P) ?? vm.createGuestMemory({ size: 2 * P });
+        const b = vm.bind({ memory: m, offset: 0, gpa: 0x6000_0000n, size: 2 * P, access: 'shared' });
+        if (c.has('guest-access')) vm.guestWrite(0x6000_0000n, new Uint8Array([0x5a]));
+        if (!c.has('unbind')) unbindOrKeep(vm, b);
+        if (!c.has('punch-hole')) expect(expectGuestMemError(() => m.punchHole(0, P)).code).toBe('EOPNOTSUPP');
+        if (c.has('guest-access')) expect(vm.guestRead(0x6000_0000n, 1)).toEqual(new Uint8Array([0x5a]));
+        expect(vm.bindings()).toEqual([b]);
+        m.close();
       });
     });
 

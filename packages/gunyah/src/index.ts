@@ -5,3 +5,4 @@ export { pageTransition, reclaimFolio, type PageState, type PageEvent } from './
 export { MemParcelTable, RM_ERROR, RM_RPC, rmErrno } from './sim/index.js';
 export { BACKEND as GUNYAH_SIM_BACKEND } from './sim/index.js';
 export * from './adapter/index.js';
+export * from './ack/index.js';

@@ -53,6 +53,7 @@ import { openGunyah, type SimDevice } from '../sim/device.js';
 import { BACKEND } from '../sim/errors.js';
 import type { SimGuestMem } from '../sim/guest-mem.js';
 import type { SimVm } from '../sim/vm.js';
+import type { GunyahGuestControls } from './guest-controls.js';
 
 /** Options of {@link GunyahHypervisor}. */
 export interface GunyahHypervisorOptions {
@@ -295,7 +296,7 @@ const HUGE_BYTES = 2n << 20n;
 
 const MAP_MEM = 'ioctl(GUNYAH_VM_MAP_MEM)';
 
-class GunyahNeutralVm implements Vm {
+class GunyahNeutralVm implements Vm, GunyahGuestControls {
   readonly memoryState = new RangeStateMap<MemoryAccess>('shared');
   private readonly active: GunyahMemoryBinding[] = [];
   private dtbMem: GunyahGuestMem | undefined;
@@ -612,6 +613,34 @@ class GunyahNeutralVm implements Vm {
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
     this.run('guestWrite', () => this.sim.vcpu(0).write(uintArg(g, 'gpa', 'guestWrite', BACKEND, GPA_LIMIT - 1n), data));
+  }
+
+  /**
+   * {@link GunyahGuestControls.reclaim}: the host takes back the provided folios of `range` (what
+   * UNMAP, punch and mmap do first), keeping the bindings. All-or-nothing: EBUSY when a lent page
+   * the guest holds is in it. The cooperating-guest option does not apply: this is the raw rule.
+   */
+  reclaim(range: GpaRange): void {
+    this.assertLive('reclaim');
+    const { gpa: start, end } = checkGpaRange(range, 'reclaim', BACKEND);
+    const pieces = this.active
+      .filter((b) => b.gpa < end && b.end > start)
+      .map((b) => ({ b, binding: this.sim.bindingAt(Number(b.gpa / PAGE_SIZE_N)), ...this.filePages(b, b.gpa > start ? b.gpa : start, b.end < end ? b.end : end) }));
+    for (const p of pieces) {
+      const refusal = p.b.memory.mem.checkReclaim(p.first, p.end, 'reclaim', undefined, { binding: p.binding });
+      if (refusal) throw refusal;
+    }
+    for (const p of pieces) {
+      const e = p.b.memory.mem.reclaim(p.first, p.end, 'reclaim', undefined, { binding: p.binding });
+      if (e) throw e;
+    }
+  }
+
+  /** {@link GunyahGuestControls.relinquish}: the test guest's hypercall 0x8069 over `range`. */
+  relinquish(range: GpaRange, opts: { sanitize?: boolean } = {}): void {
+    this.assertLive('relinquish');
+    const { gpa: start, size } = checkGpaRange(range, 'relinquish', BACKEND);
+    this.sim.relinquish(start, Number(size / PAGE_SIZE_N), opts.sanitize ?? false);
   }
 
   destroy(): void {

@@ -1,2 +1,3 @@
 export * from './gunyah-hypervisor.js';
 export * from './register.js';
+export * from './guest-controls.js';

@@ -160,6 +160,12 @@ export class AckHost {
     this.fds.delete(fd);
   }
 
+  /** The VM behind an fd. */
+  vm(fd: number): AckVm | undefined {
+    const e = this.fds.get(fd);
+    return e instanceof AckVm ? e : undefined;
+  }
+
   cmaFd(fd: number): CmaFd | undefined {
     const e = this.fds.get(fd);
     return e instanceof CmaFd ? e : undefined;

@@ -36,7 +36,7 @@ describe('ACK rules (generation C unless stated)', () => {
     sigbus(() => m.memory.read(P, 1));
     expect(m.memory.read(2n * P, 1)).toEqual(Uint8Array.of(0)); // its neighbour was never faulted in
     expect(c.host.current.mm.resolve(m.address)?.memory).toBe(m.memory); // the VMA is still there
-    c.vm.vcpu().relinquish(G + P, 1);
+    c.cpu.relinquish(G + P, 1);
     c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P });
     expect(m.memory.read(P, 1)).toEqual(Uint8Array.of(0x22)); // reclaim does not scrub
   });
@@ -72,7 +72,7 @@ describe('ACK rules (generation C unless stated)', () => {
     const c = new AckCell({ memlockLimit: 2 * 4096 });
     c.add(G, 4n * P, 'share');
     c.read(G); // DTB page + this page = 2
-    expect(faultAttempt(c.vm.vcpu().read(G + P, 1))).toBe(-12);
+    expect(faultAttempt(c.cpu.read(G + P, 1))).toBe(-12);
     const a = new AckCell({ generation: 'A', memlockLimit: 4 * 4096 });
     expect(() => a.add(G, 4n * P, 'lend')).toThrow(expect.objectContaining({ code: 'ENOMEM' })); // 1 (DTB) + 4 > 4
     expect(a.vm.bindings().length).toBe(1);
@@ -83,6 +83,7 @@ describe('ACK rules (generation C unless stated)', () => {
     const c = new AckCell({ cmaPools: { vm: 4n * MiB } });
     const m = c.add(G, 4n * P, 'share');
     const other = c.host.createProcess();
+    c.vm.start();
     const r = { label: 9, flags: RWX, guestPhysAddr: G + MiB, memorySize: P, userspaceAddr: m.address };
     c.host.runAs(other, () => {
       expect(() => c.vm.setUserMemRegion(r)).toThrow(expect.objectContaining({ code: 'EPERM', errno: 1 }));
@@ -95,7 +96,21 @@ describe('ACK rules (generation C unless stated)', () => {
       c.vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
     });
     expect(c.vm.bindings().length).toBe(2);
+  });
+
+  it('GH_VCPU_RUN before VM_START is ENODEV — the VM does not start implicitly — and that check comes before the owner check [K7 gunyah_vcpu.c: !vcpu->rsc → -ENODEV, then current->mm != mm_s → -EPERM]', () => {
+    const c = new AckCell();
+    c.add(G, P, 'share');
+    expect(() => c.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'ENODEV', syscall: 'ioctl(GH_VCPU_RUN)' }));
+    c.host.runAs(c.host.createProcess(), () => expect(() => c.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'ENODEV' })));
     expect(c.vm.status).toBe('no-state');
+    c.vm.start();
+    expect(c.vm.vcpu().read(G, 1).status).toBe('done');
+    // Generation A: gh_vcpu_run calls gh_vm_ensure_started (6.1-era series).
+    const a = new AckCell({ generation: 'A' });
+    a.add(G, P, 'share');
+    expect(a.vm.vcpu().read(G, 1).status).toBe('done');
+    expect(a.vm.status).toBe('running');
   });
 
   it('overlap is checked on GPAs only: the same host range twice and a repeated label are fine; a GPA overlap is EEXIST [K7 maple-tree insert, labels unchecked]', () => {
@@ -144,7 +159,7 @@ describe('ACK rules (generation C unless stated)', () => {
       vm.setDtbConfig({ guestPhysAddr: G, size: P });
       vm.start();
       expect(host.rm.all().map((p) => [p.kind, p.acl.length])).toEqual([[kind, kind === 'lend' ? 1 : 2]]);
-      expect(vm.protected_).toBe(kind === 'lend');
+      expect(vm.isProtected).toBe(kind === 'lend');
       // The parcel pages are the guest's; the rest of the CMA binding is never demand paged.
       expect(vm.vcpu().read(G, 1).status).toBe('done');
       expect(faultAttempt(vm.vcpu().read(G + P, 1))).toBe(-95);
@@ -168,7 +183,8 @@ describe('ACK rules (generation C unless stated)', () => {
     c.host.runAs(c.host.createProcess(), () => expect(() => f.read(0, 1)).toThrow(expect.objectContaining({ code: 'EACCES' })));
     const args = { label: 1, guestAddr: G, flags: 0, guestMemFd: f.fd, offset: 0n, size: MiB };
     expect(() => c.vm.mapCmaMem({ ...args, size: 0n })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
-    expect(() => c.vm.mapCmaMem({ ...args, guestAddr: 0xffff_ffff_ffff_f000n, size: 2n * P })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' }));
+    // overflows_type(u64 + u64, u64) never fires: a wrapping range reaches mtree_insert_range → EINVAL.
+    expect(() => c.vm.mapCmaMem({ ...args, guestAddr: 0xffff_ffff_ffff_f000n, size: 2n * P })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     expect(() => c.vm.mapCmaMem({ ...args, guestMemFd: 77 })).toThrow(expect.objectContaining({ code: 'EBADF' }));
     expect(() => c.vm.mapCmaMem({ ...args, offset: 0x123n })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' })); // offset unchecked for alignment, but past i_size
     expect(() => c.vm.mapCmaMem({ ...args, guestAddr: DTB_GPA })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
@@ -192,11 +208,11 @@ describe('ACK rules (generation C unless stated)', () => {
     c.add(G, 4n * P, 'lend');
     c.write(G, Uint8Array.of(1));
     c.write(G + 2n * P, Uint8Array.of(2));
-    c.vm.vcpu().relinquish(G + 2n * P, 1);
+    c.cpu.relinquish(G + 2n * P, 1);
     expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P })).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'ioctl(GH_VM_RECLAIM_REGION)' }));
     expect(c.vm.pageState(Number(G / P))).toBe('LENT_LOCKED'); // kept
     expect(c.vm.pageState(Number(G / P) + 2)).toBe('ABSENT'); // reclaimed despite the failure
-    c.vm.vcpu().relinquish(G, 1);
+    c.cpu.relinquish(G, 1);
     c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P });
     expect(c.vm.providedFolios).toBe(1);
   });
@@ -212,6 +228,16 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(() => b.host.ioctl(b.vm.fd, ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P }))).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
   });
 
+  it('64-bit edges: the EOVERFLOW check is dead code (overflows_type of a u64 sum), so a wrapping region is EINVAL from the maple tree and one ending exactly at 2^64 binds; a wrapping DTB config is recorded [K7 vm_mgr_mem.c, vm_mgr.c; code reading]', () => {
+    const c = new AckCell();
+    const m = c.host.current.mmap({ size: 2n * P });
+    const top = (1n << 64n) - 2n * P;
+    expect(() => c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: top + P, memorySize: 2n * P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: top, memorySize: 2n * P, userspaceAddr: m.address });
+    expect(c.vm.bindingAt(Number(top / P) + 1)?.nr).toBe(2);
+    c.vm.setDtbConfig({ guestPhysAddr: 0xffff_ffff_ffff_f000n, size: 2n * P });
+  });
+
   it('MAP_MEM answers ENOTTY (in the header, not in the ioctl switch) and /dev/gunyah has no CREATE_GUEST_MEM [K7 vm_mgr.c default: -ENOTTY]', () => {
     const c = new AckCell();
     expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GUNYAH_VM_MAP_MEM, new Uint8Array(32))).toThrow(expect.objectContaining({ code: 'ENOTTY', errno: 25 }));
@@ -221,14 +247,36 @@ describe('ACK rules (generation C unless stated)', () => {
   it('guest faults: write to a binding without ALLOW_WRITE → -EPERM, unmapped host address → -EFAULT, a regular-file mapping → -EIO; an unbound GPA is an MMIO exit [K7 gunyah_demand_page, gunyah_vcpu.c]', () => {
     const c = new AckCell();
     c.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
-    expect(faultAttempt(c.vm.vcpu().write(G, Uint8Array.of(1)))).toBe(-1);
+    const w = c.cpu.write(G, Uint8Array.of(1));
+    expect(faultAttempt(w)).toBe(-1);
+    // The run block, byte for byte (research §3.3; K7 gunyah_handle_page_fault sets resume_action FAULT):
+    // exit_reason @8 = 3, phys_addr @16, attempt @24 (s32), resume_action @28.
+    const run = (w as { run: Uint8Array }).run;
+    expect(Buffer.from(run.subarray(8, 12)).toString('hex')).toBe('03000000');
+    expect(Buffer.from(run.subarray(16, 24)).toString('hex')).toBe('0000008000000000');
+    expect(Buffer.from(run.subarray(24, 28)).toString('hex')).toBe('ffffffff');
+    expect(run[28]).toBe(1);
     const gone = c.add(G + MiB, P, 'share');
     c.host.current.munmap(gone.address);
-    expect(faultAttempt(c.vm.vcpu().read(G + MiB, 1))).toBe(-14);
+    expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-14);
     c.add(G + 2n * MiB, P, 'share', { kind: 'file' });
-    expect(faultAttempt(c.vm.vcpu().read(G + 2n * MiB, 1))).toBe(-5);
-    const r = c.vm.vcpu().read(0x9000_0000n, 4);
+    expect(faultAttempt(c.cpu.read(G + 2n * MiB, 1))).toBe(-5);
+    const r = c.cpu.read(0x9000_0000n, 4);
     expect(r).toMatchObject({ status: 'mmio', gpa: 0x9000_0000n, isWrite: false });
+  });
+
+  it('protected iff the DTB binding lends: a protected VM maps shared memory RW/R only, so an instruction fetch there exits -EPERM; an unprotected VM maps it executable [K7 gunyah_vm_set_protected, access table §5.2; the -EPERM exit is the model\'s stand-in for a re-fault loop]', () => {
+    for (const dtbLend of [true, false]) {
+      const c = new AckCell({ dtbLend });
+      c.add(G, P, 'share');
+      c.add(G + MiB, P, 'lend');
+      c.vm.start();
+      expect(c.vm.isProtected).toBe(dtbLend);
+      const r = c.cpu.exec(G);
+      if (dtbLend) expect(faultAttempt(r)).toBe(-1);
+      else expect(r.status).toBe('done');
+      expect(c.cpu.exec(G + MiB).status).toBe('done');
+    }
   });
 
   it('VM_START: a DTB smaller than a page is EINVAL (gfn(size) = 0 pages); no binding at the DTB is ENOENT; a failed start leaves the VM un-startable (ENODEV) [K7 gunyah_vm_start; ENODEV: inference]', () => {
@@ -312,8 +360,8 @@ describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel 
     sigbus(() => lent.memory.read(0, 1));
     const late = c.add(G + 2n * MiB, P, 'share'); // pinned and recorded, never sent to the RM
     expect(late.memory.pinsAt(0)).toBe(1);
-    expect(c.vm.vcpu().read(G + 2n * MiB, 1).status).toBe('mmio');
-    expect(c.vm.vcpu().read(0x9000_0000n, 1).status).toBe('mmio');
+    expect(c.cpu.read(G + 2n * MiB, 1).status).toBe('mmio');
+    expect(c.cpu.read(0x9000_0000n, 1).status).toBe('mmio');
     c.vm.close();
     expect(c.host.stats()).toMatchObject({ parcels: 0, stage2Folios: 0, lockedPages: 0 });
   });
@@ -325,5 +373,24 @@ describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel 
     vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
     expect(() => vm.start()).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     expect(() => openGunyahAck({ generation: 'C' }).tentativeUapi()).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+  });
+});
+
+describe('generation B (6.6 line): C without 0x13–0x17 [K5, K6 ack_bindings.rs, K9]', () => {
+  it('demand pages like C, but RECLAIM_REGION, the CMA ioctls and CHECK_EXTENSION answer ENOTTY; no CMA pool device exists', () => {
+    const c = new AckCell({ generation: 'B', cmaPools: { vm: MiB } });
+    const m = c.add(G, 4n * P, 'lend');
+    c.write(G + P, Uint8Array.of(1));
+    expect(m.memory.pinsAt(1)).toBe(1);
+    expect(c.cpu.read(G + MiB, 1).status).toBe('mmio');
+    expect(c.host.cmaDevices.size).toBe(0);
+    for (const [req, arg] of [
+      [ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P })],
+      [ACK_IOCTL.GH_VM_ANDROID_MAP_CMA_MEM, encodeMapCmaMemArgs({ label: 1, guestAddr: G + MiB, flags: 0, guestMemFd: 3, offset: 0n, size: P })],
+      [ACK_IOCTL.GH_VM_CHECK_EXTENSION, 0],
+    ] as const) {
+      expect(() => c.host.ioctl(c.vm.fd, req, arg)).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    }
+    expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: P })).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
   });
 });

@@ -35,14 +35,20 @@ export class AckCell {
     return m;
   }
 
+  /** The vCPU, after VM_START (B/C do not start the VM on RUN). */
+  get cpu() {
+    this.vm.start();
+    return this.vm.vcpu();
+  }
+
   read(gpa: bigint, len = 1): Uint8Array {
-    const r = this.vm.vcpu().read(gpa, len);
+    const r = this.cpu.read(gpa, len);
     expect(r.status).toBe('done');
     return (r as { data: Uint8Array }).data;
   }
 
   write(gpa: bigint, data: Uint8Array): void {
-    expect(this.vm.vcpu().write(gpa, data).status).toBe('done');
+    expect(this.cpu.write(gpa, data).status).toBe('done');
   }
 }
 

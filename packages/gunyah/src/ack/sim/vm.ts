@@ -34,6 +34,16 @@ import type { AckHost, AckProcess } from './host.js';
 import type { CmaFd } from './cma.js';
 
 const HOST_VMID = 3;
+
+/**
+ * `overflows_type(gpa + size, u64)` — the wrap check of every ACK memory ioctl (K4, K7) — can never
+ * fire: both operands are u64, so the sum is already a wrapped u64 and always fits the type (the
+ * non-constant form is `check_add_overflow(sum, 0, &u64)`). Reading of the C code (research §4/§5
+ * list EOVERFLOW, which older revisions' explicit `gpa + size < gpa` check gave). A wrapping range
+ * goes on: B/C's `mtree_insert_range(gfn(gpa), gfn(gpa + size − 1))` gets first > last → EINVAL;
+ * a range ending exactly at 2^64 is valid.
+ */
+const wrapsU64 = (gpa: bigint, size: bigint): boolean => gpa + size > U64;
 const U64 = 1n << 64n;
 const E = { EPERM: 1, ENOENT: 2, EIO: 5, ENOMEM: 12, EFAULT: 14, EOPNOTSUPP: 95 } as const;
 const sys = (n: AckIoctlName): string => ackIoctlSyscall(n);
@@ -94,7 +104,7 @@ export class AckVm {
   vmid = 0;
   status: VmStatus = 'no-state';
   /** "Protected" = the binding holding the DTB lends (`gunyah_vm_set_protected`, K7). */
-  protected_ = false;
+  isProtected = false;
 
   constructor(
     readonly host: AckHost,
@@ -115,7 +125,7 @@ export class AckVm {
   // ------------------------------------------------------------------ regions
 
   /** `GH_VM_SET_USER_MEM_REGION`: share `[uaddr, +size)` at `gpa`. */
-  setUserMemRegion(r: AckUserMemoryRegion | Omit<AckUserMemoryRegion, never>): void {
+  setUserMemRegion(r: AckUserMemoryRegion): void {
     this.addRegion(r, 'share', sys('GH_VM_SET_USER_MEM_REGION'));
   }
 
@@ -136,7 +146,7 @@ export class AckVm {
     if (size === 0n || size % PAGE_SIZE_N || uaddr % PAGE_SIZE_N || gpa % PAGE_SIZE_N) {
       throw ackErr('EINVAL', op, syscall, `size 0x${size.toString(16)}, userspace_addr 0x${uaddr.toString(16)}, guest_phys_addr 0x${gpa.toString(16)}: need non-zero and page-aligned`);
     }
-    if (gpa + size > U64 - 1n) throw ackErr('EOVERFLOW', op, syscall, 'guest_phys_addr + memory_size overflows u64');
+    const wraps = wrapsU64(gpa, size); // the EOVERFLOW check is dead (see wrapsU64)
     const b: AckBinding = {
       kind: 'user',
       label: r.label >>> 0,
@@ -148,6 +158,8 @@ export class AckVm {
       uaddr,
     };
     if (this.profile.uniqueLabels && this.tree.some((x) => x.label === b.label)) throw ackErr('EEXIST', op, syscall, `label ${b.label} is already used in this VM`);
+    // B/C: mtree_insert_range with first > last. A: the pin of the wrapped range runs out of mapped pages (EFAULT, below; inference).
+    if (wraps && !this.profile.pinAtIoctl) throw ackErr('EINVAL', op, syscall, 'guest_phys_addr + memory_size wraps: mtree_insert_range(first > last)');
     this.checkOverlap(b, op, syscall);
     if (this.profile.pinAtIoctl) this.pinRegion(b, op, syscall);
     this.insert(b);
@@ -222,10 +234,11 @@ export class AckVm {
     const size = BigInt.asUintN(64, BigInt(a.size));
     const offset = BigInt.asUintN(64, BigInt(a.offset));
     if (size === 0n || size % PAGE_SIZE_N || gpa % PAGE_SIZE_N) throw ackErr('EINVAL', op, syscall, 'size 0, or size / guest_addr not page-aligned');
-    if (gpa + size > U64 - 1n) throw ackErr('EOVERFLOW', op, syscall, 'guest_addr + size overflows u64');
     if (!this.host.isOpen(a.guestMemFd)) throw ackErr('EBADF', op, syscall, `fd ${a.guestMemFd} is not open`);
     const iSize = this.host.cmaFd(a.guestMemFd)?.size ?? 0n; // other files: their i_size (0 for the anon inodes modelled)
     if (offset + size > iSize) throw ackErr('EOVERFLOW', op, syscall, `offset + size = ${offset + size} is past the file size ${iSize}`);
+    // The EOVERFLOW check of guest_addr + size is dead (see wrapsU64): a wrap is mtree_insert_range's EINVAL.
+    if (wrapsU64(gpa, size)) throw ackErr('EINVAL', op, syscall, 'guest_addr + size wraps: mtree_insert_range(first > last)');
     const flags = a.flags >>> 0;
     const b: AckBinding = {
       kind: 'cma',
@@ -246,26 +259,24 @@ export class AckVm {
   // ------------------------------------------------------------------ configuration
 
   /**
-   * `GH_VM_SET_DTB_CONFIG`: EOVERFLOW when gpa + size wraps. A (K4) also wants both page-aligned
-   * (EINVAL); B/C check nothing else (K7).
+   * `GH_VM_SET_DTB_CONFIG`: its EOVERFLOW check is dead (see wrapsU64), so any range is recorded;
+   * A (K4) wants both page-aligned (EINVAL).
    */
   setDtbConfig(r: { guestPhysAddr: bigint | number; size: bigint | number }): void {
     const syscall = sys('GH_VM_SET_DTB_CONFIG');
     this.assertOpen(syscall);
     const gpa = BigInt.asUintN(64, BigInt(r.guestPhysAddr));
     const size = BigInt.asUintN(64, BigInt(r.size));
-    if (gpa + size > U64 - 1n) throw ackErr('EOVERFLOW', 'setDtbConfig', syscall, 'guest_phys_addr + size overflows u64');
     if (this.profile.generation === 'A' && (gpa % PAGE_SIZE_N || size % PAGE_SIZE_N)) throw ackErr('EINVAL', 'setDtbConfig', syscall, 'K4 wants a page-aligned DTB address and size');
     this.dtb = { gpa, size };
   }
 
-  /** `GH_VM_ANDROID_SET_FW_CONFIG`: recorded (EOVERFLOW on wrap); the firmware parcel is not modelled. */
+  /** `GH_VM_ANDROID_SET_FW_CONFIG`: recorded (its EOVERFLOW check is dead too); the firmware parcel is not modelled. */
   setFwConfig(r: { guestPhysAddr: bigint | number; size: bigint | number }): void {
     const syscall = sys('GH_VM_ANDROID_SET_FW_CONFIG');
     this.assertOpen(syscall);
     const gpa = BigInt.asUintN(64, BigInt(r.guestPhysAddr));
     const size = BigInt.asUintN(64, BigInt(r.size));
-    if (gpa + size > U64 - 1n) throw ackErr('EOVERFLOW', 'setFwConfig', syscall, 'guest_phys_addr + size overflows u64');
     this.fw = { gpa, size };
   }
 
@@ -348,7 +359,7 @@ export class AckVm {
     const nr = d ? Number(d.size / PAGE_SIZE_N) : 0;
     const b = this.bindingAt(gfn);
     if (!b) throw ackErr('ENOENT', 'start', syscall, 'no binding holds the DTB start');
-    this.protected_ = b.share === 'lend';
+    this.isProtected = b.share === 'lend';
     if (nr === 0) throw ackErr('EINVAL', 'start', syscall, 'DTB parcel of 0 pages (size below one page or not configured)');
     if (gfn + nr > b.gfn + b.nr) throw ackErr('EINVAL', 'start', syscall, 'the DTB runs past its binding');
     const pins: UserPagePin[] = [];
@@ -416,14 +427,16 @@ export class AckVm {
   // ------------------------------------------------------------------ guest side
 
   /**
-   * One guest access, page by page (`GH_VCPU_RUN` until it completes or exits). The caller must be
-   * the creator (EPERM, B/C); the first run starts the VM (`ensure_started`).
+   * One guest access, page by page (`GH_VCPU_RUN` until it completes or exits). B/C (K7
+   * gunyah_vcpu.c): a VM not running is ENODEV (the vCPU has no resource), then a caller that is not
+   * the creator is EPERM. A: the first run starts the VM (`gh_vm_ensure_started`).
    */
   guestAccess(kind: 'read' | 'write' | 'exec', gpa: bigint, buf: Uint8Array, done = 0): AckGuestAccess {
     const syscall = sys('GH_VCPU_RUN');
     this.assertOpen(syscall);
+    if (this.profile.runStartsVm) this.start();
+    else if (this.status !== 'running') throw ackErr('ENODEV', 'vcpuRun', syscall, `the VM is ${this.status}: a vCPU has no hypervisor resource before VM_START`);
     if (this.profile.creatorCheckOnRun) this.assertCreator(syscall);
-    this.start();
     const len = kind === 'exec' ? 1 : buf.length;
     while (done < len) {
       const at = gpa + BigInt(done);
@@ -444,7 +457,7 @@ export class AckVm {
         let attempt = 0;
         let pf = this.providedAt(gfn);
         if (kind === 'write' && !b.rights.write) attempt = -E.EPERM;
-        else if (kind === 'exec' && b.share === 'share' && this.protected_) attempt = -E.EPERM; // shared memory of a protected VM maps RW/R only
+        else if (kind === 'exec' && b.share === 'share' && this.isProtected) attempt = -E.EPERM; // shared memory of a protected VM maps RW/R only
         else if (!pf) {
           attempt = this.demandPage(b, gfn);
           pf = this.providedAt(gfn);

@@ -1,0 +1,2 @@
+export * from './gunyah-ack-hypervisor.js';
+export * from './register.js';
