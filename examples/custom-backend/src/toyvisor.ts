@@ -49,7 +49,7 @@ import {
   type MemoryAccess,
   type MemoryBinding,
   type Vm,
-  type VmMemoryReport,
+  type VmMemoryReport, checkGuestAccess,
 } from '@guestmem/core';
 import type { DependencyContainer } from 'tsyringe';
 
@@ -252,11 +252,11 @@ class ToyVm implements Vm {
     return { b, off: Number(b.offset + gpa - b.gpa) };
   }
   guestRead(gpa: bigint | number, len: number): Uint8Array {
-    const { b, off } = this.locate(uintArg(gpa, 'gpa', 'guestRead', ID, GPA_LIMIT - 1n), Number(uintArg(len, 'len', 'guestRead', ID, 1n << 30n)), 'guestRead');
+    const { b, off } = this.locate(...checkGuestAccess(gpa, len, 'guestRead', ID), 'guestRead');
     return b.memory.file.read(off, len);
   }
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
-    const { b, off } = this.locate(uintArg(gpa, 'gpa', 'guestWrite', ID, GPA_LIMIT - 1n), data.length, 'guestWrite');
+    const { b, off } = this.locate(checkGuestAccess(gpa, data.length, 'guestWrite', ID)[0], data.length, 'guestWrite');
     if (b.readOnly) throw gmErr('EFAULT', 'guestWrite', ID, 'read-only binding');
     b.memory.file.write(off, data);
   }

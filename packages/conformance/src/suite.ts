@@ -707,11 +707,20 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         const secret = new Uint8Array(64).fill(0x5e);
         const b1 = vm.bind({ memory: m, offset: 0, gpa, size: P, access: 'private' });
         vm.guestWrite(gpa, secret);
-        b1.unbind();
+        // Without 'unbind' (ACK) the private binding stays: the same memory bound shared elsewhere
+        // must still never show its bytes.
+        if (c.has('unbind')) b1.unbind();
         // At a GPA that was never private, so no conversion happens on the way.
         const gpa2 = gpa + 0x10_0000n;
         const b2 = vm.bind({ memory: m, offset: 0, gpa: gpa2, size: P, access: 'shared' });
-        expect(vm.guestRead(gpa2, 64).some((x) => x === 0x5e), 'the guest sees former private bytes through a shared binding').toBe(false);
+        // A backend may refuse the access (ACK generation A maps only the regions present at VM start).
+        let seen: Uint8Array | undefined;
+        try {
+          seen = vm.guestRead(gpa2, 64);
+        } catch (e) {
+          expect(e).toBeInstanceOf(GuestMemError);
+        }
+        expect(seen?.some((x) => x === 0x5e) ?? false, 'the guest sees former private bytes through a shared binding').toBe(false);
         if (c.has('host-map')) {
           try {
             const v = m.map({ length: P });
@@ -724,7 +733,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
             expect(e).toBeInstanceOf(GuestMemError);
           }
         }
-        b2.unbind();
+        if (c.has('unbind')) b2.unbind();
         m.close();
       }, { confidential: true });
     });

@@ -45,6 +45,14 @@ export function uintArg(v: unknown, what: string, op: string, backend: string, m
   return b;
 }
 
+/**
+ * The arguments of `Vm.guestRead`/`guestWrite`: a guest physical address below 2^64 and a length of
+ * at most 1 GiB (a write passes its data's length), else `EINVAL` showing the value as given.
+ */
+export function checkGuestAccess(gpa: unknown, len: unknown, op: 'guestRead' | 'guestWrite', backend: string): [gpa: bigint, len: number] {
+  return [uintArg(gpa, 'gpa', op, backend, GPA_LIMIT - 1n), Number(uintArg(len, 'len', op, backend, 1n << 30n))];
+}
+
 function aligned(b: bigint, v: unknown, what: string, op: string, backend: string): void {
   if (b % PAGE_SIZE_N !== 0n) throw gmErr('EINVAL', op, backend, `${what} ${showArg(v)} is not a multiple of 4096`, { info: { [what]: v } });
 }

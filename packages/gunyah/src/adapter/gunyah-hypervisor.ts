@@ -45,7 +45,7 @@ import {
   type MemoryAccess,
   type MemoryBinding,
   type Vm,
-  type VmMemoryReport,
+  type VmMemoryReport, checkGuestAccess,
 } from '@guestmem/core';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, encodeMapFlags } from '../uapi/index.js';
@@ -608,11 +608,11 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   }
 
   guestRead(g: bigint | number, len: number): Uint8Array {
-    return this.run('guestRead', () => this.sim.vcpu(0).read(uintArg(g, 'gpa', 'guestRead', BACKEND, GPA_LIMIT - 1n), Number(uintArg(len, 'len', 'guestRead', BACKEND, 1n << 30n))));
+    return this.run('guestRead', () => this.sim.vcpu(0).read(...checkGuestAccess(g, len, 'guestRead', BACKEND)));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
-    this.run('guestWrite', () => this.sim.vcpu(0).write(uintArg(g, 'gpa', 'guestWrite', BACKEND, GPA_LIMIT - 1n), data));
+    this.run('guestWrite', () => this.sim.vcpu(0).write(checkGuestAccess(g, data.length, 'guestWrite', BACKEND)[0], data));
   }
 
   /**

@@ -45,7 +45,7 @@ import {
   type MemoryAccess,
   type MemoryBinding,
   type Vm,
-  type VmMemoryReport,
+  type VmMemoryReport, checkGuestAccess,
 } from '@guestmem/core';
 import type { Kvm, KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
 import {
@@ -431,14 +431,14 @@ export class KvmVmAdapter implements Vm {
     this.live('guestRead');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestRead', this.hypervisor.id, 'this driver cannot run guest accesses');
-    return ga.guestRead(this.kvmVm, uintArg(gpa, 'gpa', 'guestRead', this.hypervisor.id, GPA_LIMIT - 1n), Number(uintArg(len, 'len', 'guestRead', this.hypervisor.id, 1n << 30n)));
+    return ga.guestRead(this.kvmVm, ...checkGuestAccess(gpa, len, 'guestRead', this.hypervisor.id));
   }
 
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
     this.live('guestWrite');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestWrite', this.hypervisor.id, 'this driver cannot run guest accesses');
-    ga.guestWrite(this.kvmVm, uintArg(gpa, 'gpa', 'guestWrite', this.hypervisor.id, GPA_LIMIT - 1n), data);
+    ga.guestWrite(this.kvmVm, checkGuestAccess(gpa, data.length, 'guestWrite', this.hypervisor.id)[0], data);
   }
 
   /** Deletes every slot and closes the VM fd. Guest memory objects keep the VM alive until they close (KVM rule). */

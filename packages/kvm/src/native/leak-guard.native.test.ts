@@ -72,7 +72,7 @@ describe.skipIf(!probe.available)('native leak guard (GC exposed)', () => {
     }
   });
 
-  it('a dropped mapping a live memslot uses stays mapped until the slot is deleted', async () => {
+  it('a dropped mapping a live memslot uses stays mapped until the slot is deleted (safe API: the slot holds the mapping)', async () => {
     const kvm = openKvm({ driver: 'native' });
     const vm = kvm.createVm(0);
     const gmem = vm.createGuestMemfd({ size: 4096, flags: 0n });
@@ -80,11 +80,31 @@ describe.skipIf(!probe.available)('native leak guard (GC exposed)', () => {
     (() => {
       const shared = kvm.mmapAnonymous(4096);
       address = shared.address;
-      vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x10_0000n, memorySize: 4096, userspaceAddr: shared.address, guestMemfdOffset: 0, guestMemfd: gmem.fd });
+      vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x10_0000n, memorySize: 4096, userspace: { mapping: shared, offset: 0 }, guestMemfdOffset: 0, guestMemfd: gmem.fd });
     })();
     await collect(() => false);
     expect(isMapped(address), 'the slot still uses it').toBe(true);
-    vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0x10_0000n, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 });
+    vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0x10_0000n, memorySize: 0, guestMemfdOffset: 0, guestMemfd: 0 });
+    await collect(() => !isMapped(address));
+    expect(isMapped(address), 'the slot is gone: the collected mapping is unmapped').toBe(false);
+    gmem.close();
+    vm.close();
+    kvm.close();
+  });
+
+  it('a dropped mapping a raw-address (unsafe) memslot uses stays mapped until the slot is deleted', async () => {
+    const kvm = openKvm({ driver: 'native' });
+    const vm = kvm.createVm(0);
+    const gmem = vm.createGuestMemfd({ size: 4096, flags: 0n });
+    let address = 0n;
+    (() => {
+      const shared = kvm.mmapAnonymous(4096);
+      address = shared.address;
+      vm.unsafeSetUserMemoryRegion({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x10_0000n, memorySize: 4096, userspaceAddr: shared.address, guestMemfdOffset: 0, guestMemfd: gmem.fd });
+    })();
+    await collect(() => false);
+    expect(isMapped(address), 'the slot still uses it').toBe(true);
+    vm.unsafeSetUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: 0x10_0000n, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 });
     expect(isMapped(address), 'the slot is gone: the collected mapping is unmapped').toBe(false);
     gmem.close();
     vm.close();

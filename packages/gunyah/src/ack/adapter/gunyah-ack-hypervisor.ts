@@ -43,6 +43,11 @@ import {
   type MemoryBinding,
   type UserMemory,
   type Vm,
+  accessPages,
+  boundRangesOf,
+  memoryReport,
+  type GuestMemoryStats,
+  type VmMemoryReport, checkGuestAccess,
 } from '@guestmem/core';
 import { ACK_MAP_FLAGS as F, type AckGeneration } from '../uapi/index.js';
 import { ACK_BACKEND } from '../sim/errors.js';
@@ -118,6 +123,8 @@ class AckGuestMemory implements GuestMemory {
   private mapped = true;
   /** Live host views (each keeps the mapping, as an mmap keeps a memfd's pages). */
   private views = 0;
+  /** Total length of the live host views. */
+  private viewBytes = 0n;
 
   constructor(
     readonly vm: AckNeutralVm,
@@ -205,6 +212,7 @@ class AckGuestMemory implements GuestMemory {
     // The view is the VMM's own mapping: past the neutral check every access goes through the
     // host's stage 2 (a page lent to the guest takes a stage-2 fault: SIGBUS).
     this.views++;
+    this.viewBytes += BigInt(len);
     return this.vm.hypervisor.views.add(
       {
         length: len,
@@ -215,9 +223,33 @@ class AckGuestMemory implements GuestMemory {
       () => {
         live = false;
         this.views--;
+        this.viewBytes -= BigInt(len);
         this.unmapIfUnused();
       },
     );
+  }
+  stats(): GuestMemoryStats {
+    const boundRanges = boundRangesOf(this, this.vm.bindings());
+    let hugeFolios = 0;
+    for (let i = 0; i < this.memory.pages; ) {
+      const f = this.memory.folioAt(i);
+      if (f?.order === 9) {
+        hugeFolios++;
+        i = f.head + 512;
+      } else i++;
+    }
+    const allocatedBytes = BigInt(this.memory.pagesPresent) * PAGE_SIZE_N;
+    return {
+      id: this.id,
+      size: this.size,
+      allocatedBytes,
+      residentBytes: allocatedBytes,
+      hostMappedBytes: this.viewBytes,
+      boundRanges,
+      ...accessPages(this.vm.memoryState, boundRanges),
+      hugeFolios,
+      accounting: 'exact',
+    };
   }
   markPoisoned(): void {
     throw gmErr('EOPNOTSUPP', 'markPoisoned', ACK_BACKEND, 'the ACK simulation does not model memory failure');
@@ -338,6 +370,10 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     return [...this.active];
   }
 
+  memoryReport(): VmMemoryReport {
+    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
+  }
+
   /** A region's lend/share is fixed by the ioctl that made it, and regions cannot be removed: EOPNOTSUPP. */
   convert(range: GpaRange, _to: MemoryAccess): void {
     this.assertLive('convert');
@@ -378,11 +414,11 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
   }
 
   guestRead(g: bigint | number, len: number): Uint8Array {
-    return this.run('guestRead', () => this.sim.vcpu().read(g, len));
+    return this.run('guestRead', () => this.sim.vcpu().read(...checkGuestAccess(g, len, 'guestRead', ACK_BACKEND)));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
-    this.run('guestWrite', () => this.sim.vcpu().write(g, data));
+    this.run('guestWrite', () => this.sim.vcpu().write(checkGuestAccess(g, data.length, 'guestWrite', ACK_BACKEND)[0], data));
   }
 
   /**
