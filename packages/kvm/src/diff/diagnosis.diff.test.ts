@@ -18,7 +18,7 @@ if (!probe.available) console.warn(`[kvm diff] skipping the diagnosis comparison
 
 /**
  * The VM ioctls whose refusals both drivers name: the memslot ioctls (sim/memslot-rules.ts),
- * guest_memfd creation and memory attributes (sim/vm-ioctl-rules.ts).
+ * guest_memfd creation (sim/guest-memfd-rules.ts) and memory attributes (sim/memory-attributes.ts).
  */
 const DIAGNOSED = /^ioctl\(KVM_(SET_USER_MEMORY_REGION2?|CREATE_GUEST_MEMFD|SET_MEMORY_ATTRIBUTES)\)$/;
 

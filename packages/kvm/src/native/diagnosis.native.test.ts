@@ -6,6 +6,7 @@ import { GuestMemError } from '@guestmem/core';
 import { describe, expect, it } from 'vitest';
 import { openKvm } from '../open.js';
 import { KVM_MEM_GUEST_MEMFD } from '../uapi/constants.js';
+import { NATIVE_BACKEND } from './errors.js';
 import { probeNativeKvm } from './probe.js';
 
 const probe = probeNativeKvm();
@@ -37,7 +38,7 @@ describe.skipIf(!probe.available)('native diagnosis of refused memslot ioctls', 
     try {
       vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: P, guestMemfd: g.fd, guestMemfdOffset: 0 });
       const e = refusal(() => vm.setUserMemoryRegion2({ flags: KVM_MEM_GUEST_MEMFD, guestMemfd: g.fd, ...region }));
-      expect(e).toMatchObject({ code, backend: 'kvm', syscall: 'ioctl(KVM_SET_USER_MEMORY_REGION2)' });
+      expect(e).toMatchObject({ code, backend: NATIVE_BACKEND, syscall: 'ioctl(KVM_SET_USER_MEMORY_REGION2)' });
       expect(e.info.diagnosis).toMatchObject({ rule, by: 'guestmem' });
       expect(e.message).toMatch(new RegExp(`failed with ${code} .*guestmem diagnosis: .*\\(rule ${rule}\\)`));
     } finally {

@@ -10,14 +10,15 @@ import { release } from 'node:os';
 import type { GuestMemErrorCode } from '@guestmem/core';
 import { judgeMemoryRegion, judgeV1Flags, type MemslotRefusal, type MemslotRule, type MemslotWorld } from '../sim/memslot-rules.js';
 import { SIM_VM_TYPES } from '../sim/vm-types.js';
-import { judgeCreateGuestMemfd, judgeMemoryAttributes, type VmIoctlRefusal, type VmIoctlRule } from '../sim/vm-ioctl-rules.js';
+import { judgeCreateGuestMemfd, type GuestMemfdCreateRefusal, type GuestMemfdCreateRule } from '../sim/guest-memfd-rules.js';
+import { judgeMemoryAttributes, type MemoryAttributesRefusal, type MemoryAttributesRule } from '../sim/memory-attributes.js';
 import type { KvmUserspaceMemoryRegion2Decoded } from '../uapi/structs.js';
 import { gmemFds, type NativeVmRecord } from './records.js';
 
 /** What `info.diagnosis` of a refused native call holds. */
 export interface NativeDiagnosis {
   /** The rule, named as the simulated kernel names it. */
-  readonly rule: MemslotRule | VmIoctlRule;
+  readonly rule: MemslotRule | GuestMemfdCreateRule | MemoryAttributesRule;
   /** The simulator's description of the broken rule. */
   readonly detail: string;
   /** Always `'guestmem'`: this is the library's reading, not the kernel's. */
@@ -92,7 +93,7 @@ export function diagnoseMemoryRegion(code: GuestMemErrorCode, vm: NativeVmRecord
   return refusal && refusal.code === code ? { rule: refusal.rule, detail: refusal.detail, by: 'guestmem' } : undefined;
 }
 
-const diagnosed = (refusal: VmIoctlRefusal | undefined, code: GuestMemErrorCode): NativeDiagnosis | undefined =>
+const diagnosed = (refusal: GuestMemfdCreateRefusal | MemoryAttributesRefusal | undefined, code: GuestMemErrorCode): NativeDiagnosis | undefined =>
   refusal && refusal.code === code ? { rule: refusal.rule, detail: refusal.detail, by: 'guestmem' } : undefined;
 
 /** `KVM_CREATE_GUEST_MEMFD` refused with `code`; `supportedFlags` is the VM's `KVM_CAP_GUEST_MEMFD_FLAGS` answer. */

@@ -31,7 +31,7 @@ import { SimFdHandle, SimGmemFile, SimGuestMemfd } from './guest-memfd.js';
 import type { SimKernel } from './kernel.js';
 import { setMemoryAttributes } from './memory-attributes.js';
 import { judgeV1Flags } from './memslot-rules.js';
-import { judgeCreateGuestMemfd } from './vm-ioctl-rules.js';
+import { judgeCreateGuestMemfd } from './guest-memfd-rules.js';
 import { setMemoryRegion } from './memslots.js';
 import { SimMappingBase } from './mapping-base.js';
 import type { SimVmState } from './vm-state.js';
