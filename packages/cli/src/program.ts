@@ -33,7 +33,8 @@ export function cliVersion(): string {
   return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
-interface Hooks {
+/** Test seams of {@link runCli}. */
+export interface CliHooks {
   /** Benchmarks to run (default: the installed packages' benchmarks). */
   benchTargets?: () => BenchTarget[];
   /** Signals that stop a bench (default SIGINT and SIGTERM of this process). */
@@ -44,7 +45,7 @@ interface Hooks {
  * Builds the program. Actions set `state.code`; commander's own exits (help, version, usage errors)
  * come back as a CommanderError through `exitOverride`.
  */
-function build(io: CliIo, state: { code: number }, hooks: Hooks): Command {
+function build(io: CliIo, state: { code: number }, hooks: CliHooks): Command {
   const json = (v: unknown): void => io.stdout(`${JSON.stringify(v, null, 2)}\n`);
   const program = new Command('guestmem')
     .description('guest-private VM memory across hypervisors: probe this host, run the demo, run the benchmarks')
@@ -137,7 +138,7 @@ async function withStopSignal<T>(given: AbortSignal | undefined, fn: (s: AbortSi
 }
 
 /** Runs the command line `argv` (without `node` and the script) and returns the exit code. */
-export async function runCli(argv: readonly string[], io: CliIo = processIo, hooks: Hooks = {}): Promise<number> {
+export async function runCli(argv: readonly string[], io: CliIo = processIo, hooks: CliHooks = {}): Promise<number> {
   const state = { code: EXIT_OK };
   const program = build(io, state, hooks);
   try {

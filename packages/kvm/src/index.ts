@@ -12,7 +12,12 @@ export { openKvm } from './open.js';
 export type { KvmMemoryFaultExit } from './sim/vm.js';
 // ---- native /dev/kvm driver ----
 export { probeNativeKvm, type NativeKvmProbe, type KvmDevice, NATIVE_BACKEND } from './native/index.js';
-export { detectHostVirtualization, type HostVirtualization, type HostVirtualizationKind } from './host-virtualization.js';
+export {
+  detectHostVirtualization,
+  type HostVirtualization,
+  type HostVirtualizationKind,
+  type HostVirtualizationSources,
+} from './host-virtualization.js';
 // vCPUs run real guest code: native only (not in api.ts, the sim has no instruction emulator).
 export {
   asNativeVm,
