@@ -10,7 +10,13 @@ vm.setUserMemoryRegion({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 8 * 40
 // The legacy ioctl cannot carry a guest_memfd: KVM_MEM_GUEST_MEMFD is EINVAL here.
 assert.throws(
   () =>
-    vm.setUserMemoryRegion({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x10_0000, memorySize: 4096, userspace: { mapping: ram, offset: 0 } }),
+    vm.setUserMemoryRegion({
+      slot: 1,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 0x10_0000,
+      memorySize: 4096,
+      userspace: { mapping: ram, offset: 0 },
+    }),
   (e) => e instanceof GuestMemError && e.code === 'EINVAL',
 );
 ram.munmap();

@@ -177,7 +177,14 @@ describe('Gunyah drivers differ by design', () => {
   });
 
   it('capabilities say so: unbind and punch-hole on v17 only; guest-memory (a file the host cannot freely map) on v17 only', () => {
-    expect(answers((d) => { const h = d.create(); const c = ['unbind', 'punch-hole', 'guest-memory', 'private-memory', 'host-map'].map((x) => h.capabilities.has(x as never)); h.close(); return c; })).toEqual({
+    expect(
+      answers((d) => {
+        const h = d.create();
+        const c = ['unbind', 'punch-hole', 'guest-memory', 'private-memory', 'host-map'].map((x) => h.capabilities.has(x as never));
+        h.close();
+        return c;
+      }),
+    ).toEqual({
       'gunyah-sim': [true, true, true, true, true],
       'gunyah-ack-sim': [false, false, false, true, true],
     });
@@ -190,7 +197,13 @@ describe('Gunyah drivers differ below the neutral API (uAPI level, where the neu
     const v17 = openGunyah({ driver: 'sim' });
     const dtb = v17.createGuestMem({ flags: 0n, size: 4096n });
     const vm17 = v17.createVm();
-    vm17.mapMem({ guestAddr: 0x4000_0000n, flags: V17.GUNYAH_MEM_FORCE_LEND | V17.GUNYAH_MEM_ALLOW_RWX, guestMemFd: dtb.fd, offset: 0, size: 4096 });
+    vm17.mapMem({
+      guestAddr: 0x4000_0000n,
+      flags: V17.GUNYAH_MEM_FORCE_LEND | V17.GUNYAH_MEM_ALLOW_RWX,
+      guestMemFd: dtb.fd,
+      offset: 0,
+      size: 4096,
+    });
     vm17.setDtbConfig({ guestPhysAddr: 0x4000_0000n, size: 4096 });
     vm17.start();
     const mem = v17.createGuestMem({ flags: 0n, size: BigInt(2 * P) });

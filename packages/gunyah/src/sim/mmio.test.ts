@@ -10,7 +10,11 @@ import type { GuestAccess } from '../api.js';
 import { HoldingCell, DTB_GPA } from './test-helpers.js';
 
 const RUNS = Number(process.env.FC_RUNS ?? 300);
-const u64 = fc.oneof(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.bigInt({ min: (1n << 64n) - 8192n, max: (1n << 64n) - 1n }), fc.bigInt({ min: 0n, max: 8192n }));
+const u64 = fc.oneof(
+  fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+  fc.bigInt({ min: (1n << 64n) - 8192n, max: (1n << 64n) - 1n }),
+  fc.bigInt({ min: 0n, max: 8192n }),
+);
 
 describe('MMIO exits (fast-check)', () => {
   it('an unbacked read is served 8 bytes at a time, page by page, and returns what the VMM supplied', () => {

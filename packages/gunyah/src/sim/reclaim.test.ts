@@ -16,7 +16,9 @@ describe('reclaim folio by folio', () => {
     const mem = hc.addMemory(0xa000_0000n, 2n * 4096n, 'lend') as SimGuestMem;
     hc.hostWrite(mem, 4096n, u64le(0x77n)); // page 1: host data, never given to the guest
     expect(hc.writeAddr(0xa000_0000n, 0x55n).status).toBe('done'); // page 0: lent and locked
-    expect(() => hc.punch(mem, 0n, 2n * 4096n)).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'fallocate', info: expect.objectContaining({ head: 0 }) }));
+    expect(() => hc.punch(mem, 0n, 2n * 4096n)).toThrow(
+      expect.objectContaining({ code: 'EBUSY', syscall: 'fallocate', info: expect.objectContaining({ head: 0 }) }),
+    );
     expect(le64(hc.hostRead(mem, 4096n))).toBe(0n); // dropped although the call failed
     expect(hc.readAddr(0xa000_0000n)).toBe(0x55n); // the locked folio kept its data
   });
@@ -28,7 +30,9 @@ describe('reclaim folio by folio', () => {
     expect(hc.writeAddr(0xa000_1000n, 2n).status).toBe('done');
     hc.cpu.relinquish(0xa000_0000n, 1); // page 0 unlocked, page 1 still locked
     const before = hc.gh.stats().providedFolios;
-    expect(() => hc.vm.mapMem({ guestAddr: 0xa000_0000n, flags: LEND_RW | F.GUNYAH_MEM_UNMAP, guestMemFd: mem.fd, offset: 0, size: 8192 })).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    expect(() =>
+      hc.vm.mapMem({ guestAddr: 0xa000_0000n, flags: LEND_RW | F.GUNYAH_MEM_UNMAP, guestMemFd: mem.fd, offset: 0, size: 8192 }),
+    ).toThrow(expect.objectContaining({ code: 'EBUSY' }));
     expect(hc.vm.bindings().find((b) => b.guestMemFd === mem.fd)).toMatchObject({ size: 8192n });
     expect(hc.gh.stats().providedFolios).toBe(before - 1);
     expect(mem.pageState(0)).toBe('HOST');

@@ -71,27 +71,35 @@ describe('KVM convert is all-or-nothing', () => {
     const access = fc.constantFrom<MemoryAccess>('private', 'shared');
     const layout = fc.array(fc.tuple(fc.integer({ min: 1, max: 3 }), access), { minLength: 1, maxLength: 3 });
     fc.assert(
-      fc.property(layout, fc.integer({ min: -1, max: PAGES }), fc.integer({ min: 1, max: PAGES + 1 }), access, fc.boolean(), fc.constantFrom(1, 2), (lay, first, n, to, discard, failAt) => {
-        const { vm, close } = world(lay);
-        try {
-          const before = observe(vm);
-          const steps = inject(vm, failAt);
-          let failed = false;
+      fc.property(
+        layout,
+        fc.integer({ min: -1, max: PAGES }),
+        fc.integer({ min: 1, max: PAGES + 1 }),
+        access,
+        fc.boolean(),
+        fc.constantFrom(1, 2),
+        (lay, first, n, to, discard, failAt) => {
+          const { vm, close } = world(lay);
           try {
-            vm.convert({ gpa: BASE + BigInt(first) * P, size: BigInt(n) * P }, to, { discard });
-          } catch (e) {
-            expect((e as { code: string }).code).toBe('EIO');
-            failed = true;
+            const before = observe(vm);
+            const steps = inject(vm, failAt);
+            let failed = false;
+            try {
+              vm.convert({ gpa: BASE + BigInt(first) * P, size: BigInt(n) * P }, to, { discard });
+            } catch (e) {
+              expect((e as { code: string }).code).toBe('EIO');
+              failed = true;
+            }
+            if (!failed) {
+              expect(steps()).toBeLessThan(failAt);
+              return;
+            }
+            expect(observe(vm)).toEqual(before);
+          } finally {
+            close();
           }
-          if (!failed) {
-            expect(steps()).toBeLessThan(failAt);
-            return;
-          }
-          expect(observe(vm)).toEqual(before);
-        } finally {
-          close();
-        }
-      }),
+        },
+      ),
       { numRuns: 80 },
     );
   });

@@ -65,7 +65,13 @@ function measure(p: Pair, blocks: number): { driver: number; bare: number; diff:
     diffs.push((td - tb) / p.block);
   }
   const s = [...diffs].sort((x, y) => x - y);
-  return { driver: median(d), bare: median(b), diff: median(diffs), q1: s[Math.floor(s.length / 4)]!, q3: s[Math.floor((3 * s.length) / 4)]! };
+  return {
+    driver: median(d),
+    bare: median(b),
+    diff: median(diffs),
+    q1: s[Math.floor(s.length / 4)]!,
+    q3: s[Math.floor((3 * s.length) / 4)]!,
+  };
 }
 
 const probe = probeNativeKvm();
@@ -111,15 +117,37 @@ if (!probe.available) {
       bound: false,
       driver: (n) => {
         for (let i = 0; i < n; i++) {
-          vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: 1 << 20, userspace: { mapping: anon }, guestMemfdOffset: 0, guestMemfd: 0 });
+          vm.setUserMemoryRegion2({
+            slot: 1,
+            flags: 0,
+            guestPhysAddr: 0x100000,
+            memorySize: 1 << 20,
+            userspace: { mapping: anon },
+            guestMemfdOffset: 0,
+            guestMemfd: 0,
+          });
           vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: 0, guestMemfdOffset: 0, guestMemfd: 0 });
         }
       },
       bare: (n) => {
         for (let i = 0; i < n; i++) {
-          encodeKvmUserspaceMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: 1 << 20, userspaceAddr: anon.address, guestMemfdOffset: 0, guestMemfd: 0 }, regionBuf);
+          encodeKvmUserspaceMemoryRegion2(
+            {
+              slot: 1,
+              flags: 0,
+              guestPhysAddr: 0x100000,
+              memorySize: 1 << 20,
+              userspaceAddr: anon.address,
+              guestMemfdOffset: 0,
+              guestMemfd: 0,
+            },
+            regionBuf,
+          );
           sink += c.ioctlPtr(vm.fd, KVM_SET_USER_MEMORY_REGION2, regionBuf);
-          encodeKvmUserspaceMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 }, regionBuf);
+          encodeKvmUserspaceMemoryRegion2(
+            { slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 },
+            regionBuf,
+          );
           sink += c.ioctlPtr(vm.fd, KVM_SET_USER_MEMORY_REGION2, regionBuf);
         }
       },
@@ -131,9 +159,19 @@ if (!probe.available) {
   console.log('|---|---:|---:|---:|---|---|');
   for (const r of rows) {
     const holds = r.bound ? (r.diff <= 15 ? 'yes' : 'NO') : '';
-    console.log(`| ${r.label} | ${r.bare.toFixed(1)} | ${r.driver.toFixed(1)} | ${r.diff >= 0 ? '+' : ''}${r.diff.toFixed(1)} (${r.q1.toFixed(1)} … ${r.q3.toFixed(1)}) | ${r.bound ? '≤ 15 ns' : '(informational)'} | ${holds} |`);
+    console.log(
+      `| ${r.label} | ${r.bare.toFixed(1)} | ${r.driver.toFixed(1)} | ${r.diff >= 0 ? '+' : ''}${r.diff.toFixed(1)} (${r.q1.toFixed(1)} … ${r.q3.toFixed(1)}) | ${r.bound ? '≤ 15 ns' : '(informational)'} | ${holds} |`,
+    );
   }
-  console.log('JSON ' + JSON.stringify({ bench: 'kvm-driver-overhead', blocks, rows: rows.map(({ label, block, driver, bare, diff, q1, q3, bound }) => ({ label, block, driver, bare, diff, q1, q3, bound })), sink: sink !== 0 }));
+  console.log(
+    'JSON ' +
+      JSON.stringify({
+        bench: 'kvm-driver-overhead',
+        blocks,
+        rows: rows.map(({ label, block, driver, bare, diff, q1, q3, bound }) => ({ label, block, driver, bare, diff, q1, q3, bound })),
+        sink: sink !== 0,
+      }),
+  );
   anon.munmap();
   gmem.close();
   vm.close();

@@ -42,8 +42,16 @@ describe.skipIf(!probe.available)('native diagnosis names the simulator rule', (
     for (const scenario of SCENARIOS) {
       const native: Named[] = [];
       const sim: Named[] = [];
-      runScenario(() => openKvm({ driver: 'native' }), scenario, refusals(native, (e) => e.info.diagnosis as { rule: unknown; by: unknown } ?? { rule: undefined }));
-      runScenario(() => openSimKvm({ profile: '6.18', swProtectedVm: false }), scenario, refusals(sim, (e) => ({ rule: e.info.rule })));
+      runScenario(
+        () => openKvm({ driver: 'native' }),
+        scenario,
+        refusals(native, (e) => (e.info.diagnosis as { rule: unknown; by: unknown }) ?? { rule: undefined }),
+      );
+      runScenario(
+        () => openSimKvm({ profile: '6.18', swProtectedVm: false }),
+        scenario,
+        refusals(sim, (e) => ({ rule: e.info.rule })),
+      );
       expect(
         native.map(({ step, code, rule }) => ({ step, code, rule })),
         scenario.name,
@@ -57,7 +65,28 @@ describe.skipIf(!probe.available)('native diagnosis names the simulator rule', (
     }
     // The suite refuses memslot ioctls for most rules; each of these appears at least once.
     expect(total).toBeGreaterThan(50);
-    for (const rule of ['slot-id', 'flags', 'memory-size-alignment', 'gpa-alignment', 'userspace-addr', 'address-space', 'gpa-wrap', 'no-such-slot', 'guest-memfd-slot-immutable', 'gpa-overlap', 'fd-not-open', 'fd-not-guest-memfd', 'fd-of-another-vm', 'past-eof', 'guest-memfd-range-bound', 'above-max-gfn', 'v1-flags', 'guest-memfd-flags', 'guest-memfd-size', 'memory-attributes-not-built']) {
+    for (const rule of [
+      'slot-id',
+      'flags',
+      'memory-size-alignment',
+      'gpa-alignment',
+      'userspace-addr',
+      'address-space',
+      'gpa-wrap',
+      'no-such-slot',
+      'guest-memfd-slot-immutable',
+      'gpa-overlap',
+      'fd-not-open',
+      'fd-not-guest-memfd',
+      'fd-of-another-vm',
+      'past-eof',
+      'guest-memfd-range-bound',
+      'above-max-gfn',
+      'v1-flags',
+      'guest-memfd-flags',
+      'guest-memfd-size',
+      'memory-attributes-not-built',
+    ]) {
       expect(byRule.get(rule) ?? 0, `rule ${rule} never refused in the suite`).toBeGreaterThan(0);
     }
   });

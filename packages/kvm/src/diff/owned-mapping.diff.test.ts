@@ -33,7 +33,16 @@ const ops: fc.Arbitrary<Op[]> = fc.array(
   fc.oneof(
     { weight: 3, arbitrary: fc.record({ op: fc.constant('anon' as const), pages: fc.integer({ min: 1, max: 4 }) }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant('gmemMap' as const), pages: fc.integer({ min: 1, max: 4 }) }) },
-    { weight: 4, arbitrary: fc.record({ op: fc.constant('bind' as const), slot: fc.nat({ max: 3 }), m: fc.nat({ max: 9 }), offset: fc.integer({ min: 0, max: 4 }), pages: fc.integer({ min: 0, max: 4 }) }) },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        op: fc.constant('bind' as const),
+        slot: fc.nat({ max: 3 }),
+        m: fc.nat({ max: 9 }),
+        offset: fc.integer({ min: 0, max: 4 }),
+        pages: fc.integer({ min: 0, max: 4 }),
+      }),
+    },
     { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), slot: fc.nat({ max: 3 }) }) },
     { weight: 3, arbitrary: fc.record({ op: fc.constant('munmap' as const), m: fc.nat({ max: 9 }) }) },
     { weight: 1, arbitrary: fc.constant({ op: 'closeVm' as const }) },
@@ -74,9 +83,16 @@ function play(kvm: Kvm, seq: Op[]): unknown[] {
           const m = maps[o.m % Math.max(1, maps.length)];
           step(() => {
             if (!vm || !m) return 'no vm or mapping';
-            vm.setUserMemoryRegion({ slot: o.slot, flags: 0, guestPhysAddr: BigInt(o.slot) * 0x100000n, memorySize: o.pages * P, userspace: { mapping: m, offset: o.offset * P } });
+            vm.setUserMemoryRegion({
+              slot: o.slot,
+              flags: 0,
+              guestPhysAddr: BigInt(o.slot) * 0x100000n,
+              memorySize: o.pages * P,
+              userspace: { mapping: m, offset: o.offset * P },
+            });
             if (o.pages === 0) slots.delete(o.slot);
-            else if (!slots.has(o.slot)) slots.set(o.slot, { m, from: m.address + BigInt(o.offset * P), to: m.address + BigInt((o.offset + o.pages) * P) });
+            else if (!slots.has(o.slot))
+              slots.set(o.slot, { m, from: m.address + BigInt(o.offset * P), to: m.address + BigInt((o.offset + o.pages) * P) });
           });
           break;
         }

@@ -84,7 +84,12 @@ function worldOf(vm: NativeVmRecord): MemslotWorld {
  * The most likely rule behind the kernel's refusal `code` of a memslot ioctl (`v1` for
  * KVM_SET_USER_MEMORY_REGION), or undefined when no rule of the simulator gives that errno here.
  */
-export function diagnoseMemoryRegion(code: GuestMemErrorCode, vm: NativeVmRecord, r: KvmUserspaceMemoryRegion2Decoded, v1: boolean): NativeDiagnosis | undefined {
+export function diagnoseMemoryRegion(
+  code: GuestMemErrorCode,
+  vm: NativeVmRecord,
+  r: KvmUserspaceMemoryRegion2Decoded,
+  v1: boolean,
+): NativeDiagnosis | undefined {
   let refusal: MemslotRefusal | undefined = v1 ? judgeV1Flags(r.flags) : undefined;
   if (!refusal) {
     const verdict = judgeMemoryRegion(worldOf(vm), r);
@@ -93,11 +98,19 @@ export function diagnoseMemoryRegion(code: GuestMemErrorCode, vm: NativeVmRecord
   return refusal && refusal.code === code ? { rule: refusal.rule, detail: refusal.detail, by: 'guestmem' } : undefined;
 }
 
-const diagnosed = (refusal: GuestMemfdCreateRefusal | MemoryAttributesRefusal | undefined, code: GuestMemErrorCode): NativeDiagnosis | undefined =>
+const diagnosed = (
+  refusal: GuestMemfdCreateRefusal | MemoryAttributesRefusal | undefined,
+  code: GuestMemErrorCode,
+): NativeDiagnosis | undefined =>
   refusal && refusal.code === code ? { rule: refusal.rule, detail: refusal.detail, by: 'guestmem' } : undefined;
 
 /** `KVM_CREATE_GUEST_MEMFD` refused with `code`; `supportedFlags` is the VM's `KVM_CAP_GUEST_MEMFD_FLAGS` answer. */
-export function diagnoseCreateGuestMemfd(code: GuestMemErrorCode, supportedFlags: bigint, size: bigint, flags: bigint): NativeDiagnosis | undefined {
+export function diagnoseCreateGuestMemfd(
+  code: GuestMemErrorCode,
+  supportedFlags: bigint,
+  size: bigint,
+  flags: bigint,
+): NativeDiagnosis | undefined {
   return diagnosed(judgeCreateGuestMemfd(supportedFlags, size, flags), code);
 }
 

@@ -10,7 +10,14 @@ import { LEAK_WARNING_CODE } from '@guestmem/core';
 import { describe, expect, it } from 'vitest';
 import { openFds } from '../api.js';
 import { openKvm } from '../open.js';
-import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD, MAP_SHARED, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
+import {
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_MEM_GUEST_MEMFD,
+  MAP_SHARED,
+  PROT_READ,
+  PROT_WRITE,
+} from '../uapi/constants.js';
 import { asNativeVm } from './driver.js';
 import { probeNativeKvm } from './probe.js';
 
@@ -64,7 +71,8 @@ describe.skipIf(!probe.available)('native leak guard (GC exposed)', () => {
       expect(gmemMappings()).toBe(gmem);
       expect(warnings.length).toBeGreaterThan(0);
       const text = warnings.map((w) => w.message).join('\n');
-      for (const what of ['× kvm VM fd', '× kvm guest_memfd fd', '× kvm guest_memfd mapping', '× kvm vCPU fd', '× kvm /dev/kvm fd']) expect(text).toContain(what);
+      for (const what of ['× kvm VM fd', '× kvm guest_memfd fd', '× kvm guest_memfd mapping', '× kvm vCPU fd', '× kvm /dev/kvm fd'])
+        expect(text).toContain(what);
       // One warning per collection, not one per object.
       expect(warnings.length).toBeLessThan(30);
     } finally {
@@ -80,7 +88,15 @@ describe.skipIf(!probe.available)('native leak guard (GC exposed)', () => {
     (() => {
       const shared = kvm.mmapAnonymous(4096);
       address = shared.address;
-      vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x10_0000n, memorySize: 4096, userspace: { mapping: shared, offset: 0 }, guestMemfdOffset: 0, guestMemfd: gmem.fd });
+      vm.setUserMemoryRegion2({
+        slot: 1,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: 0x10_0000n,
+        memorySize: 4096,
+        userspace: { mapping: shared, offset: 0 },
+        guestMemfdOffset: 0,
+        guestMemfd: gmem.fd,
+      });
     })();
     await collect(() => false);
     expect(isMapped(address), 'the slot still uses it').toBe(true);
@@ -100,11 +116,27 @@ describe.skipIf(!probe.available)('native leak guard (GC exposed)', () => {
     (() => {
       const shared = kvm.mmapAnonymous(4096);
       address = shared.address;
-      vm.unsafeSetUserMemoryRegion({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x10_0000n, memorySize: 4096, userspaceAddr: shared.address, guestMemfdOffset: 0, guestMemfd: gmem.fd });
+      vm.unsafeSetUserMemoryRegion({
+        slot: 1,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: 0x10_0000n,
+        memorySize: 4096,
+        userspaceAddr: shared.address,
+        guestMemfdOffset: 0,
+        guestMemfd: gmem.fd,
+      });
     })();
     await collect(() => false);
     expect(isMapped(address), 'the slot still uses it').toBe(true);
-    vm.unsafeSetUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: 0x10_0000n, memorySize: 0, userspaceAddr: 0, guestMemfdOffset: 0, guestMemfd: 0 });
+    vm.unsafeSetUserMemoryRegion({
+      slot: 1,
+      flags: 0,
+      guestPhysAddr: 0x10_0000n,
+      memorySize: 0,
+      userspaceAddr: 0,
+      guestMemfdOffset: 0,
+      guestMemfd: 0,
+    });
     expect(isMapped(address), 'the slot is gone: the collected mapping is unmapped').toBe(false);
     gmem.close();
     vm.close();

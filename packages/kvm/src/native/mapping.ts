@@ -101,8 +101,16 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
       // Safety: MAP_FIXED replaces exactly [address, address + mapped), the range this object mapped
       // and still owns (no other code was given it); the replacement is atomic, so the range is never
       // free in between. For a file mapping it drops the mapping's file reference, like munmap.
-      const r: bigint = this.c.mmap(this.address, BigInt(this.mapped), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-      if (r === MAP_FAILED) throw syscallError(this.c.errno(), 'munmap', 'mmap', { address: this.address, length: this.mapped, placeholder: true });
+      const r: bigint = this.c.mmap(
+        this.address,
+        BigInt(this.mapped),
+        PROT_NONE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+        -1,
+        0,
+      );
+      if (r === MAP_FAILED)
+        throw syscallError(this.c.errno(), 'munmap', 'mmap', { address: this.address, length: this.mapped, placeholder: true });
       this.#reserved = true;
     } else if (this.c.munmap(this.address, this.mapped) < 0) {
       // Why: unmap our own range; for a file mapping the kernel drops the mapping's file reference.

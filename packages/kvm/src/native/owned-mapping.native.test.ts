@@ -41,7 +41,15 @@ describe.skipIf(!probe.available)('a slot never points at memory the library gav
     const code = vm.createGuestMemfd({ size: P, flags: 3n });
     const codeMap = code.mmap({ length: P, prot: RW, flags: MAP_SHARED });
     codeMap.write(0, Uint8Array.from(STORE));
-    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: CODE_GPA, memorySize: P, userspace: { mapping: codeMap }, guestMemfd: code.fd, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: CODE_GPA,
+      memorySize: P,
+      userspace: { mapping: codeMap },
+      guestMemfd: code.fd,
+      guestMemfdOffset: 0,
+    });
     dataSlot(vm);
     const run = () => {
       const vcpu = vm.createVcpu(0);
@@ -63,11 +71,14 @@ describe.skipIf(!probe.available)('a slot never points at memory the library gav
   }
 
   /** Maps anonymous memory exactly at `address` (MAP_FIXED_NOREPLACE: never replaces anything). */
-  const mapAt = (g: KvmGuestMemfd, address: bigint) => g.mmap({ length: P, prot: RW, flags: MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, address });
+  const mapAt = (g: KvmGuestMemfd, address: bigint) =>
+    g.mmap({ length: P, prot: RW, flags: MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, address });
 
   it('unsafe (raw address): after munmap, memory mapped at the same address receives the guest store', () => {
     const old = kvm.mmapAnonymous(P);
-    const env = setup((vm) => vm.unsafeSetUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: DATA_GPA, memorySize: P, userspaceAddr: old.address }));
+    const env = setup((vm) =>
+      vm.unsafeSetUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: DATA_GPA, memorySize: P, userspaceAddr: old.address }),
+    );
     old.munmap();
     const fresh = mapAt(env.code, old.address);
     expect(fresh.address).toBe(old.address);
@@ -79,7 +90,17 @@ describe.skipIf(!probe.available)('a slot never points at memory the library gav
 
   it('safe (owned mapping): the address stays reserved, nothing can be mapped there, the store reaches nothing', () => {
     const old = kvm.mmapAnonymous(P);
-    const env = setup((vm) => vm.setUserMemoryRegion2({ slot: 1, flags: 0, guestPhysAddr: DATA_GPA, memorySize: P, userspace: { mapping: old }, guestMemfdOffset: 0, guestMemfd: 0 }));
+    const env = setup((vm) =>
+      vm.setUserMemoryRegion2({
+        slot: 1,
+        flags: 0,
+        guestPhysAddr: DATA_GPA,
+        memorySize: P,
+        userspace: { mapping: old },
+        guestMemfdOffset: 0,
+        guestMemfd: 0,
+      }),
+    );
     old.munmap();
     expect([old.unmapped, old.addressReserved]).toEqual([true, true]);
     expect(() => mapAt(env.code, old.address)).toThrow(expect.objectContaining({ code: 'EEXIST' }));

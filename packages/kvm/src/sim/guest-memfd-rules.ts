@@ -19,6 +19,7 @@ export interface GuestMemfdCreateRefusal {
 /** `kvm_gmem_create`: flags first, then size; `reserved[]` is not checked (R1/R2). */
 export function judgeCreateGuestMemfd(supportedFlags: bigint, size: bigint, flags: bigint): GuestMemfdCreateRefusal | undefined {
   if (flags & ~supportedFlags) return { rule: 'guest-memfd-flags', code: 'EINVAL', detail: `unsupported flags 0x${flags.toString(16)}` };
-  if (BigInt.asIntN(64, size) <= 0n || size & PAGE_MASK) return { rule: 'guest-memfd-size', code: 'EINVAL', detail: `size ${size} must be > 0 and page-aligned` };
+  if (BigInt.asIntN(64, size) <= 0n || size & PAGE_MASK)
+    return { rule: 'guest-memfd-size', code: 'EINVAL', detail: `size ${size} must be > 0 and page-aligned` };
   return undefined;
 }

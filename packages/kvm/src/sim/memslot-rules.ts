@@ -100,7 +100,8 @@ const refuse = (rule: MemslotRule, code: MemslotRefusal['code'], detail: string)
 
 /** `kvm_vm_ioctl`'s v1 check: the v1 ioctl only knows LOG_DIRTY_PAGES and READONLY (§2.6 step 2, B32). */
 export function judgeV1Flags(flags: number): MemslotRefusal | undefined {
-  if (flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) return refuse('v1-flags', 'EINVAL', `flags 0x${flags.toString(16)} are not v1 flags`);
+  if (flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))
+    return refuse('v1-flags', 'EINVAL', `flags 0x${flags.toString(16)} are not v1 flags`);
   return undefined;
 }
 
@@ -143,7 +144,11 @@ export function judgeMemoryRegion(world: MemslotWorld, r: KvmUserspaceMemoryRegi
   } else {
     // 9. Why: gmem slots are immutable — even an identical re-issue with GUEST_MEMFD is EINVAL (B2/B4).
     if (gmem) return refuse('guest-memfd-slot-immutable', 'EINVAL', `slot ${id} exists and GUEST_MEMFD slots cannot be modified`);
-    if (r.userspaceAddr !== old.userspaceAddr || npages !== old.npages || (r.flags ^ old.flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)) {
+    if (
+      r.userspaceAddr !== old.userspaceAddr ||
+      npages !== old.npages ||
+      (r.flags ^ old.flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)
+    ) {
       return refuse('slot-fields-immutable', 'EINVAL', `slot ${id}: only the GPA and LOG_DIRTY_PAGES may change`);
     }
     if (baseGfn !== old.baseGfn) change = 'move';
@@ -155,7 +160,8 @@ export function judgeMemoryRegion(world: MemslotWorld, r: KvmUserspaceMemoryRegi
   if (change !== 'flags') {
     const end = baseGfn + npagesBig;
     for (const s of world.slots()) {
-      if (s.id !== id && s.baseGfn < end && baseGfn < s.baseGfn + BigInt(s.npages)) return refuse('gpa-overlap', 'EEXIST', `GPA range overlaps slot ${s.id}`);
+      if (s.id !== id && s.baseGfn < end && baseGfn < s.baseGfn + BigInt(s.npages))
+        return refuse('gpa-overlap', 'EEXIST', `GPA range overlaps slot ${s.id}`);
     }
   }
   // 11. kvm_gmem_bind.
@@ -169,13 +175,23 @@ export function judgeMemoryRegion(world: MemslotWorld, r: KvmUserspaceMemoryRegi
   // exceed kvm_mmu_max_gfn() (x86.c). It runs after the bind, so a refusal takes the out_unbind path
   // of kvm_set_memory_region (kvm_gmem_unbind): the file range is free again.
   if (change !== 'flags' && baseGfn + npagesBig - 1n > world.maxGfn) {
-    return refuse('above-max-gfn', 'EINVAL', `the slot's last frame 0x${(baseGfn + npagesBig - 1n).toString(16)} is above the MMU's highest frame 0x${world.maxGfn.toString(16)}`);
+    return refuse(
+      'above-max-gfn',
+      'EINVAL',
+      `the slot's last frame 0x${(baseGfn + npagesBig - 1n).toString(16)} is above the MMU's highest frame 0x${world.maxGfn.toString(16)}`,
+    );
   }
   return { change, id, baseGfn, npages, ...(bound ? { gmem: bound } : {}) };
 }
 
 /** `kvm_gmem_bind`'s checks, in order. */
-function judgeBind(world: MemslotWorld, fd: number, offset: bigint, size: bigint, npages: number): { fd: number; first: number; end: number } | MemslotRefusal {
+function judgeBind(
+  world: MemslotWorld,
+  fd: number,
+  offset: bigint,
+  size: bigint,
+  npages: number,
+): { fd: number; first: number; end: number } | MemslotRefusal {
   const entry = world.fd(fd);
   if (!entry) return refuse('fd-not-open', 'EBADF', `fd ${fd} is not open`);
   const file = entry.file;
@@ -190,6 +206,7 @@ function judgeBind(world: MemslotWorld, fd: number, offset: bigint, size: bigint
   const end = first + npages;
   // Why: an overlap of guest_memfd *ranges* is EINVAL (the GPA overlap above is EEXIST) (B5/B6).
   const clash = file.boundSlotIn(first, end);
-  if (clash !== undefined) return refuse('guest-memfd-range-bound', 'EINVAL', `guest_memfd pages [${first}, ${end}) are already bound to slot ${clash}`);
+  if (clash !== undefined)
+    return refuse('guest-memfd-range-bound', 'EINVAL', `guest_memfd pages [${first}, ${end}) are already bound to slot ${clash}`);
   return { fd, first, end };
 }

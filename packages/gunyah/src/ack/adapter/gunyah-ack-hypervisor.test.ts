@@ -18,7 +18,12 @@ describe('GunyahAckHypervisor (neutral interfaces over the ACK driver)', () => {
     const m = vm.createGuestMemory({ size: 4 * P, hostMappable: true });
     vm.bind({ memory: m, offset: 0, gpa: G, size: 2 * P, access: 'private' });
     vm.bind({ memory: m, offset: 2 * P, gpa: G + 0x10_0000n, size: 2 * P, access: 'shared' });
-    expect(h.host.vm(vm.id)?.bindings().map((b) => b.share)).toEqual(['lend', 'share']);
+    expect(
+      h.host
+        .vm(vm.id)
+        ?.bindings()
+        .map((b) => b.share),
+    ).toEqual(['lend', 'share']);
     h.close();
   });
 
@@ -50,7 +55,9 @@ describe('GunyahAckHypervisor (neutral interfaces over the ACK driver)', () => {
     const ctl = gunyahGuestControls(vm)!;
     ctl.relinquish({ gpa: G, size: P });
     const sim = h.host.vm(vm.id)!;
-    expect(() => ctl.reclaim({ gpa: G, size: 2 * P })).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'ioctl(GH_VM_RECLAIM_REGION)' }));
+    expect(() => ctl.reclaim({ gpa: G, size: 2 * P })).toThrow(
+      expect.objectContaining({ code: 'EBUSY', syscall: 'ioctl(GH_VM_RECLAIM_REGION)' }),
+    );
     expect(sim.pageState(Number(G / 4096n))).toBe('PROVIDED_LENT'); // relinquished but not reclaimed
     ctl.relinquish({ gpa: G + BigInt(P), size: P });
     ctl.reclaim({ gpa: G, size: 2 * P });
@@ -77,7 +84,9 @@ describe('GunyahAckHypervisor (neutral interfaces over the ACK driver)', () => {
     const m = vm.createGuestMemory({ size: 4 * P });
     vm.bind({ memory: m, offset: 0, gpa: G, size: 4 * P, access: 'private' });
     vm.guestWrite(G, Uint8Array.of(1)); // the adapter's DTB page + this one
-    expect(() => vm.guestWrite(G + BigInt(P), Uint8Array.of(1))).toThrow(expect.objectContaining({ code: 'EFAULT', info: { exit: expect.objectContaining({ attempt: -12 }) } }));
+    expect(() => vm.guestWrite(G + BigInt(P), Uint8Array.of(1))).toThrow(
+      expect.objectContaining({ code: 'EFAULT', info: { exit: expect.objectContaining({ attempt: -12 }) } }),
+    );
     h.close();
   });
 

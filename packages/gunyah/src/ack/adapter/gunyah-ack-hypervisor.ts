@@ -47,7 +47,8 @@ import {
   boundRangesOf,
   memoryReport,
   type GuestMemoryStats,
-  type VmMemoryReport, checkGuestAccess,
+  type VmMemoryReport,
+  checkGuestAccess,
 } from '@guestmem/core';
 import { ACK_MAP_FLAGS as F, type AckGeneration } from '../uapi/index.js';
 import { ACK_BACKEND } from '../sim/errors.js';
@@ -77,7 +78,6 @@ export const GUNYAH_ACK_SIM_CAPABILITIES = (generation: AckGeneration, line: str
     maxGuestMemorySize: MAX_SIZE,
     raw: { uapi: 'gunyah-ack', generation, line, unbind: false, punchHole: false },
   });
-
 
 /** `Hypervisor` over the simulated ACK Gunyah machine. */
 export class GunyahAckHypervisor implements Hypervisor {
@@ -167,7 +167,12 @@ class AckGuestMemory implements GuestMemory {
     const end = Math.min(this.pageAccess.limit, Number((offset + BigInt(at) + BigInt(len) + PAGE_SIZE_N - 1n) / PAGE_SIZE_N));
     if (first >= end || this.pageAccess.isUniform(first, end, 'shared')) return;
     const run = this.pageAccess.runs(first, end).find((x) => x.state === 'private')!;
-    throw new HostAccessFault({ op: `host ${op}`, backend: ACK_BACKEND, offset: BigInt(Math.max(run.first, first)) * PAGE_SIZE_N, detail: 'the page is private to the guest' });
+    throw new HostAccessFault({
+      op: `host ${op}`,
+      backend: ACK_BACKEND,
+      offset: BigInt(Math.max(run.first, first)) * PAGE_SIZE_N,
+      detail: 'the page is private to the guest',
+    });
   }
   get id(): number {
     return this.memory.id;
@@ -205,7 +210,8 @@ class AckGuestMemory implements GuestMemory {
     let live = true;
     const check = (op: string, at: number, n: number): bigint => {
       if (!live) throw gmErr('EFAULT', `host ${op}`, ACK_BACKEND, 'the view was unmapped');
-      if (!(Number.isSafeInteger(at) && Number.isSafeInteger(n) && at >= 0 && n >= 0 && at + n <= len)) throw gmErr('EFAULT', `host ${op}`, ACK_BACKEND, `[${at}, +${n}) is outside the ${len}-byte view`);
+      if (!(Number.isSafeInteger(at) && Number.isSafeInteger(n) && at >= 0 && n >= 0 && at + n <= len))
+        throw gmErr('EFAULT', `host ${op}`, ACK_BACKEND, `[${at}, +${n}) is outside the ${len}-byte view`);
       this.checkHostAccess(op, offset, at, n);
       return offset + BigInt(at);
     };
@@ -292,7 +298,12 @@ class AckMemoryBinding implements MemoryBinding {
   /** ACK has no way to remove a region (research §7): EOPNOTSUPP, the binding stays. */
   unbind(): void {
     if (!this.active) return;
-    throw gmErr('EOPNOTSUPP', 'unbind', ACK_BACKEND, 'ACK user-memory regions cannot be removed (capability unbind is absent); GH_VM_RECLAIM_REGION takes pages back but keeps the region');
+    throw gmErr(
+      'EOPNOTSUPP',
+      'unbind',
+      ACK_BACKEND,
+      'ACK user-memory regions cannot be removed (capability unbind is absent); GH_VM_RECLAIM_REGION takes pages back but keeps the region',
+    );
   }
 }
 
@@ -337,7 +348,13 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
   bind(opts: BindOptions): MemoryBinding {
     this.assertLive('bind');
     // The neutral rules (core): ACK itself checks neither offset + size against the memory nor the 2^64 edge.
-    const { gpa: g, offset: off, size, access, readOnly } = checkBind(opts, {
+    const {
+      gpa: g,
+      offset: off,
+      size,
+      access,
+      readOnly,
+    } = checkBind(opts, {
       backend: ACK_BACKEND,
       owns: (m) => m instanceof AckGuestMemory && m.vm === this,
       privateMemory: this.capabilities.has('private-memory'),
@@ -347,7 +364,9 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     const first = Number(g / PAGE_SIZE_N);
     const pages = Number(size / PAGE_SIZE_N);
     if (this.sim.bindings().some((b) => b.gfn < first + pages && first < b.gfn + b.nr)) {
-      throw gmErr('EEXIST', 'bind', ACK_BACKEND, `guest range 0x${g.toString(16)} +${size} overlaps a binding`, { syscall: access === 'private' ? 'ioctl(GH_VM_ANDROID_LEND_USER_MEM)' : 'ioctl(GH_VM_SET_USER_MEM_REGION)' });
+      throw gmErr('EEXIST', 'bind', ACK_BACKEND, `guest range 0x${g.toString(16)} +${size} overlaps a binding`, {
+        syscall: access === 'private' ? 'ioctl(GH_VM_ANDROID_LEND_USER_MEM)' : 'ioctl(GH_VM_SET_USER_MEM_REGION)',
+      });
     }
     const flags = F.GUNYAH_MEM_ALLOW_READ | F.GUNYAH_MEM_ALLOW_EXEC | (readOnly ? 0 : F.GUNYAH_MEM_ALLOW_WRITE); // crosvm: R|X (|W)
     const region = { label: this.nextLabel, flags, guestPhysAddr: g, memorySize: size, userspaceAddr: memory.address + off };
@@ -371,7 +390,10 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
   }
 
   memoryReport(): VmMemoryReport {
-    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
+    return memoryReport(
+      this,
+      [...this.hypervisor.memories].filter((m) => m.vm === this),
+    );
   }
 
   /** A region's lend/share is fixed by the ioctl that made it, and regions cannot be removed: EOPNOTSUPP. */
@@ -387,7 +409,13 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     if (!this.dtbReady) {
       this.dtbReady = true;
       const dtb = this.hypervisor.process.mmap({ size: PAGE_SIZE_N, kind: 'shmem' });
-      this.sim.setUserMemRegion({ label: 0, flags: F.GUNYAH_MEM_ALLOW_READ | F.GUNYAH_MEM_ALLOW_WRITE, guestPhysAddr: ACK_ADAPTER_DTB_GPA, memorySize: PAGE_SIZE_N, userspaceAddr: dtb.address });
+      this.sim.setUserMemRegion({
+        label: 0,
+        flags: F.GUNYAH_MEM_ALLOW_READ | F.GUNYAH_MEM_ALLOW_WRITE,
+        guestPhysAddr: ACK_ADAPTER_DTB_GPA,
+        memorySize: PAGE_SIZE_N,
+        userspaceAddr: dtb.address,
+      });
       this.sim.setDtbConfig({ guestPhysAddr: ACK_ADAPTER_DTB_GPA, size: PAGE_SIZE_N });
       this.dtbAddress = dtb.address;
     }
@@ -401,14 +429,18 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     const r = access();
     if (r.status === 'done') return r.data ?? new Uint8Array(0);
     // Every unresolved guest access is EFAULT in the neutral API; the uAPI's exit is in info.
-    const exit = r.status === 'page-fault' ? r.exit : r.status === 'mmio' ? { exitReason: 'MMIO', physAddr: r.gpa } : { exitReason: r.status };
+    const exit =
+      r.status === 'page-fault' ? r.exit : r.status === 'mmio' ? { exitReason: 'MMIO', physAddr: r.gpa } : { exitReason: r.status };
     const attempt = r.status === 'page-fault' ? r.exit.attempt : 0;
     throw new GuestMemError({
       code: attempt && errnoCode(-attempt) === 'EHWPOISON' ? 'EHWPOISON' : 'EFAULT',
       op,
       backend: ACK_BACKEND,
       syscall: 'ioctl(GH_VCPU_RUN)',
-      detail: r.status === 'page-fault' ? `GUNYAH_VCPU_EXIT_PAGE_FAULT at 0x${r.exit.physAddr.toString(16)}, attempt ${attempt}` : `${r.status} exit`,
+      detail:
+        r.status === 'page-fault'
+          ? `GUNYAH_VCPU_EXIT_PAGE_FAULT at 0x${r.exit.physAddr.toString(16)}, attempt ${attempt}`
+          : `${r.status} exit`,
       info: { exit },
     });
   }
@@ -432,10 +464,16 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     if (this.hypervisor.host.profile.handles.has('GH_VM_RECLAIM_REGION')) {
       const refused = this.sim.checkReclaim(Number(g / PAGE_SIZE_N), Number((g + size) / PAGE_SIZE_N) - 1);
       if (refused) {
-        throw gmErr('EBUSY', 'reclaim', ACK_BACKEND, `${refused.count} folio(s) are lent pages the guest holds (first at gfn 0x${refused.first.toString(16)}); nothing was reclaimed`, {
-          syscall: 'ioctl(GH_VM_RECLAIM_REGION)',
-          info: refused,
-        });
+        throw gmErr(
+          'EBUSY',
+          'reclaim',
+          ACK_BACKEND,
+          `${refused.count} folio(s) are lent pages the guest holds (first at gfn 0x${refused.first.toString(16)}); nothing was reclaimed`,
+          {
+            syscall: 'ioctl(GH_VM_RECLAIM_REGION)',
+            info: refused,
+          },
+        );
       }
     }
     this.sim.reclaimRegion({ guestPhysAddr: g, size });
