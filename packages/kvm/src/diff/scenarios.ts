@@ -38,6 +38,7 @@ import {
   kvmSlot,
 } from '../uapi/constants.js';
 import type { Scenario, Session } from './trace.js';
+import { OPS_SCENARIOS } from './scenarios-ops.js';
 
 const K4 = 4096;
 const K16 = 16384;
@@ -863,4 +864,4 @@ add('anon: anonymous memory and a guest_memfd mapping are independent', bound(K1
 }));
 
 /** Every differential scenario, in a stable order. Names are unique. */
-export const SCENARIOS: readonly Scenario[] = table.map(([name, run]) => ({ name, run }));
+export const SCENARIOS: readonly Scenario[] = [...table.map(([name, run]) => ({ name, run })), ...OPS_SCENARIOS];

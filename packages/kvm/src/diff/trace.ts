@@ -10,8 +10,10 @@ import type {
   CreateGuestMemfdArgs,
   Kvm,
   KvmAnonMapping,
+  KvmGmemMapping,
   KvmGuestMemfd,
   KvmMapping,
+  KvmVcpuFd,
   KvmVm,
   MmapArgs,
   OtherFd,
@@ -147,6 +149,24 @@ export class Session {
     );
   }
 
+  /** `vm.createVcpu(id)`, closed by {@link dispose}. */
+  vcpu(vm: KvmVm, id: number | bigint = 0, step = `createVcpu(${id})`): KvmVcpuFd | undefined {
+    return this.run(
+      step,
+      () => vm.createVcpu(id),
+      (v) => this.adopt(v, v.fd, () => v.close()),
+    );
+  }
+
+  /** `g.reopen(access)`, closed by {@link dispose} if the kernel ever gives an fd. */
+  reopen(g: KvmGuestMemfd, access: number, step = `reopen(${this.fd(g.fd)}, ${access})`): KvmGuestMemfd | undefined {
+    return this.run(
+      step,
+      () => g.reopen(access),
+      (d) => this.adopt(d, d.fd, () => d.close()),
+    );
+  }
+
   other(kind: OtherFdKind): OtherFd | undefined {
     return this.run(
       `openOtherFd(${kind})`,
@@ -155,7 +175,7 @@ export class Session {
     );
   }
 
-  mmap(g: KvmGuestMemfd, args: Partial<MmapArgs> & { length: MmapArgs['length'] }, step?: string): KvmMapping | undefined {
+  mmap(g: KvmGuestMemfd, args: Partial<MmapArgs> & { length: MmapArgs['length'] }, step?: string): KvmGmemMapping | undefined {
     const full: MmapArgs = { ...RW_SHARED, ...args };
     return this.run(
       step ?? `mmap(${this.fd(g.fd)}, len ${full.length}, prot ${full.prot}, flags 0x${full.flags.toString(16)}, off ${full.offset ?? 0})`,

@@ -78,6 +78,14 @@ export abstract class NativeMappingBase implements KvmMapping {
     this.#unmapped = true;
   }
 
+  /**
+   * True when some byte of `[start, start + len)` lacks every bit of `needed` (would be SIGSEGV).
+   * The mmap-time `prot` here; a mapping whose pages can change protection overrides it.
+   */
+  protected protDenies(_start: number, _len: number, needed: number): boolean {
+    return !(this.prot & needed);
+  }
+
   /** Validates an access and returns its start offset in the mapping. */
   private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
     if (this.#unmapped) throw this.efault(op, offset, len, 'the mapping was unmapped');
@@ -86,7 +94,7 @@ export abstract class NativeMappingBase implements KvmMapping {
     if (!Number.isSafeInteger(len) || len < 0 || start + len > this.length) {
       throw this.efault(op, offset, len, `[${start}, +${len}) is outside the ${this.length}-byte mapping`);
     }
-    if (len > 0 && !(this.prot & protNeeded)) {
+    if (len > 0 && this.protDenies(start, len, protNeeded)) {
       throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
         signal: 'SIGSEGV',
       });

@@ -47,6 +47,14 @@ export abstract class SimMappingBase implements KvmMapping {
     this.host.unmap();
   }
 
+  /**
+   * True when some byte of `[start, start + len)` lacks every bit of `needed` (would be SIGSEGV).
+   * The mmap-time `prot` here; a mapping whose pages can change protection overrides it.
+   */
+  protected protDenies(_start: number, _len: number, needed: number): boolean {
+    return !(this.prot & needed);
+  }
+
   private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
     const efault = (detail: string, extra: Record<string, unknown> = {}) =>
       new GuestMemError({ code: 'EFAULT', op: `mapping.${op}`, backend: SIM_BACKEND, detail, info: { offset, len, ...extra } });
@@ -56,7 +64,7 @@ export abstract class SimMappingBase implements KvmMapping {
       throw efault(`[${start}, +${len}) is outside the ${this.length}-byte mapping`);
     }
     // x86: PROT_WRITE alone is readable; anything else needed and missing is a SIGSEGV.
-    if (len > 0 && !(this.prot & protNeeded)) {
+    if (len > 0 && this.protDenies(start, len, protNeeded)) {
       throw efault(`prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, { signal: 'SIGSEGV' });
     }
     return start;

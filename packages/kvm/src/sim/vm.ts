@@ -41,6 +41,7 @@ import { SIM_BACKEND, sysErr } from './errors.js';
 import { SimFdHandle, SimGmemFile, SimGuestMemfd } from './guest-memfd.js';
 import type { SimKernel } from './kernel.js';
 import { checkExtension, type SimVmType } from './vm-types.js';
+import { createSimVcpu, type SimVcpuFd } from './vcpu-fd.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 const PAGE_MASK = PAGE - 1n;
@@ -284,6 +285,12 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     if (this.state.attributes.isUniform(first, end, priv)) return;
     for (const slot of this.state.slots.values()) slot.zapGfns(BigInt(first), BigInt(end));
     this.state.attributes.set(first, end, priv);
+  }
+
+  /** `KVM_CREATE_VCPU` (rules in `vcpu-fd.ts`). */
+  createVcpu(id: IntArg = 0): SimVcpuFd {
+    this.live('createVcpu', 'ioctl(KVM_CREATE_VCPU)');
+    return createSimVcpu(this.kernel, this.state, id);
   }
 
   protected onClose(): void {
