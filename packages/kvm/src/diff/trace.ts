@@ -158,6 +158,11 @@ export class Session {
     );
   }
 
+  /** Makes {@link dispose} close `h` (a handle a step created outside the helpers below). */
+  own(h: { close(): void; fd: number }): void {
+    this.adopt(h, h.fd, () => h.close());
+  }
+
   /** `g.reopen(access)`, closed by {@link dispose} if the kernel ever gives an fd. */
   reopen(g: KvmGuestMemfd, access: number, step = `reopen(${this.fd(g.fd)}, ${access})`): KvmGuestMemfd | undefined {
     return this.run(
