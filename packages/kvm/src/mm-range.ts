@@ -130,9 +130,12 @@ const PROT_BITS = PROT_READ | PROT_WRITE | PROT_EXEC;
  */
 export class MappingVmas {
   readonly #flags: RangeStateMap<number>;
+  /** The flags of every page while the mapping is one VMA (no mprotect/mlock split it), else -1: the access hot path. */
+  #uniform: number;
 
   constructor(pages: number, prot: number) {
     this.#flags = new RangeStateMap<number>(prot & PROT_BITS, pages);
+    this.#uniform = prot & PROT_BITS;
   }
 
   /** Flags of page `p`. */
@@ -147,6 +150,7 @@ export class MappingVmas {
 
   /** True when some page of bytes `[start, start + len)` lacks every bit of `needed`. */
   denies(start: number, len: number, needed: number): boolean {
+    if (this.#uniform >= 0) return !(this.#uniform & needed);
     if (len <= 0) return false;
     const first = Math.floor(start / 4096);
     const end = Math.ceil((start + len) / 4096);
@@ -156,10 +160,16 @@ export class MappingVmas {
   /** Sets the protection of pages `[first, end)`, keeping their lock bits. */
   protect(first: number, end: number, prot: number): void {
     for (const r of this.#flags.runs(first, end)) this.#flags.set(r.first, r.end, (r.state & ~PROT_BITS) | (prot & PROT_BITS));
+    this.#settle();
   }
 
   /** Sets (`bits` non-zero) or clears the lock bits of pages `[first, end)`, keeping their protection. */
   lock(first: number, end: number, bits: number): void {
     for (const r of this.#flags.runs(first, end)) this.#flags.set(r.first, r.end, (r.state & PROT_BITS) | bits);
+    this.#settle();
+  }
+
+  #settle(): void {
+    this.#uniform = this.#flags.runCount === 1 ? this.#flags.get(0) : -1;
   }
 }
