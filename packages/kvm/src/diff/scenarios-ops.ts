@@ -414,4 +414,13 @@ add('region2: non-zero pad1 and pad2[] are ignored by 6.18 (bind and delete succ
   s.fallocate(g, KEEP, 0, K4);
 });
 
+// ------------------------------------------------------------------ regressions found by the random sequences
+add('regression: anon MADV_COLLAPSE on a never-written 1 GiB mapping is EINVAL (no anon_vma), also partly outside', (s) => {
+  const m = s.anon(2n ** 30n - 4096n);
+  s.madvise(m, 0, 2n ** 63n, MADV_COLLAPSE, 'collapse [0, 2^63)');
+  s.madvise(m, 0, 2n ** 30n - 4096n, MADV_COLLAPSE, 'collapse the whole mapping');
+  s.read(m, 0, 16, 'a read does not change it');
+  s.madvise(m, 0, 2n ** 30n - 4096n, MADV_COLLAPSE, 'collapse after a read');
+});
+
 export const OPS_SCENARIOS: readonly Scenario[] = table.map(([name, run]) => ({ name, run }));
