@@ -19,10 +19,11 @@
  *
  * `openKvm()` (in `open.ts`) picks the driver.
  *
- * vCPUs (`KVM_CREATE_VCPU`, `KVM_GET/SET_REGS`, `KVM_GET/SET_SREGS`, `KVM_RUN`) are deliberately not
- * in these interfaces: running guest code needs an instruction emulator, which the simulated driver
- * does not have. They are a native-only API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)`);
- * the sim's own guest-access path is `SimKvmVm.guestRead`/`guestWrite`.
+ * Running vCPUs (`KVM_GET/SET_REGS`, `KVM_GET/SET_SREGS`, `KVM_RUN`) is deliberately not in these
+ * interfaces: it needs an instruction emulator, which the simulated driver does not have. It is a
+ * native-only API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)`); the sim's own guest-access
+ * path is `SimKvmVm.guestRead`/`guestWrite`. `KvmVm.createVcpu` is here only as the vCPU *fd*
+ * ({@link KvmVcpuFd}: its creation rules and the KVM ioctls on the wrong kind of fd).
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { IntArg } from './uapi/codec-util.js';
