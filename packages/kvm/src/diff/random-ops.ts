@@ -159,26 +159,29 @@ export function playRandomOps(s: Session, ops: readonly RandomOp[], meter?: Step
   ops.forEach((o, i) => step(s, w, o, `#${i} `, meter));
 }
 
-/** The raw fd number (and a trace name) of `ref` in world `w`. */
+/**
+ * The raw fd number of `ref` in world `w`, and its trace name. The number is an fd open right now: a
+ * closed handle's number is never passed (the process may have reused it), so with no open object of
+ * the kind it is a number that is never open. The name is the reference itself (`vcpu[2]`), never
+ * what it resolved to, so both drivers label the step alike.
+ */
 function resolveFd(s: Session, w: World, ref: FdRef): [number, string] {
-  const h = (list: readonly { fd: number }[], name: string): [number, string] | undefined => {
-    const x = pick(list, ref.i);
-    return x ? [x.fd, `${name}${ref.i % list.length}`] : undefined;
-  };
+  const name = `${ref.kind}[${ref.i}]`;
+  const open = (all: readonly { fd: number; closed: boolean }[]) => pick(all.filter((x) => !x.closed), ref.i)?.fd ?? 0x7fff_0000;
   switch (ref.kind) {
     case 'gmem':
-      return h(w.gmems, 'g') ?? [0x7fff_0000, 'bad'];
+      return [open(w.gmems), name];
     case 'vm':
-      return h(w.vms, 'vm') ?? [0x7fff_0000, 'bad'];
+      return [open(w.vms), name];
     case 'kvm':
-      return [s.kvm.fd, 'kvm'];
+      return [s.kvm.fd, name];
     case 'vcpu':
-      return h(w.vcpus.map((v) => v.c), 'vcpu') ?? [0x7fff_0000, 'bad'];
+      return [open(w.vcpus.map((v) => v.c)), name];
     case 'memfd':
     case 'devnull':
-      return h(w.others.filter((o) => o.kind === ref.kind), ref.kind) ?? [0x7fff_0000, 'bad'];
+      return [open(w.others.filter((o) => o.kind === ref.kind)), name];
     case 'bad':
-      return [ref.i % 2 ? 0x7fff_0000 : 1_000_000, 'bad'];
+      return [ref.i % 2 ? 0x7fff_0000 : 1_000_000, name];
   }
 }
 

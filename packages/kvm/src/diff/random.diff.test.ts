@@ -5,6 +5,7 @@
  * `DIFF_RUNS` sets the number of sequences (default 5,000; the `fuzz:kvm` script runs 100,000).
  * The coverage report is printed; the share of calls that reached the kernel must stay high.
  */
+import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { openFds } from '../api.js';
 import { probeNativeKvm } from '../native/probe.js';
@@ -35,6 +36,8 @@ describe.skipIf(!probe.available)('sim vs real kernel: random operation sequence
         },
       });
       console.log(formatReport(report));
+      // The fuzz:kvm script runs several of these in parallel and adds their reports up.
+      if (process.env.DIFF_REPORT_JSON) writeFileSync(process.env.DIFF_REPORT_JSON, JSON.stringify(report));
       expect(report.sequences).toBe(numRuns);
       // Most sequences are also compared on the default configuration (config-dependent ops are rare).
       expect(report.defaultConfigSequences).toBeGreaterThan(numRuns * 0.7);

@@ -36,7 +36,8 @@ import { SIM_BACKEND, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
 import { SimMapping } from './gmem-mapping.js';
 import type { SimMemslot, SimVmState } from './vm.js';
-import { refuseReopenFlags, refuseUnsafeMmapFlags } from '../mmap-policy.js';
+import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
+import { refuseReopenFlags } from '../reopen-policy.js';
 import { FdHandle } from '../fd-handle.js';
 
 const I64_MAX = (1n << 63n) - 1n;
