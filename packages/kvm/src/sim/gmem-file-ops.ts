@@ -1,7 +1,13 @@
 /**
  * The file operations a guest_memfd refuses or answers itself (besides fallocate/mmap/fstat), as
  * Linux 6.18 answers them (probed on the target kernel; sources in the comments). `SimGuestMemfd`
- * delegates to these; state they need (the open file's status flags) lives on {@link SimGmemFile}.
+ * delegates to these; state they need (the open file's status flags) lives on `SimGmemFile`.
+ *
+ * Why these answers (virt/kvm/guest_memfd.c): `kvm_gmem_fops` defines only `mmap`, `open`, `release`
+ * and `fallocate` — no `read_iter`/`write_iter` (readv/writev EINVAL: no FMODE_CAN_READ/WRITE), no
+ * `fsync` (EINVAL), no `splice_read`/`splice_write` (sendfile EINVAL), no `unlocked_ioctl` (ENOTTY),
+ * no `fasync` (O_ASYNC ignored); `kvm_gmem_setattr` returns -EINVAL for every attribute change
+ * (fchmod/fchown); the file is opened O_RDWR and gets `O_LARGEFILE` added at creation (F_GETFL).
  */
 import { O_APPEND, O_DIRECT, O_NOATIME, O_NONBLOCK } from '../uapi/constants.js';
 import { i64, u64 } from '../uapi/codec-util.js';
