@@ -19,12 +19,13 @@
  *
  * `openKvm()` (in `open.ts`) picks the driver.
  *
- * vCPUs (`KVM_CREATE_VCPU`, `KVM_GET/SET_REGS`, `KVM_GET/SET_SREGS`, `KVM_RUN`) are deliberately not
- * in these interfaces: running guest code needs an instruction emulator, which the simulated driver
- * does not have. They are a native API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)`); the
- * sim has a vCPU fd without an emulator (`SimKvmVm.createVcpu(id)`: its lifetime and guest-access
- * path, `SimVcpu.guestAccess`, like `SimKvmVm.guestRead`/`guestWrite`). On both, a vCPU fd holds a
- * reference to its VM and outlives the VM fd, as in the kernel.
+ * Running vCPUs (`KVM_GET/SET_REGS`, `KVM_GET/SET_SREGS`, `KVM_RUN`) is deliberately not in these
+ * interfaces: it needs an instruction emulator, which the simulated driver does not have. It is a
+ * native-only API in `native/vcpu.ts` (`asNativeVm(vm).createVcpu(id)` gives the full `NativeVcpu`).
+ * `KvmVm.createVcpu` is here as the vCPU *fd* ({@link KvmVcpuFd}: its creation rules and the KVM
+ * ioctls on the wrong kind of fd); the sim's vCPU (`SimVcpu`) has no emulator, only its lifetime and
+ * the guest-access path (`SimVcpu.guestAccess`, like `SimKvmVm.guestRead`/`guestWrite`). On both
+ * drivers a vCPU fd holds a reference to its VM and outlives the VM fd, as in the kernel.
  *
  * Memslots take their host memory as an owned mapping (`UserMemoryRegion.userspace`, see
  * {@link SlotUserspace}); a raw `userspace_addr` only through {@link KvmVm.unsafeSetUserMemoryRegion}.
@@ -70,7 +71,7 @@ export interface OpenKvmOptions {
 export type OtherFdKind = 'memfd' | 'devnull';
 
 /** An fd opened by {@link Kvm.openOtherFd}: a regular memfd (`memfd_create`) or `/dev/null`. */
-export interface OtherFd {
+export interface OtherFd extends KvmIoctlTarget {
   readonly kind: OtherFdKind;
   readonly fd: number;
   readonly closed: boolean;
@@ -102,6 +103,12 @@ export interface Kvm {
    * missing from `KVM_CAP_VM_TYPES` fails with EINVAL.
    */
   createVm(type?: IntArg): KvmVm;
+  /**
+   * `ioctl(kvm_fd, KVM_CREATE_GUEST_MEMFD, &args)`: the VM ioctl issued on the system fd. Always
+   * EINVAL (`kvm_dev_ioctl` hands unknown ioctls to `kvm_arch_dev_ioctl`, whose default is EINVAL);
+   * the arguments are not read. Exists so callers can observe the kernel's answer.
+   */
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd;
   /** Opens a non-guest_memfd fd in this driver's fd space (see {@link OtherFd}). */
   openOtherFd(kind: OtherFdKind): OtherFd;
   /**
@@ -176,6 +183,10 @@ export interface UserMemoryRegion2 extends UserMemoryRegion {
   guestMemfdOffset: IntArg;
   /** An fd number, deliberately not a handle: tests pass closed fds, the VM fd, a memfd… */
   guestMemfd: IntArg;
+  /** `__u32 pad1` (+44). 6.18 does not check it; default 0. */
+  pad1?: IntArg;
+  /** `__u64 pad2[14]` (+48): up to 14 values, the rest 0. 6.18 does not check them. */
+  pad2?: readonly IntArg[];
 }
 
 /**
@@ -191,6 +202,10 @@ export interface RawUserMemoryRegion {
   userspaceAddr: IntArg;
   guestMemfdOffset?: IntArg;
   guestMemfd?: IntArg;
+  /** `__u32 pad1` (REGION2 only, as in {@link UserMemoryRegion2}); default 0. */
+  pad1?: IntArg;
+  /** `__u64 pad2[14]` (REGION2 only): up to 14 values, the rest 0. */
+  pad2?: readonly IntArg[];
 }
 
 /** `struct kvm_memory_attributes`. */
@@ -258,7 +273,40 @@ export interface KvmVm {
    * `CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES` (the probe machine); on a default VM PRIVATE gives EINVAL.
    */
   setMemoryAttributes(attrs: MemoryAttributesArgs): void;
+  /**
+   * `ioctl(vm_fd, KVM_CREATE_VCPU, id)` → a vCPU fd. Errors: EINVAL for `id` ≥ `KVM_CAP_MAX_VCPU_ID`
+   * (4096 on x86) or past the vCPU count limit, EEXIST for an id already created on this VM. The vCPU
+   * holds a reference to its VM. This interface has only the "wrong kind of fd" ioctls; running guest
+   * code is native-only (`asNativeVm(vm).createVcpu(id)` gives the full `NativeVcpu`).
+   */
+  createVcpu(id?: IntArg): KvmVcpuFd;
   /** `close(vm_fd)`. */
+  close(): void;
+}
+
+/**
+ * The KVM ioctls that only make sense on one kind of fd, issued on another kind, so callers can
+ * observe the kernel's errno (issue: "KVM_CREATE_GUEST_MEMFD and KVM_CHECK_EXTENSION on the wrong
+ * kind of fd"). Probed on 6.18:
+ * - a guest_memfd, memfd or `/dev/null`: ENOTTY (no KVM ioctl handler: `vfs_ioctl` finds no
+ *   `unlocked_ioctl`, or the file's own handler does not know the number);
+ * - a vCPU: EINVAL (`kvm_vcpu_ioctl` hands unknown ioctls to `kvm_arch_vcpu_ioctl`, default EINVAL).
+ * The arguments are never read.
+ */
+export interface KvmIoctlTarget {
+  /** `ioctl(fd, KVM_CHECK_EXTENSION, cap)` on this fd. */
+  checkExtension(cap: IntArg): number;
+  /** `ioctl(fd, KVM_CREATE_GUEST_MEMFD, &args)` on this fd. */
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd;
+}
+
+/** A vCPU fd (`KVM_CREATE_VCPU`) as both drivers offer it: an fd with the wrong-fd ioctls. */
+export interface KvmVcpuFd extends KvmIoctlTarget {
+  readonly fd: number;
+  /** The `KVM_CREATE_VCPU` id. */
+  readonly id: number;
+  readonly closed: boolean;
+  /** `close(vcpu_fd)`; drops the vCPU's reference to its VM. */
   close(): void;
 }
 
@@ -276,6 +324,12 @@ export interface GuestMemfdStat {
   ino: bigint;
   /** `st_nlink`: 1. */
   nlink: number;
+  /**
+   * `st_dev`: the device of the kernel-internal mount the inode lives on (anon_inodefs on 6.18, the
+   * same for every guest_memfd, VM and vCPU fd; `0:10` on the probe machine). Together with `ino` it
+   * tells whether two fds refer to the same file. The sim reports a fixed number (see SIM_ANON_INODEFS_DEV).
+   */
+  dev: bigint;
 }
 
 /** Arguments of {@link KvmGuestMemfd.mmap}. */
@@ -305,7 +359,7 @@ export interface MmapArgs {
  * It supports only fallocate, mmap and fstat; read/write/pread/pwrite/lseek/ftruncate exist here
  * so callers can observe that they fail exactly as the kernel makes them fail.
  */
-export interface KvmGuestMemfd {
+export interface KvmGuestMemfd extends KvmIoctlTarget {
   readonly fd: number;
   /** Creation size (what `fstat().size` reports). */
   readonly size: bigint;
@@ -325,9 +379,11 @@ export interface KvmGuestMemfd {
    * `mmap(addr, length, prot, flags, fd, offset)` → a host mapping. Errors: ENODEV (file without
    * `GUEST_MEMFD_FLAG_MMAP`), EINVAL (`MAP_PRIVATE`, length 0, unaligned offset), EPERM
    * (`PROT_EXEC`, checked before ENODEV), EOVERFLOW (offset + length overflows the page offset).
-   * The mapping holds a file reference: it keeps working after `close()`.
+   * The mapping holds a file reference: it keeps working after `close()`. With `MAP_ANONYMOUS`
+   * (accepted only with `MAP_FIXED_NOREPLACE`) the kernel ignores the fd and maps anonymous memory:
+   * the result is then a {@link KvmAnonMapping}.
    */
-  mmap(args: MmapArgs): KvmMapping;
+  mmap(args: MmapArgs): KvmGmemMapping | KvmAnonMapping;
   /** `fstat(fd)`. */
   fstat(): GuestMemfdStat;
   /** `read(fd, buf, len)`: guest_memfd → EINVAL (no FMODE_CAN_READ). Returns the bytes read. */
@@ -344,6 +400,60 @@ export interface KvmGuestMemfd {
   ftruncate(len: IntArg): void;
   /** `dup(fd)`: another fd for the same open file (a file reference of its own). */
   dup(): KvmGuestMemfd;
+  /**
+   * `readv(fd, iov, iovcnt)` into `buffers`: guest_memfd → EINVAL whatever the vector (no
+   * `FMODE_CAN_READ`, checked in `vfs_readv` before the iovec is imported). Returns the bytes read.
+   */
+  readv(buffers: readonly Uint8Array[]): number;
+  /** `writev(fd, iov, iovcnt)` from `buffers`: guest_memfd → EINVAL (no `FMODE_CAN_WRITE`). */
+  writev(buffers: readonly Uint8Array[]): number;
+  /**
+   * `sendfile(outFd, this fd, offset ? &offset : NULL, count)`: this guest_memfd as the source.
+   * Probed 6.18 order: an `offset` gives ESPIPE (no `FMODE_PREAD`, checked before anything else); a
+   * count that is negative as `ssize_t` EINVAL; a closed `outFd` EBADF; otherwise EINVAL (guest_memfd
+   * cannot be spliced from). Returns the bytes sent.
+   */
+  sendfileTo(outFd: number, count: IntArg, offset?: IntArg): bigint;
+  /**
+   * `sendfile(this fd, inFd, offset ? &offset : NULL, count)`: this guest_memfd as the destination.
+   * Probed 6.18 order: a closed `inFd` EBADF; an `offset` on a source without `pread` (guest_memfd,
+   * VM, vCPU) ESPIPE; a negative count or offset EINVAL; a guest_memfd source EINVAL; this file in
+   * `O_APPEND` mode EINVAL; count 0 → 0; a source with nothing to read at its position (an empty
+   * memfd) → 0; any other source EINVAL (guest_memfd has no `splice_write`). Returns the bytes sent.
+   */
+  sendfileFrom(inFd: number, count: IntArg, offset?: IntArg): bigint;
+  /** `fsync(fd)`: guest_memfd → EINVAL (no `fsync` file operation). */
+  fsync(): void;
+  /** `fdatasync(fd)`: guest_memfd → EINVAL. */
+  fdatasync(): void;
+  /** `fchmod(fd, mode)`: guest_memfd → EINVAL (`kvm_gmem_setattr` refuses every attribute change). */
+  fchmod(mode: number): void;
+  /** `fchown(fd, uid, gid)` (-1 keeps one): guest_memfd → EINVAL (`kvm_gmem_setattr`). */
+  fchown(uid: number, gid: number): void;
+  /**
+   * `fcntl(fd, F_GETFL)`: the open file's status flags. A guest_memfd starts as
+   * `O_RDWR | O_LARGEFILE` (0x8002); `dup`s share them (one open file).
+   */
+  getStatusFlags(): number;
+  /**
+   * `fcntl(fd, F_SETFL, flags)`: only `O_APPEND`, `O_NONBLOCK`, `O_NOATIME` and `O_DIRECT` can change
+   * (`SETFL_MASK`), the other bits are ignored; `O_DIRECT` is EINVAL (guest_memfd cannot do direct
+   * I/O); `O_ASYNC` is ignored (no `fasync`). `O_NOATIME` needs the file's owner or CAP_FOWNER (the
+   * sim assumes the caller has it, as root on the probe machine does).
+   */
+  setStatusFlags(flags: number): void;
+  /**
+   * `ioctl(fd, FIONREAD, &n)`: guest_memfd → ENOTTY (6.18 answers FIONREAD in `do_vfs_ioctl` only for
+   * regular files that are not anonymous inodes, and guest_memfd has no `unlocked_ioctl`).
+   */
+  fionread(): number;
+  /**
+   * `open("/proc/self/fd/<fd>", access | O_CLOEXEC)` with `access` one of `O_RDONLY`, `O_WRONLY`,
+   * `O_RDWR`: guest_memfd → ENXIO (an anonymous inode cannot be opened again). Other open flags are
+   * refused by guestmem with EINVAL before the call (some, like O_PATH, open something that is not a
+   * guest_memfd).
+   */
+  reopen(access: number): KvmGuestMemfd;
   /**
    * `close(fd)`. When this was the last reference (no other fd, no mapping) the file is released:
    * its memory is freed, every memslot bound to it becomes an orphan (still present, still
@@ -399,6 +509,52 @@ export interface KvmMapping {
    * `PROT_NONE` placeholder instead (same effect for this object, see {@link addressReserved}).
    */
   munmap(): void;
+}
+
+/**
+ * A host mapping of a guest_memfd (`KvmGuestMemfd.mmap`) with the memory-management calls a VMM
+ * issues on it. Each takes a range `[offset, offset + len)` relative to the mapping's `address`
+ * and answers as Linux 6.18 does (probed; rules in `mm-range.ts` and `sim/gmem-mapping.ts`), with two
+ * guestmem policies identical on both drivers:
+ * - a call never reaches memory outside this mapping: the part outside is answered as if nothing
+ *   were mapped there (the kernel would act on whatever the process has mapped there);
+ * - `MADV_HWPOISON`, `MADV_SOFT_OFFLINE` and `MADV_GUARD_INSTALL` are refused with EINVAL before any
+ *   syscall (a later access would signal the process).
+ *
+ * Host accesses (`read`/`write`/`fill`) follow the protection each page has now (after `mprotect`),
+ * with the same EFAULT (SIGSEGV) pre-check as the mmap-time `prot`.
+ */
+export interface KvmGmemMapping extends KvmMapping {
+  /**
+   * `madvise(address + offset, len, advice)`. On a shared guest_memfd mapping (probed):
+   * unknown advice, `MADV_FREE`, `MADV_WIPEONFORK`, `MADV_COLLAPSE` → EINVAL; `MADV_REMOVE` punches
+   * the file range (reads zero afterwards, whatever the protection); `MADV_DONTNEED`, `COLD`,
+   * `PAGEOUT`, `REMOVE` on an mlocked page → EINVAL; `MADV_POPULATE_READ/WRITE` fault pages in:
+   * EINVAL without read/write permission, EFAULT on a page that would SIGBUS, ENOMEM when the range
+   * starts outside the mapping, EINVAL when it runs past its end. Other outside parts: ENOMEM after
+   * the part inside was handled. Everything else succeeds and keeps the contents.
+   */
+  madvise(offset: IntArg, len: IntArg, advice: number): void;
+  /**
+   * `mprotect(address + offset, len, prot)`. Errors in the kernel's order: PROT_GROWSDOWN with
+   * PROT_GROWSUP EINVAL; unaligned start EINVAL; len 0 → 0; a wrapping range ENOMEM; unknown prot bits
+   * EINVAL; a range starting outside the mapping ENOMEM; PROT_GROWSDOWN/UP EINVAL; PROT_EXEC EACCES
+   * (anon_inodefs is noexec); a range running past the end ENOMEM after the part inside changed.
+   */
+  mprotect(offset: IntArg, len: IntArg, prot: number): void;
+  /**
+   * `mlock2(address + offset, len, flags)` (`flags` 0 is `mlock`; `MLOCK_ONFAULT` = 1; other bits
+   * EINVAL). The start is rounded down and the length up to pages; a wrapping range EINVAL, an empty
+   * one 0; a range starting outside the mapping ENOMEM; running past its end ENOMEM after locking the
+   * part inside. Without `MLOCK_ONFAULT` the pages are then faulted in, and a page that cannot be
+   * (SIGBUS: private file, past EOF; PROT_NONE) gives ENOMEM — the range stays locked.
+   * The sim does not enforce RLIMIT_MEMLOCK (inference: the caller has CAP_IPC_LOCK, as root does).
+   */
+  mlock(offset: IntArg, len: IntArg, flags?: number): void;
+  /** `munlock(address + offset, len)`: the range arithmetic and outside rules of {@link mlock}. */
+  munlock(offset: IntArg, len: IntArg): void;
+  /** The protection the page at mapping offset `offset` has now (`prot` until an `mprotect`). */
+  protAt(offset: IntArg): number;
 }
 
 /**

@@ -39,6 +39,7 @@ import {
 } from '../uapi/constants.js';
 import { FIDELITY_SCENARIOS } from './scenarios-fidelity.js';
 import type { Scenario, Session } from './trace.js';
+import { OPS_SCENARIOS } from './scenarios-ops.js';
 
 const K4 = 4096;
 const K16 = 16384;
@@ -867,4 +868,4 @@ add('anon: anonymous memory and a guest_memfd mapping are independent', bound(K1
 }));
 
 /** Every differential scenario, in a stable order. Names are unique. */
-export const SCENARIOS: readonly Scenario[] = [...table.map(([name, run]) => ({ name, run })), ...FIDELITY_SCENARIOS];
+export const SCENARIOS: readonly Scenario[] = [...table.map(([name, run]) => ({ name, run })), ...FIDELITY_SCENARIOS, ...OPS_SCENARIOS];

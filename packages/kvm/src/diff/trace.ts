@@ -10,8 +10,10 @@ import type {
   CreateGuestMemfdArgs,
   Kvm,
   KvmAnonMapping,
+  KvmGmemMapping,
   KvmGuestMemfd,
   KvmMapping,
+  KvmVcpuFd,
   KvmVm,
   MmapArgs,
   OtherFd,
@@ -151,6 +153,29 @@ export class Session {
     );
   }
 
+  /** `vm.createVcpu(id)`, closed by {@link dispose}. */
+  vcpu(vm: KvmVm, id: number | bigint = 0, step = `createVcpu(${id})`): KvmVcpuFd | undefined {
+    return this.run(
+      step,
+      () => vm.createVcpu(id),
+      (v) => this.adopt(v, v.fd, () => v.close()),
+    );
+  }
+
+  /** Makes {@link dispose} close `h` (a handle a step created outside the helpers below). */
+  own(h: { close(): void; fd: number }): void {
+    this.adopt(h, h.fd, () => h.close());
+  }
+
+  /** `g.reopen(access)`, closed by {@link dispose} if the kernel ever gives an fd. */
+  reopen(g: KvmGuestMemfd, access: number, step = `reopen(${this.fd(g.fd)}, ${access})`): KvmGuestMemfd | undefined {
+    return this.run(
+      step,
+      () => g.reopen(access),
+      (d) => this.adopt(d, d.fd, () => d.close()),
+    );
+  }
+
   other(kind: OtherFdKind): OtherFd | undefined {
     return this.run(
       `openOtherFd(${kind})`,
@@ -159,7 +184,8 @@ export class Session {
     );
   }
 
-  mmap(g: KvmGuestMemfd, args: Partial<MmapArgs> & { length: MmapArgs['length'] }, step?: string): KvmMapping | undefined {
+  /** `g.mmap(args)`, unmapped by {@link dispose}; with `MAP_ANONYMOUS` an anonymous mapping (see {@link mmapFile}). */
+  mmap(g: KvmGuestMemfd, args: Partial<MmapArgs> & { length: MmapArgs['length'] }, step?: string): KvmGmemMapping | KvmAnonMapping | undefined {
     const full: MmapArgs = { ...RW_SHARED, ...args };
     return this.run(
       step ?? `mmap(${this.fd(g.fd)}, len ${full.length}, prot ${full.prot}, flags 0x${full.flags.toString(16)}, off ${full.offset ?? 0})`,
@@ -169,6 +195,12 @@ export class Session {
         return { length: m.length, offset: m.offset };
       },
     );
+  }
+
+  /** {@link mmap} of the file itself (no `MAP_ANONYMOUS`): the guest_memfd mapping, or undefined when refused. */
+  mmapFile(g: KvmGuestMemfd, args: Partial<MmapArgs> & { length: MmapArgs['length'] }, step?: string): KvmGmemMapping | undefined {
+    const m = this.mmap(g, args, step);
+    return isGmemMapping(m) ? m : undefined;
   }
 
   /** `mmapAnonymous(length)`, released by {@link dispose} (the address is left out of the trace). */
@@ -212,7 +244,7 @@ export class Session {
    * kernel's own checks of `userspace_addr`, which the safe API would refuse before the ioctl.
    */
   region2(vm: KvmVm, r: Partial<RawUserMemoryRegion>, step?: string): void {
-    const full: Required<RawUserMemoryRegion> = {
+    const full: RawUserMemoryRegion & Required<Omit<RawUserMemoryRegion, 'pad1' | 'pad2'>> = {
       slot: 0,
       flags: KVM_MEM_GUEST_MEMFD,
       guestPhysAddr: 0,
@@ -283,4 +315,9 @@ export function runScenario(open: () => Kvm, scenario: Scenario, onError?: (step
     s.dispose();
   }
   return s.trace.steps;
+}
+
+/** True for a guest_memfd file mapping (a `MAP_ANONYMOUS` mmap of a guest_memfd gives anonymous memory). */
+export function isGmemMapping(m: KvmMapping | undefined): m is KvmGmemMapping {
+  return m !== undefined && 'mprotect' in m;
 }

@@ -12,8 +12,9 @@ import type {
   GuestMemfdStat,
   IntArg,
   Kvm,
-  KvmGuestMemfd,
+  KvmGmemMapping,
   KvmMapping,
+  KvmGuestMemfd,
   KvmVm,
   MemoryAttributesArgs,
   MmapArgs,
@@ -60,12 +61,17 @@ import { diagnoseCreateGuestMemfd, diagnoseMemoryAttributes, diagnoseMemoryRegio
 import { NativeGmemFileRecord, NativeVmRecord, gmemFds, releaseSlot, type NativeSlotRecord } from './records.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { forgetVmSlots, guardFd, newVmId, noteSlot, unguard } from './leak-guard.js';
-import { libc, type Libc } from './libc.js';
+import { bufferAddress, libc, type Libc } from './libc.js';
 import { NativeMappingBase } from './mapping.js';
 import { NativeAnonMapping, mmapAnonymous } from './anon-memory.js';
 import { NativeVcpu, createNativeVcpu } from './vcpu.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
+import { refuseReopenFlags } from '../reopen-policy.js';
 import { FdHandle } from '../fd-handle.js';
+import { MappingVmas } from '../mm-range.js';
+import { F_GETFL, F_SETFL, FIONREAD, O_CLOEXEC as OPEN_CLOEXEC } from '../uapi/constants.js';
+import { checkExtensionOn, createGuestMemfdOn } from './fd-ioctls.js';
+import { nativeMadvise, nativeMlock, nativeMprotect, nativeMunlock, type NativeMmTarget } from './gmem-mapping-ops.js';
 
 /**
  * `KVM_GET_VCPU_MMAP_SIZE` is a property of the running kernel: asked once per process (on the
@@ -183,6 +189,12 @@ export class NativeKvm extends OwnedFd implements Kvm {
     return new NativeVm(this.c, vmFd, Number(t), this);
   }
 
+  /** `KVM_CREATE_GUEST_MEMFD` on the system fd: the kernel's answer (EINVAL, see `Kvm.createGuestMemfd`). */
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+    const fd = this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
+    return createGuestMemfdOn(this.c, fd, args, (g, size, flags) => unownedGuestMemfd(this.c, g, size, flags));
+  }
+
   /** `KVM_GET_VCPU_MMAP_SIZE`: the length of a vCPU's `kvm_run` mapping (12288 on the probe machine). */
   getVcpuMmapSize(): number {
     const fd = this.live('getVcpuMmapSize', 'ioctl(KVM_GET_VCPU_MMAP_SIZE)');
@@ -227,6 +239,15 @@ class NativeOtherFd extends OwnedFd implements OtherFd {
   ) {
     super(c, fd);
   }
+
+  checkExtension(cap: IntArg): number {
+    return checkExtensionOn(this.c, this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)'), cap);
+  }
+
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+    const fd = this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
+    return createGuestMemfdOn(this.c, fd, args, (g, size, flags) => unownedGuestMemfd(this.c, g, size, flags));
+  }
 }
 
 /**
@@ -269,7 +290,7 @@ export class NativeVm extends OwnedFd implements KvmVm {
    * `KVM_CREATE_VCPU(id)` plus the mmap of its `kvm_run` area. Native only: the simulated kernel
    * has no instruction emulator (see `native/vcpu.ts`). The vCPU holds a reference to the VM.
    */
-  createVcpu(id = 0): NativeVcpu {
+  createVcpu(id: IntArg = 0): NativeVcpu {
     const fd = this.live('createVcpu', 'ioctl(KVM_CREATE_VCPU)');
     const size = vcpuMmapSize ?? this.#queryVcpuMmapSize();
     const rec = this.#rec;
@@ -350,7 +371,7 @@ export class NativeVm extends OwnedFd implements KvmVm {
    * (create, move/flags, delete; a created slot pins `mapping`); on failure the error carries the
    * driver's diagnosis (see `diagnosis.ts`). Both are off the hot path of the other ioctls.
    */
-  #region(region: Required<RawUserMemoryRegion>, op: string, v1: boolean, mapping: SlotReferencedMapping | undefined): void {
+  #region(region: RawUserMemoryRegion & { guestMemfdOffset: IntArg; guestMemfd: IntArg }, op: string, v1: boolean, mapping: SlotReferencedMapping | undefined): void {
     const syscall = v1 ? SET_REGION : SET_REGION2;
     const fd = this.live(op, syscall);
     if (v1) encodeKvmUserspaceMemoryRegion(region, region1Buf);
@@ -473,7 +494,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     if (r === -1) throw syscallError(this.c.errno(), 'fallocate', 'fallocate', { mode, offset, len });
   }
 
-  mmap(args: MmapArgs): KvmMapping {
+  mmap(args: MmapArgs): NativeMapping | NativeAnonMapping {
     const fd = this.live('mmap', 'mmap');
     refuseUnsafeMmapFlags(args.flags, NATIVE_BACKEND);
     const length = u64('length', args.length);
@@ -495,6 +516,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     // Why: size/blksize/blocks/mode/ino as the VFS reports them for this anon inode.
     if (this.c.fstat(fd, statBuf) < 0) throw syscallError(this.c.errno(), 'fstat', 'fstat');
     return {
+      dev: statBuf.readBigUInt64LE(0),
       ino: statBuf.readBigUInt64LE(8),
       nlink: Number(statBuf.readBigUInt64LE(16)),
       mode: statBuf.readUInt32LE(24),
@@ -560,6 +582,132 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     this.file.get();
     return new NativeGuestMemfd(this.c, nfd, this.size, this.flags, this.file);
   }
+  readv(buffers: readonly Uint8Array[]): number {
+    const fd = this.live('readv', 'readv');
+    const iov = iovec(buffers);
+    // Why: vectored read; guest_memfd has no read_iter (EINVAL). Safety: every iov entry points into
+    // a caller buffer alive for the call, with its exact byteLength.
+    const n = Number(this.c.readv(fd, iov, buffers.length));
+    if (n < 0) throw syscallError(this.c.errno(), 'readv', 'readv', { count: buffers.length });
+    return n;
+  }
+
+  writev(buffers: readonly Uint8Array[]): number {
+    const fd = this.live('writev', 'writev');
+    const iov = iovec(buffers);
+    // Why: vectored write; guest_memfd has no write_iter (EINVAL). Safety: as readv; the kernel only reads.
+    const n = Number(this.c.writev(fd, iov, buffers.length));
+    if (n < 0) throw syscallError(this.c.errno(), 'writev', 'writev', { count: buffers.length });
+    return n;
+  }
+
+  sendfileTo(outFd: number, count: IntArg, offset?: IntArg): bigint {
+    const fd = this.live('sendfileTo', 'sendfile');
+    return this.#sendfile('sendfileTo', i32('outFd', outFd), fd, count, offset);
+  }
+
+  sendfileFrom(inFd: number, count: IntArg, offset?: IntArg): bigint {
+    const fd = this.live('sendfileFrom', 'sendfile');
+    return this.#sendfile('sendfileFrom', fd, i32('inFd', inFd), count, offset);
+  }
+
+  #sendfile(op: string, outFd: number, inFd: number, count: IntArg, offset: IntArg | undefined): bigint {
+    const n = u64('count', count);
+    const off = offset === undefined ? null : Buffer.alloc(8);
+    off?.writeBigInt64LE(i64('offset', offset!));
+    // Why: in-kernel copy between two fds. Safety: `off` is an 8-byte buffer the kernel reads and
+    // updates, alive for the call; no memory of ours is passed otherwise.
+    const r = BigInt(this.c.sendfile(outFd, inFd, off, n));
+    if (r < 0n) throw syscallError(this.c.errno(), op, 'sendfile', { outFd, inFd, count, offset });
+    return r;
+  }
+
+  fsync(): void {
+    const fd = this.live('fsync', 'fsync');
+    // Why: guest_memfd has no fsync operation (EINVAL).
+    if (this.c.fsync(fd) < 0) throw syscallError(this.c.errno(), 'fsync', 'fsync');
+  }
+
+  fdatasync(): void {
+    const fd = this.live('fdatasync', 'fdatasync');
+    if (this.c.fdatasync(fd) < 0) throw syscallError(this.c.errno(), 'fdatasync', 'fdatasync');
+  }
+
+  fchmod(mode: number): void {
+    const fd = this.live('fchmod', 'fchmod');
+    // Why: kvm_gmem_setattr refuses every attribute change (EINVAL).
+    if (this.c.fchmod(fd, u32Arg('mode', mode)) < 0) throw syscallError(this.c.errno(), 'fchmod', 'fchmod', { mode });
+  }
+
+  fchown(uid: number, gid: number): void {
+    const fd = this.live('fchown', 'fchown');
+    if (this.c.fchown(fd, u32Arg('uid', uid), u32Arg('gid', gid)) < 0) throw syscallError(this.c.errno(), 'fchown', 'fchown', { uid, gid });
+  }
+
+  getStatusFlags(): number {
+    const fd = this.live('getStatusFlags', 'fcntl(F_GETFL)');
+    // Why: the open file's status flags (shared by dups).
+    const r: number = this.c.fcntl(fd, F_GETFL, 0);
+    if (r < 0) throw syscallError(this.c.errno(), 'getStatusFlags', 'fcntl(F_GETFL)');
+    return r;
+  }
+
+  setStatusFlags(flags: number): void {
+    const fd = this.live('setStatusFlags', 'fcntl(F_SETFL)');
+    // Why: change O_APPEND/O_NONBLOCK/O_NOATIME (O_DIRECT is EINVAL on guest_memfd).
+    if (this.c.fcntl(fd, F_SETFL, i32('flags', flags)) < 0) throw syscallError(this.c.errno(), 'setStatusFlags', 'fcntl(F_SETFL)', { flags });
+  }
+
+  fionread(): number {
+    const fd = this.live('fionread', 'ioctl(FIONREAD)');
+    const out = Buffer.alloc(4);
+    // Why: bytes readable; 6.18 does not answer it for anonymous inodes (ENOTTY). Safety: `out` is a
+    // 4-byte buffer alive for the call; the kernel writes an int there.
+    if (this.c.ioctlPtr(fd, FIONREAD, out) < 0) throw syscallError(this.c.errno(), 'fionread', 'ioctl(FIONREAD)');
+    return out.readInt32LE(0);
+  }
+
+  reopen(access: number): KvmGuestMemfd {
+    const fd = this.live('reopen', 'open');
+    refuseReopenFlags(access, NATIVE_BACKEND);
+    // Why: open the file again through its /proc magic link (ENXIO for an anonymous inode).
+    const nfd: number = this.c.open(`/proc/self/fd/${fd}`, access | OPEN_CLOEXEC);
+    if (nfd < 0) throw syscallError(this.c.errno(), 'reopen', 'open', { access });
+    // A new open file of the same inode (never reached on 6.18: ENXIO).
+    return new NativeGuestMemfd(this.c, nfd, this.size, this.flags, new NativeGmemFileRecord(this.file.vm, this.size, this.flags));
+  }
+
+  checkExtension(cap: IntArg): number {
+    return checkExtensionOn(this.c, this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)'), cap);
+  }
+
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+    const fd = this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
+    return createGuestMemfdOn(this.c, fd, args, (g, size, flags) => unownedGuestMemfd(this.c, g, size, flags));
+  }
+}
+
+/**
+ * A guest_memfd that a KVM ioctl on the wrong kind of fd returned (no probed kernel does): a handle
+ * so the fd cannot leak, recorded under a VM this driver does not know.
+ */
+function unownedGuestMemfd(c: Libc, fd: number, size: bigint, flags: bigint): NativeGuestMemfd {
+  return new NativeGuestMemfd(c, fd, size, flags, new NativeGmemFileRecord(new NativeVmRecord(-1), size, flags));
+}
+
+/** A `struct iovec[]` (16 bytes per entry) over `buffers`, built on the caller's memory (no copies). */
+function iovec(buffers: readonly Uint8Array[]): Buffer {
+  const iov = Buffer.alloc(16 * Math.max(1, buffers.length));
+  buffers.forEach((b, i) => {
+    iov.writeBigUInt64LE(b.byteLength ? bufferAddress(b) : 0n, 16 * i);
+    iov.writeBigUInt64LE(BigInt(b.byteLength), 16 * i + 8);
+  });
+  return iov;
+}
+
+/** `unsigned int` arguments: -1 stands for 0xffffffff ("keep" in fchown). */
+function u32Arg(field: string, v: number): number {
+  return (i32(field, v) >>> 0);
 }
 
 /**
@@ -576,7 +724,10 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
  * failure inside the fault handler (VM_FAULT_OOM: OOM kill or SIGBUS), and the address range being
  * replaced behind our back by other native code (e.g. a foreign munmap/MAP_FIXED).
  */
-export class NativeMapping extends NativeMappingBase {
+export class NativeMapping extends NativeMappingBase implements KvmGmemMapping {
+  /** Per-page protection after `mprotect` (read by the access pre-check). */
+  readonly #vmas: MappingVmas;
+  readonly #mm: NativeMmTarget;
   /**
    * Everything before the first page that would SIGBUS: 0 for a private file, else up to EOF, capped
    * at the mapped pages.
@@ -596,6 +747,16 @@ export class NativeMapping extends NativeMappingBase {
   ) {
     super(c, address, length, offset, prot, flags);
     file.get();
+    this.#vmas = new MappingVmas(Math.ceil(length / 4096), prot);
+    const self = this;
+    this.#mm = {
+      c,
+      address,
+      get mappedBytes() {
+        return self.unmapped ? 0n : BigInt(Math.ceil(self.length / 4096) * 4096);
+      },
+      vmas: this.#vmas,
+    };
     const untilEof = fileSize - offset;
     this.accessible =
       !(fileFlags & GUEST_MEMFD_FLAG_INIT_SHARED) || untilEof <= 0n ? 0 : untilEof < BigInt(this.mapped) ? Number(untilEof) : this.mapped;
@@ -603,6 +764,34 @@ export class NativeMapping extends NativeMappingBase {
 
   protected override onUnmapped(): void {
     this.file.put();
+  }
+
+  protected override protRoom(start: number, len: number, needed: number): number {
+    return this.#vmas.room(start, len, needed);
+  }
+
+  protAt(offset: IntArg): number {
+    const off = u64('offset', offset);
+    if (off >= BigInt(Math.ceil(this.length / 4096) * 4096)) {
+      throw new GuestMemError({ code: 'EFAULT', op: 'mapping.protAt', backend: NATIVE_BACKEND, detail: `offset ${off} is outside the mapping`, info: { offset } });
+    }
+    return this.#vmas.at(Number(off >> 12n)) & 7;
+  }
+
+  madvise(offset: IntArg, len: IntArg, advice: number): void {
+    nativeMadvise(this.#mm, offset, len, advice);
+  }
+
+  mprotect(offset: IntArg, len: IntArg, prot: number): void {
+    nativeMprotect(this.#mm, offset, len, prot);
+  }
+
+  mlock(offset: IntArg, len: IntArg, flags = 0): void {
+    nativeMlock(this.#mm, offset, len, flags);
+  }
+
+  munlock(offset: IntArg, len: IntArg): void {
+    nativeMunlock(this.#mm, offset, len);
   }
 
   protected fault(op: string, mappingOffset: number): HostAccessFault {

@@ -60,6 +60,28 @@ export interface Libc {
   ftruncate: Fn;
   /** int memfd_create(const char *name, unsigned int flags) */
   memfd_create: Fn;
+  /** int mprotect(void *addr, size_t len, int prot) */
+  mprotect: Fn;
+  /** int mlock2(void *addr, size_t len, unsigned int flags) */
+  mlock2: Fn;
+  /** int munlock(void *addr, size_t len) */
+  munlock: Fn;
+  /** intptr_t readv(int fd, const struct iovec *iov, int iovcnt) */
+  readv: Fn;
+  /** intptr_t writev(int fd, const struct iovec *iov, int iovcnt) */
+  writev: Fn;
+  /** intptr_t sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) */
+  sendfile: Fn;
+  /** int fsync(int fd) */
+  fsync: Fn;
+  /** int fdatasync(int fd) */
+  fdatasync: Fn;
+  /** int fchmod(int fd, unsigned int mode) */
+  fchmod: Fn;
+  /** int fchown(int fd, unsigned int uid, unsigned int gid) */
+  fchown: Fn;
+  /** int fcntl(int fd, int cmd, long arg): F_GETFL/F_SETFL (an integer third argument). */
+  fcntl: Fn;
   /** The C errno of this thread, read right after a failed call. */
   errno(): number;
 }
@@ -68,6 +90,8 @@ export interface Libc {
 const STAT_VER_X86_64 = 1;
 
 let cached: Libc | Error | undefined;
+let counting: Libc | undefined;
+let calls = 0;
 
 /** Loads libc once; throws (a plain Error with the loader's message) when koffi or libc is unusable. */
 export function libc(): Libc {
@@ -79,7 +103,27 @@ export function libc(): Libc {
     }
   }
   if (cached instanceof Error) throw cached;
-  return cached;
+  return counting ?? cached;
+}
+
+/**
+ * Test instrumentation (internal): after this call, handles opened through {@link libc} use a copy
+ * whose every function except `errno` counts one call in {@link syscallCount}. Handles opened before
+ * keep the plain bindings, so the driver's hot paths (and the bench) pay nothing unless asked.
+ */
+export function countSyscalls(): void {
+  const plain = libc();
+  if (counting) return;
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(plain)) {
+    wrapped[name] = name === 'errno' ? fn : (...args: unknown[]) => (calls++, (fn as Fn)(...args));
+  }
+  counting = wrapped as unknown as Libc;
+}
+
+/** libc calls made through counting handles so far (see {@link countSyscalls}). */
+export function syscallCount(): number {
+  return calls;
 }
 
 function bind(): Libc {
@@ -111,6 +155,17 @@ function bind(): Libc {
     lseek: lib.func('int64_t lseek(int fd, int64_t off, int whence)'),
     ftruncate: lib.func('int ftruncate(int fd, int64_t len)'),
     memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+    mprotect: lib.func('int mprotect(void *addr, size_t len, int prot)'),
+    mlock2: lib.func('int mlock2(void *addr, size_t len, unsigned int flags)'),
+    munlock: lib.func('int munlock(void *addr, size_t len)'),
+    readv: lib.func('intptr_t readv(int fd, void *iov, int iovcnt)'),
+    writev: lib.func('intptr_t writev(int fd, void *iov, int iovcnt)'),
+    sendfile: lib.func('intptr_t sendfile(int out_fd, int in_fd, void *offset, size_t count)'),
+    fsync: lib.func('int fsync(int fd)'),
+    fdatasync: lib.func('int fdatasync(int fd)'),
+    fchmod: lib.func('int fchmod(int fd, unsigned int mode)'),
+    fchown: lib.func('int fchown(int fd, unsigned int uid, unsigned int gid)'),
+    fcntl: lib.func('int fcntl(int fd, int cmd, long arg)'),
     errno: () => k.errno(),
   };
 }
@@ -195,6 +250,11 @@ export class HostWindows {
   drop(): void {
     this.#views.length = 0;
   }
+}
+
+/** The address of a caller buffer's first byte (for a struct built on it, such as an iovec). */
+export function bufferAddress(b: Uint8Array): bigint {
+  return BigInt(koffi().address(b));
 }
 
 /**

@@ -7,13 +7,15 @@
  * every byte up to the end of that last page is accessible like any other. An access is judged the
  * way the CPU meets it, in address order (the kernel's precedence):
  * - the mapping was unmapped through this object → GuestMemError EFAULT;
- * - a read of PROT_NONE or a write without PROT_WRITE → GuestMemError EFAULT with `info.signal`
- *   SIGSEGV, before any byte is touched (x86: PROT_WRITE alone is readable);
+ * - a byte on a page whose protection refuses the access (a read of PROT_NONE, a write without
+ *   PROT_WRITE; x86: PROT_WRITE alone is readable) → GuestMemError EFAULT with `info.signal` SIGSEGV.
+ *   The protection is the mmap-time `prot`, or each page's own after `KvmGmemMapping.mprotect`; on
+ *   the same page it comes before a SIGBUS (the fault handler never runs);
  * - a byte at or past {@link NativeMappingBase.accessible} (past EOF, a private page) → the subclass's
  *   {@link NativeMappingBase.fault} (SIGBUS);
  * - a byte past the mapped pages → GuestMemError EFAULT with `info.signal` SIGSEGV (the kernel would
  *   touch whatever else is mapped there; guestmem never does);
- * whichever of the last two comes first. A write stores the bytes before the first refused byte, like
+ * whichever comes first. A write stores the bytes before the first refused byte, like
  * a `memset` that faults midway. A zero-length access touches nothing and never faults.
  */
 import { GuestMemError, type HostAccessFault } from '@guestmem/core';
@@ -68,23 +70,23 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
 
   read(offset: IntArg, len: number): Uint8Array {
     const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
-    const allowed = this.allowedBytes(start, len);
-    if (allowed < len) throw this.refusal('read', offset, len, start + allowed);
+    const allowed = this.allowedBytes(start, len, PROT_READ | PROT_WRITE);
+    if (allowed < len) throw this.refusal('read', offset, len, start + allowed, PROT_READ | PROT_WRITE);
     return this.#host.read(start, len);
   }
 
   write(offset: IntArg, data: Uint8Array): void {
     const start = this.check('write', offset, data.byteLength, PROT_WRITE);
-    const allowed = this.allowedBytes(start, data.byteLength);
+    const allowed = this.allowedBytes(start, data.byteLength, PROT_WRITE);
     this.#host.write(start, allowed < data.byteLength ? data.subarray(0, allowed) : data);
-    if (allowed < data.byteLength) throw this.refusal('write', offset, data.byteLength, start + allowed);
+    if (allowed < data.byteLength) throw this.refusal('write', offset, data.byteLength, start + allowed, PROT_WRITE);
   }
 
   fill(offset: IntArg, len: number, byte: number): void {
     const start = this.check('fill', offset, len, PROT_WRITE);
-    const allowed = this.allowedBytes(start, len);
+    const allowed = this.allowedBytes(start, len, PROT_WRITE);
     this.#host.fill(start, allowed, byte);
-    if (allowed < len) throw this.refusal('fill', offset, len, start + allowed);
+    if (allowed < len) throw this.refusal('fill', offset, len, start + allowed, PROT_WRITE);
   }
 
   get addressReserved(): boolean {
@@ -139,9 +141,18 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
   protected onUnmapped(): void {}
 
   /**
+   * How many bytes of `[start, start + len)` (inside the mapped pages) the protection allows for an
+   * access needing one of `needed`'s bits, counted up to the first page that lacks them (SIGSEGV
+   * there). The mmap-time `prot` here; a mapping whose pages can change protection overrides it.
+   */
+  protected protRoom(_start: number, len: number, needed: number): number {
+    return this.prot & needed ? len : 0;
+  }
+
+  /**
    * Validates an access and returns its start offset in the mapping. Refuses, touching nothing: an
    * unmapped mapping, a bad length, and (for a non-empty access) a start past the mapped pages or a
-   * PROT violation (both SIGSEGV at the first byte).
+   * PROT violation at the first byte (both SIGSEGV).
    */
   private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
     if (this.#unmapped) throw this.efault(op, offset, len, 'the mapping was unmapped');
@@ -150,7 +161,7 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
     if (!Number.isSafeInteger(len) || len < 0) throw this.efault(op, offset, len, `bad length ${len}`);
     if (len === 0) return start;
     if (start >= this.mapped) throw this.outside(op, offset, len, start);
-    if (!(this.prot & protNeeded)) {
+    if (this.protRoom(start, 1, protNeeded) === 0) {
       throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
         signal: 'SIGSEGV',
       });
@@ -158,9 +169,25 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
     return start;
   }
 
-  /** The refusal at mapping offset `at`, the first byte an access may not touch (error path only). */
-  private refusal(op: string, offset: IntArg, len: number, at: number): Error {
-    return at < this.mapped ? this.fault(op, at) : this.outside(op, offset, len, at);
+  /**
+   * The refusal at mapping offset `at`, the first byte an access may not touch (error path only): a
+   * page without the protection (SIGSEGV, before the fault handler could SIGBUS), a SIGBUS, or past
+   * the mapped pages.
+   */
+  private refusal(op: string, offset: IntArg, len: number, at: number, protNeeded: number): Error {
+    if (at >= this.mapped) return this.outside(op, offset, len, at);
+    if (this.protRoom(at, 1, protNeeded) === 0) {
+      return this.efault(
+        op,
+        offset,
+        len,
+        `byte ${at} is on a page whose protection does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`,
+        {
+          signal: 'SIGSEGV',
+        },
+      );
+    }
+    return this.fault(op, at);
   }
 
   /** A byte past the mapped pages: SIGSEGV in the kernel (or an access to another mapping), EFAULT here. */
@@ -174,9 +201,10 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
   }
 
   /** How many bytes from `start` can be touched before the first byte that would SIGBUS or SIGSEGV. */
-  private allowedBytes(start: number, len: number): number {
+  private allowedBytes(start: number, len: number, protNeeded: number): number {
     const end = this.accessible < this.mapped ? this.accessible : this.mapped;
     const room = end - start;
-    return room <= 0 ? 0 : room < len ? room : len;
+    const n = room <= 0 ? 0 : room < len ? room : len;
+    return n === 0 ? 0 : this.protRoom(start, n, protNeeded);
   }
 }

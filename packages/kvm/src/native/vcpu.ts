@@ -34,6 +34,9 @@ import {
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { hostBuffer, timerLibc, type Libc } from './libc.js';
 import { FdHandle } from '../fd-handle.js';
+import type { CreateGuestMemfdArgs, IntArg, KvmGuestMemfd, KvmVcpuFd } from '../api.js';
+import { u64 } from '../uapi/codec-util.js';
+import { checkExtensionOn, createGuestMemfdOn } from './fd-ioctls.js';
 
 /** errno values KVM_RUN reports together with a meaningful `exit_reason` (api.rst §5). */
 const RUN_ERRNO_EXITS: Readonly<Record<string, number>> = { EINTR: KVM_EXIT_INTR, EFAULT: KVM_EXIT_MEMORY_FAULT, EHWPOISON: KVM_EXIT_MEMORY_FAULT };
@@ -77,7 +80,7 @@ export interface VcpuExit extends KvmRunExit {
 }
 
 /** A vCPU fd with its mapped `kvm_run` area. */
-export class NativeVcpu extends FdHandle {
+export class NativeVcpu extends FdHandle implements KvmVcpuFd {
   #run: Buffer | undefined;
   readonly #regsBuf = Buffer.alloc(SIZEOF_KVM_REGS);
   readonly #sregsBuf = Buffer.alloc(SIZEOF_KVM_SREGS);
@@ -107,6 +110,20 @@ export class NativeVcpu extends FdHandle {
         c.munmap(runAddress, runSize);
         c.close(fd);
       },
+    });
+  }
+
+  /** `KVM_CHECK_EXTENSION` on a vCPU fd: the kernel's answer (EINVAL, see `KvmIoctlTarget`). */
+  checkExtension(cap: IntArg): number {
+    return checkExtensionOn(this.c, this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)'), cap);
+  }
+
+  /** `KVM_CREATE_GUEST_MEMFD` on a vCPU fd (EINVAL). `asGuestMemfd` wraps an fd the kernel would return. */
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+    const fd = this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
+    return createGuestMemfdOn(this.c, fd, args, (g) => {
+      this.c.close(g);
+      throw new GuestMemError({ code: 'EIO', op: 'createGuestMemfd', backend: NATIVE_BACKEND, detail: 'the kernel created a guest_memfd from a vCPU fd (closed again)' });
     });
   }
 
@@ -263,7 +280,8 @@ export class NativeVcpu extends FdHandle {
 }
 
 /** @internal Creates the vCPU fd and maps its `kvm_run` area; closes the fd again if the mmap fails. */
-export function createNativeVcpu(c: Libc, vmFd: number, id: number, mmapSize: number, onClose: (v: NativeVcpu) => void): NativeVcpu {
+export function createNativeVcpu(c: Libc, vmFd: number, idArg: IntArg, mmapSize: number, onClose: (v: NativeVcpu) => void): NativeVcpu {
+  const id = u64('id', idArg);
   // Why: create vCPU `id` in this VM; the kernel returns its fd.
   const fd: number = c.ioctlArg(vmFd, KVM_CREATE_VCPU, id);
   if (fd < 0) throw syscallError(c.errno(), 'createVcpu', 'ioctl(KVM_CREATE_VCPU)', { id });
@@ -278,7 +296,7 @@ export function createNativeVcpu(c: Libc, vmFd: number, id: number, mmapSize: nu
     c.close(fd);
     throw syscallError(errno, 'createVcpu', 'mmap', { id, length: mmapSize });
   }
-  return new NativeVcpu(c, id, fd, address, mmapSize, onClose);
+  return new NativeVcpu(c, Number(id), fd, address, mmapSize, onClose);
 }
 
 /** Options of {@link runVcpu}. */

@@ -49,6 +49,11 @@ const KNOWN_ADVICE = new Set([0, 1, 2, 3, 4, ...Array.from({ length: 18 }, (_, i
 export class SimAnonMapping extends SimMappingBase implements KvmAnonMapping {
   /** The pages behind the mapping (anonymous memory has no file; core's file is its page store). */
   private readonly store: GuestMemFile<never>;
+  /**
+   * A write fault happened (the VMA has an `anon_vma`). Inference: a read fault maps the shared zero
+   * page and allocates none, so only writes (and POPULATE_WRITE) set it; it is never cleared.
+   */
+  #written = false;
 
   /**
    * `prot`/`flags` default to `mmapAnonymous`'s; a guest_memfd `mmap` with `MAP_FIXED_NOREPLACE |
@@ -84,10 +89,24 @@ export class SimAnonMapping extends SimMappingBase implements KvmAnonMapping {
       const { from, to } = r.inside;
       if (adv === MADV_REMOVE) throw fail('EINVAL', 'MADV_REMOVE needs a file mapping (private anonymous memory has none)');
       if (adv === MADV_COLLAPSE && !this.holdsHugeBlock()) throw fail('EINVAL', 'the VMA holds no 2 MiB-aligned 2 MiB block');
+      // Probed (found by the random differential sequences): a VMA never written has no anon_vma, and
+      // madvise_collapse refuses it with EINVAL whatever the range.
+      if (adv === MADV_COLLAPSE && !this.#written) throw fail('EINVAL', 'the mapping was never written (no anon_vma)');
       if (adv === MADV_DONTNEED || adv === MADV_DONTNEED_LOCKED) this.store.punchHole(from, to - from);
       else if (adv === MADV_POPULATE_READ || adv === MADV_POPULATE_WRITE) this.store.allocate(from, to - from);
+      if (adv === MADV_POPULATE_WRITE) this.#written = true;
     }
     if (r.outside) throw fail('ENOMEM', 'part of the range is not mapped');
+  }
+
+  override write(offset: IntArg, data: Uint8Array): void {
+    super.write(offset, data);
+    if (data.byteLength > 0) this.#written = true;
+  }
+
+  override fill(offset: IntArg, len: number, byte: number): void {
+    super.fill(offset, len, byte);
+    if (len > 0) this.#written = true;
   }
 
   /** `thp_vma_suitable_order` for PMD order: a 2 MiB-aligned 2 MiB block fits in the VMA. */

@@ -4,7 +4,7 @@
  */
 
 /** What an fd refers to. `stdio` stands for the 0/1/2 every process starts with. */
-export type SimFdKind = 'stdio' | 'kvm' | 'vm' | 'gmem' | 'memfd' | 'devnull' | 'vcpu';
+export type SimFdKind = 'stdio' | 'kvm' | 'vm' | 'vcpu' | 'gmem' | 'memfd' | 'devnull';
 
 export interface SimFdEntry {
   readonly kind: SimFdKind;

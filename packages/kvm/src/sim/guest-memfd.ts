@@ -6,11 +6,10 @@
 import {
   GuestMemError,
   GuestMemFile,
-  HostMapping,
   PAGE_SIZE_N,
   type GuestMemOps,
 } from '@guestmem/core';
-import type { GuestMemfdStat, IntArg, KvmGuestMemfd, KvmMapping, MmapArgs } from '../api.js';
+import type { CreateGuestMemfdArgs, GuestMemfdStat, IntArg, KvmGuestMemfd, MmapArgs } from '../api.js';
 import { i32, i64, u64 } from '../uapi/codec-util.js';
 import {
   FALLOC_FL_COLLAPSE_RANGE,
@@ -27,16 +26,21 @@ import {
   MAP_SHARED,
   MAP_SHARED_VALIDATE,
   PROT_EXEC,
+  O_LARGEFILE,
+  O_RDWR,
   S_IFREG,
 } from '../uapi/constants.js';
+import { encodeKvmCreateGuestMemfd } from '../uapi/structs.js';
+import { sendfileFromGmem, sendfileToGmem, setStatusFlags } from './gmem-file-ops.js';
 import { TASK_SIZE } from './address-space.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
 import type { SimKernel } from './kernel.js';
-import { SimMappingBase } from './mapping-base.js';
 import { SimAnonMapping } from './anon-memory.js';
+import { SimMapping } from './gmem-mapping.js';
 import type { SimMemslot } from './memslot.js';
 import type { SimVmState } from './vm-state.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
+import { refuseReopenFlags } from '../reopen-policy.js';
 import { FdHandle } from '../fd-handle.js';
 
 const I64_MAX = (1n << 63n) - 1n;
@@ -68,6 +72,8 @@ const LEGACY_MAP_MASK = 0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 |
 export class SimGmemFile {
   readonly core: GuestMemFile<SimMemslot>;
   readonly ino: bigint;
+  /** The open file's status flags (`f_flags`, F_GETFL/F_SETFL): `O_RDWR | O_LARGEFILE` at creation. */
+  statusFlags = O_RDWR | O_LARGEFILE;
 
   constructor(
     readonly kernel: SimKernel,
@@ -201,7 +207,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     }
   }
 
-  mmap(args: MmapArgs): KvmMapping {
+  mmap(args: MmapArgs): SimMapping | SimAnonMapping {
     const fail = (code: 'EINVAL' | 'ENOMEM' | 'EOVERFLOW' | 'EOPNOTSUPP' | 'EPERM' | 'ENODEV', detail: string) =>
       sysErr(code, 'mmap', 'mmap', detail, { length: args.length, prot: args.prot, flags: args.flags, offset: args.offset ?? 0 });
     this.live('mmap', 'mmap');
@@ -265,7 +271,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
   fstat(): GuestMemfdStat {
     this.live('fstat', 'fstat');
     // st_blocks stays 0 even after allocation (research §2.3, FA28/G7b).
-    return { ino: this.file.ino, nlink: 1, mode: S_IFREG | 0o600, size: this.size, blksize: 4096, blocks: 0n };
+    return { dev: SIM_ANON_INODEFS_DEV, ino: this.file.ino, nlink: 1, mode: S_IFREG | 0o600, size: this.size, blksize: 4096, blocks: 0n };
   }
 
   read(len: number): Uint8Array {
@@ -335,20 +341,96 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     return new SimGuestMemfd(this.kernel, fd, this.file);
   }
 
+  readv(buffers: readonly Uint8Array[]): number {
+    this.live('readv', 'readv');
+    // vfs_readv: no FMODE_CAN_READ is EINVAL before the iovec is even imported (probed with 0, -1, 1025 entries).
+    throw sysErr('EINVAL', 'readv', 'readv', 'guest_memfd has no read_iter', { count: buffers.length });
+  }
+
+  writev(buffers: readonly Uint8Array[]): number {
+    this.live('writev', 'writev');
+    throw sysErr('EINVAL', 'writev', 'writev', 'guest_memfd has no write_iter', { count: buffers.length });
+  }
+
+  sendfileTo(outFd: number, count: IntArg, offset?: IntArg): bigint {
+    this.live('sendfileTo', 'sendfile');
+    return sendfileFromGmem(this.kernel.fds, outFd, count, offset);
+  }
+
+  sendfileFrom(inFd: number, count: IntArg, offset?: IntArg): bigint {
+    this.live('sendfileFrom', 'sendfile');
+    return sendfileToGmem(this.kernel.fds, inFd, count, offset, this.file.statusFlags);
+  }
+
+  fsync(): void {
+    this.live('fsync', 'fsync');
+    // vfs_fsync_range: no f_op->fsync is EINVAL.
+    throw sysErr('EINVAL', 'fsync', 'fsync', 'guest_memfd has no fsync');
+  }
+
+  fdatasync(): void {
+    this.live('fdatasync', 'fdatasync');
+    throw sysErr('EINVAL', 'fdatasync', 'fdatasync', 'guest_memfd has no fsync');
+  }
+
+  fchmod(mode: number): void {
+    this.live('fchmod', 'fchmod');
+    // notify_change → kvm_gmem_setattr, which refuses every change (virt/kvm/guest_memfd.c).
+    throw sysErr('EINVAL', 'fchmod', 'fchmod', 'kvm_gmem_setattr refuses attribute changes', { mode });
+  }
+
+  fchown(uid: number, gid: number): void {
+    this.live('fchown', 'fchown');
+    // Even (-1, -1) reaches notify_change (ATTR_CTIME), hence kvm_gmem_setattr (probed).
+    throw sysErr('EINVAL', 'fchown', 'fchown', 'kvm_gmem_setattr refuses attribute changes', { uid, gid });
+  }
+
+  getStatusFlags(): number {
+    this.live('getStatusFlags', 'fcntl(F_GETFL)');
+    return this.file.statusFlags;
+  }
+
+  setStatusFlags(flags: number): void {
+    this.live('setStatusFlags', 'fcntl(F_SETFL)');
+    this.file.statusFlags = setStatusFlags(this.file.statusFlags, flags);
+  }
+
+  fionread(): number {
+    this.live('fionread', 'ioctl(FIONREAD)');
+    // do_vfs_ioctl answers FIONREAD only for regular files that are not anonymous inodes (6.18,
+    // S_ANON_INODE); vfs_ioctl then finds no unlocked_ioctl.
+    throw sysErr('ENOTTY', 'fionread', 'ioctl(FIONREAD)', 'guest_memfd has no ioctls');
+  }
+
+  reopen(access: number): KvmGuestMemfd {
+    this.live('reopen', 'open');
+    refuseReopenFlags(access, SIM_BACKEND);
+    // Opening an anonymous inode again through its /proc magic link is ENXIO (probed for every access mode).
+    throw sysErr('ENXIO', 'reopen', 'open', 'an anonymous inode cannot be opened again', { access });
+  }
+
+  /** Not a guest_memfd ioctl: ENOTTY (guest_memfd has no unlocked_ioctl). */
+  checkExtension(cap: IntArg): number {
+    this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)');
+    u64('cap', cap);
+    throw sysErr('ENOTTY', 'checkExtension', 'ioctl(KVM_CHECK_EXTENSION)', 'guest_memfd has no ioctls', { cap });
+  }
+
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+    this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
+    encodeKvmCreateGuestMemfd(args);
+    throw sysErr('ENOTTY', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', 'guest_memfd has no ioctls', { size: args.size, flags: args.flags });
+  }
+
   protected onClose(): void {
     this.file.core.release();
   }
 }
 
 /**
- * A host mapping on core's {@link HostMapping}. The pre-checks are the native driver's (EFAULT for
- * unmapped, out-of-range and PROT-violating accesses); core then applies the SIGBUS rules page by page
- * (EOF, then `ops.hostAccess`) and faults pages in, so a write stopping at a faulting page keeps
- * the bytes before it.
+ * `st_dev` of a simulated guest_memfd: the probe machine's anon_inodefs (`0:10`). A profile value:
+ * the real number is assigned at boot (inference: stable for a given kernel build and config).
  */
-export class SimMapping extends SimMappingBase {
-  constructor(kernel: SimKernel, file: GuestMemFile<SimMemslot>, address: bigint, length: number, offset: bigint, prot: number, flags: number) {
-    // The mapping takes its own file reference (research §2.5, LT1/S2b).
-    super(kernel, new HostMapping(file, { offset, length }), address, length, offset, prot, flags);
-  }
-}
+export const SIM_ANON_INODEFS_DEV = 10n;
+
+export { SimMapping };

@@ -8,6 +8,6 @@ export { SimKernel, type SimKernelOptions } from './kernel.js';
 export { SimKvmVm, SimMemslot, SimVmState, memoryFaultExit, type KvmMemoryFaultExit, type SimGuestAccess } from './vm.js';
 export { SimAnonMapping } from './anon-memory.js';
 export { SimVcpu } from './vcpu.js';
-export { SimGuestMemfd, SimGmemFile, SimMapping } from './guest-memfd.js';
+export { SimGuestMemfd, SimGmemFile, SimMapping, SIM_ANON_INODEFS_DEV } from './guest-memfd.js';
 export { SIM_VM_TYPES, PROBE_HOST_CONFIG, SW_PROTECTED_CONFIG, offeredVmType, type SimVmType, type SimKernelConfig } from './vm-types.js';
 export { SIM_BACKEND } from './errors.js';

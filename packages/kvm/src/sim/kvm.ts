@@ -1,5 +1,6 @@
 import type { FolioStats } from '@guestmem/core';
-import type { IntArg, Kvm, KvmProfile, KvmVm, OtherFd, OtherFdKind } from '../api.js';
+import type { CreateGuestMemfdArgs, IntArg, Kvm, KvmGuestMemfd, KvmProfile, OtherFd, OtherFdKind } from '../api.js';
+import { encodeKvmCreateGuestMemfd } from '../uapi/structs.js';
 import { u64 } from '../uapi/codec-util.js';
 import { sysErr } from './errors.js';
 import { SimFdHandle } from './guest-memfd.js';
@@ -53,6 +54,13 @@ export class SimKvm extends SimFdHandle implements Kvm {
     return new SimKvmVm(this.kernel, fd, state);
   }
 
+  /** `kvm_dev_ioctl` → `kvm_arch_dev_ioctl` default: EINVAL (the struct is encoded, never read). */
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+    this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
+    encodeKvmCreateGuestMemfd(args);
+    throw sysErr('EINVAL', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', 'not a system ioctl', { size: args.size, flags: args.flags });
+  }
+
   openOtherFd(kind: OtherFdKind): OtherFd {
     this.live('openOtherFd', kind === 'memfd' ? 'memfd_create' : 'open');
     const fd = this.kernel.fds.install({ kind, file: {} });
@@ -100,6 +108,19 @@ class SimOtherFd extends SimFdHandle implements OtherFd {
     readonly kind: OtherFdKind,
   ) {
     super(kernel, fd);
+  }
+
+  /** A memfd or /dev/null has no KVM ioctls: ENOTTY (probed). */
+  checkExtension(cap: IntArg): number {
+    this.live('checkExtension', 'ioctl(KVM_CHECK_EXTENSION)');
+    u64('cap', cap);
+    throw sysErr('ENOTTY', 'checkExtension', 'ioctl(KVM_CHECK_EXTENSION)', `a ${this.kind} has no KVM ioctls`, { cap });
+  }
+
+  createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
+    this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
+    encodeKvmCreateGuestMemfd(args);
+    throw sysErr('ENOTTY', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', `a ${this.kind} has no KVM ioctls`, { size: args.size, flags: args.flags });
   }
 
   protected onClose(): void {}

@@ -1,10 +1,10 @@
 /**
  * The host-access side shared by every simulated mapping (a guest_memfd mapping, anonymous memory),
  * with the native driver's rules and precedence (see `native/mapping.ts`): the mapping covers whole
- * pages; EFAULT for an unmapped mapping or a PROT violation (SIGSEGV, nothing touched); then core's
- * {@link HostMapping} applies the SIGBUS rules page by page in address order and faults pages in, and
- * a byte past the mapped pages is EFAULT (SIGSEGV) — whichever comes first. A write stopping at a
- * refused byte keeps the bytes before it.
+ * pages; EFAULT for an unmapped mapping; then, in address order, core's {@link HostMapping} applies
+ * the SIGBUS rules page by page and faults pages in, while a page whose protection refuses the access
+ * (SIGSEGV, ahead of a SIGBUS on the same page) or a byte past the mapped pages is EFAULT — whichever
+ * comes first. A write stopping at a refused byte keeps the bytes before it.
  */
 import { GuestMemError, HostAccessFault, type HostMapping } from '@guestmem/core';
 import type { IntArg } from '../api.js';
@@ -38,8 +38,9 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
     const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
     if (len === 0) return new Uint8Array(0);
     const inside = this.insideBytes(start, len);
-    const out = this.faulting('read', () => this.host.read(start, inside));
-    if (inside < len) throw this.outside('read', offset, len, start + inside);
+    const allowed = this.protRoom(start, inside, PROT_READ | PROT_WRITE);
+    const out = this.faulting('read', () => this.host.read(start, allowed));
+    if (allowed < len) throw this.refusal('read', offset, len, start + allowed);
     return out;
   }
 
@@ -47,16 +48,18 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
     const start = this.check('write', offset, data.byteLength, PROT_WRITE);
     if (data.byteLength === 0) return;
     const inside = this.insideBytes(start, data.byteLength);
-    this.faulting('write', () => this.host.write(start, inside < data.byteLength ? data.subarray(0, inside) : data));
-    if (inside < data.byteLength) throw this.outside('write', offset, data.byteLength, start + inside);
+    const allowed = this.protRoom(start, inside, PROT_WRITE);
+    this.faulting('write', () => this.host.write(start, allowed < data.byteLength ? data.subarray(0, allowed) : data));
+    if (allowed < data.byteLength) throw this.refusal('write', offset, data.byteLength, start + allowed);
   }
 
   fill(offset: IntArg, len: number, byte: number): void {
     const start = this.check('fill', offset, len, PROT_WRITE);
     if (len === 0) return;
     const inside = this.insideBytes(start, len);
-    this.faulting('fill', () => this.host.fill(start, inside, byte));
-    if (inside < len) throw this.outside('fill', offset, len, start + inside);
+    const allowed = this.protRoom(start, inside, PROT_WRITE);
+    this.faulting('fill', () => this.host.fill(start, allowed, byte));
+    if (allowed < len) throw this.refusal('fill', offset, len, start + allowed);
   }
 
   get addressReserved(): boolean {
@@ -88,8 +91,17 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
   }
 
   /**
+   * How many bytes of `[start, start + len)` (inside the mapped pages) the protection allows for an
+   * access needing one of `needed`'s bits, up to the first page that lacks them (SIGSEGV there). The
+   * mmap-time `prot` here; a mapping whose pages can change protection overrides it.
+   */
+  protected protRoom(_start: number, len: number, needed: number): number {
+    return this.prot & needed ? len : 0;
+  }
+
+  /**
    * The native driver's order (see `native/mapping.ts`): unmapped, bad length, then for a non-empty
-   * access a start past the mapped pages or a PROT violation (SIGSEGV at the first byte), touching
+   * access a start past the mapped pages or a PROT violation at the first byte (SIGSEGV), touching
    * nothing. The mapped pages are {@link length} rounded up to a page (core's HostMapping length).
    */
   private check(op: string, offset: IntArg, len: number, protNeeded: number): number {
@@ -99,7 +111,7 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
     if (len === 0) return start;
     if (start >= this.host.length) throw this.outside(op, offset, len, start);
     // x86: PROT_WRITE alone is readable; anything else needed and missing is a SIGSEGV.
-    if (!(this.prot & protNeeded)) {
+    if (this.protRoom(start, 1, protNeeded) === 0) {
       throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, { signal: 'SIGSEGV' });
     }
     return start;
@@ -109,6 +121,17 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
   private insideBytes(start: number, len: number): number {
     const room = this.host.length - start;
     return room < len ? room : len;
+  }
+
+  /**
+   * The refusal at `at`, the first byte the page rules let through no further (core's SIGBUS came
+   * first otherwise): past the mapped pages, or a page whose protection refuses the access (SIGSEGV).
+   */
+  private refusal(op: string, offset: IntArg, len: number, at: number): GuestMemError {
+    if (at >= this.host.length) return this.outside(op, offset, len, at);
+    return this.efault(op, offset, len, `byte ${at} is on a page whose protection does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
+      signal: 'SIGSEGV',
+    });
   }
 
   private outside(op: string, offset: IntArg, len: number, at: number): GuestMemError {

@@ -36,7 +36,7 @@ import { setMemoryRegion } from './memslots.js';
 import { SimMappingBase } from './mapping-base.js';
 import type { SimVmState } from './vm-state.js';
 import { checkExtension } from './vm-types.js';
-import { KVM_MAX_VCPU_IDS, SimVcpu } from './vcpu.js';
+import { createSimVcpu, type SimVcpu } from './vcpu.js';
 
 export { SimMemslot } from './memslot.js';
 export { SimVmState } from './vm-state.js';
@@ -108,29 +108,24 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     setMemoryRegion(this.state, { ...r, guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] }, op, SET_REGION, region, mapping);
   }
 
-  #region2(region: Required<RawUserMemoryRegion>, op: string, mapping: SlotReferencedMapping | undefined): void {
+  #region2(region: RawUserMemoryRegion & { guestMemfdOffset: IntArg; guestMemfd: IntArg }, op: string, mapping: SlotReferencedMapping | undefined): void {
     const r = decodeKvmUserspaceMemoryRegion2(encodeKvmUserspaceMemoryRegion2(region));
     setMemoryRegion(this.state, r, op, SET_REGION2, region, mapping);
-  }
-
-  /**
-   * Sim-only `KVM_CREATE_VCPU(id)`: a vCPU fd that pins the VM (see `vcpu.ts`; no instruction
-   * emulator). Errors: EINVAL for an id outside [0, KVM_MAX_VCPU_IDS), EEXIST for an id created before.
-   */
-  createVcpu(id = 0): SimVcpu {
-    const syscall = 'ioctl(KVM_CREATE_VCPU)';
-    this.live('createVcpu', syscall);
-    if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) throw sysErr('EINVAL', 'createVcpu', syscall, `vCPU id ${id} is not below ${KVM_MAX_VCPU_IDS}`, { id });
-    if (this.state.vcpuIds.has(id)) throw sysErr('EEXIST', 'createVcpu', syscall, `vCPU ${id} exists`, { id });
-    this.state.vcpuIds.add(id);
-    const fd = this.kernel.fds.install({ kind: 'vcpu', file: this.state });
-    return new SimVcpu(this.kernel, fd, id, this.state);
   }
 
   /** `KVM_SET_MEMORY_ATTRIBUTES`: see {@link setMemoryAttributes} in `memory-attributes.ts`. */
   setMemoryAttributes(attrs: MemoryAttributesArgs): void {
     this.live('setMemoryAttributes', 'ioctl(KVM_SET_MEMORY_ATTRIBUTES)');
     setMemoryAttributes(this.state, attrs);
+  }
+
+  /**
+   * `KVM_CREATE_VCPU(id)`: a vCPU fd that pins the VM (rules in `vcpu.ts`; no instruction emulator).
+   * Errors: EINVAL for an id ≥ KVM_MAX_VCPU_IDS or past KVM_MAX_VCPUS vCPUs, EEXIST for an id created before.
+   */
+  createVcpu(id: IntArg = 0): SimVcpu {
+    this.live('createVcpu', 'ioctl(KVM_CREATE_VCPU)');
+    return createSimVcpu(this.kernel, this.state, id);
   }
 
   protected onClose(): void {

@@ -101,6 +101,10 @@ export const PROT_NONE = 0x0;
 export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
 export const PROT_EXEC = 0x4;
+/** Accepted by x86 mprotect and ignored. */
+export const PROT_SEM = 0x8;
+export const PROT_GROWSDOWN = 0x0100_0000;
+export const PROT_GROWSUP = 0x0200_0000;
 export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
 /** MAP_SHARED | MAP_PRIVATE: MAP_SHARED with unknown-flag validation. */
@@ -120,6 +124,9 @@ export const MADV_DONTNEED = 4;
 export const MADV_FREE = 8;
 export const MADV_REMOVE = 9;
 export const MADV_HUGEPAGE = 14;
+export const MADV_WIPEONFORK = 18;
+export const MADV_COLD = 20;
+export const MADV_PAGEOUT = 21;
 export const MADV_POPULATE_READ = 22;
 export const MADV_POPULATE_WRITE = 23;
 export const MADV_DONTNEED_LOCKED = 24;
@@ -128,6 +135,9 @@ export const MADV_HWPOISON = 100;
 export const MADV_SOFT_OFFLINE = 101;
 export const MADV_GUARD_INSTALL = 102;
 export const MADV_GUARD_REMOVE = 103;
+
+// ---- mlock2(2) -----------------------------------------------------------------------------------
+export const MLOCK_ONFAULT = 0x1;
 
 // ---- lseek(2) whence -----------------------------------------------------------------------------
 export const SEEK_SET = 0;
@@ -140,9 +150,20 @@ export const SEEK_HOLE = 4;
 export const O_RDONLY = 0o0;
 export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
+export const O_ACCMODE = 0o3;
+export const O_APPEND = 0o2000;
+export const O_NONBLOCK = 0o4000;
+export const O_ASYNC = 0o20000;
+export const O_DIRECT = 0o40000;
 export const O_LARGEFILE = 0o100000;
+export const O_NOATIME = 0o1000000;
 export const O_CLOEXEC = 0o2000000;
 export const MFD_CLOEXEC = 0x1;
+
+// ---- fcntl(2) / ioctl(2) on files ---------------------------------------------------------------
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const FIONREAD = 0x541b;
 
 // ---- stat(2) -------------------------------------------------------------------------------------
 export const S_IFMT = 0o170000;
