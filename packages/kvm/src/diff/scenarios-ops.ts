@@ -262,6 +262,20 @@ add(
   }),
 );
 add(
+  'gmem mprotect: an access runs in address order — bytes before a read-only page are written; on a page past EOF the protection (SIGSEGV) comes before SIGBUS',
+  withMapping(2 * K4, BOTH, K16, RW, (s, m) => {
+    mprot(s, m, 2 * K4, K4, PROT_READ);
+    s.fill(m, K4, 3 * K4, 0x5a, 'fill pages 1–3 (page 2: read-only and past EOF)');
+    s.read(m, K4, 1, 'page 1 was written');
+    s.read(m, 2 * K4, 1, 'read the read-only page past EOF');
+    mprot(s, m, 2 * K4, K4, RW);
+    s.fill(m, K4, 3 * K4, 0x6b, 'fill again (page 2 read-write)');
+    s.read(m, K4, K4, 'page 1 rewritten');
+    mprot(s, m, 0, K4, PROT_NONE);
+    s.read(m, 0, 2 * K4, 'read starting on a PROT_NONE page');
+  }),
+);
+add(
   'gmem mprotect: a PROT_READ mapping can become read-write (the file is O_RDWR)',
   withMapping(K16, BOTH, K16, PROT_READ, (s, m) => {
     s.fill(m, 0, 1, 1, 'fill before');
