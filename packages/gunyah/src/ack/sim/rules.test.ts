@@ -118,9 +118,49 @@ describe('ACK rules (generation C unless stated)', () => {
     const m = c.add(G, 4n * P, 'share');
     c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: G + MiB, memorySize: 4n * P, userspaceAddr: m.address });
     c.write(G, Uint8Array.of(5));
-    expect(c.read(G + MiB)).toEqual(Uint8Array.of(5)); // two GPAs, one host page
+    // Both bindings exist, but one host page can be in the guest's stage 2 once: the second GPA's
+    // fault cannot donate it again (ACK_FOLIO_HELD_ERRNO, inference) — see the regression test below.
+    expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-22);
+    expect(c.read(G + MiB + P)).toEqual(Uint8Array.of(0)); // a page the first binding never provided
     expect(() => c.vm.lendUserMem({ label: 7, flags: RWX, guestPhysAddr: G + 3n * P, memorySize: 2n * P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
     expect(c.vm.bindings().length).toBe(3);
+  });
+
+  it('regression: a host page the hypervisor holds for a guest is never provided again — not through a second binding of the same VM, not to another VM — so the host and other guests never read lent memory [K7 gunyah_vm_provide_folio: memextent_donate from the host extent; one owner per page: inference ACK_FOLIO_HELD_ERRNO]', () => {
+    // Found by a break program: the second binding's fault re-registered the folio as shared, the
+    // host then read the lent page the guest held, and a second VM read the first guest's data.
+    const c = new AckCell();
+    const m = c.host.current.mmap({ size: P });
+    c.vm.lendUserMem({ label: 5, flags: RWX, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address });
+    c.vm.setUserMemRegion({ label: 6, flags: RWX, guestPhysAddr: G + MiB, memorySize: P, userspaceAddr: m.address });
+    c.write(G, Uint8Array.of(0x42));
+    const locked = c.host.current.mm.memlock.lockedPages;
+    expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-22);
+    expect(c.host.current.mm.memlock.lockedPages).toBe(locked); // the refused fault unpinned and unaccounted
+    expect(m.memory.pinsAt(0)).toBe(1);
+    sigbus(() => c.host.current.read(m.address, 1));
+    expect(() => c.vm.reclaimRegion({ guestPhysAddr: G + MiB, size: P })).not.toThrow(); // nothing provided there
+    sigbus(() => c.host.current.read(m.address, 1));
+    expect(c.vm.pageState(Number(G / P))).toBe('LENT_LOCKED');
+
+    // A second VM over the same host page: its fault is refused too; its DTB cannot be a held page either.
+    const vm2 = c.host.createVm();
+    const d2 = c.host.current.mmap({ size: P });
+    vm2.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: d2.address });
+    vm2.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    vm2.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address });
+    vm2.start();
+    expect(faultAttempt(vm2.vcpu().read(G, 1))).toBe(-22);
+    const vm3 = c.host.createVm();
+    vm3.lendUserMem({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: m.address });
+    vm3.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    expect(() => vm3.start()).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    vm3.close();
+    vm2.close();
+    sigbus(() => c.host.current.read(m.address, 1)); // closing the other VMs gave nothing of VM 1's back
+    c.vm.close();
+    expect(c.host.current.read(m.address, 1)).toEqual(Uint8Array.of(0x42)); // teardown reclaims it (no sanitize in ACK)
+    expect(c.host.stats()).toMatchObject({ vms: 0, stage2Folios: 0, parcels: 0, lockedPages: 0 });
   });
 
   it('region flags: only R/W/X (0x7); 0x10 — FORCE_LEND in the ACK enum, ALLOW_READ in v17 — is EINVAL; flags 0 are accepted [K7 vm_mgr.c, research §3.2]', () => {
@@ -341,6 +381,17 @@ describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel 
     expect(() => c.vm.setUserMemRegion({ label: 50, flags: RWX, guestPhysAddr: G + MiB, memorySize: 2n * P, userspaceAddr: top.start })).toThrow(expect.objectContaining({ code: 'EFAULT' }));
     expect(top.memory.pinsAt(0)).toBe(1);
     expect(c.host.current.mm.memlock.lockedPages).toBe(5);
+  });
+
+  it('regression: two regions over the same host pages cannot both become parcels — start fails EINVAL and teardown still returns every pin and charge [one owner per page: inference ACK_FOLIO_HELD_ERRNO; K4 parcels at start]', () => {
+    const c = new AckCell({ generation: 'A' });
+    const m = c.add(G, 2n * P, 'lend');
+    c.vm.setUserMemRegion({ label: 9, flags: RWX, guestPhysAddr: G + MiB, memorySize: 2n * P, userspaceAddr: m.address });
+    expect(() => c.vm.start()).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(c.host.stats().stage2Folios).toBe(0);
+    expect(c.host.current.read(m.address, 1)).toEqual(Uint8Array.of(0));
+    c.vm.close();
+    expect(c.host.stats()).toMatchObject({ parcels: 0, lockedPages: 0, stage2Folios: 0 });
   });
 
   it('labels are unique per VM (EEXIST)', () => {

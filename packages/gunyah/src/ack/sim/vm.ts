@@ -45,7 +45,19 @@ const HOST_VMID = 3;
  */
 const wrapsU64 = (gpa: bigint, size: bigint): boolean => gpa + size > U64;
 const U64 = 1n << 64n;
-const E = { EPERM: 1, ENOENT: 2, EIO: 5, ENOMEM: 12, EFAULT: 14, EOPNOTSUPP: 95 } as const;
+const E = { EPERM: 1, ENOENT: 2, EIO: 5, ENOMEM: 12, EFAULT: 14, EINVAL: 22, EOPNOTSUPP: 95 } as const;
+
+/**
+ * Errno when the hypervisor is asked to take a folio it already holds for some VM — through a second
+ * binding of the same host pages in this VM or in another one. The hypervisor's memory database
+ * records one owner per physical page: after the first `memextent_donate` the page belongs to a
+ * guest extent, so a second donate (or an RM MEM_LEND/MEM_SHARE) from the host's extent fails.
+ * Inference: the exact hypervisor error is not in the kernel sources; quic/gunyah-hypervisor's
+ * `error_t` has ERROR_MEMDB_NOT_OWNER (111), which `gunyah_error_remap` (K7 include/linux/gunyah.h)
+ * maps through its `default:` to -EINVAL. Without this rule a host page lent to one guest reached
+ * the host again (and another guest) through a second binding.
+ */
+export const ACK_FOLIO_HELD_ERRNO = E.EINVAL;
 const sys = (n: AckIoctlName): string => ackIoctlSyscall(n);
 
 /** One binding of the VM (`struct gunyah_vm_binding`). */
@@ -312,8 +324,14 @@ export class AckVm {
 
   /** Generation A (K4 `gh_vm_start`): every region becomes one parcel; the DTB must overlap a region. */
   private startA(syscall: string): void {
+    const claimed = new Set<number>();
     for (const b of this.tree) {
       const pins = b.pins ?? [];
+      // One owner per physical page: a region over pages another region or VM already holds is refused (see ACK_FOLIO_HELD_ERRNO).
+      if (pins.some((p) => this.host.stage2.has(p.folio.folio) || claimed.has(p.folio.folio))) {
+        throw ackErr('EINVAL', 'start', syscall, `region ${b.label}: its host pages are already lent or shared to a guest through another region`);
+      }
+      for (const p of pins) claimed.add(p.folio.folio);
       const acl: AclEntry[] = [{ vmid: this.vmid, rights: rmRights(b.rights) }];
       if (b.share === 'share') acl.push({ vmid: HOST_VMID, rights: 7 });
       const sgl = this.mergeSgl(b, pins);
@@ -387,12 +405,14 @@ export class AckVm {
     }
     const acl: AclEntry[] = [{ vmid: this.vmid, rights: rmRights(b.rights) }];
     if (b.share === 'share') acl.push({ vmid: HOST_VMID, rights: 7 });
-    const r = this.host.rm.create({ owner: HOST_VMID, kind: b.share, acl, sgl: [{ ipa: BigInt(gfn) * PAGE_SIZE_N, size: BigInt(nr) * PAGE_SIZE_N }] });
     const undo = (e: GuestMemError): never => {
       for (const p of pins) p.unpin();
       if (b.kind === 'user') this.creator.mm.memlock.uncharge(nr);
       throw e;
     };
+    // The RM cannot lend or share pages the host no longer owns (see ACK_FOLIO_HELD_ERRNO).
+    if (pins.some((p) => this.host.stage2.has(p.folio.folio))) undo(ackErr('EINVAL', 'start', syscall, 'a DTB page is already held by the hypervisor for a guest (another binding of the same host pages)'));
+    const r = this.host.rm.create({ owner: HOST_VMID, kind: b.share, acl, sgl: [{ ipa: BigInt(gfn) * PAGE_SIZE_N, size: BigInt(nr) * PAGE_SIZE_N }] });
     if (!r.ok) undo(ackErr(rmErrno(r.error), 'start', syscall, `RM MEM_${b.share === 'lend' ? 'LEND' : 'SHARE'} failed: ${r.error}`));
     const a = this.host.rm.accept(this.vmid, r.ok ? r.value : 0);
     if (!a.ok) undo(ackErr(rmErrno(a.error), 'start', syscall, `RM MEM_ACCEPT failed: ${a.error}`));
@@ -505,6 +525,12 @@ export class AckVm {
       pin.unpin();
       mm.memlock.uncharge(1);
       return -E.EIO;
+    }
+    if (this.host.stage2.has(pin.folio.folio)) {
+      // provide_folio's donate of a page the host extent no longer owns (see ACK_FOLIO_HELD_ERRNO).
+      pin.unpin();
+      mm.memlock.uncharge(1);
+      return -ACK_FOLIO_HELD_ERRNO;
     }
     const headGfn = gfn - (pin.page - pin.folio.head);
     this.track({ headGfn, nr: pin.nrPages, binding: b, pins: [pin], charged: 1 }, true);
