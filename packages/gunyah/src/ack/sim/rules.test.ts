@@ -332,6 +332,29 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(() => vm2.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
   });
 
+  it('VM_START: a DTB running past its user-memory binding is not refused — the pin runs on into the host memory after the binding (EFAULT only where nothing is mapped) and the guest sees those pages [K7 gunyah_gup_share_parcel has no bounds check; parcel_to_paged enters the folios by gfn]', () => {
+    const h = openGunyahAck();
+    const m = h.current.mmap({ size: 2n * P });
+    m.memory.write(P, Uint8Array.of(0xd7));
+    const vm = h.createVm();
+    vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: m.address });
+    vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: 2n * P });
+    vm.start();
+    expect(h.current.mm.memlock.lockedPages).toBe(2);
+    const r = vm.vcpu().read(DTB_GPA + P, 1);
+    expect(r).toMatchObject({ status: 'done', data: Uint8Array.of(0xd7) });
+    vm.close();
+    expect(h.stats()).toMatchObject({ lockedPages: 0, stage2Folios: 0, parcels: 0 });
+    // Nothing mapped after the binding's host range: the short pin is EFAULT and the start fails.
+    const top = h.current.mm.mappings.at(-1)!;
+    const vm2 = h.createVm();
+    vm2.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: top.end - P });
+    vm2.setDtbConfig({ guestPhysAddr: DTB_GPA, size: 2n * P });
+    expect(() => vm2.start()).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    vm2.close();
+    expect(h.stats()).toMatchObject({ lockedPages: 0, stage2Folios: 0, parcels: 0 });
+  });
+
   it('CHECK_EXTENSION: GH_CAP_VCPU_TIMER_WAKEUP (0) → 1, anything else → 0; ENOTTY in A and B [K7 @2f10437]', () => {
     const c = new AckCell();
     expect(c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_CHECK_EXTENSION, 0)).toBe(1);
