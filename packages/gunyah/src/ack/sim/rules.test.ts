@@ -319,7 +319,7 @@ describe('ACK rules (generation C unless stated)', () => {
     }
   });
 
-  it('VM_START: a DTB smaller than a page is EINVAL (gfn(size) = 0 pages); no binding at the DTB is ENOENT; a failed start leaves the VM un-startable (ENODEV) [K7 gunyah_vm_start; ENODEV: inference]', () => {
+  it('VM_START: a DTB smaller than a page is EINVAL (gfn(size) = 0 pages); no binding at the DTB is ENOENT; a start that failed after LOAD leaves the VM un-startable (ENODEV) [K7 gunyah_vm_start, gunyah_vm_ensure_started]', () => {
     const host = openGunyahAck();
     const vm = host.createVm();
     const m = host.current.mmap({ size: P });
@@ -330,6 +330,21 @@ describe('ACK rules (generation C unless stated)', () => {
     const vm2 = host.createVm();
     vm2.setDtbConfig({ guestPhysAddr: 0x1000_0000n, size: P });
     expect(() => vm2.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+  });
+
+  it('regression: VM_START without a binding at the DTB (ENOENT) fails before LOAD, so the VM stays startable — a retry after binding the DTB starts it [K7 gunyah_vm_start: gunyah_vm_set_protected → err_dealloc_vmid, status stays NO_STATE; ensure_started retries from NO_STATE]', () => {
+    const host = openGunyahAck();
+    const vm = host.createVm();
+    vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    expect(() => vm.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(vm.status).toBe('no-state');
+    expect(vm.vmid).toBe(0); // the VMID went back (err_dealloc_vmid)
+    const m = host.current.mmap({ size: P });
+    vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: m.address });
+    vm.start();
+    expect(vm.status).toBe('running');
+    vm.close();
+    expect(host.stats()).toMatchObject({ vms: 0, parcels: 0, lockedPages: 0 });
   });
 
   it('VM_START: a DTB running past its user-memory binding is not refused — the pin runs on into the host memory after the binding (EFAULT only where nothing is mapped) and the guest sees those pages [K7 gunyah_gup_share_parcel has no bounds check; parcel_to_paged enters the folios by gfn]', () => {
