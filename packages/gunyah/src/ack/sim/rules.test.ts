@@ -332,7 +332,7 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(() => vm2.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
   });
 
-  it('regression: VM_START without a binding at the DTB (ENOENT) fails before LOAD, so the VM stays startable — a retry after binding the DTB starts it [K7 gunyah_vm_start: gunyah_vm_set_protected → err_dealloc_vmid, status stays NO_STATE; ensure_started retries from NO_STATE]', () => {
+  it('regression: VM_START without a binding at the DTB (ENOENT) fails before LOAD in C, so the VM stays startable — a retry after binding the DTB starts it; B fails after LOAD [K7 gunyah_vm_start: gunyah_vm_set_protected → err_dealloc_vmid, status stays NO_STATE; ensure_started retries from NO_STATE; K5 gunyah_vm_start]', () => {
     const host = openGunyahAck();
     const vm = host.createVm();
     vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
@@ -345,6 +345,12 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(vm.status).toBe('running');
     vm.close();
     expect(host.stats()).toMatchObject({ vms: 0, parcels: 0, lockedPages: 0 });
+    // Generation B (K5 gunyah_vm_start) has no set_protected step: the DTB parcel's ENOENT comes after LOAD.
+    const b = openGunyahAck({ generation: 'B' });
+    const vmB = b.createVm();
+    vmB.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    expect(() => vmB.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(() => vmB.start()).toThrow(expect.objectContaining({ code: 'ENODEV' }));
   });
 
   it('VM_START: a DTB running past its user-memory binding is not refused — the pin runs on into the host memory after the binding (EFAULT only where nothing is mapped) and the guest sees those pages [K7 gunyah_gup_share_parcel has no bounds check; parcel_to_paged enters the folios by gfn]', () => {

@@ -305,8 +305,8 @@ export class AckVm {
   /**
    * `GH_VM_START` (`gunyah_vm_ensure_started`): a running VM answers 0; a VM whose start failed
    * after the status became LOAD answers ENODEV (K7: `gunyah_vm_start` runs only from NO_STATE and
-   * `ensure_started` answers -ENODEV for any status but RUNNING); B/C's ENOENT for a DTB outside
-   * every binding comes before LOAD and leaves the VM startable.
+   * `ensure_started` answers -ENODEV for any status but RUNNING); C's ENOENT for a DTB outside
+   * every binding comes before LOAD and leaves the VM startable (B's comes after LOAD, K5).
    */
   start(): void {
     const syscall = sys('GH_VM_START');
@@ -314,7 +314,7 @@ export class AckVm {
     if (this.status === 'running') return;
     if (this.status !== 'no-state') throw ackErr('ENODEV', 'start', syscall, `VM is ${this.status}`);
     this.vmid = this.host.allocVmid();
-    if (!this.profile.parcelPerRegion && !this.bindingAt(this.dtb ? Number(this.dtb.gpa / PAGE_SIZE_N) : 0)) {
+    if (this.profile.dtbBindingCheckedBeforeLoad && !this.bindingAt(this.dtb ? Number(this.dtb.gpa / PAGE_SIZE_N) : 0)) {
       // K7 gunyah_vm_start: gunyah_vm_set_protected (-ENOENT: no binding at the config-image start)
       // fails before the status becomes LOAD → err_dealloc_vmid: the VMID is freed and the status
       // stays NO_STATE, so a later VM_START tries again (unlike the failures after LOAD).

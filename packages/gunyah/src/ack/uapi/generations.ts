@@ -34,6 +34,12 @@ export interface AckProfile {
   readonly runStartsVm: boolean;
   /** Errno of VM_START when no binding holds the DTB: A EINVAL (no region overlaps, K4), B/C ENOENT (K7). */
   readonly dtbMissing: 'EINVAL' | 'ENOENT';
+  /**
+   * C (K7 `gunyah_vm_start`): `gunyah_vm_set_protected` looks the DTB's binding up *before* the
+   * status becomes LOAD, so its ENOENT frees the VMID and leaves the VM startable. B (K5) has no
+   * such step: its ENOENT comes from the DTB parcel after LOAD (un-startable, ENODEV). A: after LOAD.
+   */
+  readonly dtbBindingCheckedBeforeLoad: boolean;
 }
 
 const common: AckIoctlName[] = [
@@ -61,6 +67,7 @@ export const ACK_GENERATION_A: AckProfile = Object.freeze({
   creatorCheckOnRun: false,
   runStartsVm: true,
   dtbMissing: 'EINVAL',
+  dtbBindingCheckedBeforeLoad: false,
 });
 
 /** The 6.6 line (K5, K6 ack_bindings.rs): GUP bindings and demand paging, no 0x13–0x17. */
@@ -75,6 +82,7 @@ export const ACK_GENERATION_B: AckProfile = Object.freeze({
   creatorCheckOnRun: true,
   runStartsVm: false,
   dtbMissing: 'ENOENT',
+  dtbBindingCheckedBeforeLoad: false,
 });
 
 /** The 6.12 line (K7 @ 2f10437, 6.12.23): B plus RECLAIM_REGION, CMA fds, auth and CHECK_EXTENSION. */
@@ -96,6 +104,7 @@ export const ACK_GENERATION_C: AckProfile = Object.freeze({
   creatorCheckOnRun: true,
   runStartsVm: false,
   dtbMissing: 'ENOENT',
+  dtbBindingCheckedBeforeLoad: true,
 });
 
 export const ACK_GENERATIONS: Readonly<Record<AckGeneration, AckProfile>> = Object.freeze({ A: ACK_GENERATION_A, B: ACK_GENERATION_B, C: ACK_GENERATION_C });
