@@ -287,6 +287,9 @@ describe('ACK rules (generation C unless stated)', () => {
   it('guest faults: write to a binding without ALLOW_WRITE → -EPERM, unmapped host address → -EFAULT, a regular-file mapping → -EIO; an unbound GPA is an MMIO exit [K7 gunyah_demand_page, gunyah_vcpu.c]', () => {
     const c = new AckCell();
     c.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+    c.add(G + 2n * MiB, P, 'share', { kind: 'file' });
+    const gone = c.add(G + MiB, P, 'share');
+    c.host.current.munmap(gone.address); // last, so no later mmap reuses the address
     const w = c.cpu.write(G, Uint8Array.of(1));
     expect(faultAttempt(w)).toBe(-1);
     // The run block, byte for byte (research §3.3; K7 gunyah_handle_page_fault sets resume_action FAULT):
@@ -296,13 +299,28 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(Buffer.from(run.subarray(16, 24)).toString('hex')).toBe('0000008000000000');
     expect(Buffer.from(run.subarray(24, 28)).toString('hex')).toBe('ffffffff');
     expect(run[28]).toBe(1);
-    const gone = c.add(G + MiB, P, 'share');
-    c.host.current.munmap(gone.address);
     expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-14);
-    c.add(G + 2n * MiB, P, 'share', { kind: 'file' });
     expect(faultAttempt(c.cpu.read(G + 2n * MiB, 1))).toBe(-5);
     const r = c.cpu.read(0x9000_0000n, 4);
     expect(r).toMatchObject({ status: 'mmio', gpa: 0x9000_0000n, isWrite: false });
+  });
+
+  it('regression: the exit kind of a failed demand page follows the RM demand-paging ranges set at VM_START — in them PAGE_FAULT with attempt, outside them (a binding added after start; B: share bindings; C protected: share bindings) the VMMIO path exits MMIO [K7 gunyah_setup_demand_paging, gunyah_handle_mmio; K5 gunyah_gup_setup_demand_paging; classification: inference as in the v17 model]', () => {
+    const c = new AckCell();
+    c.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+    c.vm.start();
+    const late = c.add(G + MiB, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+    expect(faultAttempt(c.cpu.write(G, Uint8Array.of(1)))).toBe(-1);
+    expect(c.cpu.write(G + MiB, Uint8Array.of(1))).toMatchObject({ status: 'mmio', gpa: G + MiB, isWrite: true });
+    expect(c.cpu.read(G + MiB, 1)).toMatchObject({ status: 'done', data: Uint8Array.of(0) }); // demand paging still works there
+    expect(late.memory.pinsAt(0)).toBe(1);
+    for (const [generation, dtbLend] of [['B', false], ['C', true]] as const) {
+      const x = new AckCell({ generation, dtbLend });
+      x.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+      x.add(G + MiB, P, 'lend', { flags: F.GUNYAH_MEM_ALLOW_READ });
+      expect(x.cpu.write(G, Uint8Array.of(1)), `${generation}: share binding`).toMatchObject({ status: 'mmio' });
+      expect(faultAttempt(x.cpu.write(G + MiB, Uint8Array.of(1)))).toBe(-1);
+    }
   });
 
   it('protected iff the DTB binding lends: a protected VM maps shared memory RW/R only, so an instruction fetch there exits -EPERM; an unprotected VM maps it executable [K7 gunyah_vm_set_protected, access table §5.2; the -EPERM exit is the model\'s stand-in for a re-fault loop]', () => {

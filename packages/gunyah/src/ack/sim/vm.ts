@@ -113,6 +113,8 @@ export class AckVm {
   private dtb: { gpa: bigint; size: bigint } | undefined;
   private fw: { gpa: bigint; size: bigint } | undefined;
   private dtbParcel: number | undefined;
+  /** The bindings VM_START gave the RM for demand paging (profile `demandPagingSet`); later bindings are not among them. */
+  private readonly demandPaged = new Set<AckBinding>();
   vmid = 0;
   status: VmStatus = 'no-state';
   /** "Protected" = the binding holding the DTB lends (`gunyah_vm_set_protected`, K7). */
@@ -330,6 +332,11 @@ export class AckVm {
       throw e;
     }
     this.status = 'running';
+    for (const b of this.tree) {
+      const set = this.profile.demandPagingSet;
+      const isFw = this.fw !== undefined && BigInt(b.gfn) * PAGE_SIZE_N === this.fw.gpa;
+      if (!isFw && (set === 'lend' ? b.share === 'lend' : set === 'lend-if-protected' ? !this.isProtected || b.share === 'lend' : false)) this.demandPaged.add(b);
+    }
   }
 
   /** Generation A (K4 `gh_vm_start`): every region becomes one parcel; the DTB must overlap a region. */
@@ -498,7 +505,14 @@ export class AckVm {
           attempt = this.demandPage(b, gfn);
           pf = this.providedAt(gfn);
         }
-        if (attempt !== 0 || !pf) return this.pageFaultExit(kind, gpa, buf, done, at, attempt || -E.EFAULT);
+        if (attempt !== 0 || !pf) {
+          // The hypervisor reports a data access outside the RM's demand-paging ranges as VMMIO;
+          // the kernel tries gunyah_demand_page first and, when that fails, exits MMIO (K7
+          // gunyah_handle_mmio). Instruction fetches always exit PAGE_FAULT (inference, as in the
+          // v17 model; the classification itself is the hypervisor's and not public).
+          if (kind !== 'exec' && !this.demandPaged.has(b)) return this.mmioExit(kind, gpa, buf, done, at, n);
+          return this.pageFaultExit(kind, gpa, buf, done, at, attempt || -E.EFAULT);
+        }
         const t = pageTransition(this.pageState(gfn), { type: 'guestAccess' });
         if (t.ok) this.states.set(gfn, t.state);
         pin = pf.pins[0]!;

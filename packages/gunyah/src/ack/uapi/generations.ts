@@ -40,6 +40,13 @@ export interface AckProfile {
    * such step: its ENOENT comes from the DTB parcel after LOAD (un-startable, ENODEV). A: after LOAD.
    */
   readonly dtbBindingCheckedBeforeLoad: boolean;
+  /**
+   * Which bindings VM_START hands to the RM for demand paging (`VM_SET_DEMAND_PAGING`), never
+   * updated later: B (K5 `gunyah_gup_setup_demand_paging`) the lend bindings; C (K7
+   * `gunyah_setup_demand_paging`) the lend bindings of a protected VM, every binding of an
+   * unprotected one; the firmware binding never. A: none (no demand paging).
+   */
+  readonly demandPagingSet: 'none' | 'lend' | 'lend-if-protected';
 }
 
 const common: AckIoctlName[] = [
@@ -68,6 +75,7 @@ export const ACK_GENERATION_A: AckProfile = Object.freeze({
   runStartsVm: true,
   dtbMissing: 'EINVAL',
   dtbBindingCheckedBeforeLoad: false,
+  demandPagingSet: 'none',
 });
 
 /** The 6.6 line (K5, K6 ack_bindings.rs): GUP bindings and demand paging, no 0x13–0x17. */
@@ -83,6 +91,7 @@ export const ACK_GENERATION_B: AckProfile = Object.freeze({
   runStartsVm: false,
   dtbMissing: 'ENOENT',
   dtbBindingCheckedBeforeLoad: false,
+  demandPagingSet: 'lend',
 });
 
 /** The 6.12 line (K7 @ 2f10437, 6.12.23): B plus RECLAIM_REGION, CMA fds, auth and CHECK_EXTENSION. */
@@ -105,6 +114,7 @@ export const ACK_GENERATION_C: AckProfile = Object.freeze({
   runStartsVm: false,
   dtbMissing: 'ENOENT',
   dtbBindingCheckedBeforeLoad: true,
+  demandPagingSet: 'lend-if-protected',
 });
 
 export const ACK_GENERATIONS: Readonly<Record<AckGeneration, AckProfile>> = Object.freeze({ A: ACK_GENERATION_A, B: ACK_GENERATION_B, C: ACK_GENERATION_C });
