@@ -106,11 +106,15 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(c.vm.status).toBe('no-state');
     c.vm.start();
     expect(c.vm.vcpu().read(G, 1).status).toBe('done');
-    // Generation A: gh_vcpu_run calls gh_vm_ensure_started (6.1-era series).
+  });
+
+  it('regression: generation A does not start the VM on GH_VCPU_RUN either — ENODEV until VM_START [the gh_-era gh_vcpu_run matching K1\'s uAPI (GH_VCPU_EXIT_STATUS, gh_vcpu_check_system): !vcpu->rsc → -ENODEV; only upstream PATCH v9 24/27 (Jan 2023) called gh_vm_ensure_started from RUN]', () => {
     const a = new AckCell({ generation: 'A' });
     a.add(G, P, 'share');
+    expect(() => a.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'ENODEV', syscall: 'ioctl(GH_VCPU_RUN)' }));
+    expect(a.vm.status).toBe('no-state');
+    a.vm.start();
     expect(a.vm.vcpu().read(G, 1).status).toBe('done');
-    expect(a.vm.status).toBe('running');
   });
 
   it('overlap is checked on GPAs only: the same host range twice and a repeated label are fine; a GPA overlap is EEXIST [K7 maple-tree insert, labels unchecked]', () => {

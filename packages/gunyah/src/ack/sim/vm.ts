@@ -469,15 +469,15 @@ export class AckVm {
   // ------------------------------------------------------------------ guest side
 
   /**
-   * One guest access, page by page (`GH_VCPU_RUN` until it completes or exits). B/C (K7
-   * gunyah_vcpu.c): a VM not running is ENODEV (the vCPU has no resource), then a caller that is not
-   * the creator is EPERM. A: the first run starts the VM (`gh_vm_ensure_started`).
+   * One guest access, page by page (`GH_VCPU_RUN` until it completes or exits). Every generation:
+   * a VM not running is ENODEV (the vCPU has no hypervisor resource before VM_START: K7
+   * gunyah_vcpu.c, and the gh_-era gh_vcpu_run that matches generation A's uAPI); then, in B/C, a
+   * caller that is not the creator is EPERM.
    */
   guestAccess(kind: 'read' | 'write' | 'exec', gpa: bigint, buf: Uint8Array, done = 0): AckGuestAccess {
     const syscall = sys('GH_VCPU_RUN');
     this.assertOpen(syscall);
-    if (this.profile.runStartsVm) this.start();
-    else if (this.status !== 'running') throw ackErr('ENODEV', 'vcpuRun', syscall, `the VM is ${this.status}: a vCPU has no hypervisor resource before VM_START`);
+    if (this.status !== 'running') throw ackErr('ENODEV', 'vcpuRun', syscall, `the VM is ${this.status}: a vCPU has no hypervisor resource before VM_START`);
     if (this.profile.creatorCheckOnRun) this.assertCreator(syscall);
     const len = kind === 'exec' ? 1 : buf.length;
     while (done < len) {

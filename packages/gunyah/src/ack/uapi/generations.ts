@@ -26,12 +26,6 @@ export interface AckProfile {
    * A follows K4, which has the check on region ioctls (K1 lacks it; research §10 says pick one).
    */
   readonly creatorCheckOnRun: boolean;
-  /**
-   * A: the first `GH_VCPU_RUN` starts the VM (`gh_vcpu_run` calls `gh_vm_ensure_started`, in the
-   * 6.1-era series). C: it does not — a vCPU has no hypervisor resource before VM_START, so RUN is
-   * ENODEV (K7 gunyah_vcpu.c); B is assumed to match C (inference).
-   */
-  readonly runStartsVm: boolean;
   /** Errno of VM_START when no binding holds the DTB: A EINVAL (no region overlaps, K4), B/C ENOENT (K7). */
   readonly dtbMissing: 'EINVAL' | 'ENOENT';
   /**
@@ -72,7 +66,6 @@ export const ACK_GENERATION_A: AckProfile = Object.freeze({
   parcelPerRegion: true,
   demandPaging: false,
   creatorCheckOnRun: false,
-  runStartsVm: true,
   dtbMissing: 'EINVAL',
   dtbBindingCheckedBeforeLoad: false,
   demandPagingSet: 'none',
@@ -88,7 +81,6 @@ export const ACK_GENERATION_B: AckProfile = Object.freeze({
   parcelPerRegion: false,
   demandPaging: true,
   creatorCheckOnRun: true,
-  runStartsVm: false,
   dtbMissing: 'ENOENT',
   dtbBindingCheckedBeforeLoad: false,
   demandPagingSet: 'lend',
@@ -111,7 +103,6 @@ export const ACK_GENERATION_C: AckProfile = Object.freeze({
   parcelPerRegion: false,
   demandPaging: true,
   creatorCheckOnRun: true,
-  runStartsVm: false,
   dtbMissing: 'ENOENT',
   dtbBindingCheckedBeforeLoad: true,
   demandPagingSet: 'lend-if-protected',
