@@ -232,6 +232,10 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(() => c.vm.mapCmaMem({ ...args, guestMemFd: 77 })).toThrow(expect.objectContaining({ code: 'EBADF' }));
     expect(() => c.vm.mapCmaMem({ ...args, offset: 0x123n })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' })); // offset unchecked for alignment, but past i_size
     expect(() => c.vm.mapCmaMem({ ...args, guestAddr: DTB_GPA })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    // regression: the i_size check adds offset + size in u64, so a wrapping sum passes it (K7
+    // gunyah_vm_binding_cma_alloc); the binding is made, and its pages lie past the block.
+    c.vm.mapCmaMem({ ...args, guestAddr: G + 4n * MiB, offset: 0xffff_ffff_ffff_f000n, size: P });
+    expect(c.vm.bindings().filter((b) => b.kind === 'cma').length).toBe(1);
     c.vm.mapCmaMem(args);
     f.close();
     dev.createCmaMemFd().close(); // the binding holds no file reference before start… the block went with the fd

@@ -234,8 +234,9 @@ export class AckVm {
 
   /**
    * `GH_VM_ANDROID_MAP_CMA_MEM` (C), checks in K7's order: size 0 or size/guest_addr unaligned →
-   * EINVAL (the offset is not checked); wrap → EOVERFLOW; fd not open → EBADF; offset + size past
-   * the fd's size → EOVERFLOW; GPA overlap → EEXIST. `flags` is not validated; FORCE_LEND (0x10)
+   * EINVAL (the offset is not checked); the EOVERFLOW wrap check is dead (see wrapsU64); fd not
+   * open → EBADF; offset + size (a u64 sum, so a wrapping one passes) past the fd's size →
+   * EOVERFLOW; a wrapping GPA range → EINVAL and GPA overlap → EEXIST (maple tree). `flags` is not validated; FORCE_LEND (0x10)
    * lends, anything else shares. The fd's *type* is checked only at start.
    */
   mapCmaMem(a: AckMapCmaMemArgs): void {
@@ -250,7 +251,9 @@ export class AckVm {
     if (size === 0n || size % PAGE_SIZE_N || gpa % PAGE_SIZE_N) throw ackErr('EINVAL', op, syscall, 'size 0, or size / guest_addr not page-aligned');
     if (!this.host.isOpen(a.guestMemFd)) throw ackErr('EBADF', op, syscall, `fd ${a.guestMemFd} is not open`);
     const iSize = this.host.cmaFd(a.guestMemFd)?.size ?? 0n; // other files: their i_size (0 for the anon inodes modelled)
-    if (offset + size > iSize) throw ackErr('EOVERFLOW', op, syscall, `offset + size = ${offset + size} is past the file size ${iSize}`);
+    // `cma_map->offset + cma_map->size > max_size` is computed in u64 (K7): a sum that wraps passes.
+    const end = BigInt.asUintN(64, offset + size);
+    if (end > iSize) throw ackErr('EOVERFLOW', op, syscall, `offset + size = ${end} is past the file size ${iSize}`);
     // The EOVERFLOW check of guest_addr + size is dead (see wrapsU64): a wrap is mtree_insert_range's EINVAL.
     if (wrapsU64(gpa, size)) throw ackErr('EINVAL', op, syscall, 'guest_addr + size wraps: mtree_insert_range(first > last)');
     const flags = a.flags >>> 0;
