@@ -402,6 +402,22 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(h.stats()).toMatchObject({ lockedPages: 0, stage2Folios: 0, parcels: 0 });
   });
 
+  it('regression: the DTB parcel keeps one pin and one RLIMIT_MEMLOCK page per folio — a two-page DTB in one THP folio is charged 1 page, and teardown returns it to 0 [K7 gunyah_gup_share_parcel drops the non-head pins, __gunyah_vm_reclaim_folio_locked unpins and uncharges one page]', () => {
+    const h = openGunyahAck();
+    const m = h.current.mmap({ size: 2n * MiB, hugePages: true });
+    const vm = h.createVm();
+    vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: 2n * MiB, userspaceAddr: m.address });
+    vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: 2n * P });
+    vm.start();
+    expect(h.current.mm.memlock.lockedPages).toBe(1);
+    expect(m.memory.pinsAt(0)).toBe(1); // pins count per folio
+    expect(vm.vcpu().read(DTB_GPA + 5n * P, 1).status).toBe('done'); // the whole folio is in the guest's stage 2
+    expect(h.current.mm.memlock.lockedPages).toBe(1);
+    vm.close();
+    expect(h.stats()).toMatchObject({ lockedPages: 0, stage2Folios: 0, parcels: 0 });
+    expect(m.memory.pinsAt(0)).toBe(0);
+  });
+
   it('CHECK_EXTENSION: GH_CAP_VCPU_TIMER_WAKEUP (0) → 1, anything else → 0; ENOTTY in A and B [K7 @2f10437]', () => {
     const c = new AckCell();
     expect(c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_CHECK_EXTENSION, 0)).toBe(1);

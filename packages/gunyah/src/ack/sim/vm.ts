@@ -442,15 +442,23 @@ export class AckVm {
     const a = this.host.rm.accept(this.vmid, r.ok ? r.value : 0);
     if (!a.ok) undo(ackErr(rmErrno(a.error), 'start', syscall, `RM MEM_ACCEPT failed: ${a.error}`));
     this.dtbParcel = r.ok ? r.value : undefined;
-    // parcel_to_paged: one tracked entry per folio, holding the pins of its pages.
+    // parcel_to_paged: one tracked entry per folio. A GUP binding keeps one pin and one charged
+    // page per folio: K7 gunyah_gup_share_parcel unpins and unaccounts every other page it pinned
+    // (the non-head pages), and reclaim later unpins and uncharges one page per folio.
     const byFolio = new Map<number, UserPagePin[]>();
     for (const p of pins) byFolio.set(p.folio.folio, [...(byFolio.get(p.folio.folio) ?? []), p]);
     let i = 0;
     for (const [, ps] of byFolio) {
       const p0 = ps[0]!;
       const headGfn = gfn + i - (p0.page - p0.folio.head);
-      this.track({ headGfn, nr: p0.nrPages, binding: b, pins: ps, charged: b.kind === 'user' ? ps.length : 0 }, false);
       i += ps.length;
+      if (b.kind === 'user') {
+        for (const p of ps.slice(1)) p.unpin();
+        this.creator.mm.memlock.uncharge(ps.length - 1);
+        this.track({ headGfn, nr: p0.nrPages, binding: b, pins: [p0], charged: 1 }, false);
+      } else {
+        this.track({ headGfn, nr: p0.nrPages, binding: b, pins: ps, charged: 0 }, false);
+      }
     }
   }
 
