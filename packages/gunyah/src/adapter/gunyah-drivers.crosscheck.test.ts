@@ -59,6 +59,34 @@ const errCode = (fn: () => unknown): string | undefined => {
   return undefined;
 };
 
+describe('each neutral adapter speaks its own uAPI: 0x10 is never carried across', () => {
+  it('regression: v17 private/shared bindings go out as FORCE_LEND|R|W|X (0x71) / FORCE_SHARE|R|W (0x32) on MAP_MEM; ACK as region flags R|W|X (0x7) on LEND_USER_MEM / SET_USER_MEM_REGION — never with ACK FORCE_LEND 0x10, which the region ioctls refuse [v17 gunyah.h (test VMM bindings.rs); K7 gunyah.h, vm_mgr.c flags & ~0x7 → EINVAL; crosvm sets R|X(|W)]', () => {
+    const v17 = new GunyahHypervisor({ guestCooperates: false });
+    const ack = new GunyahAckHypervisor();
+    for (const h of [v17, ack]) {
+      const vm = h.createVm();
+      const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true, initiallyShared: true });
+      vm.bind({ memory: m, offset: 0, gpa: G, size: P, access: 'private' });
+      vm.bind({ memory: m, offset: P, gpa: G + BigInt(P), size: P, access: 'shared' });
+      const sim = (vm as unknown as { sim: { bindings(): ReadonlyArray<{ flags: number; share?: string }> } }).sim;
+      const wire = sim.bindings().map((b) => [b.flags, b.share]);
+      if (h === v17)
+        expect(wire).toEqual([
+          [0x71, undefined],
+          [0x32, undefined],
+        ]);
+      else
+        expect(wire).toEqual([
+          [0x7, 'lend'],
+          [0x7, 'share'],
+        ]);
+    }
+    expect(V17.GUNYAH_MEM_FORCE_LEND | V17.GUNYAH_MEM_ALLOW_RWX).toBe(0x71);
+    v17.close();
+    ack.close();
+  });
+});
+
 describe.each(DRIVERS)('Gunyah drivers agree: $id', (d) => {
   it('lend makes memory host-inaccessible: no byte of a page the guest holds, nor of one it never touched, reaches the host; the guest keeps its data', () => {
     const { h, vm, m } = setup(d, 'private');
