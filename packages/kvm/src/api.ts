@@ -295,7 +295,11 @@ export interface MmapArgs {
   flags: number;
   /** File offset; page-aligned (else EINVAL). Default 0. May be at or past EOF. */
   offset?: IntArg;
-  /** The `addr` hint (default 0). Only meaningful with `MAP_FIXED_NOREPLACE`. */
+  /**
+   * The `addr` hint (default 0). Only meaningful with `MAP_FIXED_NOREPLACE`, where every driver
+   * refuses an address below 64 KiB (a missing hint included) with EPERM before any syscall: as root
+   * the kernel would map page 0 of the process (guestmem's NULL-page guard).
+   */
   address?: IntArg;
 }
 

@@ -475,7 +475,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 
   mmap(args: MmapArgs): KvmMapping {
     const fd = this.live('mmap', 'mmap');
-    refuseUnsafeMmapFlags(args.flags, NATIVE_BACKEND);
+    refuseUnsafeMmapFlags(args.flags, NATIVE_BACKEND, args.address);
     const length = u64('length', args.length);
     const offset = i64('offset', args.offset ?? 0);
     const hint = u64('address', args.address ?? 0);

@@ -58,8 +58,14 @@ const MAP_TYPE = 0x0f;
 const MAP_DROPPABLE = 0x08;
 const MAP_GROWSDOWN = 0x100;
 const MAP_HUGETLB = 0x40000;
-/** `LEGACY_MAP_MASK`: the flags MAP_SHARED_VALIDATE accepts for a file without FOP_MMAP_SYNC. */
-const LEGACY_MAP_MASK = 0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000;
+/**
+ * `LEGACY_MAP_MASK` (include/linux/mman.h) as x86-64 spells it: the flags MAP_SHARED_VALIDATE accepts
+ * for a file without FOP_MMAP_SYNC. It ends with `MAP_32BIT` (0x40), `MAP_ABOVE4G` (0x80, x86 only),
+ * `MAP_HUGE_2MB` (21 << 26) and `MAP_HUGE_1GB` (30 << 26), so bits 6, 7 and 26–30 pass too (probed).
+ */
+const LEGACY_MAP_MASK =
+  (0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000) |
+  (0x40 | 0x80 | (21 << 26) | (30 << 26));
 
 /**
  * One guest_memfd file: `struct file` + its inode + `struct kvm_gmem` (the VM's view). References
@@ -205,7 +211,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     const fail = (code: 'EINVAL' | 'ENOMEM' | 'EOVERFLOW' | 'EOPNOTSUPP' | 'EPERM' | 'ENODEV', detail: string) =>
       sysErr(code, 'mmap', 'mmap', detail, { length: args.length, prot: args.prot, flags: args.flags, offset: args.offset ?? 0 });
     this.live('mmap', 'mmap');
-    refuseUnsafeMmapFlags(args.flags, SIM_BACKEND);
+    refuseUnsafeMmapFlags(args.flags, SIM_BACKEND, args.address);
     const length = u64('length', args.length);
     const offset = BigInt.asUintN(64, i64('offset', args.offset ?? 0));
     const hint = u64('address', args.address ?? 0);

@@ -1,0 +1,146 @@
+/**
+ * Adversarial differential scenarios: inputs past what the other tables walk — every single bit of
+ * the mmap flags under each `MAP_TYPE`, fixed addresses at the bottom of the address space, and the
+ * combinations where several arguments are wrong at once. Each one ran on the real kernel and on the
+ * sim and found them answering differently before the fix it names; `pinned` holds the kernel's
+ * (or guestmem's policy) answer so that both drivers cannot drift together.
+ */
+import type { KvmGuestMemfd, KvmVm } from '../api.js';
+import { MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE } from '../uapi/constants.js';
+import type { Scenario, Session } from './trace.js';
+
+const K4 = 4096;
+const K16 = 16384;
+const EPERM = { err: 'EPERM', errno: 1 };
+const EOPNOTSUPP = { err: 'EOPNOTSUPP', errno: 95 };
+const MAPPED = { length: K4, offset: '0n' };
+
+const table: Scenario[] = [];
+const add = (name: string, run: (s: Session) => void, pinned?: Scenario['pinned']): void =>
+  void table.push({ name, run, ...(pinned ? { pinned } : {}) });
+
+type Body = (s: Session, vm: KvmVm, g: KvmGuestMemfd) => void;
+/** A VM and a 16 KiB guest_memfd with `flags`, then `body`. */
+const withFile = (flags: bigint, body: Body) => (s: Session) => {
+  const vm = s.vm();
+  const g = vm && s.gmem(vm, { size: K16, flags });
+  if (vm && g) body(s, vm, g);
+};
+
+// ------------------------------------------------------------------ mmap flags, one bit at a time
+/** `MAP_HUGE_2MB` / `MAP_HUGE_1GB`: hugetlb size encodings in bits 26–31. */
+const MAP_HUGE_2MB = 21 << 26;
+const MAP_HUGE_1GB = 30 << 26;
+const MAP_32BIT = 0x40;
+const MAP_ABOVE4G = 0x80;
+
+// Bits 4 (MAP_FIXED) and 5 (MAP_ANONYMOUS) are guestmem's own refusals (mmap-policy.ts), walked in
+// scenarios.ts; bit 20 (MAP_FIXED_NOREPLACE) needs an address and has its own scenarios below.
+const BITS = [...Array(32).keys()].filter((b) => b !== 4 && b !== 5 && b !== 20);
+for (const [fileName, fileFlags] of [
+  ['INIT_SHARED', 3n],
+  ['MMAP-only', 1n],
+  ['no-MMAP', 0n],
+] as const) {
+  for (const [typeName, type] of [
+    ['MAP_SHARED', MAP_SHARED],
+    ['MAP_SHARED_VALIDATE', MAP_SHARED_VALIDATE],
+    ['MAP_PRIVATE', MAP_PRIVATE],
+  ] as const) {
+    // Why: MAP_SHARED_VALIDATE accepts LEGACY_MAP_MASK (include/linux/mman.h), which ends with
+    // MAP_32BIT, MAP_ABOVE4G (x86), MAP_HUGE_2MB and MAP_HUGE_1GB: bits 6, 7 and 26–30 map (the sim
+    // answered EOPNOTSUPP for them).
+    add(
+      `mmap bits: ${typeName} | each flag bit 0–31 on a ${fileName} file`,
+      withFile(fileFlags, (s, _vm, g) => {
+        for (const b of BITS) s.mmap(g, { length: K4, flags: (type | (1 << b)) >>> 0 }, `${typeName} | bit ${b}`)?.munmap();
+      }),
+      fileFlags === 3n && type === MAP_SHARED_VALIDATE
+        ? {
+            'MAP_SHARED_VALIDATE | bit 6': MAPPED,
+            'MAP_SHARED_VALIDATE | bit 7': MAPPED,
+            'MAP_SHARED_VALIDATE | bit 27': MAPPED,
+            'MAP_SHARED_VALIDATE | bit 30': MAPPED,
+            'MAP_SHARED_VALIDATE | bit 31': EOPNOTSUPP,
+            'MAP_SHARED_VALIDATE | bit 19': EOPNOTSUPP,
+          }
+        : undefined,
+    );
+  }
+}
+add(
+  'mmap bits: MAP_SHARED_VALIDATE with the LEGACY_MAP_MASK tail (32BIT, ABOVE4G, HUGE_2MB, HUGE_1GB) maps; bit 31 does not',
+  withFile(3n, (s, _vm, g) => {
+    for (const [name, f] of [
+      ['MAP_32BIT', MAP_32BIT],
+      ['MAP_ABOVE4G', MAP_ABOVE4G],
+      ['MAP_32BIT | MAP_ABOVE4G', MAP_32BIT | MAP_ABOVE4G],
+      ['MAP_HUGE_2MB', MAP_HUGE_2MB],
+      ['MAP_HUGE_1GB', MAP_HUGE_1GB],
+      ['MAP_HUGE_2MB | MAP_HUGE_1GB', MAP_HUGE_2MB | MAP_HUGE_1GB],
+      ['63 << 26', 63 << 26],
+    ] as const) {
+      const m = s.mmap(g, { length: K4, flags: (MAP_SHARED_VALIDATE | f) >>> 0 }, `validate ${name}`);
+      if (m) s.fill(m, 0, K4, 0x5c, `validate ${name}: writable`);
+      if (m) s.read(m, K4 - 2, 2, `validate ${name}: reads back`);
+      m?.munmap();
+    }
+  }),
+  {
+    'validate MAP_32BIT': MAPPED,
+    'validate MAP_ABOVE4G': MAPPED,
+    'validate MAP_HUGE_2MB': MAPPED,
+    'validate MAP_HUGE_1GB': MAPPED,
+    'validate MAP_HUGE_1GB: reads back': '5c*2',
+    'validate 63 << 26': EOPNOTSUPP,
+  },
+);
+
+// ------------------------------------------------------------------ fixed addresses at the bottom of the address space
+// Why: as root the kernel maps MAP_FIXED_NOREPLACE at address 0 (below mmap_min_addr, which
+// CAP_SYS_RAWIO bypasses); the native driver then threw a TypeError (koffi returns NULL as null) and
+// leaked the mapping, which also answered every later request at 0 with EEXIST. guestmem refuses
+// fixed addresses below 64 KiB on both drivers (mmap-policy.ts).
+for (const [fileName, fileFlags] of [
+  ['INIT_SHARED', 3n],
+  ['MMAP-only', 1n],
+  ['no-MMAP', 0n],
+] as const) {
+  add(
+    `mmap: MAP_FIXED_NOREPLACE below 64 KiB is refused (EPERM) on a ${fileName} file, every type, address 0 twice`,
+    withFile(fileFlags, (s, _vm, g) => {
+      for (const [typeName, type] of [
+        ['shared', MAP_SHARED],
+        ['validate', MAP_SHARED_VALIDATE],
+        ['private', MAP_PRIVATE],
+      ] as const) {
+        for (const address of [undefined, 0, 0, K4, 0xf000, 0xfff0]) {
+          s.mmap(
+            g,
+            { length: K4, flags: type | MAP_FIXED_NOREPLACE, ...(address === undefined ? {} : { address }) },
+            `${typeName} NOREPLACE at ${address ?? 'no hint'}`,
+          );
+        }
+        s.mmap(
+          g,
+          { length: 2 * K4, flags: type | MAP_FIXED_NOREPLACE, address: 0xf000 },
+          `${typeName} NOREPLACE at 61440 reaching past 64 KiB`,
+        );
+      }
+      s.mmap(
+        g,
+        { length: K4, flags: MAP_SHARED | MAP_FIXED_NOREPLACE, address: 0x10000 },
+        'shared NOREPLACE at 64 KiB: the kernel answers',
+      )?.munmap();
+    }),
+    {
+      'shared NOREPLACE at no hint': EPERM,
+      'shared NOREPLACE at 0': EPERM,
+      'validate NOREPLACE at 4096': EPERM,
+      'private NOREPLACE at 61440 reaching past 64 KiB': EPERM,
+    },
+  );
+}
+
+/** The fidelity scenarios found adversarially, in a stable order. */
+export const ADVERSARIAL_SCENARIOS: readonly Scenario[] = table;
