@@ -142,5 +142,57 @@ for (const [fileName, fileFlags] of [
   );
 }
 
+// ------------------------------------------------------------------ vCPU count (kvm->max_vcpus)
+/** `KVM_CREATE_VCPU` on either driver (a driver-specific extra: `NativeVm.createVcpu`, `SimKvmVm.createVcpu`). */
+interface VcpuFd {
+  readonly fd: number;
+  readonly closed: boolean;
+  close(): void;
+}
+const createVcpu = (vm: KvmVm, id: number): VcpuFd => (vm as unknown as { createVcpu(id: number): VcpuFd }).createVcpu(id);
+const EINVAL = { err: 'EINVAL', errno: 22 };
+// Why: kvm_vm_ioctl_create_vcpu refuses `created_vcpus >= max_vcpus` (KVM_MAX_VCPUS, 1024 here, what
+// KVM_CAP_MAX_VCPUS answers) with EINVAL before it looks for the id (EEXIST), and closing a vCPU fd
+// does not lower the count; the sim created vCPUs without limit.
+add(
+  'vcpu: the 1025th vCPU of a VM is EINVAL, even for an existing id and after closing one',
+  (s) => {
+    const vm = s.vm();
+    if (!vm) return;
+    s.run('KVM_CAP_MAX_VCPUS', () => vm.checkExtension(66));
+    const vcpus: VcpuFd[] = [];
+    try {
+      const refused = new Set<string>();
+      for (let id = 0; id < 1024; id++) {
+        try {
+          vcpus.push(createVcpu(vm, id));
+        } catch (e) {
+          refused.add(`${id}: ${(e as { code?: string }).code}`);
+        }
+      }
+      s.note('vCPUs 0–1023 created', { created: vcpus.length, refused: [...refused] });
+      s.run('vCPU 1024', () => void createVcpu(vm, 1024).close());
+      s.run('vCPU 4095', () => void createVcpu(vm, 4095).close());
+      s.run('vCPU 4096 (id out of range)', () => void createVcpu(vm, 4096).close());
+      s.run('vCPU 0 again (count before EEXIST)', () => void createVcpu(vm, 0).close());
+      s.run('close vCPU 1023', () => vcpus.pop()?.close());
+      s.run('vCPU 1023 after its fd closed', () => void createVcpu(vm, 1023).close());
+    } finally {
+      for (const v of vcpus) v.close();
+    }
+    s.close(vm, 'close the VM fd');
+    const again = s.vm(undefined, 'a new VM');
+    if (again) s.run('a new VM starts from zero', () => void createVcpu(again, 0).close());
+  },
+  {
+    KVM_CAP_MAX_VCPUS: 1024,
+    'vCPUs 0–1023 created': { created: 1024, refused: [] },
+    'vCPU 1024': EINVAL,
+    'vCPU 0 again (count before EEXIST)': EINVAL,
+    'vCPU 1023 after its fd closed': EINVAL,
+    'a new VM starts from zero': 'ok',
+  },
+);
+
 /** The fidelity scenarios found adversarially, in a stable order. */
 export const ADVERSARIAL_SCENARIOS: readonly Scenario[] = table;
