@@ -194,5 +194,57 @@ add(
   },
 );
 
+// ------------------------------------------------------------------ owned mappings across the unsafe and safe APIs
+const reserved = (s: Session, m: { unmapped: boolean; addressReserved: boolean } | undefined, step: string) =>
+  s.note(step, m ? { unmapped: m.unmapped, addressReserved: m.addressReserved } : 'no mapping');
+// Why: a slot made through the unsafe API at an owned mapping's address, then re-issued identically
+// through the safe API, references the mapping from then on: the native driver pinned it, the sim
+// (which returned early on "nothing to change") did not, so munmap released an address a live slot
+// still pointed at.
+add(
+  'owned mapping: an identical safe re-issue of an unsafe slot pins the mapping until the slot is deleted',
+  (s) => {
+    const vm = s.vm();
+    const m = s.anon(2 * K4);
+    if (!vm || !m) return;
+    s.region2(vm, { slot: 0, flags: 0, memorySize: 2 * K4, userspaceAddr: m.address }, 'unsafe create at the mapping');
+    s.region2Owned(vm, { slot: 0, flags: 0, memorySize: 2 * K4, userspace: { mapping: m } }, 'safe identical re-issue');
+    s.region2Owned(vm, { slot: 0, flags: 0, memorySize: 2 * K4, userspace: { mapping: m } }, 'safe identical re-issue again');
+    s.run('munmap', () => m.munmap());
+    reserved(s, m, 'after munmap');
+    s.region2(vm, { slot: 0, flags: 0, memorySize: 0 }, 'delete');
+    reserved(s, m, 'after delete');
+  },
+  {
+    'safe identical re-issue': 'ok',
+    'after munmap': { unmapped: true, addressReserved: true },
+    'after delete': { unmapped: true, addressReserved: false },
+  },
+);
+add(
+  'owned mapping: unsafe and v1 deletes release safe reservations; two VMs release with the last',
+  (s) => {
+    const vm = s.vm();
+    const vm2 = s.vm();
+    const m = s.anon(2 * K4);
+    if (!vm || !vm2 || !m) return;
+    s.region2Owned(vm, { slot: 0, flags: 0, memorySize: 2 * K4, userspace: { mapping: m } }, 'vm1 slot 0');
+    s.region2Owned(vm, { slot: 1, flags: 0, guestPhysAddr: 0x100000, memorySize: K4, userspace: { mapping: m, offset: K4 } }, 'vm1 slot 1');
+    s.region2Owned(vm2, { slot: 0, flags: 0, memorySize: K4, userspace: { mapping: m } }, 'vm2 slot 0 (same id)');
+    s.run('munmap', () => m.munmap());
+    s.region2(vm, { slot: 0, flags: 0, memorySize: 0 }, 'vm1: unsafe delete of slot 0');
+    reserved(s, m, 'vm1 slot 1 and vm2 slot 0 left');
+    s.run('vm1: v1 delete of slot 1', () => vm.setUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: 0 }));
+    reserved(s, m, 'vm2 slot 0 left');
+    s.close(vm2, 'close vm2');
+    reserved(s, m, 'none left');
+  },
+  {
+    'vm1 slot 1 and vm2 slot 0 left': { unmapped: true, addressReserved: true },
+    'vm2 slot 0 left': { unmapped: true, addressReserved: true },
+    'none left': { unmapped: true, addressReserved: false },
+  },
+);
+
 /** The fidelity scenarios found adversarially, in a stable order. */
 export const ADVERSARIAL_SCENARIOS: readonly Scenario[] = table;
