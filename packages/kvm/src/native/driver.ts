@@ -131,17 +131,33 @@ abstract class OwnedFd extends FdHandle {
   }
 }
 
+/** Closes `fd` and throws unless it answers `KVM_GET_API_VERSION` with 12 (ENOTTY for another file). */
+function checkApiVersion(c: Libc, fd: number, info: Record<string, unknown>): void {
+  // Why: KVM_GET_API_VERSION takes no argument and answers 12 on every KVM; anything else is not KVM.
+  const version: number = c.ioctlArg(fd, KVM_GET_API_VERSION, 0);
+  if (version !== KVM_API_VERSION) {
+    const errno = version < 0 ? c.errno() : 25; // ENOTTY: an ioctl this file does not know
+    c.close(fd);
+    throw syscallError(errno, 'openKvm', 'ioctl(KVM_GET_API_VERSION)', { ...info, version });
+  }
+}
+
 /** `/dev/kvm`. */
 export class NativeKvm extends OwnedFd implements Kvm {
   readonly driver = 'native' as const;
   readonly profile = 'host' as const;
 
-  /** Opens `/dev/kvm` (O_RDWR | O_CLOEXEC). Throws GuestMemError with open's errno. */
+  /**
+   * Opens `/dev/kvm` (O_RDWR | O_CLOEXEC) and checks with `KVM_GET_API_VERSION` that it is KVM, like
+   * {@link fromFd} (a path to another device, e.g. `/dev/null`, is ENOTTY and leaves nothing open).
+   * Throws GuestMemError with open's errno.
+   */
   static open(path = '/dev/kvm'): NativeKvm {
     const c = libc();
     // Why: the system fd is the entry point of the KVM API (capabilities, KVM_CREATE_VM).
     const fd = c.open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) throw syscallError(c.errno(), 'openKvm', 'open', { path });
+    checkApiVersion(c, fd, { path });
     return new NativeKvm(c, fd);
   }
 
@@ -155,13 +171,7 @@ export class NativeKvm extends OwnedFd implements Kvm {
     // Why: our own reference to the same open file; close() releases only this one.
     const own = c.dup(intArg('fd', fd));
     if (own < 0) throw syscallError(c.errno(), 'openKvm', 'dup', { fd });
-    // Why: KVM_GET_API_VERSION takes no argument and answers 12 on every KVM; anything else is not KVM.
-    const version: number = c.ioctlArg(own, KVM_GET_API_VERSION, 0);
-    if (version !== KVM_API_VERSION) {
-      const errno = version < 0 ? c.errno() : 25; // ENOTTY: an ioctl this file does not know
-      c.close(own);
-      throw syscallError(errno, 'openKvm', 'ioctl(KVM_GET_API_VERSION)', { fd, version });
-    }
+    checkApiVersion(c, own, { fd });
     return new NativeKvm(c, own);
   }
 
