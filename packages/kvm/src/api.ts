@@ -429,6 +429,11 @@ export interface KvmAnonMapping extends KvmMapping {
    *   native VMA may be larger than the mapping when the kernel merged adjacent anonymous mappings).
    * - A range reaching outside the mapping (after its last page, before `address` through a negative
    *   offset, or anything after `munmap()`) is applied to the part inside and then fails with ENOMEM.
+   * - The anonymous mappings a guest_memfd `mmap` with `MAP_FIXED_NOREPLACE | MAP_ANONYMOUS` returns
+   *   follow their type: shared anonymous memory is shmem (`MADV_DONTNEED`/`_LOCKED` keep the
+   *   contents, `MADV_REMOVE` frees them, `MADV_FREE` and `MADV_WIPEONFORK` are EINVAL); droppable
+   *   memory (`MAP_DROPPABLE`) refuses `MADV_DOFORK`/`MADV_KEEPONFORK` and loses its pages on
+   *   `MADV_PAGEOUT`.
    *
    * Two guestmem policies, identical on both drivers: the advice never reaches memory outside this
    * mapping (the kernel would apply it to whatever else is mapped there, e.g. an adjacent anonymous

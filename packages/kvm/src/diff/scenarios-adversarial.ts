@@ -5,13 +5,17 @@
  * sim and found them answering differently before the fix it names; `pinned` holds the kernel's
  * (or guestmem's policy) answer so that both drivers cannot drift together.
  */
-import type { KvmGuestMemfd, KvmVm } from '../api.js';
-import { MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE } from '../uapi/constants.js';
+import type { KvmAnonMapping, KvmGuestMemfd, KvmVm } from '../api.js';
+import { MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE } from '../uapi/constants.js';
+
+/** `MAP_DROPPABLE` (6.11+). */
+const MAP_DROPPABLE = 0x08;
 import type { Scenario, Session } from './trace.js';
 
 const K4 = 4096;
 const K16 = 16384;
 const EPERM = { err: 'EPERM', errno: 1 };
+const EINVAL = { err: 'EINVAL', errno: 22 };
 const EOPNOTSUPP = { err: 'EOPNOTSUPP', errno: 95 };
 const MAPPED = { length: K4, offset: '0n' };
 
@@ -142,6 +146,63 @@ for (const [fileName, fileFlags] of [
   );
 }
 
+// ------------------------------------------------------------------ madvise on shared and droppable anonymous memory
+/** A free, page-aligned address on this driver: where a just-unmapped anonymous mapping was. */
+const freeAddress = (s: Session, length: number): bigint => {
+  const a = s.kvm.mmapAnonymous(length);
+  const at = a.address;
+  a.munmap();
+  return at;
+};
+/** The advice values 6.18 knows (0–4, 8–25, MADV_GUARD_REMOVE), without guestmem's refusals. */
+const ADVICE = [0, 1, 2, 3, 4, ...Array.from({ length: 18 }, (_, i) => 8 + i), 103];
+// Why: `MAP_FIXED_NOREPLACE | MAP_ANONYMOUS` on a guest_memfd gives anonymous memory of the
+// requested type. Shared anonymous memory is a shmem file: MADV_DONTNEED(_LOCKED) keeps the data,
+// MADV_REMOVE punches it, MADV_FREE and MADV_WIPEONFORK are EINVAL. A droppable mapping refuses
+// MADV_DOFORK/KEEPONFORK and loses its pages on MADV_PAGEOUT. The sim treated both like private
+// anonymous memory.
+for (const [typeName, type] of [
+  ['shared', MAP_SHARED],
+  ['droppable', MAP_DROPPABLE],
+  ['private', MAP_PRIVATE],
+] as const) {
+  add(
+    `anon madvise: every known advice on page 1 of a ${typeName} anonymous mapping (MAP_FIXED_NOREPLACE | MAP_ANONYMOUS), then the contents`,
+    withFile(0n, (s, _vm, g) => {
+      for (const advice of ADVICE) {
+        const m = s.mmap(
+          g,
+          { length: 3 * K4, flags: type | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, address: freeAddress(s, 3 * K4) },
+          `map for advice ${advice}`,
+        );
+        if (!m || !('madvise' in m)) continue;
+        s.fill(m, 0, 3 * K4, 0x11, `fill for advice ${advice}`);
+        s.madvise(m as KvmAnonMapping, K4, K4, advice, `advice ${advice}`);
+        s.read(m, 0, 3 * K4, `contents after advice ${advice}`);
+        m.munmap();
+      }
+    }),
+    type === MAP_SHARED
+      ? {
+          'advice 4': 'ok',
+          'contents after advice 4': '11*12288',
+          'advice 8': EINVAL,
+          'advice 9': 'ok',
+          'contents after advice 9': '11*4096,00*4096,11*4096',
+          'advice 18': EINVAL,
+          'contents after advice 24': '11*12288',
+        }
+      : type === MAP_DROPPABLE
+        ? {
+            'advice 17': EINVAL,
+            'advice 19': EINVAL,
+            'contents after advice 21': '11*4096,00*4096,11*4096',
+            'contents after advice 4': '11*4096,00*4096,11*4096',
+          }
+        : { 'advice 9': EINVAL, 'contents after advice 4': '11*4096,00*4096,11*4096' },
+  );
+}
+
 // ------------------------------------------------------------------ vCPU count (kvm->max_vcpus)
 /** `KVM_CREATE_VCPU` on either driver (a driver-specific extra: `NativeVm.createVcpu`, `SimKvmVm.createVcpu`). */
 interface VcpuFd {
@@ -150,7 +211,6 @@ interface VcpuFd {
   close(): void;
 }
 const createVcpu = (vm: KvmVm, id: number): VcpuFd => (vm as unknown as { createVcpu(id: number): VcpuFd }).createVcpu(id);
-const EINVAL = { err: 'EINVAL', errno: 22 };
 // Why: kvm_vm_ioctl_create_vcpu refuses `created_vcpus >= max_vcpus` (KVM_MAX_VCPUS, 1024 here, what
 // KVM_CAP_MAX_VCPUS answers) with EINVAL before it looks for the id (EEXIST), and closing a vCPU fd
 // does not lower the count; the sim created vCPUs without limit.
