@@ -296,9 +296,12 @@ export interface MmapArgs {
   /** File offset; page-aligned (else EINVAL). Default 0. May be at or past EOF. */
   offset?: IntArg;
   /**
-   * The `addr` hint (default 0). Only meaningful with `MAP_FIXED_NOREPLACE`, where every driver
-   * refuses an address below 64 KiB (a missing hint included) with EPERM before any syscall: as root
-   * the kernel would map page 0 of the process (guestmem's NULL-page guard).
+   * The `addr` argument (default 0). Without `MAP_FIXED_NOREPLACE` a hint, as the kernel takes it:
+   * used when the range there is free (rounded down to a page, raised to mmap_min_addr when below
+   * it), else ignored; `MAP_32BIT` places the mapping below 2 GiB instead. With
+   * `MAP_FIXED_NOREPLACE` the exact address, where every driver refuses an address below 64 KiB (a
+   * missing one included) with EPERM before any syscall: as root the kernel would map page 0 of the
+   * process (guestmem's NULL-page guard).
    */
   address?: IntArg;
 }

@@ -146,7 +146,6 @@ for (const [fileName, fileFlags] of [
   );
 }
 
-// ------------------------------------------------------------------ madvise on shared and droppable anonymous memory
 /** A free, page-aligned address on this driver: where a just-unmapped anonymous mapping was. */
 const freeAddress = (s: Session, length: number): bigint => {
   const a = s.kvm.mmapAnonymous(length);
@@ -154,6 +153,62 @@ const freeAddress = (s: Session, length: number): bigint => {
   a.munmap();
   return at;
 };
+
+// ------------------------------------------------------------------ placement: the addr hint and MAP_32BIT
+// Why: without MAP_FIXED the kernel still uses `addr` when the range there is free (rounded down to a
+// page; raised to mmap_min_addr, 64 KiB here, when below it; ignored when taken or past user space),
+// and MAP_32BIT places the mapping in the legacy window below 2 GiB, which holds less than 1 GiB
+// (1 GiB plus an ASLR offset below 32 MiB, up to 2 GiB). The sim ignored both: a hinted address
+// stayed free for a later MAP_FIXED_NOREPLACE, and MAP_32BIT mappings of any size succeeded.
+add(
+  'mmap placement: a free addr hint is used without MAP_FIXED (rounded down; raised to 64 KiB), a taken one is not',
+  withFile(3n, (s, _vm, g) => {
+    const at = freeAddress(s, 2 * K4);
+    const m = s.mmap(g, { length: K4, address: at }, 'hinted at a free address');
+    s.note('placed at the hint', m ? m.address === at : 'no mapping');
+    s.mmap(g, { length: K4, flags: MAP_SHARED | MAP_FIXED_NOREPLACE, address: at }, 'MAP_FIXED_NOREPLACE at the hinted address');
+    const n = s.mmap(g, { length: K4, address: at + 1n }, 'hinted inside the first mapping');
+    s.note('a taken hint goes elsewhere', n ? n.address !== at : 'no mapping');
+    const at2 = freeAddress(s, K4);
+    const u = s.mmap(g, { length: K4, address: at2 + 100n }, 'hinted 100 bytes into a free page');
+    s.note('an unaligned hint is rounded down', u ? u.address === at2 : 'no mapping');
+    const low = s.mmap(g, { length: K4, address: K4 }, 'hinted at 4 KiB');
+    s.note('a hint below mmap_min_addr is raised to 64 KiB', low ? low.address === 0x10000n : 'no mapping');
+    const top = s.mmap(g, { length: 2 * K4, address: 0x7fff_ffff_f000n - BigInt(K4) }, 'hinted across the end of user space');
+    s.note('a hint past user space is ignored', top ? top.address < 0x7fff_ffff_f000n - BigInt(K4) : 'no mapping');
+  }),
+  {
+    'placed at the hint': true,
+    'MAP_FIXED_NOREPLACE at the hinted address': { err: 'EEXIST', errno: 17 },
+    'a taken hint goes elsewhere': true,
+    'an unaligned hint is rounded down': true,
+    'a hint below mmap_min_addr is raised to 64 KiB': true,
+    'a hint past user space is ignored': true,
+  },
+);
+const G1 = 1 << 30;
+add(
+  'mmap placement: MAP_32BIT maps below 2 GiB in a window under 1 GiB',
+  withFile(3n, (s, _vm, g) => {
+    for (const length of [K4, G1 / 2, G1, G1 + K4, 2 * G1]) {
+      const m = s.mmap(g, { length, flags: MAP_SHARED | MAP_32BIT }, `MAP_32BIT of ${length} bytes`);
+      if (m) s.note(`${length} bytes end below 2 GiB`, m.address + BigInt(length) <= 0x8000_0000n);
+      m?.munmap();
+    }
+    const first = s.mmap(g, { length: G1 / 2, flags: MAP_SHARED | MAP_32BIT }, 'first half GiB');
+    s.mmap(g, { length: G1 / 2, flags: MAP_SHARED | MAP_32BIT }, 'second half GiB');
+    first?.munmap();
+  }),
+  {
+    '4096 bytes end below 2 GiB': true,
+    '536870912 bytes end below 2 GiB': true,
+    'MAP_32BIT of 1073741824 bytes': { err: 'ENOMEM', errno: 12 },
+    'first half GiB': { length: G1 / 2, offset: '0n' },
+    'second half GiB': { err: 'ENOMEM', errno: 12 },
+  },
+);
+
+// ------------------------------------------------------------------ madvise on shared and droppable anonymous memory
 /** The advice values 6.18 knows (0–4, 8–25, MADV_GUARD_REMOVE), without guestmem's refusals. */
 const ADVICE = [0, 1, 2, 3, 4, ...Array.from({ length: 18 }, (_, i) => 8 + i), 103];
 // Why: `MAP_FIXED_NOREPLACE | MAP_ANONYMOUS` on a guest_memfd gives anonymous memory of the

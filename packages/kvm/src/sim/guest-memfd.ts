@@ -58,6 +58,8 @@ const MAP_TYPE = 0x0f;
 const MAP_DROPPABLE = 0x08;
 const MAP_GROWSDOWN = 0x100;
 const MAP_HUGETLB = 0x40000;
+/** `MAP_32BIT`: place the mapping in the legacy window below 2 GiB. */
+const MAP_32BIT = 0x40;
 /**
  * `LEGACY_MAP_MASK` (include/linux/mman.h) as x86-64 spells it: the flags MAP_SHARED_VALIDATE accepts
  * for a file without FOP_MMAP_SYNC. It ends with `MAP_32BIT` (0x40), `MAP_ABOVE4G` (0x80, x86 only),
@@ -231,7 +233,8 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     if (alen > TASK_SIZE) throw fail('ENOMEM', 'length exceeds the user address space');
     const fixed = flags & MAP_FIXED_NOREPLACE ? hint : undefined;
     if (fixed !== undefined && fixed & PAGE_MASK) throw fail('EINVAL', 'MAP_FIXED_NOREPLACE address is not page-aligned');
-    this.kernel.addressSpace.place(alen, fixed);
+    const placement = { hint, below2G: (flags & MAP_32BIT) !== 0 };
+    this.kernel.addressSpace.place(alen, fixed, placement);
     if (flags & MAP_ANONYMOUS) {
       // Why: ksys_mmap_pgoff never looks at the fd of a MAP_ANONYMOUS request, and do_mmap's
       // anonymous branch takes only SHARED (not GROWSDOWN), PRIVATE and DROPPABLE (probed: the real
@@ -239,7 +242,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
       const type = flags & MAP_TYPE;
       if (type === MAP_SHARED && flags & MAP_GROWSDOWN) throw fail('EINVAL', 'MAP_GROWSDOWN on a shared anonymous mapping');
       if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_DROPPABLE) throw fail('EINVAL', 'no valid MAP_TYPE for anonymous memory');
-      return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags), fixed);
+      return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags), fixed, placement);
     }
     // file_mmap_ok: the range must fit under MAX_LFS_FILESIZE.
     if (alen > I64_MAX || pgoff > (I64_MAX - alen) >> 12n) throw fail('EOVERFLOW', 'offset + length beyond MAX_LFS_FILESIZE');
@@ -265,6 +268,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
       alen,
       (address) => new SimMapping(this.kernel, core, address, Number(length), offset, prot, flags),
       fixed,
+      placement,
     );
   }
 
