@@ -118,11 +118,11 @@ abstract class OwnedFd extends FdHandle {
   constructor(
     protected readonly c: Libc,
     fd: number,
-    vmId?: number,
+    onCollected?: () => void,
   ) {
     super(fd, NATIVE_BACKEND);
     // Safety net: an fd dropped without close() is closed when this handle is collected.
-    guardFd(this, c, fd, FD_KINDS[new.target.name] ?? new.target.name, vmId);
+    guardFd(this, c, fd, FD_KINDS[new.target.name] ?? new.target.name, onCollected);
   }
   protected release(fd: number): void {
     unguard(this);
@@ -140,6 +140,12 @@ function checkApiVersion(c: Libc, fd: number, info: Record<string, unknown>): vo
     c.close(fd);
     throw syscallError(errno, 'openKvm', 'ioctl(KVM_GET_API_VERSION)', { ...info, version });
   }
+}
+
+/** Drops one reference to a VM record; when the kernel VM goes, so do its slots' leak-guard ranges. */
+function putVm(rec: NativeVmRecord, vmId: number): void {
+  rec.put();
+  if (rec.destroyed) forgetVmSlots(vmId);
 }
 
 /** `/dev/kvm`. */
@@ -258,16 +264,18 @@ export class NativeVm extends OwnedFd implements KvmVm {
     readonly type: number,
     private readonly sys?: NativeKvm,
     vmId = newVmId(),
+    rec = new NativeVmRecord(type),
   ) {
-    super(c, fd, vmId);
+    // Why: a VM handle collected without close() drops only the VM fd's reference, like close():
+    // a guest_memfd or vCPU may keep the VM, and its slots' leak-guard ranges, alive.
+    super(c, fd, () => putVm(rec, vmId));
     this.#vmId = vmId;
-    this.#rec = new NativeVmRecord(type);
+    this.#rec = rec;
   }
 
   /** Drops one reference to the VM; when the kernel VM goes, so do its slots' leak-guard ranges. */
   #put(): void {
-    this.#rec.put();
-    if (this.#rec.destroyed) forgetVmSlots(this.#vmId);
+    putVm(this.#rec, this.#vmId);
   }
 
   /** The vCPUs of this handle that are still open. */
