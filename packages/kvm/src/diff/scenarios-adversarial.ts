@@ -6,7 +6,18 @@
  * (or guestmem's policy) answer so that both drivers cannot drift together.
  */
 import type { KvmAnonMapping, KvmGuestMemfd, KvmVm } from '../api.js';
-import { MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE } from '../uapi/constants.js';
+import {
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MAP_ANONYMOUS,
+  MAP_FIXED_NOREPLACE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../uapi/constants.js';
 
 /** `MAP_DROPPABLE` (6.11+). */
 const MAP_DROPPABLE = 0x08;
@@ -255,6 +266,48 @@ for (const [typeName, type] of [
             'contents after advice 4': '11*4096,00*4096,11*4096',
           }
         : { 'advice 9': EINVAL, 'contents after advice 4': '11*4096,00*4096,11*4096' },
+  );
+}
+
+// Why: MADV_POPULATE_READ needs PROT_READ and MADV_POPULATE_WRITE needs PROT_WRITE (EINVAL
+// otherwise, also when the range reaches outside the mapping); the sim populated any mapping.
+for (const [protName, prot] of [
+  ['PROT_READ', PROT_READ],
+  ['PROT_NONE', PROT_NONE],
+  ['PROT_WRITE', PROT_WRITE],
+] as const) {
+  add(
+    `anon madvise: MADV_POPULATE_READ/WRITE on a ${protName} anonymous mapping, inside and reaching outside`,
+    withFile(0n, (s, _vm, g) => {
+      for (const [name, advice] of [
+        ['POPULATE_READ', MADV_POPULATE_READ],
+        ['POPULATE_WRITE', MADV_POPULATE_WRITE],
+      ] as const) {
+        for (const [offset, len] of [
+          [K4, K4],
+          [-K4, 2 * K4],
+          [2 * K4, 2 * K4],
+          [3 * K4, K4],
+        ] as const) {
+          const m = s.mmap(
+            g,
+            { length: 3 * K4, prot, flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, address: freeAddress(s, 3 * K4) },
+            'map',
+          );
+          if (m && 'madvise' in m) s.madvise(m as KvmAnonMapping, offset, len, advice, `${name} (${offset}, ${len})`);
+          m?.munmap();
+        }
+      }
+    }),
+    prot === PROT_READ
+      ? {
+          [`POPULATE_READ (${K4}, ${K4})`]: 'ok',
+          [`POPULATE_WRITE (${K4}, ${K4})`]: EINVAL,
+          [`POPULATE_WRITE (${-K4}, ${2 * K4})`]: EINVAL,
+        }
+      : prot === PROT_WRITE
+        ? { [`POPULATE_READ (${K4}, ${K4})`]: EINVAL, [`POPULATE_WRITE (${K4}, ${K4})`]: 'ok' }
+        : { [`POPULATE_READ (${K4}, ${K4})`]: EINVAL, [`POPULATE_WRITE (${K4}, ${K4})`]: EINVAL },
   );
 }
 

@@ -91,6 +91,12 @@ export class SimAnonMapping extends SimMappingBase implements KvmAnonMapping {
     if (r.empty) return;
     if (r.inside) {
       const { from, to } = r.inside;
+      // Why: MADV_POPULATE_READ/WRITE fault the range in for reading/writing; a VMA without that
+      // permission is EINVAL (madvise_populate: incompatible permissions), and the part inside the
+      // mapping is judged first (guestmem's policy above). x86 PROT_WRITE does not grant VM_READ (probed).
+      if (adv === MADV_POPULATE_READ && !(this.prot & PROT_READ)) throw fail('EINVAL', 'MADV_POPULATE_READ on a mapping without PROT_READ');
+      if (adv === MADV_POPULATE_WRITE && !(this.prot & PROT_WRITE))
+        throw fail('EINVAL', 'MADV_POPULATE_WRITE on a mapping without PROT_WRITE');
       if (this.shared) {
         // Why: shared anonymous memory is a shmem file (probed, mm/madvise.c): MADV_FREE and
         // MADV_WIPEONFORK refuse a non-anonymous or VM_SHARED VMA (EINVAL); MADV_DONTNEED only zaps
