@@ -295,7 +295,14 @@ export interface MmapArgs {
   flags: number;
   /** File offset; page-aligned (else EINVAL). Default 0. May be at or past EOF. */
   offset?: IntArg;
-  /** The `addr` hint (default 0). Only meaningful with `MAP_FIXED_NOREPLACE`. */
+  /**
+   * The `addr` argument (default 0). Without `MAP_FIXED_NOREPLACE` a hint, as the kernel takes it:
+   * used when the range there is free (rounded down to a page, raised to mmap_min_addr when below
+   * it), else ignored; `MAP_32BIT` places the mapping below 2 GiB instead. With
+   * `MAP_FIXED_NOREPLACE` the exact address, where every driver refuses an address below 64 KiB (a
+   * missing one included) with EPERM before any syscall: as root the kernel would map page 0 of the
+   * process (guestmem's NULL-page guard).
+   */
   address?: IntArg;
 }
 
@@ -425,6 +432,11 @@ export interface KvmAnonMapping extends KvmMapping {
    *   native VMA may be larger than the mapping when the kernel merged adjacent anonymous mappings).
    * - A range reaching outside the mapping (after its last page, before `address` through a negative
    *   offset, or anything after `munmap()`) is applied to the part inside and then fails with ENOMEM.
+   * - The anonymous mappings a guest_memfd `mmap` with `MAP_FIXED_NOREPLACE | MAP_ANONYMOUS` returns
+   *   follow their type: shared anonymous memory is shmem (`MADV_DONTNEED`/`_LOCKED` keep the
+   *   contents, `MADV_REMOVE` frees them, `MADV_FREE` and `MADV_WIPEONFORK` are EINVAL); droppable
+   *   memory (`MAP_DROPPABLE`) refuses `MADV_DOFORK`/`MADV_KEEPONFORK` and loses its pages on
+   *   `MADV_PAGEOUT`.
    *
    * Two guestmem policies, identical on both drivers: the advice never reaches memory outside this
    * mapping (the kernel would apply it to whatever else is mapped there, e.g. an adjacent anonymous

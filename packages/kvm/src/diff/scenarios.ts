@@ -37,6 +37,7 @@ import {
   PROT_WRITE,
   kvmSlot,
 } from '../uapi/constants.js';
+import { ADVERSARIAL_SCENARIOS } from './scenarios-adversarial.js';
 import { FIDELITY_SCENARIOS } from './scenarios-fidelity.js';
 import type { Scenario, Session } from './trace.js';
 
@@ -867,4 +868,4 @@ add('anon: anonymous memory and a guest_memfd mapping are independent', bound(K1
 }));
 
 /** Every differential scenario, in a stable order. Names are unique. */
-export const SCENARIOS: readonly Scenario[] = [...table.map(([name, run]) => ({ name, run })), ...FIDELITY_SCENARIOS];
+export const SCENARIOS: readonly Scenario[] = [...table.map(([name, run]) => ({ name, run })), ...FIDELITY_SCENARIOS, ...ADVERSARIAL_SCENARIOS];

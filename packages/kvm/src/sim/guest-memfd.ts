@@ -58,8 +58,16 @@ const MAP_TYPE = 0x0f;
 const MAP_DROPPABLE = 0x08;
 const MAP_GROWSDOWN = 0x100;
 const MAP_HUGETLB = 0x40000;
-/** `LEGACY_MAP_MASK`: the flags MAP_SHARED_VALIDATE accepts for a file without FOP_MMAP_SYNC. */
-const LEGACY_MAP_MASK = 0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000;
+/** `MAP_32BIT`: place the mapping in the legacy window below 2 GiB. */
+const MAP_32BIT = 0x40;
+/**
+ * `LEGACY_MAP_MASK` (include/linux/mman.h) as x86-64 spells it: the flags MAP_SHARED_VALIDATE accepts
+ * for a file without FOP_MMAP_SYNC. It ends with `MAP_32BIT` (0x40), `MAP_ABOVE4G` (0x80, x86 only),
+ * `MAP_HUGE_2MB` (21 << 26) and `MAP_HUGE_1GB` (30 << 26), so bits 6, 7 and 26–30 pass too (probed).
+ */
+const LEGACY_MAP_MASK =
+  (0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000) |
+  (0x40 | 0x80 | (21 << 26) | (30 << 26));
 
 /**
  * One guest_memfd file: `struct file` + its inode + `struct kvm_gmem` (the VM's view). References
@@ -205,7 +213,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     const fail = (code: 'EINVAL' | 'ENOMEM' | 'EOVERFLOW' | 'EOPNOTSUPP' | 'EPERM' | 'ENODEV', detail: string) =>
       sysErr(code, 'mmap', 'mmap', detail, { length: args.length, prot: args.prot, flags: args.flags, offset: args.offset ?? 0 });
     this.live('mmap', 'mmap');
-    refuseUnsafeMmapFlags(args.flags, SIM_BACKEND);
+    refuseUnsafeMmapFlags(args.flags, SIM_BACKEND, args.address);
     const length = u64('length', args.length);
     const offset = BigInt.asUintN(64, i64('offset', args.offset ?? 0));
     const hint = u64('address', args.address ?? 0);
@@ -225,7 +233,8 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     if (alen > TASK_SIZE) throw fail('ENOMEM', 'length exceeds the user address space');
     const fixed = flags & MAP_FIXED_NOREPLACE ? hint : undefined;
     if (fixed !== undefined && fixed & PAGE_MASK) throw fail('EINVAL', 'MAP_FIXED_NOREPLACE address is not page-aligned');
-    this.kernel.addressSpace.place(alen, fixed);
+    const placement = { hint, below2G: (flags & MAP_32BIT) !== 0 };
+    this.kernel.addressSpace.place(alen, fixed, placement);
     if (flags & MAP_ANONYMOUS) {
       // Why: ksys_mmap_pgoff never looks at the fd of a MAP_ANONYMOUS request, and do_mmap's
       // anonymous branch takes only SHARED (not GROWSDOWN), PRIVATE and DROPPABLE (probed: the real
@@ -233,7 +242,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
       const type = flags & MAP_TYPE;
       if (type === MAP_SHARED && flags & MAP_GROWSDOWN) throw fail('EINVAL', 'MAP_GROWSDOWN on a shared anonymous mapping');
       if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_DROPPABLE) throw fail('EINVAL', 'no valid MAP_TYPE for anonymous memory');
-      return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags), fixed);
+      return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags), fixed, placement);
     }
     // file_mmap_ok: the range must fit under MAX_LFS_FILESIZE.
     if (alen > I64_MAX || pgoff > (I64_MAX - alen) >> 12n) throw fail('EOVERFLOW', 'offset + length beyond MAX_LFS_FILESIZE');
@@ -259,6 +268,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
       alen,
       (address) => new SimMapping(this.kernel, core, address, Number(length), offset, prot, flags),
       fixed,
+      placement,
     );
   }
 

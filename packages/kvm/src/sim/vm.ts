@@ -36,7 +36,7 @@ import { setMemoryRegion } from './memslots.js';
 import { SimMappingBase } from './mapping-base.js';
 import type { SimVmState } from './vm-state.js';
 import { checkExtension } from './vm-types.js';
-import { KVM_MAX_VCPU_IDS, SimVcpu } from './vcpu.js';
+import { KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, SimVcpu } from './vcpu.js';
 
 export { SimMemslot } from './memslot.js';
 export { SimVmState } from './vm-state.js';
@@ -115,12 +115,17 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
 
   /**
    * Sim-only `KVM_CREATE_VCPU(id)`: a vCPU fd that pins the VM (see `vcpu.ts`; no instruction
-   * emulator). Errors: EINVAL for an id outside [0, KVM_MAX_VCPU_IDS), EEXIST for an id created before.
+   * emulator). Errors in `kvm_vm_ioctl_create_vcpu`'s order: EINVAL for an id outside
+   * [0, KVM_MAX_VCPU_IDS), EINVAL once the VM has created KVM_MAX_VCPUS vCPUs (closed ones count),
+   * EEXIST for an id created before.
    */
   createVcpu(id = 0): SimVcpu {
     const syscall = 'ioctl(KVM_CREATE_VCPU)';
     this.live('createVcpu', syscall);
     if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) throw sysErr('EINVAL', 'createVcpu', syscall, `vCPU id ${id} is not below ${KVM_MAX_VCPU_IDS}`, { id });
+    // Why: created_vcpus >= max_vcpus is checked before the id's existence (kvm_main.c), so a full VM
+    // answers EINVAL even for an id it already has.
+    if (this.state.vcpuIds.size >= KVM_MAX_VCPUS) throw sysErr('EINVAL', 'createVcpu', syscall, `the VM already created ${KVM_MAX_VCPUS} vCPUs`, { id });
     if (this.state.vcpuIds.has(id)) throw sysErr('EEXIST', 'createVcpu', syscall, `vCPU ${id} exists`, { id });
     this.state.vcpuIds.add(id);
     const fd = this.kernel.fds.install({ kind: 'vcpu', file: this.state });
