@@ -12,7 +12,7 @@ import {
   encodeMapFlags,
   isLend,
 } from '../uapi/index.js';
-import { err } from './errors.js';
+import { BACKEND, err } from './errors.js';
 import { SimBinding, SimGuestMem } from './guest-mem.js';
 import { rmErrno } from './memparcel.js';
 import { SimVcpu, type PendingAccess, type StepResult } from './vcpu.js';
@@ -21,7 +21,7 @@ import type { SimDevice } from './device.js';
 const MAP_MEM = 'ioctl(GUNYAH_VM_MAP_MEM)';
 const START = 'ioctl(GUNYAH_VM_START)';
 const HUGE_BYTES = 2n << 20n;
-const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, toBig(v));
+const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, toBig(v, 'ioctl argument', BACKEND));
 const ENOENT = 2;
 const EPERM = 1;
 

@@ -25,7 +25,7 @@ import type {
 } from '../api.js';
 import { resolveSlotMemory, withoutUserspace, type SlotReferencedMapping } from '../slot-memory.js';
 import { openFds } from '../api.js';
-import { i32, i64, u64 } from '../uapi/codec-util.js';
+import { i32, i64, u64 } from './codecs.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   KVM_CAP_GUEST_MEMFD_FLAGS,
@@ -55,7 +55,7 @@ import {
   decodeKvmMemoryAttributes,
   decodeKvmUserspaceMemoryRegion,
   decodeKvmUserspaceMemoryRegion2,
-} from '../uapi/structs.js';
+} from './codecs.js';
 import { diagnoseCreateGuestMemfd, diagnoseMemoryAttributes, diagnoseMemoryRegion, type NativeDiagnosis } from './diagnosis.js';
 import { NativeGmemFileRecord, NativeVmRecord, gmemFds, releaseSlot, type NativeSlotRecord } from './records.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';

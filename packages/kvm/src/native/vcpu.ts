@@ -19,13 +19,9 @@
 import { GuestMemError, guardLeak, unguard } from '@guestmem/core';
 import { MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_MEMORY_FAULT } from '../uapi/constants.js';
 import { KVM_CREATE_VCPU, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SIGNAL_MASK, KVM_SET_SREGS, SIZEOF_KVM_REGS, SIZEOF_KVM_RUN, SIZEOF_KVM_SREGS } from '../uapi/ioctl.js';
+import { decodeKvmRegs, decodeKvmRunExit, decodeKvmSregs, encodeKvmRegs, encodeKvmSregs } from './codecs.js';
 import {
   KVM_RUN_OFFSETS,
-  decodeKvmRegs,
-  decodeKvmRunExit,
-  decodeKvmSregs,
-  encodeKvmRegs,
-  encodeKvmSregs,
   type KvmRegs,
   type KvmRegsInput,
   type KvmRunExit,

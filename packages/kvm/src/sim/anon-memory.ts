@@ -14,7 +14,7 @@
 import { GuestMemFile, HostMapping, PAGE_SIZE_N } from '@guestmem/core';
 import type { IntArg, KvmAnonMapping } from '../api.js';
 import { madviseRange, refuseUnsafeMadvise } from '../mmap-policy.js';
-import { i32, u64 } from '../uapi/codec-util.js';
+import { i32, u64 } from './codecs.js';
 import {
   MADV_COLLAPSE,
   MADV_DONTNEED,

@@ -4,7 +4,7 @@
  */
 import { GuestMemError, HostAccessFault, PAGE_SIZE, type GuestMemErrorCode } from '@guestmem/core';
 import type { IntArg } from '../api.js';
-import { u64 } from '../uapi/codec-util.js';
+import { u64 } from './codecs.js';
 import { KVM_EXIT_MEMORY_FAULT, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY } from '../uapi/constants.js';
 import { TASK_SIZE } from './address-space.js';
 import { SimAnonMapping } from './anon-memory.js';

@@ -11,7 +11,7 @@ import {
   type GuestMemOps,
 } from '@guestmem/core';
 import type { GuestMemfdStat, IntArg, KvmGuestMemfd, KvmMapping, MmapArgs } from '../api.js';
-import { i32, i64, u64 } from '../uapi/codec-util.js';
+import { i32, i64, u64 } from './codecs.js';
 import {
   FALLOC_FL_COLLAPSE_RANGE,
   FALLOC_FL_INSERT_RANGE,

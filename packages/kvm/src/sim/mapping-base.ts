@@ -9,7 +9,7 @@
 import { GuestMemError, HostAccessFault, type HostMapping } from '@guestmem/core';
 import type { IntArg } from '../api.js';
 import type { SlotReferencedMapping } from '../slot-memory.js';
-import { u64 } from '../uapi/codec-util.js';
+import { u64 } from './codecs.js';
 import { PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import type { SimKernel } from './kernel.js';
 import { SIM_BACKEND } from './errors.js';

@@ -5,7 +5,7 @@
 import type { GuestMemErrorCode } from '@guestmem/core';
 import type { MemoryAttributesArgs } from '../api.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../uapi/constants.js';
-import { decodeKvmMemoryAttributes, encodeKvmMemoryAttributes } from '../uapi/structs.js';
+import { decodeKvmMemoryAttributes, encodeKvmMemoryAttributes } from './codecs.js';
 import { sysErr } from './errors.js';
 import type { SimVmState } from './vm-state.js';
 

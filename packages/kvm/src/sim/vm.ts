@@ -16,7 +16,7 @@ import type {
   UserMemoryRegion2,
 } from '../api.js';
 import { resolveSlotMemory, withoutUserspace, type SlotReferencedMapping } from '../slot-memory.js';
-import { u64 } from '../uapi/codec-util.js';
+import { u64 } from './codecs.js';
 import {
   decodeKvmCreateGuestMemfd,
   decodeKvmUserspaceMemoryRegion,
@@ -24,7 +24,7 @@ import {
   encodeKvmCreateGuestMemfd,
   encodeKvmUserspaceMemoryRegion,
   encodeKvmUserspaceMemoryRegion2,
-} from '../uapi/structs.js';
+} from './codecs.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
 import { guestAccess, type SimGuestAccess } from './guest-access.js';
 import { SimFdHandle, SimGmemFile, SimGuestMemfd } from './guest-memfd.js';
