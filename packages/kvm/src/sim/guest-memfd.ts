@@ -38,6 +38,7 @@ import type { SimMemslot } from './memslot.js';
 import type { SimVmState } from './vm-state.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
 import { FdHandle } from '../fd-handle.js';
+import { guardSimFd, unguard } from './leak-guard.js';
 
 const I64_MAX = (1n << 63n) - 1n;
 const U64_LIMIT = 1n << 64n;
@@ -128,14 +129,16 @@ export abstract class SimFdHandle extends FdHandle {
     fd: number,
   ) {
     super(fd, SIM_BACKEND);
+    guardSimFd(this, kernel, fd);
   }
 
   protected release(fd: number): void {
+    unguard(this);
     this.kernel.fds.remove(fd);
     this.onClose();
   }
 
-  /** What dropping this fd's reference does to the object behind it. */
+  /** What dropping this fd's reference does to the object behind it (the GC safety net in `leak-guard.ts` does the same per fd kind). */
   protected abstract onClose(): void;
 }
 
