@@ -564,7 +564,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 
 /**
  * A real host mapping of a guest_memfd, accessed through copies and checked first (see
- * {@link NativeMappingBase}). The SIGBUS rules are research §2.5, and they are static: a guest_memfd
+ * {@link NativeMappingBase}). The SIGBUS rules are docs/kvm-guest-memfd.md §2.5, and they are static: a guest_memfd
  * never changes size, and its flags are fixed at creation.
  * - file created without GUEST_MEMFD_FLAG_INIT_SHARED → HostAccessFault for every page (6.18 has no
  *   in-place conversion, so no page of such a file is ever shared);

@@ -11,7 +11,7 @@
  * its VM, as in the kernel: it outlives `close()` of the VM fd (and keeps running the guest) and must
  * be closed on its own.
  *
- * On the probe machine (PVM, research §0.2) every guest instruction is emulated and guest memory is
+ * On the probe machine (PVM, docs/kvm-guest-memfd.md §0.2) every guest instruction is emulated and guest memory is
  * reached through each slot's `userspace_addr`: a guest_memfd slot shows the file's contents to the
  * guest only when `userspace_addr` is the guest_memfd's own `MMAP|INIT_SHARED` mapping. A slot with
  * `userspace_addr = 0` gives `KVM_EXIT_MMIO` on that machine (probe).

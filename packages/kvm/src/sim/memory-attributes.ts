@@ -1,5 +1,5 @@
 /**
- * `KVM_SET_MEMORY_ATTRIBUTES` (`kvm_vm_ioctl_set_mem_attributes`, research §1.4): the VM's
+ * `KVM_SET_MEMORY_ATTRIBUTES` (`kvm_vm_ioctl_set_mem_attributes`, docs/kvm-guest-memfd.md §1.4): the VM's
  * per-gfn PRIVATE attribute, checks in the kernel's order.
  */
 import type { GuestMemErrorCode } from '@guestmem/core';

@@ -1,5 +1,5 @@
 /**
- * Codecs for the guest_memfd uAPI structs (research §1.2): each `encodeX(value, target?)` writes the
+ * Codecs for the guest_memfd uAPI structs (docs/kvm-guest-memfd.md §1.2): each `encodeX(value, target?)` writes the
  * exact little-endian bytes the kernel copies in (zeroing reserved/pad fields unless you set them —
  * the kernel ignores them, tests set them to prove it), and each `decodeX(buf)` reads them back.
  *

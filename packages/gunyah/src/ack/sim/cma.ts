@@ -1,5 +1,5 @@
 /**
- * The 6.12 line's CMA-pool memory (research `gunyah-ack.md` §5.8, K7 vm_mgr_cma_mem.c): one misc
+ * The 6.12 line's CMA-pool memory (docs/gunyah-ack.md §5.8, K7 vm_mgr_cma_mem.c): one misc
  * device per reserved CMA pool, `GH_ANDROID_CREATE_CMA_MEM_FD` on it gives a `[gunyah-cma]` fd of
  * the pool's size; one `mmap` per fd allocates one contiguous block; `read` is for the owner only
  * and not while the block is shared with a VM; no write, no fallocate; the last close frees it.

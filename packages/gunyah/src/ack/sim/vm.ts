@@ -1,5 +1,5 @@
 /**
- * A VM of the ACK driver (research `gunyah-ack.md` §4 for generation A, §5 for B/C): user-memory
+ * A VM of the ACK driver (docs/gunyah-ack.md §4 for generation A, §5 for B/C): user-memory
  * regions (share by `GH_VM_SET_USER_MEM_REGION`, lend by `GH_VM_ANDROID_LEND_USER_MEM`), CMA
  * bindings, VM start, the guest side (demand paging in B/C: one page pinned per fault, the whole
  * folio provided), `GH_VM_RECLAIM_REGION` and teardown.
@@ -38,7 +38,7 @@ const HOST_VMID = 3;
 /**
  * `overflows_type(gpa + size, u64)` — the wrap check of every ACK memory ioctl (K4, K7) — can never
  * fire: both operands are u64, so the sum is already a wrapped u64 and always fits the type (the
- * non-constant form is `check_add_overflow(sum, 0, &u64)`). Reading of the C code (research §4/§5
+ * non-constant form is `check_add_overflow(sum, 0, &u64)`). Reading of the C code (docs/gunyah-ack.md §4/§5
  * list EOVERFLOW, which older revisions' explicit `gpa + size < gpa` check gave). A wrapping range
  * goes on: B/C's `mtree_insert_range(gfn(gpa), gfn(gpa + size − 1))` gets first > last → EINVAL;
  * a range ending exactly at 2^64 is valid.
@@ -172,7 +172,7 @@ export class AckVm {
     const pins = mm.pinUserPages(b.uaddr, b.nr);
     if (pins.length < b.nr) {
       for (const p of pins) p.unpin();
-      // K4 unaccounts only the pages it pinned (research §10: a version bug); we unaccount the charge.
+      // K4 unaccounts only the pages it pinned (docs/gunyah-ack.md §10: a version bug); we unaccount the charge.
       mm.memlock.uncharge(b.nr);
       throw ackErr('EFAULT', op, syscall, `only ${pins.length} of ${b.nr} pages are mapped at 0x${b.uaddr.toString(16)}`);
     }
@@ -292,7 +292,7 @@ export class AckVm {
 
   /**
    * `GH_VM_START` (`gunyah_vm_ensure_started`): a running VM answers 0; a VM whose start failed
-   * answers ENODEV (research §4/§5.3: inference from the status check).
+   * answers ENODEV (docs/gunyah-ack.md §4/§5.3: inference from the status check).
    */
   start(): void {
     const syscall = sys('GH_VM_START');
