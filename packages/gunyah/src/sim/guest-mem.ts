@@ -12,6 +12,7 @@ import { BACKEND, RECLAIM_REFUSED, err, withSyscall } from './errors.js';
 import { isLent, isProvided, pageTransition, type PageState } from './page-state.js';
 import type { SimDevice } from './device.js';
 import type { SimVm } from './vm.js';
+import { guardedHandle, unguard } from './leak-guard.js';
 
 const HUGE = 512;
 /** `MAX_LFS_FILESIZE` on 64-bit: the VFS answers EFBIG past it. */
@@ -364,7 +365,8 @@ export class SimGuestMem implements GunyahGuestMem {
       const e = this.reclaim(Math.max(first, b.off), Math.min(end, b.offEnd), op, 'mmap', { binding: b });
       if (e) throw e;
     }
-    return new SimHostMapping(this, off, Number(length));
+    const m = new SimHostMapping(this, off, Number(length));
+    return guardedHandle(m, 'host mapping', `host mapping of guest-memory fd ${this.fd} at ${off} (${length} bytes)`, (x) => x.unmap());
   }
 
   /**
@@ -396,6 +398,7 @@ export class SimGuestMem implements GunyahGuestMem {
 
   close(): void {
     this.assertOpen('close', 'close');
+    unguard(this);
     this.fdOpen = false;
     this.device.closeFd(this.fd);
     this.file.release();
@@ -469,6 +472,7 @@ export class SimHostMapping implements GunyahHostMapping {
   }
   unmap(): void {
     if (!this.mem.mappings.delete(this)) return;
+    unguard(this);
     this.inner.unmap();
   }
 }
