@@ -76,7 +76,7 @@ export class SimDevice implements Gunyah {
   /** A new VM; the handle is released at garbage collection if dropped unclosed (`leak-guard.ts`). */
   createVm(arg = 0): GunyahVm {
     const vm = this.openVm(arg);
-    return guardedHandle(vm, 'VM fd', `VM fd ${vm.fd}`, (v) => v.close());
+    return guardedHandle(vm, 'gunyah-sim VM fd', `gunyah-sim VM fd ${vm.fd}`, (v) => v.close());
   }
 
   private openVm(arg: number): SimVm {
@@ -90,7 +90,7 @@ export class SimDevice implements Gunyah {
   /** A new guest-memory file; the handle is released at garbage collection if dropped unclosed (`leak-guard.ts`). */
   createGuestMem(args: { flags: bigint | number; size: bigint | number; reserved?: readonly bigint[] }): GunyahGuestMem {
     const mem = this.openGuestMem(args);
-    return guardedHandle(mem, 'guest-memory fd', `guest-memory fd ${mem.fd} (${mem.size} bytes)`, (m) => m.close());
+    return guardedHandle(mem, 'gunyah-sim guest-memory fd', `gunyah-sim guest-memory fd ${mem.fd} (${mem.size} bytes)`, (m) => m.close());
   }
 
   private openGuestMem(args: { flags: bigint | number; size: bigint | number; reserved?: readonly bigint[] }): SimGuestMem {

@@ -366,7 +366,7 @@ export class SimGuestMem implements GunyahGuestMem {
       if (e) throw e;
     }
     const m = new SimHostMapping(this, off, Number(length));
-    return guardedHandle(m, 'host mapping', `host mapping of guest-memory fd ${this.fd} at ${off} (${length} bytes)`, (x) => x.unmap());
+    return guardedHandle(m, 'gunyah-sim host mapping', `gunyah-sim host mapping of guest-memory fd ${this.fd} at ${off} (${length} bytes)`, (x) => x.unmap());
   }
 
   /**

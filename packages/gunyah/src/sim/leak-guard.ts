@@ -1,13 +1,16 @@
 /**
- * The simulated v17 driver's garbage-collection safety net (core's `guardLeak`): a VM, guest-memory
- * file or host mapping dropped without `close()`/`unmap()` is closed when collected, exactly as an
- * explicit close would (VM teardown reclaims its bindings and frees its VMID; a file's memory goes
+ * The simulated Gunyah drivers' garbage-collection safety net (core's `guardLeak`): a v17 VM,
+ * guest-memory file or host mapping, or an ACK VM or CMA fd, dropped without `close()`/`unmap()` is
+ * closed when collected, exactly as an explicit close would (VM teardown reclaims its bindings and frees its VMID; a file's memory goes
  * with its last reference), with one warning per collection.
  *
  * What is reachable: the object `createVm()`, `createGuestMem()` and `mmap()` return. It is a
  * handle on the device's own object (the one the device's fd table holds), so dropping the handle
  * is what makes the object collectable. An fd from the raw `ioctl()` entry point is a number only:
  * like any fd a process got from a syscall, it stays open until closed, and is not guarded.
+ *
+ * ACK user memory is named by its address (`AckProcess.mmap`/`munmap`), like an fd number: it lives
+ * until `munmap()`, and the pages a VM pinned live with the VM.
  *
  * Never released while in use: a binding holds a reference on its guest-memory file (core's
  * reference count), and host mappings hold one too, so a dropped file handle gives its memory back
@@ -23,6 +26,7 @@ import { guardLeak, unguard } from '@guestmem/core';
  * collected before `unguard(target)`.
  */
 export function guardedHandle<T extends object>(target: T, kind: string, what: string, release: (t: T) => void): T {
+  // `kind` and `what` name the backend ('gunyah-sim VM fd', …): the ACK driver uses this too.
   const methods = new Map<PropertyKey, { fn: unknown; bound: unknown }>();
   const handle = new Proxy(target, {
     get(t, key) {
@@ -35,7 +39,7 @@ export function guardedHandle<T extends object>(target: T, kind: string, what: s
       return bound;
     },
   });
-  guardLeak(handle, { kind: `gunyah-sim ${kind}`, what: `gunyah-sim ${what}`, release: () => release(target) }, target);
+  guardLeak(handle, { kind, what, release: () => release(target) }, target);
   return handle;
 }
 

@@ -32,6 +32,7 @@ import {
 import { ACK_RECLAIM_REFUSED, ackErr } from './errors.js';
 import type { AckHost, AckProcess } from './host.js';
 import type { CmaFd } from './cma.js';
+import { unguard } from '../../sim/leak-guard.js';
 
 const HOST_VMID = 3;
 
@@ -622,6 +623,7 @@ export class AckVm {
    */
   close(): void {
     this.assertOpen('close');
+    unguard(this);
     if (this.status === 'running') this.status = 'exited';
     this.reclaimRange(0, Number.MAX_SAFE_INTEGER, 'teardown');
     if (this.vmid) this.host.rm.vmReset(this.vmid);
