@@ -65,6 +65,23 @@ describe('gunyah-ack-sim driver leak guard (GC exposed)', () => {
     }
   });
 
+  it('a dropped CMA fd gives its pool back at collection (fd closed, block freed)', async () => {
+    const host = openGunyahAck({ cmaPools: { pool0: 4n * P } });
+    const pool = host.cmaDevices.get('pool0');
+    if (!pool) throw new Error('no pool');
+    const fds = host.stats().openFds;
+    (() => {
+      const cma = pool.createCmaMemFd();
+      cma.mmap(4n * P);
+    })();
+    expect(pool.allocatedBy).toBeDefined();
+    await collect(() => pool.allocatedBy === undefined);
+    expect(pool.allocatedBy).toBeUndefined();
+    expect(host.stats().openFds).toBe(fds);
+    // The pool can be taken again.
+    pool.createCmaMemFd().close();
+  });
+
   it('an fd from the raw ioctl entry point is a number only: it stays open until closed', async () => {
     const host = openGunyahAck();
     const fd = host.ioctl(ACK_DEVICE_FD, ACK_IOCTL.GH_CREATE_VM);
