@@ -40,7 +40,7 @@ export type KvmDriverKind = 'native' | 'sim';
 /**
  * Which kernel the simulated driver reproduces:
  * - `'6.18'`: Linux 6.18 exactly, including its quirks (e.g. the signed-overflow in the REGION2
- *   offset check that accepts `guest_memfd_offset = 0x7ffffffffffff000`, research §2.6 E1);
+ *   offset check that accepts `guest_memfd_offset = 0x7ffffffffffff000`, docs/kvm-guest-memfd.md §2.6 E1);
  * - `'upstream'`: the newest code read (post-6.18 fixes).
  * The native driver is whatever kernel runs; its `profile` is always `'host'`.
  */
@@ -206,7 +206,7 @@ export interface MemoryAttributesArgs {
 /**
  * A VM fd (`KVM_CREATE_VM`).
  *
- * Lifetime (research §2.12): every guest_memfd created on the VM pins it, so closing the VM fd does
+ * Lifetime (docs/kvm-guest-memfd.md §2.12): every guest_memfd created on the VM pins it, so closing the VM fd does
  * not destroy a VM that still has a guest_memfd file (the file keeps working). VM ioctls are only
  * allowed from the creating process (EIO otherwise).
  */
@@ -231,7 +231,7 @@ export interface KvmVm {
    */
   setUserMemoryRegion(region: UserMemoryRegion): void;
   /**
-   * `ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &region)` (api.rst 4.140). See research §2.6 for the
+   * `ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &region)` (api.rst 4.140). See docs/kvm-guest-memfd.md §2.6 for the
    * order of checks: slot range, flags, alignment, offset, address space, delete, immutable slot,
    * GPA overlap (EEXIST, before any guest_memfd check), then the bind (EBADF bad fd, EINVAL wrong
    * kind of fd / other VM / range / overlapping guest_memfd range).
@@ -262,7 +262,7 @@ export interface KvmVm {
   close(): void;
 }
 
-/** The subset of `struct stat` that guest_memfd defines (research §2.3). */
+/** The subset of `struct stat` that guest_memfd defines (docs/kvm-guest-memfd.md §2.3). */
 export interface GuestMemfdStat {
   /** `st_size`: the creation size (immutable). */
   size: bigint;
@@ -307,7 +307,7 @@ export interface MmapArgs {
 }
 
 /**
- * A guest_memfd file descriptor (research §2.2–§2.5).
+ * A guest_memfd file descriptor (docs/kvm-guest-memfd.md §2.2–§2.5).
  *
  * It supports only fallocate, mmap and fstat; read/write/pread/pwrite/lseek/ftruncate exist here
  * so callers can observe that they fail exactly as the kernel makes them fail.
@@ -369,7 +369,7 @@ export interface KvmGuestMemfd {
  * and reports the first refused byte the way the kernel would:
  * - a PROT violation (read of `PROT_NONE`, write without `PROT_WRITE`): `GuestMemError` EFAULT with
  *   `info.signal` `'SIGSEGV'`, before any byte (it applies to the whole mapping, so it comes first);
- * - a page the kernel answers with SIGBUS (research §2.5: at or past EOF; every page of a file created
+ * - a page the kernel answers with SIGBUS (docs/kvm-guest-memfd.md §2.5: at or past EOF; every page of a file created
  *   without `GUEST_MEMFD_FLAG_INIT_SHARED`, even allocated ones): `HostAccessFault` with `offset` =
  *   the file offset of the first refused byte;
  * - a byte past the mapped pages: `GuestMemError` EFAULT with `info.signal` `'SIGSEGV'` (the kernel
@@ -413,7 +413,7 @@ export interface KvmMapping {
  * -1, 0)` (from {@link Kvm.mmapAnonymous}). This is a VMM's normal guest RAM (QEMU, Cloud Hypervisor,
  * the selftests' `VM_MEM_SRC_ANONYMOUS`) and, on a confidential (private-memory) VM, the **shared
  * side** of a guest_memfd slot: REGION2 takes "a valid guest_memfd (private memory) and
- * userspace_addr (shared memory)" (research §1.4), and a private-memory VM's guest_memfd cannot be
+ * userspace_addr (shared memory)" (docs/kvm-guest-memfd.md §1.4), and a private-memory VM's guest_memfd cannot be
  * INIT_SHARED, so the shared pages live here.
  *
  * `offset` is 0, `prot` `PROT_READ|PROT_WRITE`, `flags` `MAP_PRIVATE|MAP_ANONYMOUS`. Every page reads

@@ -1,5 +1,5 @@
 /**
- * The named differential scenarios: every error row and lifetime rule of research §2, plus the
+ * The named differential scenarios: every error row and lifetime rule of docs/kvm-guest-memfd.md §2, plus the
  * guest_memfd selftest sequences (§3.1, §3.2). Each one runs on the real kernel and on the sim; the
  * traces must be equal. Adding a scenario is adding one entry to {@link SCENARIOS}.
  */

@@ -25,7 +25,7 @@ import type {
 } from '../api.js';
 import { resolveSlotMemory, withoutUserspace, type SlotReferencedMapping } from '../slot-memory.js';
 import { openFds } from '../api.js';
-import { i32, i64, u64 } from '../uapi/codec-util.js';
+import { i32, i64, u64 } from './codecs.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   KVM_CAP_GUEST_MEMFD_FLAGS,
@@ -55,7 +55,7 @@ import {
   decodeKvmMemoryAttributes,
   decodeKvmUserspaceMemoryRegion,
   decodeKvmUserspaceMemoryRegion2,
-} from '../uapi/structs.js';
+} from './codecs.js';
 import { diagnoseCreateGuestMemfd, diagnoseMemoryAttributes, diagnoseMemoryRegion, type NativeDiagnosis } from './diagnosis.js';
 import { NativeGmemFileRecord, NativeVmRecord, gmemFds, releaseSlot, type NativeSlotRecord } from './records.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
@@ -582,7 +582,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 
 /**
  * A real host mapping of a guest_memfd, accessed through copies and checked first (see
- * {@link NativeMappingBase}). The SIGBUS rules are research §2.5, and they are static: a guest_memfd
+ * {@link NativeMappingBase}). The SIGBUS rules are docs/kvm-guest-memfd.md §2.5, and they are static: a guest_memfd
  * never changes size, and its flags are fixed at creation.
  * - file created without GUEST_MEMFD_FLAG_INIT_SHARED → HostAccessFault for every page (6.18 has no
  *   in-place conversion, so no page of such a file is ever shared);

@@ -30,9 +30,15 @@ export interface SimVma<T> {
   readonly owner: T;
 }
 
-export class SimAddressSpace<T> {
+/**
+ * Ranges hold their owner weakly: a mapping object dropped without munmap() can be collected, and
+ * the safety net (`leak-guard.ts`) then frees its range through {@link releaseCollected}.
+ */
+export class SimAddressSpace<T extends object> {
   /** Live ranges, sorted by start. */
-  private readonly vmas: Array<SimVma<T>> = [];
+  private readonly vmas: Array<{ readonly start: bigint; readonly end: bigint; readonly ref: WeakRef<T> }> = [];
+  /** Ranges of collected owners kept reserved while still in use. */
+  private deferred: Array<{ start: bigint; inUse: () => boolean }> = [];
 
   /**
    * Reserves `len` bytes (page-aligned). With `fixed` the range must start there and be free
@@ -41,10 +47,11 @@ export class SimAddressSpace<T> {
   map<U extends T>(len: bigint, make: (address: bigint) => U, fixed?: bigint, opts: PlaceOptions = {}): U {
     const start = this.place(len, fixed, opts);
     const owner = make(start);
-    this.insert({ start, end: start + len, owner });
+    this.insert({ start, end: start + len, ref: new WeakRef(owner) });
     return owner;
   }
 
+<<<<<<< HEAD
   /**
    * Where {@link map} would put the range (throws ENOMEM/EEXIST as `get_unmapped_area` does); reserves
    * nothing. Without `fixed`, as x86-64 6.18 does (probed): `MAP_32BIT` takes the lowest free range
@@ -59,6 +66,11 @@ export class SimAddressSpace<T> {
       if (h !== 0n && h < MIN_ADDR) h = MIN_ADDR;
       if (h !== 0n && h + len <= TASK_SIZE && this.isFree(h, len)) return h;
     }
+=======
+  /** Where {@link map} would put the range (throws ENOMEM/EEXIST as `get_unmapped_area` does); reserves nothing. */
+  place(len: bigint, fixed?: bigint): bigint {
+    this.retryDeferred();
+>>>>>>> polish
     if (fixed !== undefined) {
       if (fixed + len > TASK_SIZE) throw sysErr('ENOMEM', 'mmap', 'mmap', `[${fixed}, +${len}) leaves user space`);
       if (this.vmas.some((v) => v.start < fixed + len && fixed < v.end)) {
@@ -106,16 +118,32 @@ export class SimAddressSpace<T> {
     if (i >= 0) this.vmas.splice(i, 1);
   }
 
-  /** The range containing `address`, if any. */
+  /** The range containing `address`, if any (a reserved range whose owner was collected maps nothing). */
   find(address: bigint): SimVma<T> | undefined {
-    return this.vmas.find((v) => v.start <= address && address < v.end);
+    const v = this.vmas.find((x) => x.start <= address && address < x.end);
+    const owner = v?.ref.deref();
+    return v && owner ? { start: v.start, end: v.end, owner } : undefined;
   }
 
   get size(): number {
+    this.retryDeferred();
     return this.vmas.length;
   }
 
-  private insert(vma: SimVma<T>): void {
+  /** The owner of the range at `start` was collected: the range is freed now, or once `inUse()` turns false. */
+  releaseCollected(start: bigint, inUse: () => boolean): void {
+    if (inUse()) this.deferred.push({ start, inUse });
+    else this.unmap(start);
+  }
+
+  private retryDeferred(): void {
+    if (this.deferred.length === 0) return;
+    const still = this.deferred.filter((d) => d.inUse());
+    for (const d of this.deferred) if (!still.includes(d)) this.unmap(d.start);
+    this.deferred = still;
+  }
+
+  private insert(vma: { readonly start: bigint; readonly end: bigint; readonly ref: WeakRef<T> }): void {
     let i = 0;
     while (i < this.vmas.length && this.vmas[i]!.start < vma.start) i++;
     this.vmas.splice(i, 0, vma);

@@ -4,8 +4,8 @@
  * the kernel selftests' `VM_MEM_SRC_ANONYMOUS`).
  *
  * Why it exists: on a private-memory VM (`KVM_X86_SW_PROTECTED_VM`) guest_memfd cannot be
- * INIT_SHARED, so every host fault on it is SIGBUS (research §2.5) and the *shared* side of a gmem
- * slot must come from other host memory at `userspace_addr` (research §1.4 REGION2: "a valid
+ * INIT_SHARED, so every host fault on it is SIGBUS (docs/kvm-guest-memfd.md §2.5) and the *shared* side of a gmem
+ * slot must come from other host memory at `userspace_addr` (docs/kvm-guest-memfd.md §1.4 REGION2: "a valid
  * guest_memfd (private memory) and userspace_addr (shared memory)"). This object is that memory.
  *
  * `KvmAnonMapping` of `api.ts`; the native counterpart is `native/anon-memory.ts`. Sim-only extras:
@@ -14,7 +14,7 @@
 import { GuestMemFile, HostMapping, PAGE_SIZE_N } from '@guestmem/core';
 import type { IntArg, KvmAnonMapping } from '../api.js';
 import { madviseRange, refuseUnsafeMadvise } from '../mmap-policy.js';
-import { i32, u64 } from '../uapi/codec-util.js';
+import { i32, u64 } from './codecs.js';
 import {
   MADV_COLLAPSE,
   MADV_DONTNEED,

@@ -1,7 +1,7 @@
 /**
  * `KVM_SET_USER_MEMORY_REGION(2)` on the simulated VM: the judgement of `memslot-rules.ts` (every
  * check, in the kernel's order), then the change — memslot creation, move, flags change or deletion,
- * and the guest_memfd bind (research §2.6). Each refusal names its rule in `info.rule`.
+ * and the guest_memfd bind (docs/kvm-guest-memfd.md §2.6). Each refusal names its rule in `info.rule`.
  */
 import { GUEST_MEMFD_FLAG_MMAP } from '../uapi/constants.js';
 import type { KvmUserspaceMemoryRegion2Decoded } from '../uapi/structs.js';

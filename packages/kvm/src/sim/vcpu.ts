@@ -1,5 +1,5 @@
 /**
- * A simulated vCPU fd (`KVM_CREATE_VCPU`): its id and its reference on the VM (research §2.12).
+ * A simulated vCPU fd (`KVM_CREATE_VCPU`): its id and its reference on the VM (docs/kvm-guest-memfd.md §2.12).
  *
  * Lifetime as in the kernel: the vCPU fd holds a VM reference (`kvm_get_kvm` in
  * `kvm_vm_ioctl_create_vcpu`, dropped by `kvm_vcpu_release`), so it outlives `close()` of the VM fd
