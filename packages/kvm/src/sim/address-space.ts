@@ -51,7 +51,6 @@ export class SimAddressSpace<T extends object> {
     return owner;
   }
 
-<<<<<<< HEAD
   /**
    * Where {@link map} would put the range (throws ENOMEM/EEXIST as `get_unmapped_area` does); reserves
    * nothing. Without `fixed`, as x86-64 6.18 does (probed): `MAP_32BIT` takes the lowest free range
@@ -60,17 +59,13 @@ export class SimAddressSpace<T extends object> {
    * ends within user space; else the highest free range below MMAP_BASE.
    */
   place(len: bigint, fixed?: bigint, opts: PlaceOptions = {}): bigint {
+    this.retryDeferred();
     if (fixed === undefined && opts.below2G) return this.placeLow(len, opts.hint);
     if (fixed === undefined && opts.hint !== undefined) {
       let h = opts.hint & ~4095n;
       if (h !== 0n && h < MIN_ADDR) h = MIN_ADDR;
       if (h !== 0n && h + len <= TASK_SIZE && this.isFree(h, len)) return h;
     }
-=======
-  /** Where {@link map} would put the range (throws ENOMEM/EEXIST as `get_unmapped_area` does); reserves nothing. */
-  place(len: bigint, fixed?: bigint): bigint {
-    this.retryDeferred();
->>>>>>> polish
     if (fixed !== undefined) {
       if (fixed + len > TASK_SIZE) throw sysErr('ENOMEM', 'mmap', 'mmap', `[${fixed}, +${len}) leaves user space`);
       if (this.vmas.some((v) => v.start < fixed + len && fixed < v.end)) {

@@ -130,7 +130,6 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(c.vm.bindings().length).toBe(3);
   });
 
-<<<<<<< HEAD
   it('regression: a host page the hypervisor holds for a guest is never provided again — not through a second binding of the same VM, not to another VM — so the host and other guests never read lent memory [K7 gunyah_vm_provide_folio: memextent_donate from the host extent; one owner per page: inference ACK_FOLIO_HELD_ERRNO]', () => {
     // Found by a break program: the second binding's fault re-registered the folio as shared, the
     // host then read the lent page the guest held, and a second VM read the first guest's data.
@@ -168,10 +167,7 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(c.host.stats()).toMatchObject({ vms: 0, stage2Folios: 0, parcels: 0, lockedPages: 0 });
   });
 
-  it('region flags: only R/W/X (0x7); 0x10 — FORCE_LEND in the ACK enum, ALLOW_READ in v17 — is EINVAL; flags 0 are accepted [K7 vm_mgr.c, research §3.2]', () => {
-=======
   it('region flags: only R/W/X (0x7); 0x10 — FORCE_LEND in the ACK enum, ALLOW_READ in v17 — is EINVAL; flags 0 are accepted [K7 vm_mgr.c, docs/gunyah-ack.md §3.2]', () => {
->>>>>>> polish
     const c = new AckCell();
     const m = c.host.current.mmap({ size: P });
     for (const flags of [0x10, 0x17, 0x20, 0x100, 0x8]) {

@@ -310,13 +310,9 @@ export class AckVm {
 
   /**
    * `GH_VM_START` (`gunyah_vm_ensure_started`): a running VM answers 0; a VM whose start failed
-<<<<<<< HEAD
-   * after the status became LOAD answers ENODEV (K7: `gunyah_vm_start` runs only from NO_STATE and
+   * after the status became LOAD answers ENODEV (docs/gunyah-ack.md, K7: `gunyah_vm_start` runs only from NO_STATE and
    * `ensure_started` answers -ENODEV for any status but RUNNING); C's ENOENT for a DTB outside
    * every binding comes before LOAD and leaves the VM startable (B's comes after LOAD, K5).
-=======
-   * answers ENODEV (docs/gunyah-ack.md §4/§5.3: inference from the status check).
->>>>>>> polish
    */
   start(): void {
     const syscall = sys('GH_VM_START');
