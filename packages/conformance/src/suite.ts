@@ -13,6 +13,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GuestMemError, type CapabilityName, type GuestMemory, type HostView, type Hypervisor, type MemoryAccess, type MemoryBinding, type Vm } from '@guestmem/core';
+import { defineErrorBackendSuite } from './error-backend.js';
 import { defineStatsSuite } from './stats.js';
 
 /** How a backend plugs into the suite. */
@@ -76,6 +77,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
   const suite = target.skip ? describe.skip : describe;
   if (target.skip) console.warn(`[conformance] ${target.name}: skipped: ${target.skip}`);
   defineStatsSuite(target);
+  defineErrorBackendSuite(target);
 
   suite(`conformance: ${target.name}`, () => {
     /** Runs `body` with a fresh hypervisor and VM, always cleaning up. */

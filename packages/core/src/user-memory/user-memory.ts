@@ -1,6 +1,6 @@
 import { HostAccessFault, gmErr } from '../errors/guest-mem-error.js';
 import type { HostAccessKind, HostAccessVerdict } from '../file/types.js';
-import { ArenaFolioAllocator, type FolioAllocator } from '../folio/folio-allocator.js';
+import { ArenaFolioAllocator, allocFolioFor, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex } from '../page-index/page-index.js';
 import { PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
 
@@ -169,7 +169,7 @@ export class UserMemory {
         if (folio >= 0) this.index.store(index, folio, 9);
       }
       if (folio < 0) {
-        folio = this.allocator.alloc(0);
+        folio = allocFolioFor(this.allocator, 0, op, this.ops.backend);
         this.index.store(index, folio, 0);
       }
     }

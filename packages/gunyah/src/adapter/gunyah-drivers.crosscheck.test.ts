@@ -2,7 +2,7 @@
  * One neutral-API scenario set run on both simulated Gunyah drivers: the v17 series (`gunyah-sim`)
  * and the Android Common Kernel (`gunyah-ack-sim`). Where the hypervisor's rules must agree, both
  * give the same answer; where the kernels differ by design, each scenario asserts each driver's own
- * answer with its source (v17: research `gunyah.md`; ACK: `gunyah-ack.md` keys K1–K13).
+ * answer with its source (v17: docs/gunyah-v17.md; ACK: docs/gunyah-ack.md, keys K1–K13).
  */
 import { describe, expect, it } from 'vitest';
 import { GuestMemError, type GuestMemory, type Hypervisor, type Vm } from '@guestmem/core';
@@ -58,6 +58,34 @@ const errCode = (fn: () => unknown): string | undefined => {
   }
   return undefined;
 };
+
+describe('each neutral adapter speaks its own uAPI: 0x10 is never carried across', () => {
+  it('regression: v17 private/shared bindings go out as FORCE_LEND|R|W|X (0x71) / FORCE_SHARE|R|W (0x32) on MAP_MEM; ACK as region flags R|W|X (0x7) on LEND_USER_MEM / SET_USER_MEM_REGION — never with ACK FORCE_LEND 0x10, which the region ioctls refuse [v17 gunyah.h (test VMM bindings.rs); K7 gunyah.h, vm_mgr.c flags & ~0x7 → EINVAL; crosvm sets R|X(|W)]', () => {
+    const v17 = new GunyahHypervisor({ guestCooperates: false });
+    const ack = new GunyahAckHypervisor();
+    for (const h of [v17, ack]) {
+      const vm = h.createVm();
+      const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true, initiallyShared: true });
+      vm.bind({ memory: m, offset: 0, gpa: G, size: P, access: 'private' });
+      vm.bind({ memory: m, offset: P, gpa: G + BigInt(P), size: P, access: 'shared' });
+      const sim = (vm as unknown as { sim: { bindings(): ReadonlyArray<{ flags: number; share?: string }> } }).sim;
+      const wire = sim.bindings().map((b) => [b.flags, b.share]);
+      if (h === v17)
+        expect(wire).toEqual([
+          [0x71, undefined],
+          [0x32, undefined],
+        ]);
+      else
+        expect(wire).toEqual([
+          [0x7, 'lend'],
+          [0x7, 'share'],
+        ]);
+    }
+    expect(V17.GUNYAH_MEM_FORCE_LEND | V17.GUNYAH_MEM_ALLOW_RWX).toBe(0x71);
+    v17.close();
+    ack.close();
+  });
+});
 
 describe.each(DRIVERS)('Gunyah drivers agree: $id', (d) => {
   it('lend makes memory host-inaccessible: no byte of a page the guest holds, nor of one it never touched, reaches the host; the guest keeps its data', () => {
@@ -120,7 +148,7 @@ describe.each(DRIVERS)('Gunyah drivers agree: $id', (d) => {
 describe('Gunyah drivers differ by design', () => {
   const answers = (fn: (d: Driver) => unknown): Record<string, unknown> => Object.fromEntries(DRIVERS.map((d) => [d.id, fn(d)]));
 
-  it('unbind: v17 removes the binding (MAP_MEM | UNMAP, gunyah.md §1.5); ACK has no removal ioctl (gunyah-ack.md §4, §7): EOPNOTSUPP, binding kept', () => {
+  it('unbind: v17 removes the binding (MAP_MEM | UNMAP, docs/gunyah-v17.md §1.5); ACK has no removal ioctl (docs/gunyah-ack.md §4, §7): EOPNOTSUPP, binding kept', () => {
     expect(
       answers((d) => {
         const { h, vm } = setup(d, 'shared');
@@ -132,7 +160,7 @@ describe('Gunyah drivers differ by design', () => {
     ).toEqual({ 'gunyah-sim': [undefined, 0], 'gunyah-ack-sim': ['EOPNOTSUPP', 1] });
   });
 
-  it('punch of touched lent memory: v17 reclaims through the file and refuses (EBUSY, gunyah.md §2.9); ACK has no file to punch (EOPNOTSUPP)', () => {
+  it('punch of touched lent memory: v17 reclaims through the file and refuses (EBUSY, docs/gunyah-v17.md §2.9); ACK has no file to punch (EOPNOTSUPP)', () => {
     expect(
       answers((d) => {
         const { h, vm, m } = setup(d, 'private');
@@ -144,7 +172,7 @@ describe('Gunyah drivers differ by design', () => {
     ).toEqual({ 'gunyah-sim': 'EBUSY', 'gunyah-ack-sim': 'EOPNOTSUPP' });
   });
 
-  it('mapping a range the guest holds: v17 mmap reclaims first and fails (EBUSY, gunyah.md §1.6); ACK keeps the host mapping and the access takes a stage-2 fault (SIGBUS; K6 memory.rs, inference for the signal)', () => {
+  it('mapping a range the guest holds: v17 mmap reclaims first and fails (EBUSY, docs/gunyah-v17.md §1.6); ACK keeps the host mapping and the access takes a stage-2 fault (SIGBUS; K6 memory.rs, inference for the signal)', () => {
     expect(
       answers((d) => {
         const { h, vm, m } = setup(d, 'private');
@@ -192,7 +220,7 @@ describe('Gunyah drivers differ by design', () => {
 });
 
 describe('Gunyah drivers differ below the neutral API (uAPI level, where the neutral rule hides it)', () => {
-  it("the host's own access to lent memory: v17's mmap reclaims a page the guest relinquished and then reads it (gunyah.md §1.6); ACK keeps a touched page out of the host's stage 2 until RECLAIM_REGION, whatever the guest did (K6, K7: no host-fault reclaim without a guest_memfd), while a lent page the guest never touched is still plain host memory", () => {
+  it("the host's own access to lent memory: v17's mmap reclaims a page the guest relinquished and then reads it (docs/gunyah-v17.md §1.6); ACK keeps a touched page out of the host's stage 2 until RECLAIM_REGION, whatever the guest did (K6, K7: no host-fault reclaim without a guest_memfd), while a lent page the guest never touched is still plain host memory", () => {
     // v17
     const v17 = openGunyah({ driver: 'sim' });
     const dtb = v17.createGuestMem({ flags: 0n, size: 4096n });

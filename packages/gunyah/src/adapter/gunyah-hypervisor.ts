@@ -237,7 +237,7 @@ class GunyahGuestMemory implements GuestMemory {
       accounting: 'exact',
     };
   }
-  /** Gunyah's uAPI has no memory-failure injection (research §6), so no 'poison-injection'. */
+  /** Gunyah's uAPI has no memory-failure injection (none among the ioctls of docs/gunyah-v17.md §1.2), so no 'poison-injection'. */
   markPoisoned(): void {
     throw gmErr('EOPNOTSUPP', 'markPoisoned', BACKEND, 'the Gunyah simulation does not model memory failure');
   }

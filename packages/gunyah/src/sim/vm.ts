@@ -12,16 +12,17 @@ import {
   encodeMapFlags,
   isLend,
 } from '../uapi/index.js';
-import { err } from './errors.js';
+import { BACKEND, err } from './errors.js';
 import { SimBinding, SimGuestMem } from './guest-mem.js';
 import { rmErrno } from './memparcel.js';
 import { SimVcpu, type PendingAccess, type StepResult } from './vcpu.js';
 import type { SimDevice } from './device.js';
+import { unguard } from './leak-guard.js';
 
 const MAP_MEM = 'ioctl(GUNYAH_VM_MAP_MEM)';
 const START = 'ioctl(GUNYAH_VM_START)';
 const HUGE_BYTES = 2n << 20n;
-const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, toBig(v));
+const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, toBig(v, 'ioctl argument', BACKEND));
 const ENOENT = 2;
 const EPERM = 1;
 
@@ -432,6 +433,7 @@ export class SimVm implements GunyahVm {
    */
   close(): void {
     this.assertOpen('close');
+    unguard(this);
     if (this.status === 'running') this.status = 'exited'; // VM_STOP
     // gunyah_vm_remove_functions: the vCPUs lose their function and resource; their fds are closed
     // too (v17 would keep the VM alive while a vCPU fd holds it: README #30).

@@ -238,7 +238,7 @@ export class KvmVmAdapter implements Vm {
    *   VM): the MMU and KVM's emulator then see the same memory;
    * - otherwise fresh anonymous host memory (`Kvm.mmapAnonymous`, both drivers): what a CoCo VMM
    *   uses for shared pages, since a private-memory VM's guest_memfd cannot be INIT_SHARED, and what
-   *   KVM's emulator reads for a slot whose guest_memfd it does not fault in (research §0.2, §2.8).
+   *   KVM's emulator reads for a slot whose guest_memfd it does not fault in (docs/kvm-guest-memfd.md §0.2, §2.8).
    * The arguments pass core's neutral {@link checkBind} first.
    * The mapping belongs to the binding: unbind (and VM destroy) unmaps it.
    * `access` (default: 'private' on a VM with private memory, else 'shared') is applied to the GPA

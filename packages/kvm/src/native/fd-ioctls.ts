@@ -4,9 +4,8 @@
  * gives) still yields a handle, so no fd can leak.
  */
 import type { CreateGuestMemfdArgs, IntArg, KvmGuestMemfd } from '../api.js';
-import { u64 } from '../uapi/codec-util.js';
 import { KVM_CHECK_EXTENSION, KVM_CREATE_GUEST_MEMFD } from '../uapi/ioctl.js';
-import { encodeKvmCreateGuestMemfd } from '../uapi/structs.js';
+import { encodeKvmCreateGuestMemfd, u64 } from './codecs.js';
 import { syscallError } from './errors.js';
 import type { Libc } from './libc.js';
 

@@ -14,7 +14,7 @@ import { GuestMemError, type GuestMemErrorCode } from '@guestmem/core';
 import type { IntArg } from '../api.js';
 import { madviseRange, refuseUnsafeMadvise } from '../mmap-policy.js';
 import { mlockArgs, mprotectArgs, outsidePlan, rangeSpan, type ArgVerdict, type MappingVmas, type MmOp } from '../mm-range.js';
-import { i32, u64 } from '../uapi/codec-util.js';
+import { i32, u64 } from './codecs.js';
 import { MADV_POPULATE_READ, MADV_POPULATE_WRITE, MLOCK_ONFAULT } from '../uapi/constants.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import type { Libc } from './libc.js';

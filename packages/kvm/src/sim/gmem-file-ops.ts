@@ -10,7 +10,7 @@
  * (fchmod/fchown); the file is opened O_RDWR and gets `O_LARGEFILE` added at creation (F_GETFL).
  */
 import { O_APPEND, O_DIRECT, O_NOATIME, O_NONBLOCK } from '../uapi/constants.js';
-import { i64, u64 } from '../uapi/codec-util.js';
+import { i64, u64 } from './codecs.js';
 import type { IntArg } from '../api.js';
 import { sysErr } from './errors.js';
 import type { SimFdTable } from './fd-table.js';

@@ -20,7 +20,7 @@ import {
   type ArgVerdict,
   type MmOp,
 } from '../mm-range.js';
-import { i32, u64 } from '../uapi/codec-util.js';
+import { i32, u64 } from './codecs.js';
 import {
   MADV_COLD,
   MADV_COLLAPSE,
@@ -58,7 +58,7 @@ export class SimMapping extends SimMappingBase implements KvmGmemMapping {
   readonly #pages: number;
 
   constructor(kernel: SimKernel, file: GuestMemFile<any>, address: bigint, length: number, offset: bigint, prot: number, flags: number) {
-    // The mapping takes its own file reference (research §2.5, LT1/S2b).
+    // The mapping takes its own file reference (docs/kvm-guest-memfd.md §2.5, LT1/S2b).
     super(kernel, new HostMapping(file, { offset, length }), address, length, offset, prot, flags);
     this.#pages = Math.ceil(length / 4096);
     this.#vmas = new MappingVmas(this.#pages, prot);

@@ -1,7 +1,6 @@
 import type { FolioStats } from '@guestmem/core';
 import type { CreateGuestMemfdArgs, IntArg, Kvm, KvmGuestMemfd, KvmProfile, OtherFd, OtherFdKind } from '../api.js';
-import { encodeKvmCreateGuestMemfd } from '../uapi/structs.js';
-import { u64 } from '../uapi/codec-util.js';
+import { encodeKvmCreateGuestMemfd, u64 } from './codecs.js';
 import { sysErr } from './errors.js';
 import { SimFdHandle } from './guest-memfd.js';
 import { SimKernel, type SimKernelOptions } from './kernel.js';

@@ -1,5 +1,5 @@
 /**
- * A simulated vCPU fd (`KVM_CREATE_VCPU`): its id, its reference on the VM (research §2.12) and the
+ * A simulated vCPU fd (`KVM_CREATE_VCPU`): its id, its reference on the VM (docs/kvm-guest-memfd.md §2.12) and the
  * KVM ioctls a VMM may issue on it by mistake (`KvmIoctlTarget`).
  *
  * `kvm_vm_ioctl_create_vcpu` (virt/kvm/kvm_main.c), in order: an id ≥ KVM_MAX_VCPU_IDS (4096 on
@@ -16,8 +16,7 @@
  * `SimKvmVm.guestAccess` uses.
  */
 import type { CreateGuestMemfdArgs, IntArg, KvmGuestMemfd, KvmVcpuFd } from '../api.js';
-import { u64 } from '../uapi/codec-util.js';
-import { encodeKvmCreateGuestMemfd } from '../uapi/structs.js';
+import { encodeKvmCreateGuestMemfd, u64 } from './codecs.js';
 import { sysErr } from './errors.js';
 import { guestAccess, type SimGuestAccess } from './guest-access.js';
 import { SimFdHandle } from './guest-memfd.js';
@@ -26,8 +25,12 @@ import type { SimVmState } from './vm-state.js';
 
 /** `KVM_MAX_VCPU_IDS` of the probe machine (`KVM_CAP_MAX_VCPU_ID` answers 4096; id 4096 is EINVAL, probed). */
 export const KVM_MAX_VCPU_IDS = 4096;
-/** `KVM_MAX_VCPUS` on x86 (`KVM_CAP_MAX_VCPUS`). */
-const KVM_MAX_VCPUS = 1024;
+/**
+ * `KVM_MAX_VCPUS` of the probe machine (`KVM_CAP_MAX_VCPUS` answers 1024): `kvm->max_vcpus`. The
+ * kernel counts `kvm->created_vcpus`, which closing a vCPU fd does not lower (the vCPU lives until
+ * the VM is destroyed), so the 1025th KVM_CREATE_VCPU of a VM is EINVAL (probed).
+ */
+export const KVM_MAX_VCPUS = 1024;
 
 export class SimVcpu extends SimFdHandle implements KvmVcpuFd {
   constructor(

@@ -295,7 +295,7 @@ class AckMemoryBinding implements MemoryBinding {
   get end(): bigint {
     return this.gpa + this.size;
   }
-  /** ACK has no way to remove a region (research §7): EOPNOTSUPP, the binding stays. */
+  /** ACK has no way to remove a region (docs/gunyah-ack.md §7): EOPNOTSUPP, the binding stays. */
   unbind(): void {
     if (!this.active) return;
     throw gmErr(

@@ -49,7 +49,7 @@ describe('ACK simulation invariants (model-based)', () => {
         const data = { lend: new Array<number>(N).fill(0), share: new Array<number>(N).fill(0) };
         const held: Held[] = new Array<Held>(N).fill('host');
         const sharedInStage2 = new Set<number>();
-        let started = false; // the first vCPU run starts the VM: the DTB parcel's folio joins stage 2
+        let started = false; // the helper starts the VM before the first vCPU run: the DTB parcel's folio joins stage 2
         for (const o of ops) {
           if (o.k === 'gw' || o.k === 'gr') {
             const gpa = (o.lend ? LEND : SHARE) + BigInt(o.i) * P;

@@ -1,6 +1,6 @@
 /**
- * ACK's own rules, one test each, with the source the rule comes from (keys of research
- * `gunyah-ack.md` §0). Generation C (the 6.12 line) unless the test says otherwise.
+ * ACK's own rules, one test each, with the source the rule comes from (keys of
+ * docs/gunyah-ack.md §0). Generation C (the 6.12 line) unless the test says otherwise.
  */
 import { describe, expect, it } from 'vitest';
 import { HostAccessFault } from '@guestmem/core';
@@ -106,11 +106,15 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(c.vm.status).toBe('no-state');
     c.vm.start();
     expect(c.vm.vcpu().read(G, 1).status).toBe('done');
-    // Generation A: gh_vcpu_run calls gh_vm_ensure_started (6.1-era series).
+  });
+
+  it('regression: generation A does not start the VM on GH_VCPU_RUN either — ENODEV until VM_START [the gh_-era gh_vcpu_run matching K1\'s uAPI (GH_VCPU_EXIT_STATUS, gh_vcpu_check_system): !vcpu->rsc → -ENODEV; only upstream PATCH v9 24/27 (Jan 2023) called gh_vm_ensure_started from RUN]', () => {
     const a = new AckCell({ generation: 'A' });
     a.add(G, P, 'share');
+    expect(() => a.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'ENODEV', syscall: 'ioctl(GH_VCPU_RUN)' }));
+    expect(a.vm.status).toBe('no-state');
+    a.vm.start();
     expect(a.vm.vcpu().read(G, 1).status).toBe('done');
-    expect(a.vm.status).toBe('running');
   });
 
   it('overlap is checked on GPAs only: the same host range twice and a repeated label are fine; a GPA overlap is EEXIST [K7 maple-tree insert, labels unchecked]', () => {
@@ -118,12 +122,52 @@ describe('ACK rules (generation C unless stated)', () => {
     const m = c.add(G, 4n * P, 'share');
     c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: G + MiB, memorySize: 4n * P, userspaceAddr: m.address });
     c.write(G, Uint8Array.of(5));
-    expect(c.read(G + MiB)).toEqual(Uint8Array.of(5)); // two GPAs, one host page
+    // Both bindings exist, but one host page can be in the guest's stage 2 once: the second GPA's
+    // fault cannot donate it again (ACK_FOLIO_HELD_ERRNO, inference) — see the regression test below.
+    expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-22);
+    expect(c.read(G + MiB + P)).toEqual(Uint8Array.of(0)); // a page the first binding never provided
     expect(() => c.vm.lendUserMem({ label: 7, flags: RWX, guestPhysAddr: G + 3n * P, memorySize: 2n * P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
     expect(c.vm.bindings().length).toBe(3);
   });
 
-  it('region flags: only R/W/X (0x7); 0x10 — FORCE_LEND in the ACK enum, ALLOW_READ in v17 — is EINVAL; flags 0 are accepted [K7 vm_mgr.c, research §3.2]', () => {
+  it('regression: a host page the hypervisor holds for a guest is never provided again — not through a second binding of the same VM, not to another VM — so the host and other guests never read lent memory [K7 gunyah_vm_provide_folio: memextent_donate from the host extent; one owner per page: inference ACK_FOLIO_HELD_ERRNO]', () => {
+    // Found by a break program: the second binding's fault re-registered the folio as shared, the
+    // host then read the lent page the guest held, and a second VM read the first guest's data.
+    const c = new AckCell();
+    const m = c.host.current.mmap({ size: P });
+    c.vm.lendUserMem({ label: 5, flags: RWX, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address });
+    c.vm.setUserMemRegion({ label: 6, flags: RWX, guestPhysAddr: G + MiB, memorySize: P, userspaceAddr: m.address });
+    c.write(G, Uint8Array.of(0x42));
+    const locked = c.host.current.mm.memlock.lockedPages;
+    expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-22);
+    expect(c.host.current.mm.memlock.lockedPages).toBe(locked); // the refused fault unpinned and unaccounted
+    expect(m.memory.pinsAt(0)).toBe(1);
+    sigbus(() => c.host.current.read(m.address, 1));
+    expect(() => c.vm.reclaimRegion({ guestPhysAddr: G + MiB, size: P })).not.toThrow(); // nothing provided there
+    sigbus(() => c.host.current.read(m.address, 1));
+    expect(c.vm.pageState(Number(G / P))).toBe('LENT_LOCKED');
+
+    // A second VM over the same host page: its fault is refused too; its DTB cannot be a held page either.
+    const vm2 = c.host.createVm();
+    const d2 = c.host.current.mmap({ size: P });
+    vm2.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: d2.address });
+    vm2.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    vm2.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address });
+    vm2.start();
+    expect(faultAttempt(vm2.vcpu().read(G, 1))).toBe(-22);
+    const vm3 = c.host.createVm();
+    vm3.lendUserMem({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: m.address });
+    vm3.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    expect(() => vm3.start()).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    vm3.close();
+    vm2.close();
+    sigbus(() => c.host.current.read(m.address, 1)); // closing the other VMs gave nothing of VM 1's back
+    c.vm.close();
+    expect(c.host.current.read(m.address, 1)).toEqual(Uint8Array.of(0x42)); // teardown reclaims it (no sanitize in ACK)
+    expect(c.host.stats()).toMatchObject({ vms: 0, stage2Folios: 0, parcels: 0, lockedPages: 0 });
+  });
+
+  it('region flags: only R/W/X (0x7); 0x10 — FORCE_LEND in the ACK enum, ALLOW_READ in v17 — is EINVAL; flags 0 are accepted [K7 vm_mgr.c, docs/gunyah-ack.md §3.2]', () => {
     const c = new AckCell();
     const m = c.host.current.mmap({ size: P });
     for (const flags of [0x10, 0x17, 0x20, 0x100, 0x8]) {
@@ -188,12 +232,16 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(() => c.vm.mapCmaMem({ ...args, guestMemFd: 77 })).toThrow(expect.objectContaining({ code: 'EBADF' }));
     expect(() => c.vm.mapCmaMem({ ...args, offset: 0x123n })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' })); // offset unchecked for alignment, but past i_size
     expect(() => c.vm.mapCmaMem({ ...args, guestAddr: DTB_GPA })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    // regression: the i_size check adds offset + size in u64, so a wrapping sum passes it (K7
+    // gunyah_vm_binding_cma_alloc); the binding is made, and its pages lie past the block.
+    c.vm.mapCmaMem({ ...args, guestAddr: G + 4n * MiB, offset: 0xffff_ffff_ffff_f000n, size: P });
+    expect(c.vm.bindings().filter((b) => b.kind === 'cma').length).toBe(1);
     c.vm.mapCmaMem(args);
     f.close();
     dev.createCmaMemFd().close(); // the binding holds no file reference before start… the block went with the fd
   });
 
-  it('no unbind: RECLAIM_REGION takes the pages back and keeps the binding; the next guest access faults the same page back in [K7 RECLAIM_REGION, research §5.5]', () => {
+  it('no unbind: RECLAIM_REGION takes the pages back and keeps the binding; the next guest access faults the same page back in [K7 RECLAIM_REGION, docs/gunyah-ack.md §5.5]', () => {
     const c = new AckCell();
     c.add(G, 4n * P, 'share');
     c.write(G + P, Uint8Array.of(0x33));
@@ -247,22 +295,40 @@ describe('ACK rules (generation C unless stated)', () => {
   it('guest faults: write to a binding without ALLOW_WRITE → -EPERM, unmapped host address → -EFAULT, a regular-file mapping → -EIO; an unbound GPA is an MMIO exit [K7 gunyah_demand_page, gunyah_vcpu.c]', () => {
     const c = new AckCell();
     c.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+    c.add(G + 2n * MiB, P, 'share', { kind: 'file' });
+    const gone = c.add(G + MiB, P, 'share');
+    c.host.current.munmap(gone.address); // last, so no later mmap reuses the address
     const w = c.cpu.write(G, Uint8Array.of(1));
     expect(faultAttempt(w)).toBe(-1);
-    // The run block, byte for byte (research §3.3; K7 gunyah_handle_page_fault sets resume_action FAULT):
+    // The run block, byte for byte (docs/gunyah-ack.md §3.3; K7 gunyah_handle_page_fault sets resume_action FAULT):
     // exit_reason @8 = 3, phys_addr @16, attempt @24 (s32), resume_action @28.
     const run = (w as { run: Uint8Array }).run;
     expect(Buffer.from(run.subarray(8, 12)).toString('hex')).toBe('03000000');
     expect(Buffer.from(run.subarray(16, 24)).toString('hex')).toBe('0000008000000000');
     expect(Buffer.from(run.subarray(24, 28)).toString('hex')).toBe('ffffffff');
     expect(run[28]).toBe(1);
-    const gone = c.add(G + MiB, P, 'share');
-    c.host.current.munmap(gone.address);
     expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-14);
-    c.add(G + 2n * MiB, P, 'share', { kind: 'file' });
     expect(faultAttempt(c.cpu.read(G + 2n * MiB, 1))).toBe(-5);
     const r = c.cpu.read(0x9000_0000n, 4);
     expect(r).toMatchObject({ status: 'mmio', gpa: 0x9000_0000n, isWrite: false });
+  });
+
+  it('regression: the exit kind of a failed demand page follows the RM demand-paging ranges set at VM_START — in them PAGE_FAULT with attempt, outside them (a binding added after start; B: share bindings; C protected: share bindings) the VMMIO path exits MMIO [K7 gunyah_setup_demand_paging, gunyah_handle_mmio; K5 gunyah_gup_setup_demand_paging; classification: inference as in the v17 model]', () => {
+    const c = new AckCell();
+    c.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+    c.vm.start();
+    const late = c.add(G + MiB, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+    expect(faultAttempt(c.cpu.write(G, Uint8Array.of(1)))).toBe(-1);
+    expect(c.cpu.write(G + MiB, Uint8Array.of(1))).toMatchObject({ status: 'mmio', gpa: G + MiB, isWrite: true });
+    expect(c.cpu.read(G + MiB, 1)).toMatchObject({ status: 'done', data: Uint8Array.of(0) }); // demand paging still works there
+    expect(late.memory.pinsAt(0)).toBe(1);
+    for (const [generation, dtbLend] of [['B', false], ['C', true]] as const) {
+      const x = new AckCell({ generation, dtbLend });
+      x.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
+      x.add(G + MiB, P, 'lend', { flags: F.GUNYAH_MEM_ALLOW_READ });
+      expect(x.cpu.write(G, Uint8Array.of(1)), `${generation}: share binding`).toMatchObject({ status: 'mmio' });
+      expect(faultAttempt(x.cpu.write(G + MiB, Uint8Array.of(1)))).toBe(-1);
+    }
   });
 
   it('protected iff the DTB binding lends: a protected VM maps shared memory RW/R only, so an instruction fetch there exits -EPERM; an unprotected VM maps it executable [K7 gunyah_vm_set_protected, access table §5.2; the -EPERM exit is the model\'s stand-in for a re-fault loop]', () => {
@@ -279,7 +345,7 @@ describe('ACK rules (generation C unless stated)', () => {
     }
   });
 
-  it('VM_START: a DTB smaller than a page is EINVAL (gfn(size) = 0 pages); no binding at the DTB is ENOENT; a failed start leaves the VM un-startable (ENODEV) [K7 gunyah_vm_start; ENODEV: inference]', () => {
+  it('VM_START: a DTB smaller than a page is EINVAL (gfn(size) = 0 pages); no binding at the DTB is ENOENT; a start that failed after LOAD leaves the VM un-startable (ENODEV) [K7 gunyah_vm_start, gunyah_vm_ensure_started]', () => {
     const host = openGunyahAck();
     const vm = host.createVm();
     const m = host.current.mmap({ size: P });
@@ -290,6 +356,66 @@ describe('ACK rules (generation C unless stated)', () => {
     const vm2 = host.createVm();
     vm2.setDtbConfig({ guestPhysAddr: 0x1000_0000n, size: P });
     expect(() => vm2.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+  });
+
+  it('regression: VM_START without a binding at the DTB (ENOENT) fails before LOAD in C, so the VM stays startable — a retry after binding the DTB starts it; B fails after LOAD [K7 gunyah_vm_start: gunyah_vm_set_protected → err_dealloc_vmid, status stays NO_STATE; ensure_started retries from NO_STATE; K5 gunyah_vm_start]', () => {
+    const host = openGunyahAck();
+    const vm = host.createVm();
+    vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    expect(() => vm.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(vm.status).toBe('no-state');
+    expect(vm.vmid).toBe(0); // the VMID went back (err_dealloc_vmid)
+    const m = host.current.mmap({ size: P });
+    vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: m.address });
+    vm.start();
+    expect(vm.status).toBe('running');
+    vm.close();
+    expect(host.stats()).toMatchObject({ vms: 0, parcels: 0, lockedPages: 0 });
+    // Generation B (K5 gunyah_vm_start) has no set_protected step: the DTB parcel's ENOENT comes after LOAD.
+    const b = openGunyahAck({ generation: 'B' });
+    const vmB = b.createVm();
+    vmB.setDtbConfig({ guestPhysAddr: DTB_GPA, size: P });
+    expect(() => vmB.start()).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(() => vmB.start()).toThrow(expect.objectContaining({ code: 'ENODEV' }));
+  });
+
+  it('VM_START: a DTB running past its user-memory binding is not refused — the pin runs on into the host memory after the binding (EFAULT only where nothing is mapped) and the guest sees those pages [K7 gunyah_gup_share_parcel has no bounds check; parcel_to_paged enters the folios by gfn]', () => {
+    const h = openGunyahAck();
+    const m = h.current.mmap({ size: 2n * P });
+    m.memory.write(P, Uint8Array.of(0xd7));
+    const vm = h.createVm();
+    vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: m.address });
+    vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: 2n * P });
+    vm.start();
+    expect(h.current.mm.memlock.lockedPages).toBe(2);
+    const r = vm.vcpu().read(DTB_GPA + P, 1);
+    expect(r).toMatchObject({ status: 'done', data: Uint8Array.of(0xd7) });
+    vm.close();
+    expect(h.stats()).toMatchObject({ lockedPages: 0, stage2Folios: 0, parcels: 0 });
+    // Nothing mapped after the binding's host range: the short pin is EFAULT and the start fails.
+    const top = h.current.mm.mappings.at(-1)!;
+    const vm2 = h.createVm();
+    vm2.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: P, userspaceAddr: top.end - P });
+    vm2.setDtbConfig({ guestPhysAddr: DTB_GPA, size: 2n * P });
+    expect(() => vm2.start()).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    vm2.close();
+    expect(h.stats()).toMatchObject({ lockedPages: 0, stage2Folios: 0, parcels: 0 });
+  });
+
+  it('regression: the DTB parcel keeps one pin and one RLIMIT_MEMLOCK page per folio — a two-page DTB in one THP folio is charged 1 page, and teardown returns it to 0 [K7 gunyah_gup_share_parcel drops the non-head pins, __gunyah_vm_reclaim_folio_locked unpins and uncharges one page]', () => {
+    const h = openGunyahAck();
+    const m = h.current.mmap({ size: 2n * MiB, hugePages: true });
+    const vm = h.createVm();
+    vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: DTB_GPA, memorySize: 2n * MiB, userspaceAddr: m.address });
+    vm.setDtbConfig({ guestPhysAddr: DTB_GPA, size: 2n * P });
+    vm.start();
+    expect(h.current.mm.memlock.lockedPages).toBe(1);
+    expect(m.memory.pinsAt(0)).toBe(1); // pins count per folio
+    expect(vm.vcpu().read(DTB_GPA + 5n * P, 1).status).toBe('done'); // the whole folio is in the guest's stage 2
+    expect(h.current.mm.memlock.lockedPages).toBe(1);
+    vm.close();
+    expect(h.stats()).toMatchObject({ lockedPages: 0, stage2Folios: 0, parcels: 0 });
+    expect(m.memory.pinsAt(0)).toBe(0);
   });
 
   it('CHECK_EXTENSION: GH_CAP_VCPU_TIMER_WAKEUP (0) → 1, anything else → 0; ENOTTY in A and B [K7 @2f10437]', () => {
@@ -303,7 +429,7 @@ describe('ACK rules (generation C unless stated)', () => {
     }
   });
 
-  it('raw ioctls decode the 32-byte region and 40-byte CMA structs; a short argument is EFAULT [K7; research §3]', () => {
+  it('raw ioctls decode the 32-byte region and 40-byte CMA structs; a short argument is EFAULT [K7; docs/gunyah-ack.md §3]', () => {
     const c = new AckCell({ cmaPools: { vm: MiB } });
     const m = c.host.current.mmap({ size: 2n * P });
     expect(c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ANDROID_LEND_USER_MEM, encodeUserMemoryRegion({ label: 3, flags: RW, guestPhysAddr: G, memorySize: 2n * P, userspaceAddr: m.address }))).toBe(0);
@@ -341,6 +467,17 @@ describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel 
     expect(() => c.vm.setUserMemRegion({ label: 50, flags: RWX, guestPhysAddr: G + MiB, memorySize: 2n * P, userspaceAddr: top.start })).toThrow(expect.objectContaining({ code: 'EFAULT' }));
     expect(top.memory.pinsAt(0)).toBe(1);
     expect(c.host.current.mm.memlock.lockedPages).toBe(5);
+  });
+
+  it('regression: two regions over the same host pages cannot both become parcels — start fails EINVAL and teardown still returns every pin and charge [one owner per page: inference ACK_FOLIO_HELD_ERRNO; K4 parcels at start]', () => {
+    const c = new AckCell({ generation: 'A' });
+    const m = c.add(G, 2n * P, 'lend');
+    c.vm.setUserMemRegion({ label: 9, flags: RWX, guestPhysAddr: G + MiB, memorySize: 2n * P, userspaceAddr: m.address });
+    expect(() => c.vm.start()).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(c.host.stats().stage2Folios).toBe(0);
+    expect(c.host.current.read(m.address, 1)).toEqual(Uint8Array.of(0));
+    c.vm.close();
+    expect(c.host.stats()).toMatchObject({ parcels: 0, lockedPages: 0, stage2Folios: 0 });
   });
 
   it('labels are unique per VM (EEXIST)', () => {

@@ -1,5 +1,5 @@
 /**
- * A VM of the ACK driver (research `gunyah-ack.md` §4 for generation A, §5 for B/C): user-memory
+ * A VM of the ACK driver (docs/gunyah-ack.md §4 for generation A, §5 for B/C): user-memory
  * regions (share by `GH_VM_SET_USER_MEM_REGION`, lend by `GH_VM_ANDROID_LEND_USER_MEM`), CMA
  * bindings, VM start, the guest side (demand paging in B/C: one page pinned per fault, the whole
  * folio provided), `GH_VM_RECLAIM_REGION` and teardown.
@@ -32,20 +32,33 @@ import {
 import { ACK_RECLAIM_REFUSED, ackErr } from './errors.js';
 import type { AckHost, AckProcess } from './host.js';
 import type { CmaFd } from './cma.js';
+import { unguard } from '../../sim/leak-guard.js';
 
 const HOST_VMID = 3;
 
 /**
  * `overflows_type(gpa + size, u64)` — the wrap check of every ACK memory ioctl (K4, K7) — can never
  * fire: both operands are u64, so the sum is already a wrapped u64 and always fits the type (the
- * non-constant form is `check_add_overflow(sum, 0, &u64)`). Reading of the C code (research §4/§5
+ * non-constant form is `check_add_overflow(sum, 0, &u64)`). Reading of the C code (docs/gunyah-ack.md §4/§5
  * list EOVERFLOW, which older revisions' explicit `gpa + size < gpa` check gave). A wrapping range
  * goes on: B/C's `mtree_insert_range(gfn(gpa), gfn(gpa + size − 1))` gets first > last → EINVAL;
  * a range ending exactly at 2^64 is valid.
  */
 const wrapsU64 = (gpa: bigint, size: bigint): boolean => gpa + size > U64;
 const U64 = 1n << 64n;
-const E = { EPERM: 1, ENOENT: 2, EIO: 5, ENOMEM: 12, EFAULT: 14, EOPNOTSUPP: 95 } as const;
+const E = { EPERM: 1, ENOENT: 2, EIO: 5, ENOMEM: 12, EFAULT: 14, EINVAL: 22, EOPNOTSUPP: 95 } as const;
+
+/**
+ * Errno when the hypervisor is asked to take a folio it already holds for some VM — through a second
+ * binding of the same host pages in this VM or in another one. The hypervisor's memory database
+ * records one owner per physical page: after the first `memextent_donate` the page belongs to a
+ * guest extent, so a second donate (or an RM MEM_LEND/MEM_SHARE) from the host's extent fails.
+ * Inference: the exact hypervisor error is not in the kernel sources; quic/gunyah-hypervisor's
+ * `error_t` has ERROR_MEMDB_NOT_OWNER (111), which `gunyah_error_remap` (K7 include/linux/gunyah.h)
+ * maps through its `default:` to -EINVAL. Without this rule a host page lent to one guest reached
+ * the host again (and another guest) through a second binding.
+ */
+export const ACK_FOLIO_HELD_ERRNO = E.EINVAL;
 const sys = (n: AckIoctlName): string => ackIoctlSyscall(n);
 
 /** One binding of the VM (`struct gunyah_vm_binding`). */
@@ -101,6 +114,8 @@ export class AckVm {
   private dtb: { gpa: bigint; size: bigint } | undefined;
   private fw: { gpa: bigint; size: bigint } | undefined;
   private dtbParcel: number | undefined;
+  /** The bindings VM_START gave the RM for demand paging (profile `demandPagingSet`); later bindings are not among them. */
+  private readonly demandPaged = new Set<AckBinding>();
   vmid = 0;
   status: VmStatus = 'no-state';
   /** "Protected" = the binding holding the DTB lends (`gunyah_vm_set_protected`, K7). */
@@ -172,7 +187,7 @@ export class AckVm {
     const pins = mm.pinUserPages(b.uaddr, b.nr);
     if (pins.length < b.nr) {
       for (const p of pins) p.unpin();
-      // K4 unaccounts only the pages it pinned (research §10: a version bug); we unaccount the charge.
+      // K4 unaccounts only the pages it pinned (docs/gunyah-ack.md §10: a version bug); we unaccount the charge.
       mm.memlock.uncharge(b.nr);
       throw ackErr('EFAULT', op, syscall, `only ${pins.length} of ${b.nr} pages are mapped at 0x${b.uaddr.toString(16)}`);
     }
@@ -220,8 +235,9 @@ export class AckVm {
 
   /**
    * `GH_VM_ANDROID_MAP_CMA_MEM` (C), checks in K7's order: size 0 or size/guest_addr unaligned →
-   * EINVAL (the offset is not checked); wrap → EOVERFLOW; fd not open → EBADF; offset + size past
-   * the fd's size → EOVERFLOW; GPA overlap → EEXIST. `flags` is not validated; FORCE_LEND (0x10)
+   * EINVAL (the offset is not checked); the EOVERFLOW wrap check is dead (see wrapsU64); fd not
+   * open → EBADF; offset + size (a u64 sum, so a wrapping one passes) past the fd's size →
+   * EOVERFLOW; a wrapping GPA range → EINVAL and GPA overlap → EEXIST (maple tree). `flags` is not validated; FORCE_LEND (0x10)
    * lends, anything else shares. The fd's *type* is checked only at start.
    */
   mapCmaMem(a: AckMapCmaMemArgs): void {
@@ -236,7 +252,9 @@ export class AckVm {
     if (size === 0n || size % PAGE_SIZE_N || gpa % PAGE_SIZE_N) throw ackErr('EINVAL', op, syscall, 'size 0, or size / guest_addr not page-aligned');
     if (!this.host.isOpen(a.guestMemFd)) throw ackErr('EBADF', op, syscall, `fd ${a.guestMemFd} is not open`);
     const iSize = this.host.cmaFd(a.guestMemFd)?.size ?? 0n; // other files: their i_size (0 for the anon inodes modelled)
-    if (offset + size > iSize) throw ackErr('EOVERFLOW', op, syscall, `offset + size = ${offset + size} is past the file size ${iSize}`);
+    // `cma_map->offset + cma_map->size > max_size` is computed in u64 (K7): a sum that wraps passes.
+    const end = BigInt.asUintN(64, offset + size);
+    if (end > iSize) throw ackErr('EOVERFLOW', op, syscall, `offset + size = ${end} is past the file size ${iSize}`);
     // The EOVERFLOW check of guest_addr + size is dead (see wrapsU64): a wrap is mtree_insert_range's EINVAL.
     if (wrapsU64(gpa, size)) throw ackErr('EINVAL', op, syscall, 'guest_addr + size wraps: mtree_insert_range(first > last)');
     const flags = a.flags >>> 0;
@@ -292,7 +310,9 @@ export class AckVm {
 
   /**
    * `GH_VM_START` (`gunyah_vm_ensure_started`): a running VM answers 0; a VM whose start failed
-   * answers ENODEV (research §4/§5.3: inference from the status check).
+   * after the status became LOAD answers ENODEV (docs/gunyah-ack.md, K7: `gunyah_vm_start` runs only from NO_STATE and
+   * `ensure_started` answers -ENODEV for any status but RUNNING); C's ENOENT for a DTB outside
+   * every binding comes before LOAD and leaves the VM startable (B's comes after LOAD, K5).
    */
   start(): void {
     const syscall = sys('GH_VM_START');
@@ -300,6 +320,14 @@ export class AckVm {
     if (this.status === 'running') return;
     if (this.status !== 'no-state') throw ackErr('ENODEV', 'start', syscall, `VM is ${this.status}`);
     this.vmid = this.host.allocVmid();
+    if (this.profile.dtbBindingCheckedBeforeLoad && !this.bindingAt(this.dtb ? Number(this.dtb.gpa / PAGE_SIZE_N) : 0)) {
+      // K7 gunyah_vm_start: gunyah_vm_set_protected (-ENOENT: no binding at the config-image start)
+      // fails before the status becomes LOAD → err_dealloc_vmid: the VMID is freed and the status
+      // stays NO_STATE, so a later VM_START tries again (unlike the failures after LOAD).
+      this.host.freeVmid(this.vmid);
+      this.vmid = 0;
+      throw ackErr('ENOENT', 'start', syscall, 'no binding holds the DTB start (the VM stays startable)');
+    }
     try {
       if (this.profile.parcelPerRegion) this.startA(syscall);
       else this.startBC(syscall);
@@ -308,12 +336,23 @@ export class AckVm {
       throw e;
     }
     this.status = 'running';
+    for (const b of this.tree) {
+      const set = this.profile.demandPagingSet;
+      const isFw = this.fw !== undefined && BigInt(b.gfn) * PAGE_SIZE_N === this.fw.gpa;
+      if (!isFw && (set === 'lend' ? b.share === 'lend' : set === 'lend-if-protected' ? !this.isProtected || b.share === 'lend' : false)) this.demandPaged.add(b);
+    }
   }
 
   /** Generation A (K4 `gh_vm_start`): every region becomes one parcel; the DTB must overlap a region. */
   private startA(syscall: string): void {
+    const claimed = new Set<number>();
     for (const b of this.tree) {
       const pins = b.pins ?? [];
+      // One owner per physical page: a region over pages another region or VM already holds is refused (see ACK_FOLIO_HELD_ERRNO).
+      if (pins.some((p) => this.host.stage2.has(p.folio.folio) || claimed.has(p.folio.folio))) {
+        throw ackErr('EINVAL', 'start', syscall, `region ${b.label}: its host pages are already lent or shared to a guest through another region`);
+      }
+      for (const p of pins) claimed.add(p.folio.folio);
       const acl: AclEntry[] = [{ vmid: this.vmid, rights: rmRights(b.rights) }];
       if (b.share === 'share') acl.push({ vmid: HOST_VMID, rights: 7 });
       const sgl = this.mergeSgl(b, pins);
@@ -361,7 +400,10 @@ export class AckVm {
     if (!b) throw ackErr('ENOENT', 'start', syscall, 'no binding holds the DTB start');
     this.isProtected = b.share === 'lend';
     if (nr === 0) throw ackErr('EINVAL', 'start', syscall, 'DTB parcel of 0 pages (size below one page or not configured)');
-    if (gfn + nr > b.gfn + b.nr) throw ackErr('EINVAL', 'start', syscall, 'the DTB runs past its binding');
+    // A GUP binding has no bounds check: the pin runs on past the binding's host range (EFAULT only
+    // where nothing is mapped there; K7 gunyah_gup_share_parcel). A CMA binding checks only the
+    // parcel's size against the binding's (K7 gunyah_cma_share_parcel: `nr << PAGE_SHIFT > b->size`).
+    if (b.kind === 'cma' && nr > b.nr) throw ackErr('EINVAL', 'start', syscall, 'the DTB parcel is larger than its CMA binding');
     const pins: UserPagePin[] = [];
     let memory: UserMemory | undefined;
     if (b.kind === 'user') {
@@ -379,6 +421,8 @@ export class AckVm {
       if (!f.block) throw ackErr('EINVAL', 'start', syscall, 'the CMA fd has no block (never mmapped)');
       memory = f.block;
       const first = Number(b.cmaOffset! / PAGE_SIZE_N) + (gfn - b.gfn);
+      // K7 adds the byte offsets to a `struct page *` (`cma->page + b->cma.offset + offset`), 4096× too
+      // far: a bug, intent kept — the model uses the pages the offsets name. Past the block: inference (EINVAL).
       if (first + nr > memory.pages) throw ackErr('EINVAL', 'start', syscall, 'the parcel is larger than the CMA block');
       for (let i = 0; i < nr; i++) pins.push(memory.pin(first + i, 'start'));
       f.acquire();
@@ -387,25 +431,35 @@ export class AckVm {
     }
     const acl: AclEntry[] = [{ vmid: this.vmid, rights: rmRights(b.rights) }];
     if (b.share === 'share') acl.push({ vmid: HOST_VMID, rights: 7 });
-    const r = this.host.rm.create({ owner: HOST_VMID, kind: b.share, acl, sgl: [{ ipa: BigInt(gfn) * PAGE_SIZE_N, size: BigInt(nr) * PAGE_SIZE_N }] });
     const undo = (e: GuestMemError): never => {
       for (const p of pins) p.unpin();
       if (b.kind === 'user') this.creator.mm.memlock.uncharge(nr);
       throw e;
     };
+    // The RM cannot lend or share pages the host no longer owns (see ACK_FOLIO_HELD_ERRNO).
+    if (pins.some((p) => this.host.stage2.has(p.folio.folio))) undo(ackErr('EINVAL', 'start', syscall, 'a DTB page is already held by the hypervisor for a guest (another binding of the same host pages)'));
+    const r = this.host.rm.create({ owner: HOST_VMID, kind: b.share, acl, sgl: [{ ipa: BigInt(gfn) * PAGE_SIZE_N, size: BigInt(nr) * PAGE_SIZE_N }] });
     if (!r.ok) undo(ackErr(rmErrno(r.error), 'start', syscall, `RM MEM_${b.share === 'lend' ? 'LEND' : 'SHARE'} failed: ${r.error}`));
     const a = this.host.rm.accept(this.vmid, r.ok ? r.value : 0);
     if (!a.ok) undo(ackErr(rmErrno(a.error), 'start', syscall, `RM MEM_ACCEPT failed: ${a.error}`));
     this.dtbParcel = r.ok ? r.value : undefined;
-    // parcel_to_paged: one tracked entry per folio, holding the pins of its pages.
+    // parcel_to_paged: one tracked entry per folio. A GUP binding keeps one pin and one charged
+    // page per folio: K7 gunyah_gup_share_parcel unpins and unaccounts every other page it pinned
+    // (the non-head pages), and reclaim later unpins and uncharges one page per folio.
     const byFolio = new Map<number, UserPagePin[]>();
     for (const p of pins) byFolio.set(p.folio.folio, [...(byFolio.get(p.folio.folio) ?? []), p]);
     let i = 0;
     for (const [, ps] of byFolio) {
       const p0 = ps[0]!;
       const headGfn = gfn + i - (p0.page - p0.folio.head);
-      this.track({ headGfn, nr: p0.nrPages, binding: b, pins: ps, charged: b.kind === 'user' ? ps.length : 0 }, false);
       i += ps.length;
+      if (b.kind === 'user') {
+        for (const p of ps.slice(1)) p.unpin();
+        this.creator.mm.memlock.uncharge(ps.length - 1);
+        this.track({ headGfn, nr: p0.nrPages, binding: b, pins: [p0], charged: 1 }, false);
+      } else {
+        this.track({ headGfn, nr: p0.nrPages, binding: b, pins: ps, charged: 0 }, false);
+      }
     }
   }
 
@@ -427,15 +481,15 @@ export class AckVm {
   // ------------------------------------------------------------------ guest side
 
   /**
-   * One guest access, page by page (`GH_VCPU_RUN` until it completes or exits). B/C (K7
-   * gunyah_vcpu.c): a VM not running is ENODEV (the vCPU has no resource), then a caller that is not
-   * the creator is EPERM. A: the first run starts the VM (`gh_vm_ensure_started`).
+   * One guest access, page by page (`GH_VCPU_RUN` until it completes or exits). Every generation:
+   * a VM not running is ENODEV (the vCPU has no hypervisor resource before VM_START: K7
+   * gunyah_vcpu.c, and the gh_-era gh_vcpu_run that matches generation A's uAPI); then, in B/C, a
+   * caller that is not the creator is EPERM.
    */
   guestAccess(kind: 'read' | 'write' | 'exec', gpa: bigint, buf: Uint8Array, done = 0): AckGuestAccess {
     const syscall = sys('GH_VCPU_RUN');
     this.assertOpen(syscall);
-    if (this.profile.runStartsVm) this.start();
-    else if (this.status !== 'running') throw ackErr('ENODEV', 'vcpuRun', syscall, `the VM is ${this.status}: a vCPU has no hypervisor resource before VM_START`);
+    if (this.status !== 'running') throw ackErr('ENODEV', 'vcpuRun', syscall, `the VM is ${this.status}: a vCPU has no hypervisor resource before VM_START`);
     if (this.profile.creatorCheckOnRun) this.assertCreator(syscall);
     const len = kind === 'exec' ? 1 : buf.length;
     while (done < len) {
@@ -443,7 +497,8 @@ export class AckVm {
       const gfn = Number(at / PAGE_SIZE_N);
       const inPage = Number(at % PAGE_SIZE_N);
       const n = Math.min(len - done, PAGE_SIZE - inPage);
-      const b = this.bindingAt(gfn);
+      // B/C: a DTB parcel that ran past its binding is mapped there too (parcel_to_paged enters its folios by gfn).
+      const b = this.bindingAt(gfn) ?? (this.profile.parcelPerRegion ? undefined : this.providedAt(gfn)?.binding);
       if (!b) return this.mmioExit(kind, gpa, buf, done, at, n);
       let pin: UserPagePin | undefined;
       let inFolio = 0;
@@ -462,7 +517,14 @@ export class AckVm {
           attempt = this.demandPage(b, gfn);
           pf = this.providedAt(gfn);
         }
-        if (attempt !== 0 || !pf) return this.pageFaultExit(kind, gpa, buf, done, at, attempt || -E.EFAULT);
+        if (attempt !== 0 || !pf) {
+          // The hypervisor reports a data access outside the RM's demand-paging ranges as VMMIO;
+          // the kernel tries gunyah_demand_page first and, when that fails, exits MMIO (K7
+          // gunyah_handle_mmio). Instruction fetches always exit PAGE_FAULT (inference, as in the
+          // v17 model; the classification itself is the hypervisor's and not public).
+          if (kind !== 'exec' && !this.demandPaged.has(b)) return this.mmioExit(kind, gpa, buf, done, at, n);
+          return this.pageFaultExit(kind, gpa, buf, done, at, attempt || -E.EFAULT);
+        }
         const t = pageTransition(this.pageState(gfn), { type: 'guestAccess' });
         if (t.ok) this.states.set(gfn, t.state);
         pin = pf.pins[0]!;
@@ -505,6 +567,12 @@ export class AckVm {
       pin.unpin();
       mm.memlock.uncharge(1);
       return -E.EIO;
+    }
+    if (this.host.stage2.has(pin.folio.folio)) {
+      // provide_folio's donate of a page the host extent no longer owns (see ACK_FOLIO_HELD_ERRNO).
+      pin.unpin();
+      mm.memlock.uncharge(1);
+      return -ACK_FOLIO_HELD_ERRNO;
     }
     const headGfn = gfn - (pin.page - pin.folio.head);
     this.track({ headGfn, nr: pin.nrPages, binding: b, pins: [pin], charged: 1 }, true);
@@ -622,6 +690,7 @@ export class AckVm {
    */
   close(): void {
     this.assertOpen('close');
+    unguard(this);
     if (this.status === 'running') this.status = 'exited';
     this.reclaimRange(0, Number.MAX_SAFE_INTEGER, 'teardown');
     if (this.vmid) this.host.rm.vmReset(this.vmid);

@@ -1,6 +1,6 @@
 /**
- * The three generations of the ACK Gunyah interface as profiles of one driver (research
- * `gunyah-ack.md` §1 and §9). The branch labels are an inference of the research (vendor-tree
+ * The three generations of the ACK Gunyah interface as profiles of one driver (docs/gunyah-ack.md
+ * §1 and §9). The branch labels are an inference (from the vendor trees'
  * kernel versions), not read from `android.googlesource.com`.
  */
 import type { AckIoctlName } from './ioctl.js';
@@ -9,7 +9,7 @@ export type AckGeneration = 'A' | 'B' | 'C';
 
 export interface AckProfile {
   readonly generation: AckGeneration;
-  /** Kernel line the generation is found in (inference, research §1). */
+  /** Kernel line the generation is found in (inference, docs/gunyah-ack.md §1). */
   readonly line: string;
   /** ioctls the generation's driver handles; others in its header (or not) answer ENOTTY. */
   readonly handles: ReadonlySet<AckIoctlName>;
@@ -23,17 +23,24 @@ export interface AckProfile {
   readonly demandPaging: boolean;
   /**
    * Region, reclaim, CMA ioctls and vCPU run check that the caller's mm created the VM (EPERM).
-   * A follows K4, which has the check on region ioctls (K1 lacks it; research §10 says pick one).
+   * A follows K4, which has the check on region ioctls (K1 lacks it; docs/gunyah-ack.md §10 says pick one).
    */
   readonly creatorCheckOnRun: boolean;
-  /**
-   * A: the first `GH_VCPU_RUN` starts the VM (`gh_vcpu_run` calls `gh_vm_ensure_started`, in the
-   * 6.1-era series). C: it does not — a vCPU has no hypervisor resource before VM_START, so RUN is
-   * ENODEV (K7 gunyah_vcpu.c); B is assumed to match C (inference).
-   */
-  readonly runStartsVm: boolean;
   /** Errno of VM_START when no binding holds the DTB: A EINVAL (no region overlaps, K4), B/C ENOENT (K7). */
   readonly dtbMissing: 'EINVAL' | 'ENOENT';
+  /**
+   * C (K7 `gunyah_vm_start`): `gunyah_vm_set_protected` looks the DTB's binding up *before* the
+   * status becomes LOAD, so its ENOENT frees the VMID and leaves the VM startable. B (K5) has no
+   * such step: its ENOENT comes from the DTB parcel after LOAD (un-startable, ENODEV). A: after LOAD.
+   */
+  readonly dtbBindingCheckedBeforeLoad: boolean;
+  /**
+   * Which bindings VM_START hands to the RM for demand paging (`VM_SET_DEMAND_PAGING`), never
+   * updated later: B (K5 `gunyah_gup_setup_demand_paging`) the lend bindings; C (K7
+   * `gunyah_setup_demand_paging`) the lend bindings of a protected VM, every binding of an
+   * unprotected one; the firmware binding never. A: none (no demand paging).
+   */
+  readonly demandPagingSet: 'none' | 'lend' | 'lend-if-protected';
 }
 
 const common: AckIoctlName[] = [
@@ -59,8 +66,9 @@ export const ACK_GENERATION_A: AckProfile = Object.freeze({
   parcelPerRegion: true,
   demandPaging: false,
   creatorCheckOnRun: false,
-  runStartsVm: true,
   dtbMissing: 'EINVAL',
+  dtbBindingCheckedBeforeLoad: false,
+  demandPagingSet: 'none',
 });
 
 /** The 6.6 line (K5, K6 ack_bindings.rs): GUP bindings and demand paging, no 0x13–0x17. */
@@ -73,8 +81,9 @@ export const ACK_GENERATION_B: AckProfile = Object.freeze({
   parcelPerRegion: false,
   demandPaging: true,
   creatorCheckOnRun: true,
-  runStartsVm: false,
   dtbMissing: 'ENOENT',
+  dtbBindingCheckedBeforeLoad: false,
+  demandPagingSet: 'lend',
 });
 
 /** The 6.12 line (K7 @ 2f10437, 6.12.23): B plus RECLAIM_REGION, CMA fds, auth and CHECK_EXTENSION. */
@@ -94,8 +103,9 @@ export const ACK_GENERATION_C: AckProfile = Object.freeze({
   parcelPerRegion: false,
   demandPaging: true,
   creatorCheckOnRun: true,
-  runStartsVm: false,
   dtbMissing: 'ENOENT',
+  dtbBindingCheckedBeforeLoad: true,
+  demandPagingSet: 'lend-if-protected',
 });
 
 export const ACK_GENERATIONS: Readonly<Record<AckGeneration, AckProfile>> = Object.freeze({ A: ACK_GENERATION_A, B: ACK_GENERATION_B, C: ACK_GENERATION_C });
