@@ -31,7 +31,11 @@ import {
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
+  type Vcpu,
   type Vm,
+  GuestMemError,
+  GuestOpInterpreter,
+  sharedViewOf,
 } from '@guestmem/core';
 import type { DependencyContainer } from 'tsyringe';
 
@@ -41,7 +45,7 @@ const PAGE = 4096n;
 const CAPS: Capabilities = makeCapabilities({
   backend: ID,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection', 'vcpu'],
   maxGuestMemorySize: 1n << 40n,
 });
 
@@ -218,6 +222,59 @@ class ToyVm implements Vm {
     const { b, off } = this.locate(toBig(gpa), data.length, 'guestWrite');
     if (b.readOnly) throw gmErr('EFAULT', 'guestWrite', ID, 'read-only binding');
     b.memory.file.write(off, data);
+  }
+
+  /** The files' shared pages by GPA; a private page refuses access (SIGBUS from the file's host-access rule). */
+  sharedView(range: GpaRange): HostView {
+    this.live('sharedView');
+    const parts = this.table.map((b) => {
+      const off = (at: number, len: number): number => {
+        const first = Number(b.offset / PAGE) + Math.floor(at / 4096);
+        const end = Number(b.offset / PAGE) + Math.ceil((at + len) / 4096);
+        if (!b.memory.privatePages.isUniform(first, end, 'shared')) throw gmErr('EACCES', 'sharedView', ID, 'the range holds private pages');
+        return Number(b.offset) + at;
+      };
+      return {
+        gpa: b.gpa as bigint,
+        size: b.size,
+        read: (at: number, len: number) => b.memory.file.read(off(at, len), len),
+        write: (at: number, d: Uint8Array) => b.memory.file.write(off(at, d.length), d),
+        fill: (at: number, len: number, byte: number) => b.memory.file.write(off(at, len), new Uint8Array(len).fill(byte)),
+        get live() {
+          return b.active;
+        },
+      };
+    });
+    return sharedViewOf(parts, range, ID);
+  }
+
+  /** A vCPU running the image's op list through guestRead/guestWrite; an address outside every binding is MMIO. */
+  createVcpu(): Vcpu {
+    this.live('createVcpu');
+    const interp = new GuestOpInterpreter({
+      access: (kind, gpa, buf) => {
+        try {
+          if (kind === 'read') buf.set(this.guestRead(gpa, buf.length));
+          else this.guestWrite(gpa, buf);
+          return undefined;
+        } catch (e) {
+          if (!GuestMemError.is(e, 'EFAULT')) throw e;
+          const data = kind === 'write' ? Uint8Array.from(buf) : new Uint8Array(buf.length);
+          return { kind: 'mmio', gpa, size: buf.length, write: kind === 'write', data, info: { detail: e.message } };
+        }
+      },
+    });
+    let closed = false;
+    return {
+      id: 0,
+      get closed() {
+        return closed;
+      },
+      load: (image) => interp.load(image),
+      run: () => interp.run(),
+      completeRead: (d) => interp.completeRead(d),
+      close: () => void (closed = true),
+    };
   }
 
   destroy(): void {

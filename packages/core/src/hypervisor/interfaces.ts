@@ -1,5 +1,6 @@
 import type { FileOffset, Gpa } from '../types/brands.js';
 import type { ReadonlyRangeStateMap } from '../state/range-state-map.js';
+import type { Vcpu } from './vcpu.js';
 
 /**
  * The hypervisor-neutral API. VMM code written against these interfaces runs on every backend
@@ -35,7 +36,9 @@ export type CapabilityName =
   /** `Vm.guestRead/guestWrite` emulate guest accesses (simulated backends). */
   | 'guest-access'
   /** {@link GuestMemory.markPoisoned} injects a memory failure (simulated backends). */
-  | 'poison-injection';
+  | 'poison-injection'
+  /** {@link Vm.createVcpu} gives a vCPU that runs guest images (native: x86 code; simulated: the op list). */
+  | 'vcpu';
 
 /** What a hypervisor (or one VM of it) offers. */
 export interface Capabilities {
@@ -187,6 +190,20 @@ export interface Vm {
   guestRead(gpa: bigint | number, len: number): Uint8Array;
   /** Writes guest memory as the guest would. Needs 'guest-access'. Errors as {@link guestRead}. */
   guestWrite(gpa: bigint | number, data: Uint8Array): void;
+  /**
+   * The host's side of guest memory by guest address, for device emulation and loading images:
+   * offset 0 is `range.gpa`. It is what the host reaches for shared pages — KVM: each binding's
+   * `userspace_addr` memory (the guest_memfd's own mapping, or anonymous memory on a VM with
+   * private memory); Gunyah: the guest-memory file itself. Private pages are never readable
+   * through it (KVM: the separate shared copy or zero; Gunyah: a lent page faults the access).
+   * `range` must lie in bindings end to end (`EFAULT` for a hole, `EINVAL` for a bad range).
+   * The view ends with `unmap()` or when a binding it uses goes away.
+   */
+  sharedView(range: GpaRange): HostView;
+  /**
+   * A new vCPU (capability 'vcpu', else `EOPNOTSUPP`). Closed with the VM at the latest.
+   */
+  createVcpu(): Vcpu;
   /** Tears the VM down: unbinds everything. Memory objects follow their backend's lifetime rules. */
   destroy(): void;
 }

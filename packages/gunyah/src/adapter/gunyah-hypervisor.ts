@@ -30,8 +30,12 @@ import {
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
+  type Vcpu,
   type Vm,
+  sharedViewOf,
+  type SharedPart,
 } from '@guestmem/core';
+import { GunyahSimVcpu } from './gunyah-vcpu.js';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, MAP_FLAG_LAYOUTS, encodeMapFlags, type LayoutName } from '../uapi/index.js';
 import { openGunyah, type SimDevice } from '../sim/device.js';
@@ -67,7 +71,7 @@ const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
 export const GUNYAH_SIM_CAPABILITIES: Capabilities = makeCapabilities({
   backend: BACKEND,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'huge-pages', 'punch-hole', 'guest-access'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'huge-pages', 'punch-hole', 'guest-access', 'vcpu'],
   pageSizes: [4096, 2 * 1024 * 1024],
   maxGuestMemorySize: MAX_SIZE,
   raw: { uapi: 'gunyah-v17', inPlaceConversion: false },
@@ -437,6 +441,50 @@ class GunyahNeutralVm implements Vm {
     if (end <= this.memoryState.limit) this.memoryState.set(first, end, access);
   }
 
+  private readonly vcpus = new Set<Vcpu>();
+
+  /** A vCPU running the image's op list through GUNYAH_VCPU_RUN's access path (see gunyah-vcpu.ts). */
+  createVcpu(): Vcpu {
+    this.assertLive('createVcpu');
+    const v = new GunyahSimVcpu(
+      this.vcpus.size === 0 ? 0 : Math.max(...[...this.vcpus].map((x) => x.id)) + 1,
+      { sim: this.sim, ensureStarted: () => this.ensureStarted(), accessAt: (g) => this.active.find((b) => b.gpa <= g && g < b.end)?.access },
+      (x) => this.vcpus.delete(x),
+    );
+    this.vcpus.add(v);
+    return v;
+  }
+
+  /**
+   * The guest-memory files of share bindings by GPA (see `Vm.sharedView`): each part maps its file
+   * range on first use. A lend (private) binding is part of the range but refuses every access with
+   * `EACCES`: mapping it would make v17 reclaim the guest's pages, and the host never reads lent memory.
+   */
+  sharedView(range: GpaRange): HostView {
+    this.assertLive('sharedView');
+    const maps: { unmap(): void }[] = [];
+    const parts: SharedPart[] = this.active.map((b) => {
+      let m: ReturnType<SimGuestMem['mmap']> | undefined;
+      const mapping = () => {
+        if (b.access === 'private') throw gmErr('EACCES', 'sharedView', BACKEND, `0x${b.gpa.toString(16)} +${b.size} is lent to the guest`);
+        if (!m) maps.push((m = b.memory.mem.mmap({ offset: b.offset, length: b.size })));
+        return m;
+      };
+      return {
+        gpa: b.gpa,
+        size: b.size,
+        read: (at, len) => mapping().read(at, len),
+        write: (at, d) => mapping().write(at, d),
+        fill: (at, len, byte) => mapping().fill(at, len, byte),
+        get live() {
+          return b.active;
+        },
+      };
+    });
+    const view = sharedViewOf(parts, range, BACKEND);
+    return { ...view, read: view.read, write: view.write, fill: view.fill, length: view.length, unmap: () => { view.unmap(); for (const m of maps.splice(0)) m.unmap(); } };
+  }
+
   /** Gunyah will not start without a DTB; the adapter supplies a one-page one at {@link ADAPTER_DTB_GPA}. */
   private ensureStarted(): void {
     if (this.sim.status === 'running') return;
@@ -479,6 +527,7 @@ class GunyahNeutralVm implements Vm {
 
   destroy(): void {
     if (this.destroyed) return;
+    for (const v of [...this.vcpus]) v.close();
     this.sim.close(); // reclaims everything, drops every binding's file reference
     for (const b of [...this.active]) this.forget(b);
     this.dtbMem?.close();

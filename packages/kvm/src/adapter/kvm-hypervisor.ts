@@ -28,8 +28,13 @@ import {
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
+  type Vcpu,
   type Vm,
+  sharedViewOf,
 } from '@guestmem/core';
+import type { NativeVcpu } from '../native/vcpu.js';
+import { SimKvmVm } from '../sim/vm.js';
+import { NativeKvmVcpu, SimKvmVcpu } from './kvm-vcpu.js';
 import type { Kvm, KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
 import { SimKvm } from '../sim/kvm.js';
 import { simKvmExtensions } from './sim-extensions.js';
@@ -95,6 +100,8 @@ function answerCaps(
   if (attrPrivate) caps.push('convert-in-place');
   if (ext) caps.push('guest-access');
   if (ext?.markPoisoned) caps.push('poison-injection');
+  // Native: KVM_CREATE_VCPU runs the image's x86 code; simulated: the image's op list (kvm-vcpu.ts).
+  caps.push('vcpu');
   return makeCapabilities({
     backend,
     simulated,
@@ -175,6 +182,8 @@ export class KvmVmAdapter implements Vm {
   readonly capabilities: Capabilities;
   readonly memoryState = new RangeStateMap<MemoryAccess>('shared');
   private readonly slots = new Map<number, KvmBinding>();
+  private readonly vcpus = new Set<Vcpu>();
+  private nextVcpuId = 0;
   private dead = false;
 
   constructor(
@@ -387,9 +396,46 @@ export class KvmVmAdapter implements Vm {
     ga.guestWrite(this.kvmVm, toBig(gpa), data);
   }
 
+  /**
+   * The slots' `userspace_addr` memory by GPA (see `Vm.sharedView`): the guest_memfd's own mapping
+   * (host-mappable, initially shared memory on a default VM) or the anonymous memory the adapter
+   * gave the slot. A slot without host memory is a hole (`EFAULT`).
+   */
+  sharedView(range: GpaRange): HostView {
+    this.live('sharedView');
+    const parts = [...this.slots.values()].flatMap((b) => {
+      const m = b.mapping;
+      if (!m || m.unmapped) return [];
+      return [{ gpa: b.gpa as bigint, size: b.size, read: (at: number, len: number) => m.read(at, len), write: (at: number, d: Uint8Array) => m.write(at, d), fill: (at: number, len: number, byte: number) => m.fill(at, len, byte), get live() { return b.active && !m.unmapped; } }];
+    });
+    return sharedViewOf(parts, range, this.hypervisor.id);
+  }
+
+  /**
+   * A vCPU: on native KVM a `KVM_CREATE_VCPU` that runs the image's x86-64 code in long mode; on the
+   * simulated kernel one that runs the image's op list through the kernel's guest-access rules.
+   * Ids count from 0 per VM.
+   */
+  createVcpu(): Vcpu {
+    this.live('createVcpu');
+    const id = this.nextVcpuId++;
+    const forget = (v: Vcpu) => this.vcpus.delete(v);
+    let v: Vcpu;
+    if (this.kvmVm instanceof SimKvmVm) {
+      v = new SimKvmVcpu(id, this.kvmVm, forget);
+    } else {
+      const native = this.kvmVm as unknown as { createVcpu?(id: number): NativeVcpu };
+      if (!native.createVcpu) throw gmErr('EOPNOTSUPP', 'createVcpu', this.hypervisor.id, 'this driver has no vCPUs');
+      v = new NativeKvmVcpu(native.createVcpu(id), forget);
+    }
+    this.vcpus.add(v);
+    return v;
+  }
+
   /** Deletes every slot and closes the VM fd. Guest memory objects keep the VM alive until they close (KVM rule). */
   destroy(): void {
     if (this.dead) return;
+    for (const v of [...this.vcpus]) v.close();
     for (const b of [...this.slots.values()]) b.unbind();
     this.dead = true;
     this.kvmVm.close();

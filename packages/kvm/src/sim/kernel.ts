@@ -20,6 +20,15 @@ export interface SimKernelOptions {
    * differential suite compares with the real kernel.
    */
   swProtectedVm?: boolean;
+  /**
+   * What a guest access to a gmem-only slot (guest_memfd with MMAP) whose file was released gives.
+   * `'memory-fault'`: `kvm_gmem_get_pfn` fails → KVM_RUN -1 EFAULT with a KVM_EXIT_MEMORY_FAULT
+   * record (hardware-virtualised hosts, the kernel's MMU fault path). `'internal-error'`:
+   * KVM_EXIT_INTERNAL_ERROR, what the probe machine gives (PVM: every guest instruction is emulated
+   * and the emulator cannot reach the memory; measured by the differential guest tests).
+   * Default: `'internal-error'` when `swProtectedVm` is false (the probe machine), else `'memory-fault'`.
+   */
+  releasedMemoryExit?: 'memory-fault' | 'internal-error';
 }
 
 /**
@@ -30,6 +39,8 @@ export class SimKernel {
   readonly profile: KvmProfile;
   readonly fds = new SimFdTable();
   readonly config: SimKernelConfig;
+  /** See {@link SimKernelOptions.releasedMemoryExit}. */
+  readonly releasedMemoryExit: 'memory-fault' | 'internal-error';
   /** Host address space: guest_memfd mappings and anonymous memory (both usable as `userspace_addr`). */
   readonly addressSpace = new SimAddressSpace<SimMapping | SimAnonMapping>();
   readonly allocator: FolioAllocator;
@@ -42,6 +53,7 @@ export class SimKernel {
   constructor(opts: SimKernelOptions = {}) {
     this.profile = opts.profile ?? '6.18';
     this.config = opts.swProtectedVm === false ? PROBE_HOST_CONFIG : SW_PROTECTED_CONFIG;
+    this.releasedMemoryExit = opts.releasedMemoryExit ?? (opts.swProtectedVm === false ? 'internal-error' : 'memory-fault');
     this.allocator = opts.allocator ?? new ArenaFolioAllocator();
   }
 

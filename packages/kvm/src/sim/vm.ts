@@ -16,6 +16,7 @@ import type {
 import { u64 } from '../uapi/codec-util.js';
 import {
   GUEST_MEMFD_FLAG_MMAP,
+  KVM_EXIT_INTERNAL_ERROR,
   KVM_EXIT_MEMORY_FAULT,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
@@ -374,11 +375,12 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     // Why: SW_PROTECTED VMs take is_private from the attributes (kvm_mmu_page_fault); hardware
     // CoCo types report it, which `wantPrivate` stands for (research §2.8).
     const isPrivate = wantPrivate ?? attrPrivate;
-    const exit = (code: GuestMemErrorCode, detail: string): GuestMemError =>
+    const exit = (code: GuestMemErrorCode, detail: string, extra: Record<string, unknown> = {}): GuestMemError =>
       sysErr(code, op, KVM_RUN, detail, {
         exitReason: KVM_EXIT_MEMORY_FAULT,
         // kvm_mmu_prepare_memory_fault_exit: the faulting page, PRIVATE iff fault->is_private (§1.4).
         memoryFault: { flags: isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n, gpa: gfn << 12n, size: PAGE },
+        ...extra,
       });
     // Why: a private/shared mismatch exits to userspace before anything else (kvm_mmu_faultin_pfn).
     if (isPrivate !== attrPrivate) {
@@ -388,10 +390,10 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     if (!slot) {
       // Why: kvm_handle_noslot_fault refuses to emulate MMIO for a private fault (kvm_exits §3.4).
       if (isPrivate) throw exit('EFAULT', `private access to gpa 0x${at.toString(16)} with no memslot`);
-      throw sysErr('EFAULT', op, undefined, `no memslot at gpa 0x${at.toString(16)} (MMIO exit)`, { gpa: at });
+      throw sysErr('EFAULT', op, undefined, `no memslot at gpa 0x${at.toString(16)} (MMIO exit)`, { gpa: at, mmio: true });
     }
     if (write && slot.flags & KVM_MEM_READONLY) {
-      throw sysErr('EFAULT', op, undefined, `write to a READONLY slot at 0x${at.toString(16)} (MMIO exit)`, { gpa: at });
+      throw sysErr('EFAULT', op, undefined, `write to a READONLY slot at 0x${at.toString(16)} (MMIO exit)`, { gpa: at, mmio: true });
     }
     const slotPage = Number(gfn - slot.baseGfn);
     // fault_from_gmem(): private faults and every fault on a gmem-only slot use guest_memfd (§2.8).
@@ -400,7 +402,13 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
       if (!slot.gmem) throw exit('EFAULT', `private access to gfn 0x${gfn.toString(16)} in slot ${slot.id}, which has no guest_memfd`);
       const file = slot.gmem.file;
       // kvm_gmem_get_pfn: a released file gives -EFAULT with a memory-fault exit (§2.8 step 1).
-      if (!file) throw exit('EFAULT', `slot ${slot.id}'s guest_memfd was released`);
+      if (!file) {
+        // `gmemReleased` lets a vCPU model pick the exit its host gives (SimKernelOptions.releasedMemoryExit).
+        if (this.kernel.releasedMemoryExit === 'internal-error') {
+          throw sysErr('EFAULT', op, KVM_RUN, `slot ${slot.id}'s guest_memfd was released (KVM_EXIT_INTERNAL_ERROR on this profile)`, { gpa: at, gmemReleased: true, exitReason: KVM_EXIT_INTERNAL_ERROR });
+        }
+        throw exit('EFAULT', `slot ${slot.id}'s guest_memfd was released`, { gmemReleased: true });
+      }
       const index = slot.gmem.pgoff + slotPage;
       try {
         slot.sptes.set(slotPage, file.core.getFolio(index));
