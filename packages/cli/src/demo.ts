@@ -4,12 +4,17 @@
  */
 import { GuestMemError, HYPERVISOR_REGISTRY, type Hypervisor } from '@guestmem/core';
 import { makeContainer } from './container.js';
+import { renderGuestDemo, runGuestDemo } from './guest-demo.js';
 
 const MiB = 1024 * 1024;
 const GPA = 0x4000_0000n; // 1 GiB
 
 export function demo(log: (s: string) => void = console.log, only?: string): void {
   const registry = makeContainer().resolve(HYPERVISOR_REGISTRY);
+  // First the guest: one program on the best backend, then on every other one.
+  log(renderGuestDemo(runGuestDemo({ only, registry })));
+  log('');
+  log('API tour (the same VMM steps through the neutral API on each backend):');
   const sel = registry.select();
   log(`guestmem demo — backends registered: ${registry.list().map((p) => p.id).join(', ')}; auto-selected: ${sel.provider.id}`);
   for (const { provider, result } of registry.probeAll()) {
