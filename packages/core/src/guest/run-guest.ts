@@ -4,7 +4,7 @@
  * converted to the access the guest wanted (KVM memory attributes, Gunyah share⇄lend); a page no
  * binding covers is bound from the VMM's backing memory (Gunyah demand paging, KVM memslot-on-demand).
  */
-import { gmErr } from '../errors/guest-mem-error.js';
+import { GuestMemError, gmErr } from '../errors/guest-mem-error.js';
 import type { GuestMemory, MemoryAccess, MemoryBinding, Vm } from '../hypervisor/interfaces.js';
 import type { Vcpu, VcpuExit, VcpuIoExit, VcpuMemoryFaultExit, VcpuMmioExit } from '../hypervisor/vcpu.js';
 import type { GuestImage } from './image.js';
@@ -61,6 +61,8 @@ export interface RunGuestResult extends RunGuestStats {
   stoppedBy: 'hlt' | 'shutdown' | 'internal-error' | 'interrupted' | 'handler' | 'max-exits' | 'unresolved-fault';
   /** Bytes the guest wrote to {@link GUEST_OUTPUT_PORT}, as Latin-1 text. */
   output: string;
+  /** Why the default fault service could not serve the last fault ('unresolved-fault'). */
+  error?: GuestMemError;
 }
 
 /** What a handler tells the loop: go on (`undefined`/'continue') or stop here. */
@@ -73,8 +75,9 @@ export interface RunGuestOptions {
   /** An `mmio` exit. For reads, call `vcpu.completeRead` (else the guest reads zeros). */
   onMmio?: (exit: VcpuMmioExit, vcpu: Vcpu) => HandlerVerdict;
   /**
-   * A `memory-fault` exit. Default {@link serveMemoryFault} with `backing`. A handler that leaves
-   * the fault as it is stops the loop ('unresolved-fault') when the same fault comes straight back.
+   * A `memory-fault` exit. Default {@link serveMemoryFault} with `backing`; when it cannot serve
+   * the fault the loop stops ('unresolved-fault', with `error`). A handler that leaves the fault as
+   * it is stops the loop the same way when the same fault comes straight back.
    */
   onMemoryFault?: (exit: VcpuMemoryFaultExit, vm: Vm, stats: RunGuestStats) => HandlerVerdict;
   /** Memory for faults outside every binding (see {@link serveMemoryFault}). */
@@ -136,13 +139,14 @@ export function runGuest(vm: Vm, vcpu: Vcpu, opts: RunGuestOptions = {}): RunGue
   const exitCounts: Record<string, number> = {};
   const out: number[] = [];
   let lastFault: string | undefined;
-  const done = (last: VcpuExit, stoppedBy: RunGuestResult['stoppedBy']): RunGuestResult => ({
+  const done = (last: VcpuExit, stoppedBy: RunGuestResult['stoppedBy'], error?: GuestMemError): RunGuestResult => ({
     ...stats,
     exits,
     exitCounts,
     last,
     stoppedBy,
     output: Buffer.from(out).toString('latin1'),
+    ...(error ? { error } : {}),
   });
   let last: VcpuExit | undefined;
   for (let n = 0; n < maxExits; n++) {
@@ -174,7 +178,13 @@ export function runGuest(vm: Vm, vcpu: Vcpu, opts: RunGuestOptions = {}): RunGue
         if (opts.onMemoryFault) {
           if (opts.onMemoryFault(exit, vm, stats) === 'stop') return done(exit, 'handler');
         } else {
-          serveMemoryFault(vm, exit, stats, opts.backing);
+          try {
+            serveMemoryFault(vm, exit, stats, opts.backing);
+          } catch (e) {
+            // Nothing can serve it (no conversion on this VM, no backing there): report, do not throw.
+            if (!GuestMemError.is(e)) throw e;
+            return done(exit, 'unresolved-fault', e);
+          }
         }
         break;
       }

@@ -64,10 +64,11 @@ export function neutralExit(e: NativeExit): VcpuExit {
   const info = { ...e } as Record<string, unknown>;
   if (e.errno === 'EINTR' || e.reason === KVM_EXIT_INTR) return { kind: 'interrupted', info };
   switch (e.reason) {
+    // For `in` and MMIO reads the kvm_run buffer holds whatever was there before: report zeros.
     case KVM_EXIT_IO:
-      return { kind: 'io', port: e.io!.port, size: e.io!.size, direction: e.io!.direction, data: e.io!.data.subarray(0, e.io!.size), info };
+      return { kind: 'io', port: e.io!.port, size: e.io!.size, direction: e.io!.direction, data: e.io!.direction === 'out' ? e.io!.data.subarray(0, e.io!.size) : new Uint8Array(e.io!.size), info };
     case KVM_EXIT_MMIO:
-      return { kind: 'mmio', gpa: e.mmio!.physAddr, size: e.mmio!.len, write: e.mmio!.isWrite, data: e.mmio!.data, info };
+      return { kind: 'mmio', gpa: e.mmio!.physAddr, size: e.mmio!.len, write: e.mmio!.isWrite, data: e.mmio!.isWrite ? e.mmio!.data : new Uint8Array(e.mmio!.len), info };
     case KVM_EXIT_HLT:
       return { kind: 'hlt', info };
     case KVM_EXIT_MEMORY_FAULT: {

@@ -21,14 +21,15 @@ export interface SimKernelOptions {
    */
   swProtectedVm?: boolean;
   /**
-   * What a guest access to a gmem-only slot (guest_memfd with MMAP) whose file was released gives.
-   * `'memory-fault'`: `kvm_gmem_get_pfn` fails → KVM_RUN -1 EFAULT with a KVM_EXIT_MEMORY_FAULT
-   * record (hardware-virtualised hosts, the kernel's MMU fault path). `'internal-error'`:
-   * KVM_EXIT_INTERNAL_ERROR, what the probe machine gives (PVM: every guest instruction is emulated
-   * and the emulator cannot reach the memory; measured by the differential guest tests).
-   * Default: `'internal-error'` when `swProtectedVm` is false (the probe machine), else `'memory-fault'`.
+   * What a guest data access to a gmem-only slot (guest_memfd with MMAP) whose file was released
+   * gives. `'memory-fault'`: `kvm_gmem_get_pfn` fails → KVM_RUN -1 EFAULT with a
+   * KVM_EXIT_MEMORY_FAULT record (hardware-virtualised hosts: the MMU fault path serves gmem-only
+   * slots from the file). `'mmio'`: KVM_EXIT_MMIO, what the probe machine gives (PVM: guest memory
+   * is reached through the slot's `userspace_addr`, and with nothing mapped there the access is
+   * emulated as MMIO; measured by the differential guest tests, packages/kvm/src/diff/guest.diff.test.ts).
+   * Default: `'mmio'` when `swProtectedVm` is false (the probe machine), else `'memory-fault'`.
    */
-  releasedMemoryExit?: 'memory-fault' | 'internal-error';
+  releasedMemoryExit?: 'memory-fault' | 'mmio';
 }
 
 /**
@@ -40,7 +41,7 @@ export class SimKernel {
   readonly fds = new SimFdTable();
   readonly config: SimKernelConfig;
   /** See {@link SimKernelOptions.releasedMemoryExit}. */
-  readonly releasedMemoryExit: 'memory-fault' | 'internal-error';
+  readonly releasedMemoryExit: 'memory-fault' | 'mmio';
   /** Host address space: guest_memfd mappings and anonymous memory (both usable as `userspace_addr`). */
   readonly addressSpace = new SimAddressSpace<SimMapping | SimAnonMapping>();
   readonly allocator: FolioAllocator;
@@ -53,7 +54,7 @@ export class SimKernel {
   constructor(opts: SimKernelOptions = {}) {
     this.profile = opts.profile ?? '6.18';
     this.config = opts.swProtectedVm === false ? PROBE_HOST_CONFIG : SW_PROTECTED_CONFIG;
-    this.releasedMemoryExit = opts.releasedMemoryExit ?? (opts.swProtectedVm === false ? 'internal-error' : 'memory-fault');
+    this.releasedMemoryExit = opts.releasedMemoryExit ?? (opts.swProtectedVm === false ? 'mmio' : 'memory-fault');
     this.allocator = opts.allocator ?? new ArenaFolioAllocator();
   }
 

@@ -16,7 +16,6 @@ import type {
 import { u64 } from '../uapi/codec-util.js';
 import {
   GUEST_MEMFD_FLAG_MMAP,
-  KVM_EXIT_INTERNAL_ERROR,
   KVM_EXIT_MEMORY_FAULT,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
@@ -404,8 +403,8 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
       // kvm_gmem_get_pfn: a released file gives -EFAULT with a memory-fault exit (§2.8 step 1).
       if (!file) {
         // `gmemReleased` lets a vCPU model pick the exit its host gives (SimKernelOptions.releasedMemoryExit).
-        if (this.kernel.releasedMemoryExit === 'internal-error') {
-          throw sysErr('EFAULT', op, KVM_RUN, `slot ${slot.id}'s guest_memfd was released (KVM_EXIT_INTERNAL_ERROR on this profile)`, { gpa: at, gmemReleased: true, exitReason: KVM_EXIT_INTERNAL_ERROR });
+        if (this.kernel.releasedMemoryExit === 'mmio') {
+          throw sysErr('EFAULT', op, undefined, `slot ${slot.id}'s guest_memfd was released (MMIO exit on this profile)`, { gpa: at, gmemReleased: true, mmio: true });
         }
         throw exit('EFAULT', `slot ${slot.id}'s guest_memfd was released`, { gmemReleased: true });
       }
