@@ -265,20 +265,30 @@ class ToyVm implements Vm {
       },
     });
     let closed = false;
-    return {
-      id: 0,
+    const live = (op: string) => {
+      if (closed) throw gmErr('EBADF', op, ID, 'vCPU closed');
+    };
+    const vcpu: Vcpu = {
+      id: this.vcpus.size,
       get closed() {
         return closed;
       },
-      load: (image) => interp.load(image),
-      run: () => interp.run(),
-      completeRead: (d) => interp.completeRead(d),
-      close: () => void (closed = true),
+      load: (image) => (live('load'), interp.load(image)),
+      run: () => (live('run'), interp.run()),
+      completeRead: (d) => (live('completeRead'), interp.completeRead(d)),
+      close: () => {
+        closed = true;
+        this.vcpus.delete(vcpu);
+      },
     };
+    this.vcpus.add(vcpu);
+    return vcpu;
   }
+  private readonly vcpus = new Set<Vcpu>();
 
   destroy(): void {
     if (this.dead) return;
+    for (const v of [...this.vcpus]) v.close();
     for (const b of [...this.table]) b.unbind();
     this.dead = true;
     this.hypervisor.vms.delete(this);

@@ -1,4 +1,4 @@
-import { defineConformanceSuite } from '@guestmem/conformance';
+import { defineConformanceSuite, defineGuestConformanceSuite } from '@guestmem/conformance';
 import { openKvm } from '../open.js';
 import { KvmHypervisor } from './kvm-hypervisor.js';
 
@@ -14,3 +14,6 @@ defineConformanceSuite({
   name: 'kvm-sim (simulated 6.18 kernel as built on the probe machine)',
   create: () => new KvmHypervisor(openKvm({ driver: 'sim', swProtectedVm: false })),
 });
+
+defineGuestConformanceSuite({ name: 'kvm-sim (SW_PROTECTED kernel)', create: () => new KvmHypervisor(openKvm({ driver: 'sim' })) });
+defineGuestConformanceSuite({ name: 'kvm-sim (as built on the probe machine)', create: () => new KvmHypervisor(openKvm({ driver: 'sim', swProtectedVm: false })) });
