@@ -1,0 +1,156 @@
+/**
+ * `pnpm bench` for guests: the same work on native KVM and on the simulated backends, side by side.
+ *
+ * Rows (medians of `--reps` runs, after one warm-up; fresh VM and memory per run):
+ * - **touch 1 GiB**: a `GuestProgram` touching (writing one byte of) every page of 1 GiB of fresh
+ *   guest memory, ns per page. Native: x86-64 code in long mode (on this PVM host every guest
+ *   instruction is emulated, and the first touch of a page is a kernel fault).
+ * - **8-byte guest read / write**: `Vm.guestRead(gpa, 8)` / `guestWrite` of a populated page, ns per
+ *   access (simulated backends: capability 'guest-access'; native KVM has none: its guest accesses
+ *   are instructions, see the touch row).
+ * - **1 MiB host-view copy**: `Vm.sharedView` read and write of 1 MiB of guest memory, GB/s, next to
+ *   a plain `Uint8Array.prototype.set` of 1 MiB measured in the same run.
+ *
+ * Options: `--reps=N` (default 5), `--touch-gib=N` (default 1). Prints a Markdown table and a
+ * `JSON {...}` line. Run: `node packages/cli/dist/bench/guest-bench.js` after `npx tsc -b`.
+ */
+import { GuestProgram, buildGuestImage, loadGuest, runGuest, type Hypervisor, type Vm } from '@guestmem/core';
+import { GunyahHypervisor } from '@guestmem/gunyah';
+import { KvmHypervisor, openKvm, openSimKvm, probeNativeKvm } from '@guestmem/kvm';
+import { cpus, release } from 'node:os';
+
+const arg = (name: string, def: number): number => {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  return a ? Number(a.split('=')[1]) : def;
+};
+const REPS = arg('reps', 5);
+const GIB = BigInt(arg('touch-gib', 1)) << 30n;
+const PAGE = 4096;
+const MIB = 1 << 20;
+const ACCESSES = 200_000;
+
+interface Backend {
+  id: string;
+  make: () => Hypervisor;
+}
+const native = probeNativeKvm();
+const BACKENDS: Backend[] = [
+  ...(native.available ? [{ id: 'kvm', make: () => new KvmHypervisor(openKvm({ driver: 'native' })) }] : []),
+  { id: 'kvm-sim', make: () => new KvmHypervisor(openSimKvm({ profile: '6.18', swProtectedVm: false })) },
+  { id: 'gunyah-sim', make: () => new GunyahHypervisor() },
+];
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const now = (): number => Number(process.hrtime.bigint());
+
+/** A VM with the image memory at 0 and `size` bytes of fresh guest memory at 4 GiB. */
+function vmWith(h: Hypervisor, size: bigint): { vm: Vm; gpa: bigint } {
+  const vm = h.createVm();
+  const mappable = vm.capabilities.has('host-map') && vm.capabilities.has('initially-shared');
+  const img = vm.createGuestMemory({ size: 2 * MIB, hostMappable: mappable, initiallyShared: mappable });
+  vm.bind({ memory: img, offset: 0, gpa: 0, size: 2 * MIB, access: 'shared' });
+  const mem = vm.createGuestMemory({ size, hostMappable: mappable, initiallyShared: mappable });
+  const gpa = 4n << 30n;
+  vm.bind({ memory: mem, offset: 0, gpa, size, access: 'shared' });
+  img.close();
+  mem.close();
+  return { vm, gpa };
+}
+
+/** ns per page of a guest touching every page of GIB. */
+function touch(b: Backend): number {
+  const runs: number[] = [];
+  for (let r = 0; r <= REPS; r++) {
+    const h = b.make();
+    try {
+      const { vm, gpa } = vmWith(h, GIB);
+      const vcpu = vm.createVcpu();
+      loadGuest(vm, vcpu, buildGuestImage(new GuestProgram().touch(gpa, GIB, 'write', 1).hlt()));
+      const t0 = now();
+      const res = runGuest(vm, vcpu, { timeoutMs: 120_000 });
+      const t1 = now();
+      if (res.stoppedBy !== 'hlt') throw new Error(`${b.id}: touch stopped by ${res.stoppedBy}`);
+      if (r > 0) runs.push((t1 - t0) / Number(GIB / BigInt(PAGE)));
+    } finally {
+      h.close();
+    }
+  }
+  return median(runs);
+}
+
+/** ns per 8-byte guestRead / guestWrite, or undefined without 'guest-access'. */
+function access(b: Backend): { read?: number; write?: number } {
+  const h = b.make();
+  try {
+    if (!h.capabilities.has('guest-access')) return {};
+    const { vm, gpa } = vmWith(h, 64n * 1024n);
+    const data = new Uint8Array(8).fill(7);
+    vm.guestWrite(gpa, data);
+    const reads: number[] = [];
+    const writes: number[] = [];
+    for (let r = 0; r <= REPS; r++) {
+      let t0 = now();
+      for (let i = 0; i < ACCESSES; i++) vm.guestRead(gpa + BigInt((i & 511) * 8), 8);
+      let t1 = now();
+      if (r > 0) reads.push((t1 - t0) / ACCESSES);
+      t0 = now();
+      for (let i = 0; i < ACCESSES; i++) vm.guestWrite(gpa + BigInt((i & 511) * 8), data);
+      t1 = now();
+      if (r > 0) writes.push((t1 - t0) / ACCESSES);
+    }
+    return { read: median(reads), write: median(writes) };
+  } finally {
+    h.close();
+  }
+}
+
+/** GB/s of 1 MiB sharedView reads and writes, with the same run's TypedArray.set for reference. */
+function copies(b: Backend): { read: number; write: number; set: number } {
+  const h = b.make();
+  try {
+    const { vm, gpa } = vmWith(h, BigInt(4 * MIB));
+    const view = vm.sharedView({ gpa, size: 4 * MIB });
+    const src = new Uint8Array(MIB).fill(3);
+    const dst = new Uint8Array(MIB);
+    view.write(0, new Uint8Array(4 * MIB).fill(1)); // populate
+    const n = 64;
+    const reads: number[] = [];
+    const writes: number[] = [];
+    const sets: number[] = [];
+    for (let r = 0; r <= REPS; r++) {
+      let t0 = now();
+      for (let i = 0; i < n; i++) view.read((i & 3) * MIB, MIB);
+      let t1 = now();
+      if (r > 0) reads.push((n * MIB) / (t1 - t0));
+      t0 = now();
+      for (let i = 0; i < n; i++) view.write((i & 3) * MIB, src);
+      t1 = now();
+      if (r > 0) writes.push((n * MIB) / (t1 - t0));
+      t0 = now();
+      for (let i = 0; i < n; i++) dst.set(src);
+      t1 = now();
+      if (r > 0) sets.push((n * MIB) / (t1 - t0));
+    }
+    view.unmap();
+    return { read: median(reads), write: median(writes), set: median(sets) };
+  } finally {
+    h.close();
+  }
+}
+
+const results: Record<string, { touchNsPerPage: number; read8Ns?: number; write8Ns?: number; copyReadGBs: number; copyWriteGBs: number; setGBs: number }> = {};
+for (const b of BACKENDS) {
+  const t = touch(b);
+  const a = access(b);
+  const c = copies(b);
+  results[b.id] = { touchNsPerPage: t, read8Ns: a.read, write8Ns: a.write, copyReadGBs: c.read, copyWriteGBs: c.write, setGBs: c.set };
+}
+
+const f = (x: number | undefined, d = 1) => (x === undefined ? 'n/a' : x.toFixed(d));
+console.log(`guest bench — ${cpus()[0]?.model ?? 'cpu?'} ×${cpus().length}, Linux ${release()}, node ${process.version}, ${REPS} reps, touch ${GIB >> 30n} GiB${native.available ? '' : `; native skipped: ${native.reason}`}\n`);
+console.log(`| backend | touch ns/page | guestRead 8 B ns | guestWrite 8 B ns | 1 MiB view read GB/s | 1 MiB view write GB/s | TypedArray.set GB/s | read/set | write/set |`);
+console.log(`|---|---:|---:|---:|---:|---:|---:|---:|---:|`);
+for (const [id, r] of Object.entries(results)) {
+  console.log(`| ${id} | ${f(r.touchNsPerPage)} | ${f(r.read8Ns)} | ${f(r.write8Ns)} | ${f(r.copyReadGBs, 2)} | ${f(r.copyWriteGBs, 2)} | ${f(r.setGBs, 2)} | ${f((100 * r.copyReadGBs) / r.setGBs, 0)} % | ${f((100 * r.copyWriteGBs) / r.setGBs, 0)} % |`);
+}
+console.log(`\nJSON ${JSON.stringify({ date: new Date().toISOString(), reps: REPS, results })}`);
