@@ -71,9 +71,9 @@ const PAGE = 4096n;
  */
 export interface KvmGuestAccessDriver {
   /** A vCPU read of guest memory (the access kind follows the gfn's attribute). */
-  guestRead(vm: KvmVm, gpa: bigint, len: number): Uint8Array;
+  guestRead(vm: KvmVm, gpa: bigint | number, len: number): Uint8Array;
   /** A vCPU write of guest memory. */
-  guestWrite(vm: KvmVm, gpa: bigint, data: Uint8Array): void;
+  guestWrite(vm: KvmVm, gpa: bigint | number, data: Uint8Array): void;
   /** Memory-failure injection on the guest_memfd page at byte `offset`. */
   markPoisoned?(memfd: KvmGuestMemfd, offset: bigint): void;
 }
@@ -386,14 +386,15 @@ export class KvmVmAdapter implements Vm {
     this.live('guestRead');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestRead', this.hypervisor.id, 'this driver cannot run guest accesses');
-    return ga.guestRead(this.kvmVm, toBig(gpa), len);
+    // A safe-integer number goes through as is (the driver's fast path avoids BigInt arithmetic).
+    return ga.guestRead(this.kvmVm, typeof gpa === 'number' && Number.isSafeInteger(gpa) ? gpa : toBig(gpa), len);
   }
 
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
     this.live('guestWrite');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestWrite', this.hypervisor.id, 'this driver cannot run guest accesses');
-    ga.guestWrite(this.kvmVm, toBig(gpa), data);
+    ga.guestWrite(this.kvmVm, typeof gpa === 'number' && Number.isSafeInteger(gpa) ? gpa : toBig(gpa), data);
   }
 
   /**

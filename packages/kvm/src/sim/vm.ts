@@ -102,6 +102,7 @@ interface ResolvedPage {
 }
 
 const SET_REGION = 'ioctl(KVM_SET_USER_MEMORY_REGION)';
+const EMPTY = new Uint8Array(0);
 const SET_REGION2 = 'ioctl(KVM_SET_USER_MEMORY_REGION2)';
 const CREATE_GMEM = 'ioctl(KVM_CREATE_GUEST_MEMFD)';
 
@@ -330,6 +331,50 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
    * Returns the bytes read (an empty array for writes).
    */
   guestAccess(args: SimGuestAccess): Uint8Array {
+    const fast = this.fastAccess(args);
+    if (fast !== undefined) return fast;
+    return this.slowAccess(args);
+  }
+
+  /** Last page the full path installed an SPTE for (see {@link fastAccess}). */
+  private tlb:
+    | { base: bigint; end: bigint; baseNum: number; slot: SimMemslot; slotPage: number; folio: number; file: SimGmemFile; isPrivate: boolean; arena: Uint8Array; at: number }
+    | undefined;
+
+  /**
+   * A shortcut with no behaviour of its own: a one-page access to the page whose SPTE the full path
+   * ({@link slowAccess}) installed last, while that SPTE is still installed. Everything that changes
+   * the answer — punch, poison, conversion (attributes), slot delete/move, file release — zaps the
+   * SPTE, replaces the slot or orphans it, which this checks, so the access then takes the full path.
+   */
+  private fastAccess(args: SimGuestAccess): Uint8Array | undefined {
+    const t = this.tlb;
+    if (t === undefined) return undefined;
+    const gpa = args.gpa;
+    const len = args.len;
+    // The offset in the page, without BigInt arithmetic for number addresses (the common case).
+    let inPage: number;
+    if (typeof gpa === 'number') inPage = gpa - t.baseNum;
+    else if (typeof gpa === 'bigint' && gpa >= t.base && gpa < t.end) inPage = Number(gpa - t.base);
+    else return undefined;
+    if (!(inPage >= 0 && len >= 0 && inPage + len <= PAGE_SIZE && Number.isInteger(inPage) && Number.isInteger(len))) return undefined;
+    if (args.private !== undefined && args.private !== t.isPrivate) return undefined;
+    const slot = t.slot;
+    if (slot.sptes.get(t.slotPage) !== t.folio || this.state.slots.get(slot.id) !== slot || slot.gmem?.file !== t.file) return undefined;
+    const arena = t.arena;
+    const at = t.at + inPage;
+
+    if (args.write === true) {
+      const data = args.data;
+      if (data === undefined || data.length !== len) return undefined;
+      if (len <= 16) for (let k = 0; k < len; k++) arena[at + k] = data[k]!;
+      else arena.set(data, at);
+      return EMPTY;
+    }
+    return arena.slice(at, at + len);
+  }
+
+  private slowAccess(args: SimGuestAccess): Uint8Array {
     const write = args.write === true;
     const op = write ? 'guestWrite' : 'guestRead';
     const gpa = u64('gpa', args.gpa);
@@ -410,7 +455,14 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
       }
       const index = slot.gmem.pgoff + slotPage;
       try {
-        slot.sptes.set(slotPage, file.core.getFolio(index));
+        const folio = file.core.getFolio(index);
+        slot.sptes.set(slotPage, folio);
+        const alloc = file.core.allocator;
+        const inFolio = alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0;
+        const base = gfn << 12n;
+        // baseNum is NaN past 2^53, so a number address never matches there.
+        const baseNum = base <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(base) : Number.NaN;
+        this.tlb = { base, end: base + PAGE, baseNum, slot, slotPage, folio, file, isPrivate, arena: alloc.arenaOf(folio), at: alloc.arenaOffset(folio) + inFolio };
       } catch (e) {
         // §2.8 steps 4–5: EHWPOISON for a poisoned folio, allocation errors passed through.
         if (GuestMemError.is(e)) throw exit(e.code, e.message);
