@@ -496,11 +496,8 @@ class GunyahNeutralVm implements Vm {
     this.sim.start();
   }
 
-  private run(op: 'guestRead' | 'guestWrite', access: () => GuestAccess): Uint8Array {
-    this.assertLive(op);
-    this.ensureStarted();
-    const r = access();
-    if (r.status === 'done') return r.data ?? new Uint8Array(0);
+  /** Turns an access that did not complete into the neutral error. */
+  private fail(op: 'guestRead' | 'guestWrite', r: GuestAccess): never {
     if (r.status === 'page-fault') {
       // The neutral API reports every unresolved guest access as EFAULT (poison as EHWPOISON); the
       // uAPI's own answer (-ENOENT unbound, -EPERM read-only…) stays in info.exit.attempt.
@@ -518,11 +515,18 @@ class GunyahNeutralVm implements Vm {
   }
 
   guestRead(g: bigint | number, len: number): Uint8Array {
-    return this.run('guestRead', () => this.sim.vcpu(0).read(g, len));
+    this.assertLive('guestRead');
+    this.ensureStarted();
+    const r = this.sim.vcpu(0).read(g, len);
+    if (r.status === 'done') return r.data ?? new Uint8Array(0);
+    return this.fail('guestRead', r);
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
-    this.run('guestWrite', () => this.sim.vcpu(0).write(g, data));
+    this.assertLive('guestWrite');
+    this.ensureStarted();
+    const r = this.sim.vcpu(0).write(g, data);
+    if (r.status !== 'done') this.fail('guestWrite', r);
   }
 
   destroy(): void {
