@@ -75,6 +75,11 @@ export interface HostView {
   /** Length in bytes. */
   readonly length: number;
   read(at: number, len: number): Uint8Array;
+  /**
+   * Copies `dst.length - dstOffset` bytes at `at` into `dst` from `dstOffset` on (no allocation:
+   * the fast way to copy large ranges). Same checks and faults as {@link read}.
+   */
+  readInto(at: number, dst: Uint8Array, dstOffset?: number): void;
   write(at: number, data: Uint8Array): void;
   fill(at: number, len: number, byte: number): void;
   /** Ends the view (idempotent); it stops pinning the memory. */

@@ -8,6 +8,8 @@ export interface SharedPart {
   readonly size: bigint;
   /** Accessors of this part's host side, `at` counted from `gpa`. */
   read(at: number, len: number): Uint8Array;
+  /** Optional copy into a caller's buffer (else read + copy). */
+  readInto?(at: number, dst: Uint8Array, dstOffset: number): void;
   write(at: number, data: Uint8Array): void;
   fill(at: number, len: number, byte: number): void;
   /** False once the part's binding is gone. */
@@ -63,6 +65,16 @@ export function sharedViewOf(parts: readonly SharedPart[], range: GpaRange, back
       const out = new Uint8Array(len);
       each('read', off, len, (p, pOff, rOff, n) => out.set(p.read(pOff, n), rOff));
       return out;
+    },
+    readInto(off, dst, dstOffset = 0) {
+      if (!(Number.isSafeInteger(dstOffset) && dstOffset >= 0 && dstOffset <= dst.length)) {
+        throw gmErr('EINVAL', 'readInto', backend, `dstOffset ${dstOffset} is outside the ${dst.length}-byte buffer`);
+      }
+      each('read', off, dst.length - dstOffset, (p, pOff, rOff, n) => {
+        const to = dst.subarray(dstOffset + rOff, dstOffset + rOff + n);
+        if (p.readInto) p.readInto(pOff, to, 0);
+        else to.set(p.read(pOff, n));
+      });
     },
     write(off, data) {
       if (used.length === 1 && mapped && used[0]!.live && off >= 0 && off + data.length <= length) return used[0]!.write(Number(gpa - used[0]!.gpa) + off, data);

@@ -40,7 +40,7 @@ import type { GuestAccess, GunyahGuestMem } from '../api.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, MAP_FLAG_LAYOUTS, encodeMapFlags, type LayoutName } from '../uapi/index.js';
 import { openGunyah, type SimDevice } from '../sim/device.js';
 import { BACKEND } from '../sim/errors.js';
-import type { SimGuestMem } from '../sim/guest-mem.js';
+import type { SimGuestMem, SimHostMapping } from '../sim/guest-mem.js';
 import type { SimVm } from '../sim/vm.js';
 
 /** Options of {@link GunyahHypervisor}. */
@@ -474,6 +474,7 @@ class GunyahNeutralVm implements Vm {
         gpa: b.gpa,
         size: b.size,
         read: (at, len) => mapping().read(at, len),
+        readInto: (at, dst, off) => (mapping() as SimHostMapping).readInto(at, dst, off),
         write: (at, d) => mapping().write(at, d),
         fill: (at, len, byte) => mapping().fill(at, len, byte),
         get live() {
@@ -482,7 +483,7 @@ class GunyahNeutralVm implements Vm {
       };
     });
     const view = sharedViewOf(parts, range, BACKEND);
-    return { ...view, read: view.read, write: view.write, fill: view.fill, length: view.length, unmap: () => { view.unmap(); for (const m of maps.splice(0)) m.unmap(); } };
+    return { ...view, read: view.read, readInto: view.readInto, write: view.write, fill: view.fill, length: view.length, unmap: () => { view.unmap(); for (const m of maps.splice(0)) m.unmap(); } };
   }
 
   /** Gunyah will not start without a DTB; the adapter supplies a one-page one at {@link ADAPTER_DTB_GPA}. */

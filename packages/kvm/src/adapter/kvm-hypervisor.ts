@@ -407,7 +407,8 @@ export class KvmVmAdapter implements Vm {
     const parts = [...this.slots.values()].flatMap((b) => {
       const m = b.mapping;
       if (!m || m.unmapped) return [];
-      return [{ gpa: b.gpa as bigint, size: b.size, read: (at: number, len: number) => m.read(at, len), write: (at: number, d: Uint8Array) => m.write(at, d), fill: (at: number, len: number, byte: number) => m.fill(at, len, byte), get live() { return b.active && !m.unmapped; } }];
+      const into = (m as { readInto?: (at: number, dst: Uint8Array, off: number) => void }).readInto;
+      return [{ gpa: b.gpa as bigint, size: b.size, read: (at: number, len: number) => m.read(at, len), ...(into ? { readInto: (at: number, dst: Uint8Array, off: number) => into.call(m, at, dst, off) } : {}), write: (at: number, d: Uint8Array) => m.write(at, d), fill: (at: number, len: number, byte: number) => m.fill(at, len, byte), get live() { return b.active && !m.unmapped; } }];
     });
     return sharedViewOf(parts, range, this.hypervisor.id);
   }
