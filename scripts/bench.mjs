@@ -9,6 +9,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const benches = [
   ['@guestmem/core', 'packages/core/dist/bench/core-bench.js'],
   ['@guestmem/kvm', 'packages/kvm/dist/bench/kvm-bench.js'],
+  ['guests (native KVM, kvm-sim, gunyah-sim)', 'packages/cli/dist/bench/guest-bench.js'],
 ];
 let failed = 0;
 for (const [name, file] of benches) {
