@@ -4,6 +4,8 @@ import type { HostView } from './interfaces.js';
 export interface HostViewSource {
   readonly length: number | bigint;
   read(at: number, len: number): Uint8Array;
+  /** Optional copy into a caller's buffer; without it {@link hostView} reads and copies. */
+  readInto?(at: number, dst: Uint8Array, dstOffset?: number): void;
   write(at: number, data: Uint8Array): void;
   fill(at: number, len: number, byte: number): void;
 }
@@ -17,6 +19,9 @@ export function hostView(source: HostViewSource, unmap: () => void): HostView {
   return {
     length: Number(source.length),
     read: (at, len) => source.read(at, len),
+    readInto: source.readInto
+      ? (at, dst, off = 0) => source.readInto!(at, dst, off)
+      : (at, dst, off = 0) => dst.set(source.read(at, dst.length - off), off),
     write: (at, data) => source.write(at, data),
     fill: (at, len, byte) => source.fill(at, len, byte),
     unmap,
