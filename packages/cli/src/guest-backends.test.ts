@@ -1,11 +1,12 @@
 /**
  * The simulated backends run the same guest programs through their own guest-access paths
- * (kvm-sim: the 6.18 kernel's fault rules; gunyah-sim: GUNYAH_VCPU_RUN demand paging) and must give
+ * (kvm-sim: the 6.18 kernel's fault rules; gunyah-sim and gunyah-ack-sim: GUNYAH_VCPU_RUN / GH_VCPU_RUN
+ * demand paging) and must give
  * the same exits and leave the same memory. Programs are generated over the op list's domain:
  * every op, unaligned addresses and lengths, page-crossing accesses, high addresses above 4 GiB.
  */
 import { GuestProgram, buildGuestImage, loadGuest, runGuest, type Hypervisor, type VcpuExit } from '@guestmem/core';
-import { GunyahHypervisor } from '@guestmem/gunyah';
+import { GunyahAckHypervisor, GunyahHypervisor } from '@guestmem/gunyah';
 import { openKvmHypervisor } from '@guestmem/kvm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -23,6 +24,7 @@ const backends: Record<string, () => Hypervisor> = {
   'kvm-sim': () => openKvmHypervisor({ driver: 'sim', profile: '6.18', swProtectedVm: false }),
   'kvm-sim (SW_PROTECTED kernel, default VM)': () => openKvmHypervisor({ driver: 'sim', profile: '6.18' }),
   'gunyah-sim': () => new GunyahHypervisor(),
+  'gunyah-ack-sim': () => new GunyahAckHypervisor(),
 };
 
 type Step =
@@ -85,7 +87,7 @@ function run(make: () => Hypervisor, p: GuestProgram): { exits: object[]; memory
 }
 
 describe('simulated backends run the same guest programs identically', () => {
-  it('generated programs: same exits and same memory on kvm-sim (both kernel configs) and gunyah-sim', () => {
+  it('generated programs: same exits and same memory on kvm-sim (both kernel configs), gunyah-sim and gunyah-ack-sim', () => {
     fc.assert(
       fc.property(fc.array(step, { maxLength: 12 }), (steps) => {
         const p = build(steps);

@@ -11,7 +11,7 @@ describe.skipIf(!probe.available)(`guestmem demo on /dev/kvm (${probe.reason})`,
     expect(r.selected.id).toBe('kvm');
     expect(r.backends[0]!.id).toBe('kvm');
     expect(r.backends[0]!.simulated).toBe(false);
-    expect(r.backends.map((b) => b.id)).toEqual(expect.arrayContaining(['kvm', 'kvm-sim', 'gunyah-sim']));
+    expect(r.backends.map((b) => b.id)).toEqual(expect.arrayContaining(['kvm', 'kvm-sim', 'gunyah-sim', 'gunyah-ack-sim']));
     for (const b of r.backends) {
       expect(b.error).toBeUndefined();
       expect(b.guest.output).toBe(r.backends[0]!.guest.output);

@@ -12,10 +12,10 @@ const expected = {
 };
 
 describe('guestmem demo: the guest on the simulated backends', () => {
-  it('kvm-sim and gunyah-sim run the same program: same exits, same output, the expected reports', () => {
-    const runs = ['kvm-sim', 'gunyah-sim'].map((id) => runGuestDemo({ only: id }));
-    const [k, g] = runs.map((r) => r.backends[0]!);
-    for (const b of [k!, g!]) {
+  it('kvm-sim, gunyah-sim and gunyah-ack-sim run the same program: same exits, same output, the expected reports', () => {
+    const runs = ['kvm-sim', 'gunyah-sim', 'gunyah-ack-sim'].map((id) => runGuestDemo({ only: id }));
+    const [k, g, a] = runs.map((r) => r.backends[0]!);
+    for (const b of [k!, g!, a!]) {
       expect(b.error).toBeUndefined();
       expect(b.guest.stoppedBy).toBe('hlt');
       expect(b.guest.output).toBe(
@@ -29,6 +29,12 @@ describe('guestmem demo: the guest on the simulated backends', () => {
       expect(b.memory.pagesAllocated).toBeGreaterThan(0);
     }
     expect(g!.guest.exits).toEqual(k!.guest.exits);
+    expect(a!.guest.exits).toEqual(k!.guest.exits);
+    expect(a!.guest.output).toBe(k!.guest.output);
+    // Exact accounting on every simulated backend, and the same pages held by the same program.
+    expect([k, g, a].map((b) => b!.memory.accounting)).toEqual(['exact', 'exact', 'exact']);
+    expect(g!.memory.pagesAllocated).toBe(k!.memory.pagesAllocated);
+    expect(a!.memory.pagesAllocated).toBe(k!.memory.pagesAllocated);
     expect(runs[0]!.selected).toEqual({ id: 'kvm-sim', reason: 'chosen explicitly' });
     // JSON-able as promised: no bigints, round-trips.
     expect(JSON.parse(JSON.stringify(runs[0]))).toEqual(runs[0]);

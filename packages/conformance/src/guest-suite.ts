@@ -96,11 +96,46 @@ export function defineGuestConformanceSuite(target: ConformanceTarget): void {
         expect(code(() => v.read(P - 1, 2))).toBe('EINVAL');
         v.unmap();
         expect(code(() => v.read(0, 1))).toBe('EFAULT');
+        // Ending with the binding needs a backend that can remove one (not ACK: no 'unbind').
+        if (!vm.capabilities.has('unbind')) return;
         const w = vm.sharedView({ gpa: B, size: P });
         vm.bindings()
           .find((b) => b.gpa === B)!
           .unbind();
         expect(code(() => w.read(0, 1))).toBe('EFAULT');
+      });
+    });
+
+    it('Hypervisor.close() ends every shared view still mapped', () => {
+      const h = target.create();
+      const vm = h.createVm();
+      twoBindings(vm);
+      const v = vm.sharedView({ gpa: A, size: 2 * P });
+      v.write(0, Uint8Array.of(1));
+      h.close();
+      expect(code(() => v.read(0, 1))).toBe('EFAULT');
+      expect(() => v.unmap()).not.toThrow();
+    });
+
+    it('retryMmio: re-executes an MMIO access once memory is bound there where the backend offers it, else EOPNOTSUPP and the access completes as MMIO', () => {
+      withVm(target, (vm) => {
+        twoBindings(vm);
+        const far = 0x4000_0000n; // nothing bound here yet
+        const vcpu = vm.createVcpu();
+        loadGuest(vm, vcpu, buildGuestImage(new GuestProgram().store(far, Uint8Array.of(0x5a)).loadReport(far, 1, 0x11).hlt()));
+        const first = vcpu.run();
+        expect(first).toMatchObject({ kind: 'mmio', gpa: far, write: true });
+        if (!vcpu.retriesMmio) {
+          expect(code(() => vcpu.retryMmio())).toBe('EOPNOTSUPP');
+          return;
+        }
+        const mappable = vm.capabilities.has('host-map') && vm.capabilities.has('initially-shared');
+        const mem = vm.createGuestMemory({ size: P, hostMappable: mappable, initiallyShared: mappable });
+        vm.bind({ memory: mem, offset: 0, gpa: far, size: P, access: 'shared' });
+        vcpu.retryMmio();
+        // The store was re-executed into the new memory, and the load reads it back.
+        expect(vcpu.run()).toMatchObject({ kind: 'io', port: 0x11, data: Uint8Array.of(0x5a) });
+        expect(vm.sharedView({ gpa: far, size: 1 }).read(0, 1)).toEqual(Uint8Array.of(0x5a));
       });
     });
 
