@@ -106,10 +106,13 @@ function touchFloor(): { fileWrite: number; memset: number } {
     for (let i = 0; i < pages; i++) f.write(i * PAGE, one);
     if (r > 0) fw.push((now() - t0) / pages);
     f.release();
-    const arena = allocator.arenaOf(allocator.alloc(0));
+    const folio = allocator.alloc(0);
+    allocator.prepare(folio);
+    const arena = allocator.arenaOf(folio);
     t0 = now();
     for (let i = 0; i + PAGE <= arena.length; i += PAGE) arena.fill(0, i, i + PAGE);
     if (r > 0) ms.push((now() - t0) / (arena.length / PAGE));
+    allocator.free(folio);
     gc();
   }
   return { fileWrite: median(fw), memset: median(ms) };
@@ -184,6 +187,8 @@ function copies(b: Backend): { readInto: number; read: number; write: number; se
   }
 }
 
+const floor = touchFloor();
+console.error(`floor: ${JSON.stringify(floor)}`);
 const results: Record<string, { touchNsPerPage: number; touchColdNsPerPage: number; read8Ns?: number; write8Ns?: number; copyReadIntoGBs: number; copyReadNewGBs: number; copyWriteGBs: number; setGBs: number }> = {};
 for (const b of BACKENDS) {
   const t = touch(b);
@@ -192,8 +197,8 @@ for (const b of BACKENDS) {
   const c = copies(b);
   gc();
   results[b.id] = { touchNsPerPage: t.warm, touchColdNsPerPage: t.cold, read8Ns: a.read, write8Ns: a.write, copyReadIntoGBs: c.readInto, copyReadNewGBs: c.read, copyWriteGBs: c.write, setGBs: c.set };
+  console.error(`${b.id}: ${JSON.stringify(results[b.id])}`);
 }
-const floor = touchFloor();
 
 const f = (x: number | undefined, d = 1) => (x === undefined ? 'n/a' : x.toFixed(d));
 console.log(`guest bench — ${cpus()[0]?.model ?? 'cpu?'} ×${cpus().length}, Linux ${release()}, node ${process.version}, ${REPS} reps, touch ${GIB >> 30n} GiB${native.available ? '' : `; native skipped: ${native.reason}`}\n`);
