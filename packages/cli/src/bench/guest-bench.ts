@@ -116,10 +116,13 @@ function touchFloor(): { fileWrite: number; memset: number } {
     for (let i = 0; i < pages; i++) f.write(i * PAGE, one);
     if (r > 0) fw.push((now() - t0) / pages);
     f.release();
-    const arena = allocator.arenaOf(allocator.alloc(0));
+    const folio = allocator.alloc(0);
+    allocator.prepare(folio);
+    const arena = allocator.arenaOf(folio);
     t0 = now();
     for (let i = 0; i + PAGE <= arena.length; i += PAGE) arena.fill(0, i, i + PAGE);
     if (r > 0) ms.push((now() - t0) / (arena.length / PAGE));
+    allocator.free(folio);
     gc();
   }
   return { fileWrite: median(fw), memset: median(ms) };
@@ -194,6 +197,8 @@ function copies(b: Backend): { readInto: number; read: number; write: number; se
   }
 }
 
+const floor = touchFloor();
+console.error(`floor: ${JSON.stringify(floor)}`);
 const results: Record<
   string,
   {
@@ -223,8 +228,8 @@ for (const b of BACKENDS) {
     copyWriteGBs: c.write,
     setGBs: c.set,
   };
+  console.error(`${b.id}: ${JSON.stringify(results[b.id])}`);
 }
-const floor = touchFloor();
 
 const f = (x: number | undefined, d = 1) => (x === undefined ? 'n/a' : x.toFixed(d));
 console.log(
