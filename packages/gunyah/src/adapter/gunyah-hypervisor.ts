@@ -671,7 +671,8 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     this.assertLive('guestWrite');
     const gpa = guestAccessGpa(g, data.length, 'guestWrite', BACKEND);
     this.ensureStarted();
-    this.settle('guestWrite', this.sim.vcpu(0).write(gpa, data));
+    const r = this.sim.vcpu(0).write(gpa, data);
+    if (r.status !== 'done') this.settle('guestWrite', r);
   }
 
   /**

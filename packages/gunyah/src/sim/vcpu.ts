@@ -26,6 +26,8 @@ import { err } from './errors.js';
 import type { SimVm } from './vm.js';
 
 const RUN = 'ioctl(GUNYAH_VCPU_RUN)';
+/** The result a completed write leaves for the guest program (shared: it is never changed). */
+const WRITE_DONE: GuestOpResult = Object.freeze({ ok: true });
 
 /** One operation of the simulated guest. */
 export type GuestOp =
@@ -362,7 +364,7 @@ export class SimVcpu implements GunyahVcpu {
     this.pending = undefined;
     this.state = 'ready';
     this.faultPending = false;
-    this.lastResult = { ok: true, data: r.status === 'done' ? r.data : undefined };
+    this.lastResult = kind === 'write' ? WRITE_DONE : { ok: true, data: r.status === 'done' ? r.data : undefined };
     return r;
   }
 

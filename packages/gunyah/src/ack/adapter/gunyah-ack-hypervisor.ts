@@ -458,7 +458,8 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     this.assertLive('guestWrite');
     const gpa = guestAccessGpa(g, data.length, 'guestWrite', ACK_BACKEND);
     this.ensureStarted();
-    this.settle('guestWrite', this.sim.vcpu().write(gpa, data));
+    const r = this.sim.vcpu().write(gpa, data);
+    if (r.status !== 'done') this.settle('guestWrite', r);
   }
 
   private readonly vcpus = new Set<Vcpu>();
