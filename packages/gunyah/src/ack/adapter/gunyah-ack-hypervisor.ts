@@ -66,7 +66,14 @@ export interface GunyahAckHypervisorOptions {
   memlockLimit?: number;
 }
 
-const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
+/**
+ * Largest guest memory: ACK guest memory is a mapping in the VMM's address space, so no memory
+ * larger than the simulated process's mmap area (top-down from 0x7f00_0000_0000, core's
+ * `UserAddressSpace`) can exist. 64 TiB fits in an empty process; a larger size is `EINVAL`
+ * (the neutral rule for a size past `maxGuestMemorySize`), never an `ENOMEM` from a size the
+ * capabilities said was accepted.
+ */
+const MAX_SIZE = 1n << 46n;
 const HUGE_BYTES = 2n << 20n;
 
 export const GUNYAH_ACK_SIM_CAPABILITIES = (generation: AckGeneration, line: string): Capabilities =>
@@ -236,14 +243,11 @@ class AckGuestMemory implements GuestMemory {
   }
   stats(): GuestMemoryStats {
     const boundRanges = boundRangesOf(this, this.vm.bindings());
+    // Over the present folios only: a page-by-page walk of a 64 TiB memory would never return.
     let hugeFolios = 0;
-    for (let i = 0; i < this.memory.pages; ) {
-      const f = this.memory.folioAt(i);
-      if (f?.order === 9) {
-        hugeFolios++;
-        i = f.head + 512;
-      } else i++;
-    }
+    this.memory.forEachFolio((_head, _folio, order) => {
+      if (order === 9) hugeFolios++;
+    });
     const allocatedBytes = BigInt(this.memory.pagesPresent) * PAGE_SIZE_N;
     return {
       id: this.id,
