@@ -70,17 +70,21 @@ export class Toyvisor implements Hypervisor {
   /** What close() must release: VMs and memory objects still alive. */
   readonly vms = new Set<ToyVm>();
   readonly memories = new Set<ToyMemory>();
+  private closed = false;
   createVm(): Vm {
+    // A closed hypervisor makes nothing new (the neutral rule: every backend answers EBADF).
+    if (this.closed) throw gmErr('EBADF', 'createVm', ID, 'the hypervisor was closed');
     const vm = new ToyVm(this);
     this.vms.add(vm);
     return vm;
   }
   /** Host views not yet unmapped. */
-  readonly views = new HostViewSet();
+  readonly views = new HostViewSet(ID);
   close(): void {
     this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     for (const m of [...this.memories]) m.close();
+    this.closed = true;
   }
 }
 

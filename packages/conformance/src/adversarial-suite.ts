@@ -241,3 +241,266 @@ export function defineAdversarialSuite(target: AdversarialTarget): void {
     });
   });
 }
+
+/** Host and guest reads of every page of `mem` (through one view) and of a guest range. */
+function readAll(vm: Vm, mem: GuestMemory | undefined, guest: Array<[gpa: bigint | number, len: number]>): Array<() => Uint8Array> {
+  const out: Array<() => Uint8Array> = [];
+  if (mem && vm.capabilities.has('host-map') && mem.hostMappable && !mem.closed) {
+    out.push(() => {
+      const v = mem.map();
+      try {
+        return v.read(0, v.length);
+      } finally {
+        v.unmap();
+      }
+    });
+  }
+  if (vm.capabilities.has('guest-access')) for (const [g, n] of guest) out.push(() => vm.guestRead(g, n));
+  return out;
+}
+
+export function defineLifetimeAttacks(target: AdversarialTarget): void {
+  const suite = target.skip ? describe.skip : describe;
+  suite(`adversarial lifetimes: ${target.name}`, () => {
+    it('GuestMemory.close(): idempotent; then every method is EBADF (or EOPNOTSUPP without its capability), stats() still works', () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        const mem = vm.createGuestMemory({ size: 2 * P, hostMappable: vm.capabilities.has('host-map') });
+        mem.close();
+        mem.close();
+        expect(mem.closed).toBe(true);
+        const calls: Array<[string, () => unknown, string]> = [
+          ['allocate', () => mem.allocate(0, P), 'EBADF'],
+          ['punchHole', () => mem.punchHole(0, P), vm.capabilities.has('punch-hole') ? 'EBADF' : 'EBADF|EOPNOTSUPP'],
+          ['map', () => mem.map(), vm.capabilities.has('host-map') ? 'EBADF' : 'EBADF|EOPNOTSUPP'],
+          ['markPoisoned', () => mem.markPoisoned(0), vm.capabilities.has('poison-injection') ? 'EBADF' : 'EBADF|EOPNOTSUPP'],
+          ['bind', () => vm.bind({ memory: mem, offset: 0, gpa: 0, size: P, access: 'shared' }), 'EBADF'],
+        ];
+        for (const [what, call, codes] of calls) {
+          const e = attack(h, call);
+          expect(codes.split('|'), `${what}: ${e.message}`).toContain(e.code);
+        }
+        expect(mem.stats().size).toBe(2n * BigInt(P));
+        expect(vm.bindings()).toEqual([]);
+      } finally {
+        h.close();
+      }
+    });
+
+    it('Vm.destroy(): idempotent; then every method is EBADF, bindings() is empty and old bindings are inactive', () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        const mem = vm.createGuestMemory({ size: 2 * P });
+        const b = vm.bind({ memory: mem, offset: 0, gpa: 0x2000, size: P, access: 'shared' });
+        vm.destroy();
+        vm.destroy();
+        expect(vm.destroyed).toBe(true);
+        expect(b.active).toBe(false);
+        b.unbind();
+        expect(vm.bindings()).toEqual([]);
+        const calls: Array<[string, () => unknown]> = [
+          ['createGuestMemory', () => vm.createGuestMemory({ size: P })],
+          ['bind', () => vm.bind({ memory: mem, offset: P, gpa: 0x8000, size: P, access: 'shared' })],
+          ['convert', () => vm.convert({ gpa: 0x2000, size: P }, 'shared')],
+          ['guestRead', () => vm.guestRead(0x2000, 1)],
+          ['guestWrite', () => vm.guestWrite(0x2000, new Uint8Array(1))],
+        ];
+        for (const [what, call] of calls) {
+          const e = attack(h, call);
+          expect(e.code, `${what}: ${e.message}`).toBe('EBADF');
+        }
+        mem.close();
+      } finally {
+        h.close();
+      }
+    });
+
+    it('Hypervisor.close(): idempotent; afterwards createVm is EBADF and old VMs, memories and views are dead', () => {
+      const h = target.create();
+      const vm = h.createVm();
+      const mem = vm.createGuestMemory({
+        size: 2 * P,
+        hostMappable: vm.capabilities.has('host-map'),
+        initiallyShared: vm.capabilities.has('initially-shared'),
+      });
+      const view = vm.capabilities.has('host-map') ? mem.map() : undefined;
+      h.close();
+      h.close();
+      expect(vm.destroyed).toBe(true);
+      expect(mem.closed).toBe(true);
+      expect(attack(h, () => h.createVm()).code).toBe('EBADF');
+      if (view) {
+        for (const call of [() => view.read(0, 1), () => view.write(0, new Uint8Array(1)), () => view.fill(0, 1, 1)]) {
+          expect(['EFAULT', 'EBADF']).toContain(attack(h, call).code);
+        }
+        view.unmap();
+      }
+    });
+
+    it('HostView.unmap(): idempotent; afterwards every access is EFAULT or EBADF, and other views keep working', () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        const mem = hostMemory(vm, 2 * P);
+        if (!mem) return;
+        const v1 = mem.map();
+        const v2 = mem.map();
+        v1.write(0, new Uint8Array([1, 2, 3]));
+        v1.unmap();
+        v1.unmap();
+        for (const call of [() => v1.read(0, 1), () => v1.write(0, new Uint8Array(1)), () => v1.fill(0, 1, 1)]) {
+          expect(['EFAULT', 'EBADF']).toContain(attack(h, call).code);
+        }
+        expect(v2.read(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
+      } finally {
+        h.close();
+      }
+    });
+
+    it('HostView accessors: an access outside the view or with a bad number is a GuestMemError and writes nothing', () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        const mem = hostMemory(vm, 2 * P);
+        if (!mem) return;
+        const v = mem.map({ offset: 0, length: P });
+        const other = mem.map({ offset: P, length: P });
+        other.fill(0, P, 0x5a);
+        const bad: Array<[number, number]> = [
+          [-1, 1],
+          [P, 1],
+          [P - 1, 2],
+          [0, P + 1],
+          [0.5, 1],
+          [Number.NaN, 1],
+          [0, Number.NaN],
+          [0, -1],
+          [2 ** 53, 1],
+        ];
+        for (const [at, len] of bad) {
+          const calls = [() => v.read(at, len), () => v.fill(at, len, 7)];
+          // A write's length is its data's: only a bad `at` or a range past the end can fail it.
+          if (Number.isSafeInteger(len) && len > 0) calls.push(() => v.write(at, new Uint8Array(len).fill(7)));
+          for (const call of calls) {
+            let e: GuestMemError;
+            try {
+              e = attack(h, call);
+            } catch (x) {
+              throw new Error(`view access at ${at} len ${len}: ${(x as Error).message}`);
+            }
+            expect(['EFAULT', 'EINVAL'], `at ${at} len ${len}: ${e.message}`).toContain(e.code);
+          }
+        }
+        for (const byte of [256, -1, 1.5, Number.NaN]) expect(attack(h, () => v.fill(0, 1, byte)).code).toBe('EINVAL');
+        expect(attack(h, () => v.write(0, [1, 2] as unknown as Uint8Array)).code).toBe('EINVAL');
+        expect(v.read(0, P)).toEqual(new Uint8Array(P));
+        expect(other.read(0, P)).toEqual(new Uint8Array(P).fill(0x5a));
+      } finally {
+        h.close();
+      }
+    });
+
+    it('bind: memory of another VM or of another hypervisor is EINVAL and changes nothing', () => {
+      const h = target.create();
+      const h2 = target.create();
+      try {
+        const vm = h.createVm();
+        const vm2 = h.createVm();
+        const vm3 = h2.createVm();
+        const theirs = vm2.createGuestMemory({ size: P });
+        const foreign = vm3.createGuestMemory({ size: P });
+        expect(attack(h, () => vm.bind({ memory: theirs, offset: 0, gpa: 0, size: P, access: 'shared' })).code).toBe('EINVAL');
+        expect(attack(h, () => vm.bind({ memory: foreign, offset: 0, gpa: 0, size: P, access: 'shared' })).code).toBe('EINVAL');
+        expect(vm.bindings()).toEqual([]);
+        expect(vm2.bindings()).toEqual([]);
+      } finally {
+        h.close();
+        h2.close();
+      }
+    });
+
+    it('zero on first use: memory created after another was written, punched and closed shows none of its bytes', () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        for (let round = 0; round < 3; round++) {
+          const mem = hostMemory(vm, 4 * P) ?? vm.createGuestMemory({ size: 4 * P });
+          const b = vm.bind({ memory: mem, offset: 0, gpa: 0x40000, size: 4 * P, access: 'shared' });
+          const reads = readAll(vm, mem, [[0x40000, 4 * P]]);
+          for (const r of reads) expect(r(), `round ${round}`).toEqual(new Uint8Array(4 * P));
+          if (vm.capabilities.has('guest-access')) vm.guestWrite(0x40000, new Uint8Array(4 * P).fill(0xc3));
+          if (mem.hostMappable) {
+            const v = mem.map();
+            v.fill(0, v.length, 0xc4);
+          }
+          if (vm.capabilities.has('unbind')) b.unbind();
+          mem.close();
+          if (!vm.capabilities.has('unbind')) {
+            vm.destroy();
+            return;
+          }
+        }
+      } finally {
+        h.close();
+      }
+    });
+
+    it('no view shows old data after a punch: old views, new views and the guest read zero', () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        if (!vm.capabilities.has('punch-hole')) return;
+        const mem = hostMemory(vm, 4 * P) ?? vm.createGuestMemory({ size: 4 * P });
+        vm.bind({ memory: mem, offset: 0, gpa: 0x40000, size: 4 * P, access: 'shared' });
+        const old = mem.hostMappable ? mem.map() : undefined;
+        if (vm.capabilities.has('guest-access')) vm.guestWrite(0x40000 + P, new Uint8Array(2 * P).fill(0x77));
+        old?.fill(P, 2 * P, 0x66);
+        mem.punchHole(P, 2 * P);
+        const expectZero = (bytes: Uint8Array, what: string) =>
+          expect(
+            bytes.some((x) => x !== 0),
+            what,
+          ).toBe(false);
+        if (old) expectZero(old.read(P, 2 * P), 'old view');
+        for (const r of readAll(vm, mem, [[0x40000 + P, 2 * P]])) expectZero(r(), 'new view / guest');
+      } finally {
+        h.close();
+      }
+    });
+
+    it('conversion round trips never bring old bytes back: private -> shared -> private reads zero with discard', () => {
+      const h = target.create();
+      try {
+        if (!h.capabilities.has('private-memory')) return;
+        let vm: Vm;
+        try {
+          vm = h.createVm({ confidential: true });
+        } catch (e) {
+          expect(checkError(h, e).code).toBe('EOPNOTSUPP');
+          return;
+        }
+        const c = vm.capabilities;
+        if (!c.has('guest-access') || !c.has('private-memory') || !(c.has('convert-in-place') || c.has('convert-remap'))) return;
+        const mem = vm.createGuestMemory({ size: 2 * P, hostMappable: c.has('host-map') });
+        vm.bind({ memory: mem, offset: 0, gpa: 0x40000, size: 2 * P, access: 'private' });
+        vm.guestWrite(0x40000, new Uint8Array(2 * P).fill(0x11));
+        vm.convert({ gpa: 0x40000, size: 2 * P }, 'shared');
+        expect(
+          vm.guestRead(0x40000, 2 * P).some((x) => x === 0x11),
+          'private bytes seen as shared',
+        ).toBe(false);
+        vm.guestWrite(0x40000, new Uint8Array(2 * P).fill(0x22));
+        vm.convert({ gpa: 0x40000, size: 2 * P }, 'private');
+        const back = vm.guestRead(0x40000, 2 * P);
+        expect(
+          back.some((x) => x === 0x11 || x === 0x22),
+          'old bytes after a discarding round trip',
+        ).toBe(false);
+      } finally {
+        h.close();
+      }
+    });
+  });
+}

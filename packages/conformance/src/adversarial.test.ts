@@ -1,15 +1,20 @@
 import { GunyahAckHypervisor, GunyahHypervisor } from '@guestmem/gunyah';
 import { openKvmHypervisor } from '@guestmem/kvm';
 import { Toyvisor } from '../../../examples/custom-backend/src/toyvisor.js';
-import { defineAdversarialSuite } from './adversarial-suite.js';
+import { type AdversarialTarget, defineAdversarialSuite, defineLifetimeAttacks } from './adversarial-suite.js';
 
-defineAdversarialSuite({ name: 'kvm-sim (SW_PROTECTED)', create: () => openKvmHypervisor({ driver: 'sim' }) });
-defineAdversarialSuite({
+function attackAll(target: AdversarialTarget): void {
+  defineAdversarialSuite(target);
+  defineLifetimeAttacks(target);
+}
+
+attackAll({ name: 'kvm-sim (SW_PROTECTED)', create: () => openKvmHypervisor({ driver: 'sim' }) });
+attackAll({
   name: 'kvm-sim (swProtectedVm: false)',
   create: () => openKvmHypervisor({ driver: 'sim', swProtectedVm: false }),
 });
-defineAdversarialSuite({ name: 'gunyah-sim (v17)', create: () => new GunyahHypervisor() });
+attackAll({ name: 'gunyah-sim (v17)', create: () => new GunyahHypervisor() });
 for (const generation of ['C', 'A', 'B'] as const) {
-  defineAdversarialSuite({ name: `gunyah-ack-sim (generation ${generation})`, create: () => new GunyahAckHypervisor({ generation }) });
+  attackAll({ name: `gunyah-ack-sim (generation ${generation})`, create: () => new GunyahAckHypervisor({ generation }) });
 }
-defineAdversarialSuite({ name: 'toyvisor', create: () => new Toyvisor() });
+attackAll({ name: 'toyvisor', create: () => new Toyvisor() });

@@ -148,6 +148,7 @@ export class KvmHypervisor implements Hypervisor {
     guestAccess?: KvmGuestAccessDriver,
   ) {
     this.guestAccess = guestAccess;
+    this.views = new HostViewSet(id);
     this.capabilities = answerCaps(kvm, id, kvm.driver === 'sim', this.guestAccess, 'system');
   }
 
@@ -179,7 +180,7 @@ export class KvmHypervisor implements Hypervisor {
   }
 
   /** @internal Host views not yet unmapped (unmapped by {@link close}). */
-  readonly views = new HostViewSet();
+  readonly views: HostViewSet;
 
   /** @internal Guest-memory objects still open (closed by {@link close}). */
   readonly memories = new Set<KvmGuestMemory>();
@@ -381,9 +382,13 @@ export class KvmVmAdapter implements Vm {
         // freed its pages (the slot does not pin the file), so no private byte can show up.
         if (mem.closed) continue;
         steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
-      } else if (to === 'private' && discard && b.hostMemory) {
+      } else if (to === 'private' && discard) {
         const host = b.hostMemory;
-        steps.push(() => host.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED));
+        if (host) steps.push(() => host.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED));
+        // A guest_memfd-only slot (host-mappable memory) kept its shared data in the file's own
+        // pages: discarding drops them too, so the page starts private from zero as on every
+        // one-copy backend (never the bytes it held while shared).
+        if (mem.hostMappable && !mem.closed) steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
       }
     }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
@@ -600,7 +605,7 @@ export class KvmBinding implements MemoryBinding {
     const m = this.mapping;
     if (!m || m.unmapped) return undefined;
     // The binding owns the memory: it is unmapped by unbind(), not by a view.
-    return hostView(m, () => {});
+    return hostView(m, () => {}, this.vm.hypervisor.id);
   }
 
   get readOnly(): boolean {

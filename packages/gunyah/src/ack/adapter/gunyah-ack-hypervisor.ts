@@ -98,7 +98,7 @@ export class GunyahAckHypervisor implements Hypervisor {
   /** @internal memory objects not yet closed by their user */
   readonly memories = new Set<AckGuestMemory>();
   /** @internal host views not yet unmapped (unmapped by {@link close}) */
-  readonly views = new HostViewSet();
+  readonly views = new HostViewSet(ACK_BACKEND);
   private closed = false;
 
   constructor(opts: GunyahAckHypervisorOptions = {}) {
