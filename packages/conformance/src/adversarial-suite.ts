@@ -504,3 +504,85 @@ export function defineLifetimeAttacks(target: AdversarialTarget): void {
     });
   });
 }
+
+export function defineErrorAttacks(target: AdversarialTarget): void {
+  const suite = target.skip ? describe.skip : describe;
+  suite(`adversarial errors: ${target.name}`, () => {
+    it('a bind into a VM whose guest already ran either reaches the guest or fails changing nothing', () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        if (!vm.capabilities.has('guest-access')) return;
+        const mem = vm.createGuestMemory({ size: 2 * P });
+        vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: P, access: 'shared' });
+        vm.guestWrite(0x10000, new Uint8Array([1]));
+        const before = snapshot(vm, []);
+        try {
+          vm.bind({ memory: mem, offset: P, gpa: 0x20000, size: P, access: 'shared' });
+        } catch (e) {
+          checkError(h, e);
+          expect(snapshot(vm, [])).toEqual(before);
+          return;
+        }
+        vm.guestWrite(0x20000, new Uint8Array([2]));
+        expect(vm.guestRead(0x20000, 1)).toEqual(new Uint8Array([2]));
+      } finally {
+        h.close();
+      }
+    });
+
+    it("errors from the backend's own uAPI name the hypervisor's id, have an errno and survive JSON.stringify", () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        const c = vm.capabilities;
+        const mem = vm.createGuestMemory({ size: 4 * P, hostMappable: c.has('host-map'), initiallyShared: c.has('initially-shared') });
+        vm.bind({ memory: mem, offset: 0, gpa: 0x10000, size: 2 * P, access: 'shared' });
+        vm.bind({ memory: mem, offset: 2 * P, gpa: 0x12000, size: 2 * P, access: 'shared' });
+        // Overlapping GPA range (the backend's check, not core's).
+        checkError(
+          h,
+          attack(h, () => vm.bind({ memory: mem, offset: 2 * P, gpa: 0x11000, size: 2 * P, access: 'shared' })),
+        );
+        if (c.has('guest-access')) {
+          checkError(
+            h,
+            attack(h, () => vm.guestRead(0x900000, 1)),
+          );
+          checkError(
+            h,
+            attack(h, () => vm.guestWrite(0x900000, new Uint8Array(1))),
+          );
+        }
+        // Memory not created hostMappable cannot be mapped.
+        const plain = vm.createGuestMemory({ size: P });
+        checkError(
+          h,
+          attack(h, () => plain.map()),
+        );
+        // A host access to private memory.
+        if (c.has('host-map')) {
+          const priv = vm.createGuestMemory({ size: P, hostMappable: true });
+          const v = priv.map();
+          const e = attack(h, () => v.read(0, 1));
+          expect(e.code).toBe('SIGBUS');
+        }
+        // A guest access spanning two adjacent bindings resolves like two accesses (no binding is
+        // special at its edges); one running past the last binding is EFAULT and writes nothing.
+        if (c.has('guest-access')) {
+          vm.guestWrite(0x11ffe, new Uint8Array([1, 2, 3, 4]));
+          expect(vm.guestRead(0x11ffe, 4)).toEqual(new Uint8Array([1, 2, 3, 4]));
+          expect(attack(h, () => vm.guestWrite(0x13ffe, new Uint8Array([9, 9, 9, 9]))).code).toBe('EFAULT');
+          expect(attack(h, () => vm.guestRead(0x13ffe, 4)).code).toBe('EFAULT');
+        }
+        // A resource the backend runs out of: a memory larger than the largest accepted.
+        checkError(
+          h,
+          attack(h, () => vm.createGuestMemory({ size: c.maxGuestMemorySize + 4096n })),
+        );
+      } finally {
+        h.close();
+      }
+    });
+  });
+}

@@ -1,11 +1,12 @@
 import { GunyahAckHypervisor, GunyahHypervisor } from '@guestmem/gunyah';
 import { openKvmHypervisor } from '@guestmem/kvm';
 import { Toyvisor } from '../../../examples/custom-backend/src/toyvisor.js';
-import { type AdversarialTarget, defineAdversarialSuite, defineLifetimeAttacks } from './adversarial-suite.js';
+import { type AdversarialTarget, defineAdversarialSuite, defineErrorAttacks, defineLifetimeAttacks } from './adversarial-suite.js';
 
 function attackAll(target: AdversarialTarget): void {
   defineAdversarialSuite(target);
   defineLifetimeAttacks(target);
+  defineErrorAttacks(target);
 }
 
 attackAll({ name: 'kvm-sim (SW_PROTECTED)', create: () => openKvmHypervisor({ driver: 'sim' }) });

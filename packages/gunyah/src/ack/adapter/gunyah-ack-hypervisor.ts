@@ -372,6 +372,13 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
         syscall: access === 'private' ? 'ioctl(GH_VM_ANDROID_LEND_USER_MEM)' : 'ioctl(GH_VM_SET_USER_MEM_REGION)',
       });
     }
+    // Generation A makes one memory parcel per region when the VM starts, and never one for a
+    // region added later (the simulated K4 `gh_vm_start`; inference, research §10): such a region
+    // would be accepted by the ioctl yet never reach the guest. The neutral bind promises memory the
+    // guest can reach, so once the VM runs it is refused with EBUSY and nothing changes.
+    if (this.hypervisor.host.profile.parcelPerRegion && this.sim.status === 'running') {
+      throw gmErr('EBUSY', 'bind', ACK_BACKEND, 'generation A shares regions with the guest only when the VM starts: this VM is running');
+    }
     const flags = F.GUNYAH_MEM_ALLOW_READ | F.GUNYAH_MEM_ALLOW_EXEC | (readOnly ? 0 : F.GUNYAH_MEM_ALLOW_WRITE); // crosvm: R|X (|W)
     const region = { label: this.nextLabel, flags, guestPhysAddr: g, memorySize: size, userspaceAddr: memory.address + off };
     // A private page bound shared reads zero (neutral rule): its bytes never reach the host.
