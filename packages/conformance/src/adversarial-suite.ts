@@ -531,6 +531,93 @@ export function defineErrorAttacks(target: AdversarialTarget): void {
       }
     });
 
+    it("one memory never shows another one's data: adjacent bindings of two memories, a guest write across the seam, a punch of one", () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        const c = vm.capabilities;
+        if (!c.has('guest-access')) return;
+        const a = hostMemory(vm, 2 * P) ?? vm.createGuestMemory({ size: 2 * P });
+        const b = hostMemory(vm, 2 * P) ?? vm.createGuestMemory({ size: 2 * P });
+        vm.bind({ memory: a, offset: 0, gpa: 0x30000, size: 2 * P, access: 'shared' });
+        vm.bind({ memory: b, offset: 0, gpa: 0x32000, size: 2 * P, access: 'shared' });
+        vm.guestWrite(0x32000 - 8, new Uint8Array(16).fill(0xab));
+        if (a.hostMappable) {
+          const va = a.map();
+          const vb = b.map();
+          expect(Array.from(va.read(2 * P - 8, 8))).toEqual(new Array(8).fill(0xab));
+          expect(Array.from(vb.read(0, 8))).toEqual(new Array(8).fill(0xab));
+          expect(va.read(0, 2 * P - 8).some((x) => x !== 0)).toBe(false);
+          expect(vb.read(8, 2 * P - 8).some((x) => x !== 0)).toBe(false);
+        }
+        if (c.has('punch-hole')) {
+          a.punchHole(0, 2 * P);
+          expect(Array.from(vm.guestRead(0x32000 - 8, 16))).toEqual([...new Array(8).fill(0), ...new Array(8).fill(0xab)]);
+        }
+      } finally {
+        h.close();
+      }
+    });
+
+    it('convert: only the range converts; an unbound gap inside it only changes memoryState; data outside it is kept', () => {
+      const h = target.create();
+      try {
+        if (!h.capabilities.has('private-memory')) return;
+        let vm: Vm;
+        try {
+          vm = h.createVm({ confidential: true });
+        } catch (e) {
+          expect(checkError(h, e).code).toBe('EOPNOTSUPP');
+          return;
+        }
+        const c = vm.capabilities;
+        if (!c.has('guest-access') || !(c.has('convert-in-place') || c.has('convert-remap'))) return;
+        const mem = vm.createGuestMemory({ size: 8 * P });
+        const g0 = 0x400000;
+        vm.bind({ memory: mem, offset: 0, gpa: g0, size: 4 * P, access: 'shared' });
+        vm.bind({ memory: mem, offset: 4 * P, gpa: g0 + 6 * P, size: 4 * P, access: 'shared' });
+        const pattern = (n: number, i: number) => new Uint8Array(n).fill(0x10 + i);
+        for (let i = 0; i < 4; i++) vm.guestWrite(g0 + i * P, pattern(P, i));
+        for (let i = 0; i < 4; i++) vm.guestWrite(g0 + (6 + i) * P, pattern(P, 4 + i));
+        // Pages 2..7 (gap 4..5 unbound) become private.
+        vm.convert({ gpa: g0 + 2 * P, size: 6 * P }, 'private');
+        const gfn0 = g0 / P;
+        expect(vm.memoryState.runs(gfn0, gfn0 + 10).map((r) => [r.first - gfn0, r.end - gfn0, r.state])).toEqual([
+          [0, 2, 'shared'],
+          [2, 8, 'private'],
+          [8, 10, 'shared'],
+        ]);
+        for (const i of [0, 1]) expect(vm.guestRead(g0 + i * P, P), `page ${i}`).toEqual(pattern(P, i));
+        for (const i of [8, 9]) expect(vm.guestRead(g0 + i * P, P), `page ${i}`).toEqual(pattern(P, i - 2));
+        expect(
+          vm
+            .bindings()
+            .map((b) => [Number(b.gpa) - g0, Number(b.size)])
+            .reduce((n, [, s]) => n + s, 0),
+        ).toBe(8 * P);
+      } finally {
+        h.close();
+      }
+    });
+
+    it('map: a length that is not a page multiple gives a view of whole pages; past the memory is EINVAL', () => {
+      const h = target.create();
+      try {
+        const vm = h.createVm();
+        const mem = hostMemory(vm, 2 * P);
+        if (!mem) return;
+        const v = mem.map({ offset: P, length: 100 });
+        expect(v.length).toBe(P);
+        v.write(P - 4, new Uint8Array([1, 2, 3, 4]));
+        expect(mem.map({ offset: P, length: P }).read(P - 4, 4)).toEqual(new Uint8Array([1, 2, 3, 4]));
+        expect(attack(h, () => mem.map({ offset: P, length: P + 1 })).code).toBe('EINVAL');
+        expect(attack(h, () => mem.map({ offset: 2 * P })).code).toBe('EINVAL');
+        expect(attack(h, () => mem.map({ offset: 100, length: P })).code).toBe('EINVAL');
+      } finally {
+        h.close();
+      }
+    });
+
     it("errors from the backend's own uAPI name the hypervisor's id, have an errno and survive JSON.stringify", () => {
       const h = target.create();
       try {

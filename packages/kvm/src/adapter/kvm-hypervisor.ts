@@ -562,7 +562,10 @@ export class KvmGuestMemory implements GuestMemory {
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
     if (!this.vm.capabilities.has('host-map')) throw gmErr('EOPNOTSUPP', 'map', this.vm.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
     if (this.closed) throw gmErr('EBADF', 'map', this.vm.hypervisor.id, `memory ${this.id} is closed`, { syscall: 'mmap' });
-    const { offset, length } = checkMapRange(opts, this.size, this.vm.hypervisor.id);
+    const { offset, length: asked } = checkMapRange(opts, this.size, this.vm.hypervisor.id);
+    // mmap maps whole pages: the view covers them, as on every backend (the memory's size is a
+    // page multiple, so the rounded range stays inside it).
+    const length = Math.ceil(asked / 4096) * 4096;
     const m = this.fd.mmap({ length, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
     const unmapped = this.#mapped.open(length);
     return this.vm.hypervisor.views.add(m, () => {
