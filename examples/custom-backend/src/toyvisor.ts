@@ -199,8 +199,10 @@ class ToyVm implements Vm {
 
   createGuestMemory(o: CreateGuestMemoryOptions): GuestMemory {
     this.live('createGuestMemory');
+    // Bad input is EINVAL before any capability answer, as on every backend.
+    const size = checkMemorySize(o, CAPS.maxGuestMemorySize, ID);
     if (o.hugePages) throw gmErr('EOPNOTSUPP', 'createGuestMemory', ID, 'no huge pages');
-    return new ToyMemory(this, checkMemorySize(o, CAPS.maxGuestMemorySize, ID), o.hostMappable ?? false, o.initiallyShared ?? false);
+    return new ToyMemory(this, size, o.hostMappable ?? false, o.initiallyShared ?? false);
   }
 
   bind(o: BindOptions): MemoryBinding {

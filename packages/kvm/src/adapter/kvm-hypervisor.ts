@@ -218,12 +218,13 @@ export class KvmVmAdapter implements Vm {
   createGuestMemory(opts: CreateGuestMemoryOptions): GuestMemory {
     this.live('createGuestMemory');
     const c = this.capabilities;
+    // Bad input is EINVAL before any capability answer, as on every backend.
+    const size = checkMemorySize(opts, c.maxGuestMemorySize, this.hypervisor.id);
     if (opts.hugePages) throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'guest_memfd at 6.18 has only 4 KiB folios');
     if (opts.hostMappable && !c.has('host-map')) throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
     if (opts.initiallyShared && !c.has('initially-shared')) {
       throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'GUEST_MEMFD_FLAG_INIT_SHARED is not offered for this VM');
     }
-    const size = checkMemorySize(opts, c.maxGuestMemorySize, this.hypervisor.id);
     let flags = 0n;
     if (opts.hostMappable) flags |= GUEST_MEMFD_FLAG_MMAP;
     if (opts.initiallyShared) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
@@ -357,11 +358,12 @@ export class KvmVmAdapter implements Vm {
    */
   convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.live('convert');
+    // Bad input is EINVAL before the capability answer, as on every backend.
+    const { gpa, size } = checkGpaRange(range, 'convert', this.hypervisor.id);
+    accessArg(to, 'convert', this.hypervisor.id);
     if (!this.capabilities.has('convert-in-place')) {
       throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, 'KVM_SET_MEMORY_ATTRIBUTES cannot set PRIVATE on this VM');
     }
-    const { gpa, size } = checkGpaRange(range, 'convert', this.hypervisor.id);
-    accessArg(to, 'convert', this.hypervisor.id);
     if (opts.keepContents) {
       // guest_memfd keeps private and shared copies apart: shared reads never see private bytes.
       throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, "keepContents needs 'convert-keeps-contents': KVM's private pages never become shared in place");
