@@ -119,7 +119,7 @@ export class GunyahHypervisor implements Hypervisor {
   }
 
   /** @internal Host views not yet unmapped (unmapped by {@link close}). */
-  readonly views = new HostViewSet();
+  readonly views = new HostViewSet(BACKEND);
 
   /** @internal Guest-memory objects not yet closed by their user (closed by {@link close}). */
   readonly memories = new Set<GunyahGuestMemory>();

@@ -409,7 +409,7 @@ export class SimVm implements GunyahVm {
       }
       const index = b!.indexOf(gfn);
       b!.mem.guestTouch(index);
-      const fileOff = index * PAGE_SIZE + inPage;
+      const fileOff = BigInt(index) * PAGE_SIZE_N + BigInt(inPage);
       if (p.kind === 'write') b!.mem.file.write(fileOff, p.buf.subarray(p.done, p.done + n));
       else if (p.kind === 'read') b!.mem.file.read(fileOff, n, p.buf, p.done);
       p.done += n;

@@ -2,7 +2,7 @@
  * The guest's view of memory (sim-only): one guest access resolved page by page the way the x86 MMU
  * resolves a guest fault (docs/kvm-guest-memfd.md §2.8), populating and observing "SPTEs" so invalidation is testable.
  */
-import { GuestMemError, HostAccessFault, PAGE_SIZE, type GuestMemErrorCode } from '@guestmem/core';
+import { GuestMemError, HostAccessFault, PAGE_SIZE, PAGE_SIZE_N, type GuestMemErrorCode } from '@guestmem/core';
 import type { IntArg } from '../api.js';
 import { u64 } from './codecs.js';
 import { KVM_EXIT_MEMORY_FAULT, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY } from '../uapi/constants.js';
@@ -160,7 +160,7 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
       if (GuestMemError.is(e)) throw exit(e.code, e.message);
       throw e;
     }
-    const fileOff = index * PAGE_SIZE + inPage;
+    const fileOff = BigInt(index) * PAGE_SIZE_N + BigInt(inPage);
     return {
       read: (n, out, d) => void file.core.read(fileOff, n, out, d),
       write: (data) => file.core.write(fileOff, data),
