@@ -75,17 +75,21 @@ export class Toyvisor implements Hypervisor {
   /** What close() must release: VMs and memory objects still alive. */
   readonly vms = new Set<ToyVm>();
   readonly memories = new Set<ToyMemory>();
+  private closed = false;
   createVm(): Vm {
+    // A closed hypervisor makes nothing new (the neutral rule: every backend answers EBADF).
+    if (this.closed) throw gmErr('EBADF', 'createVm', ID, 'the hypervisor was closed');
     const vm = new ToyVm(this);
     this.vms.add(vm);
     return vm;
   }
   /** Host views not yet unmapped. */
-  readonly views = new HostViewSet();
+  readonly views = new HostViewSet(ID);
   close(): void {
     this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     for (const m of [...this.memories]) m.close();
+    this.closed = true;
   }
 }
 
@@ -200,8 +204,10 @@ class ToyVm implements Vm {
 
   createGuestMemory(o: CreateGuestMemoryOptions): GuestMemory {
     this.live('createGuestMemory');
+    // Bad input is EINVAL before any capability answer, as on every backend.
+    const size = checkMemorySize(o, CAPS.maxGuestMemorySize, ID);
     if (o.hugePages) throw gmErr('EOPNOTSUPP', 'createGuestMemory', ID, 'no huge pages');
-    return new ToyMemory(this, checkMemorySize(o, CAPS.maxGuestMemorySize, ID), o.hostMappable ?? false, o.initiallyShared ?? false);
+    return new ToyMemory(this, size, o.hostMappable ?? false, o.initiallyShared ?? false);
   }
 
   bind(o: BindOptions): MemoryBinding {
@@ -250,20 +256,35 @@ class ToyVm implements Vm {
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
   }
 
-  private locate(gpa: bigint, len: number, op: string): { b: ToyBinding; off: number } {
+  /**
+   * The bindings behind `[gpa, gpa+len)`, one piece per binding; an access that reaches a GPA no
+   * binding covers (or a read-only one, for a write) is EFAULT and touches nothing. An access
+   * spanning adjacent bindings works, as on every other backend.
+   */
+  private locate(gpa: bigint, len: number, op: string): Array<{ b: ToyBinding; off: number; at: number; n: number }> {
     this.live(op);
-    const b = this.table.find((x) => gpa >= x.gpa && gpa + BigInt(len) <= x.gpa + x.size);
-    if (!b) throw gmErr('EFAULT', op, ID, `GPA 0x${gpa.toString(16)} (+${len}) is not inside one binding`);
-    return { b, off: Number(b.offset + gpa - b.gpa) };
+    const pieces: Array<{ b: ToyBinding; off: number; at: number; n: number }> = [];
+    let at = 0;
+    while (at < len) {
+      const g = gpa + BigInt(at);
+      const b = this.table.find((x) => g >= x.gpa && g < x.gpa + x.size);
+      if (!b) throw gmErr('EFAULT', op, ID, `GPA 0x${g.toString(16)} is not inside a binding`);
+      if (op === 'guestWrite' && b.readOnly) throw gmErr('EFAULT', op, ID, 'read-only binding');
+      const n = Math.min(len - at, Number(b.gpa + b.size - g));
+      pieces.push({ b, off: Number(b.offset + g - b.gpa), at, n });
+      at += n;
+    }
+    return pieces;
   }
   guestRead(gpa: bigint | number, len: number): Uint8Array {
-    const { b, off } = this.locate(...checkGuestAccess(gpa, len, 'guestRead', ID), 'guestRead');
-    return b.memory.file.read(off, len);
+    const [g, n] = checkGuestAccess(gpa, len, 'guestRead', ID);
+    const out = new Uint8Array(n);
+    for (const p of this.locate(g, n, 'guestRead')) out.set(p.b.memory.file.read(p.off, p.n), p.at);
+    return out;
   }
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
-    const { b, off } = this.locate(checkGuestAccess(gpa, data.length, 'guestWrite', ID)[0], data.length, 'guestWrite');
-    if (b.readOnly) throw gmErr('EFAULT', 'guestWrite', ID, 'read-only binding');
-    b.memory.file.write(off, data);
+    const [g, n] = checkGuestAccess(gpa, data.length, 'guestWrite', ID);
+    for (const p of this.locate(g, n, 'guestWrite')) p.b.memory.file.write(p.off, data.subarray(p.at, p.at + p.n));
   }
 
   /** The files' shared pages by GPA; a private page refuses access (SIGBUS from the file's host-access rule). */

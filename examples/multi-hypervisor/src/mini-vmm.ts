@@ -1,7 +1,7 @@
 /**
  * MiniVmm: the memory side of a VMM, written once against guestmem's neutral API and run unchanged
  * on KVM (real or simulated) and simulated Gunyah. It shows the three things VMM authors keep
- * re-building (research/anchors.md §2):
+ * re-building (rust-vmm/vm-memory#315, cloud-hypervisor#8167 and #8501, kata-containers#13066):
  *
  * 1. a RAM region that owns its guest-memory object (no stray fds),
  * 2. per-page shared/private state with listeners — here an "IOMMU" that keeps exactly the shared

@@ -40,7 +40,7 @@ export type KvmDriverKind = 'native' | 'sim';
 /**
  * Which kernel the simulated driver reproduces:
  * - `'6.18'`: Linux 6.18 exactly, including its quirks (e.g. the signed-overflow in the REGION2
- *   offset check that accepts `guest_memfd_offset = 0x7ffffffffffff000`, research §2.6 E1);
+ *   offset check that accepts `guest_memfd_offset = 0x7ffffffffffff000`, docs/kvm-guest-memfd.md §2.6 E1);
  * - `'upstream'`: the newest code read (post-6.18 fixes).
  * The native driver is whatever kernel runs; its `profile` is always `'host'`.
  */
@@ -206,7 +206,7 @@ export interface MemoryAttributesArgs {
 /**
  * A VM fd (`KVM_CREATE_VM`).
  *
- * Lifetime (research §2.12): every guest_memfd created on the VM pins it, so closing the VM fd does
+ * Lifetime (docs/kvm-guest-memfd.md §2.12): every guest_memfd created on the VM pins it, so closing the VM fd does
  * not destroy a VM that still has a guest_memfd file (the file keeps working). VM ioctls are only
  * allowed from the creating process (EIO otherwise).
  */
@@ -231,7 +231,7 @@ export interface KvmVm {
    */
   setUserMemoryRegion(region: UserMemoryRegion): void;
   /**
-   * `ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &region)` (api.rst 4.140). See research §2.6 for the
+   * `ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &region)` (api.rst 4.140). See docs/kvm-guest-memfd.md §2.6 for the
    * order of checks: slot range, flags, alignment, offset, address space, delete, immutable slot,
    * GPA overlap (EEXIST, before any guest_memfd check), then the bind (EBADF bad fd, EINVAL wrong
    * kind of fd / other VM / range / overlapping guest_memfd range).
@@ -262,7 +262,7 @@ export interface KvmVm {
   close(): void;
 }
 
-/** The subset of `struct stat` that guest_memfd defines (research §2.3). */
+/** The subset of `struct stat` that guest_memfd defines (docs/kvm-guest-memfd.md §2.3). */
 export interface GuestMemfdStat {
   /** `st_size`: the creation size (immutable). */
   size: bigint;
@@ -295,12 +295,19 @@ export interface MmapArgs {
   flags: number;
   /** File offset; page-aligned (else EINVAL). Default 0. May be at or past EOF. */
   offset?: IntArg;
-  /** The `addr` hint (default 0). Only meaningful with `MAP_FIXED_NOREPLACE`. */
+  /**
+   * The `addr` argument (default 0). Without `MAP_FIXED_NOREPLACE` a hint, as the kernel takes it:
+   * used when the range there is free (rounded down to a page, raised to mmap_min_addr when below
+   * it), else ignored; `MAP_32BIT` places the mapping below 2 GiB instead. With
+   * `MAP_FIXED_NOREPLACE` the exact address, where every driver refuses an address below 64 KiB (a
+   * missing one included) with EPERM before any syscall: as root the kernel would map page 0 of the
+   * process (guestmem's NULL-page guard).
+   */
   address?: IntArg;
 }
 
 /**
- * A guest_memfd file descriptor (research §2.2–§2.5).
+ * A guest_memfd file descriptor (docs/kvm-guest-memfd.md §2.2–§2.5).
  *
  * It supports only fallocate, mmap and fstat; read/write/pread/pwrite/lseek/ftruncate exist here
  * so callers can observe that they fail exactly as the kernel makes them fail.
@@ -362,7 +369,7 @@ export interface KvmGuestMemfd {
  * and reports the first refused byte the way the kernel would:
  * - a PROT violation (read of `PROT_NONE`, write without `PROT_WRITE`): `GuestMemError` EFAULT with
  *   `info.signal` `'SIGSEGV'`, before any byte (it applies to the whole mapping, so it comes first);
- * - a page the kernel answers with SIGBUS (research §2.5: at or past EOF; every page of a file created
+ * - a page the kernel answers with SIGBUS (docs/kvm-guest-memfd.md §2.5: at or past EOF; every page of a file created
  *   without `GUEST_MEMFD_FLAG_INIT_SHARED`, even allocated ones): `HostAccessFault` with `offset` =
  *   the file offset of the first refused byte;
  * - a byte past the mapped pages: `GuestMemError` EFAULT with `info.signal` `'SIGSEGV'` (the kernel
@@ -406,7 +413,7 @@ export interface KvmMapping {
  * -1, 0)` (from {@link Kvm.mmapAnonymous}). This is a VMM's normal guest RAM (QEMU, Cloud Hypervisor,
  * the selftests' `VM_MEM_SRC_ANONYMOUS`) and, on a confidential (private-memory) VM, the **shared
  * side** of a guest_memfd slot: REGION2 takes "a valid guest_memfd (private memory) and
- * userspace_addr (shared memory)" (research §1.4), and a private-memory VM's guest_memfd cannot be
+ * userspace_addr (shared memory)" (docs/kvm-guest-memfd.md §1.4), and a private-memory VM's guest_memfd cannot be
  * INIT_SHARED, so the shared pages live here.
  *
  * `offset` is 0, `prot` `PROT_READ|PROT_WRITE`, `flags` `MAP_PRIVATE|MAP_ANONYMOUS`. Every page reads
@@ -425,6 +432,11 @@ export interface KvmAnonMapping extends KvmMapping {
    *   native VMA may be larger than the mapping when the kernel merged adjacent anonymous mappings).
    * - A range reaching outside the mapping (after its last page, before `address` through a negative
    *   offset, or anything after `munmap()`) is applied to the part inside and then fails with ENOMEM.
+   * - The anonymous mappings a guest_memfd `mmap` with `MAP_FIXED_NOREPLACE | MAP_ANONYMOUS` returns
+   *   follow their type: shared anonymous memory is shmem (`MADV_DONTNEED`/`_LOCKED` keep the
+   *   contents, `MADV_REMOVE` frees them, `MADV_FREE` and `MADV_WIPEONFORK` are EINVAL); droppable
+   *   memory (`MAP_DROPPABLE`) refuses `MADV_DOFORK`/`MADV_KEEPONFORK` and loses its pages on
+   *   `MADV_PAGEOUT`.
    *
    * Two guestmem policies, identical on both drivers: the advice never reaches memory outside this
    * mapping (the kernel would apply it to whatever else is mapped there, e.g. an adjacent anonymous

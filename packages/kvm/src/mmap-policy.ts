@@ -1,4 +1,5 @@
 import { GuestMemError } from '@guestmem/core';
+import type { IntArg } from './api.js';
 import { MADV_GUARD_INSTALL, MADV_HWPOISON, MADV_SOFT_OFFLINE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE } from './uapi/constants.js';
 
 /**
@@ -9,7 +10,7 @@ import { MADV_GUARD_INSTALL, MADV_HWPOISON, MADV_SOFT_OFFLINE, MAP_ANONYMOUS, MA
  * both pass to the kernel, which cannot replace anything then; for `MAP_ANONYMOUS` it ignores the fd
  * and maps anonymous memory, and both drivers return an anonymous mapping.
  */
-export function refuseUnsafeMmapFlags(flags: number, backend: string): void {
+export function refuseUnsafeMmapFlags(flags: number, backend: string, address?: IntArg): void {
   if (flags & (MAP_FIXED | MAP_ANONYMOUS) && !(flags & MAP_FIXED_NOREPLACE)) {
     throw new GuestMemError({
       code: 'EINVAL',
@@ -19,7 +20,27 @@ export function refuseUnsafeMmapFlags(flags: number, backend: string): void {
       info: { flags },
     });
   }
+  // Why: as root (CAP_SYS_RAWIO) the kernel maps a MAP_FIXED_NOREPLACE request below mmap_min_addr,
+  // address 0 included (probed: a guest_memfd page at address 0 of the Node process), which turns a
+  // NULL dereference anywhere in the process into a silent access to guest memory. guestmem refuses
+  // every fixed address below the x86 default mmap_min_addr (64 KiB), with the EPERM an unprivileged
+  // process gets, whatever the host's sysctl and the caller's privileges.
+  if (flags & MAP_FIXED_NOREPLACE) {
+    const at = address ?? 0;
+    if ((typeof at === 'bigint' || Number.isSafeInteger(at)) && BigInt(at) >= 0n && BigInt(at) < LOWEST_FIXED_ADDRESS) {
+      throw new GuestMemError({
+        code: 'EPERM',
+        op: 'mmap',
+        backend,
+        detail: `MAP_FIXED_NOREPLACE at 0x${BigInt(at).toString(16)} is refused by guestmem: nothing is ever mapped below 64 KiB (the NULL-page guard)`,
+        info: { flags, address: at },
+      });
+    }
+  }
 }
+
+/** The lowest address guestmem maps at with `MAP_FIXED_NOREPLACE`: x86's default `mmap_min_addr`. */
+export const LOWEST_FIXED_ADDRESS = 0x10000n;
 
 /**
  * guestmem's madvise policy, shared by both drivers: advice after which a later access would signal

@@ -1,6 +1,6 @@
 import { guardLeak, unguard } from '../lifetime/leak-guard.js';
 import { gmErr, type ErrnoCode } from '../errors/guest-mem-error.js';
-import { ArenaFolioAllocator, type FolioAllocator } from '../folio/folio-allocator.js';
+import { ArenaFolioAllocator, allocFolioFor, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex, type ErasedValues } from '../page-index/page-index.js';
 import { MAX_PAGE_INDEX, PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
 import type { AllocateOptions, FileBinding, GetFolioOptions, GuestMemOps, PageRange } from './types.js';
@@ -365,7 +365,7 @@ export class GuestMemFile<Owner = unknown> {
         if (folio >= 0) this.index.store(index, folio, 9);
       }
       if (folio < 0) {
-        folio = this.allocator.alloc(0);
+        folio = allocFolioFor(this.allocator, 0, 'getFolio', this.ops.backend);
         this.index.store(index, folio, 0);
       }
     } else if (this.allocator.isPoisoned(folio)) {

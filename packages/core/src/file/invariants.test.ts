@@ -1,5 +1,5 @@
 /**
- * Property tests of DESIGN §2 invariants 1, 2 and 4 (and allocator accounting) over random
+ * Property tests of invariants 1, 2 and 4 of docs/architecture.md (and allocator accounting) over random
  * allocate / punch / write / read / map / release sequences on two files that share one allocator,
  * with allocation failures injected at random points.
  */

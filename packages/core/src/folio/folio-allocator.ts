@@ -1,4 +1,4 @@
-import { gmErr } from '../errors/guest-mem-error.js';
+import { GuestMemError, gmErr } from '../errors/guest-mem-error.js';
 import { PAGE_SIZE } from '../types/brands.js';
 
 /**
@@ -81,6 +81,20 @@ const F_UPTODATE = 2;
 const F_POISONED = 4;
 const F_HUGE_HEAD = 8;
 const HUGE_PAGES = 512;
+
+/**
+ * `allocator.alloc(order)` for a file or memory of `backend`: an allocation failure (raised by the
+ * shared allocator, which serves every backend, as `'core'`) is re-raised as `backend`'s, for `op`,
+ * with the allocator's error as `cause`.
+ */
+export function allocFolioFor(allocator: FolioAllocator, order: FolioOrder, op: string, backend: string): number {
+  try {
+    return allocator.alloc(order);
+  } catch (e) {
+    if (!(e instanceof GuestMemError) || e.backend === backend) throw e;
+    throw new GuestMemError({ code: e.code, op, backend, syscall: e.syscall, detail: e.message, info: e.info, cause: e });
+  }
+}
 
 /**
  * The default allocator: large `ArrayBuffer` arenas cut into 2 MiB chunks; order-9 folios take a

@@ -136,6 +136,7 @@ export interface GuestMemory {
    * Maps `[offset, offset+length)` for the host. Needs 'host-map'. `offset` (default 0) is
    * page-aligned and inside the memory, `length` (default: the rest) > 0 with
    * `offset + length <= size`, else `EINVAL`. Accesses to private pages fail with `SIGBUS`.
+   * The view covers whole pages, as mmap does: its `length` is `length` rounded up to 4096.
    */
   map(opts?: { offset?: bigint | number; length?: number }): HostView;
   /**

@@ -45,8 +45,12 @@ export function sharedViewOf(parts: readonly SharedPart[], range: GpaRange, back
   /** Calls `fn` for each part piece of `[off, off+len)`: part, offset in the part, offset in the request, length. */
   const each = (op: string, off: number, len: number, fn: (p: SharedPart, pOff: number, rOff: number, n: number) => void): void => {
     if (!mapped) throw gmErr('EFAULT', op, backend, 'the shared view was unmapped');
-    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0 || off + len > length) {
-      throw gmErr('EINVAL', op, backend, `[${off}, ${off + len}) is outside the ${length}-byte view`);
+    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0) {
+      throw gmErr('EINVAL', op, backend, `[${off}, +${len}) is not a range of integers >= 0`);
+    }
+    // The neutral host-view rule (core's hostView): past the end the access would leave the view.
+    if (off + len > length) {
+      throw gmErr('EFAULT', op, backend, `[${off}, ${off + len}) is outside the ${length}-byte view`);
     }
     let done = 0;
     while (done < len) {

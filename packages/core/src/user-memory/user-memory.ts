@@ -1,6 +1,6 @@
 import { HostAccessFault, gmErr } from '../errors/guest-mem-error.js';
 import type { HostAccessKind, HostAccessVerdict } from '../file/types.js';
-import { ArenaFolioAllocator, type FolioAllocator } from '../folio/folio-allocator.js';
+import { ArenaFolioAllocator, allocFolioFor, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex } from '../page-index/page-index.js';
 import { PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
 
@@ -143,6 +143,14 @@ export class UserMemory {
     return this.index.indicesCovered;
   }
 
+  /**
+   * Visits every present folio once (a 2 MiB folio at its head page), in page order; the cost is
+   * that of the present folios, not of the memory's size.
+   */
+  forEachFolio(visit: (head: number, folio: number, order: 0 | 9) => void): void {
+    this.index.forEach(0, this.pages, (i, folio, order) => visit(i, folio, order === 9 ? 9 : 0));
+  }
+
   /** The folio behind page `index`, if present. */
   folioAt(index: number): UserFolio | undefined {
     const folio = this.index.load(index);
@@ -169,7 +177,7 @@ export class UserMemory {
         if (folio >= 0) this.index.store(index, folio, 9);
       }
       if (folio < 0) {
-        folio = this.allocator.alloc(0);
+        folio = allocFolioFor(this.allocator, 0, op, this.ops.backend);
         this.index.store(index, folio, 0);
       }
     }

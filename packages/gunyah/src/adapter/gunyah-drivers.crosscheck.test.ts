@@ -2,7 +2,7 @@
  * One neutral-API scenario set run on both simulated Gunyah drivers: the v17 series (`gunyah-sim`)
  * and the Android Common Kernel (`gunyah-ack-sim`). Where the hypervisor's rules must agree, both
  * give the same answer; where the kernels differ by design, each scenario asserts each driver's own
- * answer with its source (v17: research `gunyah.md`; ACK: `gunyah-ack.md` keys K1–K13).
+ * answer with its source (v17: docs/gunyah-v17.md; ACK: docs/gunyah-ack.md, keys K1–K13).
  */
 import { describe, expect, it } from 'vitest';
 import { GuestMemError, type GuestMemory, type Hypervisor, type Vm } from '@guestmem/core';
@@ -148,7 +148,7 @@ describe.each(DRIVERS)('Gunyah drivers agree: $id', (d) => {
 describe('Gunyah drivers differ by design', () => {
   const answers = (fn: (d: Driver) => unknown): Record<string, unknown> => Object.fromEntries(DRIVERS.map((d) => [d.id, fn(d)]));
 
-  it('unbind: v17 removes the binding (MAP_MEM | UNMAP, gunyah.md §1.5); ACK has no removal ioctl (gunyah-ack.md §4, §7): EOPNOTSUPP, binding kept', () => {
+  it('unbind: v17 removes the binding (MAP_MEM | UNMAP, docs/gunyah-v17.md §1.5); ACK has no removal ioctl (docs/gunyah-ack.md §4, §7): EOPNOTSUPP, binding kept', () => {
     expect(
       answers((d) => {
         const { h, vm } = setup(d, 'shared');
@@ -160,7 +160,7 @@ describe('Gunyah drivers differ by design', () => {
     ).toEqual({ 'gunyah-sim': [undefined, 0], 'gunyah-ack-sim': ['EOPNOTSUPP', 1] });
   });
 
-  it('punch of touched lent memory: v17 reclaims through the file and refuses (EBUSY, gunyah.md §2.9); ACK has no file to punch (EOPNOTSUPP)', () => {
+  it('punch of touched lent memory: v17 reclaims through the file and refuses (EBUSY, docs/gunyah-v17.md §2.9); ACK has no file to punch (EOPNOTSUPP)', () => {
     expect(
       answers((d) => {
         const { h, vm, m } = setup(d, 'private');
@@ -172,7 +172,7 @@ describe('Gunyah drivers differ by design', () => {
     ).toEqual({ 'gunyah-sim': 'EBUSY', 'gunyah-ack-sim': 'EOPNOTSUPP' });
   });
 
-  it('mapping a range the guest holds: v17 mmap reclaims first and fails (EBUSY, gunyah.md §1.6); ACK keeps the host mapping and the access takes a stage-2 fault (SIGBUS; K6 memory.rs, inference for the signal)', () => {
+  it('mapping a range the guest holds: v17 mmap reclaims first and fails (EBUSY, docs/gunyah-v17.md §1.6); ACK keeps the host mapping and the access takes a stage-2 fault (SIGBUS; K6 memory.rs, inference for the signal)', () => {
     expect(
       answers((d) => {
         const { h, vm, m } = setup(d, 'private');
@@ -220,7 +220,7 @@ describe('Gunyah drivers differ by design', () => {
 });
 
 describe('Gunyah drivers differ below the neutral API (uAPI level, where the neutral rule hides it)', () => {
-  it("the host's own access to lent memory: v17's mmap reclaims a page the guest relinquished and then reads it (gunyah.md §1.6); ACK keeps a touched page out of the host's stage 2 until RECLAIM_REGION, whatever the guest did (K6, K7: no host-fault reclaim without a guest_memfd), while a lent page the guest never touched is still plain host memory", () => {
+  it("the host's own access to lent memory: v17's mmap reclaims a page the guest relinquished and then reads it (docs/gunyah-v17.md §1.6); ACK keeps a touched page out of the host's stage 2 until RECLAIM_REGION, whatever the guest did (K6, K7: no host-fault reclaim without a guest_memfd), while a lent page the guest never touched is still plain host memory", () => {
     // v17
     const v17 = openGunyah({ driver: 'sim' });
     const dtb = v17.createGuestMem({ flags: 0n, size: 4096n });

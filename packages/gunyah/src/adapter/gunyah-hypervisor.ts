@@ -124,7 +124,7 @@ export class GunyahHypervisor implements Hypervisor {
   }
 
   /** @internal Host views not yet unmapped (unmapped by {@link close}). */
-  readonly views = new HostViewSet();
+  readonly views = new HostViewSet(BACKEND);
 
   /** @internal Guest-memory objects not yet closed by their user (closed by {@link close}). */
   readonly memories = new Set<GunyahGuestMemory>();
@@ -242,7 +242,7 @@ class GunyahGuestMemory implements GuestMemory {
       accounting: 'exact',
     };
   }
-  /** Gunyah's uAPI has no memory-failure injection (research §6), so no 'poison-injection'. */
+  /** Gunyah's uAPI has no memory-failure injection (none among the ioctls of docs/gunyah-v17.md §1.2), so no 'poison-injection'. */
   markPoisoned(): void {
     throw gmErr('EOPNOTSUPP', 'markPoisoned', BACKEND, 'the Gunyah simulation does not model memory failure');
   }

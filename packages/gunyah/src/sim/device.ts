@@ -18,6 +18,7 @@ import {
 } from '../uapi/index.js';
 import { ArenaFolioAllocator, type FolioAllocator } from './core-seam.js';
 import { err, withSyscall } from './errors.js';
+import { guardedHandle } from './leak-guard.js';
 import { SimGuestMem } from './guest-mem.js';
 import { MemParcelTable } from './memparcel.js';
 import { UserMemory } from './user-memory.js';
@@ -72,7 +73,13 @@ export class SimDevice implements Gunyah {
     this.fds.delete(fd);
   }
 
+  /** A new VM; the handle is released at garbage collection if dropped unclosed (`leak-guard.ts`). */
   createVm(arg = 0): GunyahVm {
+    const vm = this.openVm(arg);
+    return guardedHandle(vm, 'gunyah-sim VM fd', `gunyah-sim VM fd ${vm.fd}`, (v) => v.close());
+  }
+
+  private openVm(arg: number): SimVm {
     if (arg !== 0) throw err('EINVAL', 'createVm', CREATE_VM, 'argument must be 0');
     const fd = this.allocFd(CREATE_VM);
     const vm = new SimVm(this, fd);
@@ -80,7 +87,13 @@ export class SimDevice implements Gunyah {
     return vm;
   }
 
+  /** A new guest-memory file; the handle is released at garbage collection if dropped unclosed (`leak-guard.ts`). */
   createGuestMem(args: { flags: bigint | number; size: bigint | number; reserved?: readonly bigint[] }): GunyahGuestMem {
+    const mem = this.openGuestMem(args);
+    return guardedHandle(mem, 'gunyah-sim guest-memory fd', `gunyah-sim guest-memory fd ${mem.fd} (${mem.size} bytes)`, (m) => m.close());
+  }
+
+  private openGuestMem(args: { flags: bigint | number; size: bigint | number; reserved?: readonly bigint[] }): SimGuestMem {
     const flags = u64(args.flags);
     const size = u64(args.size);
     // Order of gunyah_guest_mem_create: size alignment, flags, then the fd. `reserved` is never read.
@@ -157,8 +170,8 @@ export class SimDevice implements Gunyah {
       return arg;
     };
     if (target === 'device') {
-      if (name === 'GUNYAH_CREATE_VM') return this.createVm(arg ? 1 : 0).fd;
-      if (name === 'GUNYAH_CREATE_GUEST_MEM') return this.createGuestMem(decodeCreateMemArgs(need(SIZEOF.gunyah_create_mem_args))).fd;
+      if (name === 'GUNYAH_CREATE_VM') return this.openVm(arg ? 1 : 0).fd;
+      if (name === 'GUNYAH_CREATE_GUEST_MEM') return this.openGuestMem(decodeCreateMemArgs(need(SIZEOF.gunyah_create_mem_args))).fd;
     } else if (target instanceof SimVm) {
       if (name === 'GUNYAH_VM_MAP_MEM') return target.mapMem(decodeMapMemArgs(need(SIZEOF.gunyah_map_mem_args))), 0;
       if (name === 'GUNYAH_VM_SET_DTB_CONFIG') return target.setDtbConfig(decodeDtbConfig(need(SIZEOF.gunyah_vm_dtb_config))), 0;

@@ -1,4 +1,4 @@
-/** One test per errno row of research §1.5 (and the fd-operation rows of §1.6), in the kernel's order of checks. */
+/** One test per errno row of docs/gunyah-v17.md §1.5 (and the fd-operation rows of §1.6), in the kernel's order of checks. */
 import { describe, expect, it } from 'vitest';
 import { GuestMemError } from '@guestmem/core';
 import {

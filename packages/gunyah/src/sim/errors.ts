@@ -7,7 +7,7 @@ export const BACKEND = 'gunyah-sim';
  * The errno a refused reclaim surfaces as. Punch uses `invalidate_inode_pages2_range`, which
  * reports a folio it could not release as EBUSY; UNMAP and mmap return the hypercall error
  * remapped by `gunyah_error_remap`, whose value for "guest holds the page" is not public — we use
- * EBUSY for all three (research §2.9: inference).
+ * EBUSY for all three (docs/gunyah-v17.md §2.9: inference).
  */
 export const RECLAIM_REFUSED: GuestMemErrorCode = 'EBUSY';
 

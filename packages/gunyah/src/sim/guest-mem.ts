@@ -12,6 +12,7 @@ import { BACKEND, RECLAIM_REFUSED, err, withSyscall } from './errors.js';
 import { isLent, isProvided, pageTransition, type PageState } from './page-state.js';
 import type { SimDevice } from './device.js';
 import type { SimVm } from './vm.js';
+import { guardedHandle, unguard } from './leak-guard.js';
 
 const HUGE = 512;
 /** `MAX_LFS_FILESIZE` on 64-bit: the VFS answers EFBIG past it. */
@@ -168,7 +169,7 @@ export class SimGuestMem implements GunyahGuestMem {
     const t = pageTransition(this.pageState(index), { type: 'relinquish' });
     if (!t.ok) return false;
     this.states.set(index, t.state);
-    if (sanitize) this.file.fill(index * PAGE_SIZE, PAGE_SIZE, 0);
+    if (sanitize) this.file.fill(BigInt(index) * PAGE_SIZE_N, PAGE_SIZE, 0);
     return true;
   }
 
@@ -281,8 +282,8 @@ export class SimGuestMem implements GunyahGuestMem {
   fallocate(mode: number, offset: bigint | number, len: bigint | number, opts: { signal?: AbortSignal } = {}): void {
     const op = 'fallocate';
     this.assertOpen(op, 'fallocate');
-    const off = toBig(offset);
-    const ln = toBig(len);
+    const off = toBig(offset, op, BACKEND);
+    const ln = toBig(len, op, BACKEND);
     // vfs_fallocate's checks come first…
     if (off < 0n || ln <= 0n) throw err('EINVAL', op, 'fallocate', `offset ${off}, len ${ln}`);
     if (mode & ~FALLOC_SUPPORTED_MASK) throw err('EOPNOTSUPP', op, 'fallocate', `unknown mode bits 0x${mode.toString(16)}`);
@@ -323,7 +324,7 @@ export class SimGuestMem implements GunyahGuestMem {
       .sort((a, b) => a.head - b.head);
     let at = first;
     for (const pf of [...kept, { head: end, nr: 0 }]) {
-      if (pf.head > at) withSyscall('fallocate', 'fallocate', () => this.file.punchHole(at * PAGE_SIZE, (pf.head - at) * PAGE_SIZE));
+      if (pf.head > at) withSyscall('fallocate', 'fallocate', () => this.file.punchHole(BigInt(at) * PAGE_SIZE_N, BigInt(pf.head - at) * PAGE_SIZE_N));
       at = Math.max(at, pf.head + pf.nr);
     }
     if (kept[0]) throw this.refusal(kept[0] as ProvidedFolio, 'fallocate', 'fallocate');
@@ -353,8 +354,8 @@ export class SimGuestMem implements GunyahGuestMem {
   mmap(args: { offset: bigint | number; length: bigint | number; shared?: boolean }): GunyahHostMapping {
     const op = 'mmap';
     this.assertOpen(op, 'mmap');
-    const off = toBig(args.offset);
-    const length = toBig(args.length);
+    const off = toBig(args.offset, op, BACKEND);
+    const length = toBig(args.length, op, BACKEND);
     if (length <= 0n || off < 0n || off % PAGE_SIZE_N !== 0n) throw err('EINVAL', op, 'mmap', `offset ${off}, length ${length}`);
     if (args.shared === false) throw err('EINVAL', op, 'mmap', 'only MAP_SHARED mappings are supported (no COW)');
     const first = Number(off / PAGE_SIZE_N);
@@ -364,7 +365,8 @@ export class SimGuestMem implements GunyahGuestMem {
       const e = this.reclaim(Math.max(first, b.off), Math.min(end, b.offEnd), op, 'mmap', { binding: b });
       if (e) throw e;
     }
-    return new SimHostMapping(this, off, Number(length));
+    const m = new SimHostMapping(this, off, Number(length));
+    return guardedHandle(m, 'gunyah-sim host mapping', `gunyah-sim host mapping of guest-memory fd ${this.fd} at ${off} (${length} bytes)`, (x) => x.unmap());
   }
 
   /**
@@ -377,7 +379,7 @@ export class SimGuestMem implements GunyahGuestMem {
   ftruncate(length: bigint | number): void {
     const op = 'ftruncate';
     this.assertOpen(op, op);
-    const len = toBig(length);
+    const len = toBig(length, op, BACKEND);
     if (this.device.truncate === 'fixed') throw err('EINVAL', op, op, 'the size of this guest-memory file is fixed (setattr refuses it)');
     if (len < 0n) throw err('EINVAL', op, op, `length ${len} < 0`);
     if (len > MAX_LFS) throw err('EFBIG', op, op, `length ${len} > MAX_LFS_FILESIZE`);
@@ -396,6 +398,7 @@ export class SimGuestMem implements GunyahGuestMem {
 
   close(): void {
     this.assertOpen('close', 'close');
+    unguard(this);
     this.fdOpen = false;
     this.device.closeFd(this.fd);
     this.file.release();
@@ -472,6 +475,7 @@ export class SimHostMapping implements GunyahHostMapping {
   }
   unmap(): void {
     if (!this.mem.mappings.delete(this)) return;
+    unguard(this);
     this.inner.unmap();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The Resource Manager's memory-parcel state machine (research §2.2), as pure logic.
+ * The Resource Manager's memory-parcel state machine (docs/gunyah-v17.md §2.2), as pure logic.
  *
  * In v17 Linux only the DTB range goes through a parcel (lent or shared at VM_START); the rest of
  * guest memory is demand paged. The RM enforces:

@@ -8,7 +8,7 @@ const EVENTS: PageEvent[] = [
   { type: 'guestAccess' }, { type: 'relinquish' }, { type: 'reclaim' }, { type: 'punch' },
 ];
 
-describe('per-page state machine (research §2.9)', () => {
+describe('per-page state machine (docs/gunyah-v17.md §2.9)', () => {
   it('table of transitions', () => {
     expect(pageTransition('ABSENT', { type: 'allocate' })).toEqual({ ok: true, state: 'HOST' });
     expect(pageTransition('HOST', { type: 'provide', lend: false })).toEqual({ ok: true, state: 'PROVIDED_SHARED' });

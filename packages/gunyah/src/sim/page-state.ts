@@ -1,5 +1,5 @@
 /**
- * The per-page state machine of a Gunyah guest-memory file (research §2.9), as pure logic.
+ * The per-page state machine of a Gunyah guest-memory file (docs/gunyah-v17.md §2.9), as pure logic.
  *
  * | state           | meaning                                                                  |
  * |-----------------|--------------------------------------------------------------------------|

@@ -12,16 +12,17 @@ import {
   encodeMapFlags,
   isLend,
 } from '../uapi/index.js';
-import { err } from './errors.js';
+import { BACKEND, err } from './errors.js';
 import { SimBinding, SimGuestMem } from './guest-mem.js';
 import { rmErrno } from './memparcel.js';
 import { SimVcpu, type PendingAccess, type StepResult } from './vcpu.js';
 import type { SimDevice } from './device.js';
+import { unguard } from './leak-guard.js';
 
 const MAP_MEM = 'ioctl(GUNYAH_VM_MAP_MEM)';
 const START = 'ioctl(GUNYAH_VM_START)';
 const HUGE_BYTES = 2n << 20n;
-const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, toBig(v));
+const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, toBig(v, 'ioctl argument', BACKEND));
 const ENOENT = 2;
 const EPERM = 1;
 
@@ -410,7 +411,7 @@ export class SimVm implements GunyahVm {
       }
       const index = b!.indexOf(gfn);
       b!.mem.guestTouch(index);
-      const fileOff = index * PAGE_SIZE + inPage;
+      const fileOff = BigInt(index) * PAGE_SIZE_N + BigInt(inPage);
       if (p.kind === 'write') b!.mem.file.write(fileOff, p.buf.subarray(p.done, p.done + n));
       else if (p.kind === 'read') b!.mem.file.read(fileOff, n, p.buf, p.done);
       p.done += n;
@@ -465,6 +466,7 @@ export class SimVm implements GunyahVm {
    */
   close(): void {
     this.assertOpen('close');
+    unguard(this);
     if (this.status === 'running') this.status = 'exited'; // VM_STOP
     // gunyah_vm_remove_functions: the vCPUs lose their function and resource; their fds are closed
     // too (v17 would keep the VM alive while a vCPU fd holds it: README #30).

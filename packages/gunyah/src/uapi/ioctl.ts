@@ -31,7 +31,7 @@ export const SIZEOF = {
 
 const G = GUNYAH_IOCTL_TYPE;
 
-/** v17 ioctl request numbers (research §1.2). */
+/** v17 ioctl request numbers (docs/gunyah-v17.md §1.2). */
 export const GUNYAH_IOCTL = {
   /** on /dev/gunyah; returns a VM fd. */
   GUNYAH_CREATE_VM: io(G, 0x0),

@@ -174,6 +174,7 @@ export class KvmHypervisor implements Hypervisor {
   ) {
     this.guestAccess = guestAccess;
     this.vcpuDriver = vcpus;
+    this.views = new HostViewSet(id);
     this.capabilities = answerCaps(kvm, id, kvm.driver === 'sim', this.guestAccess, vcpus, 'system');
   }
 
@@ -205,7 +206,7 @@ export class KvmHypervisor implements Hypervisor {
   }
 
   /** @internal Host views not yet unmapped (unmapped by {@link close}). */
-  readonly views = new HostViewSet();
+  readonly views: HostViewSet;
 
   /** @internal Guest-memory objects still open (closed by {@link close}). */
   readonly memories = new Set<KvmGuestMemory>();
@@ -245,12 +246,13 @@ export class KvmVmAdapter implements Vm {
   createGuestMemory(opts: CreateGuestMemoryOptions): GuestMemory {
     this.live('createGuestMemory');
     const c = this.capabilities;
+    // Bad input is EINVAL before any capability answer, as on every backend.
+    const size = checkMemorySize(opts, c.maxGuestMemorySize, this.hypervisor.id);
     if (opts.hugePages) throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'guest_memfd at 6.18 has only 4 KiB folios');
     if (opts.hostMappable && !c.has('host-map')) throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
     if (opts.initiallyShared && !c.has('initially-shared')) {
       throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'GUEST_MEMFD_FLAG_INIT_SHARED is not offered for this VM');
     }
-    const size = checkMemorySize(opts, c.maxGuestMemorySize, this.hypervisor.id);
     let flags = 0n;
     if (opts.hostMappable) flags |= GUEST_MEMFD_FLAG_MMAP;
     if (opts.initiallyShared) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
@@ -266,7 +268,7 @@ export class KvmVmAdapter implements Vm {
    *   VM): the MMU and KVM's emulator then see the same memory;
    * - otherwise fresh anonymous host memory (`Kvm.mmapAnonymous`, both drivers): what a CoCo VMM
    *   uses for shared pages, since a private-memory VM's guest_memfd cannot be INIT_SHARED, and what
-   *   KVM's emulator reads for a slot whose guest_memfd it does not fault in (research §0.2, §2.8).
+   *   KVM's emulator reads for a slot whose guest_memfd it does not fault in (docs/kvm-guest-memfd.md §0.2, §2.8).
    * The arguments pass core's neutral {@link checkBind} first.
    * The mapping belongs to the binding: unbind (and VM destroy) unmaps it.
    * `access` (default: 'private' on a VM with private memory, else 'shared') is applied to the GPA
@@ -384,11 +386,12 @@ export class KvmVmAdapter implements Vm {
    */
   convert(range: GpaRange, to: MemoryAccess, opts: ConvertOptions = {}): void {
     this.live('convert');
+    // Bad input is EINVAL before the capability answer, as on every backend.
+    const { gpa, size } = checkGpaRange(range, 'convert', this.hypervisor.id);
+    accessArg(to, 'convert', this.hypervisor.id);
     if (!this.capabilities.has('convert-in-place')) {
       throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, 'KVM_SET_MEMORY_ATTRIBUTES cannot set PRIVATE on this VM');
     }
-    const { gpa, size } = checkGpaRange(range, 'convert', this.hypervisor.id);
-    accessArg(to, 'convert', this.hypervisor.id);
     if (opts.keepContents) {
       // guest_memfd keeps private and shared copies apart: shared reads never see private bytes.
       throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, "keepContents needs 'convert-keeps-contents': KVM's private pages never become shared in place");
@@ -409,9 +412,13 @@ export class KvmVmAdapter implements Vm {
         // freed its pages (the slot does not pin the file), so no private byte can show up.
         if (mem.closed) continue;
         steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
-      } else if (to === 'private' && discard && b.hostMemory) {
+      } else if (to === 'private' && discard) {
         const host = b.hostMemory;
-        steps.push(() => host.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED));
+        if (host) steps.push(() => host.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED));
+        // A guest_memfd-only slot (host-mappable memory) kept its shared data in the file's own
+        // pages: discarding drops them too, so the page starts private from zero as on every
+        // one-copy backend (never the bytes it held while shared).
+        if (mem.hostMappable && !mem.closed) steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
       }
     }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
@@ -621,7 +628,10 @@ export class KvmGuestMemory implements GuestMemory {
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
     if (!this.vm.capabilities.has('host-map')) throw gmErr('EOPNOTSUPP', 'map', this.vm.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
     if (this.closed) throw gmErr('EBADF', 'map', this.vm.hypervisor.id, `memory ${this.id} is closed`, { syscall: 'mmap' });
-    const { offset, length } = checkMapRange(opts, this.size, this.vm.hypervisor.id);
+    const { offset, length: asked } = checkMapRange(opts, this.size, this.vm.hypervisor.id);
+    // mmap maps whole pages: the view covers them, as on every backend (the memory's size is a
+    // page multiple, so the rounded range stays inside it).
+    const length = Math.ceil(asked / 4096) * 4096;
     const m = this.fd.mmap({ length, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
     const unmapped = this.#mapped.open(length);
     return this.vm.hypervisor.views.add(m, () => {
@@ -664,7 +674,7 @@ export class KvmBinding implements MemoryBinding {
     const m = this.mapping;
     if (!m || m.unmapped) return undefined;
     // The binding owns the memory: it is unmapped by unbind(), not by a view.
-    return hostView(m, () => {});
+    return hostView(m, () => {}, this.vm.hypervisor.id);
   }
 
   get readOnly(): boolean {

@@ -1,5 +1,5 @@
 /**
- * The named differential scenarios: every error row and lifetime rule of research §2, plus the
+ * The named differential scenarios: every error row and lifetime rule of docs/kvm-guest-memfd.md §2, plus the
  * guest_memfd selftest sequences (§3.1, §3.2). Each one runs on the real kernel and on the sim; the
  * traces must be equal. Adding a scenario is adding one entry to {@link SCENARIOS}.
  */
@@ -37,6 +37,7 @@ import {
   PROT_WRITE,
   kvmSlot,
 } from '../uapi/constants.js';
+import { ADVERSARIAL_SCENARIOS } from './scenarios-adversarial.js';
 import { FIDELITY_SCENARIOS } from './scenarios-fidelity.js';
 import type { Scenario, Session } from './trace.js';
 
@@ -867,4 +868,4 @@ add('anon: anonymous memory and a guest_memfd mapping are independent', bound(K1
 }));
 
 /** Every differential scenario, in a stable order. Names are unique. */
-export const SCENARIOS: readonly Scenario[] = [...table.map(([name, run]) => ({ name, run })), ...FIDELITY_SCENARIOS];
+export const SCENARIOS: readonly Scenario[] = [...table.map(([name, run]) => ({ name, run })), ...FIDELITY_SCENARIOS, ...ADVERSARIAL_SCENARIOS];

@@ -5,7 +5,7 @@
 import { GuestMemError, HostAccessFault } from '@guestmem/core';
 import type { IntArg, KvmAnonMapping } from '../api.js';
 import { madviseRange, refuseUnsafeMadvise } from '../mmap-policy.js';
-import { i32, u64 } from '../uapi/codec-util.js';
+import { i32, u64 } from './codecs.js';
 import { MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import type { Libc } from './libc.js';

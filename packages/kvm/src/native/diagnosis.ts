@@ -53,7 +53,7 @@ export function hostMaxGpaBits(): number {
   return (maxGpaBits = bits);
 }
 
-/** Kernels up to 6.18 check the REGION2 offset against EOF in signed loff_t (research §2.6 E1). */
+/** Kernels up to 6.18 check the REGION2 offset against EOF in signed loff_t (docs/kvm-guest-memfd.md §2.6 E1). */
 function signedEofCheck(): boolean {
   const [major = 0, minor = 0] = release().split('.').map(Number);
   return major < 6 || (major === 6 && minor <= 18);

@@ -25,7 +25,7 @@ import type {
 } from '../api.js';
 import { resolveSlotMemory, withoutUserspace, type SlotReferencedMapping } from '../slot-memory.js';
 import { openFds } from '../api.js';
-import { i32, i64, u64 } from '../uapi/codec-util.js';
+import { i32, i64, u64 } from './codecs.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   KVM_CAP_GUEST_MEMFD_FLAGS,
@@ -55,7 +55,7 @@ import {
   decodeKvmMemoryAttributes,
   decodeKvmUserspaceMemoryRegion,
   decodeKvmUserspaceMemoryRegion2,
-} from '../uapi/structs.js';
+} from './codecs.js';
 import { diagnoseCreateGuestMemfd, diagnoseMemoryAttributes, diagnoseMemoryRegion, type NativeDiagnosis } from './diagnosis.js';
 import { NativeGmemFileRecord, NativeVmRecord, gmemFds, releaseSlot, type NativeSlotRecord } from './records.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
@@ -118,11 +118,11 @@ abstract class OwnedFd extends FdHandle {
   constructor(
     protected readonly c: Libc,
     fd: number,
-    vmId?: number,
+    onCollected?: () => void,
   ) {
     super(fd, NATIVE_BACKEND);
     // Safety net: an fd dropped without close() is closed when this handle is collected.
-    guardFd(this, c, fd, FD_KINDS[new.target.name] ?? new.target.name, vmId);
+    guardFd(this, c, fd, FD_KINDS[new.target.name] ?? new.target.name, onCollected);
   }
   protected release(fd: number): void {
     unguard(this);
@@ -131,17 +131,39 @@ abstract class OwnedFd extends FdHandle {
   }
 }
 
+/** Closes `fd` and throws unless it answers `KVM_GET_API_VERSION` with 12 (ENOTTY for another file). */
+function checkApiVersion(c: Libc, fd: number, info: Record<string, unknown>): void {
+  // Why: KVM_GET_API_VERSION takes no argument and answers 12 on every KVM; anything else is not KVM.
+  const version: number = c.ioctlArg(fd, KVM_GET_API_VERSION, 0);
+  if (version !== KVM_API_VERSION) {
+    const errno = version < 0 ? c.errno() : 25; // ENOTTY: an ioctl this file does not know
+    c.close(fd);
+    throw syscallError(errno, 'openKvm', 'ioctl(KVM_GET_API_VERSION)', { ...info, version });
+  }
+}
+
+/** Drops one reference to a VM record; when the kernel VM goes, so do its slots' leak-guard ranges. */
+function putVm(rec: NativeVmRecord, vmId: number): void {
+  rec.put();
+  if (rec.destroyed) forgetVmSlots(vmId);
+}
+
 /** `/dev/kvm`. */
 export class NativeKvm extends OwnedFd implements Kvm {
   readonly driver = 'native' as const;
   readonly profile = 'host' as const;
 
-  /** Opens `/dev/kvm` (O_RDWR | O_CLOEXEC). Throws GuestMemError with open's errno. */
+  /**
+   * Opens `/dev/kvm` (O_RDWR | O_CLOEXEC) and checks with `KVM_GET_API_VERSION` that it is KVM, like
+   * {@link fromFd} (a path to another device, e.g. `/dev/null`, is ENOTTY and leaves nothing open).
+   * Throws GuestMemError with open's errno.
+   */
   static open(path = '/dev/kvm'): NativeKvm {
     const c = libc();
     // Why: the system fd is the entry point of the KVM API (capabilities, KVM_CREATE_VM).
     const fd = c.open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) throw syscallError(c.errno(), 'openKvm', 'open', { path });
+    checkApiVersion(c, fd, { path });
     return new NativeKvm(c, fd);
   }
 
@@ -155,13 +177,7 @@ export class NativeKvm extends OwnedFd implements Kvm {
     // Why: our own reference to the same open file; close() releases only this one.
     const own = c.dup(intArg('fd', fd));
     if (own < 0) throw syscallError(c.errno(), 'openKvm', 'dup', { fd });
-    // Why: KVM_GET_API_VERSION takes no argument and answers 12 on every KVM; anything else is not KVM.
-    const version: number = c.ioctlArg(own, KVM_GET_API_VERSION, 0);
-    if (version !== KVM_API_VERSION) {
-      const errno = version < 0 ? c.errno() : 25; // ENOTTY: an ioctl this file does not know
-      c.close(own);
-      throw syscallError(errno, 'openKvm', 'ioctl(KVM_GET_API_VERSION)', { fd, version });
-    }
+    checkApiVersion(c, own, { fd });
     return new NativeKvm(c, own);
   }
 
@@ -248,16 +264,18 @@ export class NativeVm extends OwnedFd implements KvmVm {
     readonly type: number,
     private readonly sys?: NativeKvm,
     vmId = newVmId(),
+    rec = new NativeVmRecord(type),
   ) {
-    super(c, fd, vmId);
+    // Why: a VM handle collected without close() drops only the VM fd's reference, like close():
+    // a guest_memfd or vCPU may keep the VM, and its slots' leak-guard ranges, alive.
+    super(c, fd, () => putVm(rec, vmId));
     this.#vmId = vmId;
-    this.#rec = new NativeVmRecord(type);
+    this.#rec = rec;
   }
 
   /** Drops one reference to the VM; when the kernel VM goes, so do its slots' leak-guard ranges. */
   #put(): void {
-    this.#rec.put();
-    if (this.#rec.destroyed) forgetVmSlots(this.#vmId);
+    putVm(this.#rec, this.#vmId);
   }
 
   /** The vCPUs of this handle that are still open. */
@@ -475,7 +493,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 
   mmap(args: MmapArgs): KvmMapping {
     const fd = this.live('mmap', 'mmap');
-    refuseUnsafeMmapFlags(args.flags, NATIVE_BACKEND);
+    refuseUnsafeMmapFlags(args.flags, NATIVE_BACKEND, args.address);
     const length = u64('length', args.length);
     const offset = i64('offset', args.offset ?? 0);
     const hint = u64('address', args.address ?? 0);
@@ -564,7 +582,7 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
 
 /**
  * A real host mapping of a guest_memfd, accessed through copies and checked first (see
- * {@link NativeMappingBase}). The SIGBUS rules are research §2.5, and they are static: a guest_memfd
+ * {@link NativeMappingBase}). The SIGBUS rules are docs/kvm-guest-memfd.md §2.5, and they are static: a guest_memfd
  * never changes size, and its flags are fixed at creation.
  * - file created without GUEST_MEMFD_FLAG_INIT_SHARED → HostAccessFault for every page (6.18 has no
  *   in-place conversion, so no page of such a file is ever shared);

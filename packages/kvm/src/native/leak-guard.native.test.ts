@@ -142,4 +142,29 @@ describe.skipIf(!probe.available)('native leak guard (GC exposed)', () => {
     vm.close();
     kvm.close();
   });
+  it('a collected VM handle whose VM a guest_memfd keeps alive does not release its slots: their mapping stays mapped', async () => {
+    const kvm = openKvm({ driver: 'native' });
+    let address = 0n;
+    // The VM handle and the mapping are dropped; the guest_memfd (which pins the VM) is kept.
+    const gmem = (() => {
+      const vm = kvm.createVm(0);
+      const g = vm.createGuestMemfd({ size: 4096, flags: 0n });
+      const shared = kvm.mmapAnonymous(4096);
+      address = shared.address;
+      vm.unsafeSetUserMemoryRegion({
+        slot: 1,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: 0x10_0000n,
+        memorySize: 4096,
+        userspaceAddr: shared.address,
+        guestMemfdOffset: 0,
+        guestMemfd: g.fd,
+      });
+      return g;
+    })();
+    await collect(() => false);
+    expect(isMapped(address), 'the VM lives on through its guest_memfd: its slot still uses the mapping').toBe(true);
+    gmem.close();
+    kvm.close();
+  });
 });

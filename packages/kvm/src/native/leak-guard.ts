@@ -60,13 +60,16 @@ export function forgetVmSlots(vmId: number): void {
   retryDeferred();
 }
 
-/** Guards an fd: closed with close(2) if `owner` is collected before {@link unguard}. */
-export function guardFd(owner: object, c: Libc, fd: number, what: string, vmId?: number): void {
+/**
+ * Guards an fd: closed with close(2) if `owner` is collected before {@link unguard}, after
+ * `onCollected` (a VM fd drops its reference to the VM there; `onCollected` must not reference `owner`).
+ */
+export function guardFd(owner: object, c: Libc, fd: number, what: string, onCollected?: () => void): void {
   guardLeak(owner, {
     kind: `kvm ${what} fd`,
     what: `kvm ${what} fd ${fd}`,
     release: () => {
-      if (vmId !== undefined) forgetVmSlots(vmId);
+      onCollected?.();
       c.close(fd);
     },
   });

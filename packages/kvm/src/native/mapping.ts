@@ -19,7 +19,7 @@
 import { GuestMemError, type HostAccessFault } from '@guestmem/core';
 import type { IntArg } from '../api.js';
 import type { SlotReferencedMapping } from '../slot-memory.js';
-import { u64 } from '../uapi/codec-util.js';
+import { u64 } from './codecs.js';
 import { MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { guardMapping, unguard } from './leak-guard.js';

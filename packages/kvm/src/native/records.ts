@@ -7,7 +7,7 @@
  * - diagnosis: after the kernel refuses a memslot ioctl, the simulator's rules are judged against
  *   this record to name the most likely rule (`diagnosis.ts`).
  *
- * The references mirror the kernel's (research §2.12): the VM fd, every guest_memfd file (which pins
+ * The references mirror the kernel's (docs/kvm-guest-memfd.md §2.12): the VM fd, every guest_memfd file (which pins
  * its VM while any fd or file mapping of it is open), every vCPU fd. They are counted from what this
  * driver opened; an fd duplicated or passed on by other means is invisible here (documented limit).
  */

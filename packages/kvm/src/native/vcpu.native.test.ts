@@ -1,6 +1,6 @@
 /**
  * vCPUs on the real /dev/kvm: a real-mode guest of a few hand-assembled instructions, loaded into a
- * guest_memfd slot (MMAP|INIT_SHARED, `userspace_addr` = its own mapping, research §0.2), and the
+ * guest_memfd slot (MMAP|INIT_SHARED, `userspace_addr` = its own mapping, docs/kvm-guest-memfd.md §0.2), and the
  * exits KVM_RUN reports for it. Every loop is bounded by `maxRuns`, and every guest ends in `hlt`.
  */
 import { GuestMemError } from '@guestmem/core';

@@ -11,7 +11,7 @@
  * its VM, as in the kernel: it outlives `close()` of the VM fd (and keeps running the guest) and must
  * be closed on its own.
  *
- * On the probe machine (PVM, research §0.2) every guest instruction is emulated and guest memory is
+ * On the probe machine (PVM, docs/kvm-guest-memfd.md §0.2) every guest instruction is emulated and guest memory is
  * reached through each slot's `userspace_addr`: a guest_memfd slot shows the file's contents to the
  * guest only when `userspace_addr` is the guest_memfd's own `MMAP|INIT_SHARED` mapping. A slot with
  * `userspace_addr = 0` gives `KVM_EXIT_MMIO` on that machine (probe).
@@ -19,13 +19,9 @@
 import { GuestMemError, guardLeak, unguard } from '@guestmem/core';
 import { MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_MEMORY_FAULT } from '../uapi/constants.js';
 import { KVM_CREATE_VCPU, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SIGNAL_MASK, KVM_SET_SREGS, SIZEOF_KVM_REGS, SIZEOF_KVM_RUN, SIZEOF_KVM_SREGS } from '../uapi/ioctl.js';
+import { decodeKvmRegs, decodeKvmRunExit, decodeKvmSregs, encodeKvmRegs, encodeKvmSregs } from './codecs.js';
 import {
   KVM_RUN_OFFSETS,
-  decodeKvmRegs,
-  decodeKvmRunExit,
-  decodeKvmSregs,
-  encodeKvmRegs,
-  encodeKvmSregs,
   type KvmRegs,
   type KvmRegsInput,
   type KvmRunExit,

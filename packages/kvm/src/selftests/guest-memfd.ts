@@ -1,6 +1,6 @@
 /**
  * The Linux 6.18 KVM selftests about guest_memfd, ported to the uAPI of `api.ts` so they run on any
- * driver: `guest_memfd_test.c` (research §3.1), the guest_memfd cases of `set_memory_region_test.c`
+ * driver: `guest_memfd_test.c` (docs/kvm-guest-memfd.md §3.1), the guest_memfd cases of `set_memory_region_test.c`
  * that apply to a default VM (§3.2), and the REGION2 binding rows of §2.6.
  *
  * Where the C test only asserts "fails", these assert the errno the 6.18 kernel gives. SIGBUS is a
@@ -461,7 +461,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
      * the sim has no instruction emulator, so there the same accesses go through its guest-access
      * path (`SimKvmVm.guestRead/guestWrite`, as in `sim.test.ts`).
      *
-     * Deviations from the C test, both forced by real mode and by the probe host (research §0.2):
+     * Deviations from the C test, both forced by real mode and by the probe host (docs/kvm-guest-memfd.md §0.2):
      * - the guest_memfd slot sits at GPA 0x10000, not 4 GiB (real mode reaches only the first MiB);
      * - `userspace_addr` is the guest_memfd's own mapping instead of NULL, and that mapping stays
      *   mapped while the guest runs: on PVM every guest access is emulated through `userspace_addr`
@@ -500,7 +500,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
   });
 
   // ---------------------------------------------------------------------------------------------
-  // set_memory_region_test.c (guest_memfd parts, default VM) and the REGION2 rows of research §2.6
+  // set_memory_region_test.c (guest_memfd parts, default VM) and the REGION2 rows of docs/kvm-guest-memfd.md §2.6
   // ---------------------------------------------------------------------------------------------
   suite('set_memory_region_test.c + KVM_SET_USER_MEMORY_REGION2 binding rules', ({ kvm, res }) => {
     const SLOT = 10;

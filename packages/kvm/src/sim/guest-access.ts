@@ -1,10 +1,10 @@
 /**
  * The guest's view of memory (sim-only): one guest access resolved page by page the way the x86 MMU
- * resolves a guest fault (research §2.8), populating and observing "SPTEs" so invalidation is testable.
+ * resolves a guest fault (docs/kvm-guest-memfd.md §2.8), populating and observing "SPTEs" so invalidation is testable.
  */
-import { GuestMemError, HostAccessFault, PAGE_SIZE, type GuestMemErrorCode } from '@guestmem/core';
+import { GuestMemError, HostAccessFault, PAGE_SIZE, PAGE_SIZE_N, type GuestMemErrorCode } from '@guestmem/core';
 import type { IntArg } from '../api.js';
-import { u64 } from '../uapi/codec-util.js';
+import { u64 } from './codecs.js';
 import { KVM_EXIT_MEMORY_FAULT, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY } from '../uapi/constants.js';
 import { TASK_SIZE } from './address-space.js';
 import { SimAnonMapping } from './anon-memory.js';
@@ -38,7 +38,7 @@ export interface SimGuestAccess {
   private?: boolean;
 }
 
-/** The `struct kvm_run` fields KVM_RUN fills with `KVM_EXIT_MEMORY_FAULT` (research §1.2, §1.4). */
+/** The `struct kvm_run` fields KVM_RUN fills with `KVM_EXIT_MEMORY_FAULT` (docs/kvm-guest-memfd.md §1.2, §1.4). */
 export interface KvmMemoryFaultExit {
   /** `run->exit_reason`: `KVM_EXIT_MEMORY_FAULT` (39). */
   readonly exitReason: number;
@@ -70,7 +70,7 @@ interface ResolvedPage {
 
 /**
  * One guest memory access, resolved page by page the way the x86 MMU resolves a guest fault
- * (research §2.8), so a VMM's exit handling can be tested without hardware.
+ * (docs/kvm-guest-memfd.md §2.8), so a VMM's exit handling can be tested without hardware.
  *
  * Per page, in the kernel's order:
  * 1. `is_private`: `args.private` when given (what SNP/TDX hardware reports: the C-bit / shared
@@ -179,7 +179,7 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
   const inPage = Number(at & PAGE_MASK);
   const attrPrivate = vm.vmType.hasPrivateMem && vm.attributes.get(Number(gfn));
   // Why: SW_PROTECTED VMs take is_private from the attributes (kvm_mmu_page_fault); hardware
-  // CoCo types report it, which `wantPrivate` stands for (research §2.8).
+  // CoCo types report it, which `wantPrivate` stands for (docs/kvm-guest-memfd.md §2.8).
   const isPrivate = wantPrivate ?? attrPrivate;
   const exit = (code: GuestMemErrorCode, detail: string, extra: Record<string, unknown> = {}): GuestMemError =>
     sysErr(code, op, KVM_RUN, detail, {
@@ -229,7 +229,7 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
       if (GuestMemError.is(e)) throw exit(e.code, e.message);
       throw e;
     }
-    const fileOff = index * PAGE_SIZE + inPage;
+    const fileOff = BigInt(index) * PAGE_SIZE_N + BigInt(inPage);
     return {
       read: (n, out, d) => void file.core.read(fileOff, n, out, d),
       write: (data) => file.core.write(fileOff, data),

@@ -1,5 +1,5 @@
 /**
- * The rules of `KVM_CREATE_GUEST_MEMFD` (`kvm_gmem_create`, research §2.2) as a pure judgement in the
+ * The rules of `KVM_CREATE_GUEST_MEMFD` (`kvm_gmem_create`, docs/kvm-guest-memfd.md §2.2) as a pure judgement in the
  * kernel's check order. The simulated VM refuses with it (`vm.ts`); the native driver names it in its
  * diagnosis of the real kernel's refusal (`native/diagnosis.ts`).
  */

@@ -1,5 +1,5 @@
 /**
- * The simulated guest_memfd (research §2.2–§2.7): one core {@link GuestMemFile} per file (6.18 has
+ * The simulated guest_memfd (docs/kvm-guest-memfd.md §2.2–§2.7): one core {@link GuestMemFile} per file (6.18 has
  * exactly one file per inode), whose {@link GuestMemOps} carry KVM's policy, plus the fd handle and
  * the host mapping.
  */
@@ -11,7 +11,7 @@ import {
   type GuestMemOps,
 } from '@guestmem/core';
 import type { GuestMemfdStat, IntArg, KvmGuestMemfd, KvmMapping, MmapArgs } from '../api.js';
-import { i32, i64, u64 } from '../uapi/codec-util.js';
+import { i32, i64, u64 } from './codecs.js';
 import {
   FALLOC_FL_COLLAPSE_RANGE,
   FALLOC_FL_INSERT_RANGE,
@@ -38,6 +38,7 @@ import type { SimMemslot } from './memslot.js';
 import type { SimVmState } from './vm-state.js';
 import { refuseUnsafeMmapFlags } from '../mmap-policy.js';
 import { FdHandle } from '../fd-handle.js';
+import { guardSimFd, unguard } from './leak-guard.js';
 
 const I64_MAX = (1n << 63n) - 1n;
 const U64_LIMIT = 1n << 64n;
@@ -58,8 +59,16 @@ const MAP_TYPE = 0x0f;
 const MAP_DROPPABLE = 0x08;
 const MAP_GROWSDOWN = 0x100;
 const MAP_HUGETLB = 0x40000;
-/** `LEGACY_MAP_MASK`: the flags MAP_SHARED_VALIDATE accepts for a file without FOP_MMAP_SYNC. */
-const LEGACY_MAP_MASK = 0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000;
+/** `MAP_32BIT`: place the mapping in the legacy window below 2 GiB. */
+const MAP_32BIT = 0x40;
+/**
+ * `LEGACY_MAP_MASK` (include/linux/mman.h) as x86-64 spells it: the flags MAP_SHARED_VALIDATE accepts
+ * for a file without FOP_MMAP_SYNC. It ends with `MAP_32BIT` (0x40), `MAP_ABOVE4G` (0x80, x86 only),
+ * `MAP_HUGE_2MB` (21 << 26) and `MAP_HUGE_1GB` (30 << 26), so bits 6, 7 and 26–30 pass too (probed).
+ */
+const LEGACY_MAP_MASK =
+  (0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000) |
+  (0x40 | 0x80 | (21 << 26) | (30 << 26));
 
 /**
  * One guest_memfd file: `struct file` + its inode + `struct kvm_gmem` (the VM's view). References
@@ -77,7 +86,7 @@ export class SimGmemFile {
   ) {
     this.core = GuestMemFile.create(size, flags, this.ops(), { allocator: kernel.allocator });
     this.ino = kernel.allocIno();
-    // Why: the file pins its VM (kvm_get_kvm in __kvm_gmem_create, research §2.2 step 7, §2.12).
+    // Why: the file pins its VM (kvm_get_kvm in __kvm_gmem_create, docs/kvm-guest-memfd.md §2.2 step 7, §2.12).
     vm.get();
     kernel.liveGuestMemfds++;
   }
@@ -89,7 +98,7 @@ export class SimGmemFile {
 
   /**
    * `xa_store_range(bindings, first, end - 1, slot)`; the caller checked for overlaps. A range
-   * reaching past EOF is possible through the 6.18 signed-overflow quirk (research §2.6 E1).
+   * reaching past EOF is possible through the 6.18 signed-overflow quirk (docs/kvm-guest-memfd.md §2.6 E1).
    */
   bind(slot: SimMemslot, first: number, end: number): void {
     this.core.bind(first, end, slot, { overlapCode: 'EINVAL', op: 'kvm_gmem_bind', allowPastEof: true });
@@ -108,7 +117,7 @@ export class SimGmemFile {
         for (const b of file.bindingsIn(range.first, range.end)) b.owner.zapFilePages(range.first, range.end);
       },
       // kvm_gmem_fault_user_mapping: without INIT_SHARED every page is private, so every host
-      // fault is SIGBUS, even after fallocate (research §2.5, probes PV2/PV3/PV5).
+      // fault is SIGBUS, even after fallocate (docs/kvm-guest-memfd.md §2.5, probes PV2/PV3/PV5).
       hostAccess: (file) => (file.flags & GUEST_MEMFD_FLAG_INIT_SHARED ? 'allow' : 'sigbus'),
       // kvm_gmem_release: the slot survives as an orphan with gmem.file = NULL (§2.6, B51–B53).
       bindingDropped: (_file, slot) => slot.orphan(),
@@ -128,14 +137,16 @@ export abstract class SimFdHandle extends FdHandle {
     fd: number,
   ) {
     super(fd, SIM_BACKEND);
+    guardSimFd(this, kernel, fd);
   }
 
   protected release(fd: number): void {
+    unguard(this);
     this.kernel.fds.remove(fd);
     this.onClose();
   }
 
-  /** What dropping this fd's reference does to the object behind it. */
+  /** What dropping this fd's reference does to the object behind it (the GC safety net in `leak-guard.ts` does the same per fd kind). */
   protected abstract onClose(): void;
 }
 
@@ -164,7 +175,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     const m = i32('mode', mode);
     const off = i64('offset', offset);
     const ln = i64('len', len);
-    // vfs_fallocate (research §2.4, VFS rows 1–5, in this order).
+    // vfs_fallocate (docs/kvm-guest-memfd.md §2.4, VFS rows 1–5, in this order).
     if (off < 0n || ln <= 0n) throw fail('EINVAL', 'offset < 0 or len <= 0');
     if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) throw fail('EOPNOTSUPP', 'unknown mode bits');
     switch (m & FALLOC_FL_MODE_MASK) {
@@ -205,7 +216,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     const fail = (code: 'EINVAL' | 'ENOMEM' | 'EOVERFLOW' | 'EOPNOTSUPP' | 'EPERM' | 'ENODEV', detail: string) =>
       sysErr(code, 'mmap', 'mmap', detail, { length: args.length, prot: args.prot, flags: args.flags, offset: args.offset ?? 0 });
     this.live('mmap', 'mmap');
-    refuseUnsafeMmapFlags(args.flags, SIM_BACKEND);
+    refuseUnsafeMmapFlags(args.flags, SIM_BACKEND, args.address);
     const length = u64('length', args.length);
     const offset = BigInt.asUintN(64, i64('offset', args.offset ?? 0));
     const hint = u64('address', args.address ?? 0);
@@ -225,7 +236,8 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
     if (alen > TASK_SIZE) throw fail('ENOMEM', 'length exceeds the user address space');
     const fixed = flags & MAP_FIXED_NOREPLACE ? hint : undefined;
     if (fixed !== undefined && fixed & PAGE_MASK) throw fail('EINVAL', 'MAP_FIXED_NOREPLACE address is not page-aligned');
-    this.kernel.addressSpace.place(alen, fixed);
+    const placement = { hint, below2G: (flags & MAP_32BIT) !== 0 };
+    this.kernel.addressSpace.place(alen, fixed, placement);
     if (flags & MAP_ANONYMOUS) {
       // Why: ksys_mmap_pgoff never looks at the fd of a MAP_ANONYMOUS request, and do_mmap's
       // anonymous branch takes only SHARED (not GROWSDOWN), PRIVATE and DROPPABLE (probed: the real
@@ -233,7 +245,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
       const type = flags & MAP_TYPE;
       if (type === MAP_SHARED && flags & MAP_GROWSDOWN) throw fail('EINVAL', 'MAP_GROWSDOWN on a shared anonymous mapping');
       if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_DROPPABLE) throw fail('EINVAL', 'no valid MAP_TYPE for anonymous memory');
-      return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags), fixed);
+      return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags), fixed, placement);
     }
     // file_mmap_ok: the range must fit under MAX_LFS_FILESIZE.
     if (alen > I64_MAX || pgoff > (I64_MAX - alen) >> 12n) throw fail('EOVERFLOW', 'offset + length beyond MAX_LFS_FILESIZE');
@@ -248,7 +260,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
         throw fail('EINVAL', 'no valid MAP_TYPE');
     }
     // Why: anon_inodefs is mounted noexec, so the VFS refuses PROT_EXEC before guest_memfd sees
-    // the call (research §2.5, probe MM7; this comes before ENODEV and the MAP_PRIVATE EINVAL).
+    // the call (docs/kvm-guest-memfd.md §2.5, probe MM7; this comes before ENODEV and the MAP_PRIVATE EINVAL).
     if (prot & PROT_EXEC) throw fail('EPERM', 'PROT_EXEC on a noexec mount');
     if (flags & MAP_GROWSDOWN) throw fail('EINVAL', 'MAP_GROWSDOWN on a file mapping');
     // kvm_gmem_mmap.
@@ -259,19 +271,20 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
       alen,
       (address) => new SimMapping(this.kernel, core, address, Number(length), offset, prot, flags),
       fixed,
+      placement,
     );
   }
 
   fstat(): GuestMemfdStat {
     this.live('fstat', 'fstat');
-    // st_blocks stays 0 even after allocation (research §2.3, FA28/G7b).
+    // st_blocks stays 0 even after allocation (docs/kvm-guest-memfd.md §2.3, FA28/G7b).
     return { ino: this.file.ino, nlink: 1, mode: S_IFREG | 0o600, size: this.size, blksize: 4096, blocks: 0n };
   }
 
   read(len: number): Uint8Array {
     this.live('read', 'read');
     new Uint8Array(len); // the caller's buffer, as native allocates it (RangeError on a bad length)
-    // No FMODE_CAN_READ on guest_memfd (research §2.3, IO rows).
+    // No FMODE_CAN_READ on guest_memfd (docs/kvm-guest-memfd.md §2.3, IO rows).
     throw sysErr('EINVAL', 'read', 'read', 'guest_memfd has no read', { len });
   }
 
@@ -311,7 +324,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
 
   /**
    * Sim-only memory-failure injection on the page at byte `offset` (what `MADV_HWPOISON` or debugfs
-   * `corrupt-pfn` do on a real kernel; research §2.9, not testable on the probe machine). The page
+   * `corrupt-pfn` do on a real kernel; docs/kvm-guest-memfd.md §2.9, not testable on the probe machine). The page
    * is allocated if absent; KVM's `error_remove_folio` zaps its guest mappings and keeps the folio
    * (no truncate). Afterwards a guest fault on it gives EHWPOISON with a KVM_EXIT_MEMORY_FAULT, and
    * host access through any mapping SIGBUS, until the page is punched out.
@@ -329,7 +342,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
 
   dup(): SimGuestMemfd {
     this.live('dup', 'dup');
-    // A dup is one more reference to the same open file (research §2.12, B50).
+    // A dup is one more reference to the same open file (docs/kvm-guest-memfd.md §2.12, B50).
     this.file.core.acquire();
     const fd = this.kernel.fds.install({ kind: 'gmem', file: this.file });
     return new SimGuestMemfd(this.kernel, fd, this.file);
@@ -348,7 +361,7 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
  */
 export class SimMapping extends SimMappingBase {
   constructor(kernel: SimKernel, file: GuestMemFile<SimMemslot>, address: bigint, length: number, offset: bigint, prot: number, flags: number) {
-    // The mapping takes its own file reference (research §2.5, LT1/S2b).
+    // The mapping takes its own file reference (docs/kvm-guest-memfd.md §2.5, LT1/S2b).
     super(kernel, new HostMapping(file, { offset, length }), address, length, offset, prot, flags);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The simulated Linux 6.18 KVM guest_memfd kernel (research §2), built on `@guestmem/core`, and
+ * The simulated Linux 6.18 KVM guest_memfd kernel (docs/kvm-guest-memfd.md §2), built on `@guestmem/core`, and
  * proven equal to the real kernel by `../diff/`. `openKvm({ driver: 'sim' })` lands in
  * {@link openSimKvm}.
  */

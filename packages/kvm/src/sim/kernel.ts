@@ -72,7 +72,7 @@ export class SimKernel {
     this.maxGfn = (1n << BigInt(bits - 12)) - 1n;
   }
 
-  /** A fresh anon-inode number (distinct per guest_memfd, research §2.2 P4). */
+  /** A fresh anon-inode number (distinct per guest_memfd, docs/kvm-guest-memfd.md §2.2 P4). */
   allocIno(): bigint {
     return this.nextIno++;
   }

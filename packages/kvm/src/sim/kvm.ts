@@ -1,6 +1,6 @@
 import type { FolioStats } from '@guestmem/core';
 import type { IntArg, Kvm, KvmProfile, KvmVm, OtherFd, OtherFdKind } from '../api.js';
-import { u64 } from '../uapi/codec-util.js';
+import { u64 } from './codecs.js';
 import { sysErr } from './errors.js';
 import { SimFdHandle } from './guest-memfd.js';
 import { SimKernel, type SimKernelOptions } from './kernel.js';

@@ -9,10 +9,11 @@
 import { GuestMemError, HostAccessFault, type HostMapping } from '@guestmem/core';
 import type { IntArg } from '../api.js';
 import type { SlotReferencedMapping } from '../slot-memory.js';
-import { u64 } from '../uapi/codec-util.js';
+import { u64 } from './codecs.js';
 import { PROT_READ, PROT_WRITE } from '../uapi/constants.js';
 import type { SimKernel } from './kernel.js';
 import { SIM_BACKEND } from './errors.js';
+import { guardSimMapping, unguard } from './leak-guard.js';
 
 export abstract class SimMappingBase implements SlotReferencedMapping {
   /** Memslots referencing this mapping's range (safe API). */
@@ -28,7 +29,9 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
     readonly offset: bigint,
     readonly prot: number,
     readonly flags: number,
-  ) {}
+  ) {
+    guardSimMapping(this, kernel, host, address, length, new.target.name === 'SimAnonMapping' ? 'anonymous mapping' : 'guest_memfd mapping');
+  }
 
   get unmapped(): boolean {
     return !this.host.isMapped;
@@ -77,6 +80,7 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
 
   munmap(): void {
     if (this.unmapped) return;
+    unguard(this);
     // The memory (and any file reference) goes either way; the address range stays taken while a
     // memslot references it (see slot-memory.ts): the VMA becomes an inaccessible placeholder.
     this.host.unmap();

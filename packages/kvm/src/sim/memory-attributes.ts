@@ -1,11 +1,11 @@
 /**
- * `KVM_SET_MEMORY_ATTRIBUTES` (`kvm_vm_ioctl_set_mem_attributes`, research §1.4): the VM's
+ * `KVM_SET_MEMORY_ATTRIBUTES` (`kvm_vm_ioctl_set_mem_attributes`, docs/kvm-guest-memfd.md §1.4): the VM's
  * per-gfn PRIVATE attribute, checks in the kernel's order.
  */
 import type { GuestMemErrorCode } from '@guestmem/core';
 import type { MemoryAttributesArgs } from '../api.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../uapi/constants.js';
-import { decodeKvmMemoryAttributes, encodeKvmMemoryAttributes } from '../uapi/structs.js';
+import { decodeKvmMemoryAttributes, encodeKvmMemoryAttributes } from './codecs.js';
 import { sysErr } from './errors.js';
 import type { SimVmState } from './vm-state.js';
 

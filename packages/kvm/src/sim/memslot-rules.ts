@@ -1,6 +1,6 @@
 /**
  * The rules of `KVM_SET_USER_MEMORY_REGION(2)` (`kvm_vm_ioctl_set_memory_region` +
- * `kvm_set_memory_region` + `kvm_gmem_bind` + `kvm_arch_prepare_memory_region`, research §2.6), as
+ * `kvm_set_memory_region` + `kvm_gmem_bind` + `kvm_arch_prepare_memory_region`, docs/kvm-guest-memfd.md §2.6), as
  * one pure judgement in the kernel's check order: given what the VM holds ({@link MemslotWorld}) and
  * the decoded region, either the change the kernel makes or the first rule it refuses with.
  *
@@ -17,7 +17,7 @@ const PAGE_MASK = 4095n;
 const U64_LIMIT = 1n << 64n;
 /** `KVM_MEM_MAX_NR_PAGES` on x86: slot sizes are indexed with an unsigned int in dirty bitmaps. */
 const KVM_MEM_MAX_NR_PAGES = 2n ** 31n - 1n;
-/** Address spaces of the probe machine: no SMM, so only AS 0 (research §0.2, B40/B41). */
+/** Address spaces of the probe machine: no SMM, so only AS 0 (docs/kvm-guest-memfd.md §0.2, B40/B41). */
 const NR_ADDRESS_SPACES = 1;
 
 /** The rules a memslot ioctl can break, named as the simulated kernel names them. */
@@ -75,7 +75,7 @@ export interface MemslotWorld {
   readonly readonlyMem: boolean;
   /** `kvm_mmu_max_gfn()`. */
   readonly maxGfn: bigint;
-  /** 6.18 checks `offset + size` against EOF in signed loff_t (research §2.6 E1). */
+  /** 6.18 checks `offset + size` against EOF in signed loff_t (docs/kvm-guest-memfd.md §2.6 E1). */
   readonly signedEofCheck: boolean;
   slot(id: number): SlotFacts | undefined;
   slots(): Iterable<SlotFacts>;
@@ -105,7 +105,7 @@ export function judgeV1Flags(flags: number): MemslotRefusal | undefined {
   return undefined;
 }
 
-/** Judges one REGION/REGION2 request, checks in the kernel's order (research §2.6 steps 3–12). */
+/** Judges one REGION/REGION2 request, checks in the kernel's order (docs/kvm-guest-memfd.md §2.6 steps 3–12). */
 export function judgeMemoryRegion(world: MemslotWorld, r: KvmUserspaceMemoryRegion2Decoded): MemslotChange | MemslotRefusal {
   const asId = r.slot >>> 16;
   const id = r.slot & 0xffff;
@@ -156,7 +156,7 @@ export function judgeMemoryRegion(world: MemslotWorld, r: KvmUserspaceMemoryRegi
     else return { change: 'none', id };
   }
   // 10. Why: the GPA overlap check precedes any guest_memfd validation, so it wins even with a
-  // bad fd (research §2.6 step 10, B8/B9/B33/B35; set_memory_region_test's EEXIST cases).
+  // bad fd (docs/kvm-guest-memfd.md §2.6 step 10, B8/B9/B33/B35; set_memory_region_test's EEXIST cases).
   if (change !== 'flags') {
     const end = baseGfn + npagesBig;
     for (const s of world.slots()) {
@@ -199,7 +199,7 @@ function judgeBind(
   if (!file.sameVm) return refuse('fd-of-another-vm', 'EINVAL', `fd ${fd} is a guest_memfd of another VM`);
   if (BigInt.asIntN(64, offset) < 0n) return refuse('guest-memfd-offset-negative', 'EINVAL', 'guest_memfd_offset is negative as loff_t');
   // Why: 6.18 computes offset + size in signed loff_t, so 0x7ffffffffffff000 + 16 KiB wraps
-  // negative and passes the EOF check (research §2.6 E1); the slot is then bound past EOF.
+  // negative and passes the EOF check (docs/kvm-guest-memfd.md §2.6 E1); the slot is then bound past EOF.
   const end64 = world.signedEofCheck ? BigInt.asIntN(64, offset + size) : offset + size;
   if (end64 > file.size) return refuse('past-eof', 'EINVAL', 'offset + size is past EOF');
   const first = Number(offset >> 12n);

@@ -1,6 +1,6 @@
 /**
  * A memslot (`struct kvm_memory_slot`): its GPA range, its guest_memfd binding and the guest
- * mappings ("SPTEs") installed through it, with the zap operations invalidation uses (research §2.6–§2.8).
+ * mappings ("SPTEs") installed through it, with the zap operations invalidation uses (docs/kvm-guest-memfd.md §2.6–§2.8).
  */
 import type { SlotReferencedMapping } from '../slot-memory.js';
 import type { SimGmemFile } from './guest-memfd.js';

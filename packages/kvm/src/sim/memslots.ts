@@ -1,7 +1,7 @@
 /**
  * `KVM_SET_USER_MEMORY_REGION(2)` on the simulated VM: the judgement of `memslot-rules.ts` (every
  * check, in the kernel's order), then the change — memslot creation, move, flags change or deletion,
- * and the guest_memfd bind (research §2.6). Each refusal names its rule in `info.rule`.
+ * and the guest_memfd bind (docs/kvm-guest-memfd.md §2.6). Each refusal names its rule in `info.rule`.
  */
 import { GUEST_MEMFD_FLAG_MMAP } from '../uapi/constants.js';
 import type { KvmUserspaceMemoryRegion2Decoded } from '../uapi/structs.js';
@@ -32,8 +32,9 @@ function worldOf(vm: SimVmState): MemslotWorld {
 
 /**
  * Applies one REGION/REGION2 request. `hostMapping` is the owned mapping behind `userspace_addr`
- * (safe API): a created slot pins it; a moved or flags-changed slot keeps its pin (the kernel refuses
- * a different `userspace_addr`); a deleted slot releases it.
+ * (safe API): a created slot pins it; a moved, flags-changed or identically re-issued slot keeps its
+ * pin (the kernel refuses a different `userspace_addr`), or takes one if it had none (it was made
+ * through the unsafe API at the mapping's address); a deleted slot releases it.
  */
 export function setMemoryRegion(
   vm: SimVmState,
@@ -46,7 +47,16 @@ export function setMemoryRegion(
   const verdict = judgeMemoryRegion(worldOf(vm), r);
   if ('rule' in verdict) throw sysErr(verdict.code, op, syscall, verdict.detail, { ...args, rule: verdict.rule });
   const old = vm.slots.get(verdict.id);
-  if (verdict.change === 'none') return;
+  if (verdict.change === 'none') {
+    // Why: an identical re-issue through the safe API names the owned mapping of a slot made through
+    // the unsafe one (same userspace_addr): from now on the slot references it, and pins it, as
+    // after a move or flags change (the native driver's record does the same).
+    if (old && !old.hostMapping && hostMapping) {
+      hostMapping.pinForSlot();
+      old.hostMapping = hostMapping;
+    }
+    return;
+  }
   if (verdict.change === 'delete') {
     // kvm_invalidate_memslot zaps the slot's SPTEs; kvm_free_memslot unbinds. Data stays (B47/B48).
     old!.zapAll();

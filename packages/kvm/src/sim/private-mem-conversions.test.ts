@@ -1,5 +1,5 @@
 /**
- * Port of the kernel selftest `x86/private_mem_conversions_test.c` (research §3.3) to the simulated
+ * Port of the kernel selftest `x86/private_mem_conversions_test.c` (docs/kvm-guest-memfd.md §3.3) to the simulated
  * kernel, which offers `KVM_X86_SW_PROTECTED_VM` where the probe machine does not.
  *
  * How the C test maps onto this file:
@@ -256,7 +256,7 @@ class ConversionsTest {
   }
 }
 
-describe('private_mem_conversions_test (SW_PROTECTED, research §3.3)', () => {
+describe('private_mem_conversions_test (SW_PROTECTED, docs/kvm-guest-memfd.md §3.3)', () => {
   // main(): -n nr_vcpus, -m nr_memslots (defaults 1/1); a few combinations, as a CI matrix would run.
   it.each([
     [1, 1],
@@ -274,7 +274,7 @@ describe('private_mem_conversions_test (SW_PROTECTED, research §3.3)', () => {
     expect(heldBeforeFree).toBeLessThan(t.memfdSize / PAGE_SIZE);
 
     t.freeVm();
-    // The guest_memfd holds a reference to its VM: the VM is not destroyed yet (research §2.12).
+    // The guest_memfd holds a reference to its VM: the VM is not destroyed yet (docs/kvm-guest-memfd.md §2.12).
     expect(t.kvm.stats().vms).toBe(1);
     // kvm_fallocate(PUNCH|KEEP, 0, size) and kvm_fallocate(KEEP, 0, size) still succeed.
     t.memfd.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, t.memfdSize);

@@ -1,5 +1,5 @@
 /**
- * Port of the kernel selftest `x86/private_mem_kvm_exits_test.c` (research §3.4) to the simulated
+ * Port of the kernel selftest `x86/private_mem_kvm_exits_test.c` (docs/kvm-guest-memfd.md §3.4) to the simulated
  * kernel. The C guest loops reading `EXITS_TEST_GVA`; here each loop iteration is one simulated
  * vCPU read (`guestAccess`), and "KVM_RUN returns" is that read throwing. The assertions are the C
  * test's: `KVM_RUN` fails with errno EFAULT, `exit_reason == KVM_EXIT_MEMORY_FAULT` (39),
@@ -51,7 +51,7 @@ function runUntilExit(vm: SimKvmVm, between: (iteration: number) => void = () =>
   throw new Error('the guest never exited');
 }
 
-describe('private_mem_kvm_exits_test (SW_PROTECTED, research §3.4)', () => {
+describe('private_mem_kvm_exits_test (SW_PROTECTED, docs/kvm-guest-memfd.md §3.4)', () => {
   it('test_private_access_memslot_deleted: deleting the private slot under a reading guest gives EFAULT + MEMORY_FAULT(PRIVATE, gpa, 4096)', () => {
     const { kvm, vm } = protectedVm();
     // vm_userspace_mem_region_add(VM_MEM_SRC_ANONYMOUS, GPA, slot 10, 1 page, KVM_MEM_GUEST_MEMFD):

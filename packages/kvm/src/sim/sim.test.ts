@@ -76,7 +76,7 @@ describe('fd table', () => {
   });
 });
 
-describe('lifetimes (research §2.12)', () => {
+describe('lifetimes (docs/kvm-guest-memfd.md §2.12)', () => {
   it('the file pins the VM: the VM dies only when its fd and every guest_memfd are gone', () => {
     const { kvm, vm, g } = setup();
     const m = g.mmap({ length: K16, ...RW });
@@ -114,7 +114,7 @@ describe('lifetimes (research §2.12)', () => {
   });
 });
 
-describe('invalidation (research §2.7) through the sim-only guest access path', () => {
+describe('invalidation (docs/kvm-guest-memfd.md §2.7) through the sim-only guest access path', () => {
   function boundGuest() {
     const env = setup();
     env.vm.setUserMemoryRegion2({ slot: 1, flags: GMEM, guestPhysAddr: 0x100000, memorySize: K16, guestMemfd: env.g.fd, guestMemfdOffset: 0 });
@@ -187,7 +187,7 @@ describe('selftest test_guest_memfd_guest, on the sim-only guest path', () => {
 
 describe('profiles', () => {
   const quirk = { slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: K16, guestMemfdOffset: 0x7ffffffffffff000n };
-  it("'6.18' accepts guest_memfd_offset 0x7ffffffffffff000 (signed overflow, research §2.6 E1)", () => {
+  it("'6.18' accepts guest_memfd_offset 0x7ffffffffffff000 (signed overflow, docs/kvm-guest-memfd.md §2.6 E1)", () => {
     const { vm, g } = setup();
     vm.setUserMemoryRegion2({ ...quirk, guestMemfd: g.fd });
     expect(vm.state.slots.get(0)!.gmem!.pgoff).toBe(0x7ffffffffffff);

@@ -1,6 +1,6 @@
 /**
  * KVM_X86_SW_PROTECTED_VM on the simulated kernel: capability answers, guest_memfd flags,
- * KVM_SET_MEMORY_ATTRIBUTES row by row (research §1.4), the guest fault rules (§2.8) with their
+ * KVM_SET_MEMORY_ATTRIBUTES row by row (docs/kvm-guest-memfd.md §1.4), the guest fault rules (§2.8) with their
  * KVM_EXIT_MEMORY_FAULT records, poison, and the anonymous host memory the shared side lives in.
  */
 import { GuestMemError, HostAccessFault } from '@guestmem/core';
@@ -56,7 +56,7 @@ function cocoGuest(pages = 4, gpa = 0x1_0000_0000n) {
   return { kvm, vm, g, shared, gpa, setPrivate };
 }
 
-describe('KVM_X86_SW_PROTECTED_VM: capabilities and creation (research §1.3)', () => {
+describe('KVM_X86_SW_PROTECTED_VM: capabilities and creation (docs/kvm-guest-memfd.md §1.3)', () => {
   it('KVM_CAP_VM_TYPES offers types 0 and 1; MEMORY_ATTRIBUTES answers PRIVATE on the system fd and type 1, 0 on a default VM', () => {
     const kvm = openSimKvm();
     const def = kvm.createVm(KVM_X86_DEFAULT_VM);
@@ -77,7 +77,7 @@ describe('KVM_X86_SW_PROTECTED_VM: capabilities and creation (research §1.3)', 
     }
     expect(vm.createGuestMemfd({ size: K4, flags: 0n }).flags).toBe(0n);
     const m = vm.createGuestMemfd({ size: K4, flags: MMAP });
-    // Private by construction: every host fault on it is SIGBUS (research §2.5).
+    // Private by construction: every host fault on it is SIGBUS (docs/kvm-guest-memfd.md §2.5).
     const map = m.mmap({ length: K4, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED });
     expect(() => map.read(0, 1)).toThrow(HostAccessFault);
     map.munmap();
@@ -93,7 +93,7 @@ describe('KVM_X86_SW_PROTECTED_VM: capabilities and creation (research §1.3)', 
   });
 });
 
-describe('KVM_SET_MEMORY_ATTRIBUTES: each row of research §1.4, in order', () => {
+describe('KVM_SET_MEMORY_ATTRIBUTES: each row of docs/kvm-guest-memfd.md §1.4, in order', () => {
   type Row = { name: string; args: { address: bigint; size: bigint; attributes: bigint; flags: bigint }; check: string };
   // Each row is also invalid for every later check, so the reported check proves the order.
   const rows: Row[] = [
@@ -139,7 +139,7 @@ describe('KVM_SET_MEMORY_ATTRIBUTES: each row of research §1.4, in order', () =
   });
 });
 
-describe('guest faults on a SW_PROTECTED VM (research §2.8)', () => {
+describe('guest faults on a SW_PROTECTED VM (docs/kvm-guest-memfd.md §2.8)', () => {
   it('shared gfns use userspace_addr, private gfns use guest_memfd; the host sees only the shared copy', () => {
     const { vm, g, shared, gpa, setPrivate } = cocoGuest();
     vm.guestAccess({ gpa, len: 2 * K4, write: true, fill: 0x11 });

@@ -1,5 +1,5 @@
 /**
- * A simulated vCPU fd (`KVM_CREATE_VCPU`): its id and its reference on the VM (research §2.12).
+ * A simulated vCPU fd (`KVM_CREATE_VCPU`): its id and its reference on the VM (docs/kvm-guest-memfd.md §2.12).
  *
  * Lifetime as in the kernel: the vCPU fd holds a VM reference (`kvm_get_kvm` in
  * `kvm_vm_ioctl_create_vcpu`, dropped by `kvm_vcpu_release`), so it outlives `close()` of the VM fd
@@ -16,6 +16,12 @@ import type { SimVmState } from './vm-state.js';
 
 /** `KVM_MAX_VCPU_IDS` of the probe machine (`KVM_CAP_MAX_VCPU_ID` answers 4096; id 4096 is EINVAL, probed). */
 export const KVM_MAX_VCPU_IDS = 4096;
+/**
+ * `KVM_MAX_VCPUS` of the probe machine (`KVM_CAP_MAX_VCPUS` answers 1024): `kvm->max_vcpus`. The
+ * kernel counts `kvm->created_vcpus`, which closing a vCPU fd does not lower (the vCPU lives until
+ * the VM is destroyed), so the 1025th KVM_CREATE_VCPU of a VM is EINVAL (probed).
+ */
+export const KVM_MAX_VCPUS = 1024;
 
 export class SimVcpu extends SimFdHandle {
   constructor(

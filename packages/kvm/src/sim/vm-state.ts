@@ -1,5 +1,5 @@
 /**
- * `struct kvm`: the VM object behind a VM fd, its references and lifetime (research §2.12), its
+ * `struct kvm`: the VM object behind a VM fd, its references and lifetime (docs/kvm-guest-memfd.md §2.12), its
  * memslots and its memory attributes.
  */
 import { RangeStateMap } from '@guestmem/core';
@@ -10,7 +10,7 @@ import type { SimVmType } from './vm-types.js';
 
 /**
  * `struct kvm`. Its references: the VM file, plus one per live guest_memfd file (the file pins the
- * VM, research §2.12). The last reference destroys it and frees its memslots.
+ * VM, docs/kvm-guest-memfd.md §2.12). The last reference destroys it and frees its memslots.
  */
 export class SimVmState {
   private users = 1;

@@ -1,7 +1,7 @@
 /**
  * What the simulated kernel answers about itself: `KVM_CHECK_EXTENSION` and the VM types it offers.
  *
- * The answers are those of the probe machine (research §0.2, §1.3): Linux 6.18 on x86-64 with the
+ * The answers are those of the probe machine (docs/kvm-guest-memfd.md §0.2, §1.3): Linux 6.18 on x86-64 with the
  * PVM backend, no SMM, shadow MMU. One kernel-config knob changes them ({@link SimKernelConfig}):
  * `CONFIG_KVM_SW_PROTECTED_VM`, which adds `KVM_X86_SW_PROTECTED_VM` to the VM-type table and
  * compiles in `CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES` (so `KVM_SET_MEMORY_ATTRIBUTES` exists and
@@ -89,7 +89,7 @@ export function offeredVmType(config: SimKernelConfig, type: number): SimVmType 
   return SIM_VM_TYPES.get(type);
 }
 
-/** Supported guest_memfd flags without a VM context (system fd): MMAP | INIT_SHARED (research §1.3). */
+/** Supported guest_memfd flags without a VM context (system fd): MMAP | INIT_SHARED (docs/kvm-guest-memfd.md §1.3). */
 const SYSTEM_GUEST_MEMFD_FLAGS = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
 
 /**

@@ -2,7 +2,7 @@
  * A simulated VM fd: the VM ioctls, each delegating to the file named after its kernel object —
  * memslots (`memslots.ts`, REGION/REGION2 and the guest_memfd bind), memory attributes
  * (`memory-attributes.ts`), the VM's lifetime (`vm-state.ts`), and the sim-only guest access path
- * (`guest-access.ts`). guest_memfd creation (`kvm_gmem_create`, research §2.2) is here: it is the
+ * (`guest-access.ts`). guest_memfd creation (`kvm_gmem_create`, docs/kvm-guest-memfd.md §2.2) is here: it is the
  * VM ioctl that makes a file.
  */
 import type {
@@ -16,7 +16,7 @@ import type {
   UserMemoryRegion2,
 } from '../api.js';
 import { resolveSlotMemory, withoutUserspace, type SlotReferencedMapping } from '../slot-memory.js';
-import { u64 } from '../uapi/codec-util.js';
+import { u64 } from './codecs.js';
 import {
   decodeKvmCreateGuestMemfd,
   decodeKvmUserspaceMemoryRegion,
@@ -24,7 +24,7 @@ import {
   encodeKvmCreateGuestMemfd,
   encodeKvmUserspaceMemoryRegion,
   encodeKvmUserspaceMemoryRegion2,
-} from '../uapi/structs.js';
+} from './codecs.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
 import { guestAccess, type SimGuestAccess } from './guest-access.js';
 import { SimFdHandle, SimGmemFile, SimGuestMemfd } from './guest-memfd.js';
@@ -36,7 +36,7 @@ import { setMemoryRegion } from './memslots.js';
 import { SimMappingBase } from './mapping-base.js';
 import type { SimVmState } from './vm-state.js';
 import { checkExtension } from './vm-types.js';
-import { KVM_MAX_VCPU_IDS, SimVcpu } from './vcpu.js';
+import { KVM_MAX_VCPU_IDS, KVM_MAX_VCPUS, SimVcpu } from './vcpu.js';
 
 export { SimMemslot } from './memslot.js';
 export { SimVmState } from './vm-state.js';
@@ -69,7 +69,7 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     this.live('createGuestMemfd', CREATE_GMEM);
     // Encode and decode the struct exactly as it crosses into the kernel (same range errors as native).
     const { size, flags } = decodeKvmCreateGuestMemfd(encodeKvmCreateGuestMemfd(args));
-    // kvm_gmem_create: flags first, then size (research §2.2 step 1); reserved[] is ignored (R1/R2).
+    // kvm_gmem_create: flags first, then size (docs/kvm-guest-memfd.md §2.2 step 1); reserved[] is ignored (R1/R2).
     const refusal = judgeCreateGuestMemfd(this.state.vmType.guestMemfdFlags, size, flags);
     if (refusal) throw sysErr(refusal.code, 'createGuestMemfd', CREATE_GMEM, refusal.detail, { size: args.size, flags: args.flags, rule: refusal.rule });
     const file = new SimGmemFile(this.kernel, this.state, size, flags);
@@ -115,12 +115,17 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
 
   /**
    * Sim-only `KVM_CREATE_VCPU(id)`: a vCPU fd that pins the VM (see `vcpu.ts`; no instruction
-   * emulator). Errors: EINVAL for an id outside [0, KVM_MAX_VCPU_IDS), EEXIST for an id created before.
+   * emulator). Errors in `kvm_vm_ioctl_create_vcpu`'s order: EINVAL for an id outside
+   * [0, KVM_MAX_VCPU_IDS), EINVAL once the VM has created KVM_MAX_VCPUS vCPUs (closed ones count),
+   * EEXIST for an id created before.
    */
   createVcpu(id = 0): SimVcpu {
     const syscall = 'ioctl(KVM_CREATE_VCPU)';
     this.live('createVcpu', syscall);
     if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) throw sysErr('EINVAL', 'createVcpu', syscall, `vCPU id ${id} is not below ${KVM_MAX_VCPU_IDS}`, { id });
+    // Why: created_vcpus >= max_vcpus is checked before the id's existence (kvm_main.c), so a full VM
+    // answers EINVAL even for an id it already has.
+    if (this.state.vcpuIds.size >= KVM_MAX_VCPUS) throw sysErr('EINVAL', 'createVcpu', syscall, `the VM already created ${KVM_MAX_VCPUS} vCPUs`, { id });
     if (this.state.vcpuIds.has(id)) throw sysErr('EEXIST', 'createVcpu', syscall, `vCPU ${id} exists`, { id });
     this.state.vcpuIds.add(id);
     const fd = this.kernel.fds.install({ kind: 'vcpu', file: this.state });
@@ -140,7 +145,7 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
   // ------------------------------------------------------------------ sim-only: the guest's view
 
   /**
-   * Reads guest memory as a vCPU would (upstream VMX/SVM semantics, research §2.8). Shorthand for
+   * Reads guest memory as a vCPU would (upstream VMX/SVM semantics, docs/kvm-guest-memfd.md §2.8). Shorthand for
    * `guestAccess({ gpa, len })`: the access is private exactly when the gfn's attribute is PRIVATE.
    */
   guestRead(gpa: IntArg, len: number): Uint8Array {

@@ -1,4 +1,5 @@
-import { GuestMemError } from '@guestmem/core';
+import type { GuestMemError } from '@guestmem/core';
+import { codecError } from './codec-error.js';
 
 /** A numeric uAPI argument: a bigint, or a number that is an exact (safe) integer. */
 export type IntArg = bigint | number;
@@ -7,10 +8,9 @@ const U64_MAX = (1n << 64n) - 1n;
 const I64_MIN = -(1n << 63n);
 
 function rangeError(field: string, value: IntArg, bits: number): GuestMemError {
-  return new GuestMemError({
+  return codecError({
     code: 'ERANGE',
     op: `encode ${field}`,
-    backend: 'kvm-uapi',
     detail: `${String(value)} does not fit in ${bits} bits`,
     info: { field, value },
   });
@@ -20,10 +20,9 @@ function rangeError(field: string, value: IntArg, bits: number): GuestMemError {
 export function toBigInt(field: string, v: IntArg): bigint {
   if (typeof v === 'bigint') return v;
   if (!Number.isSafeInteger(v)) {
-    throw new GuestMemError({
+    throw codecError({
       code: 'ERANGE',
       op: `encode ${field}`,
-      backend: 'kvm-uapi',
       detail: `${v} is not an exact integer (pass a bigint)`,
       info: { field, value: v },
     });
@@ -61,10 +60,9 @@ export function i32(field: string, v: IntArg): number {
 /** Checks that `buf` has at least `size` bytes (for decoders and caller-provided encode targets). */
 export function checkBuffer(struct: string, buf: Uint8Array, size: number): Buffer {
   if (buf.byteLength < size) {
-    throw new GuestMemError({
+    throw codecError({
       code: 'EFAULT',
       op: `codec ${struct}`,
-      backend: 'kvm-uapi',
       detail: `buffer of ${buf.byteLength} bytes is smaller than the ${size}-byte struct`,
     });
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as c from './constants.js';
 
-describe('uAPI constants (research §1.3)', () => {
+describe('uAPI constants (docs/kvm-guest-memfd.md §1.3)', () => {
   it('memslot, guest_memfd and attribute flags', () => {
     expect([c.KVM_MEM_LOG_DIRTY_PAGES, c.KVM_MEM_READONLY, c.KVM_MEM_GUEST_MEMFD]).toEqual([1, 2, 4]);
     expect([c.GUEST_MEMFD_FLAG_MMAP, c.GUEST_MEMFD_FLAG_INIT_SHARED, c.GUEST_MEMFD_FLAG_NO_DIRECT_MAP]).toEqual([1n, 2n, 4n]);

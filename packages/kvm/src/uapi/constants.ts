@@ -1,5 +1,5 @@
 /**
- * KVM guest_memfd constants at Linux 6.18 (research §1.3) and the VFS/mm constants the uAPI is used
+ * KVM guest_memfd constants at Linux 6.18 (docs/kvm-guest-memfd.md §1.3) and the VFS/mm constants the uAPI is used
  * with (fallocate modes, mmap protections and flags, lseek whence). All values are the x86-64 ones.
  * 64-bit flag words are `bigint`; flags that always fit in 32 bits are `number`.
  */

@@ -18,7 +18,7 @@ import {
 } from './ioctl.js';
 
 describe('ioctl number encoding', () => {
-  it('computes the literal values of research §1.1', () => {
+  it('computes the literal values of docs/kvm-guest-memfd.md §1.1', () => {
     expect(KVMIO).toBe(0xae);
     expect(KVM_CHECK_EXTENSION).toBe(0xae03);
     expect(KVM_CREATE_VM).toBe(0xae01);

@@ -37,7 +37,7 @@ export const _IOWR = (type: number, nr: number, size: number): number =>
 /** The KVM ioctl type byte. */
 export const KVMIO = 0xae;
 
-/** Struct sizes (bytes) at 6.18, re-derived from the running kernel's BTF (research §1.2). */
+/** Struct sizes (bytes) at 6.18, re-derived from the running kernel's BTF (docs/kvm-guest-memfd.md §1.2). */
 export const SIZEOF_KVM_USERSPACE_MEMORY_REGION = 32;
 export const SIZEOF_KVM_USERSPACE_MEMORY_REGION2 = 160;
 export const SIZEOF_KVM_MEMORY_ATTRIBUTES = 32;

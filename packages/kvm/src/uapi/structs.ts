@@ -1,5 +1,5 @@
 /**
- * Codecs for the guest_memfd uAPI structs (research §1.2): each `encodeX(value, target?)` writes the
+ * Codecs for the guest_memfd uAPI structs (docs/kvm-guest-memfd.md §1.2): each `encodeX(value, target?)` writes the
  * exact little-endian bytes the kernel copies in (zeroing reserved/pad fields unless you set them —
  * the kernel ignores them, tests set them to prove it), and each `decodeX(buf)` reads them back.
  *
@@ -7,7 +7,8 @@
  * ioctl, so the hot path allocates nothing) and return it; otherwise they allocate a fresh Buffer.
  * 64-bit fields decode to `bigint`, 32-bit fields to `number`.
  */
-import { GuestMemError } from '@guestmem/core';
+import type { GuestMemError } from '@guestmem/core';
+import { codecError } from './codec-error.js';
 import { checkBuffer, u32, u64, type IntArg } from './codec-util.js';
 import {
   SIZEOF_KVM_CREATE_GUEST_MEMFD,
@@ -18,7 +19,7 @@ import {
 } from './ioctl.js';
 
 function tooMany(field: string, n: number): GuestMemError {
-  return new GuestMemError({ code: 'ERANGE', op: `encode ${field}`, backend: 'kvm-uapi', detail: `has ${n} entries` });
+  return codecError({ code: 'ERANGE', op: `encode ${field}`, detail: `has ${n} entries` });
 }
 
 function target(struct: string, size: number, buf: Uint8Array | undefined): Buffer {

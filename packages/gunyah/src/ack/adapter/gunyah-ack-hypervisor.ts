@@ -70,7 +70,14 @@ export interface GunyahAckHypervisorOptions {
   memlockLimit?: number;
 }
 
-const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
+/**
+ * Largest guest memory: ACK guest memory is a mapping in the VMM's address space, so no memory
+ * larger than the simulated process's mmap area (top-down from 0x7f00_0000_0000, core's
+ * `UserAddressSpace`) can exist. 64 TiB fits in an empty process; a larger size is `EINVAL`
+ * (the neutral rule for a size past `maxGuestMemorySize`), never an `ENOMEM` from a size the
+ * capabilities said was accepted.
+ */
+const MAX_SIZE = 1n << 46n;
 const HUGE_BYTES = 2n << 20n;
 
 export const GUNYAH_ACK_SIM_CAPABILITIES = (generation: AckGeneration, line: string): Capabilities =>
@@ -95,7 +102,7 @@ export class GunyahAckHypervisor implements Hypervisor {
   /** @internal memory objects not yet closed by their user */
   readonly memories = new Set<AckGuestMemory>();
   /** @internal host views not yet unmapped (unmapped by {@link close}) */
-  readonly views = new HostViewSet();
+  readonly views = new HostViewSet(ACK_BACKEND);
   private closed = false;
 
   constructor(opts: GunyahAckHypervisorOptions = {}) {
@@ -240,14 +247,11 @@ class AckGuestMemory implements GuestMemory {
   }
   stats(): GuestMemoryStats {
     const boundRanges = boundRangesOf(this, this.vm.bindings());
+    // Over the present folios only: a page-by-page walk of a 64 TiB memory would never return.
     let hugeFolios = 0;
-    for (let i = 0; i < this.memory.pages; ) {
-      const f = this.memory.folioAt(i);
-      if (f?.order === 9) {
-        hugeFolios++;
-        i = f.head + 512;
-      } else i++;
-    }
+    this.memory.forEachFolio((_head, _folio, order) => {
+      if (order === 9) hugeFolios++;
+    });
     const allocatedBytes = BigInt(this.memory.pagesPresent) * PAGE_SIZE_N;
     return {
       id: this.id,
@@ -299,7 +303,7 @@ class AckMemoryBinding implements MemoryBinding {
   get end(): bigint {
     return this.gpa + this.size;
   }
-  /** ACK has no way to remove a region (research §7): EOPNOTSUPP, the binding stays. */
+  /** ACK has no way to remove a region (docs/gunyah-ack.md §7): EOPNOTSUPP, the binding stays. */
   unbind(): void {
     if (!this.active) return;
     throw gmErr(
@@ -371,6 +375,13 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
       throw gmErr('EEXIST', 'bind', ACK_BACKEND, `guest range 0x${g.toString(16)} +${size} overlaps a binding`, {
         syscall: access === 'private' ? 'ioctl(GH_VM_ANDROID_LEND_USER_MEM)' : 'ioctl(GH_VM_SET_USER_MEM_REGION)',
       });
+    }
+    // Generation A makes one memory parcel per region when the VM starts, and never one for a
+    // region added later (the simulated K4 `gh_vm_start`; inference, research §10): such a region
+    // would be accepted by the ioctl yet never reach the guest. The neutral bind promises memory the
+    // guest can reach, so once the VM runs it is refused with EBUSY and nothing changes.
+    if (this.hypervisor.host.profile.parcelPerRegion && this.sim.status === 'running') {
+      throw gmErr('EBUSY', 'bind', ACK_BACKEND, 'generation A shares regions with the guest only when the VM starts: this VM is running');
     }
     const flags = F.GUNYAH_MEM_ALLOW_READ | F.GUNYAH_MEM_ALLOW_EXEC | (readOnly ? 0 : F.GUNYAH_MEM_ALLOW_WRITE); // crosvm: R|X (|W)
     const region = { label: this.nextLabel, flags, guestPhysAddr: g, memorySize: size, userspaceAddr: memory.address + off };

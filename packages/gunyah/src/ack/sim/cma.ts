@@ -1,5 +1,5 @@
 /**
- * The 6.12 line's CMA-pool memory (research `gunyah-ack.md` §5.8, K7 vm_mgr_cma_mem.c): one misc
+ * The 6.12 line's CMA-pool memory (docs/gunyah-ack.md §5.8, K7 vm_mgr_cma_mem.c): one misc
  * device per reserved CMA pool, `GH_ANDROID_CREATE_CMA_MEM_FD` on it gives a `[gunyah-cma]` fd of
  * the pool's size; one `mmap` per fd allocates one contiguous block; `read` is for the owner only
  * and not while the block is shared with a VM; no write, no fallocate; the last close frees it.
@@ -8,6 +8,7 @@ import { UserMemory } from '@guestmem/core';
 import { ackIoctlSyscall } from '../uapi/index.js';
 import { ACK_BACKEND, ackErr } from './errors.js';
 import type { AckHost, AckProcess } from './host.js';
+import { guardedHandle, unguard } from '../../sim/leak-guard.js';
 
 /** A CMA pool's misc device. */
 export class CmaPoolDevice {
@@ -22,6 +23,13 @@ export class CmaPoolDevice {
 
   /** `GH_ANDROID_CREATE_CMA_MEM_FD`: EBUSY while the pool's block is allocated; the caller's mm owns the fd. */
   createCmaMemFd(): CmaFd {
+    const f = this.openCmaMemFd();
+    // Closed at garbage collection if dropped unclosed (see `../../sim/leak-guard.ts`).
+    return guardedHandle(f, 'gunyah-ack-sim CMA fd', `gunyah-ack-sim CMA fd ${f.fd} (pool ${this.name})`, (x) => x.close());
+  }
+
+  /** The same, unguarded: for the raw `ioctl` entry point, whose caller holds only the fd number. */
+  openCmaMemFd(): CmaFd {
     const syscall = ackIoctlSyscall('GH_ANDROID_CREATE_CMA_MEM_FD');
     if (this.allocatedBy) throw ackErr('EBUSY', 'createCmaMemFd', syscall, `pool ${this.name} is already allocated`);
     const fd = this.host.allocFd(syscall);
@@ -109,6 +117,7 @@ export class CmaFd {
   /** close(2) of the fd. */
   close(): void {
     if (!this.fdOpen) return;
+    unguard(this);
     this.fdOpen = false;
     this.pool.host.closeFd(this.fd);
     this.release();

@@ -9,7 +9,7 @@ export const ackErr = (code: GuestMemErrorCode, op: string, syscall: string | un
 /**
  * Errno of a refused demand-page reclaim. `__gunyah_vm_reclaim_folio_locked` returns the
  * hypercall error of `memextent_donate` through `gunyah_error_remap`, where BUSY, IDLE and
- * CSPACE_FULL become EBUSY (research §6.3, K7); K13 reports EBUSY from every RECLAIM_REGION on a
+ * CSPACE_FULL become EBUSY (docs/gunyah-ack.md §6.3, K7); K13 reports EBUSY from every RECLAIM_REGION on a
  * 6.12 device. That the hypervisor answers BUSY for a page the guest has accepted and not
  * relinquished is an inference (the hypervisor side is not public).
  */

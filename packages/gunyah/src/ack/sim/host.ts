@@ -17,6 +17,7 @@ import { ACK_GENERATIONS, ACK_IOCTL, ACK_SIZEOF, ackIoctlSyscall, decodeAddressR
 import { ACK_BACKEND, ackErr } from './errors.js';
 import { AckVm } from './vm.js';
 import { CmaFd, CmaPoolDevice } from './cma.js';
+import { guardedHandle } from '../../sim/leak-guard.js';
 
 /** Options of {@link openGunyahAck}. */
 export interface AckHostOptions {
@@ -175,8 +176,17 @@ export class AckHost {
     return this.fds.has(fd);
   }
 
-  /** `GH_CREATE_VM`: `arg` must be 0 (EINVAL); the caller's mm becomes the VM's owner. */
+  /**
+   * `GH_CREATE_VM`: `arg` must be 0 (EINVAL); the caller's mm becomes the VM's owner. The handle is
+   * closed at garbage collection if dropped unclosed (see `../../sim/leak-guard.ts`); the fd of the
+   * raw `ioctl` entry point is a number only and stays open until closed.
+   */
   createVm(arg: number | bigint = 0): AckVm {
+    const vm = this.openVm(arg);
+    return guardedHandle(vm, 'gunyah-ack-sim VM fd', `gunyah-ack-sim VM fd ${vm.fd}`, (v) => v.close());
+  }
+
+  private openVm(arg: number | bigint): AckVm {
     const syscall = ackIoctlSyscall('GH_CREATE_VM');
     if (BigInt(arg) !== 0n) throw ackErr('EINVAL', 'createVm', syscall, 'arg is reserved and must be 0');
     const fd = this.allocFd(syscall);
@@ -223,12 +233,12 @@ export class AckHost {
     const notty = () => ackErr('ENOTTY', 'ioctl', syscall, `request 0x${req.toString(16)} is not handled on this fd by generation ${this.profile.generation}`);
     if (!name || !this.profile.handles.has(name)) throw notty();
     if (target === 'gunyah') {
-      if (name === 'GH_CREATE_VM') return this.createVm(scalar()).fd;
+      if (name === 'GH_CREATE_VM') return this.openVm(scalar()).fd;
       if (name === 'GH_ANDROID_TENTATIVE_UAPI') return this.tentativeUapi();
       throw notty();
     }
     if (target instanceof CmaPoolDevice) {
-      if (name === 'GH_ANDROID_CREATE_CMA_MEM_FD') return target.createCmaMemFd().fd;
+      if (name === 'GH_ANDROID_CREATE_CMA_MEM_FD') return target.openCmaMemFd().fd;
       throw notty();
     }
     if (target instanceof AckVm) {

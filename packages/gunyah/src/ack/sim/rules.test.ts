@@ -1,6 +1,6 @@
 /**
- * ACK's own rules, one test each, with the source the rule comes from (keys of research
- * `gunyah-ack.md` §0). Generation C (the 6.12 line) unless the test says otherwise.
+ * ACK's own rules, one test each, with the source the rule comes from (keys of
+ * docs/gunyah-ack.md §0). Generation C (the 6.12 line) unless the test says otherwise.
  */
 import { describe, expect, it } from 'vitest';
 import { HostAccessFault } from '@guestmem/core';
@@ -167,7 +167,7 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(c.host.stats()).toMatchObject({ vms: 0, stage2Folios: 0, parcels: 0, lockedPages: 0 });
   });
 
-  it('region flags: only R/W/X (0x7); 0x10 — FORCE_LEND in the ACK enum, ALLOW_READ in v17 — is EINVAL; flags 0 are accepted [K7 vm_mgr.c, research §3.2]', () => {
+  it('region flags: only R/W/X (0x7); 0x10 — FORCE_LEND in the ACK enum, ALLOW_READ in v17 — is EINVAL; flags 0 are accepted [K7 vm_mgr.c, docs/gunyah-ack.md §3.2]', () => {
     const c = new AckCell();
     const m = c.host.current.mmap({ size: P });
     for (const flags of [0x10, 0x17, 0x20, 0x100, 0x8]) {
@@ -241,7 +241,7 @@ describe('ACK rules (generation C unless stated)', () => {
     dev.createCmaMemFd().close(); // the binding holds no file reference before start… the block went with the fd
   });
 
-  it('no unbind: RECLAIM_REGION takes the pages back and keeps the binding; the next guest access faults the same page back in [K7 RECLAIM_REGION, research §5.5]', () => {
+  it('no unbind: RECLAIM_REGION takes the pages back and keeps the binding; the next guest access faults the same page back in [K7 RECLAIM_REGION, docs/gunyah-ack.md §5.5]', () => {
     const c = new AckCell();
     c.add(G, 4n * P, 'share');
     c.write(G + P, Uint8Array.of(0x33));
@@ -300,7 +300,7 @@ describe('ACK rules (generation C unless stated)', () => {
     c.host.current.munmap(gone.address); // last, so no later mmap reuses the address
     const w = c.cpu.write(G, Uint8Array.of(1));
     expect(faultAttempt(w)).toBe(-1);
-    // The run block, byte for byte (research §3.3; K7 gunyah_handle_page_fault sets resume_action FAULT):
+    // The run block, byte for byte (docs/gunyah-ack.md §3.3; K7 gunyah_handle_page_fault sets resume_action FAULT):
     // exit_reason @8 = 3, phys_addr @16, attempt @24 (s32), resume_action @28.
     const run = (w as { run: Uint8Array }).run;
     expect(Buffer.from(run.subarray(8, 12)).toString('hex')).toBe('03000000');
@@ -429,7 +429,7 @@ describe('ACK rules (generation C unless stated)', () => {
     }
   });
 
-  it('raw ioctls decode the 32-byte region and 40-byte CMA structs; a short argument is EFAULT [K7; research §3]', () => {
+  it('raw ioctls decode the 32-byte region and 40-byte CMA structs; a short argument is EFAULT [K7; docs/gunyah-ack.md §3]', () => {
     const c = new AckCell({ cmaPools: { vm: MiB } });
     const m = c.host.current.mmap({ size: 2n * P });
     expect(c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ANDROID_LEND_USER_MEM, encodeUserMemoryRegion({ label: 3, flags: RW, guestPhysAddr: G, memorySize: 2n * P, userspaceAddr: m.address }))).toBe(0);

@@ -1,5 +1,5 @@
 /**
- * A VM of the ACK driver (research `gunyah-ack.md` §4 for generation A, §5 for B/C): user-memory
+ * A VM of the ACK driver (docs/gunyah-ack.md §4 for generation A, §5 for B/C): user-memory
  * regions (share by `GH_VM_SET_USER_MEM_REGION`, lend by `GH_VM_ANDROID_LEND_USER_MEM`), CMA
  * bindings, VM start, the guest side (demand paging in B/C: one page pinned per fault, the whole
  * folio provided), `GH_VM_RECLAIM_REGION` and teardown.
@@ -32,13 +32,14 @@ import {
 import { ACK_RECLAIM_REFUSED, ackErr } from './errors.js';
 import type { AckHost, AckProcess } from './host.js';
 import type { CmaFd } from './cma.js';
+import { unguard } from '../../sim/leak-guard.js';
 
 const HOST_VMID = 3;
 
 /**
  * `overflows_type(gpa + size, u64)` — the wrap check of every ACK memory ioctl (K4, K7) — can never
  * fire: both operands are u64, so the sum is already a wrapped u64 and always fits the type (the
- * non-constant form is `check_add_overflow(sum, 0, &u64)`). Reading of the C code (research §4/§5
+ * non-constant form is `check_add_overflow(sum, 0, &u64)`). Reading of the C code (docs/gunyah-ack.md §4/§5
  * list EOVERFLOW, which older revisions' explicit `gpa + size < gpa` check gave). A wrapping range
  * goes on: B/C's `mtree_insert_range(gfn(gpa), gfn(gpa + size − 1))` gets first > last → EINVAL;
  * a range ending exactly at 2^64 is valid.
@@ -186,7 +187,7 @@ export class AckVm {
     const pins = mm.pinUserPages(b.uaddr, b.nr);
     if (pins.length < b.nr) {
       for (const p of pins) p.unpin();
-      // K4 unaccounts only the pages it pinned (research §10: a version bug); we unaccount the charge.
+      // K4 unaccounts only the pages it pinned (docs/gunyah-ack.md §10: a version bug); we unaccount the charge.
       mm.memlock.uncharge(b.nr);
       throw ackErr('EFAULT', op, syscall, `only ${pins.length} of ${b.nr} pages are mapped at 0x${b.uaddr.toString(16)}`);
     }
@@ -309,7 +310,7 @@ export class AckVm {
 
   /**
    * `GH_VM_START` (`gunyah_vm_ensure_started`): a running VM answers 0; a VM whose start failed
-   * after the status became LOAD answers ENODEV (K7: `gunyah_vm_start` runs only from NO_STATE and
+   * after the status became LOAD answers ENODEV (docs/gunyah-ack.md, K7: `gunyah_vm_start` runs only from NO_STATE and
    * `ensure_started` answers -ENODEV for any status but RUNNING); C's ENOENT for a DTB outside
    * every binding comes before LOAD and leaves the VM startable (B's comes after LOAD, K5).
    */
@@ -689,6 +690,7 @@ export class AckVm {
    */
   close(): void {
     this.assertOpen('close');
+    unguard(this);
     if (this.status === 'running') this.status = 'exited';
     this.reclaimRange(0, Number.MAX_SAFE_INTEGER, 'teardown');
     if (this.vmid) this.host.rm.vmReset(this.vmid);

@@ -1,5 +1,5 @@
 /**
- * ACK flag values (research `gunyah-ack.md` §3.2). Unlike v17, lend or share of a user-memory
+ * ACK flag values (docs/gunyah-ack.md §3.2). Unlike v17, lend or share of a user-memory
  * region is chosen by *which ioctl* is called, never by a flag; only the CMA ioctl reads an access
  * value, and there `GUNYAH_MEM_FORCE_LEND` (0x10) lends and anything else — DEFAULT (0) included —
  * shares. Note the clash with v17, where 0x10 is `GUNYAH_MEM_ALLOW_READ`.

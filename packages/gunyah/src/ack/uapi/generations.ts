@@ -1,6 +1,6 @@
 /**
- * The three generations of the ACK Gunyah interface as profiles of one driver (research
- * `gunyah-ack.md` §1 and §9). The branch labels are an inference of the research (vendor-tree
+ * The three generations of the ACK Gunyah interface as profiles of one driver (docs/gunyah-ack.md
+ * §1 and §9). The branch labels are an inference (from the vendor trees'
  * kernel versions), not read from `android.googlesource.com`.
  */
 import type { AckIoctlName } from './ioctl.js';
@@ -9,7 +9,7 @@ export type AckGeneration = 'A' | 'B' | 'C';
 
 export interface AckProfile {
   readonly generation: AckGeneration;
-  /** Kernel line the generation is found in (inference, research §1). */
+  /** Kernel line the generation is found in (inference, docs/gunyah-ack.md §1). */
   readonly line: string;
   /** ioctls the generation's driver handles; others in its header (or not) answer ENOTTY. */
   readonly handles: ReadonlySet<AckIoctlName>;
@@ -23,7 +23,7 @@ export interface AckProfile {
   readonly demandPaging: boolean;
   /**
    * Region, reclaim, CMA ioctls and vCPU run check that the caller's mm created the VM (EPERM).
-   * A follows K4, which has the check on region ioctls (K1 lacks it; research §10 says pick one).
+   * A follows K4, which has the check on region ioctls (K1 lacks it; docs/gunyah-ack.md §10 says pick one).
    */
   readonly creatorCheckOnRun: boolean;
   /** Errno of VM_START when no binding holds the DTB: A EINVAL (no region overlaps, K4), B/C ENOENT (K7). */

@@ -1,7 +1,7 @@
 /**
  * ioctl numbers of Gunyah's Android Common Kernel (ACK) uAPI, computed with `_IO`/`_IOW` from the
  * type letters `'G'` (0x47) and `'A'` (0x41) and the struct sizes of `structs.ts`.
- * Source: research `gunyah-ack.md` §2 (K1–K9); which generation handles which is in `generations.ts`.
+ * Source: docs/gunyah-ack.md §2 (K1–K9); which generation handles which is in `generations.ts`.
  */
 import { io, iow } from '../../uapi/ioctl.js';
 
@@ -10,7 +10,7 @@ export const ACK_IOCTL_TYPE_G = 0x47;
 /** `'A'`: the Android-only numbers (b/268234781: "UAPI that won't be carried in kernel.org"). */
 export const ACK_IOCTL_TYPE_A = 0x41;
 
-/** Byte sizes of the ACK argument structs (LP64, research §3). */
+/** Byte sizes of the ACK argument structs (LP64, docs/gunyah-ack.md §3). */
 export const ACK_SIZEOF = {
   gunyah_userspace_memory_region: 32,
   gunyah_vm_dtb_config: 16,

@@ -1,6 +1,6 @@
 /**
- * Byte-exact codecs of the ACK argument structs (little-endian, LP64 natural alignment; research
- * `gunyah-ack.md` §3.1 and §3.3). `structs.test.ts` pins every offset.
+ * Byte-exact codecs of the ACK argument structs (little-endian, LP64 natural alignment;
+ * docs/gunyah-ack.md §3.1 and §3.3). `structs.test.ts` pins every offset.
  */
 import { ACK_SIZEOF } from './ioctl.js';
 

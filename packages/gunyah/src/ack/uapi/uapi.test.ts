@@ -1,6 +1,7 @@
 /**
- * The ACK uAPI byte for byte against research `gunyah-ack.md` (§2 ioctl table, §3 structs and
- * flags), per generation. Expected values are typed in from the research tables, not computed.
+ * The ACK uAPI byte for byte against docs/gunyah-ack.md (§2 ioctl table, §3 structs and
+ * flags) and the headers it names (K1–K9), per generation. Expected values are typed in from those
+ * tables, not computed.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -50,7 +51,7 @@ const TABLE: Array<[AckIoctlName, number, boolean, boolean, boolean]> = [
   ['GH_VM_CHECK_EXTENSION', 0x00004117, false, false, true],
 ];
 
-describe('ACK ioctl numbers and which generation handles them (research §2, §9)', () => {
+describe('ACK ioctl numbers and which generation handles them (docs/gunyah-ack.md §2, §9)', () => {
   it.each(TABLE)('%s = %s; handled in A %s, B %s, C %s', (name, number, a, b, c) => {
     expect(ACK_IOCTL[name]).toBe(number);
     expect(ACK_GENERATIONS.A.handles.has(name)).toBe(a);
@@ -77,7 +78,7 @@ describe('ACK ioctl numbers and which generation handles them (research §2, §9
   });
 });
 
-describe('ACK flags (research §3.2)', () => {
+describe('ACK flags (docs/gunyah-ack.md §3.2)', () => {
   it('A: GH_MEM_ALLOW_READ/WRITE/EXEC = 1/2/4', () => {
     expect(GH_MEM_FLAGS_A).toEqual({ GH_MEM_ALLOW_READ: 1, GH_MEM_ALLOW_WRITE: 2, GH_MEM_ALLOW_EXEC: 4 });
   });
@@ -102,7 +103,7 @@ describe('ACK flags (research §3.2)', () => {
   });
 });
 
-describe('ACK struct codecs (research §3.1, §3.3)', () => {
+describe('ACK struct codecs (docs/gunyah-ack.md §3.1, §3.3)', () => {
   it('gunyah_userspace_memory_region: label @0 u32, flags @4 u32, gpa @8, size @16, uaddr @24, no padding', () => {
     const b = encodeUserMemoryRegion({ label: 0x11223344, flags: 0x7, guestPhysAddr: 0x8000_0000n, memorySize: 0x20_0000n, userspaceAddr: 0x7f12_3456_0000n });
     expect(b.length).toBe(32);
