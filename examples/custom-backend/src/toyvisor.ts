@@ -18,8 +18,6 @@ import {
   HostMapping,
   HostViewSet,
   RangeStateMap,
-  accessPages,
-  boundRangesOf,
   fileOffset,
   fileUsage,
   gmErr,
@@ -55,6 +53,7 @@ import {
   GuestMemError,
   GuestOpInterpreter,
   sharedViewOf,
+  memoryStats,
 } from '@guestmem/core';
 import type { DependencyContainer } from 'tsyringe';
 
@@ -138,19 +137,7 @@ class ToyMemory implements GuestMemory {
   private readonly mapped = new HostMappedCounter();
   /** What this object holds: core's file counts pages and folios; the VM's state map counts private pages. */
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
-    const { allocatedBytes, hugeFolios } = fileUsage(this.file);
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.mapped.bytes,
-      boundRanges,
-      ...accessPages(this.vm.memoryState, boundRanges),
-      hugeFolios,
-      accounting: 'exact',
-    };
+    return memoryStats(this, this.vm, fileUsage(this.file), this.mapped.bytes);
   }
   markPoisoned(offset: bigint | number): void {
     const off = checkPageOffset(offset, this.size, 'markPoisoned', ID);

@@ -7,8 +7,6 @@
  */
 import {
   HostMappedCounter,
-  accessPages,
-  boundRangesOf,
   fileUsage,
   memoryReport,
   GuestMemError,
@@ -50,6 +48,7 @@ import {
   guestAccessGpa,
   sharedViewOf,
   type SharedPart,
+  memoryStats,
 } from '@guestmem/core';
 import { GunyahSimVcpu } from './gunyah-vcpu.js';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
@@ -228,19 +227,7 @@ class GunyahGuestMemory implements GuestMemory {
   private readonly mapped = new HostMappedCounter();
   /** Exact: the simulated file's own pages and folios; private pages are the lent (bound private) ones. */
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
-    const { allocatedBytes, hugeFolios } = fileUsage(this.mem.file);
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.mapped.bytes,
-      boundRanges,
-      ...accessPages(this.vm.memoryState, boundRanges),
-      hugeFolios,
-      accounting: 'exact',
-    };
+    return memoryStats(this, this.vm, fileUsage(this.mem.file), this.mapped.bytes);
   }
   /** Gunyah's uAPI has no memory-failure injection (none among the ioctls of docs/gunyah-v17.md §1.2), so no 'poison-injection'. */
   markPoisoned(): void {

@@ -12,8 +12,6 @@ import {
   HostMappedCounter,
   HostViewSet,
   RangeStateMap,
-  accessPages,
-  boundRangesOf,
   memoryReport,
   fileOffset,
   gmErr,
@@ -49,6 +47,7 @@ import {
   type VmMemoryReport,
   guestAccessGpa,
   sharedViewOf,
+  memoryStats,
 } from '@guestmem/core';
 import type { Kvm, KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
 import {
@@ -596,22 +595,9 @@ export class KvmGuestMemory implements GuestMemory {
    * allocates on a fault are not visible from here.
    */
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
-    const { privatePages, sharedPages } = accessPages(this.vm.memoryState, boundRanges);
+    // The simulated kernel counts its backing exactly; the native driver counts what went through this object.
     const exact = this.vm.hypervisor.guestAccess?.usage?.(this.fd);
-    const allocatedBytes = exact?.allocatedBytes ?? BigInt(this.#allocated.count(true, 0, Number(this.size / PAGE))) * PAGE;
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.#mapped.bytes,
-      boundRanges,
-      privatePages,
-      sharedPages,
-      hugeFolios: exact?.hugeFolios ?? 0,
-      accounting: exact ? 'exact' : 'tracked',
-    };
+    return memoryStats(this, this.vm, exact, this.#mapped.bytes, { allocatedBytes: BigInt(this.#allocated.count(true, 0, Number(this.size / PAGE))) * PAGE });
   }
 
   /**

@@ -43,8 +43,6 @@ import {
   type MemoryBinding,
   type UserMemory,
   type Vm,
-  accessPages,
-  boundRangesOf,
   memoryReport,
   type GuestMemoryStats,
   type VmMemoryReport,
@@ -52,6 +50,7 @@ import {
   sharedViewOf,
   type SharedPart,
   type Vcpu,
+  memoryStats,
 } from '@guestmem/core';
 import { AckSimVcpu } from './ack-vcpu.js';
 import { ACK_MAP_FLAGS as F, type AckGeneration } from '../uapi/index.js';
@@ -246,24 +245,12 @@ class AckGuestMemory implements GuestMemory {
     );
   }
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
     // Over the present folios only: a page-by-page walk of a 64 TiB memory would never return.
     let hugeFolios = 0;
     this.memory.forEachFolio((_head, _folio, order) => {
       if (order === 9) hugeFolios++;
     });
-    const allocatedBytes = BigInt(this.memory.pagesPresent) * PAGE_SIZE_N;
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.viewBytes,
-      boundRanges,
-      ...accessPages(this.vm.memoryState, boundRanges),
-      hugeFolios,
-      accounting: 'exact',
-    };
+    return memoryStats(this, this.vm, { allocatedBytes: BigInt(this.memory.pagesPresent) * PAGE_SIZE_N, hugeFolios }, this.viewBytes);
   }
   markPoisoned(): void {
     throw gmErr('EOPNOTSUPP', 'markPoisoned', ACK_BACKEND, 'the ACK simulation does not model memory failure');
