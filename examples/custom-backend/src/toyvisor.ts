@@ -18,8 +18,6 @@ import {
   HostMapping,
   HostViewSet,
   RangeStateMap,
-  accessPages,
-  boundRangesOf,
   fileOffset,
   fileUsage,
   gmErr,
@@ -48,8 +46,14 @@ import {
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
+  type Vcpu,
   type Vm,
-  type VmMemoryReport, checkGuestAccess,
+  type VmMemoryReport,
+  checkGuestAccess,
+  GuestMemError,
+  GuestOpInterpreter,
+  sharedViewOf,
+  memoryStats,
 } from '@guestmem/core';
 import type { DependencyContainer } from 'tsyringe';
 
@@ -59,7 +63,7 @@ const PAGE = 4096n;
 const CAPS: Capabilities = makeCapabilities({
   backend: ID,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection', 'unbind'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection', 'unbind', 'vcpu'],
   maxGuestMemorySize: 1n << 40n,
 });
 
@@ -70,17 +74,21 @@ export class Toyvisor implements Hypervisor {
   /** What close() must release: VMs and memory objects still alive. */
   readonly vms = new Set<ToyVm>();
   readonly memories = new Set<ToyMemory>();
+  private closed = false;
   createVm(): Vm {
+    // A closed hypervisor makes nothing new (the neutral rule: every backend answers EBADF).
+    if (this.closed) throw gmErr('EBADF', 'createVm', ID, 'the hypervisor was closed');
     const vm = new ToyVm(this);
     this.vms.add(vm);
     return vm;
   }
   /** Host views not yet unmapped. */
-  readonly views = new HostViewSet();
+  readonly views = new HostViewSet(ID);
   close(): void {
     this.views.unmapAll();
     for (const vm of [...this.vms]) vm.destroy();
     for (const m of [...this.memories]) m.close();
+    this.closed = true;
   }
 }
 
@@ -129,19 +137,7 @@ class ToyMemory implements GuestMemory {
   private readonly mapped = new HostMappedCounter();
   /** What this object holds: core's file counts pages and folios; the VM's state map counts private pages. */
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
-    const { allocatedBytes, hugeFolios } = fileUsage(this.file);
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.mapped.bytes,
-      boundRanges,
-      ...accessPages(this.vm.memoryState, boundRanges),
-      hugeFolios,
-      accounting: 'exact',
-    };
+    return memoryStats(this, this.vm, fileUsage(this.file), this.mapped.bytes);
   }
   markPoisoned(offset: bigint | number): void {
     const off = checkPageOffset(offset, this.size, 'markPoisoned', ID);
@@ -195,8 +191,10 @@ class ToyVm implements Vm {
 
   createGuestMemory(o: CreateGuestMemoryOptions): GuestMemory {
     this.live('createGuestMemory');
+    // Bad input is EINVAL before any capability answer, as on every backend.
+    const size = checkMemorySize(o, CAPS.maxGuestMemorySize, ID);
     if (o.hugePages) throw gmErr('EOPNOTSUPP', 'createGuestMemory', ID, 'no huge pages');
-    return new ToyMemory(this, checkMemorySize(o, CAPS.maxGuestMemorySize, ID), o.hostMappable ?? false, o.initiallyShared ?? false);
+    return new ToyMemory(this, size, o.hostMappable ?? false, o.initiallyShared ?? false);
   }
 
   bind(o: BindOptions): MemoryBinding {
@@ -245,24 +243,107 @@ class ToyVm implements Vm {
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
   }
 
-  private locate(gpa: bigint, len: number, op: string): { b: ToyBinding; off: number } {
+  /**
+   * The bindings behind `[gpa, gpa+len)`, one piece per binding; an access that reaches a GPA no
+   * binding covers (or a read-only one, for a write) is EFAULT and touches nothing. An access
+   * spanning adjacent bindings works, as on every other backend.
+   */
+  private locate(gpa: bigint, len: number, op: string): Array<{ b: ToyBinding; off: number; at: number; n: number }> {
     this.live(op);
-    const b = this.table.find((x) => gpa >= x.gpa && gpa + BigInt(len) <= x.gpa + x.size);
-    if (!b) throw gmErr('EFAULT', op, ID, `GPA 0x${gpa.toString(16)} (+${len}) is not inside one binding`);
-    return { b, off: Number(b.offset + gpa - b.gpa) };
+    const pieces: Array<{ b: ToyBinding; off: number; at: number; n: number }> = [];
+    let at = 0;
+    while (at < len) {
+      const g = gpa + BigInt(at);
+      const b = this.table.find((x) => g >= x.gpa && g < x.gpa + x.size);
+      if (!b) throw gmErr('EFAULT', op, ID, `GPA 0x${g.toString(16)} is not inside a binding`);
+      if (op === 'guestWrite' && b.readOnly) throw gmErr('EFAULT', op, ID, 'read-only binding');
+      const n = Math.min(len - at, Number(b.gpa + b.size - g));
+      pieces.push({ b, off: Number(b.offset + g - b.gpa), at, n });
+      at += n;
+    }
+    return pieces;
   }
   guestRead(gpa: bigint | number, len: number): Uint8Array {
-    const { b, off } = this.locate(...checkGuestAccess(gpa, len, 'guestRead', ID), 'guestRead');
-    return b.memory.file.read(off, len);
+    const [g, n] = checkGuestAccess(gpa, len, 'guestRead', ID);
+    const out = new Uint8Array(n);
+    for (const p of this.locate(g, n, 'guestRead')) out.set(p.b.memory.file.read(p.off, p.n), p.at);
+    return out;
   }
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
-    const { b, off } = this.locate(checkGuestAccess(gpa, data.length, 'guestWrite', ID)[0], data.length, 'guestWrite');
-    if (b.readOnly) throw gmErr('EFAULT', 'guestWrite', ID, 'read-only binding');
-    b.memory.file.write(off, data);
+    const [g, n] = checkGuestAccess(gpa, data.length, 'guestWrite', ID);
+    for (const p of this.locate(g, n, 'guestWrite')) p.b.memory.file.write(p.off, data.subarray(p.at, p.at + p.n));
   }
+
+  /** The files' shared pages by GPA; a private page refuses access (SIGBUS from the file's host-access rule). */
+  sharedView(range: GpaRange): HostView {
+    this.live('sharedView');
+    const parts = this.table.map((b) => {
+      const off = (at: number, len: number): number => {
+        const first = Number(b.offset / PAGE) + Math.floor(at / 4096);
+        const end = Number(b.offset / PAGE) + Math.ceil((at + len) / 4096);
+        if (!b.memory.privatePages.isUniform(first, end, 'shared')) throw gmErr('EACCES', 'sharedView', ID, 'the range holds private pages');
+        return Number(b.offset) + at;
+      };
+      return {
+        gpa: b.gpa as bigint,
+        size: b.size,
+        read: (at: number, len: number) => b.memory.file.read(off(at, len), len),
+        write: (at: number, d: Uint8Array) => b.memory.file.write(off(at, d.length), d),
+        fill: (at: number, len: number, byte: number) => b.memory.file.write(off(at, len), new Uint8Array(len).fill(byte)),
+        get live() {
+          return b.active;
+        },
+      };
+    });
+    const view = sharedViewOf(parts, range, ID);
+    // Tracked like every host view, so Hypervisor.close() ends it.
+    return this.hypervisor.views.add(view, () => view.unmap());
+  }
+
+  /** A vCPU running the image's op list through guestRead/guestWrite; an address outside every binding is MMIO. */
+  createVcpu(): Vcpu {
+    this.live('createVcpu');
+    const interp = new GuestOpInterpreter({
+      access: (kind, gpa, buf) => {
+        try {
+          if (kind === 'read') buf.set(this.guestRead(gpa, buf.length));
+          else this.guestWrite(gpa, buf);
+          return undefined;
+        } catch (e) {
+          if (!GuestMemError.is(e, 'EFAULT')) throw e;
+          const data = kind === 'write' ? Uint8Array.from(buf) : new Uint8Array(buf.length);
+          return { kind: 'mmio', gpa, size: buf.length, write: kind === 'write', data, info: { detail: e.message } };
+        }
+      },
+    });
+    let closed = false;
+    const live = (op: string) => {
+      if (closed) throw gmErr('EBADF', op, ID, 'vCPU closed');
+    };
+    const vcpu: Vcpu = {
+      id: this.vcpus.size,
+      get closed() {
+        return closed;
+      },
+      load: (image) => (live('load'), interp.load(image)),
+      run: () => (live('run'), interp.run()),
+      completeRead: (d) => (live('completeRead'), interp.completeRead(d)),
+      // A toy: an MMIO access may be re-executed once the VMM bound memory there.
+      retriesMmio: true,
+      retryMmio: () => (live('retryMmio'), interp.retryMmio()),
+      close: () => {
+        closed = true;
+        this.vcpus.delete(vcpu);
+      },
+    };
+    this.vcpus.add(vcpu);
+    return vcpu;
+  }
+  private readonly vcpus = new Set<Vcpu>();
 
   destroy(): void {
     if (this.dead) return;
+    for (const v of [...this.vcpus]) v.close();
     for (const b of [...this.table]) b.unbind();
     this.dead = true;
     this.hypervisor.vms.delete(this);

@@ -1,9 +1,13 @@
+import { gmErr } from '../errors/guest-mem-error.js';
 import type { HostView } from './interfaces.js';
+import { showArg } from './validate.js';
 
 /** Anything with the host-view accessors: core's `HostMapping`, a KVM or Gunyah mapping. */
 export interface HostViewSource {
   readonly length: number | bigint;
   read(at: number, len: number): Uint8Array;
+  /** Optional copy into a caller's buffer; without it {@link hostView} reads and copies. */
+  readInto?(at: number, dst: Uint8Array, dstOffset?: number): void;
   write(at: number, data: Uint8Array): void;
   fill(at: number, len: number, byte: number): void;
 }
@@ -12,14 +16,65 @@ export interface HostViewSource {
  * Wraps a backend mapping as the neutral {@link HostView}, with `unmap` doing what the adapter
  * decides (unmap the mapping, or nothing when something else owns it). Adapters use this instead
  * of writing the same forwarding object each.
+ *
+ * The accessor arguments follow the neutral number rule here, once for every backend, before the
+ * source sees them: `at`/`len` that are not safe non-negative integers, a `fill` byte outside
+ * 0..255 and `data` that is not a `Uint8Array` are `EINVAL`; a range past the view's end is
+ * `EFAULT` (the access would leave the mapping); any access after `unmap()` is `EFAULT`. Errors
+ * name `backend` (the hypervisor's id) and the op `host read` / `host write`.
  */
-export function hostView(source: HostViewSource, unmap: () => void): HostView {
+export function hostView(source: HostViewSource, unmap: () => void, backend = 'core'): HostView {
+  const length = Number(source.length);
+  let ended = false;
+  const check = (op: string, at: unknown, len: unknown): void => {
+    if (ended) throw gmErr('EFAULT', op, backend, 'the view was unmapped');
+    for (const [what, v] of [
+      ['at', at],
+      ['len', len],
+    ] as const) {
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+        throw gmErr('EINVAL', op, backend, `${what} ${showArg(v)} is not an integer >= 0`, { info: { [what]: v } });
+      }
+    }
+    if ((at as number) + (len as number) > length) {
+      throw gmErr('EFAULT', op, backend, `[${at as number}, +${len as number}) is outside the ${length}-byte view`, {
+        info: { at, len, length },
+      });
+    }
+  };
   return {
-    length: Number(source.length),
-    read: (at, len) => source.read(at, len),
-    write: (at, data) => source.write(at, data),
-    fill: (at, len, byte) => source.fill(at, len, byte),
-    unmap,
+    length,
+    read: (at, len) => {
+      check('host read', at, len);
+      return source.read(at, len);
+    },
+    readInto: (at, dst, dstOffset = 0) => {
+      if (!(dst instanceof Uint8Array)) throw gmErr('EINVAL', 'host read', backend, 'dst must be a Uint8Array');
+      if (typeof dstOffset !== 'number' || !Number.isSafeInteger(dstOffset) || dstOffset < 0 || dstOffset > dst.length) {
+        throw gmErr('EINVAL', 'host read', backend, `dstOffset ${showArg(dstOffset)} is outside the ${dst.length}-byte buffer`, {
+          info: { dstOffset },
+        });
+      }
+      check('host read', at, dst.length - dstOffset);
+      if (source.readInto) source.readInto(at, dst, dstOffset);
+      else dst.set(source.read(at, dst.length - dstOffset), dstOffset);
+    },
+    write: (at, data) => {
+      if (!(data instanceof Uint8Array)) throw gmErr('EINVAL', 'host write', backend, 'data must be a Uint8Array');
+      check('host write', at, data.length);
+      source.write(at, data);
+    },
+    fill: (at, len, byte) => {
+      check('host write', at, len);
+      if (typeof byte !== 'number' || !Number.isInteger(byte) || byte < 0 || byte > 255) {
+        throw gmErr('EINVAL', 'host write', backend, `fill byte ${showArg(byte)} is not an integer in 0..255`, { info: { byte } });
+      }
+      source.fill(at, len, byte);
+    },
+    unmap: () => {
+      ended = true;
+      unmap();
+    },
   };
 }
 
@@ -29,6 +84,9 @@ export function hostView(source: HostViewSource, unmap: () => void): HostView {
  */
 export class HostViewSet {
   private readonly live = new Set<() => void>();
+
+  /** @param backend the hypervisor's id, named by the views' errors (see {@link hostView}). */
+  constructor(readonly backend = 'core') {}
 
   /** A view of `source` whose `unmap` runs `release` once and forgets the view. */
   add(source: HostViewSource, release: () => void): HostView {
@@ -40,7 +98,7 @@ export class HostViewSet {
       release();
     };
     this.live.add(end);
-    return hostView(source, end);
+    return hostView(source, end, this.backend);
   }
 
   /** Views not yet unmapped. */

@@ -143,6 +143,14 @@ export class UserMemory {
     return this.index.indicesCovered;
   }
 
+  /**
+   * Visits every present folio once (a 2 MiB folio at its head page), in page order; the cost is
+   * that of the present folios, not of the memory's size.
+   */
+  forEachFolio(visit: (head: number, folio: number, order: 0 | 9) => void): void {
+    this.index.forEach(0, this.pages, (i, folio, order) => visit(i, folio, order === 9 ? 9 : 0));
+  }
+
   /** The folio behind page `index`, if present. */
   folioAt(index: number): UserFolio | undefined {
     const folio = this.index.load(index);

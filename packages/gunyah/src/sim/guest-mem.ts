@@ -169,7 +169,7 @@ export class SimGuestMem implements GunyahGuestMem {
     const t = pageTransition(this.pageState(index), { type: 'relinquish' });
     if (!t.ok) return false;
     this.states.set(index, t.state);
-    if (sanitize) this.file.fill(index * PAGE_SIZE, PAGE_SIZE, 0);
+    if (sanitize) this.file.fill(BigInt(index) * PAGE_SIZE_N, PAGE_SIZE, 0);
     return true;
   }
 
@@ -324,7 +324,7 @@ export class SimGuestMem implements GunyahGuestMem {
       .sort((a, b) => a.head - b.head);
     let at = first;
     for (const pf of [...kept, { head: end, nr: 0 }]) {
-      if (pf.head > at) withSyscall('fallocate', 'fallocate', () => this.file.punchHole(at * PAGE_SIZE, (pf.head - at) * PAGE_SIZE));
+      if (pf.head > at) withSyscall('fallocate', 'fallocate', () => this.file.punchHole(BigInt(at) * PAGE_SIZE_N, BigInt(pf.head - at) * PAGE_SIZE_N));
       at = Math.max(at, pf.head + pf.nr);
     }
     if (kept[0]) throw this.refusal(kept[0] as ProvidedFolio, 'fallocate', 'fallocate');
@@ -463,6 +463,9 @@ export class SimHostMapping implements GunyahHostMapping {
   }
   read(at: bigint | number, length: number): Uint8Array {
     return this.inner.read(Number(at), length);
+  }
+  readInto(at: bigint | number, dst: Uint8Array, dstOffset = 0): void {
+    this.inner.readInto(Number(at), dst, dstOffset);
   }
   write(at: bigint | number, data: Uint8Array): void {
     this.inner.write(Number(at), data);
