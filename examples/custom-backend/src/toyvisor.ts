@@ -86,19 +86,27 @@ class ToyMemory implements GuestMemory {
   get closed(): boolean {
     return !this.open;
   }
+  /** The handle, not the file: bindings keep the file alive after close(). */
+  private assertOpen(op: string): void {
+    if (!this.open) throw gmErr('EBADF', op, ID, `memory ${this.id} was closed`);
+  }
   allocate(offset: bigint | number, len: bigint | number): void {
+    this.assertOpen('allocate');
     this.file.allocate(offset, len);
   }
   punchHole(offset: bigint | number, len: bigint | number): void {
+    this.assertOpen('punchHole');
     this.file.punchHole(offset, len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
+    this.assertOpen('map');
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', ID, 'memory was created without hostMappable');
     const offset = toBig(opts.offset ?? 0);
     const m = new HostMapping(this.file, { offset, length: opts.length ?? Number(this.file.size - offset) });
     return m; // core's HostMapping already is a HostView
   }
   markPoisoned(offset: bigint | number): void {
+    this.assertOpen('markPoisoned');
     const off = toBig(offset);
     if (off < 0n || off % PAGE || off >= this.file.size) throw gmErr('EINVAL', 'markPoisoned', ID, `offset ${off}`);
     this.file.markPoisoned(Number(off / PAGE));
@@ -129,6 +137,8 @@ class ToyBinding implements MemoryBinding {
     this.active = false;
     this.memory.file.unbind(this);
     this.vm.forget(this);
+    // The binding's reference on the file (taken by bind): the last one frees the memory.
+    this.memory.file.release();
   }
 }
 
@@ -172,9 +182,12 @@ class ToyVm implements Vm {
     if (clash) throw gmErr('EEXIST', 'bind', ID, `GPA range overlaps the binding at 0x${clash.gpa.toString(16)}`);
     const b = new ToyBinding(this, mem, toGpa(gpa), size, fileOffset(offset), o.readOnly ?? false);
     mem.file.bind(Number(offset / PAGE), Number((offset + size) / PAGE), b, { overlapCode: 'EEXIST' });
+    // A binding pins the file: memory.close() leaves bound memory alive until the last unbind.
+    mem.file.acquire();
     this.table.push(b);
-    // Default access: private, since toyvisor VMs have private memory (the neutral rule).
-    if ((o.access ?? 'private') === 'private') this.convert({ gpa, size }, 'private', { discard: false });
+    // Default access: private, since toyvisor VMs have private memory (the neutral rule). Either
+    // access is applied to the GPA range (memoryState) and the memory's pages.
+    this.convert({ gpa, size }, o.access ?? 'private', { discard: false });
     return b;
   }
 

@@ -242,7 +242,10 @@ class GunyahNeutralVm implements Vm {
     this.assertLive('createGuestMemory');
     // `initiallyShared` needs nothing on Gunyah: a file's pages are the host's until a lend binding
     // provides them to the guest. Access is chosen per binding (`BindOptions.access`).
-    const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size: opts.size }) as SimGuestMem;
+    const size = intArg(opts.size, 'createGuestMemory', 'size');
+    // The neutral limit this backend advertises (capabilities.maxGuestMemorySize).
+    if (size > MAX_SIZE) throw gmErr('EINVAL', 'createGuestMemory', BACKEND, `size ${size} is above the largest guest-memory size ${MAX_SIZE}`);
+    const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size }) as SimGuestMem;
     const m = new GunyahGuestMemory(this, mem, opts.hostMappable ?? false);
     this.hypervisor.memories.add(m);
     return m;

@@ -248,6 +248,11 @@ export class KvmVmAdapter implements Vm {
     if (gpa < 0n || offset < 0n || gpa + size > 1n << 64n) {
       throw gmErr('EINVAL', 'bind', this.hypervisor.id, `gpa ${gpa}, offset ${offset}, size ${size}: need >= 0 and gpa + size <= 2^64`);
     }
+    // Checked here too: 6.18 adds offset + size in signed loff_t, so near 2^63 the kernel's own EOF
+    // check wraps and binds a slot past EOF (research §2.6 E1).
+    if (offset + size > mem.size) {
+      throw gmErr('EINVAL', 'bind', this.hypervisor.id, `[${offset}, ${offset + size}) is not inside the ${mem.size}-byte memory`);
+    }
     const slot = this.freeSlot();
     const aligned = offset % PAGE === 0n && size % PAGE === 0n && gpa % PAGE === 0n;
     let mapping: KvmMapping | undefined;
@@ -345,6 +350,11 @@ export class KvmVmAdapter implements Vm {
     }
     const gpa = toBig(range.gpa, 'convert', this.hypervisor.id);
     const size = toBig(range.size, 'convert', this.hypervisor.id);
+    // The neutral range rules, before the ioctl: its u64 fields would wrap a negative address into
+    // a valid one (and the state map could not mirror it).
+    if (gpa < 0n || size <= 0n || gpa % PAGE !== 0n || size % PAGE !== 0n || gpa + size > 1n << 64n) {
+      throw gmErr('EINVAL', 'convert', this.hypervisor.id, `range gpa ${gpa} size ${size}: need >= 0, page-aligned, non-empty and inside 2^64`);
+    }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
     // without changing anything. The state map mirrors the kernel right after it.
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
@@ -355,6 +365,8 @@ export class KvmVmAdapter implements Vm {
         const lo = gpa > b.gpa ? gpa : b.gpa;
         const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
         if (lo >= hi) continue;
+        // A closed guest_memfd has nothing left to discard (its release dropped every page).
+        if (to === 'shared' && b.memory.closed) continue;
         if (to === 'shared') (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
         else b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
       }
@@ -448,8 +460,11 @@ export class KvmGuestMemory implements GuestMemory {
 
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
     if (!this.vm.capabilities.has('host-map')) throw gmErr('EOPNOTSUPP', 'map', this.vm.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
-    const offset = toBig(opts.offset ?? 0);
+    const offset = toBig(opts.offset ?? 0, 'map', this.vm.hypervisor.id);
+    // Without a length the view runs to the end: an offset at or past it has nothing to map.
+    if (opts.length === undefined && (offset < 0n || offset >= this.size)) throw gmErr('EINVAL', 'map', this.vm.hypervisor.id, `offset ${offset} is not inside the ${this.size}-byte memory`);
     const length = opts.length ?? Number(this.size - offset);
+    if (!Number.isSafeInteger(length) || length <= 0) throw gmErr('EINVAL', 'map', this.vm.hypervisor.id, `length ${length} must be an integer > 0`);
     const m = this.fd.mmap({ length, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset });
     return hostView(m, () => m.munmap());
   }
