@@ -13,9 +13,7 @@ export type Img = Uint8Array | null;
 
 function same(a: Img, b: Img): boolean {
   if (a === b) return true;
-  const x = a ?? new Uint8Array(PAGE);
-  const y = b ?? new Uint8Array(PAGE);
-  for (let i = 0; i < PAGE; i++) if (x[i] !== y[i]) return false;
+  for (let i = 0; i < PAGE; i++) if ((a ? a[i]! : 0) !== (b ? b[i]! : 0)) return false;
   return true;
 }
 

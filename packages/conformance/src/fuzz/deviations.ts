@@ -89,12 +89,12 @@ export const DEVIATIONS: Readonly<Record<DeviationId, Deviation>> = {
   },
   'reserved-dtb-gpa': {
     id: 'reserved-dtb-gpa',
-    what: 'the adapter maps its own DTB page at 2^40 - 4 KiB when the VM first runs: a later bind overlapping it fails EEXIST, a GPA the neutral API never reserved',
+    what: 'the adapter maps its own DTB page at 2^40 - 4 KiB when the VM first runs: a later bind overlapping it fails EEXIST, the guest can access it, and a guest access fails EEXIST when the user bound that GPA first — a GPA the neutral API never reserved',
     item: 'issue 8 item 5 (one answer per edge; not in the issue: found by the fuzzer)',
   },
   'binding-at-2^64-refused': {
     id: 'binding-at-2^64-refused',
-    what: 'a binding that ends exactly at 2^64 fails EINVAL (the kernel refuses a wrapping slot end)',
+    what: 'a binding or a conversion that ends exactly at 2^64 fails EINVAL (the kernel refuses a slot or attribute range whose end wraps)',
     item: 'issue 8 item 5a',
   },
   'map-refused-while-lent': {

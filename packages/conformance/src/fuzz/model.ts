@@ -300,7 +300,9 @@ export class Model {
       const n = exactInt(len);
       if (off !== undefined && n !== undefined && off >= 0n && n > 0n && off % PAGE_N === 0n && n % PAGE_N === 0n && off + n > mem.size) {
         const first = off / PAGE_N;
-        return [...v.outcome<void>(), { ok: true, why: 'tolerated: punch-past-end-succeeds', apply: () => [...mem.pages.keys()].forEach((p) => p >= first && mem.pages.delete(p)) }];
+        const out: Expect<void> = [...v.outcome<void>(), { ok: true, why: 'tolerated: punch-past-end-succeeds', apply: () => [...mem.pages.keys()].forEach((p) => p >= first && mem.pages.delete(p)) }];
+        if (this.mayRefuseReclaim(mem, off, n)) out.push(fail('EBUSY', 'punching bound memory may fail on reclaim (GuestMemory.punchHole)'));
+        return out;
       }
     }
     if (v.any || !r) return v.outcome();
@@ -317,10 +319,13 @@ export class Model {
       },
     ];
     if (mem.huge && (off % HUGE || (off + n) % HUGE)) out.push(fail('EINVAL', 'a partial-folio punch on huge memory may be refused (item 5c)'));
-    if (mem.vm.has('convert-remap') && mem.vm.pieces.some((p) => p.mem === mem && p.offset < off + n && off < p.offset + p.size)) {
-      out.push(fail('EBUSY', 'punching bound memory may fail on reclaim (GuestMemory.punchHole)'));
-    }
+    if (this.mayRefuseReclaim(mem, off, n)) out.push(fail('EBUSY', 'punching bound memory may fail on reclaim (GuestMemory.punchHole)'));
     return out;
+  }
+
+  /** A 'convert-remap' backend may refuse to take back bound pages (Gunyah: lent pages the guest holds). */
+  private mayRefuseReclaim(mem: ModelMem, off: bigint, n: bigint): boolean {
+    return mem.vm.has('convert-remap') && mem.vm.pieces.some((p) => p.mem === mem && p.offset < off + n && off < p.offset + p.size);
   }
 
   map(mem: ModelMem, o: { offset?: Num; length?: number }): Expect<{ length: number }> {
@@ -338,6 +343,11 @@ export class Model {
     }
     // Resource exhaustion (model's reading): a view this large may not fit the host address space.
     if (v.any && o.length !== undefined && Number.isSafeInteger(o.length) && o.length >= 2 ** 40) v.add('ENOMEM', 'a view this large may not fit');
+    // Tolerated: a backend refusing to map pages the guest holds (checked before the range rules).
+    const busy = (o2: bigint, l2: number): boolean =>
+      this.tolerates('map-refused-while-lent') && mem.vm.pieces.some((x) => x.mem === mem && x.offset < o2 + BigInt(l2) && o2 < x.offset + x.size);
+    const len0 = o.length ?? (off !== undefined ? Number(mem.size - off) : 0);
+    if (v.any && mem.hostMappable && !mem.closed && off !== undefined && off >= 0n && Number.isSafeInteger(len0) && len0 > 0 && busy(off, len0)) v.add('EBUSY', 'tolerated: map-refused-while-lent');
     if (v.any) {
       const out = v.outcome<{ length: number }>();
       // Tolerated: the mapping is made as asked and the pages past the end fault.
@@ -358,11 +368,7 @@ export class Model {
       },
     ];
     if (length >= 2 ** 40) out.push(fail('ENOMEM', 'a view this large may not fit the host address space'));
-    if (this.tolerates('map-refused-while-lent')) {
-      const first = off! / PAGE_N;
-      const end = (off! + BigInt(length) + PAGE_N - 1n) / PAGE_N;
-      if (mem.vm.pieces.some((x) => x.mem === mem && x.offset / PAGE_N < end && first < (x.offset + x.size) / PAGE_N)) out.push(fail('EBUSY', 'tolerated: map-refused-while-lent'));
-    }
+    if (busy(off!, length)) out.push(fail('EBUSY', 'tolerated: map-refused-while-lent'));
     return out;
   }
 
@@ -501,8 +507,10 @@ export class Model {
         // Nothing to convert; a discard may free the unused side.
         n = discard ? (to === 'shared' ? { ...s, pp: s.pp.union(Cands.ZERO) } : { ...s, sp: s.sp.union(Cands.ZERO) }) : s;
       } else if (to === 'private') {
-        // The guest may see what the private side held, zero, or (one-store backends) the shared bytes.
-        const cur = discard ? Cands.ZERO.union(past('private')) : Cands.ZERO.union(s.pp).union(s.cur);
+        // The guest may see what the private side held, zero, or the shared bytes (one-store
+        // backends, KVM's gmem-only slots): shared bytes becoming private leak nothing, and
+        // `discard` frees only a backing that is no longer used (model's reading).
+        const cur = Cands.ZERO.union(past('private')).union(s.cur);
         n = { cur, pp: s.pp, sp: discard ? Cands.ZERO : s.cur };
       } else {
         // To shared: never the former private bytes (item 5b), unless asked and offered.
@@ -523,7 +531,7 @@ export class Model {
     const size = exactInt(range.size);
     if (gpa === undefined || size === undefined || gpa < 0n || size <= 0n || gpa % PAGE_N || size % PAGE_N || gpa + size > GPA_END) {
       v.add('EINVAL', `range gpa ${String(range.gpa)} size ${String(range.size)}`);
-    }
+    } else if (gpa + size === GPA_END && this.tolerates('binding-at-2^64-refused')) v.add('EINVAL', 'tolerated: binding-at-2^64-refused');
     const keepAsked = !!opts?.keepContents;
     const keepOffered = vm.has('convert-keeps-contents');
     if (v.any) return v.outcome();
@@ -562,6 +570,8 @@ export class Model {
       v.add('EINVAL', `gpa ${String(gpa)} len ${len}`);
       if (this.tolerates('guest-access-bad-gpa-efault') && g !== undefined) v.add('EFAULT', 'tolerated: guest-access-bad-gpa-efault');
     }
+    // Tolerated: a backend that starts the VM (and maps its DTB) before judging the access.
+    if (!vm.destroyed && vm.has('guest-access') && !vm.dtbMapped && this.tolerates('reserved-dtb-gpa') && vm.pieceAt(DTB_GPA)) v.add('EEXIST', 'tolerated: reserved-dtb-gpa (the VM cannot start: its DTB GPA is bound)');
     if (v.any) return { err: { ok: false, codes: [...v.codes], why: v.why.join('; ') } };
     vm.dtbMapped = true;
     const piece = vm.pieceAt(g!);

@@ -74,6 +74,16 @@ describe('fuzzer regressions: fixed in the backends', () => {
   it('gunyah-sim: createGuestMemory above maxGuestMemorySize (2^64 + 4 KiB) is EINVAL (was accepted)', () => {
     passes(GUNYAH, [vm(), memRaw((1n << 64n) + 4096n)]);
   });
+  it('gunyah-sim: a guest access to the last page of a 2^63 − 4 KiB memory works (was EINVAL: the file offset was rounded as a number)', () => {
+    passes(GUNYAH, [vm(), memRaw((1n << 63n) - 4096n), bind(free(), { t: 'toEnd', asNumber: true }, { offset: end(1) }), { k: 'guestWrite', vm: 0, gpa: piece(0), len: 1, seed: 1 }, { k: 'guestRead', vm: 0, gpa: piece(0), len: 1 }]);
+  });
+  it('gunyah-sim: a guest access that could not map the DTB leaves nothing half-done (was: every later access failed EINVAL, no DTB configured)', () => {
+    // The DTB GPA stays refused while bound (pending 'reserved-dtb-gpa'); after unbinding it the VM starts.
+    passes(GUNYAH, [vm(), mem(16), bind(anchor(3), { t: 'toEnd', asNumber: true }), { k: 'guestRead', vm: 0, gpa: piece(0), len: 1 }, { k: 'guestWrite', vm: 0, gpa: piece(0), len: 1, seed: 1 }, { k: 'unbind', vm: 0, which: 0, byHandle: true }, bind(anchor(1), pages(1)), { k: 'guestRead', vm: 0, gpa: anchor(1), len: 1 }]);
+  });
+  it('gunyah-sim: punching the last page of a 2^63 − 4 KiB memory works (was EINVAL: the offset was rounded as a number)', () => {
+    passes(GUNYAH, [vm(), memRaw((1n << 63n) - 4096n), { k: 'punch', mem: 1, offset: end(1), len: pages(1) }]);
+  });
   it("toyvisor: bind({ access: 'shared' }) over a private GPA makes it shared (was: memoryState stayed private)", () => {
     passes(TOY, [vm(), mem(16), { k: 'convert', vm: 0, gpa: anchor(1), size: pages(1), to: 'private' }, bind(anchor(1), pages(1), { access: 'shared' })]);
   });
@@ -112,6 +122,7 @@ describe('fuzzer regressions: pending neutral rules (it.fails until the backend 
 
   pending('binding an already bound memory range is EEXIST', KVM, 'file-overlap-einval', [vm(), mem(16), bind(free(), pages(1)), bind(free(1), pages(1))]);
   pending('a binding may end exactly at 2^64 (item 5a)', KVM, 'binding-at-2^64-refused', [vm(), mem(16), bind(anchor(6, 14), pages(2))]);
+  pending('a conversion may end exactly at 2^64 (item 5a)', KVM, 'binding-at-2^64-refused', [vm(true), mem(16), { k: 'convert', vm: 0, gpa: anchor(6, 12), size: pages(4), to: 'private' }]);
 
   pending('huge-page memory binds at 4 KiB granularity', GUNYAH, 'huge-bind-needs-2mib', [vm(), memRaw(2n * 1024n * 1024n, true), bind(free(), pages(1))]);
   pending('memory without initiallyShared is never host-readable (item 5d)', GUNYAH, 'private-by-default-host-readable', [vm(), mem(16, { hostMappable: true }), { k: 'map', mem: 0 }, { k: 'viewRead', view: 0, at: start(0), len: 1 }]);
@@ -120,6 +131,7 @@ describe('fuzzer regressions: pending neutral rules (it.fails until the backend 
   const keeps = [vm(true), mem(16), bind(free(), pages(2)), { k: 'guestWrite', vm: 0, gpa: piece(1), len: 1, seed: 1 } as Cmd, { k: 'convert', vm: 0, gpa: piece(1), size: pages(1), to: 'shared', discard: false } as Cmd, { k: 'guestRead', vm: 0, gpa: piece(1), len: 1 } as Cmd];
   for (const t of [GUNYAH, TOY]) pending('convert to shared without discard never shows the former private bytes (item 5b)', t, 'shared-keeps-private-bytes', keeps);
   pending('no GPA is reserved by the adapter (its DTB page at 2^40 − 4 KiB)', GUNYAH, 'reserved-dtb-gpa', [vm(), mem(16), { k: 'guestRead', vm: 0, gpa: anchor(1), len: 1 }, bind(anchor(3, 13), pages(3))]);
+  pending('a guest access starts the VM even when the user bound GPA 2^40 − 4 KiB', GUNYAH, 'reserved-dtb-gpa', [vm(), mem(16), bind(anchor(3, 13), pages(3)), { k: 'guestRead', vm: 0, gpa: anchor(1), len: 1 }]);
   pending('map() succeeds while the guest holds a page of the range', GUNYAH, 'map-refused-while-lent', [vm(), mem(16, { hostMappable: true }), bind(free(), pages(1)), { k: 'guestWrite', vm: 0, gpa: piece(0), len: 1, seed: 1 }, { k: 'map', mem: 0 }]);
   pending('a host view does not make guest accesses to private pages fault', GUNYAH, 'guest-fault-while-host-mapped', [vm(), mem(16, { hostMappable: true }), bind(free(), pages(1)), { k: 'map', mem: 0 }, { k: 'guestWrite', vm: 0, gpa: anchor(1), len: 1, seed: 1 }]);
 });

@@ -168,7 +168,7 @@ export class SimGuestMem implements GunyahGuestMem {
     const t = pageTransition(this.pageState(index), { type: 'relinquish' });
     if (!t.ok) return false;
     this.states.set(index, t.state);
-    if (sanitize) this.file.fill(index * PAGE_SIZE, PAGE_SIZE, 0);
+    if (sanitize) this.file.fill(BigInt(index) * PAGE_SIZE_N, PAGE_SIZE, 0);
     return true;
   }
 
@@ -309,7 +309,8 @@ export class SimGuestMem implements GunyahGuestMem {
     let end = Number(e < pages ? e : pages);
     if (this.file.folioOrder(first) === 9) first -= first % HUGE;
     if (this.file.folioOrder(end - 1) === 9) end = end - 1 - ((end - 1) % HUGE) + HUGE;
-    withSyscall('fallocate', 'fallocate', () => this.file.punchHole(first * PAGE_SIZE, (end - first) * PAGE_SIZE));
+    // Byte offsets as bigints: past 2^53 a number would round (and the file would refuse it).
+    withSyscall('fallocate', 'fallocate', () => this.file.punchHole(BigInt(first) * PAGE_SIZE_N, BigInt(end - first) * PAGE_SIZE_N));
   }
 
   /**
