@@ -84,6 +84,9 @@ describe('fuzzer regressions: fixed in the backends', () => {
   it('gunyah-sim: punching the last page of a 2^63 − 4 KiB memory works (was EINVAL: the offset was rounded as a number)', () => {
     passes(GUNYAH, [vm(), memRaw((1n << 63n) - 4096n), { k: 'punch', mem: 1, offset: end(1), len: pages(1) }]);
   });
+  it('gunyah-sim: unbinding and converting a 2^43-byte binding is quick (was: the guest relinquished it page by page, 2^31 steps)', () => {
+    passes(GUNYAH, [vm(), memRaw(1n << 43n), bind(free(), { t: 'toEnd', asNumber: true }, { mem: 1 }), { k: 'guestWrite', vm: 0, gpa: piece(0), len: 1, seed: 1 }, { k: 'convert', vm: 0, gpa: piece(0), size: pages(1), to: 'shared' }, { k: 'unbind', vm: 0, which: 1, byHandle: false }]);
+  }, 5_000);
   it("toyvisor: bind({ access: 'shared' }) over a private GPA makes it shared (was: memoryState stayed private)", () => {
     passes(TOY, [vm(), mem(16), { k: 'convert', vm: 0, gpa: anchor(1), size: pages(1), to: 'private' }, bind(anchor(1), pages(1), { access: 'shared' })]);
   });
