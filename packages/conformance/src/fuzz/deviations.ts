@@ -21,7 +21,8 @@ export type DeviationId =
   | 'reserved-dtb-gpa'
   | 'binding-at-2^64-refused'
   | 'map-refused-while-lent'
-  | 'guest-fault-while-host-mapped';
+  | 'guest-fault-while-host-mapped'
+  | 'gpa-above-host-phys-bits';
 
 export interface Deviation {
   id: DeviationId;
@@ -106,5 +107,10 @@ export const DEVIATIONS: Readonly<Record<DeviationId, Deviation>> = {
     id: 'guest-fault-while-host-mapped',
     what: 'a guest access to a private page fails EFAULT while a host view of that page exists (the page cannot be lent while the host maps it)',
     item: 'issue 8 item 5 (one answer per edge; found by the fuzzer)',
+  },
+  'gpa-above-host-phys-bits': {
+    id: 'gpa-above-host-phys-bits',
+    what: "the real kernel refuses a slot ending above the host's guest-physical address width (kvm_mmu_max_gfn(); 48 bits here) with EINVAL; the simulated kernel does not model that limit, and no capability tells a VMM the largest GPA",
+    item: 'issue 8 item 5 (one answer per edge) and issue 9 (sim fidelity): found by the fuzzer on /dev/kvm',
   },
 };

@@ -437,6 +437,8 @@ export class Model {
     else {
       if (gpa < 0n || gpa % PAGE_N || gpa + size > GPA_END) v.add('EINVAL', `gpa 0x${gpa.toString(16)} (+${size})`);
       else if (gpa + size === GPA_END && this.tolerates('binding-at-2^64-refused')) v.add('EINVAL', 'tolerated: binding-at-2^64-refused');
+      // Tolerated: a limit below 2^64 (the host's physical address width; 2^46 leaves a margin).
+      if (gpa + size > 1n << 46n && this.tolerates('gpa-above-host-phys-bits')) v.add('EINVAL', 'tolerated: gpa-above-host-phys-bits');
       if (size <= 0n || size % PAGE_N) v.add('EINVAL', `size ${size}`);
       if (off < 0n || off % PAGE_N || off + size > mem.size) v.add('EINVAL', `offset ${off} (+${size}) of ${mem.size}`);
       if (!v.any && !vm.destroyed) {
