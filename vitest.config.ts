@@ -10,6 +10,7 @@ const alias = [
   { find: /^@guestmem\/core$/, replacement: pkg('core/src/index.ts') },
   { find: /^@guestmem\/kvm$/, replacement: pkg('kvm/src/index.ts') },
   { find: /^@guestmem\/gunyah$/, replacement: pkg('gunyah/src/index.ts') },
+  { find: /^@guestmem\/conformance\/fuzz$/, replacement: pkg('conformance/src/fuzz/index.ts') },
   { find: /^@guestmem\/conformance$/, replacement: pkg('conformance/src/index.ts') },
 ];
 
