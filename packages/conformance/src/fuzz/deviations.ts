@@ -22,7 +22,9 @@ export type DeviationId =
   | 'binding-at-2^64-refused'
   | 'map-refused-while-lent'
   | 'guest-fault-while-host-mapped'
-  | 'gpa-above-host-phys-bits';
+  | 'gpa-above-host-phys-bits'
+  | 'shared-data-lives-in-binding'
+  | 'unbind-sanitizes-private';
 
 export interface Deviation {
   id: DeviationId;
@@ -112,5 +114,15 @@ export const DEVIATIONS: Readonly<Record<DeviationId, Deviation>> = {
     id: 'gpa-above-host-phys-bits',
     what: "the real kernel refuses a slot ending above the host's guest-physical address width (kvm_mmu_max_gfn(); 48 bits here) with EINVAL; the simulated kernel does not model that limit, and no capability tells a VMM the largest GPA",
     item: 'issue 8 item 5 (one answer per edge) and issue 9 (sim fidelity): found by the fuzzer on /dev/kvm',
+  },
+  'shared-data-lives-in-binding': {
+    id: 'shared-data-lives-in-binding',
+    what: "what the guest writes to a shared page of memory that is not hostMappable lives in the binding's own host memory (the slot's userspace_addr), not in the memory object: unbind drops it, and a new binding of the same pages reads zero",
+    item: "MemoryBinding.unbind: 'Data stays in the memory object' (issue 8 item 5, one answer per edge; found by the fuzzer)",
+  },
+  'unbind-sanitizes-private': {
+    id: 'unbind-sanitizes-private',
+    what: 'unbind (and VM destroy) zeroes the private pages the guest held: the cooperating guest sanitizes what it relinquishes, since the host may read the page afterwards',
+    item: "MemoryBinding.unbind: 'Data stays in the memory object' vs 'the host never reads private memory' (issue 8 item 5d; found by the fuzzer)",
   },
 };

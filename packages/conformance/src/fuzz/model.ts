@@ -490,11 +490,22 @@ export class Model {
         ok: true,
         why: 'unbind',
         apply: () => {
-          for (const h of vm.handles) if (!h.unbound && h.gpa < gpa + size && gpa < h.gpa + h.size) h.unbound = h.gpa >= gpa && h.gpa + h.size <= gpa + size ? true : h.unbound;
-          vm.uncover(gpa, size);
+          for (const h of vm.handles) if (!h.unbound && h.gpa >= gpa && h.gpa + h.size <= gpa + size) h.unbound = true;
+          const removed = vm.uncover(gpa, size);
+          if (this.tolerates('shared-data-lives-in-binding')) for (const p of removed) if (!p.mem.hostMappable) this.dropSide(p.mem, p.offset / PAGE_N, (p.offset + p.size) / PAGE_N, 'shared');
+          if (this.tolerates('unbind-sanitizes-private')) for (const p of removed) this.dropSide(p.mem, p.offset / PAGE_N, (p.offset + p.size) / PAGE_N, 'private');
         },
       },
     ];
+  }
+
+  /** Tolerated deviations at unbind: one side of these pages may have been dropped (reads zero). */
+  private dropSide(mem: ModelMem, first: bigint, end: bigint, side: MemoryAccess): void {
+    for (const [p, s] of [...mem.pages]) {
+      if (p < first || p >= end) continue;
+      const cur = mem.side.get(p) === side ? s.cur.union(Cands.ZERO) : s.cur;
+      mem.setPage(p, side === 'shared' ? { ...s, cur, sp: s.sp.union(Cands.ZERO) } : { ...s, cur, pp: s.pp.union(Cands.ZERO) });
+    }
   }
 
   /** Pages of `mem` in `[first, end)` take access `to`; what each page then reads (see the file header). */
@@ -572,10 +583,13 @@ export class Model {
       v.add('EINVAL', `gpa ${String(gpa)} len ${len}`);
       if (this.tolerates('guest-access-bad-gpa-efault') && g !== undefined) v.add('EFAULT', 'tolerated: guest-access-bad-gpa-efault');
     }
-    // Tolerated: a backend that starts the VM (and maps its DTB) before judging the access.
-    if (!vm.destroyed && vm.has('guest-access') && !vm.dtbMapped && this.tolerates('reserved-dtb-gpa') && vm.pieceAt(DTB_GPA)) v.add('EEXIST', 'tolerated: reserved-dtb-gpa (the VM cannot start: its DTB GPA is bound)');
+    // Tolerated: a backend that starts the VM (and maps its DTB) before judging the access, so
+    // even an access that fails starts it.
+    if (!vm.destroyed && vm.has('guest-access') && !vm.dtbMapped && this.tolerates('reserved-dtb-gpa')) {
+      if (vm.pieceAt(DTB_GPA)) v.add('EEXIST', 'tolerated: reserved-dtb-gpa (the VM cannot start: its DTB GPA is bound)');
+      else vm.dtbMapped = true;
+    }
     if (v.any) return { err: { ok: false, codes: [...v.codes], why: v.why.join('; ') } };
-    vm.dtbMapped = true;
     const piece = vm.pieceAt(g!);
     if (!piece && g! >= DTB_GPA && g! < DTB_GPA + PAGE_N && this.tolerates('reserved-dtb-gpa')) return { err: fail('EFAULT', 'no binding'), dtb: true };
     if (!piece || g! + BigInt(len) > piece.gpa + piece.size) return { err: fail('EFAULT', `[0x${g!.toString(16)}, +${len}) is not inside one binding`) };

@@ -68,6 +68,12 @@ describe('fuzzer regressions: fixed in the backends', () => {
   it('kvm-sim: converting a binding whose memory was closed succeeds (was EBADF from discarding through the closed fd, after converting)', () => {
     passes(KVM, [vm(true), mem(16), bind(free(), { t: 'toEnd', asNumber: true }), { k: 'closeMem', mem: 0 }, { k: 'convert', vm: 0, gpa: anchor(1), size: pages(3), to: 'shared' }]);
   });
+  it('kvm-sim: a guest access to the last page of a 2^63 − 4 KiB memory works (was EINVAL: the file offset was rounded as a number)', () => {
+    passes(KVM, [vm(true), memRaw((1n << 63n) - 4096n), bind(free(), pages(1), { offset: end(1) }), { k: 'guestWrite', vm: 0, gpa: piece(0), len: 1, seed: 1 }, { k: 'guestRead', vm: 0, gpa: piece(0), len: 1 }]);
+  });
+  it('kvm-sim: converting an already-shared page of host-mappable memory to shared keeps its data (was: the discard punched it)', () => {
+    passes(KVM, [vm(true), mem(16, { hostMappable: true }), bind(free(), pages(2), { access: 'shared' }), { k: 'guestWrite', vm: 0, gpa: piece(1), len: 1, seed: 1 }, { k: 'convert', vm: 0, gpa: piece(0), size: pages(2), to: 'shared' }, { k: 'guestRead', vm: 0, gpa: piece(1), len: 1 }]);
+  });
   it('gunyah-sim: createGuestMemory({ size: -Infinity }) is EINVAL (was a RangeError)', () => {
     passes(GUNYAH, [vm(), memRaw(Number.NEGATIVE_INFINITY)]);
   });
@@ -127,12 +133,32 @@ describe('fuzzer regressions: pending neutral rules (it.fails until the backend 
   pending('a binding may end exactly at 2^64 (item 5a)', KVM, 'binding-at-2^64-refused', [vm(), mem(16), bind(anchor(6, 14), pages(2))]);
   pending('a conversion may end exactly at 2^64 (item 5a)', KVM, 'binding-at-2^64-refused', [vm(true), mem(16), { k: 'convert', vm: 0, gpa: anchor(6, 12), size: pages(4), to: 'private' }]);
 
+  pending("unbind keeps what the guest wrote to a shared page in the memory object ('Data stays in the memory object')", KVM_DEFAULT, 'shared-data-lives-in-binding', [
+    vm(),
+    mem(16),
+    bind(anchor(1), pages(2), { offset: start(3) }),
+    { k: 'guestWrite', vm: 0, gpa: piece(1), len: 1, seed: 1 },
+    { k: 'unbind', vm: 0, which: 0, byHandle: false },
+    bind(free(), pages(3), { offset: start(4) }),
+    { k: 'guestRead', vm: 0, gpa: piece(0), len: 1 },
+  ]);
+  pending("unbind keeps the guest's private data in the memory object ('Data stays in the memory object')", GUNYAH, 'unbind-sanitizes-private', [
+    vm(),
+    mem(16),
+    bind(free(), pages(2)),
+    { k: 'guestWrite', vm: 0, gpa: piece(0), len: 2, seed: 1 },
+    { k: 'unbind', vm: 0, which: 0, byHandle: false },
+    bind(free(), pages(2)),
+    { k: 'guestRead', vm: 0, gpa: piece(0), len: 2 },
+  ]);
   pending('huge-page memory binds at 4 KiB granularity', GUNYAH, 'huge-bind-needs-2mib', [vm(), memRaw(2n * 1024n * 1024n, true), bind(free(), pages(1))]);
   pending('memory without initiallyShared is never host-readable (item 5d)', GUNYAH, 'private-by-default-host-readable', [vm(), mem(16, { hostMappable: true }), { k: 'map', mem: 0 }, { k: 'viewRead', view: 0, at: start(0), len: 1 }]);
   pending('memory without initiallyShared is never host-readable, even bound shared (item 5d)', TOY, 'private-by-default-host-readable', [vm(), mem(16, { hostMappable: true }), bind(free(), pages(1), { access: 'shared' }), { k: 'map', mem: 0 }, { k: 'viewWrite', view: 0, at: start(0), len: 1, seed: 1 }]);
   pending('a page bound private is not host-writable before the guest touches it (item 5d)', GUNYAH, 'lent-untouched-host-accessible', [vm(), mem(16, { hostMappable: true, initiallyShared: true }), bind(free(), pages(1)), { k: 'map', mem: 0 }, { k: 'viewWrite', view: 0, at: start(0), len: 1, seed: 1 }]);
   const keeps = [vm(true), mem(16), bind(free(), pages(2)), { k: 'guestWrite', vm: 0, gpa: piece(1), len: 1, seed: 1 } as Cmd, { k: 'convert', vm: 0, gpa: piece(1), size: pages(1), to: 'shared', discard: false } as Cmd, { k: 'guestRead', vm: 0, gpa: piece(1), len: 1 } as Cmd];
   for (const t of [GUNYAH, TOY]) pending('convert to shared without discard never shows the former private bytes (item 5b)', t, 'shared-keeps-private-bytes', keeps);
+  // KVM: only memory created hostMappable (GUEST_MEMFD_FLAG_MMAP: the slot takes shared and private pages from the guest_memfd).
+  pending('convert to shared without discard never shows the former private bytes (item 5b; hostMappable memory)', KVM, 'shared-keeps-private-bytes', [keeps[0]!, mem(16, { hostMappable: true }), ...keeps.slice(2)]);
   pending('no GPA is reserved by the adapter (its DTB page at 2^40 − 4 KiB)', GUNYAH, 'reserved-dtb-gpa', [vm(), mem(16), { k: 'guestRead', vm: 0, gpa: anchor(1), len: 1 }, bind(anchor(3, 13), pages(3))]);
   pending('a guest access starts the VM even when the user bound GPA 2^40 − 4 KiB', GUNYAH, 'reserved-dtb-gpa', [vm(), mem(16), bind(anchor(3, 13), pages(3)), { k: 'guestRead', vm: 0, gpa: anchor(1), len: 1 }]);
   pending('map() succeeds while the guest holds a page of the range', GUNYAH, 'map-refused-while-lent', [vm(), mem(16, { hostMappable: true }), bind(free(), pages(1)), { k: 'guestWrite', vm: 0, gpa: piece(0), len: 1, seed: 1 }, { k: 'map', mem: 0 }]);

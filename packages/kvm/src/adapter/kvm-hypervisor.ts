@@ -357,18 +357,24 @@ export class KvmVmAdapter implements Vm {
     }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
     // without changing anything. The state map mirrors the kernel right after it.
+    // Only the pages that change are discarded: with a host-mappable guest_memfd the slot takes its
+    // shared pages from the guest_memfd too, so punching an already-shared page would erase its data.
+    const changed = this.memoryState.runs(Number(gpa / PAGE), Number((gpa + size) / PAGE)).filter((r) => r.state !== to);
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
     if (opts.discard === false) return;
     try {
       for (const b of this.slots.values()) {
-        const lo = gpa > b.gpa ? gpa : b.gpa;
-        const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
-        if (lo >= hi) continue;
-        // A closed guest_memfd has nothing left to discard (its release dropped every page).
-        if (to === 'shared' && b.memory.closed) continue;
-        if (to === 'shared') (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
-        else b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
+        for (const r of changed) {
+          const [rs, re] = [BigInt(r.first) * PAGE, BigInt(r.end) * PAGE];
+          const lo = rs > b.gpa ? rs : b.gpa;
+          const hi = re < b.gpa + b.size ? re : b.gpa + b.size;
+          if (lo >= hi) continue;
+          // A closed guest_memfd has nothing left to discard (its release dropped every page).
+          if (to === 'shared' && b.memory.closed) continue;
+          if (to === 'shared') (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
+          else b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
+        }
       }
     } catch (e) {
       if (!GuestMemError.is(e)) throw e;

@@ -409,7 +409,8 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
         if (GuestMemError.is(e)) throw exit(e.code, e.message);
         throw e;
       }
-      const fileOff = index * PAGE_SIZE + inPage;
+      // A bigint past 2^53 bytes (a number would round, and the file would refuse the access).
+      const fileOff = index < 2 ** 41 ? index * PAGE_SIZE + inPage : BigInt(index) * BigInt(PAGE_SIZE) + BigInt(inPage);
       return {
         read: (n, out, d) => void file.core.read(fileOff, n, out, d),
         write: (data) => file.core.write(fileOff, data),
