@@ -20,8 +20,20 @@
  * - conversions are all-or-nothing (item 4): a failed one changes nothing;
  * - model's reading: allocate/punch/map ranges are page-aligned and inside the object (map: offset
  *   below the size, length > 0 ending inside it), as fallocate on guest_memfd requires for
- *   allocate; a host-view access outside the view is EFAULT (the SIGSEGV analogue); a guest access
- *   must lie inside one binding (else EFAULT).
+ *   allocate; a host-view access outside the view is EFAULT (the SIGSEGV analogue; inside the last
+ *   mapped page past the asked length either answer); a guest access must lie inside one binding
+ *   (else EFAULT); a file range that is already bound is EEXIST, like an overlapping GPA range;
+ * - model's reading: conversions. A page that does not change keeps its bytes. A page converted to
+ *   private may show what its private side held, zero, or the shared bytes (one-store backends:
+ *   the guest could read those anyway, so nothing leaks); `discard` frees only a backing no longer
+ *   used. A page converted to shared shows zero or what its shared side held before it went private;
+ * - model's reading: read-only bindings have no capability, so a backend may refuse them with
+ *   EOPNOTSUPP; resources may run out for bindings or views of 2^40 bytes and more (ENOMEM); a
+ *   binding may stop reaching its memory once the memory handle is closed (EFAULT: "backend rules",
+ *   a KVM memslot does not pin its guest_memfd); a 'convert-remap' backend may refuse to take back
+ *   bound pages on punch (EBUSY, "May fail (Gunyah reclaim)").
+ * Known deviations of today's backends are named in deviations.ts and tolerated only where a fuzz
+ * target lists them.
  */
 import type { Capabilities, CapabilityName, MemoryAccess } from '@guestmem/core';
 import { Cands, PAGE, PAGE_N } from './content.js';
