@@ -3,6 +3,7 @@
 // FUZZ_SEQUENCES sequences per backend (default 100,000; the test command runs 1,000): the
 // simulated backends and toyvisor, then native /dev/kvm (skipped with the reason when unusable).
 // Prints each backend's line (sequences, calls, counterexamples, time) and the total run time.
+// FUZZ_TARGET=<name part> runs only the matching backends (vitest -t).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -14,7 +15,8 @@ for (const [project, file] of [
   ['unit', 'packages/conformance/src/fuzz/fuzz.test.ts'],
   ['native', 'packages/conformance/src/fuzz/fuzz.native.test.ts'],
 ]) {
-  const r = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--project', project, file], {
+  const filter = process.env.FUZZ_TARGET ? ['-t', process.env.FUZZ_TARGET] : [];
+  const r = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--project', project, file, ...filter], {
     cwd: root,
     stdio: 'inherit',
     env: { ...process.env, FUZZ_SEQUENCES: sequences },

@@ -9,7 +9,7 @@ import type { DeviationId } from './deviations.js';
 import type { FuzzTarget } from './runner.js';
 
 /** Deviations every backend shows today (see deviations.ts). */
-const PENDING_EVERYWHERE: DeviationId[] = ['views-survive-hypervisor-close', 'guest-access-bad-gpa-efault', 'error-backend-id', 'range-errno', 'map-past-end-succeeds'];
+const PENDING_EVERYWHERE: DeviationId[] = ['views-survive-hypervisor-close', 'error-backend-id', 'range-errno', 'map-past-end-succeeds'];
 
 /** The KVM adapter's pending ones (the same on the simulated and the real kernel). */
 export const KVM_PENDING: DeviationId[] = [...PENDING_EVERYWHERE, 'punch-past-end-succeeds', 'file-overlap-einval', 'binding-at-2^64-refused', 'shared-data-lives-in-binding', 'shared-keeps-private-bytes'];
@@ -17,8 +17,8 @@ export const KVM_PENDING: DeviationId[] = [...PENDING_EVERYWHERE, 'punch-past-en
 export const SIM_TARGETS: FuzzTarget[] = [
   { name: 'kvm-sim (SW_PROTECTED VMs)', create: () => new KvmHypervisor(openKvm({ driver: 'sim' })), tolerate: KVM_PENDING },
   { name: 'kvm-sim (swProtectedVm: false)', create: () => new KvmHypervisor(openKvm({ driver: 'sim', swProtectedVm: false })), tolerate: KVM_PENDING },
-  { name: 'gunyah-sim', create: () => new GunyahHypervisor(), tolerate: [...PENDING_EVERYWHERE, 'huge-bind-needs-2mib', 'punch-past-end-succeeds', 'private-by-default-host-readable', 'lent-untouched-host-accessible', 'shared-keeps-private-bytes', 'reserved-dtb-gpa', 'map-refused-while-lent', 'guest-fault-while-host-mapped', 'unbind-sanitizes-private'] },
-  { name: 'toyvisor', create: () => new Toyvisor(), tolerate: [...PENDING_EVERYWHERE, 'punch-past-end-succeeds', 'shared-keeps-private-bytes', 'private-by-default-host-readable'] },
+  { name: 'gunyah-sim', create: () => new GunyahHypervisor(), tolerate: [...PENDING_EVERYWHERE, 'guest-access-bad-gpa-efault', 'huge-bind-needs-2mib', 'punch-past-end-succeeds', 'private-by-default-host-readable', 'lent-untouched-host-accessible', 'shared-keeps-private-bytes', 'reserved-dtb-gpa', 'map-refused-while-lent', 'guest-fault-while-host-mapped', 'unbind-sanitizes-private'] },
+  { name: 'toyvisor', create: () => new Toyvisor(), tolerate: [...PENDING_EVERYWHERE, 'guest-access-bad-gpa-efault', 'punch-past-end-succeeds', 'shared-keeps-private-bytes', 'private-by-default-host-readable'] },
 ];
 
 export function nativeTarget(): FuzzTarget {

@@ -395,14 +395,23 @@ export class KvmVmAdapter implements Vm {
     this.live('guestRead');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestRead', this.hypervisor.id, 'this driver cannot run guest accesses');
-    return ga.guestRead(this.kvmVm, toBig(gpa), len);
+    return ga.guestRead(this.kvmVm, this.guestRange('guestRead', gpa, len), len);
   }
 
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
     this.live('guestWrite');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestWrite', this.hypervisor.id, 'this driver cannot run guest accesses');
-    ga.guestWrite(this.kvmVm, toBig(gpa), data);
+    ga.guestWrite(this.kvmVm, this.guestRange('guestWrite', gpa, data.length), data);
+  }
+
+  /** The neutral range rule for guest accesses: the u64 GPA of the uAPI would wrap a negative one onto a real binding. */
+  private guestRange(op: string, gpa: bigint | number, len: number): bigint {
+    const g = toBig(gpa, op, this.hypervisor.id);
+    if (g < 0n || !Number.isSafeInteger(len) || len < 0 || g + BigInt(len) > 1n << 64n) {
+      throw gmErr('EINVAL', op, this.hypervisor.id, `gpa ${String(gpa)}, length ${len}: need gpa >= 0 and gpa + length <= 2^64`);
+    }
+    return g;
   }
 
   /** Deletes every slot and closes the VM fd. Guest memory objects keep the VM alive until they close (KVM rule). */
