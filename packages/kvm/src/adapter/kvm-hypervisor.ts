@@ -305,6 +305,13 @@ export class KvmVmAdapter implements Vm {
     }
     this.slots.delete(b.slot);
     b.mapping?.munmap();
+    (b.memory as KvmGuestMemory).releaseIfUnused();
+  }
+
+  /** True while a slot of this VM is bound to `mem`. */
+  usesMemory(mem: KvmGuestMemory): boolean {
+    for (const b of this.slots.values()) if (b.memory === mem) return true;
+    return false;
   }
 
   /**
@@ -370,8 +377,6 @@ export class KvmVmAdapter implements Vm {
           const lo = rs > b.gpa ? rs : b.gpa;
           const hi = re < b.gpa + b.size ? re : b.gpa + b.size;
           if (lo >= hi) continue;
-          // A closed guest_memfd has nothing left to discard (its release dropped every page).
-          if (to === 'shared' && b.memory.closed) continue;
           if (to === 'shared') (b.memory as KvmGuestMemory).fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo);
           else b.hostMemory?.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED);
         }
@@ -448,16 +453,24 @@ export class KvmGuestMemory implements GuestMemory {
     return this.fd.fd;
   }
 
+  /** Closed for the caller; the fd itself stays open while a slot is bound to it (see {@link close}). */
   get closed(): boolean {
-    return this.fd.closed;
+    return this.userClosed || this.fd.closed;
+  }
+  private userClosed = false;
+
+  private assertOpen(op: string): void {
+    if (this.closed) throw gmErr('EBADF', op, this.vm.hypervisor.id, `guest_memfd ${this.fd.fd} was closed through this handle`);
   }
 
   allocate(offset: bigint | number, len: bigint | number): void {
+    this.assertOpen('fallocate');
     this.fd.fallocate(FALLOC_FL_KEEP_SIZE, offset, len);
   }
 
   /** Punches the guest_memfd range, and the same pages of the anonymous shared side of its bindings. */
   punchHole(offset: bigint | number, len: bigint | number): void {
+    this.assertOpen('fallocate');
     this.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
     this.vm.discardShared(this, toBig(offset), toBig(len));
   }
@@ -468,6 +481,7 @@ export class KvmGuestMemory implements GuestMemory {
    * is punched. Not part of the neutral `GuestMemory` interface yet (core's capability names it).
    */
   markPoisoned(offset: bigint | number): void {
+    this.assertOpen('markPoisoned');
     const ext = this.vm.hypervisor.guestAccess;
     if (!ext?.markPoisoned) throw gmErr('EOPNOTSUPP', 'markPoisoned', this.vm.hypervisor.id, 'this driver cannot inject memory failures');
     ext.markPoisoned(this.fd, toBig(offset));
@@ -475,6 +489,7 @@ export class KvmGuestMemory implements GuestMemory {
 
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
     if (!this.vm.capabilities.has('host-map')) throw gmErr('EOPNOTSUPP', 'map', this.vm.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
+    this.assertOpen('mmap');
     const offset = toBig(opts.offset ?? 0, 'map', this.vm.hypervisor.id);
     // Without a length the view runs to the end: an offset at or past it has nothing to map.
     if (opts.length === undefined && (offset < 0n || offset >= this.size)) throw gmErr('EINVAL', 'map', this.vm.hypervisor.id, `offset ${offset} is not inside the ${this.size}-byte memory`);
@@ -484,10 +499,22 @@ export class KvmGuestMemory implements GuestMemory {
     return hostView(m, () => m.munmap());
   }
 
+  /**
+   * Closes the memory for the caller. The adapter keeps the guest_memfd open until the last slot
+   * bound to it is deleted, as a VMM keeps a region's fd: a conversion must still be able to
+   * discard (punch) the private pages of a binding that outlived its handle — otherwise, with a
+   * host view still pinning the file, a page converted to shared would keep its private bytes.
+   */
   close(): void {
-    if (this.fd.closed) return;
-    this.fd.close();
+    if (this.userClosed) return;
+    this.userClosed = true;
     this.vm.hypervisor.memories.delete(this);
+    this.releaseIfUnused();
+  }
+
+  /** @internal Closes the fd once the caller closed the handle and no slot uses it. */
+  releaseIfUnused(): void {
+    if (this.userClosed && !this.fd.closed && (this.vm.destroyed || !this.vm.usesMemory(this))) this.fd.close();
   }
 }
 
