@@ -24,5 +24,7 @@ for (const [project, file] of [
   if (r.status !== 0) failed++;
 }
 const s = (performance.now() - t0) / 1000;
-console.log(`\n[fuzz] ${sequences} sequences per backend: ${failed ? 'COUNTEREXAMPLES FOUND (see above)' : '0 counterexamples'}; total run time ${s.toFixed(1)} s`);
+console.log(
+  `\n[fuzz] ${sequences} sequences per backend: ${failed ? 'COUNTEREXAMPLES FOUND (see above)' : '0 counterexamples'}; total run time ${s.toFixed(1)} s`,
+);
 process.exitCode = failed ? 1 : 0;

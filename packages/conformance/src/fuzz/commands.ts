@@ -27,7 +27,10 @@ export type AddrSpec =
   | { t: 'anchor'; anchor: number; pages: number; delta: number; asNumber: boolean };
 
 /** A length: pages (+ bytes), up to the end of the object, or raw. */
-export type SizeSpec = { t: 'raw'; v: Raw } | { t: 'pages'; pages: number; delta: number; asNumber: boolean } | { t: 'toEnd'; asNumber: boolean };
+export type SizeSpec =
+  | { t: 'raw'; v: Raw }
+  | { t: 'pages'; pages: number; delta: number; asNumber: boolean }
+  | { t: 'toEnd'; asNumber: boolean };
 
 export type Cmd =
   | { k: 'createVm'; confidential: boolean }
@@ -47,12 +50,33 @@ export type Cmd =
   | { k: 'destroyVm'; vm: number };
 
 /** Anchors of the GPA space: low memory, 4 GiB, 2^40 − 16 pages, 2^52, 2^63 and 2^64 − 16 pages. */
-export const ANCHORS: readonly bigint[] = [0n, 0x10_0000n, 1n << 32n, (1n << 40n) - 16n * PAGE_N, 1n << 52n, 1n << 63n, (1n << 64n) - 16n * PAGE_N];
+export const ANCHORS: readonly bigint[] = [
+  0n,
+  0x10_0000n,
+  1n << 32n,
+  (1n << 40n) - 16n * PAGE_N,
+  1n << 52n,
+  1n << 63n,
+  (1n << 64n) - 16n * PAGE_N,
+];
 
 /** Edge values that break a rule: negative, non-integer, NaN, ±Infinity, unsafe, at and past 2^64. */
 export const BAD_NUMBERS: readonly Raw[] = [
-  -4096, -1, -(2n ** 63n), 0.5, 4096.5, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY,
-  2 ** 53, 2 ** 60, 1n << 64n, (1n << 64n) + PAGE_N, (1n << 64n) - PAGE_N + 1n, 1, 4095,
+  -4096,
+  -1,
+  -(2n ** 63n),
+  0.5,
+  4096.5,
+  Number.NaN,
+  Number.POSITIVE_INFINITY,
+  Number.NEGATIVE_INFINITY,
+  2 ** 53,
+  2 ** 60,
+  1n << 64n,
+  (1n << 64n) + PAGE_N,
+  (1n << 64n) - PAGE_N + 1n,
+  1,
+  4095,
 ];
 
 /** Memory sizes far from the first pages: 1 GiB, 2^40, 2^52, the largest loff_t page and past it. */
@@ -70,7 +94,8 @@ const delta = fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, { weight: 1, a
 const asNumber = fc.boolean();
 const raw = fc.constantFrom(...BAD_NUMBERS);
 
-const addr = (base: fc.Arbitrary<AddrSpec>): fc.Arbitrary<AddrSpec> => fc.oneof({ weight: 14, arbitrary: base }, { weight: 1, arbitrary: raw.map((v): AddrSpec => ({ t: 'raw', v })) });
+const addr = (base: fc.Arbitrary<AddrSpec>): fc.Arbitrary<AddrSpec> =>
+  fc.oneof({ weight: 14, arbitrary: base }, { weight: 1, arbitrary: raw.map((v): AddrSpec => ({ t: 'raw', v })) });
 
 const memOffset = addr(
   fc.oneof(
@@ -81,8 +106,26 @@ const memOffset = addr(
 
 const gpaSpec = addr(
   fc.oneof(
-    { weight: 3, arbitrary: fc.record({ t: fc.constant('anchor' as const), anchor: fc.oneof({ weight: 5, arbitrary: fc.constant(1) }, { weight: 3, arbitrary: fc.nat({ max: ANCHORS.length - 1 }) }), pages: fc.nat({ max: 15 }), delta, asNumber }) },
-    { weight: 5, arbitrary: fc.record({ t: fc.constant('piece' as const), which: fc.nat({ max: 7 }), pages: fc.oneof({ weight: 6, arbitrary: fc.nat({ max: 1 }) }, { weight: 1, arbitrary: fc.integer({ min: -1, max: 5 }) }), delta, asNumber }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        t: fc.constant('anchor' as const),
+        anchor: fc.oneof({ weight: 5, arbitrary: fc.constant(1) }, { weight: 3, arbitrary: fc.nat({ max: ANCHORS.length - 1 }) }),
+        pages: fc.nat({ max: 15 }),
+        delta,
+        asNumber,
+      }),
+    },
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        t: fc.constant('piece' as const),
+        which: fc.nat({ max: 7 }),
+        pages: fc.oneof({ weight: 6, arbitrary: fc.nat({ max: 1 }) }, { weight: 1, arbitrary: fc.integer({ min: -1, max: 5 }) }),
+        delta,
+        asNumber,
+      }),
+    },
   ),
 );
 
@@ -92,7 +135,12 @@ const bindGpa = fc.oneof(
   { weight: 2, arbitrary: gpaSpec },
 );
 
-const pagesSize = fc.record({ t: fc.constant('pages' as const), pages: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 2 }) }, { weight: 1, arbitrary: fc.integer({ min: 3, max: 8 }) }), delta, asNumber });
+const pagesSize = fc.record({
+  t: fc.constant('pages' as const),
+  pages: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 2 }) }, { weight: 1, arbitrary: fc.integer({ min: 3, max: 8 }) }),
+  delta,
+  asNumber,
+});
 const lenSpec = fc.oneof(
   { weight: 12, arbitrary: pagesSize },
   { weight: 1, arbitrary: fc.constant<SizeSpec>({ t: 'pages', pages: 0, delta: 0, asNumber: true }) },
@@ -130,7 +178,15 @@ export function commandArb(p: GenProfile): fc.Arbitrary<Cmd> {
       }),
     },
     { weight: 2, arbitrary: fc.record({ k: fc.constant('allocate' as const), mem: memIx, offset: memOffset, len: lenSpec }) },
-    { weight: 3, arbitrary: fc.record({ k: fc.constant('punch' as const), mem: memIx, offset: memOffset, len: fc.oneof({ weight: 8, arbitrary: lenSpec }, { weight: 1, arbitrary: fc.constant<SizeSpec>({ t: 'toEnd', asNumber: false }) }) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        k: fc.constant('punch' as const),
+        mem: memIx,
+        offset: memOffset,
+        len: fc.oneof({ weight: 8, arbitrary: lenSpec }, { weight: 1, arbitrary: fc.constant<SizeSpec>({ t: 'toEnd', asNumber: false }) }),
+      }),
+    },
     {
       weight: 8,
       arbitrary: fc.record(
@@ -140,7 +196,10 @@ export function commandArb(p: GenProfile): fc.Arbitrary<Cmd> {
           mem: memIx,
           offset: memOffset,
           gpa: bindGpa,
-          size: fc.oneof({ weight: 6, arbitrary: lenSpec }, { weight: 2, arbitrary: fc.constant<SizeSpec>({ t: 'toEnd', asNumber: true }) }),
+          size: fc.oneof(
+            { weight: 6, arbitrary: lenSpec },
+            { weight: 2, arbitrary: fc.constant<SizeSpec>({ t: 'toEnd', asNumber: true }) },
+          ),
           access,
           readOnly: fc.oneof({ weight: 8, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
         },
@@ -151,22 +210,63 @@ export function commandArb(p: GenProfile): fc.Arbitrary<Cmd> {
     {
       weight: 6,
       arbitrary: fc.record(
-        { k: fc.constant('convert' as const), vm: vmIx, gpa: gpaSpec, size: lenSpec, to: access, discard: fc.boolean(), keepContents: fc.oneof({ weight: 6, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }) },
+        {
+          k: fc.constant('convert' as const),
+          vm: vmIx,
+          gpa: gpaSpec,
+          size: lenSpec,
+          to: access,
+          discard: fc.boolean(),
+          keepContents: fc.oneof({ weight: 6, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+        },
         { requiredKeys: ['k', 'vm', 'gpa', 'size', 'to'] },
       ),
     },
     {
       weight: 4,
       arbitrary: fc.record(
-        { k: fc.constant('map' as const), mem: memIx, offset: memOffset, length: fc.oneof(lenSpec, fc.constant<SizeSpec>({ t: 'toEnd', asNumber: true })) },
+        {
+          k: fc.constant('map' as const),
+          mem: memIx,
+          offset: memOffset,
+          length: fc.oneof(lenSpec, fc.constant<SizeSpec>({ t: 'toEnd', asNumber: true })),
+        },
         { requiredKeys: ['k', 'mem'] },
       ),
     },
-    { weight: 6, arbitrary: fc.record({ k: fc.constant('viewRead' as const), view: fc.nat({ max: 7 }), at: memOffset, len: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constant(4096), fc.constant(8192)) }) },
-    { weight: 5, arbitrary: fc.record({ k: fc.constant('viewWrite' as const), view: fc.nat({ max: 7 }), at: memOffset, len: fc.integer({ min: 1, max: 64 }), seed }) },
+    {
+      weight: 6,
+      arbitrary: fc.record({
+        k: fc.constant('viewRead' as const),
+        view: fc.nat({ max: 7 }),
+        at: memOffset,
+        len: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constant(4096), fc.constant(8192)),
+      }),
+    },
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        k: fc.constant('viewWrite' as const),
+        view: fc.nat({ max: 7 }),
+        at: memOffset,
+        len: fc.integer({ min: 1, max: 64 }),
+        seed,
+      }),
+    },
     { weight: 1, arbitrary: fc.record({ k: fc.constant('viewUnmap' as const), view: fc.nat({ max: 7 }) }) },
-    { weight: 8, arbitrary: fc.record({ k: fc.constant('guestRead' as const), vm: vmIx, gpa: gpaSpec, len: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constant(4096)) }) },
-    { weight: 7, arbitrary: fc.record({ k: fc.constant('guestWrite' as const), vm: vmIx, gpa: gpaSpec, len: fc.integer({ min: 1, max: 64 }), seed }) },
+    {
+      weight: 8,
+      arbitrary: fc.record({
+        k: fc.constant('guestRead' as const),
+        vm: vmIx,
+        gpa: gpaSpec,
+        len: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constant(4096)),
+      }),
+    },
+    {
+      weight: 7,
+      arbitrary: fc.record({ k: fc.constant('guestWrite' as const), vm: vmIx, gpa: gpaSpec, len: fc.integer({ min: 1, max: 64 }), seed }),
+    },
     { weight: 1, arbitrary: fc.record({ k: fc.constant('closeMem' as const), mem: memIx }) },
     { weight: 1, arbitrary: fc.record({ k: fc.constant('destroyVm' as const), vm: vmIx }) },
   );
@@ -185,7 +285,9 @@ export function sequenceArb(p: GenProfile): fc.Arbitrary<Cmd[]> {
       hugePages: fc.constant(false),
     }),
   );
-  return fc.tuple(prelude, fc.array(commandArb(p), { minLength: 1, maxLength: p.maxCommands, size: 'max' })).map(([pre, rest]): Cmd[] => [...pre, ...rest]);
+  return fc
+    .tuple(prelude, fc.array(commandArb(p), { minLength: 1, maxLength: p.maxCommands, size: 'max' }))
+    .map(([pre, rest]): Cmd[] => [...pre, ...rest]);
 }
 
 /** The value as passed: a number when asked and exact, else a bigint. */

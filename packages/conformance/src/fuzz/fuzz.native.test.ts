@@ -11,7 +11,11 @@ if (target.skip) console.warn(`[fuzz] ${target.name}: skipped: ${target.skip}`);
 
 describe.skipIf(!!target.skip)('model-based fuzzer of the neutral API (native /dev/kvm)', () => {
   it(`${target.name}: ${SEQUENCES} sequences, 0 counterexamples`, () => {
-    const r = fuzzTarget(target, { sequences: SEQUENCES, seed: process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined, profile: { maxCommands: 16, bigSizes: false } });
+    const r = fuzzTarget(target, {
+      sequences: SEQUENCES,
+      seed: process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined,
+      profile: { maxCommands: 16, bigSizes: false },
+    });
     console.log(formatReport(r, !!process.env.FUZZ_VERBOSE));
     expect(r.counterexample, formatReport(r)).toBeUndefined();
     expect(r.sequences).toBe(SEQUENCES);
@@ -24,8 +28,23 @@ describe.skipIf(!!target.skip)('fuzzer regressions on /dev/kvm (pending: it.fail
     try {
       runSequence(strict, [
         { k: 'createVm', confidential: false },
-        { k: 'createMem', vm: 0, size: { t: 'pages', pages: 16, delta: 0, asNumber: true }, hostMappable: false, initiallyShared: false, hugePages: false },
-        { k: 'bind', vm: 0, mem: 0, offset: { t: 'memStart', pages: 0, delta: 0, asNumber: false }, gpa: { t: 'anchor', anchor: 4, pages: 0, delta: 0, asNumber: false }, size: { t: 'pages', pages: 1, delta: 0, asNumber: false }, readOnly: false },
+        {
+          k: 'createMem',
+          vm: 0,
+          size: { t: 'pages', pages: 16, delta: 0, asNumber: true },
+          hostMappable: false,
+          initiallyShared: false,
+          hugePages: false,
+        },
+        {
+          k: 'bind',
+          vm: 0,
+          mem: 0,
+          offset: { t: 'memStart', pages: 0, delta: 0, asNumber: false },
+          gpa: { t: 'anchor', anchor: 4, pages: 0, delta: 0, asNumber: false },
+          size: { t: 'pages', pages: 1, delta: 0, asNumber: false },
+          readOnly: false,
+        },
       ]);
     } catch (e) {
       expect(e).toBeInstanceOf(Counterexample);

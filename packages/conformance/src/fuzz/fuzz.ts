@@ -47,7 +47,11 @@ export function fuzzTarget(target: FuzzTarget, opts: { sequences: number; seed?:
   const report: FuzzReport = { target: target.name, sequences: details.numRuns, commands, ms, seed, stats, slowest };
   if (details.failed && details.counterexample) {
     const err = details.errorInstance;
-    report.counterexample = { cmds: details.counterexample[0], error: err instanceof Error ? err.message : String(err), path: details.counterexamplePath ?? '' };
+    report.counterexample = {
+      cmds: details.counterexample[0],
+      error: err instanceof Error ? err.message : String(err),
+      path: details.counterexamplePath ?? '',
+    };
   }
   return report;
 }

@@ -80,7 +80,12 @@ class Violations {
   }
 }
 
-const fail = (code: string | string[], why: string, apply?: () => void): Failure => ({ ok: false, codes: Array.isArray(code) ? code : [code], why, apply });
+const fail = (code: string | string[], why: string, apply?: () => void): Failure => ({
+  ok: false,
+  codes: Array.isArray(code) ? code : [code],
+  why,
+  apply,
+});
 
 interface PageState {
   /** What the page reads in its current access. */
@@ -127,7 +132,10 @@ export class ModelMem {
   /** The page is bound, at a GPA whose access is private. */
   boundPrivate(p: bigint): boolean {
     const off = p * PAGE_N;
-    return this.vm.pieces.some((x) => x.mem === this && off >= x.offset && off < x.offset + x.size && this.vm.state.get((x.gpa + off - x.offset) / PAGE_N) === 'private');
+    return this.vm.pieces.some(
+      (x) =>
+        x.mem === this && off >= x.offset && off < x.offset + x.size && this.vm.state.get((x.gpa + off - x.offset) / PAGE_N) === 'private',
+    );
   }
 }
 
@@ -264,20 +272,31 @@ export class Model {
 
   // ---- Vm ----
 
-  createMem(vm: ModelVm, o: { size: Num; hostMappable?: boolean; initiallyShared?: boolean; hugePages?: boolean }): Expect<{ size: bigint; hostMappable: boolean; closed: boolean }> {
+  createMem(
+    vm: ModelVm,
+    o: { size: Num; hostMappable?: boolean; initiallyShared?: boolean; hugePages?: boolean },
+  ): Expect<{ size: bigint; hostMappable: boolean; closed: boolean }> {
     const v = new Violations();
     if (vm.destroyed) v.add('EBADF', 'the VM was destroyed');
     if (o.hugePages && !vm.has('huge-pages')) v.add('EOPNOTSUPP', "hugePages without 'huge-pages'");
     if (o.hostMappable && !vm.has('host-map')) v.add('EOPNOTSUPP', "hostMappable without 'host-map'");
     if (o.initiallyShared && !vm.has('initially-shared')) v.add('EOPNOTSUPP', "initiallyShared without 'initially-shared'");
     const size = exactInt(o.size);
-    if (size === undefined || size <= 0n || size % PAGE_N !== 0n || size > vm.caps.maxGuestMemorySize) v.add('EINVAL', `size ${String(o.size)}`);
+    if (size === undefined || size <= 0n || size % PAGE_N !== 0n || size > vm.caps.maxGuestMemorySize)
+      v.add('EINVAL', `size ${String(o.size)}`);
     if (v.any) return v.outcome();
     return [
       {
         ok: true,
         why: 'createGuestMemory',
-        check: (m) => (m.size !== size ? `size ${m.size}, asked ${size}` : m.closed ? 'born closed' : m.hostMappable !== !!o.hostMappable ? 'hostMappable differs' : undefined),
+        check: (m) =>
+          m.size !== size
+            ? `size ${m.size}, asked ${size}`
+            : m.closed
+              ? 'born closed'
+              : m.hostMappable !== !!o.hostMappable
+                ? 'hostMappable differs'
+                : undefined,
         apply: () => void this.mems.push(new ModelMem(vm, this.mems.length, size!, !!o.hostMappable, !!o.initiallyShared, !!o.hugePages)),
       },
     ];
@@ -312,8 +331,16 @@ export class Model {
       const n = exactInt(len);
       if (off !== undefined && n !== undefined && off >= 0n && n > 0n && off % PAGE_N === 0n && n % PAGE_N === 0n && off + n > mem.size) {
         const first = off / PAGE_N;
-        const out: Expect<void> = [...v.outcome<void>(), { ok: true, why: 'tolerated: punch-past-end-succeeds', apply: () => [...mem.pages.keys()].forEach((p) => p >= first && mem.pages.delete(p)) }];
-        if (this.mayRefuseReclaim(mem, off, n)) out.push(fail('EBUSY', 'punching bound memory may fail on reclaim (GuestMemory.punchHole)'));
+        const out: Expect<void> = [
+          ...v.outcome<void>(),
+          {
+            ok: true,
+            why: 'tolerated: punch-past-end-succeeds',
+            apply: () => [...mem.pages.keys()].forEach((p) => p >= first && mem.pages.delete(p)),
+          },
+        ];
+        if (this.mayRefuseReclaim(mem, off, n))
+          out.push(fail('EBUSY', 'punching bound memory may fail on reclaim (GuestMemory.punchHole)'));
         return out;
       }
     }
@@ -330,7 +357,8 @@ export class Model {
         },
       },
     ];
-    if (mem.huge && (off % HUGE || (off + n) % HUGE)) out.push(fail('EINVAL', 'a partial-folio punch on huge memory may be refused (item 5c)'));
+    if (mem.huge && (off % HUGE || (off + n) % HUGE))
+      out.push(fail('EINVAL', 'a partial-folio punch on huge memory may be refused (item 5c)'));
     if (this.mayRefuseReclaim(mem, off, n)) out.push(fail('EBUSY', 'punching bound memory may fail on reclaim (GuestMemory.punchHole)'));
     return out;
   }
@@ -354,19 +382,35 @@ export class Model {
       else length = len;
     }
     // Resource exhaustion (model's reading): a view this large may not fit the host address space.
-    if (v.any && o.length !== undefined && Number.isSafeInteger(o.length) && o.length >= 2 ** 40) v.add('ENOMEM', 'a view this large may not fit');
+    if (v.any && o.length !== undefined && Number.isSafeInteger(o.length) && o.length >= 2 ** 40)
+      v.add('ENOMEM', 'a view this large may not fit');
     // Tolerated: a backend refusing to map pages the guest holds (checked before the range rules).
     const busy = (o2: bigint, l2: number): boolean =>
-      this.tolerates('map-refused-while-lent') && mem.vm.pieces.some((x) => x.mem === mem && x.offset < o2 + BigInt(l2) && o2 < x.offset + x.size);
+      this.tolerates('map-refused-while-lent') &&
+      mem.vm.pieces.some((x) => x.mem === mem && x.offset < o2 + BigInt(l2) && o2 < x.offset + x.size);
     const len0 = o.length ?? (off !== undefined ? Number(mem.size - off) : 0);
-    if (v.any && mem.hostMappable && !mem.closed && off !== undefined && off >= 0n && Number.isSafeInteger(len0) && len0 > 0 && busy(off, len0)) v.add('EBUSY', 'tolerated: map-refused-while-lent');
+    if (
+      v.any &&
+      mem.hostMappable &&
+      !mem.closed &&
+      off !== undefined &&
+      off >= 0n &&
+      Number.isSafeInteger(len0) &&
+      len0 > 0 &&
+      busy(off, len0)
+    )
+      v.add('EBUSY', 'tolerated: map-refused-while-lent');
     if (v.any) {
       const out = v.outcome<{ length: number }>();
       // Tolerated: the mapping is made as asked and the pages past the end fault.
       if (this.tolerates('map-past-end-succeeds') && mem.hostMappable && off !== undefined && off >= 0n && off % PAGE_N === 0n) {
         const len = o.length ?? Number(mem.size - off);
         if (Number.isSafeInteger(len) && len > 0 && off + BigInt(len) > mem.size) {
-          out.push({ ok: true, why: 'tolerated: map-past-end-succeeds', apply: () => void this.views.push({ mem, offset: off, length: len, unmapped: false }) });
+          out.push({
+            ok: true,
+            why: 'tolerated: map-past-end-succeeds',
+            apply: () => void this.views.push({ mem, offset: off, length: len, unmapped: false }),
+          });
         }
       }
       return out;
@@ -375,7 +419,8 @@ export class Model {
       {
         ok: true,
         why: 'map',
-        check: (view) => (view.length < length || view.length > length + PAGE ? `view length ${view.length} for ${length} asked` : undefined),
+        check: (view) =>
+          view.length < length || view.length > length + PAGE ? `view length ${view.length} for ${length} asked` : undefined,
         apply: () => void this.views.push({ mem, offset: off!, length, unmapped: false }),
       },
     ];
@@ -394,7 +439,8 @@ export class Model {
     // the view (EFAULT) or treat it as mapped (model's reading).
     const tail = at + len > view.length ? fail(['EFAULT', 'EINVAL'], 'past the asked length, inside the last mapped page') : undefined;
     const base = view.offset + BigInt(at);
-    const refused = (p: bigint): Failure => fail(['SIGBUS', 'EFAULT', 'EPERM', 'EACCES'], `page ${p} of memory #${view.mem.index} is not host-accessible`);
+    const refused = (p: bigint): Failure =>
+      fail(['SIGBUS', 'EFAULT', 'EPERM', 'EACCES'], `page ${p} of memory #${view.mem.index} is not host-accessible`);
     let alt: Failure | undefined;
     for (let p = base / PAGE_N; p <= (base + BigInt(len) - 1n) / PAGE_N; p++) {
       const a = p >= view.mem.size / PAGE_N ? false : view.mem.hostAccessible(p, this.tolerated);
@@ -435,7 +481,11 @@ export class Model {
     return [{ ok: true, why: 'unmap (idempotent)', apply: () => void (view.unmapped = true) }];
   }
 
-  bind(vm: ModelVm, mem: ModelMem, o: { offset: Num; gpa: Num; size: Num; access?: MemoryAccess; readOnly?: boolean }): Expect<{ gpa: bigint; size: bigint; offset: bigint; readOnly: boolean; active: boolean }> {
+  bind(
+    vm: ModelVm,
+    mem: ModelMem,
+    o: { offset: Num; gpa: Num; size: Num; access?: MemoryAccess; readOnly?: boolean },
+  ): Expect<{ gpa: bigint; size: bigint; offset: bigint; readOnly: boolean; active: boolean }> {
     const v = new Violations();
     if (vm.destroyed) v.add('EBADF', 'the VM was destroyed');
     if (mem.vm !== vm) v.add('EINVAL', "another VM's memory");
@@ -445,12 +495,13 @@ export class Model {
     const gpa = exactInt(o.gpa);
     const size = exactInt(o.size);
     const off = exactInt(o.offset);
-    if (gpa === undefined || size === undefined || off === undefined) v.add('EINVAL', `gpa ${String(o.gpa)} size ${String(o.size)} offset ${String(o.offset)}`);
+    if (gpa === undefined || size === undefined || off === undefined)
+      v.add('EINVAL', `gpa ${String(o.gpa)} size ${String(o.size)} offset ${String(o.offset)}`);
     else {
-      if (gpa < 0n || gpa % PAGE_N || gpa + size > GPA_END) v.add('EINVAL', `gpa 0x${gpa.toString(16)} (+${size})`);
-      else if (gpa + size === GPA_END && this.tolerates('binding-at-2^64-refused')) v.add('EINVAL', 'tolerated: binding-at-2^64-refused');
-      // Tolerated: a limit below 2^64 (the host's physical address width; 2^46 leaves a margin).
-      if (gpa + size > 1n << 46n && this.tolerates('gpa-above-host-phys-bits')) v.add('EINVAL', 'tolerated: gpa-above-host-phys-bits');
+      // BindOptions.gpa: a binding ends below 2^64 (never exactly at it).
+      if (gpa < 0n || gpa % PAGE_N || gpa + size >= GPA_END) v.add('EINVAL', `gpa 0x${gpa.toString(16)} (+${size})`);
+      // BindOptions.gpa: a backend may refuse GPAs its hardware cannot address (KVM: a slot must end at or below 2^52).
+      if (gpa + size > 1n << 52n && this.tolerates('gpa-above-host-phys-bits')) v.add('EINVAL', 'allowed: gpa-above-host-phys-bits');
       if (size <= 0n || size % PAGE_N) v.add('EINVAL', `size ${size}`);
       if (off < 0n || off % PAGE_N || off + size > mem.size) v.add('EINVAL', `offset ${off} (+${size}) of ${mem.size}`);
       if (!v.any && !vm.destroyed) {
@@ -462,10 +513,25 @@ export class Model {
       }
     }
     const readOnly = !!o.readOnly;
-    if (gpa !== undefined && size !== undefined && size > 0n && vm.dtbMapped && this.tolerates('reserved-dtb-gpa') && gpa < DTB_GPA + PAGE_N && DTB_GPA < gpa + size) v.add('EEXIST', 'tolerated: reserved-dtb-gpa');
+    if (
+      gpa !== undefined &&
+      size !== undefined &&
+      size > 0n &&
+      vm.dtbMapped &&
+      this.tolerates('reserved-dtb-gpa') &&
+      gpa < DTB_GPA + PAGE_N &&
+      DTB_GPA < gpa + size
+    )
+      v.add('EEXIST', 'tolerated: reserved-dtb-gpa');
     // Host resources may be taken before the other checks (KVM maps a slot's shared side first).
     if (v.any && size !== undefined && size >= 1n << 40n) v.add('ENOMEM', 'a binding this large may exhaust host resources');
-    const hugeMisaligned = mem.huge && gpa !== undefined && off !== undefined && size !== undefined && (gpa % HUGE || off % HUGE || size % HUGE) && this.tolerates('huge-bind-needs-2mib');
+    const hugeMisaligned =
+      mem.huge &&
+      gpa !== undefined &&
+      off !== undefined &&
+      size !== undefined &&
+      (gpa % HUGE || off % HUGE || size % HUGE) &&
+      this.tolerates('huge-bind-needs-2mib');
     if (v.any && hugeMisaligned) v.add('EINVAL', 'tolerated: huge-bind-needs-2mib');
     // No capability names read-only bindings: a backend without them refuses them (model's reading).
     if (v.any && readOnly) v.add('EOPNOTSUPP', 'read-only bindings may be refused first');
@@ -497,6 +563,8 @@ export class Model {
 
   /** Unbinds `[gpa, gpa+size)` (a binding the backend lists, or a handle still active). */
   unbind(vm: ModelVm, gpa: bigint, size: bigint): Expect<void> {
+    // MemoryBinding.unbind: needs 'unbind', else EOPNOTSUPP and the binding is kept.
+    if (!vm.has('unbind')) return [fail('EOPNOTSUPP', "no 'unbind'")];
     return [
       {
         ok: true,
@@ -504,8 +572,11 @@ export class Model {
         apply: () => {
           for (const h of vm.handles) if (!h.unbound && h.gpa >= gpa && h.gpa + h.size <= gpa + size) h.unbound = true;
           const removed = vm.uncover(gpa, size);
-          if (this.tolerates('shared-data-lives-in-binding')) for (const p of removed) if (!p.mem.hostMappable) this.dropSide(p.mem, p.offset / PAGE_N, (p.offset + p.size) / PAGE_N, 'shared');
-          if (this.tolerates('unbind-sanitizes-private')) for (const p of removed) this.dropSide(p.mem, p.offset / PAGE_N, (p.offset + p.size) / PAGE_N, 'private');
+          if (this.tolerates('shared-data-lives-in-binding'))
+            for (const p of removed)
+              if (!p.mem.hostMappable) this.dropSide(p.mem, p.offset / PAGE_N, (p.offset + p.size) / PAGE_N, 'shared');
+          if (this.tolerates('unbind-sanitizes-private'))
+            for (const p of removed) this.dropSide(p.mem, p.offset / PAGE_N, (p.offset + p.size) / PAGE_N, 'private');
         },
       },
     ];
@@ -539,7 +610,11 @@ export class Model {
         n = { cur, pp: s.pp, sp: discard ? Cands.ZERO : s.cur };
       } else {
         // To shared: never the former private bytes (item 5b), unless asked and offered.
-        const cur = f.keep ? s.cur : this.tolerates('shared-keeps-private-bytes') && !discard ? Cands.ZERO.union(s.sp).union(s.cur) : Cands.ZERO.union(s.sp);
+        const cur = f.keep
+          ? s.cur
+          : this.tolerates('shared-keeps-private-bytes') && !discard
+            ? Cands.ZERO.union(s.sp).union(s.cur)
+            : Cands.ZERO.union(s.sp);
         n = { cur, sp: s.sp, pp: discard ? Cands.ZERO : s.cur };
       }
       mem.setPage(p, n);
@@ -554,9 +629,10 @@ export class Model {
     if (!vm.canConvert()) v.add('EOPNOTSUPP', 'no conversion capability');
     const gpa = exactInt(range.gpa);
     const size = exactInt(range.size);
-    if (gpa === undefined || size === undefined || gpa < 0n || size <= 0n || gpa % PAGE_N || size % PAGE_N || gpa + size > GPA_END) {
+    // The neutral range rule (core checkGpaRange): like a binding, a range ends below 2^64.
+    if (gpa === undefined || size === undefined || gpa < 0n || size <= 0n || gpa % PAGE_N || size % PAGE_N || gpa + size >= GPA_END) {
       v.add('EINVAL', `range gpa ${String(range.gpa)} size ${String(range.size)}`);
-    } else if (gpa + size === GPA_END && this.tolerates('binding-at-2^64-refused')) v.add('EINVAL', 'tolerated: binding-at-2^64-refused');
+    }
     const keepAsked = !!opts?.keepContents;
     const keepOffered = vm.has('convert-keeps-contents');
     if (v.any) return v.outcome();
@@ -586,7 +662,12 @@ export class Model {
   }
 
   /** The guest access rules shared by read and write. */
-  private guestAccess(vm: ModelVm, gpa: Num, len: number, write: boolean): { err?: Failure; dtb?: boolean; piece?: Piece; at?: bigint; closedMem?: boolean } {
+  private guestAccess(
+    vm: ModelVm,
+    gpa: Num,
+    len: number,
+    write: boolean,
+  ): { err?: Failure; dtb?: boolean; piece?: Piece; at?: bigint; closedMem?: boolean } {
     const v = new Violations();
     if (vm.destroyed) v.add('EBADF', 'the VM was destroyed');
     if (!vm.has('guest-access')) v.add('EOPNOTSUPP', "no 'guest-access'");
@@ -603,8 +684,10 @@ export class Model {
     }
     if (v.any) return { err: { ok: false, codes: [...v.codes], why: v.why.join('; ') } };
     const piece = vm.pieceAt(g!);
-    if (!piece && g! >= DTB_GPA && g! < DTB_GPA + PAGE_N && this.tolerates('reserved-dtb-gpa')) return { err: fail('EFAULT', 'no binding'), dtb: true };
-    if (!piece || g! + BigInt(len) > piece.gpa + piece.size) return { err: fail('EFAULT', `[0x${g!.toString(16)}, +${len}) is not inside one binding`) };
+    if (!piece && g! >= DTB_GPA && g! < DTB_GPA + PAGE_N && this.tolerates('reserved-dtb-gpa'))
+      return { err: fail('EFAULT', 'no binding'), dtb: true };
+    if (!piece || g! + BigInt(len) > piece.gpa + piece.size)
+      return { err: fail('EFAULT', `[0x${g!.toString(16)}, +${len}) is not inside one binding`) };
     if (write && piece.readOnly) return { err: fail('EFAULT', 'a read-only binding written') };
     const at = piece.offset + (g! - piece.gpa);
     const mapped =

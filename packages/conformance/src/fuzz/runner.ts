@@ -4,7 +4,15 @@
  * bindings, memoryState, handle and object flags — must equal the model's. The first mismatch is
  * the counterexample.
  */
-import { GuestMemError, type Hypervisor, type GuestMemory, type HostView, type MemoryBinding, type Vm, type MemoryAccess } from '@guestmem/core';
+import {
+  GuestMemError,
+  type Hypervisor,
+  type GuestMemory,
+  type HostView,
+  type MemoryBinding,
+  type Vm,
+  type MemoryAccess,
+} from '@guestmem/core';
 import { ANCHORS, asRaw, pattern, type AddrSpec, type Cmd, type Raw, type SizeSpec } from './commands.js';
 import { PAGE, PAGE_N } from './content.js';
 import type { DeviationId } from './deviations.js';
@@ -49,8 +57,10 @@ function observe<T>(fn: () => T): Observed<T> {
   }
 }
 
-const fmt = (e: unknown): string => (e instanceof GuestMemError ? `${e.code} (${e.message})` : e instanceof Error ? `${e.name}: ${e.message}` : String(e));
-const fmtExpect = (x: ReadonlyArray<{ ok: boolean; why: string; codes?: readonly string[] }>): string => x.map((o) => (o.ok ? `ok (${o.why})` : `${(o.codes ?? []).join('|')} (${o.why})`)).join(' or ');
+const fmt = (e: unknown): string =>
+  e instanceof GuestMemError ? `${e.code} (${e.message})` : e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+const fmtExpect = (x: ReadonlyArray<{ ok: boolean; why: string; codes?: readonly string[] }>): string =>
+  x.map((o) => (o.ok ? `ok (${o.why})` : `${(o.codes ?? []).join('|')} (${o.why})`)).join(' or ');
 
 /** One sequence on one backend. */
 export class SequenceRun {
@@ -83,7 +93,8 @@ export class SequenceRun {
     if (!got.ok) {
       const e = got.error;
       if (!(e instanceof GuestMemError)) this.fail(cmd, `threw a non-GuestMemError: ${fmt(e)}; expected ${fmtExpect(expect)}`);
-      if (e.backend !== this.h.id && !this.model.tolerates('error-backend-id')) this.fail(cmd, `error backend '${e.backend}' is not the hypervisor id '${this.h.id}'`);
+      if (e.backend !== this.h.id && !this.model.tolerates('error-backend-id'))
+        this.fail(cmd, `error backend '${e.backend}' is not the hypervisor id '${this.h.id}'`);
       const rangeErrno = this.model.tolerates('range-errno') && ['ERANGE', 'EOVERFLOW', 'EFBIG'].includes(e.code);
       const o = expect.find((x) => !x.ok && (x.codes.includes(e.code) || (rangeErrno && x.codes.includes('EINVAL'))));
       if (!o || o.ok) this.fail(cmd, `failed with ${fmt(e)}; expected ${fmtExpect(expect)}`);
@@ -124,7 +135,11 @@ export class SequenceRun {
     if (s.t === 'raw') return s.v;
     const off = BigInt(s.pages) * PAGE_N + ('delta' in s ? BigInt(s.delta) : 0n);
     let base = 0n;
-    if (s.t === 'memEnd') return asRaw((ctx.length !== undefined ? BigInt(ctx.length) : (ctx.mem?.size ?? 0n)) - BigInt(s.pages) * PAGE_N + BigInt(s.delta), s.asNumber);
+    if (s.t === 'memEnd')
+      return asRaw(
+        (ctx.length !== undefined ? BigInt(ctx.length) : (ctx.mem?.size ?? 0n)) - BigInt(s.pages) * PAGE_N + BigInt(s.delta),
+        s.asNumber,
+      );
     if (s.t === 'piece') {
       const ps = ctx.vm?.pieces ?? [];
       base = ps.length ? ps[s.which % ps.length]!.gpa : ANCHORS[1]!;
@@ -169,7 +184,12 @@ export class SequenceRun {
         const r = this.vmAt(cmd.vm);
         if (!r || m.mems.length >= 8) return;
         const [mv, vm] = r;
-        const opts = { size: this.size(cmd.size, undefined), hostMappable: cmd.hostMappable, initiallyShared: cmd.initiallyShared, hugePages: cmd.hugePages };
+        const opts = {
+          size: this.size(cmd.size, undefined),
+          hostMappable: cmd.hostMappable,
+          initiallyShared: cmd.initiallyShared,
+          hugePages: cmd.hugePages,
+        };
         let mem: GuestMemory | undefined;
         const got = this.judge(cmd, m.createMem(mv, opts), () => (mem = vm.createGuestMemory(opts)));
         if (got.ok) this.mems.push(mem!);
@@ -211,7 +231,7 @@ export class SequenceRun {
         if (cmd.k === 'viewRead') this.judge(cmd, m.viewRead(mv, at, cmd.len), () => view.read(at, cmd.len));
         else {
           // A host write stays inside one page (a refused page part-way would otherwise be a partial write).
-          const len = Number.isSafeInteger(at) && at >= 0 ? Math.min(cmd.len, PAGE - (Number((mv.offset + BigInt(at)) % PAGE_N))) : cmd.len;
+          const len = Number.isSafeInteger(at) && at >= 0 ? Math.min(cmd.len, PAGE - Number((mv.offset + BigInt(at)) % PAGE_N)) : cmd.len;
           const data = pattern(len, cmd.seed);
           this.judge(cmd, m.viewWrite(mv, at, data), () => view.write(at, data));
         }
@@ -251,7 +271,9 @@ export class SequenceRun {
           const b = hs[j]!;
           // A handle a 'convert-remap' conversion replaced by pieces is inactive: unbind is a no-op.
           const noop = rec.unbound || mv.destroyed || (rec.split && !b.active);
-          this.judge(cmd, noop ? [{ ok: true, why: 'unbind of an inactive handle is a no-op' }] : m.unbind(mv, rec.gpa, rec.size), () => b.unbind());
+          this.judge(cmd, noop ? [{ ok: true, why: 'unbind of an inactive handle is a no-op' }] : m.unbind(mv, rec.gpa, rec.size), () =>
+            b.unbind(),
+          );
           this.touch(mv, rec.gpa, rec.size);
         } else {
           const list = mv.destroyed ? [] : vm.bindings();
@@ -344,14 +366,28 @@ export class SequenceRun {
       const out: typeof ps = [];
       for (const p of ps) {
         const last = out[out.length - 1];
-        if (merge && last && last.gpa + last.size === p.gpa && last.mem === p.mem && last.offset + last.size === p.offset && last.readOnly === p.readOnly) last.size += p.size;
+        if (
+          merge &&
+          last &&
+          last.gpa + last.size === p.gpa &&
+          last.mem === p.mem &&
+          last.offset + last.size === p.offset &&
+          last.readOnly === p.readOnly
+        )
+          last.size += p.size;
         else out.push({ ...p });
       }
       return show(out);
     };
     const merge = mv.has('convert-remap');
-    const real = norm(list.map((b) => ({ gpa: BigInt(b.gpa), size: b.size, offset: BigInt(b.offset), mem: memIx(b.memory), readOnly: b.readOnly })), merge);
-    const model = norm(mv.pieces.map((p: Piece) => ({ gpa: p.gpa, size: p.size, offset: p.offset, mem: p.mem.index, readOnly: p.readOnly })), merge);
+    const real = norm(
+      list.map((b) => ({ gpa: BigInt(b.gpa), size: b.size, offset: BigInt(b.offset), mem: memIx(b.memory), readOnly: b.readOnly })),
+      merge,
+    );
+    const model = norm(
+      mv.pieces.map((p: Piece) => ({ gpa: p.gpa, size: p.size, offset: p.offset, mem: p.mem.index, readOnly: p.readOnly })),
+      merge,
+    );
     if (real !== model) this.fail(cmd, `VM #${i} bindings ${real}, model ${model}`);
   }
 
@@ -387,7 +423,8 @@ export class SequenceRun {
         const view = this.views[i]!;
         if (!v.unmapped && !this.model.tolerates('views-survive-hypervisor-close')) {
           const got = observe(() => view.read(0, 1));
-          if (got.ok || !GuestMemError.is(got.error) || !['EBADF', 'EFAULT'].includes(got.error.code)) this.fail('close', `view ${i} still readable after Hypervisor.close() (${got.ok ? 'read ok' : fmt(got.error)})`);
+          if (got.ok || !GuestMemError.is(got.error) || !['EBADF', 'EFAULT'].includes(got.error.code))
+            this.fail('close', `view ${i} still readable after Hypervisor.close() (${got.ok ? 'read ok' : fmt(got.error)})`);
         }
       });
     } finally {
@@ -418,10 +455,11 @@ export class FuzzStats {
   totals(): { calls: number; ok: number } {
     let calls = 0;
     let ok = 0;
-    for (const m of this.byKind.values()) for (const [o, n] of m) {
-      calls += n;
-      if (o === 'ok') ok += n;
-    }
+    for (const m of this.byKind.values())
+      for (const [o, n] of m) {
+        calls += n;
+        if (o === 'ok') ok += n;
+      }
     return { calls, ok };
   }
   format(): string {
