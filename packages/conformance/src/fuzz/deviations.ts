@@ -66,7 +66,7 @@ export const DEVIATIONS: Readonly<Record<DeviationId, Deviation>> = {
   },
   'huge-bind-needs-2mib': {
     id: 'huge-bind-needs-2mib',
-    what: "binding huge-page memory needs a 2 MiB-aligned gpa, offset and size (EINVAL otherwise), while CreateGuestMemoryOptions.hugePages promises 2 MiB folios 'where aligned'",
+    what: "huge-page memory needs a 2 MiB-multiple size at createGuestMemory and a 2 MiB-aligned gpa, offset and size at bind (EINVAL otherwise), while CreateGuestMemoryOptions.hugePages promises 2 MiB folios 'where aligned'",
     item: 'issue 10 item 6 (hugePages refusal) / interface docs',
   },
   'file-overlap-einval': {

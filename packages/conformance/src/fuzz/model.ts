@@ -123,6 +123,11 @@ export class ModelMem {
   hostAccessible(p: bigint, tolerated: ReadonlySet<DeviationId>): boolean | 'either' {
     if (this.initiallyShared && this.side.get(p) === 'shared') return true;
     const bound = this.boundPrivate(p);
+    // A page of memory created private that a binding or conversion made shared: the contract is
+    // silent (CreateGuestMemoryOptions.initiallyShared only says how pages start). KVM 6.18 never
+    // maps such a guest_memfd page to the host; Gunyah and toyvisor let the host reach it. Either is
+    // accepted; its contents are still checked (never former private bytes).
+    if (!bound && this.side.get(p) === 'shared') return 'either';
     if (!bound && tolerated.has('private-by-default-host-readable')) return 'either';
     if (bound && !this.guestTouched.has(p) && tolerated.has('lent-untouched-host-accessible')) return 'either';
     return false;
@@ -285,7 +290,11 @@ export class Model {
     if (size === undefined || size <= 0n || size % PAGE_N !== 0n || size > vm.caps.maxGuestMemorySize)
       v.add('EINVAL', `size ${String(o.size)}`);
     if (v.any) return v.outcome();
+    // Tolerated (huge-bind-needs-2mib): a backend that binds huge-page memory only in 2 MiB units may
+    // refuse a hugePages size that is not a 2 MiB multiple.
+    const hugeRefusable = !!o.hugePages && size! % HUGE !== 0n && this.tolerates('huge-bind-needs-2mib');
     return [
+      ...(hugeRefusable ? [fail('EINVAL', 'tolerated: huge-bind-needs-2mib (size)')] : []),
       {
         ok: true,
         why: 'createGuestMemory',

@@ -33,7 +33,7 @@ export const SIM_TARGETS: FuzzTarget[] = [
   { name: 'gunyah-sim', create: () => new GunyahHypervisor(), tolerate: GUNYAH_PENDING },
   // ACK: no 'unbind', 'punch-hole' or conversion; the model expects EOPNOTSUPP (changing nothing) for those.
   { name: 'gunyah-ack-sim (generation C)', create: () => new GunyahAckHypervisor({ generation: 'C' }), tolerate: GUNYAH_PENDING },
-  { name: 'toyvisor', create: () => new Toyvisor(), tolerate: ['private-by-default-host-readable'] },
+  { name: 'toyvisor', create: () => new Toyvisor(), tolerate: [] },
 ];
 
 export function nativeTarget(): FuzzTarget {
