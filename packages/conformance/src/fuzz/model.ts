@@ -10,13 +10,18 @@
  * - numbers: a non-integer, NaN, ±Infinity, an unsafe-integer number, a negative value or one out of
  *   range is EINVAL (item 5e); when several rules are broken, any of their codes is accepted (the
  *   contract does not order its checks);
- * - a binding may end exactly at 2^64 (item 5a);
+ * - a binding or a conversion ends below 2^64, never exactly at it (BindOptions.gpa, core
+ *   checkGpaRange); a backend may refuse GPAs its hardware cannot address (EINVAL; allowed on the
+ *   targets that list 'gpa-above-host-phys-bits');
+ * - unbind needs the capability 'unbind' (else EOPNOTSUPP, the binding kept);
  * - private → shared without `keepContents` (and the capability 'convert-keeps-contents') never
  *   shows the former private bytes to the guest or the host (item 5b);
  * - a punch never changes bytes outside its range; on huge-page memory a partial-folio punch may
  *   instead fail EINVAL changing nothing (item 5c);
- * - memory created without `initiallyShared` is never host-readable (item 5d); with it, a page is
- *   host-accessible while its last access was 'shared';
+ * - memory created without `initiallyShared` is never host-readable while private (item 5d); with
+ *   it, a page is host-accessible while its last access was 'shared'; model's reading: a page of
+ *   memory created private that became shared may or may not be host-reachable (KVM 6.18 never
+ *   maps it; Gunyah and toyvisor do);
  * - conversions are all-or-nothing (item 4): a failed one changes nothing;
  * - model's reading: allocate/punch/map ranges are page-aligned and inside the object (map: offset
  *   below the size, length > 0 ending inside it), as fallocate on guest_memfd requires for
