@@ -1,11 +1,12 @@
 import 'reflect-metadata';
 import { HYPERVISOR, registerCore } from '@guestmem/core';
-import { defineConformanceSuite } from '@guestmem/conformance';
+import { defineConformanceSuite, defineGuestConformanceSuite } from '@guestmem/conformance';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import { Toyvisor, registerToyvisor } from './toyvisor.js';
 
 defineConformanceSuite({ name: 'toyvisor (examples/custom-backend)', create: () => new Toyvisor() });
+defineGuestConformanceSuite({ name: 'toyvisor (examples/custom-backend)', create: () => new Toyvisor() });
 
 describe('toyvisor through DI', () => {
   it('is selected by id and converts in place', () => {

@@ -18,8 +18,6 @@ import {
   HostMapping,
   HostViewSet,
   RangeStateMap,
-  accessPages,
-  boundRangesOf,
   fileOffset,
   fileUsage,
   gmErr,
@@ -48,8 +46,14 @@ import {
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
+  type Vcpu,
   type Vm,
-  type VmMemoryReport, checkGuestAccess,
+  type VmMemoryReport,
+  checkGuestAccess,
+  GuestMemError,
+  GuestOpInterpreter,
+  sharedViewOf,
+  memoryStats,
 } from '@guestmem/core';
 import type { DependencyContainer } from 'tsyringe';
 
@@ -59,7 +63,7 @@ const PAGE = 4096n;
 const CAPS: Capabilities = makeCapabilities({
   backend: ID,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection', 'unbind'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection', 'unbind', 'vcpu'],
   maxGuestMemorySize: 1n << 40n,
 });
 
@@ -140,19 +144,7 @@ class ToyMemory implements GuestMemory {
   private readonly mapped = new HostMappedCounter();
   /** What this object holds: core's file counts pages and folios; the VM's state map counts private pages. */
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
-    const { allocatedBytes, hugeFolios } = fileUsage(this.file);
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.mapped.bytes,
-      boundRanges,
-      ...accessPages(this.vm.memoryState, boundRanges),
-      hugeFolios,
-      accounting: 'exact',
-    };
+    return memoryStats(this, this.vm, fileUsage(this.file), this.mapped.bytes);
   }
   markPoisoned(offset: bigint | number): void {
     this.assertOpen('markPoisoned');
@@ -294,8 +286,76 @@ class ToyVm implements Vm {
     for (const p of this.locate(g, n, 'guestWrite')) p.b.memory.file.write(p.off, data.subarray(p.at, p.at + p.n));
   }
 
+  /** The files' shared pages by GPA; a private page refuses access (SIGBUS from the file's host-access rule). */
+  sharedView(range: GpaRange): HostView {
+    this.live('sharedView');
+    const parts = this.table.map((b) => {
+      const off = (at: number, len: number): number => {
+        const first = Number(b.offset / PAGE) + Math.floor(at / 4096);
+        const end = Number(b.offset / PAGE) + Math.ceil((at + len) / 4096);
+        if (!b.memory.privatePages.isUniform(first, end, 'shared')) throw gmErr('EACCES', 'sharedView', ID, 'the range holds private pages');
+        return Number(b.offset) + at;
+      };
+      return {
+        gpa: b.gpa as bigint,
+        size: b.size,
+        read: (at: number, len: number) => b.memory.file.read(off(at, len), len),
+        write: (at: number, d: Uint8Array) => b.memory.file.write(off(at, d.length), d),
+        fill: (at: number, len: number, byte: number) => b.memory.file.write(off(at, len), new Uint8Array(len).fill(byte)),
+        get live() {
+          return b.active;
+        },
+      };
+    });
+    const view = sharedViewOf(parts, range, ID);
+    // Tracked like every host view, so Hypervisor.close() ends it.
+    return this.hypervisor.views.add(view, () => view.unmap());
+  }
+
+  /** A vCPU running the image's op list through guestRead/guestWrite; an address outside every binding is MMIO. */
+  createVcpu(): Vcpu {
+    this.live('createVcpu');
+    const interp = new GuestOpInterpreter({
+      access: (kind, gpa, buf) => {
+        try {
+          if (kind === 'read') buf.set(this.guestRead(gpa, buf.length));
+          else this.guestWrite(gpa, buf);
+          return undefined;
+        } catch (e) {
+          if (!GuestMemError.is(e, 'EFAULT')) throw e;
+          const data = kind === 'write' ? Uint8Array.from(buf) : new Uint8Array(buf.length);
+          return { kind: 'mmio', gpa, size: buf.length, write: kind === 'write', data, info: { detail: e.message } };
+        }
+      },
+    });
+    let closed = false;
+    const live = (op: string) => {
+      if (closed) throw gmErr('EBADF', op, ID, 'vCPU closed');
+    };
+    const vcpu: Vcpu = {
+      id: this.vcpus.size,
+      get closed() {
+        return closed;
+      },
+      load: (image) => (live('load'), interp.load(image)),
+      run: () => (live('run'), interp.run()),
+      completeRead: (d) => (live('completeRead'), interp.completeRead(d)),
+      // A toy: an MMIO access may be re-executed once the VMM bound memory there.
+      retriesMmio: true,
+      retryMmio: () => (live('retryMmio'), interp.retryMmio()),
+      close: () => {
+        closed = true;
+        this.vcpus.delete(vcpu);
+      },
+    };
+    this.vcpus.add(vcpu);
+    return vcpu;
+  }
+  private readonly vcpus = new Set<Vcpu>();
+
   destroy(): void {
     if (this.dead) return;
+    for (const v of [...this.vcpus]) v.close();
     for (const b of [...this.table]) b.unbind();
     this.dead = true;
     this.hypervisor.vms.delete(this);

@@ -2,32 +2,19 @@
  * `guestmem demo`: the main job. One VMM-shaped scenario, written once against the neutral API,
  * run on every backend that is available here (the real KVM, the simulated KVM, simulated Gunyah).
  */
-import { GuestMemError, HYPERVISOR_REGISTRY, type Hypervisor } from '@guestmem/core';
-import { makeContainer } from './container.js';
+import { GuestMemError, type Hypervisor } from '@guestmem/core';
+import { runDemo } from './demo-report.js';
 import { formatMemoryReport } from './format-memory-report.js';
 
 const MiB = 1024 * 1024;
 const GPA = 0x4000_0000n; // 1 GiB
 
+/**
+ * The demo as text: the guest on every available backend (the best first), then the API tour
+ * ({@link runScenario}) on each; `only` limits it to one backend id. Same as `guestmem demo`.
+ */
 export function demo(log: (s: string) => void = console.log, only?: string): void {
-  const registry = makeContainer().resolve(HYPERVISOR_REGISTRY);
-  const sel = registry.select();
-  log(`guestmem demo — backends registered: ${registry.list().map((p) => p.id).join(', ')}; auto-selected: ${sel.provider.id}`);
-  for (const { provider, result } of registry.probeAll()) {
-    if (only && provider.id !== only) continue;
-    log('');
-    if (!result.available) {
-      log(`== ${provider.id}: skipped (${result.reason})`);
-      continue;
-    }
-    log(`== ${provider.id}: ${provider.description}`);
-    const h = provider.create();
-    try {
-      runScenario(h, (s) => log(`   ${s}`));
-    } finally {
-      h.close();
-    }
-  }
+  runDemo({ hypervisor: only }, log);
 }
 
 export function runScenario(h: Hypervisor, log: (s: string) => void): void {

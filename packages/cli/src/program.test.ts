@@ -54,6 +54,22 @@ describe('guestmem command line', () => {
     const doc = JSON.parse(j.out);
     expect(doc).toMatchObject({ requested: 'kvm-sim', ok: true, backends: [{ id: 'kvm-sim', status: 'passed' }] });
     expect(doc.backends[0].log).toContain('VM destroyed; binding active: false');
+    // Issue 11 item 5: { selected, backends: [{ id, simulated, guest: { exits: [{ kind, … }], output }, memory: { … } }] }.
+    expect(doc.selected).toEqual({ id: 'kvm-sim', reason: 'chosen explicitly' });
+    const b = doc.backends[0];
+    expect(b.simulated).toBe(true);
+    expect(b.guest.output).toBe(
+      'hello from a guest whose code, page tables and data live in guest memory\nwrote above 4 GiB, checksums reported, halting\n',
+    );
+    expect(b.guest.exits.at(-1)).toEqual({ kind: 'hlt' });
+    for (const e of b.guest.exits)
+      expect(['io', 'mmio', 'hlt', 'memory-fault', 'internal-error', 'shutdown', 'interrupted']).toContain(e.kind);
+    expect(b.memory).toMatchObject({ pageSize: 4096, accounting: 'exact', privatePages: 0, sharedPages: 528, faultsServed: 0 });
+    expect(b.memory.boundRanges).toEqual([
+      { gpa: '0x0', size: 2 << 20, access: 'shared' },
+      { gpa: '0x140000000', size: 64 << 10, access: 'shared' },
+    ]);
+    expect(doc.outputIdentical).toBe(true);
   });
 
   it('probe --json is one document with selected, backends and host', async () => {

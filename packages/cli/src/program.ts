@@ -94,7 +94,7 @@ Exit codes: 0 success, 1 failure, 2 bad usage.`,
   program
     .command('bench')
     .description('run the benchmarks of the installed packages, one after another, and print their tables')
-    .argument('[targets...]', 'which benchmarks (core, kvm); default all')
+    .argument('[targets...]', 'which benchmarks (core, kvm, guests); default all')
     .option('--json', 'print one JSON document with every result instead of the tables')
     .option('--no-fail', 'exit 0 even when a benchmark fails')
     .action(async (names: string[], o: { json?: boolean; fail: boolean }) => {

@@ -1,1 +1,2 @@
 export { defineConformanceSuite, expectGuestMemError, type ConformanceTarget } from './suite.js';
+export { defineGuestConformanceSuite } from './guest-suite.js';

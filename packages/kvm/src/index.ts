@@ -39,7 +39,9 @@ export {
   KvmGuestMemory,
   KvmBinding,
   type KvmGuestAccessDriver,
+  type KvmVcpuDriver,
 } from './adapter/kvm-hypervisor.js';
+export { NativeKvmVcpu, nativeKvmVcpus } from './adapter/kvm-vcpu.js';
 export {
   registerKvm,
   nativeKvmProvider,

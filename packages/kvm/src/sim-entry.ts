@@ -6,3 +6,4 @@
  */
 export * from './sim/index.js';
 export { simKvmExtensions } from './adapter/sim-extensions.js';
+export { SimKvmVcpu, simKvmVcpus } from './adapter/sim-vcpu.js';

@@ -505,10 +505,35 @@ export class GuestMemFile<Owner = unknown> {
     let done = 0;
     while (done < length) {
       const folio = this.getFolio(index);
-      const inFolio = alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0;
+      const orderOfFolio = alloc.orderOf(folio);
+      const inFolio = orderOfFolio === 9 ? (index % 512) * PAGE_SIZE : 0;
       const at = alloc.arenaOffset(folio) + inFolio + inPage;
-      const n = Math.min(length - done, PAGE_SIZE - inPage);
       const arena = alloc.arenaOf(folio);
+      let n = Math.min(length - done, PAGE_SIZE - inPage);
+      // Long accesses: extend over following pages whose folios sit right after this one in the
+      // same arena (a file filled in order usually is), so one copy moves the whole run. Each
+      // page is still faulted in, in order, exactly as the loop would.
+      let pending: unknown;
+      if (n === PAGE_SIZE - inPage && done + n < length && orderOfFolio === 0) {
+        while (done + n < length) {
+          let next: number;
+          try {
+            next = this.getFolio(index + 1);
+          } catch (e) {
+            // The loop would copy what it has, then fail on this page: do the same.
+            pending = e;
+            break;
+          }
+          if (alloc.orderOf(next) !== 0 || alloc.arenaOf(next) !== arena || alloc.arenaOffset(next) !== at + n) {
+            // Not contiguous: the next iteration handles it (already faulted in, so no side effect twice).
+            break;
+          }
+          index++;
+          const add = Math.min(length - done - n, PAGE_SIZE);
+          n += add;
+          if (add < PAGE_SIZE) break;
+        }
+      }
       const b = bufOffset + done;
       if (mode === FILL) {
         if (n <= SMALL_COPY) for (let k = 0; k < n; k++) arena[at + k] = byte;
@@ -521,6 +546,7 @@ export class GuestMemFile<Owner = unknown> {
       } else {
         arena.set(buf!.subarray(b, b + n), at);
       }
+      if (pending !== undefined) throw pending;
       done += n;
       index++;
       inPage = 0;

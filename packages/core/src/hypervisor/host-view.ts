@@ -6,6 +6,8 @@ import { showArg } from './validate.js';
 export interface HostViewSource {
   readonly length: number | bigint;
   read(at: number, len: number): Uint8Array;
+  /** Optional copy into a caller's buffer; without it {@link hostView} reads and copies. */
+  readInto?(at: number, dst: Uint8Array, dstOffset?: number): void;
   write(at: number, data: Uint8Array): void;
   fill(at: number, len: number, byte: number): void;
 }
@@ -45,6 +47,17 @@ export function hostView(source: HostViewSource, unmap: () => void, backend = 'c
     read: (at, len) => {
       check('host read', at, len);
       return source.read(at, len);
+    },
+    readInto: (at, dst, dstOffset = 0) => {
+      if (!(dst instanceof Uint8Array)) throw gmErr('EINVAL', 'host read', backend, 'dst must be a Uint8Array');
+      if (typeof dstOffset !== 'number' || !Number.isSafeInteger(dstOffset) || dstOffset < 0 || dstOffset > dst.length) {
+        throw gmErr('EINVAL', 'host read', backend, `dstOffset ${showArg(dstOffset)} is outside the ${dst.length}-byte buffer`, {
+          info: { dstOffset },
+        });
+      }
+      check('host read', at, dst.length - dstOffset);
+      if (source.readInto) source.readInto(at, dst, dstOffset);
+      else dst.set(source.read(at, dst.length - dstOffset), dstOffset);
     },
     write: (at, data) => {
       if (!(data instanceof Uint8Array)) throw gmErr('EINVAL', 'host write', backend, 'data must be a Uint8Array');

@@ -1,6 +1,7 @@
 import type { FileOffset, Gpa } from '../types/brands.js';
 import type { ReadonlyRangeStateMap } from '../state/range-state-map.js';
 import type { GuestMemoryStats, VmMemoryReport } from './memory-stats.js';
+import type { Vcpu } from './vcpu.js';
 
 /**
  * The hypervisor-neutral API. VMM code written against these interfaces runs on every backend
@@ -62,7 +63,9 @@ export type CapabilityName =
    * {@link MemoryBinding.unbind} removes a binding. Absent on Gunyah's Android (ACK) uAPI, which
    * has no way to remove a user-memory region: `unbind()` then fails with `EOPNOTSUPP`.
    */
-  | 'unbind';
+  | 'unbind'
+  /** {@link Vm.createVcpu} gives a vCPU that runs guest images (native: x86 code; simulated: the op list). */
+  | 'vcpu';
 
 /** What a hypervisor (or one VM of it) offers. */
 export interface Capabilities {
@@ -99,6 +102,11 @@ export interface HostView {
   /** Length in bytes. */
   readonly length: number;
   read(at: number, len: number): Uint8Array;
+  /**
+   * Copies `dst.length - dstOffset` bytes at `at` into `dst` from `dstOffset` on (no allocation:
+   * the fast way to copy large ranges). Same checks and faults as {@link read}.
+   */
+  readInto(at: number, dst: Uint8Array, dstOffset?: number): void;
   write(at: number, data: Uint8Array): void;
   fill(at: number, len: number, byte: number): void;
   /** Ends the view (idempotent); it stops pinning the memory. */
@@ -249,6 +257,20 @@ export interface Vm {
   guestWrite(gpa: bigint | number, data: Uint8Array): void;
   /** {@link GuestMemory.stats} of every memory object this VM created that is still open, with totals. */
   memoryReport(): VmMemoryReport;
+  /**
+   * The host's side of guest memory by guest address, for device emulation and loading images:
+   * offset 0 is `range.gpa`. It is what the host reaches for shared pages — KVM: each binding's
+   * `userspace_addr` memory (the guest_memfd's own mapping, or anonymous memory on a VM with
+   * private memory); Gunyah: the guest-memory file itself. Private pages are never readable
+   * through it (KVM: the separate shared copy or zero; Gunyah: a lent page faults the access).
+   * `range` must lie in bindings end to end (`EFAULT` for a hole, `EINVAL` for a bad range).
+   * The view ends with `unmap()` or when a binding it uses goes away.
+   */
+  sharedView(range: GpaRange): HostView;
+  /**
+   * A new vCPU (capability 'vcpu', else `EOPNOTSUPP`). Closed with the VM at the latest.
+   */
+  createVcpu(): Vcpu;
   /** Tears the VM down: unbinds everything. Memory objects follow their backend's lifetime rules. */
   destroy(): void;
 }

@@ -102,6 +102,33 @@ export function accessPages(
   return { privatePages: priv, sharedPages: shared };
 }
 
+/**
+ * {@link GuestMemoryStats} of `memory` from what an adapter knows: its backing usage (`undefined`
+ * when the backend cannot count it: then `tracked` is used and the accounting is `'tracked'`), its
+ * live host-view bytes, and its VM's bindings and shared/private state.
+ */
+export function memoryStats(
+  memory: GuestMemory,
+  vm: Vm,
+  usage: { allocatedBytes: bigint; hugeFolios: number } | undefined,
+  hostMappedBytes: bigint,
+  tracked: { allocatedBytes: bigint } = { allocatedBytes: 0n },
+): GuestMemoryStats {
+  const boundRanges = boundRangesOf(memory, vm.bindings());
+  const allocatedBytes = usage?.allocatedBytes ?? tracked.allocatedBytes;
+  return {
+    id: memory.id,
+    size: memory.size,
+    allocatedBytes,
+    residentBytes: allocatedBytes,
+    hostMappedBytes,
+    boundRanges,
+    ...accessPages(vm.memoryState, boundRanges),
+    hugeFolios: usage?.hugeFolios ?? 0,
+    accounting: usage ? 'exact' : 'tracked',
+  };
+}
+
 /** Sums the stats of a VM's open memory objects into a {@link VmMemoryReport}. */
 export function memoryReport(vm: Vm, memories: Iterable<GuestMemory>): VmMemoryReport {
   const stats = [...memories].filter((m) => !m.closed).map((m) => m.stats());

@@ -53,6 +53,16 @@ export function checkGuestAccess(gpa: unknown, len: unknown, op: 'guestRead' | '
   return [uintArg(gpa, 'gpa', op, backend, GPA_LIMIT - 1n), Number(uintArg(len, 'len', op, backend, 1n << 30n))];
 }
 
+/**
+ * {@link checkGuestAccess} for hot paths: a non-negative safe-integer `number` GPA with a valid
+ * length passes through as the same number (no BigInt conversion); anything else goes through
+ * {@link checkGuestAccess} and comes back as a checked bigint. Same errors, same accepted domain.
+ */
+export function guestAccessGpa(gpa: unknown, len: number, op: 'guestRead' | 'guestWrite', backend: string): bigint | number {
+  if (typeof gpa === 'number' && Number.isSafeInteger(gpa) && gpa >= 0 && Number.isSafeInteger(len) && len >= 0 && len <= 1 << 30) return gpa;
+  return checkGuestAccess(gpa, len, op, backend)[0];
+}
+
 function aligned(b: bigint, v: unknown, what: string, op: string, backend: string): void {
   if (b % PAGE_SIZE_N !== 0n) throw gmErr('EINVAL', op, backend, `${what} ${showArg(v)} is not a multiple of 4096`, { info: { [what]: v } });
 }

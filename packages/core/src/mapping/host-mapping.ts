@@ -66,6 +66,14 @@ export class HostMapping {
     return out;
   }
 
+  /** Copies `dst.length - dstOffset` bytes at mapping offset `at` into `dst` (no allocation). */
+  readInto(at: number, dst: Uint8Array, dstOffset = 0): void {
+    if (!(Number.isSafeInteger(dstOffset) && dstOffset >= 0 && dstOffset <= dst.length)) {
+      throw gmErr('EINVAL', 'host read', this.file.ops.backend, `dstOffset ${dstOffset} is outside the ${dst.length}-byte buffer`);
+    }
+    this.access('read', at, dst.length - dstOffset, dst, dstOffset);
+  }
+
   /** Writes `data` at mapping offset `at`. */
   write(at: number, data: Uint8Array): void {
     this.access('write', at, data.length, data, 0);
@@ -89,7 +97,7 @@ export class HostMapping {
   }
 
   /** Checks and performs an access page by page: a read into `buf`, a write from `buf`, or a fill with `byte`. */
-  private access(kind: HostAccessKind, at: number, len: number, buf: Uint8Array | undefined, byte: number): void {
+  private access(kind: HostAccessKind, at: number, len: number, buf: Uint8Array | undefined, byteOrBufOffset: number): void {
     const backend = this.file.ops.backend;
     if (!this.mapped) throw gmErr('EFAULT', `host ${kind}`, backend, 'the mapping was unmapped');
     // A zero-length copy touches no page, so the kernel can neither fault nor refuse it.
@@ -102,6 +110,22 @@ export class HostMapping {
     }
     // File offsets are exact doubles below 2^53 (every file a real VMM maps); past that, bigints.
     const base = this.offsetNumber;
+    if (base >= 0 && len > PAGE_SIZE) {
+      // Large accesses: check the pages up to the first one that would fault, move everything
+      // before it with one file call, then fault on that page (the bytes before it stay moved).
+      const first = Math.floor((base + at) / PAGE_SIZE);
+      const end = Math.floor((base + at + len - 1) / PAGE_SIZE) + 1;
+      let bad = first;
+      while (bad < end && this.allowed(kind, bad)) bad++;
+      const n = Math.min(len, bad * PAGE_SIZE - (base + at));
+      if (n > 0) {
+        if (kind === 'read') this.file.read(base + at, n, buf, byteOrBufOffset);
+        else if (buf) this.file.write(base + at, buf, byteOrBufOffset, n);
+        else this.file.fill(base + at, n, byteOrBufOffset);
+      }
+      if (bad < end) this.check(kind, bad, Math.max(bad * PAGE_SIZE, base + at));
+      return;
+    }
     let done = 0;
     while (done < len) {
       const fileOffBig = base < 0 ? this.offset + BigInt(at + done) : undefined;
@@ -110,11 +134,17 @@ export class HostMapping {
       const inPage = fileOffBig === undefined ? (base + at + done) % PAGE_SIZE : Number(fileOffBig % PAGE_SIZE_N);
       const n = Math.min(len - done, PAGE_SIZE - inPage);
       this.check(kind, index, fileOff);
-      if (kind === 'read') this.file.read(fileOff, n, buf, done);
-      else if (buf) this.file.write(fileOff, buf, done, n);
-      else this.file.fill(fileOff, n, byte);
+      if (kind === 'read') this.file.read(fileOff, n, buf, byteOrBufOffset + done);
+      else if (buf) this.file.write(fileOff, buf, byteOrBufOffset + done, n);
+      else this.file.fill(fileOff, n, byteOrBufOffset);
       done += n;
     }
+  }
+
+  /** True when {@link check} would let the access to page `index` through. */
+  private allowed(kind: HostAccessKind, index: number): boolean {
+    const f = this.file;
+    return index < f.pages && !(f.ops.hostAccess && f.ops.hostAccess(f, index, kind) === 'sigbus') && !f.isPoisoned(index);
   }
 
   private check(kind: HostAccessKind, index: number, fileOff: bigint | number): void {

@@ -1,4 +1,4 @@
-import { defineConformanceSuite } from '@guestmem/conformance';
+import { defineConformanceSuite, defineGuestConformanceSuite } from '@guestmem/conformance';
 import { GunyahHypervisor } from './gunyah-hypervisor.js';
 
 defineConformanceSuite({
@@ -7,3 +7,5 @@ defineConformanceSuite({
   // Without guest cooperation a lent page the guest touched refuses reclaim, so conversion can fail.
   createRefusing: () => new GunyahHypervisor({ guestCooperates: false }),
 });
+
+defineGuestConformanceSuite({ name: 'gunyah-sim (simulated Gunyah v17)', create: () => new GunyahHypervisor() });

@@ -7,8 +7,6 @@
  */
 import {
   HostMappedCounter,
-  accessPages,
-  boundRangesOf,
   fileUsage,
   memoryReport,
   GuestMemError,
@@ -44,14 +42,20 @@ import {
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
+  type Vcpu,
   type Vm,
-  type VmMemoryReport, checkGuestAccess,
+  type VmMemoryReport,
+  guestAccessGpa,
+  sharedViewOf,
+  type SharedPart,
+  memoryStats,
 } from '@guestmem/core';
+import { GunyahSimVcpu } from './gunyah-vcpu.js';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, encodeMapFlags } from '../uapi/index.js';
 import { openGunyah, type SimDevice } from '../sim/device.js';
 import { BACKEND } from '../sim/errors.js';
-import type { SimGuestMem } from '../sim/guest-mem.js';
+import type { SimGuestMem, SimHostMapping } from '../sim/guest-mem.js';
 import type { SimVm } from '../sim/vm.js';
 import type { GunyahGuestControls } from './guest-controls.js';
 
@@ -81,7 +85,7 @@ const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
 export const GUNYAH_SIM_CAPABILITIES: Capabilities = makeCapabilities({
   backend: BACKEND,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'convert-keeps-contents', 'huge-pages', 'punch-hole', 'guest-access', 'unbind'],
+  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'convert-keeps-contents', 'huge-pages', 'punch-hole', 'guest-access', 'unbind', 'vcpu'],
   pageSizes: [4096, 2 * 1024 * 1024],
   maxGuestMemorySize: MAX_SIZE,
   raw: { uapi: 'gunyah-v17', inPlaceConversion: false },
@@ -223,19 +227,7 @@ class GunyahGuestMemory implements GuestMemory {
   private readonly mapped = new HostMappedCounter();
   /** Exact: the simulated file's own pages and folios; private pages are the lent (bound private) ones. */
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
-    const { allocatedBytes, hugeFolios } = fileUsage(this.mem.file);
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.mapped.bytes,
-      boundRanges,
-      ...accessPages(this.vm.memoryState, boundRanges),
-      hugeFolios,
-      accounting: 'exact',
-    };
+    return memoryStats(this, this.vm, fileUsage(this.mem.file), this.mapped.bytes);
   }
   /** Gunyah's uAPI has no memory-failure injection (none among the ioctls of docs/gunyah-v17.md §1.2), so no 'poison-injection'. */
   markPoisoned(): void {
@@ -559,6 +551,55 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     if (end <= this.memoryState.limit) this.memoryState.set(first, end, access);
   }
 
+  private readonly vcpus = new Set<Vcpu>();
+
+  /** A vCPU running the image's op list through GUNYAH_VCPU_RUN's access path (see gunyah-vcpu.ts). */
+  createVcpu(): Vcpu {
+    this.assertLive('createVcpu');
+    const v = new GunyahSimVcpu(
+      this.vcpus.size === 0 ? 0 : Math.max(...[...this.vcpus].map((x) => x.id)) + 1,
+      { sim: this.sim, ensureStarted: () => this.ensureStarted(), accessAt: (g) => this.active.find((b) => b.gpa <= g && g < b.end)?.access },
+      (x) => this.vcpus.delete(x),
+    );
+    this.vcpus.add(v);
+    return v;
+  }
+
+  /**
+   * The guest-memory files of share bindings by GPA (see `Vm.sharedView`): each part maps its file
+   * range on first use. A lend (private) binding is part of the range but refuses every access with
+   * `EACCES`: mapping it would make v17 reclaim the guest's pages, and the host never reads lent memory.
+   */
+  sharedView(range: GpaRange): HostView {
+    this.assertLive('sharedView');
+    const maps: { unmap(): void }[] = [];
+    const parts: SharedPart[] = this.active.map((b) => {
+      let m: ReturnType<SimGuestMem['mmap']> | undefined;
+      const mapping = () => {
+        if (b.access === 'private') throw gmErr('EACCES', 'sharedView', BACKEND, `0x${b.gpa.toString(16)} +${b.size} is lent to the guest`);
+        if (!m) maps.push((m = b.memory.mem.mmap({ offset: b.offset, length: b.size })));
+        return m;
+      };
+      return {
+        gpa: b.gpa,
+        size: b.size,
+        read: (at, len) => mapping().read(at, len),
+        readInto: (at, dst, off) => (mapping() as SimHostMapping).readInto(at, dst, off),
+        write: (at, d) => mapping().write(at, d),
+        fill: (at, len, byte) => mapping().fill(at, len, byte),
+        get live() {
+          return b.active;
+        },
+      };
+    });
+    const view = sharedViewOf(parts, range, BACKEND);
+    // Tracked like every host view, so Hypervisor.close() ends it (and its file mappings).
+    return this.hypervisor.views.add(view, () => {
+      view.unmap();
+      for (const m of maps.splice(0)) m.unmap();
+    });
+  }
+
   /**
    * Gunyah will not start without a DTB; the adapter supplies a one-page one at
    * {@link ADAPTER_DTB_GPA}, lent (v17 refuses a DTB in a share binding with ENOMEM). The VM starts
@@ -581,10 +622,8 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     this.sim.start();
   }
 
-  private run(op: 'guestRead' | 'guestWrite', access: () => GuestAccess): Uint8Array {
-    this.assertLive(op);
-    this.ensureStarted();
-    const r = access();
+  /** The bytes of a completed access, else the neutral error for how it ended. */
+  private settle(op: 'guestRead' | 'guestWrite', r: GuestAccess): Uint8Array {
     if (r.status === 'done') return r.data ?? new Uint8Array(0);
     if (r.status === 'mmio') {
       // An access the hypervisor hands to the VMM as MMIO (an address no binding backs, outside the
@@ -614,12 +653,20 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     throw gmErr('EFAULT', op, BACKEND, `guest access ended with ${r.status}`);
   }
 
+  // No closure per access, and a number GPA stays a number (the driver's fast path avoids BigInt).
   guestRead(g: bigint | number, len: number): Uint8Array {
-    return this.run('guestRead', () => this.sim.vcpu(0).read(...checkGuestAccess(g, len, 'guestRead', BACKEND)));
+    this.assertLive('guestRead');
+    const gpa = guestAccessGpa(g, len, 'guestRead', BACKEND);
+    this.ensureStarted();
+    return this.settle('guestRead', this.sim.vcpu(0).read(gpa, len));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
-    this.run('guestWrite', () => this.sim.vcpu(0).write(checkGuestAccess(g, data.length, 'guestWrite', BACKEND)[0], data));
+    this.assertLive('guestWrite');
+    const gpa = guestAccessGpa(g, data.length, 'guestWrite', BACKEND);
+    this.ensureStarted();
+    const r = this.sim.vcpu(0).write(gpa, data);
+    if (r.status !== 'done') this.settle('guestWrite', r);
   }
 
   /**
@@ -652,6 +699,7 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
 
   destroy(): void {
     if (this.destroyed) return;
+    for (const v of [...this.vcpus]) v.close();
     this.sim.close(); // reclaims everything, drops every binding's file reference
     for (const b of [...this.active]) this.forget(b);
     this.dtbMem?.close();

@@ -464,6 +464,9 @@ export class SimHostMapping implements GunyahHostMapping {
   read(at: bigint | number, length: number): Uint8Array {
     return this.inner.read(Number(at), length);
   }
+  readInto(at: bigint | number, dst: Uint8Array, dstOffset = 0): void {
+    this.inner.readInto(Number(at), dst, dstOffset);
+  }
   write(at: bigint | number, data: Uint8Array): void {
     this.inner.write(Number(at), data);
   }

@@ -12,8 +12,6 @@ import {
   HostMappedCounter,
   HostViewSet,
   RangeStateMap,
-  accessPages,
-  boundRangesOf,
   memoryReport,
   fileOffset,
   gmErr,
@@ -44,8 +42,12 @@ import {
   type Hypervisor,
   type MemoryAccess,
   type MemoryBinding,
+  type Vcpu,
   type Vm,
-  type VmMemoryReport, checkGuestAccess,
+  type VmMemoryReport,
+  guestAccessGpa,
+  sharedViewOf,
+  memoryStats,
 } from '@guestmem/core';
 import type { Kvm, KvmAnonMapping, KvmGuestMemfd, KvmMapping, KvmVm } from '../api.js';
 import {
@@ -81,13 +83,27 @@ const PAGE = 4096n;
  */
 export interface KvmGuestAccessDriver {
   /** A vCPU read of guest memory (the access kind follows the gfn's attribute). */
-  guestRead(vm: KvmVm, gpa: bigint, len: number): Uint8Array;
+  guestRead(vm: KvmVm, gpa: bigint | number, len: number): Uint8Array;
   /** A vCPU write of guest memory. */
-  guestWrite(vm: KvmVm, gpa: bigint, data: Uint8Array): void;
+  guestWrite(vm: KvmVm, gpa: bigint | number, data: Uint8Array): void;
   /** Memory-failure injection on the guest_memfd page at byte `offset`. */
   markPoisoned?(memfd: KvmGuestMemfd, offset: bigint): void;
   /** Exact backing of a guest_memfd (bytes with pages, 2 MiB folios), for `GuestMemory.stats()`. */
   usage?(memfd: KvmGuestMemfd): { allocatedBytes: bigint; hugeFolios: number } | undefined;
+}
+
+/**
+ * A driver's neutral vCPUs (capability 'vcpu'), wired in by whoever opens the driver like
+ * {@link KvmGuestAccessDriver}: native KVM runs the image's x86-64 code on a `KVM_CREATE_VCPU` fd
+ * (`nativeKvmVcpus`, kvm-vcpu.ts); the simulated kernel runs its op list on a sim vCPU fd
+ * (`SimKvmVm.createVcpu`, through `simKvmVcpus` in sim-vcpu.ts).
+ */
+export interface KvmVcpuDriver {
+  /**
+   * Creates vCPU `id` of `vm` (`KVM_CREATE_VCPU`). The vCPU fd outlives the VM fd (kernel rule);
+   * the adapter closes it on `Vm.destroy()`. `onClose` runs once when the returned vCPU closes.
+   */
+  createVcpu(vm: KvmVm, id: number, onClose: (v: Vcpu) => void): Vcpu;
 }
 
 function answerCaps(
@@ -95,6 +111,7 @@ function answerCaps(
   backend: string,
   simulated: boolean,
   ext: KvmGuestAccessDriver | undefined,
+  vcpus: KvmVcpuDriver | undefined,
   level: 'system' | 'vm',
 ): Capabilities {
   const gmem = kvm.checkExtension(KVM_CAP_GUEST_MEMFD) === 1;
@@ -112,6 +129,8 @@ function answerCaps(
   if (attrPrivate) caps.push('convert-in-place');
   if (ext) caps.push('guest-access');
   if (ext?.markPoisoned) caps.push('poison-injection');
+  // Native: KVM_CREATE_VCPU runs the image's x86 code; simulated: the image's op list.
+  if (vcpus) caps.push('vcpu');
   return makeCapabilities({
     backend,
     simulated,
@@ -133,6 +152,8 @@ export class KvmHypervisor implements Hypervisor {
   readonly capabilities: Capabilities;
   /** The driver's extensions (guest access, poison), if it has any. */
   readonly guestAccess: KvmGuestAccessDriver | undefined;
+  /** The driver's neutral vCPUs, if it has them (capability 'vcpu'). */
+  readonly vcpuDriver: KvmVcpuDriver | undefined;
   private readonly vms = new Set<KvmVmAdapter>();
 
   /**
@@ -141,15 +162,19 @@ export class KvmHypervisor implements Hypervisor {
    * @param guestAccess the driver's extensions beyond the uAPI, if any ('guest-access',
    *   'poison-injection'). `openKvmHypervisor({ driver: 'sim' })` and the 'kvm-sim' provider pass
    *   the simulated kernel's; without them a simulated kernel has no 'guest-access'.
+   * @param vcpus the driver's neutral vCPUs ('vcpu'); `openKvmHypervisor` and the providers pass
+   *   them for both drivers.
    */
   constructor(
     readonly kvm: Kvm,
     readonly id: string = kvm.driver === 'native' ? 'kvm' : 'kvm-sim',
     guestAccess?: KvmGuestAccessDriver,
+    vcpus?: KvmVcpuDriver,
   ) {
     this.guestAccess = guestAccess;
+    this.vcpuDriver = vcpus;
     this.views = new HostViewSet(id);
-    this.capabilities = answerCaps(kvm, id, kvm.driver === 'sim', this.guestAccess, 'system');
+    this.capabilities = answerCaps(kvm, id, kvm.driver === 'sim', this.guestAccess, vcpus, 'system');
   }
 
   /**
@@ -198,13 +223,15 @@ export class KvmVmAdapter implements Vm {
   readonly capabilities: Capabilities;
   readonly memoryState = new RangeStateMap<MemoryAccess>('shared');
   private readonly slots = new Map<number, KvmBinding>();
+  private readonly vcpus = new Set<Vcpu>();
+  private nextVcpuId = 0;
   private dead = false;
 
   constructor(
     readonly hypervisor: KvmHypervisor,
     readonly kvmVm: KvmVm,
   ) {
-    this.capabilities = answerCaps(kvmVm, hypervisor.id, hypervisor.kvm.driver === 'sim', hypervisor.guestAccess, 'vm');
+    this.capabilities = answerCaps(kvmVm, hypervisor.id, hypervisor.kvm.driver === 'sim', hypervisor.guestAccess, hypervisor.vcpuDriver, 'vm');
   }
 
   get destroyed(): boolean {
@@ -452,19 +479,55 @@ export class KvmVmAdapter implements Vm {
     this.live('guestRead');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestRead', this.hypervisor.id, 'this driver cannot run guest accesses');
-    return ga.guestRead(this.kvmVm, ...checkGuestAccess(gpa, len, 'guestRead', this.hypervisor.id));
+    // A safe-integer number goes through as is (the driver's fast path avoids BigInt arithmetic).
+    return ga.guestRead(this.kvmVm, guestAccessGpa(gpa, len, 'guestRead', this.hypervisor.id), len);
   }
 
   guestWrite(gpa: bigint | number, data: Uint8Array): void {
     this.live('guestWrite');
     const ga = this.hypervisor.guestAccess;
     if (!ga) throw gmErr('EOPNOTSUPP', 'guestWrite', this.hypervisor.id, 'this driver cannot run guest accesses');
-    ga.guestWrite(this.kvmVm, checkGuestAccess(gpa, data.length, 'guestWrite', this.hypervisor.id)[0], data);
+    ga.guestWrite(this.kvmVm, guestAccessGpa(gpa, data.length, 'guestWrite', this.hypervisor.id), data);
+  }
+
+  /**
+   * The slots' `userspace_addr` memory by GPA (see `Vm.sharedView`): the guest_memfd's own mapping
+   * (host-mappable, initially shared memory on a default VM) or the anonymous memory the adapter
+   * gave the slot. A slot without host memory is a hole (`EFAULT`).
+   */
+  sharedView(range: GpaRange): HostView {
+    this.live('sharedView');
+    const parts = [...this.slots.values()].flatMap((b) => {
+      const m = b.mapping;
+      if (!m || m.unmapped) return [];
+      const into = (m as { readInto?: (at: number, dst: Uint8Array, off: number) => void }).readInto;
+      return [{ gpa: b.gpa as bigint, size: b.size, read: (at: number, len: number) => m.read(at, len), ...(into ? { readInto: (at: number, dst: Uint8Array, off: number) => into.call(m, at, dst, off) } : {}), write: (at: number, d: Uint8Array) => m.write(at, d), fill: (at: number, len: number, byte: number) => m.fill(at, len, byte), get live() { return b.active && !m.unmapped; } }];
+    });
+    const view = sharedViewOf(parts, range, this.hypervisor.id);
+    // Tracked like every host view, so Hypervisor.close() ends it.
+    return this.hypervisor.views.add(view, () => view.unmap());
+  }
+
+  /**
+   * A vCPU: on native KVM a `KVM_CREATE_VCPU` that runs the image's x86-64 code in long mode; on the
+   * simulated kernel one that runs the image's op list through the kernel's guest-access rules.
+   * Ids count from 0 per VM.
+   */
+  createVcpu(): Vcpu {
+    this.live('createVcpu');
+    const driver = this.hypervisor.vcpuDriver;
+    if (!driver) throw gmErr('EOPNOTSUPP', 'createVcpu', this.hypervisor.id, "this driver has no vCPUs (no 'vcpu' capability)");
+    const id = this.nextVcpuId;
+    const v = driver.createVcpu(this.kvmVm, id, (closed) => this.vcpus.delete(closed));
+    this.nextVcpuId++;
+    this.vcpus.add(v);
+    return v;
   }
 
   /** Deletes every slot and closes the VM fd. Guest memory objects keep the VM alive until they close (KVM rule). */
   destroy(): void {
     if (this.dead) return;
+    for (const v of [...this.vcpus]) v.close();
     for (const b of [...this.slots.values()]) b.unbind();
     this.dead = true;
     this.kvmVm.close();
@@ -552,22 +615,9 @@ export class KvmGuestMemory implements GuestMemory {
    * allocates on a fault are not visible from here.
    */
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
-    const { privatePages, sharedPages } = accessPages(this.vm.memoryState, boundRanges);
+    // The simulated kernel counts its backing exactly; the native driver counts what went through this object.
     const exact = this.vm.hypervisor.guestAccess?.usage?.(this.fd);
-    const allocatedBytes = exact?.allocatedBytes ?? BigInt(this.#allocated.count(true, 0, Number(this.size / PAGE))) * PAGE;
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.#mapped.bytes,
-      boundRanges,
-      privatePages,
-      sharedPages,
-      hugeFolios: exact?.hugeFolios ?? 0,
-      accounting: exact ? 'exact' : 'tracked',
-    };
+    return memoryStats(this, this.vm, exact, this.#mapped.bytes, { allocatedBytes: BigInt(this.#allocated.count(true, 0, Number(this.size / PAGE))) * PAGE });
   }
 
   /**

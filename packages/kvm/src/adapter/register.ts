@@ -6,7 +6,9 @@ import { SimKernel } from '../sim/kernel.js';
 import { probeNativeKvm, type KvmDevice } from '../native/probe.js';
 import { SimKvm } from '../sim/kvm.js';
 import { KvmHypervisor } from './kvm-hypervisor.js';
+import { nativeKvmVcpus } from './kvm-vcpu.js';
 import { simKvmExtensions } from './sim-extensions.js';
+import { simKvmVcpus } from './sim-vcpu.js';
 
 /** Options of {@link registerKvm}. */
 export interface RegisterKvmOptions {
@@ -38,6 +40,8 @@ export interface OpenKvmHypervisorOptions {
   swProtectedVm?: boolean;
   /** Sim only: the folio allocator backing the simulated kernel's memory. */
   allocator?: FolioAllocator;
+  /** Sim only: the exit a guest access to a released guest_memfd gives (see `SimKernelOptions.releasedMemoryExit`). */
+  releasedMemoryExit?: 'memory-fault' | 'mmio';
 }
 
 /**
@@ -46,9 +50,9 @@ export interface OpenKvmHypervisorOptions {
  * 'poison-injection'); native has none. Ids: 'kvm' (native), 'kvm-sim'.
  */
 export function openKvmHypervisor(opts: OpenKvmHypervisorOptions): KvmHypervisor {
-  if (opts.driver === 'native') return new KvmHypervisor(openKvm({ driver: 'native', device: opts.device }), 'kvm');
-  const kvm = new SimKvm(new SimKernel({ profile: opts.profile ?? '6.18', swProtectedVm: opts.swProtectedVm ?? true, allocator: opts.allocator }));
-  return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm));
+  if (opts.driver === 'native') return new KvmHypervisor(openKvm({ driver: 'native', device: opts.device }), 'kvm', undefined, nativeKvmVcpus);
+  const kvm = new SimKvm(new SimKernel({ profile: opts.profile ?? '6.18', swProtectedVm: opts.swProtectedVm ?? true, allocator: opts.allocator, releasedMemoryExit: opts.releasedMemoryExit }));
+  return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm), simKvmVcpus);
 }
 
 /**

@@ -186,6 +186,11 @@ export class HostWindows {
     return out;
   }
 
+  /** Copies `dst.length - dstOffset` bytes at `address + start` into `dst`. */
+  readInto(start: number, dst: Uint8Array, dstOffset: number): void {
+    this.#each(start, dst.length - dstOffset, (v, a, b, done) => dst.set(v.subarray(a, b), dstOffset + done));
+  }
+
   /** Copies `data` to `address + start`. */
   write(start: number, data: Uint8Array): void {
     this.#each(start, data.byteLength, (v, a, b, done) => v.set(data.subarray(done, done + (b - a)), a));

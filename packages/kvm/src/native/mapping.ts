@@ -73,6 +73,15 @@ export abstract class NativeMappingBase implements SlotReferencedMapping {
     return this.#host.read(start, len);
   }
 
+  /** `memcpy(dst + dstOffset, address + offset, dst.length - dstOffset)`, with {@link read}'s checks and faults. */
+  readInto(offset: IntArg, dst: Uint8Array, dstOffset = 0): void {
+    const len = dst.length - dstOffset;
+    const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
+    const allowed = this.allowedBytes(start, len);
+    if (allowed < len) throw this.fault('read', start + allowed);
+    this.#host.readInto(start, dst, dstOffset);
+  }
+
   write(offset: IntArg, data: Uint8Array): void {
     const start = this.check('write', offset, data.byteLength, PROT_WRITE);
     const allowed = this.allowedBytes(start, data.byteLength);

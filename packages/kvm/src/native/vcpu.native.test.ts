@@ -21,7 +21,8 @@ import {
 } from '../uapi/constants.js';
 import { asNativeVm, type NativeVm } from './driver.js';
 import { probeNativeKvm } from './probe.js';
-import { enterRealMode, runVcpu } from './vcpu.js';
+import { enterRealMode, runVcpu, VCPU_TIMEOUT_SIGNAL } from './vcpu.js';
+import { readFileSync } from 'node:fs';
 
 const probe = probeNativeKvm();
 if (!probe.available) console.warn(`[kvm native] skipping vCPU tests: ${probe.reason}`);
@@ -175,6 +176,21 @@ describe.skipIf(!probe.available)('native vCPU', () => {
     // An untimed run after timed ones still behaves (the vCPU's signal mask keeps other signals as they were).
     enterRealMode(vcpu, 0, CODE_GPA);
     expect(vcpu.run().reason).toBe(KVM_EXIT_IO);
+  });
+
+  it('timed runs leave the thread\'s signal mask as it was: signal 62 is not blocked afterwards (/proc/thread-self/status SigBlk)', () => {
+    const sigBlk = (): bigint => BigInt(`0x${/^SigBlk:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/thread-self/status', 'utf8'))![1]}`);
+    const bit = 1n << BigInt(VCPU_TIMEOUT_SIGNAL - 1);
+    const before = sigBlk();
+    const { vcpu } = vmWithCode([0xeb, 0xfe]); // jmp $
+    expect(vcpu.run({ timeoutMs: 20 }).timedOut).toBe(true);
+    expect(sigBlk() & bit).toBe(0n);
+    expect(sigBlk()).toBe(before);
+    // A second timed run, then one that exits in time: still nothing left blocked.
+    expect(vcpu.run({ timeoutMs: 20 }).timedOut).toBe(true);
+    const { vcpu: v2 } = vmWithCode([0xf4]); // hlt
+    expect(v2.run({ timeoutMs: 5_000 }).reason).toBe(KVM_EXIT_HLT);
+    expect(sigBlk()).toBe(before);
   });
 
   it('close() unmaps kvm_run and closes the fd once', () => {

@@ -35,14 +35,16 @@ import { FdHandle } from '../fd-handle.js';
 const RUN_ERRNO_EXITS: Readonly<Record<string, number>> = { EINTR: KVM_EXIT_INTR, EFAULT: KVM_EXIT_MEMORY_FAULT, EHWPOISON: KVM_EXIT_MEMORY_FAULT };
 
 /**
- * The signal that ends a `run({ timeoutMs })`: a real-time signal Node does not use. The first timed
- * run blocks it in the calling thread for good (so it is never delivered to Node) and gives the vCPU
- * a KVM_SET_SIGNAL_MASK without it: the signal is unblocked only while KVM_RUN is inside the guest,
- * where a pending one makes KVM_RUN return -1 EINTR (`KVM_EXIT_INTR`). It is then consumed with
- * `sigtimedwait`, never handled.
+ * The signal that ends a `run({ timeoutMs })`: a real-time signal Node does not use. Each timed run
+ * blocks it in the calling thread only for the duration of the run (so it is never delivered to
+ * Node) and gives the vCPU a KVM_SET_SIGNAL_MASK without it: the signal is unblocked only while
+ * KVM_RUN is inside the guest, where a pending one makes KVM_RUN return -1 EINTR (`KVM_EXIT_INTR`).
+ * It is consumed with `sigtimedwait`, never handled; afterwards the vCPU's signal mask is cleared
+ * and the thread's mask restored, so no timed run leaves the signal blocked or pending.
  */
 export const VCPU_TIMEOUT_SIGNAL = 62;
 const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
 const CLOCK_MONOTONIC = 1;
 const SIGEV_THREAD_ID = 4;
 /** glibc's `sigset_t` is 128 bytes; the kernel's (KVM_SET_SIGNAL_MASK `len`) is 8. */
@@ -152,7 +154,31 @@ export class NativeVcpu extends FdHandle {
   #runTimed(fd: number, timeoutMs: number): VcpuExit {
     if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new RangeError(`timeoutMs must be a positive number, got ${timeoutMs}`);
     const t = timerLibc();
-    const timer = this.#timerFor(fd);
+    const timer = this.#timerFor();
+    const old = Buffer.alloc(SIGSET_BYTES);
+    // Why: block the timeout signal in this thread while the timer can fire, so it never reaches Node's handlers.
+    const r = t.pthread_sigmask(SIG_BLOCK, timeoutSet, old);
+    if (r !== 0) throw syscallError(r, 'run', 'pthread_sigmask');
+    try {
+      const mask = Buffer.alloc(12);
+      mask.writeUInt32LE(8, 0);
+      old.copy(mask, 4, 0, 8);
+      mask[4 + ((VCPU_TIMEOUT_SIGNAL - 1) >> 3)]! &= ~(1 << ((VCPU_TIMEOUT_SIGNAL - 1) & 7));
+      // Why: KVM_RUN runs with the thread's former mask minus the timeout signal, so a pending one interrupts the guest.
+      if (this.c.ioctlPtr(fd, KVM_SET_SIGNAL_MASK, mask) < 0) throw syscallError(this.c.errno(), 'run', 'ioctl(KVM_SET_SIGNAL_MASK)');
+      try {
+        return this.#runArmed(fd, t, timer, timeoutMs);
+      } finally {
+        // Why: a NULL mask makes later KVM_RUNs use the thread's own mask again (kvm_vcpu_ioctl_set_sigmask).
+        this.c.ioctlPtr(fd, KVM_SET_SIGNAL_MASK, null);
+      }
+    } finally {
+      // Why: the timer is disarmed and its signal consumed: give the thread back the mask it had.
+      t.pthread_sigmask(SIG_SETMASK, old, null);
+    }
+  }
+
+  #runArmed(fd: number, t: ReturnType<typeof timerLibc>, timer: bigint, timeoutMs: number): VcpuExit {
     const its = Buffer.alloc(32); // struct itimerspec { it_interval; it_value }: one-shot it_value at +16
     const ns = BigInt(Math.round(timeoutMs * 1e6));
     its.writeBigInt64LE(ns / 1_000_000_000n, 16);
@@ -172,26 +198,16 @@ export class NativeVcpu extends FdHandle {
       // Why: disarm the timer.
       t.timer_settime(timer, 0, its, null);
       // Why: flush a signal that fired between the two calls above (dropped as stale, or taken here),
-      // so no pending signal cuts the next KVM_RUN short.
+      // so nothing is pending when the thread's mask is restored.
       t.sigtimedwait(timeoutSet, null, zeroTimespec);
     }
     return fired && exit.errno === 'EINTR' ? { ...exit, timedOut: true } : exit;
   }
 
-  /** The vCPU's POSIX timer, set up on the first timed run (see {@link VCPU_TIMEOUT_SIGNAL}). */
-  #timerFor(fd: number): bigint {
+  /** The vCPU's POSIX timer, created by the first timed run; its signal goes to this thread (see {@link VCPU_TIMEOUT_SIGNAL}). */
+  #timerFor(): bigint {
     if (this.#timer !== undefined) return this.#timer;
     const t = timerLibc();
-    const old = Buffer.alloc(SIGSET_BYTES);
-    // Why: block the timeout signal in this thread so it can never reach Node's handlers; it only acts inside KVM_RUN.
-    const r = t.pthread_sigmask(SIG_BLOCK, timeoutSet, old);
-    if (r !== 0) throw syscallError(r, 'run', 'pthread_sigmask');
-    old[(VCPU_TIMEOUT_SIGNAL - 1) >> 3]! &= ~(1 << ((VCPU_TIMEOUT_SIGNAL - 1) & 7));
-    const mask = Buffer.alloc(12);
-    mask.writeUInt32LE(8, 0);
-    old.copy(mask, 4, 0, 8);
-    // Why: KVM_RUN runs with the thread's mask minus the timeout signal, so a pending one interrupts the guest.
-    if (this.c.ioctlPtr(fd, KVM_SET_SIGNAL_MASK, mask) < 0) throw syscallError(this.c.errno(), 'run', 'ioctl(KVM_SET_SIGNAL_MASK)');
     const sev = Buffer.alloc(64); // struct sigevent: sigev_signo +8, sigev_notify +12, _tid +16
     sev.writeInt32LE(VCPU_TIMEOUT_SIGNAL, 8);
     sev.writeInt32LE(SIGEV_THREAD_ID, 12);

@@ -9,12 +9,14 @@ import { KVM_EXIT_MEMORY_FAULT, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY }
 import { TASK_SIZE } from './address-space.js';
 import { SimAnonMapping } from './anon-memory.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
+import type { SimGmemFile } from './guest-memfd.js';
+import type { SimMemslot } from './memslot.js';
 import type { SimVmState } from './vm-state.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 const PAGE_MASK = PAGE - 1n;
 const KVM_RUN = 'ioctl(KVM_RUN)';
-
+const EMPTY = new Uint8Array(0);
 
 /** Arguments of {@link guestAccess}. */
 export interface SimGuestAccess {
@@ -91,6 +93,60 @@ interface ResolvedPage {
  * Returns the bytes read (an empty array for writes).
  */
 export function guestAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array {
+  const fast = fastAccess(vm, args);
+  if (fast !== undefined) return fast;
+  return slowAccess(vm, args);
+}
+
+/** The last page the full path installed an SPTE for (see {@link fastAccess}); kept in {@link SimVmState.tlb}. */
+export interface SimGuestTlb {
+  readonly base: bigint;
+  readonly end: bigint;
+  /** `base` as a number, NaN past 2^53 (so a number address never matches there). */
+  readonly baseNum: number;
+  readonly slot: SimMemslot;
+  readonly slotPage: number;
+  readonly folio: number;
+  readonly file: SimGmemFile;
+  readonly isPrivate: boolean;
+  readonly arena: Uint8Array;
+  readonly at: number;
+}
+
+/**
+ * A shortcut with no behaviour of its own: a one-page access to the page whose SPTE the full path
+ * ({@link slowAccess}) installed last, while that SPTE is still installed. Everything that changes
+ * the answer — punch, poison, conversion (attributes), slot delete/move, file release — zaps the
+ * SPTE, replaces the slot or orphans it, which this checks, so the access then takes the full path.
+ */
+function fastAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array | undefined {
+  const t = vm.tlb;
+  if (t === undefined) return undefined;
+  const gpa = args.gpa;
+  const len = args.len;
+  // The offset in the page, without BigInt arithmetic for number addresses (the common case).
+  let inPage: number;
+  if (typeof gpa === 'number') inPage = gpa - t.baseNum;
+  else if (typeof gpa === 'bigint' && gpa >= t.base && gpa < t.end) inPage = Number(gpa - t.base);
+  else return undefined;
+  if (!(inPage >= 0 && len >= 0 && inPage + len <= PAGE_SIZE && Number.isInteger(inPage) && Number.isInteger(len))) return undefined;
+  if (args.private !== undefined && args.private !== t.isPrivate) return undefined;
+  const slot = t.slot;
+  if (slot.sptes.get(t.slotPage) !== t.folio || vm.slots.get(slot.id) !== slot || slot.gmem?.file !== t.file) return undefined;
+  const arena = t.arena;
+  const at = t.at + inPage;
+  if (args.write === true) {
+    const data = args.data;
+    if (data === undefined || data.length !== len) return undefined;
+    if (len <= 16) for (let k = 0; k < len; k++) arena[at + k] = data[k]!;
+    else arena.set(data, at);
+    return EMPTY;
+  }
+  return arena.slice(at, at + len);
+}
+
+/** The full path: every rule of {@link guestAccess}, page by page. */
+function slowAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array {
   const write = args.write === true;
   const op = write ? 'guestWrite' : 'guestRead';
   const gpa = u64('gpa', args.gpa);
@@ -125,11 +181,12 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
   // Why: SW_PROTECTED VMs take is_private from the attributes (kvm_mmu_page_fault); hardware
   // CoCo types report it, which `wantPrivate` stands for (docs/kvm-guest-memfd.md §2.8).
   const isPrivate = wantPrivate ?? attrPrivate;
-  const exit = (code: GuestMemErrorCode, detail: string): GuestMemError =>
+  const exit = (code: GuestMemErrorCode, detail: string, extra: Record<string, unknown> = {}): GuestMemError =>
     sysErr(code, op, KVM_RUN, detail, {
       exitReason: KVM_EXIT_MEMORY_FAULT,
       // kvm_mmu_prepare_memory_fault_exit: the faulting page, PRIVATE iff fault->is_private (§1.4).
       memoryFault: { flags: isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n, gpa: gfn << 12n, size: PAGE },
+      ...extra,
     });
   // Why: a private/shared mismatch exits to userspace before anything else (kvm_mmu_faultin_pfn).
   if (isPrivate !== attrPrivate) {
@@ -139,10 +196,10 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
   if (!slot) {
     // Why: kvm_handle_noslot_fault refuses to emulate MMIO for a private fault (kvm_exits §3.4).
     if (isPrivate) throw exit('EFAULT', `private access to gpa 0x${at.toString(16)} with no memslot`);
-    throw sysErr('EFAULT', op, undefined, `no memslot at gpa 0x${at.toString(16)} (MMIO exit)`, { gpa: at });
+    throw sysErr('EFAULT', op, undefined, `no memslot at gpa 0x${at.toString(16)} (MMIO exit)`, { gpa: at, mmio: true });
   }
   if (write && slot.flags & KVM_MEM_READONLY) {
-    throw sysErr('EFAULT', op, undefined, `write to a READONLY slot at 0x${at.toString(16)} (MMIO exit)`, { gpa: at });
+    throw sysErr('EFAULT', op, undefined, `write to a READONLY slot at 0x${at.toString(16)} (MMIO exit)`, { gpa: at, mmio: true });
   }
   const slotPage = Number(gfn - slot.baseGfn);
   // fault_from_gmem(): private faults and every fault on a gmem-only slot use guest_memfd (§2.8).
@@ -151,10 +208,22 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
     if (!slot.gmem) throw exit('EFAULT', `private access to gfn 0x${gfn.toString(16)} in slot ${slot.id}, which has no guest_memfd`);
     const file = slot.gmem.file;
     // kvm_gmem_get_pfn: a released file gives -EFAULT with a memory-fault exit (§2.8 step 1).
-    if (!file) throw exit('EFAULT', `slot ${slot.id}'s guest_memfd was released`);
+    if (!file) {
+      // `gmemReleased` lets a vCPU model pick the exit its host gives (SimKernelOptions.releasedMemoryExit).
+      if (vm.kernel.releasedMemoryExit === 'mmio') {
+        throw sysErr('EFAULT', op, undefined, `slot ${slot.id}'s guest_memfd was released (MMIO exit on this profile)`, { gpa: at, gmemReleased: true, mmio: true });
+      }
+      throw exit('EFAULT', `slot ${slot.id}'s guest_memfd was released`, { gmemReleased: true });
+    }
     const index = slot.gmem.pgoff + slotPage;
     try {
-      slot.sptes.set(slotPage, file.core.getFolio(index));
+      const folio = file.core.getFolio(index);
+      slot.sptes.set(slotPage, folio);
+      const alloc = file.core.allocator;
+      const inFolio = alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0;
+      const base = gfn << 12n;
+      const baseNum = base <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(base) : Number.NaN;
+      vm.tlb = { base, end: base + PAGE, baseNum, slot, slotPage, folio, file, isPrivate, arena: alloc.arenaOf(folio), at: alloc.arenaOffset(folio) + inFolio };
     } catch (e) {
       // §2.8 steps 4–5: EHWPOISON for a poisoned folio, allocation errors passed through.
       if (GuestMemError.is(e)) throw exit(e.code, e.message);

@@ -29,6 +29,16 @@ export interface SimKernelOptions {
    * a slot ending at 2^52 is accepted, one at 2^52 refused), the host's MAXPHYADDR with EPT/NPT.
    */
   maxGpaBits?: number;
+  /**
+   * What a guest data access to a gmem-only slot (guest_memfd with MMAP) whose file was released
+   * gives. `'memory-fault'`: `kvm_gmem_get_pfn` fails → KVM_RUN -1 EFAULT with a
+   * KVM_EXIT_MEMORY_FAULT record (hardware-virtualised hosts: the MMU fault path serves gmem-only
+   * slots from the file). `'mmio'`: KVM_EXIT_MMIO, what the probe machine gives (PVM: guest memory
+   * is reached through the slot's `userspace_addr`, and with nothing mapped there the access is
+   * emulated as MMIO; measured by the differential guest tests, packages/kvm/src/diff/guest.diff.test.ts).
+   * Default: `'mmio'` when `swProtectedVm` is false (the probe machine), else `'memory-fault'`.
+   */
+  releasedMemoryExit?: 'memory-fault' | 'mmio';
 }
 
 /**
@@ -39,6 +49,8 @@ export class SimKernel {
   readonly profile: KvmProfile;
   readonly fds = new SimFdTable();
   readonly config: SimKernelConfig;
+  /** See {@link SimKernelOptions.releasedMemoryExit}. */
+  readonly releasedMemoryExit: 'memory-fault' | 'mmio';
   /** Host address space: guest_memfd mappings and anonymous memory (both usable as `userspace_addr`). */
   readonly addressSpace = new SimAddressSpace<SimMapping | SimAnonMapping>();
   readonly allocator: FolioAllocator;
@@ -53,6 +65,7 @@ export class SimKernel {
   constructor(opts: SimKernelOptions = {}) {
     this.profile = opts.profile ?? '6.18';
     this.config = opts.swProtectedVm === false ? PROBE_HOST_CONFIG : SW_PROTECTED_CONFIG;
+    this.releasedMemoryExit = opts.releasedMemoryExit ?? (opts.swProtectedVm === false ? 'mmio' : 'memory-fault');
     this.allocator = opts.allocator ?? new ArenaFolioAllocator();
     const bits = opts.maxGpaBits ?? 52;
     if (!Number.isInteger(bits) || bits < 13 || bits > 64) throw sysErr('EINVAL', 'openSimKvm', undefined, `maxGpaBits must be an integer in [13, 64], got ${bits}`, { maxGpaBits: bits });

@@ -46,6 +46,13 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
     return out;
   }
 
+  /** Sim-side counterpart of the native mapping's `readInto`: a read into the caller's buffer. */
+  readInto(offset: IntArg, dst: Uint8Array, dstOffset = 0): void {
+    const len = dst.length - dstOffset;
+    const start = this.check('read', offset, len, PROT_READ | PROT_WRITE);
+    if (len > 0) this.faulting('read', () => this.host.readInto(start, dst, dstOffset));
+  }
+
   write(offset: IntArg, data: Uint8Array): void {
     const start = this.check('write', offset, data.byteLength, PROT_WRITE);
     if (data.byteLength === 0) return;

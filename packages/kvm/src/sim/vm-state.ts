@@ -3,6 +3,7 @@
  * memslots and its memory attributes.
  */
 import { RangeStateMap } from '@guestmem/core';
+import type { SimGuestTlb } from './guest-access.js';
 import type { SimKernel } from './kernel.js';
 import type { SimMemslot } from './memslot.js';
 import type { SimVmType } from './vm-types.js';
@@ -23,6 +24,8 @@ export class SimVmState {
    * run-length encoded, so a whole 2^52-frame range costs one run.
    */
   readonly attributes = new RangeStateMap<boolean>(false);
+  /** The guest-access shortcut's last page (see `guest-access.ts`); checked against the SPTE on every use. */
+  tlb: SimGuestTlb | undefined;
 
   constructor(
     readonly kernel: SimKernel,

@@ -1,7 +1,12 @@
-import { defineConformanceSuite } from '@guestmem/conformance';
+import { defineConformanceSuite, defineGuestConformanceSuite } from '@guestmem/conformance';
 import { GunyahAckHypervisor } from './gunyah-ack-hypervisor.js';
 
 defineConformanceSuite({
+  name: 'gunyah-ack-sim (simulated Gunyah, Android Common Kernel 6.12 line)',
+  create: () => new GunyahAckHypervisor(),
+});
+
+defineGuestConformanceSuite({
   name: 'gunyah-ack-sim (simulated Gunyah, Android Common Kernel 6.12 line)',
   create: () => new GunyahAckHypervisor(),
 });

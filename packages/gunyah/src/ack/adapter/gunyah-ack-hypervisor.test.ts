@@ -12,7 +12,7 @@ describe('GunyahAckHypervisor (neutral interfaces over the ACK driver)', () => {
   it("id 'gunyah-ack-sim'; no unbind, punch-hole, conversion or guest-memory file; private = lend, shared = share", () => {
     const h = new GunyahAckHypervisor();
     expect(h.id).toBe('gunyah-ack-sim');
-    expect(h.capabilities.list()).toEqual(['guest-access', 'host-map', 'huge-pages', 'initially-shared', 'private-memory']);
+    expect(h.capabilities.list()).toEqual(['guest-access', 'host-map', 'huge-pages', 'initially-shared', 'private-memory', 'vcpu']);
     expect(h.capabilities.raw).toMatchObject({ uapi: 'gunyah-ack', generation: 'C' });
     const vm = h.createVm();
     const m = vm.createGuestMemory({ size: 4 * P, hostMappable: true });

@@ -43,13 +43,16 @@ import {
   type MemoryBinding,
   type UserMemory,
   type Vm,
-  accessPages,
-  boundRangesOf,
   memoryReport,
   type GuestMemoryStats,
   type VmMemoryReport,
-  checkGuestAccess,
+  guestAccessGpa,
+  sharedViewOf,
+  type SharedPart,
+  type Vcpu,
+  memoryStats,
 } from '@guestmem/core';
+import { AckSimVcpu } from './ack-vcpu.js';
 import { ACK_MAP_FLAGS as F, type AckGeneration } from '../uapi/index.js';
 import { ACK_BACKEND } from '../sim/errors.js';
 import { openGunyahAck, type AckHost, type AckProcess } from '../sim/host.js';
@@ -80,7 +83,7 @@ export const GUNYAH_ACK_SIM_CAPABILITIES = (generation: AckGeneration, line: str
   makeCapabilities({
     backend: ACK_BACKEND,
     simulated: true,
-    caps: ['host-map', 'initially-shared', 'private-memory', 'huge-pages', 'guest-access'],
+    caps: ['host-map', 'initially-shared', 'private-memory', 'huge-pages', 'guest-access', 'vcpu'],
     pageSizes: [4096, 2 * 1024 * 1024],
     maxGuestMemorySize: MAX_SIZE,
     raw: { uapi: 'gunyah-ack', generation, line, unbind: false, punchHole: false },
@@ -242,24 +245,12 @@ class AckGuestMemory implements GuestMemory {
     );
   }
   stats(): GuestMemoryStats {
-    const boundRanges = boundRangesOf(this, this.vm.bindings());
     // Over the present folios only: a page-by-page walk of a 64 TiB memory would never return.
     let hugeFolios = 0;
     this.memory.forEachFolio((_head, _folio, order) => {
       if (order === 9) hugeFolios++;
     });
-    const allocatedBytes = BigInt(this.memory.pagesPresent) * PAGE_SIZE_N;
-    return {
-      id: this.id,
-      size: this.size,
-      allocatedBytes,
-      residentBytes: allocatedBytes,
-      hostMappedBytes: this.viewBytes,
-      boundRanges,
-      ...accessPages(this.vm.memoryState, boundRanges),
-      hugeFolios,
-      accounting: 'exact',
-    };
+    return memoryStats(this, this.vm, { allocatedBytes: BigInt(this.memory.pagesPresent) * PAGE_SIZE_N, hugeFolios }, this.viewBytes);
   }
   markPoisoned(): void {
     throw gmErr('EOPNOTSUPP', 'markPoisoned', ACK_BACKEND, 'the ACK simulation does not model memory failure');
@@ -441,10 +432,8 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
   }
   private dtbAddress: bigint | undefined;
 
-  private run(op: 'guestRead' | 'guestWrite', access: () => AckGuestAccess): Uint8Array {
-    this.assertLive(op);
-    this.ensureStarted();
-    const r = access();
+  /** The bytes of a completed access, else the neutral error for how it ended. */
+  private settle(op: 'guestRead' | 'guestWrite', r: AckGuestAccess): Uint8Array {
     if (r.status === 'done') return r.data ?? new Uint8Array(0);
     // Every unresolved guest access is EFAULT in the neutral API; the uAPI's exit is in info.
     const exit =
@@ -464,11 +453,72 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
   }
 
   guestRead(g: bigint | number, len: number): Uint8Array {
-    return this.run('guestRead', () => this.sim.vcpu().read(...checkGuestAccess(g, len, 'guestRead', ACK_BACKEND)));
+    this.assertLive('guestRead');
+    const gpa = guestAccessGpa(g, len, 'guestRead', ACK_BACKEND);
+    this.ensureStarted();
+    return this.settle('guestRead', this.sim.vcpu().read(gpa, len));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
-    this.run('guestWrite', () => this.sim.vcpu().write(checkGuestAccess(g, data.length, 'guestWrite', ACK_BACKEND)[0], data));
+    this.assertLive('guestWrite');
+    const gpa = guestAccessGpa(g, data.length, 'guestWrite', ACK_BACKEND);
+    this.ensureStarted();
+    const r = this.sim.vcpu().write(gpa, data);
+    if (r.status !== 'done') this.settle('guestWrite', r);
+  }
+
+  private readonly vcpus = new Set<Vcpu>();
+  private nextVcpuId = 0;
+
+  /**
+   * A vCPU running the image's op list through `GH_VCPU_RUN`'s access path (see ack-vcpu.ts); the
+   * VM starts (with the adapter's DTB) on its first run.
+   */
+  createVcpu(): Vcpu {
+    this.assertLive('createVcpu');
+    const v = new AckSimVcpu(
+      this.nextVcpuId++,
+      {
+        sim: this.sim,
+        ensureStarted: () => this.ensureStarted(),
+        accessAt: (g) => this.active.find((b) => b.gpa <= g && g < b.end)?.access,
+      },
+      (x) => this.vcpus.delete(x),
+    );
+    this.vcpus.add(v);
+    return v;
+  }
+
+  /**
+   * The user memory of share regions by GPA (see `Vm.sharedView`): the VMM's own mapping at the
+   * region's `userspace_addr`, through the same host-access rule as `GuestMemory.map`. A lend
+   * (private) region is part of the range but refuses every access with `EACCES`: the host never
+   * reads lent memory.
+   */
+  sharedView(range: GpaRange): HostView {
+    this.assertLive('sharedView');
+    const parts: SharedPart[] = this.active.map((b) => {
+      const at = (op: string, off: number, n: number): bigint => {
+        if (b.access === 'private')
+          throw gmErr('EACCES', 'sharedView', ACK_BACKEND, `0x${b.gpa.toString(16)} +${b.size} is lent to the guest`);
+        b.memory.checkHostAccess(op, b.offset, off, n);
+        return b.offset + BigInt(off);
+      };
+      const mem = b.memory.memory;
+      return {
+        gpa: b.gpa,
+        size: b.size,
+        read: (off, n) => mem.read(at('read', off, n), n),
+        write: (off, d) => mem.write(at('write', off, d.length), d),
+        fill: (off, n, byte) => mem.fill(at('write', off, n), n, byte),
+        get live() {
+          return b.active;
+        },
+      };
+    });
+    const view = sharedViewOf(parts, range, ACK_BACKEND);
+    // Tracked like every host view, so Hypervisor.close() ends it.
+    return this.hypervisor.views.add(view, () => view.unmap());
   }
 
   /**
@@ -506,6 +556,7 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
 
   destroy(): void {
     if (this.destroyed) return;
+    for (const v of [...this.vcpus]) v.close();
     this.sim.close();
     for (const b of this.active) {
       b.active = false;

@@ -1,0 +1,145 @@
+/**
+ * The neutral vCPU on the simulated kernel: {@link SimKvmVcpu} runs the image's op list on a sim
+ * vCPU fd (`SimKvmVm.createVcpu`, the uAPI-level `KVM_CREATE_VCPU` with its VM reference and id
+ * rules), each guest access through that fd's `guestAccess` (the kernel's fault rules), turning
+ * each failed access into the exit KVM_RUN would give. Wired into the adapter as
+ * {@link simKvmVcpus} by `openKvmHypervisor({ driver: 'sim' })`.
+ */
+import {
+  GuestMemError,
+  GuestOpInterpreter,
+  HostAccessFault,
+  gmErr,
+  type GuestImage,
+  type MemoryAccess,
+  type Vcpu,
+  type VcpuExit,
+  type VcpuRunOptions,
+} from '@guestmem/core';
+import type { KvmVm } from '../api.js';
+import type { SimVcpu } from '../sim/vcpu.js';
+import { SimKvmVm } from '../sim/vm.js';
+import { KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_MEMORY_FAULT, KVM_EXIT_MMIO, KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../uapi/constants.js';
+import type { KvmVcpuDriver } from './kvm-hypervisor.js';
+
+const mmioInfo = (gpa: bigint, len: number, write: boolean, data: Uint8Array) => ({
+  reason: KVM_EXIT_MMIO,
+  reasonName: 'KVM_EXIT_MMIO',
+  mmio: { physAddr: gpa, isWrite: write, len, data },
+});
+
+/**
+ * The simulated kernel's answer to one guest access as a neutral exit, or undefined when it
+ * completed: KVM_EXIT_MEMORY_FAULT records become 'memory-fault', addresses without a memslot (or a
+ * write to a READONLY one) 'mmio', everything else KVM_RUN would fail (an unreachable
+ * `userspace_addr`, a released file on a host that emulates, hwpoison SIGBUS) 'internal-error'.
+ */
+export function simAccess(
+  vm: Pick<SimKvmVm, 'guestAccess'>,
+  kind: 'read' | 'write',
+  gpa: bigint,
+  buf: Uint8Array,
+  view: MemoryAccess | undefined,
+): VcpuExit | undefined {
+  try {
+    if (kind === 'write')
+      vm.guestAccess({ gpa, len: buf.length, write: true, data: buf, private: view === undefined ? undefined : view === 'private' });
+    else buf.set(vm.guestAccess({ gpa, len: buf.length, private: view === undefined ? undefined : view === 'private' }));
+    return undefined;
+  } catch (e) {
+    if (!GuestMemError.is(e)) throw e;
+    const info = (e.info ?? {}) as Record<string, unknown>;
+    if (info.exitReason === KVM_EXIT_MEMORY_FAULT && info.memoryFault) {
+      const f = info.memoryFault as { flags: bigint; gpa: bigint; size: bigint };
+      return {
+        kind: 'memory-fault',
+        gpa: f.gpa,
+        size: f.size,
+        access: f.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE ? 'private' : 'shared',
+        info: { reason: KVM_EXIT_MEMORY_FAULT, reasonName: 'KVM_EXIT_MEMORY_FAULT', memoryFault: f, errno: e.code },
+      };
+    }
+    if (info.mmio === true) {
+      const data = kind === 'write' ? Uint8Array.from(buf) : new Uint8Array(buf.length);
+      return {
+        kind: 'mmio',
+        gpa,
+        size: buf.length,
+        write: kind === 'write',
+        data,
+        info: mmioInfo(gpa, buf.length, kind === 'write', data),
+      };
+    }
+    if (e instanceof HostAccessFault || e.code === 'EFAULT' || e.code === 'EHWPOISON') {
+      return {
+        kind: 'internal-error',
+        info: { reason: KVM_EXIT_INTERNAL_ERROR, reasonName: 'KVM_EXIT_INTERNAL_ERROR', errno: e.code, detail: e.message, ...info },
+      };
+    }
+    throw e;
+  }
+}
+
+/** A simulated-kernel vCPU fd behind the neutral {@link Vcpu}: the image's op list, accesses through `SimVcpu.guestAccess`. */
+export class SimKvmVcpu implements Vcpu {
+  readonly #interp: GuestOpInterpreter;
+  #closed = false;
+
+  constructor(
+    /** The uAPI-level vCPU fd (owned: closed with this vCPU). */
+    readonly fd: SimVcpu,
+    private readonly onClose: (v: Vcpu) => void,
+  ) {
+    this.#interp = new GuestOpInterpreter({ access: (kind, gpa, buf, view) => simAccess(fd, kind, gpa, buf, view) });
+  }
+
+  get id(): number {
+    return this.fd.id;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #live(op: string): void {
+    if (this.#closed) throw gmErr('EBADF', op, 'kvm-sim', `vCPU ${this.id} is closed`);
+  }
+
+  load(image: GuestImage): void {
+    this.#live('load');
+    this.#interp.load(image);
+  }
+
+  run(_opts: VcpuRunOptions = {}): VcpuExit {
+    this.#live('run');
+    return this.#interp.run();
+  }
+
+  completeRead(data: Uint8Array): void {
+    this.#live('completeRead');
+    this.#interp.completeRead(data);
+  }
+
+  /** As on the real KVM: the next KVM_RUN completes an MMIO exit's access, nothing re-executes it. */
+  readonly retriesMmio = false;
+
+  retryMmio(): void {
+    this.#live('retryMmio');
+    throw gmErr('EOPNOTSUPP', 'retryMmio', 'kvm-sim', 'KVM has no MMIO retry: the next KVM_RUN completes the emulated access');
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.fd.close();
+    this.onClose(this);
+  }
+}
+
+/** The simulated kernel's neutral vCPUs: a sim vCPU fd per vCPU, the op list interpreted. */
+export const simKvmVcpus: KvmVcpuDriver = {
+  createVcpu: (vm: KvmVm, id: number, onClose: (v: Vcpu) => void) => {
+    if (!(vm instanceof SimKvmVm)) throw new TypeError("the simulated kernel's vCPUs only run simulated VMs");
+    return new SimKvmVcpu(vm.createVcpu(id), onClose);
+  },
+};
