@@ -11,6 +11,7 @@ const alias = [
   { find: /^@guestmem\/kvm\/sim$/, replacement: pkg('kvm/src/sim-entry.ts') },
   { find: /^@guestmem\/kvm$/, replacement: pkg('kvm/src/index.ts') },
   { find: /^@guestmem\/gunyah$/, replacement: pkg('gunyah/src/index.ts') },
+  { find: /^@guestmem\/conformance\/fuzz$/, replacement: pkg('conformance/src/fuzz/index.ts') },
   { find: /^@guestmem\/conformance$/, replacement: pkg('conformance/src/index.ts') },
 ];
 

@@ -115,15 +115,22 @@ class ToyMemory implements GuestMemory {
   get closed(): boolean {
     return !this.open;
   }
+  /** The handle, not the file: bindings keep the file alive after close(). */
+  private assertOpen(op: string): void {
+    if (!this.open) throw gmErr('EBADF', op, ID, `memory ${this.id} was closed`);
+  }
   allocate(offset: bigint | number, len: bigint | number): void {
+    this.assertOpen('allocate');
     const r = checkFileRange(offset, len, this.size, 'allocate', ID);
     this.file.allocate(r.offset, r.len);
   }
   punchHole(offset: bigint | number, len: bigint | number): void {
+    this.assertOpen('punchHole');
     const r = checkFileRange(offset, len, this.size, 'punchHole', ID);
     this.file.punchHole(r.offset, r.len);
   }
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
+    this.assertOpen('map');
     if (!this.hostMappable) throw gmErr('ENODEV', 'map', ID, 'memory was created without hostMappable');
     const { offset, length } = checkMapRange(opts, this.size, ID);
     const m = new HostMapping(this.file, { offset, length });
@@ -140,6 +147,7 @@ class ToyMemory implements GuestMemory {
     return memoryStats(this, this.vm, fileUsage(this.file), this.mapped.bytes);
   }
   markPoisoned(offset: bigint | number): void {
+    this.assertOpen('markPoisoned');
     const off = checkPageOffset(offset, this.size, 'markPoisoned', ID);
     this.file.markPoisoned(Number(off / PAGE));
   }
@@ -169,6 +177,8 @@ class ToyBinding implements MemoryBinding {
     this.active = false;
     this.memory.file.unbind(this);
     this.vm.forget(this);
+    // The binding's reference on the file (taken by bind): the last one frees the memory.
+    this.memory.file.release();
   }
 }
 
@@ -205,9 +215,11 @@ class ToyVm implements Vm {
     if (clash) throw gmErr('EEXIST', 'bind', ID, `GPA range overlaps the binding at 0x${clash.gpa.toString(16)}`);
     const b = new ToyBinding(this, mem, toGpa(gpa), size, fileOffset(offset), readOnly);
     mem.file.bind(Number(offset / PAGE), Number((offset + size) / PAGE), b, { overlapCode: 'EEXIST' });
+    // A binding pins the file: memory.close() leaves bound memory alive until the last unbind.
+    mem.file.acquire();
     this.table.push(b);
-    // Default access: private, since toyvisor VMs have private memory (the neutral rule). Either
-    // way the file pages take the binding's access (a private page bound shared reads zero).
+    // Default access: private, since toyvisor VMs have private memory (the neutral rule).
+    // Either way the file pages take the binding's access (a private page bound shared reads zero).
     this.convert({ gpa, size }, access, { discard: false });
     return b;
   }

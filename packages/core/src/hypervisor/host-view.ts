@@ -91,14 +91,20 @@ export class HostViewSet {
   /** A view of `source` whose `unmap` runs `release` once and forgets the view. */
   add(source: HostViewSource, release: () => void): HostView {
     let done = false;
-    const end = (): void => {
-      if (done) return;
-      done = true;
-      this.live.delete(end);
-      release();
-    };
-    this.live.add(end);
-    return hostView(source, end, this.backend);
+    const view = hostView(
+      source,
+      () => {
+        if (done) return;
+        done = true;
+        this.live.delete(view.unmap);
+        release();
+      },
+      this.backend,
+    );
+    // The set ends views through their own unmap(), so an access after unmapAll() is EFAULT like
+    // after unmap() (ending only the source let a view's accessors reach a released mapping).
+    this.live.add(view.unmap);
+    return view;
   }
 
   /** Views not yet unmapped. */

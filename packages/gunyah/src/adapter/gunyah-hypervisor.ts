@@ -608,8 +608,15 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   private ensureStarted(): void {
     if (this.sim.status === 'running') return;
     if (!this.dtbMem) {
-      this.dtbMem = this.hypervisor.device.createGuestMem({ flags: 0n, size: PAGE_SIZE_N });
-      this.sim.mapMem({ guestAddr: ADAPTER_DTB_GPA, flags: this.flags('private', false), guestMemFd: this.dtbMem.fd, offset: 0n, size: PAGE_SIZE_N });
+      const dtb = this.hypervisor.device.createGuestMem({ flags: 0n, size: PAGE_SIZE_N });
+      try {
+        this.sim.mapMem({ guestAddr: ADAPTER_DTB_GPA, flags: this.flags('private', false), guestMemFd: dtb.fd, offset: 0n, size: PAGE_SIZE_N });
+      } catch (e) {
+        // Nothing half-done: the next access tries again (e.g. once the user unbound that GPA).
+        dtb.close();
+        throw e;
+      }
+      this.dtbMem = dtb;
       this.sim.setDtbConfig({ guestPhysAddr: ADAPTER_DTB_GPA, size: PAGE_SIZE_N });
     }
     this.sim.start();

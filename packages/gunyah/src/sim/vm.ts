@@ -451,10 +451,18 @@ export class SimVm implements GunyahVm {
   }
 
   relinquish(gpa: bigint, pages: number, sanitize: boolean): void {
+    // Only the pages provided to the guest can be relinquished: walk those, not every page of the
+    // range (a range can span 2^52 pages).
     const first = Number(gpa / PAGE_SIZE_N);
-    for (let g = first; g < first + pages; g++) {
-      const b = this.bindingAt(g);
-      if (b && b.lend && b.mem.providedAt(b.indexOf(g))?.binding === b) b.mem.relinquish(b.indexOf(g), sanitize);
+    const end = first + pages;
+    for (const b of [...this.tree]) {
+      const lo = Math.max(first, b.gfn);
+      const hi = Math.min(end, b.gfn + b.nr);
+      if (!b.lend || lo >= hi) continue;
+      const [from, to] = [b.indexOf(lo), b.indexOf(hi)];
+      for (const pf of b.mem.providedIn(from, to, b)) {
+        for (let i = Math.max(pf.head, from); i < Math.min(pf.head + pf.nr, to); i++) b.mem.relinquish(i, sanitize);
+      }
     }
   }
 

@@ -340,6 +340,13 @@ export class KvmVmAdapter implements Vm {
     }
     this.slots.delete(b.slot);
     b.mapping?.munmap();
+    (b.memory as KvmGuestMemory).releaseIfUnused();
+  }
+
+  /** True while a slot of this VM is bound to `mem`. */
+  usesMemory(mem: KvmGuestMemory): boolean {
+    for (const b of this.slots.values()) if (b.memory === mem) return true;
+    return false;
   }
 
   /**
@@ -400,31 +407,38 @@ export class KvmVmAdapter implements Vm {
     // makes the slot guest_memfd-only (6.18): shared accesses read the same pages the guest wrote
     // privately, so those are punched even without `discard` (neutral rule: private bytes never
     // become visible by a conversion).
+    const first = Number(gpa / PAGE);
+    const end = Number((gpa + size) / PAGE);
+    const prior = this.memoryState.runs(first, end);
+    // Only the pages that change are discarded: a host-mappable guest_memfd holds a page's shared
+    // data in the file too, so punching a page already in state `to` would erase data the
+    // conversion does not touch.
+    const changed = prior.filter((r) => r.state !== to);
     const steps: Array<() => void> = [];
     for (const b of this.slots.values()) {
-      const lo = gpa > b.gpa ? gpa : b.gpa;
-      const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
-      if (lo >= hi) continue;
       const mem = b.memory as KvmGuestMemory;
-      if (to === 'shared' && (discard || mem.hostMappable)) {
-        // A closed guest_memfd has nothing left to discard: closing it unbound it from the slot and
-        // freed its pages (the slot does not pin the file), so no private byte can show up.
-        if (mem.closed) continue;
-        steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
-      } else if (to === 'private' && discard) {
-        const host = b.hostMemory;
-        if (host) steps.push(() => host.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED));
-        // A guest_memfd-only slot (host-mappable memory) kept its shared data in the file's own
-        // pages: discarding drops them too, so the page starts private from zero as on every
-        // one-copy backend (never the bytes it held while shared).
-        if (mem.hostMappable && !mem.closed) steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
+      for (const r of changed) {
+        const [rs, re] = [BigInt(r.first) * PAGE, BigInt(r.end) * PAGE];
+        const lo = rs > b.gpa ? rs : b.gpa;
+        const hi = re < b.gpa + b.size ? re : b.gpa + b.size;
+        if (lo >= hi) continue;
+        if (to === 'shared' && (discard || mem.hostMappable)) {
+          // The adapter keeps a guest_memfd open while a slot uses it (KvmGuestMemory.close), so a
+          // binding that outlived its handle is still discarded; a closed fd has nothing to punch.
+          if (mem.fd.closed) continue;
+          steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
+        } else if (to === 'private' && discard) {
+          const host = b.hostMemory;
+          if (host) steps.push(() => host.madvise(lo - b.gpa, hi - lo, MADV_DONTNEED));
+          // A guest_memfd-only slot (host-mappable memory) kept its shared data in the file's own
+          // pages: discarding drops them too, so the page starts private from zero as on every
+          // one-copy backend (never the bytes it held while shared).
+          if (mem.hostMappable && !mem.fd.closed) steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
+        }
       }
     }
     // The attributes ioctl is the conversion: it either applies to the whole range or fails
     // without changing anything. The state map mirrors the kernel right after it.
-    const first = Number(gpa / PAGE);
-    const end = Number((gpa + size) / PAGE);
-    const prior = this.memoryState.runs(first, end);
     this.kvmVm.setMemoryAttributes({ address: gpa, size, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
     this.memoryState.set(first, end, to);
     try {
@@ -554,8 +568,14 @@ export class KvmGuestMemory implements GuestMemory {
     return this.fd.fd;
   }
 
+  /** Closed for the caller; the fd itself stays open while a slot is bound to it (see {@link close}). */
   get closed(): boolean {
-    return this.fd.closed;
+    return this.userClosed || this.fd.closed;
+  }
+  private userClosed = false;
+
+  private assertOpen(op: string): void {
+    if (this.closed) throw gmErr('EBADF', op, this.vm.hypervisor.id, `guest_memfd ${this.fd.fd} was closed through this handle`);
   }
 
   /** EBADF once closed; the neutral range rules (core's `checkFileRange`) before `fallocate`. */
@@ -606,6 +626,7 @@ export class KvmGuestMemory implements GuestMemory {
    * is punched. Not part of the neutral `GuestMemory` interface yet (core's capability names it).
    */
   markPoisoned(offset: bigint | number): void {
+    this.assertOpen('markPoisoned');
     const ext = this.vm.hypervisor.guestAccess;
     if (!ext?.markPoisoned) throw gmErr('EOPNOTSUPP', 'markPoisoned', this.vm.hypervisor.id, 'this driver cannot inject memory failures');
     ext.markPoisoned(this.fd, checkPageOffset(offset, this.size, 'markPoisoned', this.vm.hypervisor.id));
@@ -626,10 +647,22 @@ export class KvmGuestMemory implements GuestMemory {
     });
   }
 
+  /**
+   * Closes the memory for the caller. The adapter keeps the guest_memfd open until the last slot
+   * bound to it is deleted, as a VMM keeps a region's fd: a conversion must still be able to
+   * discard (punch) the private pages of a binding that outlived its handle — otherwise, with a
+   * host view still pinning the file, a page converted to shared would keep its private bytes.
+   */
   close(): void {
-    if (this.fd.closed) return;
-    this.fd.close();
+    if (this.userClosed) return;
+    this.userClosed = true;
     this.vm.hypervisor.memories.delete(this);
+    this.releaseIfUnused();
+  }
+
+  /** @internal Closes the fd once the caller closed the handle and no slot uses it. */
+  releaseIfUnused(): void {
+    if (this.userClosed && !this.fd.closed && (this.vm.destroyed || !this.vm.usesMemory(this))) this.fd.close();
   }
 }
 

@@ -363,6 +363,13 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
         syscall: access === 'private' ? 'ioctl(GH_VM_ANDROID_LEND_USER_MEM)' : 'ioctl(GH_VM_SET_USER_MEM_REGION)',
       });
     }
+    // One memory range, one binding (the neutral overlap rule every backend keeps): ACK regions are
+    // host addresses, so the driver would alias the pages at a second GPA — and binding them shared
+    // there would zero (or expose) what the guest holds privately through the first.
+    const clash = this.active.find((b) => b.memory === memory && b.active && b.offset < off + size && off < b.offset + b.size);
+    if (clash) {
+      throw gmErr('EEXIST', 'bind', ACK_BACKEND, `memory range [${off}, +${size}) is already bound at 0x${clash.gpa.toString(16)}`);
+    }
     // Generation A makes one memory parcel per region when the VM starts, and never one for a
     // region added later (the simulated K4 `gh_vm_start`; inference, research §10): such a region
     // would be accepted by the ioctl yet never reach the guest. The neutral bind promises memory the
