@@ -694,6 +694,8 @@ export class Model {
     // even an access that fails starts it.
     if (!vm.destroyed && vm.has('guest-access') && !vm.dtbMapped && this.tolerates('reserved-dtb-gpa')) {
       if (vm.pieceAt(DTB_GPA)) v.add('EEXIST', 'tolerated: reserved-dtb-gpa (the VM cannot start: its DTB GPA is bound)');
+      // gunyah-ack-sim answers ENOENT there (GH_VM_START: no binding of its own holds the DTB).
+      if (vm.pieceAt(DTB_GPA)) v.add('ENOENT', 'tolerated: reserved-dtb-gpa (the VM cannot start: its DTB GPA is bound)');
       else vm.dtbMapped = true;
     }
     if (v.any) return { err: { ok: false, codes: [...v.codes], why: v.why.join('; ') } };

@@ -349,6 +349,12 @@ export class KvmVmAdapter implements Vm {
     return false;
   }
 
+  /** True while a slot's own guest_memfd mapping of `mem` is still mapped (it keeps the file alive). */
+  mapsMemory(mem: KvmGuestMemory): boolean {
+    for (const b of this.slots.values()) if (b.memory === mem && b.mapping && !b.mapping.unmapped) return true;
+    return false;
+  }
+
   /**
    * After a punch of `[offset, offset+len)` of `mem`: drops the same pages from the anonymous shared
    * side of every binding of that range (`MADV_DONTNEED`), so neither the host nor a guest reading
@@ -644,14 +650,17 @@ export class KvmGuestMemory implements GuestMemory {
     return this.vm.hypervisor.views.add(m, () => {
       m.munmap();
       unmapped();
+      this.releaseIfUnused();
     });
   }
 
   /**
-   * Closes the memory for the caller. The adapter keeps the guest_memfd open until the last slot
-   * bound to it is deleted, as a VMM keeps a region's fd: a conversion must still be able to
-   * discard (punch) the private pages of a binding that outlived its handle — otherwise, with a
-   * host view still pinning the file, a page converted to shared would keep its private bytes.
+   * Closes the memory for the caller. When nothing else keeps the file alive, the guest_memfd is
+   * closed now (its last reference: the kernel unbinds it from its slots). While a slot uses it AND
+   * a mapping still pins the file (a host view, or the slot's own mapping), the file would live on
+   * anyway, so the adapter keeps the fd until the last of those goes: a conversion must still be
+   * able to discard (punch) the private pages — otherwise a page converted to shared would keep
+   * its private bytes.
    */
   close(): void {
     if (this.userClosed) return;
@@ -660,9 +669,11 @@ export class KvmGuestMemory implements GuestMemory {
     this.releaseIfUnused();
   }
 
-  /** @internal Closes the fd once the caller closed the handle and no slot uses it. */
+  /** @internal Closes the fd once the caller closed the handle and no slot uses a file a mapping pins. */
   releaseIfUnused(): void {
-    if (this.userClosed && !this.fd.closed && (this.vm.destroyed || !this.vm.usesMemory(this))) this.fd.close();
+    if (!this.userClosed || this.fd.closed) return;
+    const pinned = this.#mapped.bytes > 0n || this.vm.mapsMemory(this);
+    if (this.vm.destroyed || !this.vm.usesMemory(this) || !pinned) this.fd.close();
   }
 }
 
