@@ -26,6 +26,7 @@ export default defineConfig({
           include: ['packages/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'examples/*/*.test.ts', 'docs/snippets/*.test.ts'],
           exclude: ['**/*.native.test.ts', '**/*.diff.test.ts', '**/node_modules/**', '**/dist/**'],
           testTimeout: 60_000,
+          setupFiles: ['./scripts/vitest-setup.ts'],
         },
       },
       {
@@ -35,6 +36,7 @@ export default defineConfig({
           include: ['packages/*/src/**/*.native.test.ts', 'packages/*/src/**/*.diff.test.ts', 'examples/*/src/**/*.native.test.ts'],
           exclude: ['**/node_modules/**', '**/dist/**'],
           testTimeout: 300_000,
+          setupFiles: ['./scripts/vitest-setup.ts'],
           // Real-kernel suites share one /dev/kvm and count fds: run files one after another.
           fileParallelism: false,
         },
