@@ -67,7 +67,12 @@ describe('examples/coco-conversions', () => {
   });
 
   it('property: for any access sequence the host never sees private data, and re-privatized pages read zero', () => {
-    const access = fc.record({ page: fc.nat({ max: 7 }), kind: fc.constantFrom<'private' | 'shared'>('private', 'shared'), write: fc.boolean(), byte: fc.integer({ min: 1, max: 0x7f }) });
+    const access = fc.record({
+      page: fc.nat({ max: 7 }),
+      kind: fc.constantFrom<'private' | 'shared'>('private', 'shared'),
+      write: fc.boolean(),
+      byte: fc.integer({ min: 1, max: 0x7f }),
+    });
     fc.assert(
       fc.property(fc.array(access, { maxLength: 30 }), (seq) => {
         const h = new CocoHarness();

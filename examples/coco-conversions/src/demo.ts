@@ -31,7 +31,9 @@ export function runCocoDemo(log: (line: string) => void = console.log): DemoResu
   h.access(page(1), 8, 'shared', 0x17); // leftover shared data the conversion must not expose
   h.access(page(1), 8, 'private', 0xee);
   const f = h.faults.at(-1)!;
-  log(`memory fault: exit_reason ${f.exitReason}, flags 0x${f.memoryFault.flags.toString(16)}, gpa 0x${f.memoryFault.gpa.toString(16)}, size ${f.memoryFault.size}`);
+  log(
+    `memory fault: exit_reason ${f.exitReason}, flags 0x${f.memoryFault.flags.toString(16)}, gpa 0x${f.memoryFault.gpa.toString(16)}, size ${f.memoryFault.size}`,
+  );
   log(`private page 1, guest reads: ${hex(h.access(page(1), 8, 'private'))}`);
   log(`private page 1, host reads:  ${hex(h.hostRead(page(1), 8))} (shared copy discarded, secret not visible)`);
 
@@ -52,7 +54,9 @@ export function runCocoDemo(log: (line: string) => void = console.log): DemoResu
   log(`poisoned private page 2: KVM_RUN failed with ${poisonCode}`);
 
   const privateExits = h.faults.filter((x) => x.memoryFault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE).length;
-  log(`${h.faults.length} memory-fault exits (${privateExits} private), ${h.manager.stats.toPrivate} to private, ${h.manager.stats.toShared} to shared`);
+  log(
+    `${h.faults.length} memory-fault exits (${privateExits} private), ${h.manager.stats.toPrivate} to private, ${h.manager.stats.toShared} to shared`,
+  );
   h.close();
   const leakedBytes = h.bytesInUse();
   log(`after teardown: ${leakedBytes} bytes in use`);
@@ -74,7 +78,9 @@ export function runCocoDemo(log: (line: string) => void = console.log): DemoResu
   vm.convert({ gpa: RAM_GPA, size: 4 * P }, 'shared');
   vm.guestWrite(RAM_GPA, new Uint8Array([1, 2, 3]));
   vm.convert({ gpa: RAM_GPA + BigInt(P), size: P }, 'private');
-  const sharedRunsAtEnd = vm.memoryState.runs(Number(RAM_GPA / 4096n), Number(RAM_GPA / 4096n) + 16).filter((r) => r.state === 'shared').length;
+  const sharedRunsAtEnd = vm.memoryState
+    .runs(Number(RAM_GPA / 4096n), Number(RAM_GPA / 4096n) + 16)
+    .filter((r) => r.state === 'shared').length;
   vm.destroy();
   mem.close();
   hv.close();

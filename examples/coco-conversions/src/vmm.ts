@@ -90,7 +90,8 @@ export class PrivateMemoryManager {
   handleMemoryFault(exit: KvmMemoryFaultExit): void {
     const { flags, gpa, size } = exit.memoryFault;
     const key = `${flags}:${gpa}:${size}`;
-    if (key === this.lastFault) throw new Error(`the same memory fault repeated at gpa 0x${gpa.toString(16)}: conversion did not resolve it`);
+    if (key === this.lastFault)
+      throw new Error(`the same memory fault repeated at gpa 0x${gpa.toString(16)}: conversion did not resolve it`);
     this.lastFault = key;
     this.mapGpaRange(gpa, size, (flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) !== 0n);
   }

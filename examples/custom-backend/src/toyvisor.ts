@@ -63,7 +63,18 @@ const PAGE = 4096n;
 const CAPS: Capabilities = makeCapabilities({
   backend: ID,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-in-place', 'punch-hole', 'guest-access', 'poison-injection', 'unbind', 'vcpu'],
+  caps: [
+    'guest-memory',
+    'host-map',
+    'initially-shared',
+    'private-memory',
+    'convert-in-place',
+    'punch-hole',
+    'guest-access',
+    'poison-injection',
+    'unbind',
+    'vcpu',
+  ],
   maxGuestMemorySize: 1n << 40n,
 });
 
@@ -100,12 +111,22 @@ class ToyMemory implements GuestMemory {
   readonly privatePages: RangeStateMap<MemoryAccess>;
   private open = true;
 
-  constructor(readonly vm: ToyVm, size: bigint | number, readonly hostMappable: boolean, initiallyShared: boolean) {
-    this.file = GuestMemFile.create<ToyBinding>(size, 0, {
-      backend: ID,
-      // The backend's whole host-access policy: private pages SIGBUS.
-      hostAccess: (_f, index) => (this.privatePages.get(index) === 'private' ? 'sigbus' : 'allow'),
-    }, { allocator: vm.hypervisor.allocator, maxSize: CAPS.maxGuestMemorySize });
+  constructor(
+    readonly vm: ToyVm,
+    size: bigint | number,
+    readonly hostMappable: boolean,
+    initiallyShared: boolean,
+  ) {
+    this.file = GuestMemFile.create<ToyBinding>(
+      size,
+      0,
+      {
+        backend: ID,
+        // The backend's whole host-access policy: private pages SIGBUS.
+        hostAccess: (_f, index) => (this.privatePages.get(index) === 'private' ? 'sigbus' : 'allow'),
+      },
+      { allocator: vm.hypervisor.allocator, maxSize: CAPS.maxGuestMemorySize },
+    );
     this.privatePages = new RangeStateMap<MemoryAccess>(initiallyShared ? 'shared' : 'private', this.file.pages);
     vm.hypervisor.memories.add(this);
   }
@@ -209,7 +230,11 @@ class ToyVm implements Vm {
 
   bind(o: BindOptions): MemoryBinding {
     this.live('bind');
-    const { gpa, size, offset, access, readOnly } = checkBind(o, { backend: ID, owns: (m) => m instanceof ToyMemory && m.vm === this, privateMemory: true });
+    const { gpa, size, offset, access, readOnly } = checkBind(o, {
+      backend: ID,
+      owns: (m) => m instanceof ToyMemory && m.vm === this,
+      privateMemory: true,
+    });
     const mem = o.memory as ToyMemory;
     const clash = this.table.find((b) => gpa < b.gpa + b.size && b.gpa < gpa + size);
     if (clash) throw gmErr('EEXIST', 'bind', ID, `GPA range overlaps the binding at 0x${clash.gpa.toString(16)}`);
@@ -228,7 +253,10 @@ class ToyVm implements Vm {
     return [...this.table].sort((x, y) => (x.gpa < y.gpa ? -1 : 1));
   }
   memoryReport(): VmMemoryReport {
-    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
+    return memoryReport(
+      this,
+      [...this.hypervisor.memories].filter((m) => m.vm === this),
+    );
   }
   forget(b: ToyBinding): void {
     this.table.splice(this.table.indexOf(b), 1);
@@ -250,7 +278,8 @@ class ToyVm implements Vm {
       // does; pages already in state `to` keep theirs. One copy per page: a page that becomes
       // shared is always zeroed, so its private bytes never reach the host (neutral rule).
       const changed = b.memory.privatePages.set(first, end, to);
-      if (to === 'shared' || opts.discard !== false) for (const c of changed) b.memory.file.punchHole(BigInt(c.first) * PAGE, BigInt(c.end - c.first) * PAGE);
+      if (to === 'shared' || opts.discard !== false)
+        for (const c of changed) b.memory.file.punchHole(BigInt(c.first) * PAGE, BigInt(c.end - c.first) * PAGE);
     }
     this.memoryState.set(Number(gpa / PAGE), Number((gpa + size) / PAGE), to);
   }
@@ -293,7 +322,8 @@ class ToyVm implements Vm {
       const off = (at: number, len: number): number => {
         const first = Number(b.offset / PAGE) + Math.floor(at / 4096);
         const end = Number(b.offset / PAGE) + Math.ceil((at + len) / 4096);
-        if (!b.memory.privatePages.isUniform(first, end, 'shared')) throw gmErr('EACCES', 'sharedView', ID, 'the range holds private pages');
+        if (!b.memory.privatePages.isUniform(first, end, 'shared'))
+          throw gmErr('EACCES', 'sharedView', ID, 'the range holds private pages');
         return Number(b.offset) + at;
       };
       return {
@@ -365,7 +395,15 @@ class ToyVm implements Vm {
 /** Registers toyvisor as a hypervisor provider (a simulation: priority 10, not a fake). */
 export function registerToyvisor(container: DependencyContainer): DependencyContainer {
   container.register(HYPERVISOR_PROVIDER, {
-    useValue: { id: ID, priority: 10, fake: false, simulated: true, description: 'toyvisor example backend', probe: () => ({ available: true, reason: 'in-process' }), create: () => new Toyvisor() },
+    useValue: {
+      id: ID,
+      priority: 10,
+      fake: false,
+      simulated: true,
+      description: 'toyvisor example backend',
+      probe: () => ({ available: true, reason: 'in-process' }),
+      create: () => new Toyvisor(),
+    },
   });
   return container;
 }

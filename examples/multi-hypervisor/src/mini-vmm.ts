@@ -117,7 +117,11 @@ export class MiniVmm {
   stats(): MiniVmmStats {
     const lo = this.gfn(this.ramBase);
     const hi = this.gfn(this.ramBase + this.ramSize);
-    return { backend: this.hypervisor.id, dmaMappedPages: this.iommu.count('mapped', lo, hi), balloonedPages: this.ballooned.count(true, lo, hi) };
+    return {
+      backend: this.hypervisor.id,
+      dmaMappedPages: this.iommu.count('mapped', lo, hi),
+      balloonedPages: this.ballooned.count(true, lo, hi),
+    };
   }
 
   /** Tears everything down: the VM, then the RAM object (its fd). */

@@ -72,9 +72,8 @@ export const PORT_FIRST_WORD = 0x12;
  * ```
  */
 export const GUEST_CODE = Uint8Array.from([
-  0xb8, 0x00, 0x10, 0x8e, 0xd8, 0x8e, 0xc0, 0xa1, 0x00, 0x00, 0xe7, 0x12,
-  0x31, 0xc9, 0x8a, 0x0e, 0x00, 0x00, 0x31, 0xdb, 0xbe, 0x01, 0x00, 0xbf, 0x00, 0x01, 0xe3, 0x12,
-  0xac, 0x30, 0xe4, 0x01, 0xc3, 0x3c, 0x61, 0x72, 0x06, 0x3c, 0x7a, 0x77, 0x02, 0x2c, 0x20, 0xaa, 0xe2, 0xee,
+  0xb8, 0x00, 0x10, 0x8e, 0xd8, 0x8e, 0xc0, 0xa1, 0x00, 0x00, 0xe7, 0x12, 0x31, 0xc9, 0x8a, 0x0e, 0x00, 0x00, 0x31, 0xdb, 0xbe, 0x01, 0x00,
+  0xbf, 0x00, 0x01, 0xe3, 0x12, 0xac, 0x30, 0xe4, 0x01, 0xc3, 0x3c, 0x61, 0x72, 0x06, 0x3c, 0x7a, 0x77, 0x02, 0x2c, 0x20, 0xaa, 0xe2, 0xee,
   0x89, 0xd8, 0xe7, 0x10, 0xa0, 0x00, 0x00, 0xe6, 0x11, 0xf4,
 ]);
 
@@ -120,7 +119,8 @@ function runOnce(vcpu: NativeVcpu): GuestReport {
 }
 
 function describeExit(e: VcpuExit): string {
-  if (e.io) return `${e.reasonName} ${e.io.direction} port 0x${e.io.port.toString(16)} = 0x${Buffer.from(e.io.data).reverse().toString('hex')}`;
+  if (e.io)
+    return `${e.reasonName} ${e.io.direction} port 0x${e.io.port.toString(16)} = 0x${Buffer.from(e.io.data).reverse().toString('hex')}`;
   if (e.mmio) return `${e.reasonName} ${e.mmio.isWrite ? 'write' : 'read'} gpa 0x${e.mmio.physAddr.toString(16)}`;
   return e.reasonName;
 }
@@ -128,7 +128,10 @@ function describeExit(e: VcpuExit): string {
 const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString('latin1');
 
 /** Runs the example on the native driver and prints each step through `log`. */
-export function runRealGuest(log: (line: string) => void = console.log, message = 'hello from the host, via guest_memfd!'): RealGuestResult {
+export function runRealGuest(
+  log: (line: string) => void = console.log,
+  message = 'hello from the host, via guest_memfd!',
+): RealGuestResult {
   if (message.length > 255) throw new RangeError('the message length must fit in one byte');
   const kvm = openKvm({ driver: 'native' });
   const vm = asNativeVm(kvm.createVm());
@@ -143,9 +146,17 @@ export function runRealGuest(log: (line: string) => void = console.log, message 
       const m = f.mmap({ length: PAGE, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, offset: 0 });
       maps.push(m);
       vm.setUserMemoryRegion2({
-        slot, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: gpa, memorySize: PAGE, userspace: { mapping: m }, guestMemfd: f.fd, guestMemfdOffset: 0,
+        slot,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: gpa,
+        memorySize: PAGE,
+        userspace: { mapping: m },
+        guestMemfd: f.fd,
+        guestMemfdOffset: 0,
       });
-      log(`slot ${slot}: guest_memfd fd ${f.fd} (MMAP|INIT_SHARED) at GPA 0x${gpa.toString(16)}, userspace_addr = its mapping 0x${m.address.toString(16)}`);
+      log(
+        `slot ${slot}: guest_memfd fd ${f.fd} (MMAP|INIT_SHARED) at GPA 0x${gpa.toString(16)}, userspace_addr = its mapping 0x${m.address.toString(16)}`,
+      );
       return m;
     };
     const code = bind(0, CODE_GPA);
@@ -163,13 +174,17 @@ export function runRealGuest(log: (line: string) => void = console.log, message 
     for (const e of first.exits) log(`  exit: ${e}`);
     const answer = text(data.read(ANSWER_OFFSET, msg.length));
     const expectedSum = msg.reduce((s, b) => (s + b) & 0xffff, 0);
-    log(`guest read length ${first.length}, checksum 0x${first.checksum.toString(16)} (host computes 0x${expectedSum.toString(16)}), in ${first.ms.toFixed(2)} ms`);
+    log(
+      `guest read length ${first.length}, checksum 0x${first.checksum.toString(16)} (host computes 0x${expectedSum.toString(16)}), in ${first.ms.toFixed(2)} ms`,
+    );
     log(`guest wrote back at offset 0x${ANSWER_OFFSET.toString(16)}: "${answer}"`);
 
     // 4. Punch a hole in the data page: the host and the guest both see zeros afterwards.
     files[1]!.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PAGE);
     const answerAfterPunch = text(data.read(ANSWER_OFFSET, msg.length));
-    const hex = Buffer.from(data.read(0, 8)).toString('hex').replace(/(..)(?!$)/g, '$1 ');
+    const hex = Buffer.from(data.read(0, 8))
+      .toString('hex')
+      .replace(/(..)(?!$)/g, '$1 ');
     log(`punch-hole [0, ${PAGE}) of the data guest_memfd; the host now reads ${hex} …`);
     const afterPunch = runOnce(vcpu);
     log(

@@ -73,7 +73,8 @@ export function runScenario(h: Hypervisor, log: (s: string) => void): void {
   }
 
   // The host must never read private memory: the converted range, or else memory created private.
-  const target = converted && mappable ? mem : vm.capabilities.has('host-map') ? vm.createGuestMemory({ size: 4096, hostMappable: true }) : undefined;
+  const target =
+    converted && mappable ? mem : vm.capabilities.has('host-map') ? vm.createGuestMemory({ size: 4096, hostMappable: true }) : undefined;
   if (target && target !== mem && !canConvert && vm.capabilities.has('private-memory') && caps.has('guest-access')) {
     // No conversion (Gunyah ACK): memory is private because it is bound private (lent) from the start.
     const gpa = GPA + 16n * BigInt(MiB);

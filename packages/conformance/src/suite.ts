@@ -12,7 +12,16 @@
  * no, the suite checks that the method fails with `EOPNOTSUPP` instead.
  */
 import { describe, expect, it } from 'vitest';
-import { GuestMemError, type CapabilityName, type GuestMemory, type HostView, type Hypervisor, type MemoryAccess, type MemoryBinding, type Vm } from '@guestmem/core';
+import {
+  GuestMemError,
+  type CapabilityName,
+  type GuestMemory,
+  type HostView,
+  type Hypervisor,
+  type MemoryAccess,
+  type MemoryBinding,
+  type Vm,
+} from '@guestmem/core';
 import { defineErrorBackendSuite } from './error-backend.js';
 import { defineStatsSuite } from './stats.js';
 
@@ -160,7 +169,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       });
     });
 
-    it('one memory object never shows another one\'s data', (ctx) => {
+    it("one memory object never shows another one's data", (ctx) => {
       withVm((_h, vm) => {
         const a = hostMemory(vm, 8 * P);
         if (!a) return ctx.skip('needs host-map and initially-shared memory');
@@ -206,7 +215,9 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         expect(b.active).toBe(true);
         expect(b.gpa).toBe(0x1_0000_0000n);
         expect(vm.bindings()).toEqual([b]);
-        expect(expectGuestMemError(() => vm.bind({ memory: m, offset: MiB, gpa: 0x1_0008_0000n, size: MiB, access: 'shared' })).code).toBe('EEXIST');
+        expect(expectGuestMemError(() => vm.bind({ memory: m, offset: MiB, gpa: 0x1_0008_0000n, size: MiB, access: 'shared' })).code).toBe(
+          'EEXIST',
+        );
         expect(vm.bindings()).toEqual([b]);
         let view;
         if (shared) {
@@ -275,7 +286,10 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       withVm((h, vm) => {
         const m = vm.createGuestMemory({ size: 2 * P });
         const top = 1n << 64n;
-        for (const [gpa, size] of [[top - BigInt(P), P], [top - BigInt(2 * P), 2 * P]] as const) {
+        for (const [gpa, size] of [
+          [top - BigInt(P), P],
+          [top - BigInt(2 * P), 2 * P],
+        ] as const) {
           const e = expectGuestMemError(() => vm.bind({ memory: m, offset: 0, gpa, size, access: 'shared' }));
           expect([e.code, e.backend], `bind at 0x${gpa.toString(16)}`).toEqual(['EINVAL', h.id]);
           expect(vm.bindings()).toEqual([]);
@@ -296,7 +310,18 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         const m = vm.createGuestMemory({ size: 4 * P, hostMappable: vm.capabilities.has('host-map') });
         const other = vm.bind({ memory: m, offset: 3 * P, gpa: 0x3000_0000n, size: P, access: 'shared' });
         const before = vm.bindings().map((b) => [b.gpa, b.size, b.offset]);
-        const bad: Array<bigint | number> = [-P, -1, -4096n, Number.NaN, 0.5, P + 0.5, Number.POSITIVE_INFINITY, 2 ** 53, 1n << 64n, 1n << 80n];
+        const bad: Array<bigint | number> = [
+          -P,
+          -1,
+          -4096n,
+          Number.NaN,
+          0.5,
+          P + 0.5,
+          Number.POSITIVE_INFINITY,
+          2 ** 53,
+          1n << 64n,
+          1n << 80n,
+        ];
         const canConvert = vm.capabilities.has('convert-in-place') || vm.capabilities.has('convert-remap');
         const calls: Array<[string, (v: bigint | number) => unknown]> = [
           ['bind gpa', (v) => vm.bind({ memory: m, offset: 0, gpa: v, size: P, access: 'shared' })],
@@ -309,11 +334,18 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           ['createGuestMemory size', (v) => vm.createGuestMemory({ size: v })],
         ];
         if (canConvert) {
-          calls.push(['convert gpa', (v) => vm.convert({ gpa: v, size: P }, 'shared')], ['convert size', (v) => vm.convert({ gpa: 0x4000_0000n, size: v }, 'shared')]);
+          calls.push(
+            ['convert gpa', (v) => vm.convert({ gpa: v, size: P }, 'shared')],
+            ['convert size', (v) => vm.convert({ gpa: 0x4000_0000n, size: v }, 'shared')],
+          );
         }
         if (vm.capabilities.has('host-map')) calls.push(['map offset', (v) => m.map({ offset: v, length: P })]);
         if (vm.capabilities.has('guest-access')) {
-          calls.push(['guestRead gpa', (v) => vm.guestRead(v, 1)], ['guestWrite gpa', (v) => vm.guestWrite(v, new Uint8Array(1))], ['guestRead len', (v) => vm.guestRead(0x3000_0000n, v as number)]);
+          calls.push(
+            ['guestRead gpa', (v) => vm.guestRead(v, 1)],
+            ['guestWrite gpa', (v) => vm.guestWrite(v, new Uint8Array(1))],
+            ['guestRead len', (v) => vm.guestRead(0x3000_0000n, v as number)],
+          );
         }
         for (const [what, call] of calls) {
           for (const v of bad) {
@@ -324,11 +356,22 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
             expect(e.message, label).toContain(String(v));
             expect(e.message, label).not.toContain('18446744073709547520');
             expect(JSON.parse(JSON.stringify(e)), label).toMatchObject({ code: 'EINVAL', backend: h.id });
-            expect(vm.bindings().map((b) => [b.gpa, b.size, b.offset]), label).toEqual(before);
+            expect(
+              vm.bindings().map((b) => [b.gpa, b.size, b.offset]),
+              label,
+            ).toEqual(before);
           }
         }
         if (vm.capabilities.has('host-map')) {
-          for (const [offset, length] of [[1n << 64n, P], [4 * P, P], [0, 5 * P], [0, 0], [0, -P], [0, 1.5], [0, Number.NaN]] as const) {
+          for (const [offset, length] of [
+            [1n << 64n, P],
+            [4 * P, P],
+            [0, 5 * P],
+            [0, 0],
+            [0, -P],
+            [0, 1.5],
+            [0, Number.NaN],
+          ] as const) {
             const e = expectGuestMemError(() => m.map({ offset, length }));
             expect([e.code, e.backend], `map at ${offset} length ${length}`).toEqual(['EINVAL', h.id]);
           }
@@ -343,13 +386,17 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         const vm2 = h.createVm();
         try {
           const foreign = vm2.createGuestMemory({ size: 2 * P });
-          expect(expectGuestMemError(() => vm.bind({ memory: foreign, offset: 0, gpa: 0x1000_0000n, size: P, access: 'shared' })).code).toBe('EINVAL');
+          expect(
+            expectGuestMemError(() => vm.bind({ memory: foreign, offset: 0, gpa: 0x1000_0000n, size: P, access: 'shared' })).code,
+          ).toBe('EINVAL');
           expect(vm.bindings()).toEqual([]);
           expect(vm2.bindings()).toEqual([]);
           foreign.close();
           const m = vm.createGuestMemory({ size: 2 * P });
           m.close();
-          expect(expectGuestMemError(() => vm.bind({ memory: m, offset: 0, gpa: 0x1000_0000n, size: P, access: 'shared' })).code).toBe('EBADF');
+          expect(expectGuestMemError(() => vm.bind({ memory: m, offset: 0, gpa: 0x1000_0000n, size: P, access: 'shared' })).code).toBe(
+            'EBADF',
+          );
           expect(vm.bindings()).toEqual([]);
         } finally {
           vm2.destroy();
@@ -362,17 +409,20 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const confidential = probe.capabilities.has('private-memory');
       probe.close();
       for (const conf of confidential ? [false, true] : [false]) {
-        withVm((_h, vm) => {
-          const m = vm.createGuestMemory({ size: 2 * P });
-          const gpa = 0x5000_0000n;
-          const gfn = Number(gpa / 4096n);
-          const b = vm.bind({ memory: m, offset: 0, gpa, size: 2 * P });
-          const expected: MemoryAccess = vm.capabilities.has('private-memory') ? 'private' : 'shared';
-          expect(vm.memoryState.get(gfn)).toBe(expected);
-          expect(vm.memoryState.get(gfn + 1)).toBe(expected);
-          unbindOrKeep(vm, b);
-          m.close();
-        }, { confidential: conf });
+        withVm(
+          (_h, vm) => {
+            const m = vm.createGuestMemory({ size: 2 * P });
+            const gpa = 0x5000_0000n;
+            const gfn = Number(gpa / 4096n);
+            const b = vm.bind({ memory: m, offset: 0, gpa, size: 2 * P });
+            const expected: MemoryAccess = vm.capabilities.has('private-memory') ? 'private' : 'shared';
+            expect(vm.memoryState.get(gfn)).toBe(expected);
+            expect(vm.memoryState.get(gfn + 1)).toBe(expected);
+            unbindOrKeep(vm, b);
+            m.close();
+          },
+          { confidential: conf },
+        );
       }
     });
 
@@ -445,21 +495,24 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const confidential = probe.capabilities.has('private-memory');
       probe.close();
       for (const conf of confidential ? [false, true] : [false]) {
-        withVm((_h, vm) => {
-          if (!vm.capabilities.has('guest-access')) return ctx.skip("needs 'guest-access'");
-          if (!vm.capabilities.has('punch-hole')) return ctx.skip("needs 'punch-hole'");
-          // Memory the host cannot map: the shared side may live elsewhere (KVM: host memory at
-          // userspace_addr), and punching the memory object must free that too.
-          const m = vm.createGuestMemory({ size: 4 * P });
-          const gpa = 0xb000_0000n;
-          const b = vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'shared' });
-          vm.guestWrite(gpa + BigInt(P), new Uint8Array([5, 6, 7, 8]));
-          expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array([5, 6, 7, 8]));
-          m.punchHole(P, P);
-          expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array(4));
-          b.unbind();
-          m.close();
-        }, { confidential: conf });
+        withVm(
+          (_h, vm) => {
+            if (!vm.capabilities.has('guest-access')) return ctx.skip("needs 'guest-access'");
+            if (!vm.capabilities.has('punch-hole')) return ctx.skip("needs 'punch-hole'");
+            // Memory the host cannot map: the shared side may live elsewhere (KVM: host memory at
+            // userspace_addr), and punching the memory object must free that too.
+            const m = vm.createGuestMemory({ size: 4 * P });
+            const gpa = 0xb000_0000n;
+            const b = vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'shared' });
+            vm.guestWrite(gpa + BigInt(P), new Uint8Array([5, 6, 7, 8]));
+            expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array([5, 6, 7, 8]));
+            m.punchHole(P, P);
+            expect(vm.guestRead(gpa + BigInt(P), 4)).toEqual(new Uint8Array(4));
+            b.unbind();
+            m.close();
+          },
+          { confidential: conf },
+        );
       }
     });
 
@@ -468,61 +521,68 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const caps = probe.capabilities;
       probe.close();
       const confidential = caps.has('private-memory');
-      withVm((_h, vm) => {
-        const m = vm.createGuestMemory({ size: 4 * P });
-        const gpa = 0x8000_0000n;
-        const b = vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'shared' });
-        const events: Array<{ first: number; end: number; to: MemoryAccess }> = [];
-        const off = vm.memoryState.onChange((c) => events.push({ first: c.first, end: c.end, to: c.to }));
-        const gfn = Number(gpa / 4096n);
-        const before = vm.memoryState.get(gfn);
-        const canConvert = vm.capabilities.has('convert-in-place') || vm.capabilities.has('convert-remap');
-        const to: MemoryAccess = before === 'shared' ? 'private' : 'shared';
-        if (!canConvert) {
-          expect(expectGuestMemError(() => vm.convert({ gpa, size: P }, to)).code).toBe('EOPNOTSUPP');
-          expect(vm.memoryState.get(gfn)).toBe(before);
-          expect(events).toEqual([]);
-        } else {
-          vm.convert({ gpa, size: P }, to);
-          expect(vm.memoryState.get(gfn)).toBe(to);
-          expect(vm.memoryState.get(gfn + 1)).toBe(before);
-          expect(events).toEqual([{ first: gfn, end: gfn + 1, to }]);
-        }
-        off();
-        if (b.active) unbindOrKeep(vm, b);
-        m.close();
-      }, { confidential });
+      withVm(
+        (_h, vm) => {
+          const m = vm.createGuestMemory({ size: 4 * P });
+          const gpa = 0x8000_0000n;
+          const b = vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'shared' });
+          const events: Array<{ first: number; end: number; to: MemoryAccess }> = [];
+          const off = vm.memoryState.onChange((c) => events.push({ first: c.first, end: c.end, to: c.to }));
+          const gfn = Number(gpa / 4096n);
+          const before = vm.memoryState.get(gfn);
+          const canConvert = vm.capabilities.has('convert-in-place') || vm.capabilities.has('convert-remap');
+          const to: MemoryAccess = before === 'shared' ? 'private' : 'shared';
+          if (!canConvert) {
+            expect(expectGuestMemError(() => vm.convert({ gpa, size: P }, to)).code).toBe('EOPNOTSUPP');
+            expect(vm.memoryState.get(gfn)).toBe(before);
+            expect(events).toEqual([]);
+          } else {
+            vm.convert({ gpa, size: P }, to);
+            expect(vm.memoryState.get(gfn)).toBe(to);
+            expect(vm.memoryState.get(gfn + 1)).toBe(before);
+            expect(events).toEqual([{ first: gfn, end: gfn + 1, to }]);
+          }
+          off();
+          if (b.active) unbindOrKeep(vm, b);
+          m.close();
+        },
+        { confidential },
+      );
     });
 
     it('convert of unbound GPAs only changes memoryState; a partly bound range converts its bound part', (ctx) => {
       const probe = target.create();
       const confidential = probe.capabilities.has('private-memory');
       probe.close();
-      withVm((_h, vm) => {
-        if (!vm.capabilities.has('convert-in-place') && !vm.capabilities.has('convert-remap')) return ctx.skip('needs a conversion capability');
-        const gpa = 0xc000_0000n;
-        const gfn = Number(gpa / 4096n);
-        const to: MemoryAccess = vm.memoryState.get(gfn) === 'shared' ? 'private' : 'shared';
-        vm.convert({ gpa, size: 2 * P }, to);
-        expect(vm.bindings()).toEqual([]);
-        expect(vm.memoryState.get(gfn)).toBe(to);
-        expect(vm.memoryState.get(gfn + 1)).toBe(to);
-        // Half bound: [gpa+2P, gpa+4P) bound with the other access, [gpa+4P, gpa+6P) not.
-        const back: MemoryAccess = to === 'shared' ? 'private' : 'shared';
-        const m = vm.createGuestMemory({ size: 2 * P });
-        const b = vm.bind({ memory: m, offset: 0, gpa: gpa + BigInt(2 * P), size: 2 * P, access: back });
-        vm.convert({ gpa: gpa + BigInt(2 * P), size: 4 * P }, to);
-        for (let i = 2; i < 6; i++) expect(vm.memoryState.get(gfn + i)).toBe(to);
-        const covered = vm.bindings().reduce((n, x) => n + x.size, 0n);
-        expect(covered).toBe(BigInt(2 * P));
-        if (vm.capabilities.has('guest-access')) {
-          vm.guestWrite(gpa + BigInt(2 * P), new Uint8Array([1]));
-          expect(vm.guestRead(gpa + BigInt(2 * P), 1)).toEqual(new Uint8Array([1]));
-        }
-        for (const x of vm.bindings()) x.unbind();
-        expect(b.active).toBe(false);
-        m.close();
-      }, { confidential });
+      withVm(
+        (_h, vm) => {
+          if (!vm.capabilities.has('convert-in-place') && !vm.capabilities.has('convert-remap'))
+            return ctx.skip('needs a conversion capability');
+          const gpa = 0xc000_0000n;
+          const gfn = Number(gpa / 4096n);
+          const to: MemoryAccess = vm.memoryState.get(gfn) === 'shared' ? 'private' : 'shared';
+          vm.convert({ gpa, size: 2 * P }, to);
+          expect(vm.bindings()).toEqual([]);
+          expect(vm.memoryState.get(gfn)).toBe(to);
+          expect(vm.memoryState.get(gfn + 1)).toBe(to);
+          // Half bound: [gpa+2P, gpa+4P) bound with the other access, [gpa+4P, gpa+6P) not.
+          const back: MemoryAccess = to === 'shared' ? 'private' : 'shared';
+          const m = vm.createGuestMemory({ size: 2 * P });
+          const b = vm.bind({ memory: m, offset: 0, gpa: gpa + BigInt(2 * P), size: 2 * P, access: back });
+          vm.convert({ gpa: gpa + BigInt(2 * P), size: 4 * P }, to);
+          for (let i = 2; i < 6; i++) expect(vm.memoryState.get(gfn + i)).toBe(to);
+          const covered = vm.bindings().reduce((n, x) => n + x.size, 0n);
+          expect(covered).toBe(BigInt(2 * P));
+          if (vm.capabilities.has('guest-access')) {
+            vm.guestWrite(gpa + BigInt(2 * P), new Uint8Array([1]));
+            expect(vm.guestRead(gpa + BigInt(2 * P), 1)).toEqual(new Uint8Array([1]));
+          }
+          for (const x of vm.bindings()) x.unbind();
+          expect(b.active).toBe(false);
+          m.close();
+        },
+        { confidential },
+      );
     });
 
     it('converting a middle page of a private binding keeps the data and state of the other pages', (ctx) => {
@@ -530,29 +590,33 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const caps = probe.capabilities;
       probe.close();
       if (!caps.has('private-memory')) return ctx.skip("needs 'private-memory'");
-      withVm((_h, vm) => {
-        const c = vm.capabilities;
-        if (!c.has('private-memory') || !c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap'))) return ctx.skip('needs private memory, guest access and conversion');
-        const m = vm.createGuestMemory({ size: 4 * P });
-        const gpa = 0xd000_0000n;
-        const gfn = Number(gpa / 4096n);
-        const at = (i: number): bigint => gpa + BigInt(i * P);
-        vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'private' });
-        for (let i = 0; i < 4; i++) vm.guestWrite(at(i), new Uint8Array([0x10 + i, 0x20 + i]));
-        vm.convert({ gpa: at(1), size: P }, 'shared');
-        expect([0, 1, 2, 3].map((i) => vm.memoryState.get(gfn + i))).toEqual(['private', 'shared', 'private', 'private']);
-        for (const i of [0, 2, 3]) expect(vm.guestRead(at(i), 2), `page ${i}`).toEqual(new Uint8Array([0x10 + i, 0x20 + i]));
-        // The converted page's private data was discarded: the shared page does not show it.
-        expect(vm.guestRead(at(1), 2)).toEqual(new Uint8Array(2));
-        expect(vm.bindings().reduce((n, x) => n + x.size, 0n)).toBe(BigInt(4 * P));
-        // And back: the shared page becomes private again; the others are untouched.
-        vm.guestWrite(at(1), new Uint8Array([0x77]));
-        vm.convert({ gpa: at(1), size: 2 * P }, 'private');
-        expect([0, 1, 2, 3].map((i) => vm.memoryState.get(gfn + i))).toEqual(['private', 'private', 'private', 'private']);
-        for (const i of [0, 2, 3]) expect(vm.guestRead(at(i), 2), `page ${i}`).toEqual(new Uint8Array([0x10 + i, 0x20 + i]));
-        for (const b of vm.bindings()) b.unbind();
-        m.close();
-      }, { confidential: true });
+      withVm(
+        (_h, vm) => {
+          const c = vm.capabilities;
+          if (!c.has('private-memory') || !c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap')))
+            return ctx.skip('needs private memory, guest access and conversion');
+          const m = vm.createGuestMemory({ size: 4 * P });
+          const gpa = 0xd000_0000n;
+          const gfn = Number(gpa / 4096n);
+          const at = (i: number): bigint => gpa + BigInt(i * P);
+          vm.bind({ memory: m, offset: 0, gpa, size: 4 * P, access: 'private' });
+          for (let i = 0; i < 4; i++) vm.guestWrite(at(i), new Uint8Array([0x10 + i, 0x20 + i]));
+          vm.convert({ gpa: at(1), size: P }, 'shared');
+          expect([0, 1, 2, 3].map((i) => vm.memoryState.get(gfn + i))).toEqual(['private', 'shared', 'private', 'private']);
+          for (const i of [0, 2, 3]) expect(vm.guestRead(at(i), 2), `page ${i}`).toEqual(new Uint8Array([0x10 + i, 0x20 + i]));
+          // The converted page's private data was discarded: the shared page does not show it.
+          expect(vm.guestRead(at(1), 2)).toEqual(new Uint8Array(2));
+          expect(vm.bindings().reduce((n, x) => n + x.size, 0n)).toBe(BigInt(4 * P));
+          // And back: the shared page becomes private again; the others are untouched.
+          vm.guestWrite(at(1), new Uint8Array([0x77]));
+          vm.convert({ gpa: at(1), size: 2 * P }, 'private');
+          expect([0, 1, 2, 3].map((i) => vm.memoryState.get(gfn + i))).toEqual(['private', 'private', 'private', 'private']);
+          for (const i of [0, 2, 3]) expect(vm.guestRead(at(i), 2), `page ${i}`).toEqual(new Uint8Array([0x10 + i, 0x20 + i]));
+          for (const b of vm.bindings()) b.unbind();
+          m.close();
+        },
+        { confidential: true },
+      );
     });
 
     it('a refused conversion changes nothing (backends that can refuse one)', (ctx) => {
@@ -561,7 +625,8 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       try {
         const vm = h.createVm({ confidential: h.capabilities.has('private-memory') });
         const c = vm.capabilities;
-        if (!c.has('private-memory') || !c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap'))) return ctx.skip('needs private memory, guest access and conversion');
+        if (!c.has('private-memory') || !c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap')))
+          return ctx.skip('needs private memory, guest access and conversion');
         const m = vm.createGuestMemory({ size: 4 * P });
         const gpa = 0xe000_0000n;
         const gfn = Number(gpa / 4096n);
@@ -618,30 +683,33 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const confidential = probe.capabilities.has('private-memory');
       probe.close();
       if (!confidential) return ctx.skip("needs 'private-memory'");
-      withVm((_h, vm) => {
-        const c = vm.capabilities;
-        if (!c.has('host-map') || !c.has('private-memory')) return ctx.skip("needs 'host-map' and 'private-memory' on one VM");
-        const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true, initiallyShared: c.has('initially-shared') });
-        const gpa = 0x9000_0000n;
-        const b = vm.bind({ memory: m, offset: 0, gpa, size: 2 * P, access: 'private' });
-        // Page 0 holds guest data (where the guest can run); page 1 is private but never touched.
-        if (c.has('guest-access')) vm.guestWrite(gpa, new Uint8Array(P).fill(0x77));
-        for (const page of [0, 1]) {
-          let view: HostView;
-          try {
-            view = m.map({ offset: page * P, length: P });
-          } catch (e) {
-            // Only a page the guest holds may refuse the mapping itself (Gunyah: EBUSY, reclaim refused).
-            expect(page, 'an untouched private page must be mappable, then unreadable').toBe(0);
-            expect((e as GuestMemError).code).toBe('EBUSY');
-            continue;
+      withVm(
+        (_h, vm) => {
+          const c = vm.capabilities;
+          if (!c.has('host-map') || !c.has('private-memory')) return ctx.skip("needs 'host-map' and 'private-memory' on one VM");
+          const m = vm.createGuestMemory({ size: 2 * P, hostMappable: true, initiallyShared: c.has('initially-shared') });
+          const gpa = 0x9000_0000n;
+          const b = vm.bind({ memory: m, offset: 0, gpa, size: 2 * P, access: 'private' });
+          // Page 0 holds guest data (where the guest can run); page 1 is private but never touched.
+          if (c.has('guest-access')) vm.guestWrite(gpa, new Uint8Array(P).fill(0x77));
+          for (const page of [0, 1]) {
+            let view: HostView;
+            try {
+              view = m.map({ offset: page * P, length: P });
+            } catch (e) {
+              // Only a page the guest holds may refuse the mapping itself (Gunyah: EBUSY, reclaim refused).
+              expect(page, 'an untouched private page must be mappable, then unreadable').toBe(0);
+              expect((e as GuestMemError).code).toBe('EBUSY');
+              continue;
+            }
+            expectNoByteReadable(view, 0, P, `private page ${page}`);
+            view.unmap();
           }
-          expectNoByteReadable(view, 0, P, `private page ${page}`);
-          view.unmap();
-        }
-        unbindOrKeep(vm, b);
-        m.close();
-      }, { confidential: true });
+          unbindOrKeep(vm, b);
+          m.close();
+        },
+        { confidential: true },
+      );
     });
 
     it('edge (b): convert to shared with discard: false never shows the former private bytes; keepContents needs its capability', (ctx) => {
@@ -649,51 +717,61 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const confidential = probe.capabilities.has('private-memory');
       probe.close();
       if (!confidential) return ctx.skip("needs 'private-memory'");
-      withVm((_h, vm) => {
-        const c = vm.capabilities;
-        if (!c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap'))) return ctx.skip('needs guest access and conversion');
-        const mappable = c.has('host-map');
-        const m = vm.createGuestMemory({ size: 2 * P, hostMappable: mappable });
-        const gpa = 0x6000_0000n;
-        const gfn = Number(gpa / 4096n);
-        vm.bind({ memory: m, offset: 0, gpa, size: 2 * P, access: 'private' });
-        const secret = new Uint8Array(64).fill(0xa5);
-        vm.guestWrite(gpa, secret);
-        vm.guestWrite(gpa + BigInt(P), secret);
-        vm.convert({ gpa, size: P }, 'shared', { discard: false });
-        expect(vm.memoryState.get(gfn)).toBe('shared');
-        expect(vm.guestRead(gpa, 64).some((x) => x === 0xa5), 'the guest sees former private bytes as shared').toBe(false);
-        if (mappable) {
-          try {
-            const v = m.map({ offset: 0, length: P });
+      withVm(
+        (_h, vm) => {
+          const c = vm.capabilities;
+          if (!c.has('guest-access') || (!c.has('convert-in-place') && !c.has('convert-remap')))
+            return ctx.skip('needs guest access and conversion');
+          const mappable = c.has('host-map');
+          const m = vm.createGuestMemory({ size: 2 * P, hostMappable: mappable });
+          const gpa = 0x6000_0000n;
+          const gfn = Number(gpa / 4096n);
+          vm.bind({ memory: m, offset: 0, gpa, size: 2 * P, access: 'private' });
+          const secret = new Uint8Array(64).fill(0xa5);
+          vm.guestWrite(gpa, secret);
+          vm.guestWrite(gpa + BigInt(P), secret);
+          vm.convert({ gpa, size: P }, 'shared', { discard: false });
+          expect(vm.memoryState.get(gfn)).toBe('shared');
+          expect(
+            vm.guestRead(gpa, 64).some((x) => x === 0xa5),
+            'the guest sees former private bytes as shared',
+          ).toBe(false);
+          if (mappable) {
             try {
-              const r = v.read(0, 64);
-              expect(r.some((x) => x === 0xa5), 'the host sees former private bytes').toBe(false);
-            } finally {
+              const v = m.map({ offset: 0, length: P });
+              try {
+                const r = v.read(0, 64);
+                expect(
+                  r.some((x) => x === 0xa5),
+                  'the host sees former private bytes',
+                ).toBe(false);
+              } finally {
+                v.unmap();
+              }
+            } catch (e) {
+              expect(e).toBeInstanceOf(GuestMemError);
+            }
+          }
+          const keep = (): void => vm.convert({ gpa: gpa + BigInt(P), size: P }, 'shared', { keepContents: true });
+          if (c.has('convert-keeps-contents')) {
+            keep();
+            expect(vm.memoryState.get(gfn + 1)).toBe('shared');
+            expect(vm.guestRead(gpa + BigInt(P), 64)).toEqual(secret);
+            if (mappable) {
+              const v = m.map({ offset: P, length: P });
+              expect(v.read(0, 64)).toEqual(secret);
               v.unmap();
             }
-          } catch (e) {
-            expect(e).toBeInstanceOf(GuestMemError);
+          } else {
+            expect(expectGuestMemError(keep).code).toBe('EOPNOTSUPP');
+            expect(vm.memoryState.get(gfn + 1)).toBe('private');
+            expect(vm.guestRead(gpa + BigInt(P), 64)).toEqual(secret);
           }
-        }
-        const keep = (): void => vm.convert({ gpa: gpa + BigInt(P), size: P }, 'shared', { keepContents: true });
-        if (c.has('convert-keeps-contents')) {
-          keep();
-          expect(vm.memoryState.get(gfn + 1)).toBe('shared');
-          expect(vm.guestRead(gpa + BigInt(P), 64)).toEqual(secret);
-          if (mappable) {
-            const v = m.map({ offset: P, length: P });
-            expect(v.read(0, 64)).toEqual(secret);
-            v.unmap();
-          }
-        } else {
-          expect(expectGuestMemError(keep).code).toBe('EOPNOTSUPP');
-          expect(vm.memoryState.get(gfn + 1)).toBe('private');
-          expect(vm.guestRead(gpa + BigInt(P), 64)).toEqual(secret);
-        }
-        for (const b of vm.bindings()) b.unbind();
-        m.close();
-      }, { confidential: true });
+          for (const b of vm.bindings()) b.unbind();
+          m.close();
+        },
+        { confidential: true },
+      );
     });
 
     it('edge (b): rebinding private memory as shared never shows the former private bytes', (ctx) => {
@@ -701,51 +779,58 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const confidential = probe.capabilities.has('private-memory');
       probe.close();
       if (!confidential) return ctx.skip("needs 'private-memory'");
-      withVm((_h, vm) => {
-        const c = vm.capabilities;
-        if (!c.has('guest-access')) return ctx.skip("needs 'guest-access'");
-        const m = vm.createGuestMemory({ size: P, hostMappable: c.has('host-map') });
-        const gpa = 0x6100_0000n;
-        const secret = new Uint8Array(64).fill(0x5e);
-        const b1 = vm.bind({ memory: m, offset: 0, gpa, size: P, access: 'private' });
-        vm.guestWrite(gpa, secret);
-        // Without 'unbind' (ACK) the private binding stays: the same memory bound shared elsewhere
-        // must still never show its bytes.
-        if (c.has('unbind')) b1.unbind();
-        // At a GPA that was never private, so no conversion happens on the way.
-        const gpa2 = gpa + 0x10_0000n;
-        // A backend may refuse the bind once the guest ran (ACK generation A shares only the regions
-        // present at VM start: EBUSY), or the access.
-        let b2: MemoryBinding | undefined;
-        let seen: Uint8Array | undefined;
-        try {
-          b2 = vm.bind({ memory: m, offset: 0, gpa: gpa2, size: P, access: 'shared' });
-          seen = vm.guestRead(gpa2, 64);
-        } catch (e) {
-          expect(e).toBeInstanceOf(GuestMemError);
-        }
-        expect(seen?.some((x) => x === 0x5e) ?? false, 'the guest sees former private bytes through a shared binding').toBe(false);
-        if (c.has('host-map')) {
+      withVm(
+        (_h, vm) => {
+          const c = vm.capabilities;
+          if (!c.has('guest-access')) return ctx.skip("needs 'guest-access'");
+          const m = vm.createGuestMemory({ size: P, hostMappable: c.has('host-map') });
+          const gpa = 0x6100_0000n;
+          const secret = new Uint8Array(64).fill(0x5e);
+          const b1 = vm.bind({ memory: m, offset: 0, gpa, size: P, access: 'private' });
+          vm.guestWrite(gpa, secret);
+          // Without 'unbind' (ACK) the private binding stays: the same memory bound shared elsewhere
+          // must still never show its bytes.
+          if (c.has('unbind')) b1.unbind();
+          // At a GPA that was never private, so no conversion happens on the way.
+          const gpa2 = gpa + 0x10_0000n;
+          // A backend may refuse the bind once the guest ran (ACK generation A shares only the regions
+          // present at VM start: EBUSY), or the access.
+          let b2: MemoryBinding | undefined;
+          let seen: Uint8Array | undefined;
           try {
-            const v = m.map({ length: P });
-            try {
-              expect(v.read(0, 64).some((x) => x === 0x5e), 'the host sees former private bytes').toBe(false);
-            } finally {
-              v.unmap();
-            }
+            b2 = vm.bind({ memory: m, offset: 0, gpa: gpa2, size: P, access: 'shared' });
+            seen = vm.guestRead(gpa2, 64);
           } catch (e) {
             expect(e).toBeInstanceOf(GuestMemError);
           }
-        }
-        if (c.has('unbind')) b2?.unbind();
-        m.close();
-      }, { confidential: true });
+          expect(seen?.some((x) => x === 0x5e) ?? false, 'the guest sees former private bytes through a shared binding').toBe(false);
+          if (c.has('host-map')) {
+            try {
+              const v = m.map({ length: P });
+              try {
+                expect(
+                  v.read(0, 64).some((x) => x === 0x5e),
+                  'the host sees former private bytes',
+                ).toBe(false);
+              } finally {
+                v.unmap();
+              }
+            } catch (e) {
+              expect(e).toBeInstanceOf(GuestMemError);
+            }
+          }
+          if (c.has('unbind')) b2?.unbind();
+          m.close();
+        },
+        { confidential: true },
+      );
     });
 
     it('edge (c): a 4 KiB punchHole on huge-page memory never changes bytes outside its range (split, or EINVAL changing nothing)', (ctx) => {
       withVm((_h, vm) => {
         const c = vm.capabilities;
-        if (!c.has('huge-pages') || !c.has('host-map') || !c.has('initially-shared')) return ctx.skip('needs huge pages and shared host-mappable memory');
+        if (!c.has('huge-pages') || !c.has('host-map') || !c.has('initially-shared'))
+          return ctx.skip('needs huge pages and shared host-mappable memory');
         if (!c.has('punch-hole')) return ctx.skip("needs 'punch-hole'");
         const m = vm.createGuestMemory({ size: 2 * MiB, hugePages: true, hostMappable: true, initiallyShared: true });
         const v = m.map();
@@ -759,11 +844,20 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         const all = v.read(0, 2 * MiB);
         if (refused) {
           expect(refused.code).toBe('EINVAL');
-          expect(all.every((x) => x === 0x33), 'a refused punch changed bytes').toBe(true);
+          expect(
+            all.every((x) => x === 0x33),
+            'a refused punch changed bytes',
+          ).toBe(true);
         } else {
           expect(all.subarray(P, 2 * P).every((x) => x === 0)).toBe(true);
-          expect(all.subarray(0, P).every((x) => x === 0x33), 'bytes before the punched page').toBe(true);
-          expect(all.subarray(2 * P).every((x) => x === 0x33), 'bytes after the punched page').toBe(true);
+          expect(
+            all.subarray(0, P).every((x) => x === 0x33),
+            'bytes before the punched page',
+          ).toBe(true);
+          expect(
+            all.subarray(2 * P).every((x) => x === 0x33),
+            'bytes after the punched page',
+          ).toBe(true);
         }
         // A whole-folio punch is always allowed and zeroes the folio.
         m.punchHole(0, 2 * MiB);
@@ -847,7 +941,12 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         const bound = hostMemory(vm, 2 * P)!;
         vm.bind({ memory: bound, offset: 0, gpa: 0x50_0000n, size: 2 * P, access: 'shared' });
         const orphan = hostMemory(vm, 2 * P)!;
-        views.push(['whole', viewable.map()], ['window', viewable.map({ offset: P, length: 2 * P })], ['bound', bound.map()], ['orphan', orphan.map()]);
+        views.push(
+          ['whole', viewable.map()],
+          ['window', viewable.map({ offset: P, length: 2 * P })],
+          ['bound', bound.map()],
+          ['orphan', orphan.map()],
+        );
         orphan.close();
         for (const [what, v] of views) {
           v.fill(0, P, 0x5a);
@@ -860,7 +959,11 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       expect(kept.closed).toBe(true);
       expect(spare.closed).toBe(true);
       for (const [what, v] of views) {
-        for (const e of [expectGuestMemError(() => v.read(0, P)), expectGuestMemError(() => v.write(0, new Uint8Array([1]))), expectGuestMemError(() => v.fill(P, 1, 1))]) {
+        for (const e of [
+          expectGuestMemError(() => v.read(0, P)),
+          expectGuestMemError(() => v.write(0, new Uint8Array([1]))),
+          expectGuestMemError(() => v.fill(P, 1, 1)),
+        ]) {
           expect(['EBADF', 'EFAULT'], `${what}: ${e.message}`).toContain(e.code);
         }
         v.unmap(); // still idempotent after close()

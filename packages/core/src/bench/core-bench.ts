@@ -25,69 +25,121 @@ for (const bits of SIZES) {
   const filled = new PageIndex();
   filled.fillAbsent(0, n, (i) => i & 0x7fffffff);
   results.push(
-    measure(`PageIndex store (sequential) 2^${bits}`, n * inner, reps, () => null, () => {
-      for (let k = 0; k < inner; k++) {
-        const x = new PageIndex();
-        for (let i = 0; i < n; i++) x.store(i, i);
-      }
-    }),
+    measure(
+      `PageIndex store (sequential) 2^${bits}`,
+      n * inner,
+      reps,
+      () => null,
+      () => {
+        for (let k = 0; k < inner; k++) {
+          const x = new PageIndex();
+          for (let i = 0; i < n; i++) x.store(i, i);
+        }
+      },
+    ),
   );
   results.push(
-    measure(`PageIndex load (sequential) 2^${bits}`, n * inner, reps, () => null, () => {
-      let s = 0;
-      for (let k = 0; k < inner; k++) for (let i = 0; i < n; i++) s ^= filled.load(i);
-      sink += s;
-    }),
+    measure(
+      `PageIndex load (sequential) 2^${bits}`,
+      n * inner,
+      reps,
+      () => null,
+      () => {
+        let s = 0;
+        for (let k = 0; k < inner; k++) for (let i = 0; i < n; i++) s ^= filled.load(i);
+        sink += s;
+      },
+    ),
   );
   const rnd = randomIndices(n, Math.min(n, 2 ** 20));
   results.push(
-    measure(`PageIndex load (random) 2^${bits}`, rnd.length * inner, reps, () => null, () => {
-      let s = 0;
-      for (let k = 0; k < inner; k++) for (let i = 0; i < rnd.length; i++) s ^= filled.load(rnd[i]!);
-      sink += s;
-    }),
+    measure(
+      `PageIndex load (random) 2^${bits}`,
+      rnd.length * inner,
+      reps,
+      () => null,
+      () => {
+        let s = 0;
+        for (let k = 0; k < inner; k++) for (let i = 0; i < rnd.length; i++) s ^= filled.load(rnd[i]!);
+        sink += s;
+      },
+    ),
   );
   results.push(
-    measure(`PageIndex erase (sequential) 2^${bits}`, n, reps, () => {
-      const x = new PageIndex();
-      x.fillAbsent(0, n, (i) => i);
-      return x;
-    }, (x) => {
-      for (let i = 0; i < n; i++) x.erase(i);
-    }),
+    measure(
+      `PageIndex erase (sequential) 2^${bits}`,
+      n,
+      reps,
+      () => {
+        const x = new PageIndex();
+        x.fillAbsent(0, n, (i) => i);
+        return x;
+      },
+      (x) => {
+        for (let i = 0; i < n; i++) x.erase(i);
+      },
+    ),
   );
   console.error(`metadata: PageIndex 2^${bits}: ${(filled.usedBytes / n).toFixed(2)} B/page`);
 
   // GuestMemFile (folios are allocated but not touched, so arenas stay virtual).
   const alloc = new ArenaFolioAllocator();
   results.push(
-    measure(`GuestMemFile allocate (bulk) 2^${bits}`, n, reps, () => GuestMemFile.create(n * P, 0, ops, { allocator: alloc }), (f) => f.allocate(0, n * P), (f) => f.release()),
+    measure(
+      `GuestMemFile allocate (bulk) 2^${bits}`,
+      n,
+      reps,
+      () => GuestMemFile.create(n * P, 0, ops, { allocator: alloc }),
+      (f) => f.allocate(0, n * P),
+      (f) => f.release(),
+    ),
   );
   results.push(
-    measure(`GuestMemFile punchHole (bulk) 2^${bits}`, n, reps, () => {
-      const f = GuestMemFile.create(n * P, 0, ops, { allocator: alloc });
-      f.allocate(0, n * P);
-      return f;
-    }, (f) => f.punchHole(0, n * P), (f) => f.release()),
+    measure(
+      `GuestMemFile punchHole (bulk) 2^${bits}`,
+      n,
+      reps,
+      () => {
+        const f = GuestMemFile.create(n * P, 0, ops, { allocator: alloc });
+        f.allocate(0, n * P);
+        return f;
+      },
+      (f) => f.punchHole(0, n * P),
+      (f) => f.release(),
+    ),
   );
   const f = GuestMemFile.create(n * P, 0, ops, { allocator: alloc });
   f.allocate(0, n * P);
   results.push(
-    measure(`GuestMemFile getFolio (sequential, present) 2^${bits}`, n * inner, reps, () => null, () => {
-      let s = 0;
-      for (let k = 0; k < inner; k++) for (let i = 0; i < n; i++) s ^= f.getFolio(i, NO_PREPARE);
-      sink += s;
-    }),
+    measure(
+      `GuestMemFile getFolio (sequential, present) 2^${bits}`,
+      n * inner,
+      reps,
+      () => null,
+      () => {
+        let s = 0;
+        for (let k = 0; k < inner; k++) for (let i = 0; i < n; i++) s ^= f.getFolio(i, NO_PREPARE);
+        sink += s;
+      },
+    ),
   );
   results.push(
-    measure(`GuestMemFile getFolio (random, present) 2^${bits}`, rnd.length * inner, reps, () => null, () => {
-      let s = 0;
-      for (let k = 0; k < inner; k++) for (let i = 0; i < rnd.length; i++) s ^= f.getFolio(rnd[i]!, NO_PREPARE);
-      sink += s;
-    }),
+    measure(
+      `GuestMemFile getFolio (random, present) 2^${bits}`,
+      rnd.length * inner,
+      reps,
+      () => null,
+      () => {
+        let s = 0;
+        for (let k = 0; k < inner; k++) for (let i = 0; i < rnd.length; i++) s ^= f.getFolio(rnd[i]!, NO_PREPARE);
+        sink += s;
+      },
+    ),
   );
   const meta = (f.pageIndex.usedBytes + alloc.metadataBytes) / n;
-  console.error(`metadata: GuestMemFile 2^${bits}: index ${(f.pageIndex.usedBytes / n).toFixed(2)} + allocator ${(alloc.metadataBytes / n).toFixed(2)} = ${meta.toFixed(2)} B/page`);
+  console.error(
+    `metadata: GuestMemFile 2^${bits}: index ${(f.pageIndex.usedBytes / n).toFixed(2)} + allocator ${(alloc.metadataBytes / n).toFixed(2)} = ${meta.toFixed(2)} B/page`,
+  );
   results.push({ name: `metadata bytes per allocated page 2^${bits}`, unit: 'B', nsPerUnit: meta, units: n, reps: 1 });
   f.release();
 }
@@ -97,14 +149,28 @@ for (const bits of SIZES) {
   const n = 2 ** 18;
   const alloc = new ArenaFolioAllocator();
   results.push(
-    measure('GuestMemFile allocate 1 GiB (bulk)', n, 15, () => GuestMemFile.create(n * P, 0, ops, { allocator: alloc }), (f) => f.allocate(0, n * P), (f) => f.release()),
+    measure(
+      'GuestMemFile allocate 1 GiB (bulk)',
+      n,
+      15,
+      () => GuestMemFile.create(n * P, 0, ops, { allocator: alloc }),
+      (f) => f.allocate(0, n * P),
+      (f) => f.release(),
+    ),
   );
   results.push(
-    measure('GuestMemFile punchHole 1 GiB (bulk)', n, 15, () => {
-      const f = GuestMemFile.create(n * P, 0, ops, { allocator: alloc });
-      f.allocate(0, n * P);
-      return f;
-    }, (f) => f.punchHole(0, n * P), (f) => f.release()),
+    measure(
+      'GuestMemFile punchHole 1 GiB (bulk)',
+      n,
+      15,
+      () => {
+        const f = GuestMemFile.create(n * P, 0, ops, { allocator: alloc });
+        f.allocate(0, n * P);
+        return f;
+      },
+      (f) => f.punchHole(0, n * P),
+      (f) => f.release(),
+    ),
   );
 }
 
@@ -150,9 +216,18 @@ for (const kind of ['load', 'getFolio']) {
   });
   for (const bits of SIZES) {
     const v = rounds.map((row) => row[`${kind} 2^${bits}`]!);
-    results.push({ name: `sequential ${kind === 'load' ? 'PageIndex.load' : 'GuestMemFile.getFolio'} (interleaved rounds) 2^${bits}`, unit: 'page', nsPerUnit: med(v), bestNsPerUnit: Math.min(...v), units: LOOKUPS, reps: rounds.length });
+    results.push({
+      name: `sequential ${kind === 'load' ? 'PageIndex.load' : 'GuestMemFile.getFolio'} (interleaved rounds) 2^${bits}`,
+      unit: 'page',
+      nsPerUnit: med(v),
+      bestNsPerUnit: Math.min(...v),
+      units: LOOKUPS,
+      reps: rounds.length,
+    });
   }
-  console.error(`flatness: sequential ${kind}: max/min across sizes ${SIZES.map((b) => `2^${b}`).join(', ')} — median round ${med(spreads).toFixed(2)}×`);
+  console.error(
+    `flatness: sequential ${kind}: max/min across sizes ${SIZES.map((b) => `2^${b}`).join(', ')} — median round ${med(spreads).toFixed(2)}×`,
+  );
 }
 for (const { f } of flat) f.release();
 

@@ -14,7 +14,15 @@ export interface BenchResult {
   reps: number;
 }
 
-export function measure<S>(name: string, units: number, reps: number, setup: () => S, fn: (s: S) => void, teardown?: (s: S) => void, unit = 'page'): BenchResult {
+export function measure<S>(
+  name: string,
+  units: number,
+  reps: number,
+  setup: () => S,
+  fn: (s: S) => void,
+  teardown?: (s: S) => void,
+  unit = 'page',
+): BenchResult {
   const times: number[] = [];
   for (let r = 0; r <= reps; r++) {
     const s = setup();

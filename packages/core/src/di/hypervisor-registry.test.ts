@@ -46,7 +46,10 @@ describe('HypervisorRegistry', () => {
 
   it('a backend unavailable because of an error is ENODEV with that error as cause (e.g. open("/dev/kvm") EACCES)', () => {
     const eacces = gmErr('EACCES', 'open', 'kvm', undefined, { syscall: 'open' });
-    const denied: HypervisorProvider = { ...provider('kvm', 100, false), probe: () => ({ available: false, reason: 'open(/dev/kvm) failed with EACCES', cause: eacces }) };
+    const denied: HypervisorProvider = {
+      ...provider('kvm', 100, false),
+      probe: () => ({ available: false, reason: 'open(/dev/kvm) failed with EACCES', cause: eacces }),
+    };
     const r = new HypervisorRegistry([denied]);
     let explicit: unknown;
     try {
@@ -67,22 +70,32 @@ describe('HypervisorRegistry', () => {
 
   it('an unknown id fails with ENODEV naming the registered ones', () => {
     const r = new HypervisorRegistry([provider('kvm', 1, true), provider('gunyah-sim', 1, true)]);
-    expect(() => r.select('xen')).toThrow(expect.objectContaining({ code: 'ENODEV', message: expect.stringMatching(/'kvm'.*'gunyah-sim'|'gunyah-sim'.*'kvm'/) }));
+    expect(() => r.select('xen')).toThrow(
+      expect.objectContaining({ code: 'ENODEV', message: expect.stringMatching(/'kvm'.*'gunyah-sim'|'gunyah-sim'.*'kvm'/) }),
+    );
   });
 
   it('an unavailable explicit choice and an all-unavailable probe fail with the reasons', () => {
     const r = new HypervisorRegistry([provider('native', 1, false), provider('fake', 2, true, true)]);
     expect(() => r.select('native')).toThrow(/native missing/);
-    expect(() => r.select({ env: noEnv })).toThrow(/native: native missing; fake: fake: never auto-selected|fake: fake: never auto-selected; native: native missing/);
+    expect(() => r.select({ env: noEnv })).toThrow(
+      /native: native missing; fake: fake: never auto-selected|fake: fake: never auto-selected; native: native missing/,
+    );
   });
 
   it('GUESTMEM_HYPERVISOR takes precedence over probing, and an explicit option over the variable', () => {
     const r = new HypervisorRegistry([provider('kvm', 100, true), provider('gunyah-sim', 10, true, false, true)]);
     const env = { GUESTMEM_HYPERVISOR: 'gunyah-sim' };
-    expect(r.select({ env })).toMatchObject({ provider: { id: 'gunyah-sim' }, source: 'env', reason: expect.stringContaining('GUESTMEM_HYPERVISOR=gunyah-sim') });
+    expect(r.select({ env })).toMatchObject({
+      provider: { id: 'gunyah-sim' },
+      source: 'env',
+      reason: expect.stringContaining('GUESTMEM_HYPERVISOR=gunyah-sim'),
+    });
     expect(r.select({ env, hypervisor: 'kvm' })).toMatchObject({ provider: { id: 'kvm' }, source: 'option' });
     expect(r.select({ env: { GUESTMEM_HYPERVISOR: '' } })).toMatchObject({ provider: { id: 'kvm' }, source: 'probe' });
-    expect(() => r.select({ env: { GUESTMEM_HYPERVISOR: 'xen' } })).toThrow(expect.objectContaining({ code: 'ENODEV', message: expect.stringContaining('GUESTMEM_HYPERVISOR=xen') }));
+    expect(() => r.select({ env: { GUESTMEM_HYPERVISOR: 'xen' } })).toThrow(
+      expect.objectContaining({ code: 'ENODEV', message: expect.stringContaining('GUESTMEM_HYPERVISOR=xen') }),
+    );
     // process.env is the default source, and registerCore's HYPERVISOR follows it.
     vi.stubEnv('GUESTMEM_HYPERVISOR', 'gunyah-sim');
     expect(r.select().provider.id).toBe('gunyah-sim');
@@ -114,7 +127,9 @@ describe('HypervisorRegistry', () => {
 
   it('strict selection refuses simulators, explicit or probed', () => {
     const r = new HypervisorRegistry([provider('kvm', 100, false), provider('kvm-sim', 10, true, false, true)]);
-    expect(() => r.select({ env: noEnv, strict: true })).toThrow(expect.objectContaining({ code: 'ENODEV', message: expect.stringMatching(/kvm-sim: simulator: refused by strict/) }));
+    expect(() => r.select({ env: noEnv, strict: true })).toThrow(
+      expect.objectContaining({ code: 'ENODEV', message: expect.stringMatching(/kvm-sim: simulator: refused by strict/) }),
+    );
     expect(() => r.select({ env: noEnv, strict: true, hypervisor: 'kvm-sim' })).toThrow(/simulator, refused by strict/);
     expect(() => r.select({ env: { GUESTMEM_HYPERVISOR: 'kvm-sim' }, strict: true })).toThrow(/simulator, refused by strict/);
     const ok = new HypervisorRegistry([provider('kvm', 100, true), provider('kvm-sim', 10, true, false, true)]);
@@ -141,7 +156,9 @@ describe('HypervisorRegistry', () => {
   });
 
   it('rejects duplicate ids', () => {
-    expect(() => new HypervisorRegistry([provider('a', 1, true), provider('a', 2, true)])).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(() => new HypervisorRegistry([provider('a', 1, true), provider('a', 2, true)])).toThrow(
+      expect.objectContaining({ code: 'EEXIST' }),
+    );
   });
 
   it('works through tsyringe: multi-registered providers, explicit tokens, cached selection', () => {
@@ -149,7 +166,12 @@ describe('HypervisorRegistry', () => {
     registerCore(c);
     c.register(HYPERVISOR_PROVIDER, { useValue: provider('native', 100, false) });
     c.register(HYPERVISOR_PROVIDER, { useValue: provider('sim', 10, true) });
-    expect(c.resolve(HYPERVISOR_REGISTRY).list().map((p) => p.id)).toEqual(['native', 'sim']);
+    expect(
+      c
+        .resolve(HYPERVISOR_REGISTRY)
+        .list()
+        .map((p) => p.id),
+    ).toEqual(['native', 'sim']);
     const h = c.resolve(HYPERVISOR);
     expect(h.id).toBe('sim');
     expect(c.resolve(HYPERVISOR)).toBe(h);

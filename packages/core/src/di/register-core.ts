@@ -2,14 +2,7 @@ import type { DependencyContainer } from 'tsyringe';
 import { instanceCachingFactory } from 'tsyringe';
 import { ArenaFolioAllocator, type ArenaAllocatorOptions, type FolioAllocator } from '../folio/folio-allocator.js';
 import { HypervisorRegistry } from './hypervisor-registry.js';
-import {
-  FOLIO_ALLOCATOR,
-  HYPERVISOR,
-  HYPERVISOR_CHOICE,
-  HYPERVISOR_PROVIDER,
-  HYPERVISOR_REGISTRY,
-  HYPERVISOR_STRICT,
-} from './tokens.js';
+import { FOLIO_ALLOCATOR, HYPERVISOR, HYPERVISOR_CHOICE, HYPERVISOR_PROVIDER, HYPERVISOR_REGISTRY, HYPERVISOR_STRICT } from './tokens.js';
 
 /** Options of {@link registerCore}. */
 export interface RegisterCoreOptions {
@@ -37,23 +30,17 @@ export function registerCore(container: DependencyContainer, opts: RegisterCoreO
   container.register(FOLIO_ALLOCATOR, { useValue: allocator });
   if (opts.hypervisor !== undefined) container.register(HYPERVISOR_CHOICE, { useValue: opts.hypervisor });
   if (opts.strict !== undefined) container.register(HYPERVISOR_STRICT, { useValue: opts.strict });
-  container.register(
-    HYPERVISOR_REGISTRY,
-    {
-      useFactory: instanceCachingFactory(
-        (c) => new HypervisorRegistry(c.isRegistered(HYPERVISOR_PROVIDER, true) ? c.resolveAll(HYPERVISOR_PROVIDER) : []),
-      ),
-    },
-  );
-  container.register(
-    HYPERVISOR,
-    {
-      useFactory: instanceCachingFactory((c) => {
-        const hypervisor = c.isRegistered(HYPERVISOR_CHOICE, true) ? c.resolve(HYPERVISOR_CHOICE) : undefined;
-        const strict = c.isRegistered(HYPERVISOR_STRICT, true) ? c.resolve(HYPERVISOR_STRICT) : false;
-        return c.resolve(HYPERVISOR_REGISTRY).open({ hypervisor, strict });
-      }),
-    },
-  );
+  container.register(HYPERVISOR_REGISTRY, {
+    useFactory: instanceCachingFactory(
+      (c) => new HypervisorRegistry(c.isRegistered(HYPERVISOR_PROVIDER, true) ? c.resolveAll(HYPERVISOR_PROVIDER) : []),
+    ),
+  });
+  container.register(HYPERVISOR, {
+    useFactory: instanceCachingFactory((c) => {
+      const hypervisor = c.isRegistered(HYPERVISOR_CHOICE, true) ? c.resolve(HYPERVISOR_CHOICE) : undefined;
+      const strict = c.isRegistered(HYPERVISOR_STRICT, true) ? c.resolve(HYPERVISOR_STRICT) : false;
+      return c.resolve(HYPERVISOR_REGISTRY).open({ hypervisor, strict });
+    }),
+  });
   return container;
 }

@@ -45,9 +45,7 @@ export type ErrnoCode = keyof typeof ERRNO;
  */
 export type GuestMemErrorCode = ErrnoCode | 'SIGBUS';
 
-const BY_NUMBER = new Map<number, ErrnoCode>(
-  Object.entries(ERRNO).map(([k, v]) => [v, k as ErrnoCode]),
-);
+const BY_NUMBER = new Map<number, ErrnoCode>(Object.entries(ERRNO).map(([k, v]) => [v, k as ErrnoCode]));
 
 /** errno number → symbolic code; unknown numbers give `'E<n>'`-style fallbacks via {@link errnoName}. */
 export function errnoCode(errno: number): ErrnoCode | undefined {
@@ -63,7 +61,8 @@ export function errnoName(errno: number): string {
   if (own) return own;
   // Node's map is keyed by the host's negated errno numbers, which are Linux's only on Linux; from
   // -3000 down it holds libuv's own codes (UV_EOF is -4095), which are no errno.
-  const node = process.platform === 'linux' && Number.isInteger(errno) && errno > 0 && errno < 3000 ? getSystemErrorMap().get(-errno)?.[0] : undefined;
+  const node =
+    process.platform === 'linux' && Number.isInteger(errno) && errno > 0 && errno < 3000 ? getSystemErrorMap().get(-errno)?.[0] : undefined;
   return node ?? `errno ${errno}`;
 }
 

@@ -4,7 +4,11 @@ import { GuestMemError, HostAccessFault, gmErr } from './guest-mem-error.js';
 describe('GuestMemError as JSON', () => {
   it('JSON.stringify writes every field, bigints as strings, and the cause chain', () => {
     const inner = new HostAccessFault({ op: 'mapping.read', backend: 'kvm-sim', offset: 1n << 63n, info: { len: 4096n } });
-    const e = gmErr('EIO', 'convert', 'kvm-sim', 'discard failed', { syscall: 'fallocate', info: { gpa: 0xffff_f000n, nested: { sizes: [1n, 2] } }, cause: inner });
+    const e = gmErr('EIO', 'convert', 'kvm-sim', 'discard failed', {
+      syscall: 'fallocate',
+      info: { gpa: 0xffff_f000n, nested: { sizes: [1n, 2] } },
+      cause: inner,
+    });
     const json = JSON.parse(JSON.stringify(e));
     expect(json).toEqual({
       name: 'GuestMemError',

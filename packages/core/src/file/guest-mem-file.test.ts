@@ -101,11 +101,15 @@ describe('GuestMemFile allocate / punch / read', () => {
   it('punch calls mayReclaim, then invalidateBegin/End around the removal; a refusal changes nothing', () => {
     const calls: string[] = [];
     let refuse = true;
-    const f = GuestMemFile.create(8 * P, 0, ops({
-      mayReclaim: (_f, r) => (refuse ? new GuestMemError({ code: 'EBUSY', op: 'punch', backend: 'test', detail: `${r.first}` }) : null),
-      invalidateBegin: (file, r, why) => calls.push(`begin ${r.first}-${r.end} ${why} present=${file.pagesPresent}`),
-      invalidateEnd: (file, r, why) => calls.push(`end ${r.first}-${r.end} ${why} present=${file.pagesPresent}`),
-    }));
+    const f = GuestMemFile.create(
+      8 * P,
+      0,
+      ops({
+        mayReclaim: (_f, r) => (refuse ? new GuestMemError({ code: 'EBUSY', op: 'punch', backend: 'test', detail: `${r.first}` }) : null),
+        invalidateBegin: (file, r, why) => calls.push(`begin ${r.first}-${r.end} ${why} present=${file.pagesPresent}`),
+        invalidateEnd: (file, r, why) => calls.push(`end ${r.first}-${r.end} ${why} present=${file.pagesPresent}`),
+      }),
+    );
     f.write(P, new Uint8Array([1, 2, 3]));
     expect(codeOf(() => f.punchHole(0, 2 * P))).toBe('EBUSY');
     expect(f.read(P, 3)).toEqual(new Uint8Array([1, 2, 3]));
@@ -160,14 +164,27 @@ describe('GuestMemFile bindings and lifetime', () => {
     f.unbind('a');
     f.bind(0, 2, 'c');
     f.resizeBinding('b', 6, 8);
-    expect(f.allBindings.map((b) => [b.owner, b.first, b.end])).toEqual([['c', 0, 2], ['b', 6, 8]]);
+    expect(f.allBindings.map((b) => [b.owner, b.first, b.end])).toEqual([
+      ['c', 0, 2],
+      ['b', 6, 8],
+    ]);
   });
 
   it('allowPastEof: bindings past EOF are indexed, overlap-checked and invalidated by punch and release', () => {
     const seen: string[] = [];
-    const f = GuestMemFile.create(4 * P, 0, ops({
-      invalidateBegin: (file, r, why) => seen.push(`${why} ${r.first}-${r.end} ${file.bindingsIn(r.first, r.end).map((b) => b.owner).join(',')}`),
-    }));
+    const f = GuestMemFile.create(
+      4 * P,
+      0,
+      ops({
+        invalidateBegin: (file, r, why) =>
+          seen.push(
+            `${why} ${r.first}-${r.end} ${file
+              .bindingsIn(r.first, r.end)
+              .map((b) => b.owner)
+              .join(',')}`,
+          ),
+      }),
+    );
     expect(codeOf(() => f.bind(2, 10, 'q'))).toBe('EINVAL');
     f.bind(2, 10, 'q', { allowPastEof: true });
     expect(codeOf(() => f.bind(8, 12, 'r', { allowPastEof: true }))).toBe('EINVAL');
@@ -180,12 +197,17 @@ describe('GuestMemFile bindings and lifetime', () => {
   it('the last release frees everything even when a backend hook throws, then rethrows', () => {
     const alloc = new ArenaFolioAllocator();
     const released = vi.fn();
-    const f = GuestMemFile.create(4 * P, 0, ops({
-      invalidateBegin: () => {
-        throw new Error('hook failed');
-      },
-      release: released,
-    }), { allocator: alloc });
+    const f = GuestMemFile.create(
+      4 * P,
+      0,
+      ops({
+        invalidateBegin: () => {
+          throw new Error('hook failed');
+        },
+        release: released,
+      }),
+      { allocator: alloc },
+    );
     f.bind(0, 2, 'slot');
     f.allocate(0, 4 * P);
     expect(() => f.release()).toThrow('hook failed');
@@ -198,12 +220,17 @@ describe('GuestMemFile bindings and lifetime', () => {
   it('the last release drops bindings, frees memory and calls hooks in order', () => {
     const order: string[] = [];
     const alloc = new ArenaFolioAllocator();
-    const f = GuestMemFile.create(8 * P, 0, ops({
-      invalidateBegin: (_f, r, why) => order.push(`begin ${r.first}-${r.end} ${why}`),
-      bindingDropped: (_f, owner) => order.push(`drop ${owner}`),
-      invalidateEnd: (_f, _r, why) => order.push(`end ${why}`),
-      release: (file) => order.push(`release bytes=${file.allocator.stats().bytesInUse}`),
-    }), { allocator: alloc });
+    const f = GuestMemFile.create(
+      8 * P,
+      0,
+      ops({
+        invalidateBegin: (_f, r, why) => order.push(`begin ${r.first}-${r.end} ${why}`),
+        bindingDropped: (_f, owner) => order.push(`drop ${owner}`),
+        invalidateEnd: (_f, _r, why) => order.push(`end ${why}`),
+        release: (file) => order.push(`release bytes=${file.allocator.stats().bytesInUse}`),
+      }),
+      { allocator: alloc },
+    );
     f.bind(0, 2, 'slot1');
     f.allocate(0, 8 * P);
     f.acquire();
@@ -327,15 +354,18 @@ describe('edge cases (review findings)', () => {
   });
 
   it('a failing prepare hook leaves no folio behind', () => {
-    const f = GuestMemFile.create(4 * P, 0, ops({
-      prepare: () => {
-        throw new GuestMemError({ code: 'EIO', op: 'prepare', backend: 'test' });
-      },
-    }));
+    const f = GuestMemFile.create(
+      4 * P,
+      0,
+      ops({
+        prepare: () => {
+          throw new GuestMemError({ code: 'EIO', op: 'prepare', backend: 'test' });
+        },
+      }),
+    );
     expect(codeOf(() => f.getFolio(1))).toBe('EIO');
     expect(f.isPresent(1)).toBe(false);
     expect(f.allocator.stats().bytesInUse).toBe(0);
     f.release();
   });
 });
-

@@ -16,7 +16,6 @@ const FILL = 2;
 type TransferMode = typeof COPY_OUT | typeof COPY_IN | typeof FILL;
 const DEFAULT_GET: GetFolioOptions = Object.freeze({});
 
-
 /** Options of {@link GuestMemFile.bind}. */
 export interface BindRangeOptions {
   /** The errno an overlap gives (the backend's choice: KVM EINVAL, Gunyah EEXIST). Default EINVAL. */
@@ -293,7 +292,10 @@ export class GuestMemFile<Owner = unknown> {
     // Pages past EOF hold no memory, but bindings a backend placed there are still invalidated,
     // as the kernel's punch does (it never clips the invalidated range to i_size).
     const bindEnd = Math.max(this.pages, this.bindings.at(-1)?.end ?? 0);
-    const range: PageRange = { first: this.unclippedPage(toBig(offset)), end: Math.min(this.unclippedPage(toBig(offset) + toBig(len)), bindEnd) };
+    const range: PageRange = {
+      first: this.unclippedPage(toBig(offset)),
+      end: Math.min(this.unclippedPage(toBig(offset) + toBig(len)), bindEnd),
+    };
     if (range.first >= range.end) return;
     const refusal = this.ops.mayReclaim?.(this, range) ?? null;
     if (refusal) throw refusal;
@@ -360,7 +362,11 @@ export class GuestMemFile<Owner = unknown> {
     if (created) {
       if (opts.create === false) return -1;
       const order = opts.order ?? this.defaultOrder;
-      if (order === 9 && this.index.nextPresent(index - (index % 512), index - (index % 512) + 512) < 0 && index - (index % 512) + 512 <= this.pages) {
+      if (
+        order === 9 &&
+        this.index.nextPresent(index - (index % 512), index - (index % 512) + 512) < 0 &&
+        index - (index % 512) + 512 <= this.pages
+      ) {
         folio = this.allocator.tryAlloc(9);
         if (folio >= 0) this.index.store(index, folio, 9);
       }
@@ -474,7 +480,8 @@ export class GuestMemFile<Owner = unknown> {
   }
 
   private checkLength(op: string, length: number): number {
-    if (!(Number.isSafeInteger(length) && length >= 0)) throw gmErr('EINVAL', op, this.ops.backend, `length ${length} must be a whole number ≥ 0`);
+    if (!(Number.isSafeInteger(length) && length >= 0))
+      throw gmErr('EINVAL', op, this.ops.backend, `length ${length} must be a whole number ≥ 0`);
     return length;
   }
 
@@ -485,7 +492,14 @@ export class GuestMemFile<Owner = unknown> {
    * in-page offset (exact numbers even when the byte offset is a bigint beyond 2^53). No closures
    * or views are allocated per page: this is the hot path of every host and simulated guest access.
    */
-  private transfer(mode: TransferMode, offset: number | bigint, length: number, buf: Uint8Array | undefined, bufOffset: number, byte: number): void {
+  private transfer(
+    mode: TransferMode,
+    offset: number | bigint,
+    length: number,
+    buf: Uint8Array | undefined,
+    bufOffset: number,
+    byte: number,
+  ): void {
     this.assertLive('access');
     this.checkLength('access', length);
     let index: number;
@@ -644,9 +658,15 @@ export class GuestMemFile<Owner = unknown> {
     const off = toBig(offset, op, this.ops.backend);
     const ln = toBig(len, op, this.ops.backend);
     if (off < 0n || ln <= 0n || off % PAGE_SIZE_N !== 0n || ln % PAGE_SIZE_N !== 0n || (inside && off + ln > this.size)) {
-      throw gmErr('EINVAL', op, this.ops.backend, `offset ${off}, len ${ln}: need len > 0, both multiples of ${PAGE_SIZE}${inside ? `, end ≤ size ${this.size}` : ''}`, {
-        info: { offset: off, len: ln, size: this.size },
-      });
+      throw gmErr(
+        'EINVAL',
+        op,
+        this.ops.backend,
+        `offset ${off}, len ${ln}: need len > 0, both multiples of ${PAGE_SIZE}${inside ? `, end ≤ size ${this.size}` : ''}`,
+        {
+          info: { offset: off, len: ln, size: this.size },
+        },
+      );
     }
     const pagesBig = BigInt(this.pages);
     const first = off / PAGE_SIZE_N;
@@ -654,4 +674,3 @@ export class GuestMemFile<Owner = unknown> {
     return { first: Number(first < pagesBig ? first : pagesBig), end: Number(end < pagesBig ? end : pagesBig) };
   }
 }
-

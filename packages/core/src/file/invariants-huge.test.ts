@@ -27,8 +27,23 @@ const pageArb = fc.oneof(fc.integer({ min: 0, max: PAGES - 1 }), fc.constantFrom
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constant('allocate' as const), f: f01, block: fc.integer({ min: 0, max: 1 }), huge: fc.boolean() }),
   fc.record({ k: fc.constant('punch' as const), f: f01, first: pageArb, n: fc.integer({ min: 1, max: 700 }) }),
-  fc.record({ k: fc.constant('write' as const), f: f01, page: pageArb, at: fc.integer({ min: 0, max: P - 1 }), len: fc.integer({ min: 1, max: 2 * P }), byte: fc.integer({ min: 1, max: 255 }), viaMap: fc.boolean() }),
-  fc.record({ k: fc.constant('read' as const), f: f01, page: pageArb, at: fc.integer({ min: 0, max: P - 1 }), len: fc.integer({ min: 1, max: 2 * P }), viaMap: fc.boolean() }),
+  fc.record({
+    k: fc.constant('write' as const),
+    f: f01,
+    page: pageArb,
+    at: fc.integer({ min: 0, max: P - 1 }),
+    len: fc.integer({ min: 1, max: 2 * P }),
+    byte: fc.integer({ min: 1, max: 255 }),
+    viaMap: fc.boolean(),
+  }),
+  fc.record({
+    k: fc.constant('read' as const),
+    f: f01,
+    page: pageArb,
+    at: fc.integer({ min: 0, max: P - 1 }),
+    len: fc.integer({ min: 1, max: 2 * P }),
+    viaMap: fc.boolean(),
+  }),
   fc.record({ k: fc.constant('poison' as const), f: f01, page: pageArb }),
   fc.record({ k: fc.constant('release' as const), f: f01 }),
   fc.record({ k: fc.constant('reopen' as const), f: f01 }),
@@ -43,7 +58,7 @@ interface Slot {
 }
 
 describe('core invariants with huge folios and poison (property)', () => {
-  it('every read equals the model: zero on first use, zero after (partial) punch, never another file\'s or a recycled folio\'s bytes', () => {
+  it("every read equals the model: zero on first use, zero after (partial) punch, never another file's or a recycled folio's bytes", () => {
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 25 }), (ops) => {
         const alloc = new ArenaFolioAllocator({ arenaMiB: 4 });
@@ -101,7 +116,11 @@ describe('core invariants with huge folios and poison (property)', () => {
               const len = Math.min(op.len, PAGES * P - at);
               const data = new Uint8Array(len).fill(op.byte);
               let firstBad = -1;
-              for (let pg = op.page; pg * P < at + len; pg++) if (poisonedAt(s, pg)) { firstBad = pg; break; }
+              for (let pg = op.page; pg * P < at + len; pg++)
+                if (poisonedAt(s, pg)) {
+                  firstBad = pg;
+                  break;
+                }
               try {
                 if (op.viaMap) s.map.write(at, data);
                 else s.file.write(at, data);

@@ -79,4 +79,3 @@ export interface FileBinding<Owner> {
   readonly first: number;
   readonly end: number;
 }
-

@@ -248,7 +248,8 @@ export class ArenaFolioAllocator implements FolioAllocator {
 
   free(folio: number): void {
     const fl = this.flags[folio];
-    if (fl === undefined || !(fl & F_ALLOCATED)) throw gmErr('EINVAL', 'free', 'core', `double free or not a folio: ${folio}`, { info: { folio } });
+    if (fl === undefined || !(fl & F_ALLOCATED))
+      throw gmErr('EINVAL', 'free', 'core', `double free or not a folio: ${folio}`, { info: { folio } });
     const huge = (fl & F_HUGE_HEAD) !== 0;
     this.inUse -= huge ? HUGE_PAGES * PAGE_SIZE : PAGE_SIZE;
     if (huge) this.live9--;

@@ -18,7 +18,14 @@ const err = (fn: () => unknown): GuestMemError => {
 
 describe('neutral argument rules (core validate.ts)', () => {
   it('a bad number is EINVAL and the message shows it as given', () => {
-    for (const [v, shown] of [[-4096, '-4096'], [Number.NaN, 'NaN'], [1.5, '1.5'], [-4096n, '-4096n'], [2 ** 53, '9007199254740992'], [Number.NEGATIVE_INFINITY, '-Infinity']] as const) {
+    for (const [v, shown] of [
+      [-4096, '-4096'],
+      [Number.NaN, 'NaN'],
+      [1.5, '1.5'],
+      [-4096n, '-4096n'],
+      [2 ** 53, '9007199254740992'],
+      [Number.NEGATIVE_INFINITY, '-Infinity'],
+    ] as const) {
       const e = err(() => uintArg(v, 'gpa', 'bind', 'test'));
       expect([e.code, e.backend]).toEqual(['EINVAL', 'test']);
       expect(e.message).toContain(`gpa ${shown}`);
@@ -32,21 +39,27 @@ describe('neutral argument rules (core validate.ts)', () => {
     const top = 1n << 64n;
     const m = mem(64n * P);
     fc.assert(
-      fc.property(fc.bigInt({ min: 0n, max: top }), fc.bigInt({ min: 0n, max: 70n }), fc.bigInt({ min: 0n, max: 70n }), fc.boolean(), (gpaRaw, offPages, sizePages, alignGpa) => {
-        const gpa = alignGpa ? gpaRaw & ~(P - 1n) : gpaRaw;
-        const offset = offPages * P;
-        const size = sizePages * P;
-        const valid = gpa % P === 0n && size > 0n && offset + size <= m.size && gpa + size < top;
-        let ok = true;
-        try {
-          const r = checkBind({ memory: m, gpa, offset, size }, ctx(m));
-          expect(r).toEqual({ gpa, offset, size, access: 'private', readOnly: false });
-        } catch (e) {
-          expect((e as GuestMemError).code).toBe('EINVAL');
-          ok = false;
-        }
-        expect(ok).toBe(valid);
-      }),
+      fc.property(
+        fc.bigInt({ min: 0n, max: top }),
+        fc.bigInt({ min: 0n, max: 70n }),
+        fc.bigInt({ min: 0n, max: 70n }),
+        fc.boolean(),
+        (gpaRaw, offPages, sizePages, alignGpa) => {
+          const gpa = alignGpa ? gpaRaw & ~(P - 1n) : gpaRaw;
+          const offset = offPages * P;
+          const size = sizePages * P;
+          const valid = gpa % P === 0n && size > 0n && offset + size <= m.size && gpa + size < top;
+          let ok = true;
+          try {
+            const r = checkBind({ memory: m, gpa, offset, size }, ctx(m));
+            expect(r).toEqual({ gpa, offset, size, access: 'private', readOnly: false });
+          } catch (e) {
+            expect((e as GuestMemError).code).toBe('EINVAL');
+            ok = false;
+          }
+          expect(ok).toBe(valid);
+        },
+      ),
     );
     // The last bindable page ends one page below 2^64.
     expect(checkBind({ memory: m, gpa: top - 2n * P, offset: 0, size: P }, ctx(m)).gpa).toBe(top - 2n * P);

@@ -59,12 +59,14 @@ export function checkGuestAccess(gpa: unknown, len: unknown, op: 'guestRead' | '
  * {@link checkGuestAccess} and comes back as a checked bigint. Same errors, same accepted domain.
  */
 export function guestAccessGpa(gpa: unknown, len: number, op: 'guestRead' | 'guestWrite', backend: string): bigint | number {
-  if (typeof gpa === 'number' && Number.isSafeInteger(gpa) && gpa >= 0 && Number.isSafeInteger(len) && len >= 0 && len <= 1 << 30) return gpa;
+  if (typeof gpa === 'number' && Number.isSafeInteger(gpa) && gpa >= 0 && Number.isSafeInteger(len) && len >= 0 && len <= 1 << 30)
+    return gpa;
   return checkGuestAccess(gpa, len, op, backend)[0];
 }
 
 function aligned(b: bigint, v: unknown, what: string, op: string, backend: string): void {
-  if (b % PAGE_SIZE_N !== 0n) throw gmErr('EINVAL', op, backend, `${what} ${showArg(v)} is not a multiple of 4096`, { info: { [what]: v } });
+  if (b % PAGE_SIZE_N !== 0n)
+    throw gmErr('EINVAL', op, backend, `${what} ${showArg(v)} is not a multiple of 4096`, { info: { [what]: v } });
 }
 
 /** `'private' | 'shared'`, else `EINVAL`. */
@@ -114,9 +116,15 @@ export function checkBind(opts: BindOptions, ctx: BindContext): CheckedBind {
   aligned(size, opts.size, 'size', op, backend);
   if (size === 0n) throw gmErr('EINVAL', op, backend, 'size 0: a binding covers at least one page');
   if (offset + size > mem.size) {
-    throw gmErr('EINVAL', op, backend, `[offset ${showArg(opts.offset)}, +${showArg(opts.size)}) is not inside the ${mem.size}-byte memory`);
+    throw gmErr(
+      'EINVAL',
+      op,
+      backend,
+      `[offset ${showArg(opts.offset)}, +${showArg(opts.size)}) is not inside the ${mem.size}-byte memory`,
+    );
   }
-  if (gpa + size >= GPA_LIMIT) throw gmErr('EINVAL', op, backend, `gpa ${showArg(opts.gpa)} + size ${showArg(opts.size)} does not end below 2^64`);
+  if (gpa + size >= GPA_LIMIT)
+    throw gmErr('EINVAL', op, backend, `gpa ${showArg(opts.gpa)} + size ${showArg(opts.size)} does not end below 2^64`);
   const access = opts.access === undefined ? (ctx.privateMemory ? 'private' : 'shared') : accessArg(opts.access, op, backend);
   if (access === 'private' && !ctx.privateMemory) throw gmErr('EOPNOTSUPP', op, backend, 'this VM has no private memory');
   return { gpa, offset, size, access, readOnly: opts.readOnly === true };
@@ -137,7 +145,8 @@ export function checkGpaRange(range: GpaRange, op: string, backend: string): Che
   aligned(gpa, range.gpa, 'gpa', op, backend);
   aligned(size, range.size, 'size', op, backend);
   if (size === 0n) throw gmErr('EINVAL', op, backend, 'size 0: the range is empty');
-  if (gpa + size >= GPA_LIMIT) throw gmErr('EINVAL', op, backend, `gpa ${showArg(range.gpa)} + size ${showArg(range.size)} does not end below 2^64`);
+  if (gpa + size >= GPA_LIMIT)
+    throw gmErr('EINVAL', op, backend, `gpa ${showArg(range.gpa)} + size ${showArg(range.size)} does not end below 2^64`);
   return { gpa, size, end: gpa + size };
 }
 
@@ -145,13 +154,20 @@ export function checkGpaRange(range: GpaRange, op: string, backend: string): Che
  * `allocate`/`punchHole`'s `[offset, offset+len)`: exact non-negative integers, page-aligned,
  * `len > 0`, inside the memory (`offset + len <= memorySize`).
  */
-export function checkFileRange(offset: unknown, len: unknown, memorySize: bigint, op: string, backend: string): { offset: bigint; len: bigint } {
+export function checkFileRange(
+  offset: unknown,
+  len: unknown,
+  memorySize: bigint,
+  op: string,
+  backend: string,
+): { offset: bigint; len: bigint } {
   const o = uintArg(offset, 'offset', op, backend);
   const l = uintArg(len, 'len', op, backend);
   aligned(o, offset, 'offset', op, backend);
   aligned(l, len, 'len', op, backend);
   if (l === 0n) throw gmErr('EINVAL', op, backend, 'len 0');
-  if (o + l > memorySize) throw gmErr('EINVAL', op, backend, `[${showArg(offset)}, +${showArg(len)}) is past the end of the ${memorySize}-byte memory`);
+  if (o + l > memorySize)
+    throw gmErr('EINVAL', op, backend, `[${showArg(offset)}, +${showArg(len)}) is past the end of the ${memorySize}-byte memory`);
   return { offset: o, len: l };
 }
 
@@ -160,21 +176,33 @@ export function checkFileRange(offset: unknown, len: unknown, memorySize: bigint
  * memory's size; `length` (default: the rest of the memory) a safe integer > 0 with
  * `offset + length <= memorySize`.
  */
-export function checkMapRange(opts: { offset?: unknown; length?: unknown } | undefined, memorySize: bigint, backend: string): { offset: bigint; length: number } {
+export function checkMapRange(
+  opts: { offset?: unknown; length?: unknown } | undefined,
+  memorySize: bigint,
+  backend: string,
+): { offset: bigint; length: number } {
   const op = 'map';
   const offset = uintArg(opts?.offset ?? 0, 'offset', op, backend);
   aligned(offset, opts?.offset ?? 0, 'offset', op, backend);
-  if (offset >= memorySize) throw gmErr('EINVAL', op, backend, `offset ${showArg(opts?.offset)} is not inside the ${memorySize}-byte memory`);
+  if (offset >= memorySize)
+    throw gmErr('EINVAL', op, backend, `offset ${showArg(opts?.offset)} is not inside the ${memorySize}-byte memory`);
   const rest = memorySize - offset;
   if (opts?.length === undefined) {
-    if (rest > BigInt(Number.MAX_SAFE_INTEGER)) throw gmErr('EINVAL', op, backend, `the rest of the memory (${rest} bytes) is too long for one view: pass length`);
+    if (rest > BigInt(Number.MAX_SAFE_INTEGER))
+      throw gmErr('EINVAL', op, backend, `the rest of the memory (${rest} bytes) is too long for one view: pass length`);
     return { offset, length: Number(rest) };
   }
   const length = opts.length;
   if (typeof length !== 'number' || !Number.isSafeInteger(length) || length <= 0) {
     throw gmErr('EINVAL', op, backend, `length ${showArg(length)} must be an integer > 0`);
   }
-  if (BigInt(length) > rest) throw gmErr('EINVAL', op, backend, `offset ${showArg(opts.offset ?? 0)} + length ${length} is past the end of the ${memorySize}-byte memory`);
+  if (BigInt(length) > rest)
+    throw gmErr(
+      'EINVAL',
+      op,
+      backend,
+      `offset ${showArg(opts.offset ?? 0)} + length ${length} is past the end of the ${memorySize}-byte memory`,
+    );
   return { offset, length };
 }
 

@@ -154,11 +154,15 @@ export class HostMapping {
       throw new HostAccessFault({ op, backend: f.ops.backend, offset: fileOff, detail: `offset ${fileOff} is at or past EOF (${f.size})` });
     }
     if (f.ops.hostAccess && f.ops.hostAccess(f, index, kind) === 'sigbus') {
-      throw new HostAccessFault({ op, backend: f.ops.backend, offset: fileOff, detail: `the backend does not let the host ${kind} page ${index}` });
+      throw new HostAccessFault({
+        op,
+        backend: f.ops.backend,
+        offset: fileOff,
+        detail: `the backend does not let the host ${kind} page ${index}`,
+      });
     }
     if (f.isPoisoned(index)) {
       throw new HostAccessFault({ op, backend: f.ops.backend, offset: fileOff, detail: `page ${index} is poisoned` });
     }
   }
 }
-

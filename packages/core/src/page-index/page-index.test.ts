@@ -189,7 +189,12 @@ describe('PageIndex', () => {
     { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 ** 52 - 1 }) },
   );
   const op: fc.Arbitrary<Op> = fc.oneof(
-    fc.record({ k: fc.constant('store' as const), i: idx, v: fc.integer({ min: 0, max: 2 ** 31 - 1 }), o: fc.constantFrom<EntryOrder>(0, 0, 9) }),
+    fc.record({
+      k: fc.constant('store' as const),
+      i: idx,
+      v: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      o: fc.constantFrom<EntryOrder>(0, 0, 9),
+    }),
     fc.record({ k: fc.constant('erase' as const), i: idx }),
     fc.record({ k: fc.constant('eraseRange' as const), i: idx, n: fc.integer({ min: 0, max: 1500 }) }),
     fc.record({ k: fc.constant('fill' as const), i: idx, n: fc.integer({ min: 0, max: 700 }) }),

@@ -421,7 +421,14 @@ export class PageIndex {
    * The leaf level of {@link eraseIn}, where bulk punches spend their time: one tight loop over the
    * slots, counters updated once.
    */
-  private eraseLeaf(node: number, nodeBase: number, s0: number, s1: number, marked: boolean, onErase: EntryVisitor | ErasedValues | undefined): boolean {
+  private eraseLeaf(
+    node: number,
+    nodeBase: number,
+    s0: number,
+    s1: number,
+    marked: boolean,
+    onErase: EntryVisitor | ErasedValues | undefined,
+  ): boolean {
     const slots = this.slots;
     const row = node * FANOUT;
     let erased = 0;

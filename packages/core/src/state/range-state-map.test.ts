@@ -41,7 +41,9 @@ describe('RangeStateMap', () => {
   it('matches a per-page array model (property)', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: 64 }), fc.constantFrom('x', 'y', 'z')), { maxLength: 30 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: 64 }), fc.constantFrom('x', 'y', 'z')), {
+          maxLength: 30,
+        }),
         (ops) => {
           const m = new RangeStateMap('x', 64);
           const model = new Array<string>(64).fill('x');

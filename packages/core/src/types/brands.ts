@@ -35,7 +35,8 @@ export const pageNumber = (v: number): PageNumber => v as PageNumber;
  */
 export function toBig(v: bigint | number, op = 'argument', backend = 'core'): bigint {
   if (typeof v === 'bigint') return v;
-  if (!Number.isSafeInteger(v)) throw gmErr('EINVAL', op, backend, `${v} is not an exact integer (pass a bigint beyond 2^53)`, { info: { value: v } });
+  if (!Number.isSafeInteger(v))
+    throw gmErr('EINVAL', op, backend, `${v} is not an exact integer (pass a bigint beyond 2^53)`, { info: { value: v } });
   return BigInt(v);
 }
 

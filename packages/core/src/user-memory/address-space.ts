@@ -57,8 +57,10 @@ export class UserAddressSpace {
     const len = memory.size;
     let start: bigint;
     if (fixed !== undefined) {
-      if (fixed < 0n || fixed % PAGE_SIZE_N !== 0n || fixed + len > MMAP_TOP) throw gmErr('EINVAL', 'mmap', this.backend, `address 0x${fixed.toString(16)}`);
-      if (this.maps.some((m) => m.start < fixed + len && fixed < m.end)) throw gmErr('EEXIST', 'mmap', this.backend, `0x${fixed.toString(16)} is in use`);
+      if (fixed < 0n || fixed % PAGE_SIZE_N !== 0n || fixed + len > MMAP_TOP)
+        throw gmErr('EINVAL', 'mmap', this.backend, `address 0x${fixed.toString(16)}`);
+      if (this.maps.some((m) => m.start < fixed + len && fixed < m.end))
+        throw gmErr('EEXIST', 'mmap', this.backend, `0x${fixed.toString(16)} is in use`);
       start = fixed;
     } else {
       const align = memory.hugePages ? HUGE_BYTES : PAGE_SIZE_N;

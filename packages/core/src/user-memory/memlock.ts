@@ -31,10 +31,16 @@ export class LockedMemoryAccount {
   charge(pages: number, op: string, backend: string, syscall?: string): void {
     if (!(Number.isInteger(pages) && pages >= 0)) throw gmErr('EINVAL', op, backend, `cannot charge ${pages} pages`);
     if (this.locked + pages > this.limitPages && !this.capIpcLock) {
-      throw gmErr('ENOMEM', op, backend, `locking ${pages} more pages passes RLIMIT_MEMLOCK (${this.locked} of ${this.limitPages} pages locked)`, {
-        syscall,
-        info: { locked: this.locked, pages, limit: this.limitPages },
-      });
+      throw gmErr(
+        'ENOMEM',
+        op,
+        backend,
+        `locking ${pages} more pages passes RLIMIT_MEMLOCK (${this.locked} of ${this.limitPages} pages locked)`,
+        {
+          syscall,
+          info: { locked: this.locked, pages, limit: this.limitPages },
+        },
+      );
     }
     this.locked += pages;
   }

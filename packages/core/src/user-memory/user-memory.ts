@@ -228,7 +228,12 @@ export class UserMemory {
     this.hostAccess('write', offset, len, (f, at, n) => this.bytes(f, at, n).fill(byte));
   }
 
-  private hostAccess(kind: HostAccessKind, offset: bigint | number, len: number, act: (folio: number, at: number, n: number, done: number) => void): void {
+  private hostAccess(
+    kind: HostAccessKind,
+    offset: bigint | number,
+    len: number,
+    act: (folio: number, at: number, n: number, done: number) => void,
+  ): void {
     const op = `host ${kind}`;
     this.assertLive(op);
     const off = toBig(offset, op, this.ops.backend);
@@ -242,7 +247,12 @@ export class UserMemory {
       const inPage = Number(at % PAGE_SIZE_N);
       const n = Math.min(len - done, PAGE_SIZE - inPage);
       if (this.ops.hostAccess && this.ops.hostAccess(this, index, kind) === 'sigbus') {
-        throw new HostAccessFault({ op, backend: this.ops.backend, offset: at, detail: `the backend does not let the host ${kind} page ${index}` });
+        throw new HostAccessFault({
+          op,
+          backend: this.ops.backend,
+          offset: at,
+          detail: `the backend does not let the host ${kind} page ${index}`,
+        });
       }
       const f = this.fault(index, op);
       act(f.folio, (index - f.head) * PAGE_SIZE + inPage, n, done);

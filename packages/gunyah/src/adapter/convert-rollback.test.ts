@@ -72,7 +72,10 @@ function world(layout: Array<[number, MemoryAccess]>): { h: GunyahHypervisor; vm
 
 describe('Gunyah convert is all-or-nothing', () => {
   it('ENOMEM at the second MAP (range over two bindings): both bindings stay active and usable, data and states unchanged', () => {
-    const { h, vm, mem, bs } = world([[2, 'private'], [2, 'private']]);
+    const { h, vm, mem, bs } = world([
+      [2, 'private'],
+      [2, 'private'],
+    ]);
     const before = observe(vm, mem);
     // Fail the second *add* with the simulated kernel's own injected ENOMEM (binding allocation).
     const sim = (vm as unknown as SimHook).sim;
@@ -96,33 +99,43 @@ describe('Gunyah convert is all-or-nothing', () => {
     const access = fc.constantFrom<MemoryAccess>('private', 'shared');
     const layout = fc.array(fc.tuple(fc.integer({ min: 1, max: 4 }), access), { minLength: 1, maxLength: 3 });
     fc.assert(
-      fc.property(layout, fc.integer({ min: -1, max: PAGES }), fc.integer({ min: 1, max: PAGES + 1 }), access, fc.boolean(), fc.constantFrom<'ENOMEM' | 'EBUSY'>('ENOMEM', 'EBUSY'), (lay, first, n, to, discard, code) => {
-        const gpa = BASE + BigInt(first) * P;
-        const size = BigInt(n) * P;
-        for (let k = 1; ; k++) {
-          const { h, vm, mem } = world(lay);
-          try {
-            const before = observe(vm, mem);
-            const hook = injectAt(vm, k, code);
-            let failed = false;
+      fc.property(
+        layout,
+        fc.integer({ min: -1, max: PAGES }),
+        fc.integer({ min: 1, max: PAGES + 1 }),
+        access,
+        fc.boolean(),
+        fc.constantFrom<'ENOMEM' | 'EBUSY'>('ENOMEM', 'EBUSY'),
+        (lay, first, n, to, discard, code) => {
+          const gpa = BASE + BigInt(first) * P;
+          const size = BigInt(n) * P;
+          for (let k = 1; ; k++) {
+            const { h, vm, mem } = world(lay);
             try {
-              vm.convert({ gpa, size }, to, { discard });
-            } catch (e) {
-              expect((e as { code: string }).code).toBe(code);
-              failed = true;
+              const before = observe(vm, mem);
+              const hook = injectAt(vm, k, code);
+              let failed = false;
+              try {
+                vm.convert({ gpa, size }, to, { discard });
+              } catch (e) {
+                expect((e as { code: string }).code).toBe(code);
+                failed = true;
+              }
+              if (!failed) {
+                expect(hook.calls()).toBeLessThan(k); // every step ran: the conversion is done
+                return;
+              }
+              (vm as unknown as SimHook).sim.mapMem = Object.getPrototypeOf((vm as unknown as SimHook).sim).mapMem.bind(
+                (vm as unknown as SimHook).sim,
+              );
+              expect(observe(vm, mem)).toEqual(before);
+              for (const b of vm.bindings()) b.unbind();
+            } finally {
+              h.close();
             }
-            if (!failed) {
-              expect(hook.calls()).toBeLessThan(k); // every step ran: the conversion is done
-              return;
-            }
-            (vm as unknown as SimHook).sim.mapMem = Object.getPrototypeOf((vm as unknown as SimHook).sim).mapMem.bind((vm as unknown as SimHook).sim);
-            expect(observe(vm, mem)).toEqual(before);
-            for (const b of vm.bindings()) b.unbind();
-          } finally {
-            h.close();
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 60 },
     );
   });

@@ -22,7 +22,9 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();
     for (const size of [4096n, MIB, 3n * MIB, 2n * MIB + 4096n]) {
-      expect(() => vm.createGuestMemory({ size, hugePages: true })).toThrow(expect.objectContaining({ code: 'EINVAL', op: 'createGuestMemory', backend: 'gunyah-sim' }));
+      expect(() => vm.createGuestMemory({ size, hugePages: true })).toThrow(
+        expect.objectContaining({ code: 'EINVAL', op: 'createGuestMemory', backend: 'gunyah-sim' }),
+      );
     }
     expect(h.device.stats()).toMatchObject({ openFds: 1, files: 0 }); // only the VM fd
     const ok = vm.createGuestMemory({ size: 4n * MIB, hugePages: true });
@@ -46,10 +48,21 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     v.unmap();
     expect(vm.guestRead(0x10000, 3)).toEqual(Uint8Array.of(1, 2, 3));
     // An address no binding ever backed is a VMMIO access (MMIO exit); the neutral answer is EFAULT.
-    expect(() => vm.guestRead(0x90000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', syscall: 'ioctl(GUNYAH_VCPU_RUN)', info: expect.objectContaining({ exit: expect.objectContaining({ exitReason: 1, physAddr: 0x90000n }) }) }));
+    expect(() => vm.guestRead(0x90000, 1)).toThrow(
+      expect.objectContaining({
+        code: 'EFAULT',
+        syscall: 'ioctl(GUNYAH_VCPU_RUN)',
+        info: expect.objectContaining({ exit: expect.objectContaining({ exitReason: 1, physAddr: 0x90000n }) }),
+      }),
+    );
     // A private (lent) range of the start, once unbound, is still demand-paged: PAGE_FAULT -ENOENT.
     priv.unbind();
-    expect(() => vm.guestRead(0x10000, 1)).toThrow(expect.objectContaining({ code: 'EFAULT', info: expect.objectContaining({ exit: expect.objectContaining({ exitReason: 3, attempt: -2 }) }) }));
+    expect(() => vm.guestRead(0x10000, 1)).toThrow(
+      expect.objectContaining({
+        code: 'EFAULT',
+        info: expect.objectContaining({ exit: expect.objectContaining({ exitReason: 3, attempt: -2 }) }),
+      }),
+    );
     expect(priv.active).toBe(false);
   });
 
@@ -61,7 +74,11 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     vm.guestWrite(0x11000, Uint8Array.of(9));
     // shared → private for the middle page: tail unmap + remap of three pieces
     vm.convert({ gpa: 0x11000, size: 4096 }, 'private', { discard: false });
-    expect(vm.bindings().map((b) => [b.gpa, b.size])).toEqual([[0x10000n, 4096n], [0x11000n, 4096n], [0x12000n, 8192n]]);
+    expect(vm.bindings().map((b) => [b.gpa, b.size])).toEqual([
+      [0x10000n, 4096n],
+      [0x11000n, 4096n],
+      [0x12000n, 8192n],
+    ]);
     expect(vm.memoryState.get(0x11)).toBe('private');
     expect(vm.guestRead(0x11000, 1)).toEqual(Uint8Array.of(9)); // same pages, in place; now locked
     const before = vm.bindings().map((b) => [b.gpa, b.size]);
@@ -136,7 +153,7 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(h.device.stats()).toMatchObject({ openFds: 0, bindings: 0, folioBytes: 0n, parcels: 0 });
   });
 
-  it('a middle-page conversion keeps the tail private: data intact, still out of the host\'s reach', () => {
+  it("a middle-page conversion keeps the tail private: data intact, still out of the host's reach", () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();
     const mem = vm.createGuestMemory({ size: 4 * 4096, hostMappable: true });
@@ -199,7 +216,7 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     expect(h.device.stats()).toMatchObject({ openFds: 0, bindings: 0, folioBytes: 0n });
   });
 
-  it('host views report the mapping\'s page-rounded length and fill in place', () => {
+  it("host views report the mapping's page-rounded length and fill in place", () => {
     const h = new GunyahHypervisor();
     const vm = h.createVm();
     const mem = vm.createGuestMemory({ size: 4 * 4096, hostMappable: true, initiallyShared: true });
@@ -218,7 +235,12 @@ describe('GunyahHypervisor (neutral interfaces)', () => {
     const allocator = new ArenaFolioAllocator();
     registerCore(c, { allocator, hypervisor: 'gunyah-sim' });
     registerGunyah(c);
-    expect(c.resolve(HYPERVISOR_REGISTRY).list().map((p) => p.id)).toContain('gunyah-sim');
+    expect(
+      c
+        .resolve(HYPERVISOR_REGISTRY)
+        .list()
+        .map((p) => p.id),
+    ).toContain('gunyah-sim');
     const h = c.resolve(HYPERVISOR) as GunyahHypervisor;
     expect(h.id).toBe('gunyah-sim');
     expect(c.resolve(FOLIO_ALLOCATOR)).toBe(allocator);

@@ -85,7 +85,19 @@ const MAX_SIZE = (1n << 63n) - PAGE_SIZE_N;
 export const GUNYAH_SIM_CAPABILITIES: Capabilities = makeCapabilities({
   backend: BACKEND,
   simulated: true,
-  caps: ['guest-memory', 'host-map', 'initially-shared', 'private-memory', 'convert-remap', 'convert-keeps-contents', 'huge-pages', 'punch-hole', 'guest-access', 'unbind', 'vcpu'],
+  caps: [
+    'guest-memory',
+    'host-map',
+    'initially-shared',
+    'private-memory',
+    'convert-remap',
+    'convert-keeps-contents',
+    'huge-pages',
+    'punch-hole',
+    'guest-access',
+    'unbind',
+    'vcpu',
+  ],
   pageSizes: [4096, 2 * 1024 * 1024],
   maxGuestMemorySize: MAX_SIZE,
   raw: { uapi: 'gunyah-v17', inPlaceConversion: false },
@@ -169,7 +181,12 @@ class GunyahGuestMemory implements GuestMemory {
     const end = Math.min(this.pageAccess.limit, Number((offset + BigInt(at) + BigInt(len) + PAGE_SIZE_N - 1n) / PAGE_SIZE_N));
     if (first >= end || this.pageAccess.isUniform(first, end, 'shared')) return;
     const run = this.pageAccess.runs(first, end).find((r) => r.state === 'private')!;
-    throw new HostAccessFault({ op: `host ${op}`, backend: BACKEND, offset: BigInt(Math.max(run.first, first)) * PAGE_SIZE_N, detail: 'the page is private to the guest' });
+    throw new HostAccessFault({
+      op: `host ${op}`,
+      backend: BACKEND,
+      offset: BigInt(Math.max(run.first, first)) * PAGE_SIZE_N,
+      detail: 'the page is private to the guest',
+    });
   }
   get id(): number {
     return this.mem.fd;
@@ -199,7 +216,9 @@ class GunyahGuestMemory implements GuestMemory {
     // Neutral rule (c): a punch never changes bytes outside its range. v17 frees whole 2 MiB folios,
     // so on huge-page memory a punch must cover whole folios; a partial-folio punch is EINVAL.
     if (this.mem.huge && (r.offset % HUGE_BYTES || r.len % HUGE_BYTES)) {
-      throw gmErr('EINVAL', 'punchHole', BACKEND, `huge-page memory punches whole 2 MiB folios: offset ${r.offset}, len ${r.len}`, { syscall: 'fallocate' });
+      throw gmErr('EINVAL', 'punchHole', BACKEND, `huge-page memory punches whole 2 MiB folios: offset ${r.offset}, len ${r.len}`, {
+        syscall: 'fallocate',
+      });
     }
     const { first, end } = this.mem.punchRange(r.offset, r.len);
     const refusal = first < end ? this.mem.checkReclaim(first, end, 'punchHole', 'fallocate') : null;
@@ -317,7 +336,12 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     // multiple at a 2 MiB-aligned offset (24/35 gunyah_gmem_init_binding), so the part past the last
     // 2 MiB boundary could never be bound inside the memory: the neutral API refuses the combination.
     if (opts.hugePages && size % HUGE_BYTES !== 0n) {
-      throw gmErr('EINVAL', 'createGuestMemory', BACKEND, `hugePages needs a size that is a multiple of 2 MiB (got ${size}): Gunyah binds a hugepage file only in 2 MiB units`);
+      throw gmErr(
+        'EINVAL',
+        'createGuestMemory',
+        BACKEND,
+        `hugePages needs a size that is a multiple of 2 MiB (got ${size}): Gunyah binds a hugepage file only in 2 MiB units`,
+      );
     }
     const mem = this.hypervisor.device.createGuestMem({ flags: opts.hugePages ? GHMF_ALLOW_HUGEPAGE : 0n, size }) as SimGuestMem;
     const m = new GunyahGuestMemory(this, mem, opts.hostMappable ?? false, opts.initiallyShared ?? false);
@@ -326,10 +350,21 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   }
 
   private flags(access: MemoryAccess, readOnly: boolean): number {
-    return encodeMapFlags({ access: access === 'private' ? 'lend' : 'share', read: true, write: !readOnly, exec: access === 'private' }, this.hypervisor.device.layout);
+    return encodeMapFlags(
+      { access: access === 'private' ? 'lend' : 'share', read: true, write: !readOnly, exec: access === 'private' },
+      this.hypervisor.device.layout,
+    );
   }
 
-  private mapPiece(memory: GunyahGuestMemory, gpa: bigint, offset: bigint, size: bigint, access: MemoryAccess, readOnly: boolean, unmap = false): void {
+  private mapPiece(
+    memory: GunyahGuestMemory,
+    gpa: bigint,
+    offset: bigint,
+    size: bigint,
+    access: MemoryAccess,
+    readOnly: boolean,
+    unmap = false,
+  ): void {
     const flags = this.flags(access, readOnly) | (unmap ? this.hypervisor.device.layout.GUNYAH_MEM_UNMAP : 0);
     this.sim.mapMem({ guestAddr: gpa, flags, guestMemFd: memory.id, offset, size });
   }
@@ -386,7 +421,13 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   bind(opts: BindOptions): MemoryBinding {
     this.assertLive('bind');
     // v17 checks neither offset + size against the file size nor the 2^64 edge; core's neutral rules do.
-    const { gpa: g, offset: off, size, access, readOnly } = checkBind(opts, {
+    const {
+      gpa: g,
+      offset: off,
+      size,
+      access,
+      readOnly,
+    } = checkBind(opts, {
       backend: BACKEND,
       owns: (m) => m instanceof GunyahGuestMemory && m.vm === this,
       privateMemory: this.capabilities.has('private-memory'),
@@ -413,7 +454,10 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   }
 
   memoryReport(): VmMemoryReport {
-    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
+    return memoryReport(
+      this,
+      [...this.hypervisor.memories].filter((m) => m.vm === this),
+    );
   }
 
   private sortActive(): void {
@@ -558,7 +602,11 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     this.assertLive('createVcpu');
     const v = new GunyahSimVcpu(
       this.vcpus.size === 0 ? 0 : Math.max(...[...this.vcpus].map((x) => x.id)) + 1,
-      { sim: this.sim, ensureStarted: () => this.ensureStarted(), accessAt: (g) => this.active.find((b) => b.gpa <= g && g < b.end)?.access },
+      {
+        sim: this.sim,
+        ensureStarted: () => this.ensureStarted(),
+        accessAt: (g) => this.active.find((b) => b.gpa <= g && g < b.end)?.access,
+      },
       (x) => this.vcpus.delete(x),
     );
     this.vcpus.add(v);
@@ -610,7 +658,13 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     if (!this.dtbMem) {
       const dtb = this.hypervisor.device.createGuestMem({ flags: 0n, size: PAGE_SIZE_N });
       try {
-        this.sim.mapMem({ guestAddr: ADAPTER_DTB_GPA, flags: this.flags('private', false), guestMemFd: dtb.fd, offset: 0n, size: PAGE_SIZE_N });
+        this.sim.mapMem({
+          guestAddr: ADAPTER_DTB_GPA,
+          flags: this.flags('private', false),
+          guestMemFd: dtb.fd,
+          offset: 0n,
+          size: PAGE_SIZE_N,
+        });
       } catch (e) {
         // Nothing half-done: the next access tries again (e.g. once the user unbound that GPA).
         dtb.close();
@@ -679,7 +733,11 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     const { gpa: start, end } = checkGpaRange(range, 'reclaim', BACKEND);
     const pieces = this.active
       .filter((b) => b.gpa < end && b.end > start)
-      .map((b) => ({ b, binding: this.sim.bindingAt(Number(b.gpa / PAGE_SIZE_N)), ...this.filePages(b, b.gpa > start ? b.gpa : start, b.end < end ? b.end : end) }));
+      .map((b) => ({
+        b,
+        binding: this.sim.bindingAt(Number(b.gpa / PAGE_SIZE_N)),
+        ...this.filePages(b, b.gpa > start ? b.gpa : start, b.end < end ? b.end : end),
+      }));
     for (const p of pieces) {
       const refusal = p.b.memory.mem.checkReclaim(p.first, p.end, 'reclaim', undefined, { binding: p.binding });
       if (refusal) throw refusal;

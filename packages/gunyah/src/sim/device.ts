@@ -61,7 +61,8 @@ export class SimDevice implements Gunyah {
     this.maxFds = opts.maxFds ?? 1024;
     this.pageFaultResume = opts.pageFaultResume ?? 'v17';
     this.truncate = opts.truncate ?? 'v17';
-    this.allocator = opts.allocator ?? new ArenaFolioAllocator(opts.memoryLimit !== undefined ? { limitBytes: Number(opts.memoryLimit) } : {});
+    this.allocator =
+      opts.allocator ?? new ArenaFolioAllocator(opts.memoryLimit !== undefined ? { limitBytes: Number(opts.memoryLimit) } : {});
   }
 
   allocFd(syscall: string): number {
@@ -173,17 +174,17 @@ export class SimDevice implements Gunyah {
       if (name === 'GUNYAH_CREATE_VM') return this.openVm(arg ? 1 : 0).fd;
       if (name === 'GUNYAH_CREATE_GUEST_MEM') return this.openGuestMem(decodeCreateMemArgs(need(SIZEOF.gunyah_create_mem_args))).fd;
     } else if (target instanceof SimVm) {
-      if (name === 'GUNYAH_VM_MAP_MEM') return target.mapMem(decodeMapMemArgs(need(SIZEOF.gunyah_map_mem_args))), 0;
-      if (name === 'GUNYAH_VM_SET_DTB_CONFIG') return target.setDtbConfig(decodeDtbConfig(need(SIZEOF.gunyah_vm_dtb_config))), 0;
-      if (name === 'GUNYAH_VM_START') return target.start(), 0;
-      if (name === 'GUNYAH_VM_SET_BOOT_CONTEXT') return target.setBootContext(decodeBootContext(need(BOOT_CONTEXT.SIZE))), 0;
+      if (name === 'GUNYAH_VM_MAP_MEM') return (target.mapMem(decodeMapMemArgs(need(SIZEOF.gunyah_map_mem_args))), 0);
+      if (name === 'GUNYAH_VM_SET_DTB_CONFIG') return (target.setDtbConfig(decodeDtbConfig(need(SIZEOF.gunyah_vm_dtb_config))), 0);
+      if (name === 'GUNYAH_VM_START') return (target.start(), 0);
+      if (name === 'GUNYAH_VM_SET_BOOT_CONTEXT') return (target.setBootContext(decodeBootContext(need(BOOT_CONTEXT.SIZE))), 0);
       if (name === 'GUNYAH_VM_ADD_FUNCTION' || name === 'GUNYAH_VM_REMOVE_FUNCTION') {
         const d = decodeFnDesc(need(FN_DESC.SIZE));
         // copy_from_user of the argument (ADD_FUNCTION checks arg_size ≤ 256 before copying).
         const a = d.argSize > 0 ? this.userMem.read(d.arg, d.argSize) : undefined;
         const desc = { type: d.type, argSize: d.argSize, arg: d.argSize === 0 ? new Uint8Array(0) : a };
         if (name === 'GUNYAH_VM_ADD_FUNCTION') return target.addFunction(desc);
-        return target.removeFunction(desc), 0;
+        return (target.removeFunction(desc), 0);
       }
     } else if (target instanceof SimVcpu) {
       if (name === 'GUNYAH_VCPU_RUN') return target.run();
@@ -219,6 +220,7 @@ export class SimDevice implements Gunyah {
 
 /** Opens the simulated Gunyah device. */
 export function openGunyah(opts: OpenGunyahOptions & { allocator?: FolioAllocator }): SimDevice {
-  if (opts.driver !== 'sim') throw err('ENODEV', 'openGunyah', 'open(/dev/gunyah)', `driver ${String(opts.driver)}: only 'sim' exists (no Gunyah hardware)`);
+  if (opts.driver !== 'sim')
+    throw err('ENODEV', 'openGunyah', 'open(/dev/gunyah)', `driver ${String(opts.driver)}: only 'sim' exists (no Gunyah hardware)`);
   return new SimDevice(opts);
 }

@@ -15,7 +15,8 @@ import { HostMapping } from './core-seam.js';
 import type { SimGuestMem } from './guest-mem.js';
 import { DTB_GPA, HoldingCell, KIB, LEND_RW, MIB, SHARE_RW, le64, u64le } from './test-helpers.js';
 
-const code = (c: string, syscall?: string) => expect.objectContaining(syscall ? { code: c, syscall, backend: 'gunyah-sim' } : { code: c, backend: 'gunyah-sim' });
+const code = (c: string, syscall?: string) =>
+  expect.objectContaining(syscall ? { code: c, syscall, backend: 'gunyah-sim' } : { code: c, backend: 'gunyah-sim' });
 const RWX = F.GUNYAH_MEM_ALLOW_RWX;
 
 function setup() {
@@ -51,7 +52,11 @@ describe('GUNYAH_CREATE_GUEST_MEM', () => {
   });
   it('reserved words are not checked (v17 quirk); flags come before size in the struct', () => {
     const gh = openGunyah({ driver: 'sim' });
-    const fd = gh.ioctl(GUNYAH_DEVICE_FD, GUNYAH_IOCTL.GUNYAH_CREATE_GUEST_MEM, encodeCreateMemArgs({ flags: 2n, size: 4n * MIB, reserved: [1n, 2n, 3n] }));
+    const fd = gh.ioctl(
+      GUNYAH_DEVICE_FD,
+      GUNYAH_IOCTL.GUNYAH_CREATE_GUEST_MEM,
+      encodeCreateMemArgs({ flags: 2n, size: 4n * MIB, reserved: [1n, 2n, 3n] }),
+    );
     expect(gh.guestMem(fd)).toMatchObject({ flags: 2n, size: 4n * MIB });
   });
   it('GHMF_ALLOW_HUGEPAGE with a size that is not a 2 MiB multiple is accepted (v17 23/35 checks only PAGE_ALIGNED(size) and the flag bits); its bindings still need 2 MiB units (24/35)', () => {
@@ -59,7 +64,9 @@ describe('GUNYAH_CREATE_GUEST_MEM', () => {
     const vm = gh.createVm();
     const mem = gh.createGuestMem({ flags: 2n, size: 3n * MIB });
     expect(mem.size).toBe(3n * MIB);
-    expect(() => vm.mapMem({ guestAddr: 0x4000_0000n, flags: LEND_RW, guestMemFd: mem.fd, offset: 2n * MIB, size: MIB })).toThrow(code('EINVAL', 'ioctl(GUNYAH_VM_MAP_MEM)'));
+    expect(() => vm.mapMem({ guestAddr: 0x4000_0000n, flags: LEND_RW, guestMemFd: mem.fd, offset: 2n * MIB, size: MIB })).toThrow(
+      code('EINVAL', 'ioctl(GUNYAH_VM_MAP_MEM)'),
+    );
     vm.mapMem({ guestAddr: 0x4000_0000n, flags: LEND_RW, guestMemFd: mem.fd, offset: 0n, size: 2n * MIB });
   });
   it('EMFILE: no fd left', () => {
@@ -112,7 +119,9 @@ describe('GUNYAH_VM_MAP_MEM (bind)', () => {
     const gh = openGunyah({ driver: 'sim', rodataFull: false });
     const vm = gh.createVm();
     const mem = gh.createGuestMem({ flags: 0n, size: 16n * KIB });
-    expect(() => vm.mapMem(bind({ flags: LEND_RW }, mem.fd))).toThrow(expect.objectContaining({ code: 'EINVAL', message: expect.stringContaining('rodata=full') }));
+    expect(() => vm.mapMem(bind({ flags: LEND_RW }, mem.fd))).toThrow(
+      expect.objectContaining({ code: 'EINVAL', message: expect.stringContaining('rodata=full') }),
+    );
     expect(() => vm.mapMem(bind({ flags: RWX }, mem.fd))).toThrow(code('EINVAL', S));
     vm.mapMem(bind({ flags: SHARE_RW }, mem.fd));
   });
@@ -182,7 +191,9 @@ describe('GUNYAH_VM_MAP_MEM + UNMAP', () => {
   it('EINVAL: the middle of a binding; head and tail work', () => {
     const { vm, mem } = setup();
     vm.mapMem(bind({ size: 16n * KIB }, mem.fd));
-    expect(() => vm.mapMem(bind({ flags: LEND_RW | UNMAP, guestAddr: 0x1000_1000n, offset: 4096n, size: 4096n }, mem.fd))).toThrow(code('EINVAL', S));
+    expect(() => vm.mapMem(bind({ flags: LEND_RW | UNMAP, guestAddr: 0x1000_1000n, offset: 4096n, size: 4096n }, mem.fd))).toThrow(
+      code('EINVAL', S),
+    );
     vm.mapMem(bind({ flags: LEND_RW | UNMAP, size: 4096n }, mem.fd)); // head
     vm.mapMem(bind({ flags: LEND_RW | UNMAP, guestAddr: 0x1000_3000n, offset: 12288n, size: 4096n }, mem.fd)); // tail
     expect(vm.bindings()).toEqual([expect.objectContaining({ guestAddr: 0x1000_1000n, offset: 4096n, size: 8192n })]);
@@ -210,7 +221,9 @@ describe('GUNYAH_VM_MAP_MEM + UNMAP', () => {
 describe('SET_DTB_CONFIG and VM_START', () => {
   it('EOVERFLOW: guest_phys_addr + size wraps', () => {
     const { vm } = setup();
-    expect(() => vm.setDtbConfig({ guestPhysAddr: (1n << 64n) - 4096n, size: 8192n })).toThrow(code('EOVERFLOW', 'ioctl(GUNYAH_VM_SET_DTB_CONFIG)'));
+    expect(() => vm.setDtbConfig({ guestPhysAddr: (1n << 64n) - 4096n, size: 8192n })).toThrow(
+      code('EOVERFLOW', 'ioctl(GUNYAH_VM_SET_DTB_CONFIG)'),
+    );
   });
   it('ENOENT: the DTB range is not covered by one binding', () => {
     const { vm, mem, gh } = setup();

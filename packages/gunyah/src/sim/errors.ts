@@ -11,8 +11,13 @@ export const BACKEND = 'gunyah-sim';
  */
 export const RECLAIM_REFUSED: GuestMemErrorCode = 'EBUSY';
 
-export const err = (code: GuestMemErrorCode, op: string, syscall: string | undefined, detail?: string, info?: Record<string, unknown>): GuestMemError =>
-  gmErr(code, op, BACKEND, detail, { syscall, info });
+export const err = (
+  code: GuestMemErrorCode,
+  op: string,
+  syscall: string | undefined,
+  detail?: string,
+  info?: Record<string, unknown>,
+): GuestMemError => gmErr(code, op, BACKEND, detail, { syscall, info });
 
 /** Runs `fn`; a GuestMemError raised by core without a syscall is re-raised naming `syscall`. */
 export function withSyscall<T>(op: string, syscall: string, fn: () => T): T {

@@ -1,12 +1,6 @@
 import { GuestMemError, MAX_PAGE_INDEX, PAGE_SIZE, PAGE_SIZE_N, toBig } from '@guestmem/core';
 import type { GunyahGuestMem, GunyahHostMapping } from '../api.js';
-import {
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  FALLOC_FL_ZERO_RANGE,
-  GHMF_ALLOW_HUGEPAGE,
-  type MapFlags,
-} from '../uapi/index.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, GHMF_ALLOW_HUGEPAGE, type MapFlags } from '../uapi/index.js';
 import { GuestMemFile, HostMapping, type GuestMemOps, type PageRange } from './core-seam.js';
 import { BACKEND, RECLAIM_REFUSED, err, withSyscall } from './errors.js';
 import { isLent, isProvided, pageTransition, type PageState } from './page-state.js';
@@ -217,7 +211,13 @@ export class SimGuestMem implements GunyahGuestMem {
    * locked stays provided, the others come back, and the first refusal is returned (null when all
    * came back). `teardown` overrides locks (the VM is stopped; see README).
    */
-  reclaim(first: number, end: number, op: string, syscall: string | undefined, opts: { binding?: SimBinding; mode?: ReclaimMode } = {}): GuestMemError | null {
+  reclaim(
+    first: number,
+    end: number,
+    op: string,
+    syscall: string | undefined,
+    opts: { binding?: SimBinding; mode?: ReclaimMode } = {},
+  ): GuestMemError | null {
     const mode = opts.mode ?? 'normal';
     let refused: ProvidedFolio | undefined;
     for (const pf of this.providedIn(first, end, opts.binding)) {
@@ -228,10 +228,16 @@ export class SimGuestMem implements GunyahGuestMem {
   }
 
   private refusal(locked: ProvidedFolio, op: string, syscall: string | undefined): GuestMemError {
-    return err(RECLAIM_REFUSED, op, syscall, `folio at page ${locked.head} (${locked.nr} pages) is lent and locked by the guest; it must relinquish it first`, {
-      head: locked.head,
-      pages: locked.nr,
-    });
+    return err(
+      RECLAIM_REFUSED,
+      op,
+      syscall,
+      `folio at page ${locked.head} (${locked.nr} pages) is lent and locked by the guest; it must relinquish it first`,
+      {
+        head: locked.head,
+        pages: locked.nr,
+      },
+    );
   }
 
   /**
@@ -259,7 +265,9 @@ export class SimGuestMem implements GunyahGuestMem {
       mayReclaim: (_f, r: PageRange) => {
         const locked = this.providedIn(r.first, r.end).find((pf) => !this.folioReclaimable(pf, 'normal'));
         return locked
-          ? err(RECLAIM_REFUSED, 'punchHole', 'fallocate', `folio at page ${locked.head} is lent and locked by the guest`, { head: locked.head })
+          ? err(RECLAIM_REFUSED, 'punchHole', 'fallocate', `folio at page ${locked.head} is lent and locked by the guest`, {
+              head: locked.head,
+            })
           : null;
       },
       invalidateBegin: (_f, r: PageRange, reason) => {
@@ -287,8 +295,10 @@ export class SimGuestMem implements GunyahGuestMem {
     // vfs_fallocate's checks come first…
     if (off < 0n || ln <= 0n) throw err('EINVAL', op, 'fallocate', `offset ${off}, len ${ln}`);
     if (mode & ~FALLOC_SUPPORTED_MASK) throw err('EOPNOTSUPP', op, 'fallocate', `unknown mode bits 0x${mode.toString(16)}`);
-    if (mode & FALLOC_FL_PUNCH_HOLE && mode & FALLOC_FL_ZERO_RANGE) throw err('EOPNOTSUPP', op, 'fallocate', 'PUNCH_HOLE and ZERO_RANGE together');
-    if (mode & FALLOC_FL_PUNCH_HOLE && !(mode & FALLOC_FL_KEEP_SIZE)) throw err('EOPNOTSUPP', op, 'fallocate', 'PUNCH_HOLE needs KEEP_SIZE');
+    if (mode & FALLOC_FL_PUNCH_HOLE && mode & FALLOC_FL_ZERO_RANGE)
+      throw err('EOPNOTSUPP', op, 'fallocate', 'PUNCH_HOLE and ZERO_RANGE together');
+    if (mode & FALLOC_FL_PUNCH_HOLE && !(mode & FALLOC_FL_KEEP_SIZE))
+      throw err('EOPNOTSUPP', op, 'fallocate', 'PUNCH_HOLE needs KEEP_SIZE');
     // COLLAPSE_RANGE (0x08) and INSERT_RANGE (0x20) only alone; UNSHARE_RANGE (0x40) only with KEEP_SIZE.
     if ((mode & 0x08 && mode & ~0x08) || (mode & 0x20 && mode & ~0x20) || (mode & 0x40 && mode & ~(0x40 | FALLOC_FL_KEEP_SIZE))) {
       throw err('EINVAL', op, 'fallocate', `mode 0x${mode.toString(16)} combines an exclusive mode with others`);
@@ -299,7 +309,8 @@ export class SimGuestMem implements GunyahGuestMem {
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
       throw err('EOPNOTSUPP', op, 'fallocate', `mode 0x${mode.toString(16)}: only PUNCH_HOLE or ZERO_RANGE with KEEP_SIZE`);
     }
-    if (off % PAGE_SIZE_N !== 0n || ln % PAGE_SIZE_N !== 0n) throw err('EINVAL', op, 'fallocate', `offset ${off} / len ${ln} not page-aligned`);
+    if (off % PAGE_SIZE_N !== 0n || ln % PAGE_SIZE_N !== 0n)
+      throw err('EINVAL', op, 'fallocate', `offset ${off} / len ${ln} not page-aligned`);
     if (mode & FALLOC_FL_PUNCH_HOLE) return this.punch(off, ln);
     // Quirk: ZERO_RANGE lands here too — it allocates and does not zero existing data (v17 code).
     if (off + ln > this.size) throw err('EINVAL', op, 'fallocate', `[${off}, ${off + ln}) goes past the file size ${this.size}`);
@@ -324,7 +335,8 @@ export class SimGuestMem implements GunyahGuestMem {
       .sort((a, b) => a.head - b.head);
     let at = first;
     for (const pf of [...kept, { head: end, nr: 0 }]) {
-      if (pf.head > at) withSyscall('fallocate', 'fallocate', () => this.file.punchHole(BigInt(at) * PAGE_SIZE_N, BigInt(pf.head - at) * PAGE_SIZE_N));
+      if (pf.head > at)
+        withSyscall('fallocate', 'fallocate', () => this.file.punchHole(BigInt(at) * PAGE_SIZE_N, BigInt(pf.head - at) * PAGE_SIZE_N));
       at = Math.max(at, pf.head + pf.nr);
     }
     if (kept[0]) throw this.refusal(kept[0] as ProvidedFolio, 'fallocate', 'fallocate');
@@ -366,7 +378,12 @@ export class SimGuestMem implements GunyahGuestMem {
       if (e) throw e;
     }
     const m = new SimHostMapping(this, off, Number(length));
-    return guardedHandle(m, 'gunyah-sim host mapping', `gunyah-sim host mapping of guest-memory fd ${this.fd} at ${off} (${length} bytes)`, (x) => x.unmap());
+    return guardedHandle(
+      m,
+      'gunyah-sim host mapping',
+      `gunyah-sim host mapping of guest-memory fd ${this.fd} at ${off} (${length} bytes)`,
+      (x) => x.unmap(),
+    );
   }
 
   /**
@@ -391,7 +408,8 @@ export class SimGuestMem implements GunyahGuestMem {
       // folio still provided would stay in the guest, detached from the file. Not modelled: refused.
       const first = Number(len / PAGE_SIZE_N);
       const held = this.providedIn(first, this.file.pages)[0];
-      if (held) throw err(RECLAIM_REFUSED, op, op, `folio at page ${held.head} past the new size is still provided to a VM`, { head: held.head });
+      if (held)
+        throw err(RECLAIM_REFUSED, op, op, `folio at page ${held.head} past the new size is still provided to a VM`, { head: held.head });
     }
     withSyscall(op, op, () => this.file.setSize(len));
   }
@@ -413,7 +431,10 @@ export class SimGuestMem implements GunyahGuestMem {
    * the kernel's `i_private_list` order.
    */
   bindingsNewestFirst(first = 0, end = Infinity): SimBinding[] {
-    return this.file.bindingsIn(first, end).map((x) => x.owner).sort((a, b) => b.seq - a.seq);
+    return this.file
+      .bindingsIn(first, end)
+      .map((x) => x.owner)
+      .sort((a, b) => b.seq - a.seq);
   }
 
   /** Every binding of this file, in any VM, newest first. */

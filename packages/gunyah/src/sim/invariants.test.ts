@@ -75,7 +75,9 @@ describe('invariants (fast-check)', () => {
             case 'hr':
             case 'hw': {
               if (mmapRefused(p)) {
-                expect(() => (c.k === 'hr' ? hc.hostRead(mem, BigInt(p) * 4096n) : hc.hostWrite(mem, BigInt(p) * 4096n, u64le(1n)))).toThrow(GuestMemError);
+                expect(() =>
+                  c.k === 'hr' ? hc.hostRead(mem, BigInt(p) * 4096n) : hc.hostWrite(mem, BigInt(p) * 4096n, u64le(1n)),
+                ).toThrow(GuestMemError);
                 break;
               }
               expect(!lend(p) || !locked[p]).toBe(true); // the host only gets here for pages the guest does not hold
@@ -138,7 +140,13 @@ describe('invariants (fast-check)', () => {
             if (len <= 0) break;
             if (s.vm >= 0) {
               // GPA = a per-VM base + file offset, so bindings in one VM never overlap in GPA.
-              cells[s.vm]!.vm.mapMem({ guestAddr: 0x1_0000_0000n + BigInt(at) * 4096n, flags: s.lend ? LEND_RW : SHARE_RW, guestMemFd: mem.fd, offset: BigInt(at) * 4096n, size: BigInt(len) * 4096n });
+              cells[s.vm]!.vm.mapMem({
+                guestAddr: 0x1_0000_0000n + BigInt(at) * 4096n,
+                flags: s.lend ? LEND_RW : SHARE_RW,
+                guestMemFd: mem.fd,
+                offset: BigInt(at) * 4096n,
+                size: BigInt(len) * 4096n,
+              });
               for (let q = at; q < at + len; q++) owner[q] = s.vm;
             }
             at += len;
@@ -163,7 +171,9 @@ describe('invariants (fast-check)', () => {
             vm.close();
             expect(bound(vm)).toBe(0);
             expect(gh.stats().bindings).toBe(before - mine);
-            expect(() => vm.mapMem({ guestAddr: 0, flags: SHARE_RW, guestMemFd: mem.fd, offset: 0, size: 4096 })).toThrow(expect.objectContaining({ code: 'EBADF' }));
+            expect(() => vm.mapMem({ guestAddr: 0, flags: SHARE_RW, guestMemFd: mem.fd, offset: 0, size: 4096 })).toThrow(
+              expect.objectContaining({ code: 'EBADF' }),
+            );
             closed.add(i);
             // The model: the file is released once the caller closed it and no VM that bound it is left.
             const stillBound = owner.some((o) => o >= 0 && !closed.has(o));

@@ -34,7 +34,8 @@ import { CMD_PORT, ERR_PORT, TestVmm, command, holdingCellGuest } from './test-v
 import { DTB_GPA, HoldingCell, LEND_RW, SHARE_RW, le64, u64le } from './test-helpers.js';
 import type { SimVm } from './vm.js';
 
-const code = (c: string, syscall?: string) => expect.objectContaining(syscall ? { code: c, syscall, backend: 'gunyah-sim' } : { code: c, backend: 'gunyah-sim' });
+const code = (c: string, syscall?: string) =>
+  expect.objectContaining(syscall ? { code: c, syscall, backend: 'gunyah-sim' } : { code: c, backend: 'gunyah-sim' });
 const RUN = 'ioctl(GUNYAH_VCPU_RUN)';
 const START = 'ioctl(GUNYAH_VM_START)';
 const IMAGE = 0x8000_0000n;
@@ -49,7 +50,11 @@ function holdingCellVm(gh: SimDevice = openGunyah({ driver: 'sim' }), opts: { dt
   const vm = gh.vm(vmFd)!;
   const mem = gh.createGuestMem({ flags: 0n, size: 4n * 4096n });
   const flags = opts.dtbShare ? F.GUNYAH_MEM_FORCE_SHARE | F.GUNYAH_MEM_ALLOW_RWX : RWX_LEND;
-  gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_MAP_MEM, encodeMapMemArgs({ guestAddr: IMAGE, flags, guestMemFd: mem.fd, offset: 0n, size: 4n * 4096n }));
+  gh.ioctl(
+    vmFd,
+    GUNYAH_IOCTL.GUNYAH_VM_MAP_MEM,
+    encodeMapMemArgs({ guestAddr: IMAGE, flags, guestMemFd: mem.fd, offset: 0n, size: 4n * 4096n }),
+  );
   const vmm = new TestVmm(gh, vmFd);
   const dtbStart = IMAGE + 4096n; // binary rounded up to one page, then the DTB
   // write_slice of the binary and the DTB before start: mmap, write, munmap.
@@ -59,7 +64,11 @@ function holdingCellVm(gh: SimDevice = openGunyah({ driver: 'sim' }), opts: { dt
   m.unmap();
   gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_DTB_CONFIG, encodeDtbConfig({ guestPhysAddr: dtbStart, size: opts.dtbSize ?? 4096n }));
   gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT, encodeBootContext({ reg: bootContextReg(REG_SET.PC, 0), value: IMAGE }));
-  gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT, encodeBootContext({ reg: bootContextReg(REG_SET.SP, 1), value: dtbStart + 8192n }));
+  gh.ioctl(
+    vmFd,
+    GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT,
+    encodeBootContext({ reg: bootContextReg(REG_SET.SP, 1), value: dtbStart + 8192n }),
+  );
   gh.vcpu(vmm.vcpuFd)!.setGuest(holdingCellGuest());
   return { gh, vmFd, vm, mem, vmm, dtbStart };
 }
@@ -152,7 +161,9 @@ describe('v17 lifecycle: the DTB', () => {
     expect(vmm.runImmediately(3, [dtbStart + 4096n, 0xf00dn])).toBe(0n);
     expect(vmm.runImmediately(2, [dtbStart + 4096n])).toBe(0xf00dn);
     // The boot context is frozen once the VM left NO_STATE [v17 30/35].
-    expect(() => gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT, encodeBootContext({ reg: bootContextReg(REG_SET.PC, 0), value: 0n }))).toThrow(code('EINVAL'));
+    expect(() =>
+      gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT, encodeBootContext({ reg: bootContextReg(REG_SET.PC, 0), value: 0n })),
+    ).toThrow(code('EINVAL'));
   });
 });
 
@@ -162,7 +173,14 @@ describe('v17 lifecycle: MMIO and PAGE_FAULT exits', () => {
     // The command port (0x6000) is such an address: every command goes through it.
     vmm.gh.ioctl(vmm.vmFd, GUNYAH_IOCTL.GUNYAH_VM_START);
     expect(vmm.runOnce()).toBe(GUNYAH_VCPU_EXIT.MMIO);
-    expect(decodeVcpuRunMmio(vmm.run)).toEqual({ exitReason: 1, physAddr: CMD_PORT, data: expect.any(Uint8Array), len: 8, isWrite: 0, resumeAction: GUNYAH_VCPU_RESUME.HANDLED });
+    expect(decodeVcpuRunMmio(vmm.run)).toEqual({
+      exitReason: 1,
+      physAddr: CMD_PORT,
+      data: expect.any(Uint8Array),
+      len: 8,
+      isWrite: 0,
+      resumeAction: GUNYAH_VCPU_RESUME.HANDLED,
+    });
     vmm.provideRead(CMD_PORT, command(4, 1));
     expect(vmm.runOnce()).toBe(GUNYAH_VCPU_EXIT.MMIO);
     vmm.provideRead(CMD_PORT, u64le(77n));
@@ -176,7 +194,10 @@ describe('v17 lifecycle: MMIO and PAGE_FAULT exits', () => {
   });
 
   it("partial_unmap_memory1/2: once the VMM unmaps and punches part of a share binding, the guest's access there is an MMIO exit the VMM serves (read_io); the rest keeps its data [gunyah-test-vmm holding_cell/memory.rs; v17 28/35]", () => {
-    for (const [cut, kept] of [[0n, 1n], [1n, 0n]] as const) {
+    for (const [cut, kept] of [
+      [0n, 1n],
+      [1n, 0n],
+    ] as const) {
       const { gh, vm, vmm } = holdingCellVm();
       const ADDRESS = 0x0008_0000n;
       const mem = gh.createGuestMem({ flags: 0n, size: 5n * 4096n });
@@ -236,8 +257,14 @@ describe('v17 lifecycle: MMIO and PAGE_FAULT exits', () => {
     const hc = new HoldingCell();
     hc.addMemory(0xa000_0000n, 4096n, 'lend', false, F.GUNYAH_MEM_FORCE_LEND | F.GUNYAH_MEM_ALLOW_READ);
     hc.addMemory(0xb000_0000n, 4096n, 'share', false, F.GUNYAH_MEM_FORCE_SHARE | F.GUNYAH_MEM_ALLOW_READ);
-    expect(hc.cpu.write(0xa000_0000n, u64le(1n))).toMatchObject({ status: 'page-fault', exit: { exitReason: 3, attempt: -1, physAddr: 0xa000_0000n } });
-    expect(hc.cpu.write(0xb000_0000n, u64le(1n))).toMatchObject({ status: 'mmio', exit: { exitReason: 1, isWrite: 1, physAddr: 0xb000_0000n, data: u64le(1n) } });
+    expect(hc.cpu.write(0xa000_0000n, u64le(1n))).toMatchObject({
+      status: 'page-fault',
+      exit: { exitReason: 3, attempt: -1, physAddr: 0xa000_0000n },
+    });
+    expect(hc.cpu.write(0xb000_0000n, u64le(1n))).toMatchObject({
+      status: 'mmio',
+      exit: { exitReason: 1, isWrite: 1, physAddr: 0xb000_0000n, data: u64le(1n) },
+    });
     // A lend binding added after the start is not in the RM's demand-paging list: VMMIO path.
     hc.addMemory(0xc000_0000n, 4096n, 'lend', false, F.GUNYAH_MEM_FORCE_LEND | F.GUNYAH_MEM_ALLOW_READ);
     expect(hc.cpu.read(0xc000_0000n, 8).status).toBe('done'); // demand-paged through the VMMIO path
@@ -255,7 +282,12 @@ describe('v17 lifecycle: MMIO and PAGE_FAULT exits', () => {
     for (const action of [GUNYAH_VCPU_RESUME.HANDLED, GUNYAH_VCPU_RESUME.FAULT, GUNYAH_VCPU_RESUME.RETRY, 7]) {
       setPageFaultResumeAction(r.run, action);
       expect(hc.gh.ioctl(v0.fd, GUNYAH_IOCTL.GUNYAH_VCPU_RUN)).toBe(0);
-      expect(decodeVcpuRunPageFault(r.run)).toMatchObject({ exitReason: 3, attempt: -1, physAddr: 0xa000_0000n, resumeAction: GUNYAH_VCPU_RESUME.FAULT });
+      expect(decodeVcpuRunPageFault(r.run)).toMatchObject({
+        exitReason: 3,
+        attempt: -1,
+        physAddr: 0xa000_0000n,
+        resumeAction: GUNYAH_VCPU_RESUME.FAULT,
+      });
     }
   });
 
@@ -301,7 +333,10 @@ describe('v17 lifecycle: the VM exits', () => {
     expect(vm.status).toBe('exited');
     for (let i = 0; i < 2; i++) {
       expect(vmm.runOnce()).toBe(GUNYAH_VCPU_EXIT.STATUS);
-      expect(decodeVcpuRunStatus(vmm.run)).toMatchObject({ status: GUNYAH_VM_STATUS.EXITED, exitInfo: { type: RM_VM_EXIT_TYPE.SYSTEM_OFF, reasonSize: 0 } });
+      expect(decodeVcpuRunStatus(vmm.run)).toMatchObject({
+        status: GUNYAH_VM_STATUS.EXITED,
+        exitInfo: { type: RM_VM_EXIT_TYPE.SYSTEM_OFF, reasonSize: 0 },
+      });
     }
     expect(() => gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_START)).toThrow(code('ENODEV', START));
     // The shortcut API reports the same exit.
@@ -358,7 +393,7 @@ describe('v17 lifecycle: VM functions, boot context, vCPU fd (raw ioctl)', () =>
     expect(again.runImmediately(4, [5n])).toBe(5n);
   });
 
-  it('closing a vCPU fd keeps its function: the id stays taken (EEXIST) until REMOVE_FUNCTION [v17 15/35 gunyah_vcpu_release drops only the fd\'s references]', () => {
+  it("closing a vCPU fd keeps its function: the id stays taken (EEXIST) until REMOVE_FUNCTION [v17 15/35 gunyah_vcpu_release drops only the fd's references]", () => {
     const gh = openGunyah({ driver: 'sim' });
     const vmFd = gh.ioctl(3, GUNYAH_IOCTL.GUNYAH_CREATE_VM);
     const fd = gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_ADD_FUNCTION, vcpuDesc(gh, 2));
@@ -374,11 +409,19 @@ describe('v17 lifecycle: VM functions, boot context, vCPU fd (raw ioctl)', () =>
     const vmFd = gh.ioctl(3, GUNYAH_IOCTL.GUNYAH_CREATE_VM);
     const vm = gh.vm(vmFd) as SimVm;
     const S = 'ioctl(GUNYAH_VM_SET_BOOT_CONTEXT)';
-    const set = (set: number, idx: number, value = 1n) => gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT, encodeBootContext({ reg: bootContextReg(set, idx), value }));
+    const set = (set: number, idx: number, value = 1n) =>
+      gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT, encodeBootContext({ reg: bootContextReg(set, idx), value }));
     expect(set(REG_SET.X, 31)).toBe(0);
     expect(set(REG_SET.PC, 0, 0x8000_0000n)).toBe(0);
     expect(set(REG_SET.SP, 2)).toBe(0);
-    for (const [s, i] of [[REG_SET.X, 32], [REG_SET.PC, 1], [REG_SET.SP, 3], [3, 0], [0xff, 0]] as const) expect(() => set(s, i)).toThrow(code('EINVAL', S));
+    for (const [s, i] of [
+      [REG_SET.X, 32],
+      [REG_SET.PC, 1],
+      [REG_SET.SP, 3],
+      [3, 0],
+      [0xff, 0],
+    ] as const)
+      expect(() => set(s, i)).toThrow(code('EINVAL', S));
     expect(() => gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT, new Uint8Array(BOOT_CONTEXT.SIZE - 1))).toThrow(code('EFAULT', S));
     // Bits 16..31 of reg and the reserved word are not checked.
     expect(gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_SET_BOOT_CONTEXT, encodeBootContext({ reg: 0x1_0100, reserved: 7, value: 2n }))).toBe(0);

@@ -1,20 +1,37 @@
 import { describe, expect, it } from 'vitest';
 import { MemParcelTable, rmErrno, RM_MAX_PARCELS_PER_VM } from './memparcel.js';
 
-const HOST = 3, GUEST = 45;
-const R = 4, W = 2, X = 1;
+const HOST = 3,
+  GUEST = 45;
+const R = 4,
+  W = 2,
+  X = 1;
 const sgl = [{ ipa: 0x8000_0000n, size: 0x1000n }];
 
 describe('RM memparcel state machine', () => {
   it('share: owner must be in the ACL with a borrower', () => {
     const t = new MemParcelTable();
-    expect(t.create({ owner: HOST, kind: 'share', acl: [{ vmid: GUEST, rights: R | W }], sgl })).toEqual({ ok: false, error: 'ARGUMENT_INVALID' });
-    const r = t.create({ owner: HOST, kind: 'share', acl: [{ vmid: GUEST, rights: R | W }, { vmid: HOST, rights: R | W | X }], sgl });
+    expect(t.create({ owner: HOST, kind: 'share', acl: [{ vmid: GUEST, rights: R | W }], sgl })).toEqual({
+      ok: false,
+      error: 'ARGUMENT_INVALID',
+    });
+    const r = t.create({
+      owner: HOST,
+      kind: 'share',
+      acl: [
+        { vmid: GUEST, rights: R | W },
+        { vmid: HOST, rights: R | W | X },
+      ],
+      sgl,
+    });
     expect(r.ok).toBe(true);
   });
   it('lend: owner forbidden in the ACL', () => {
     const t = new MemParcelTable();
-    expect(t.create({ owner: HOST, kind: 'lend', acl: [{ vmid: HOST, rights: 7 }], sgl })).toEqual({ ok: false, error: 'ARGUMENT_INVALID' });
+    expect(t.create({ owner: HOST, kind: 'lend', acl: [{ vmid: HOST, rights: 7 }], sgl })).toEqual({
+      ok: false,
+      error: 'ARGUMENT_INVALID',
+    });
   });
   it('INIT → SHARING → SHARED → SHARING → reclaimed; MEM_INUSE while SHARED', () => {
     const t = new MemParcelTable();
@@ -51,7 +68,8 @@ describe('RM memparcel state machine', () => {
   });
   it('at most 64 parcels per owner', () => {
     const t = new MemParcelTable();
-    for (let i = 0; i < RM_MAX_PARCELS_PER_VM; i++) expect(t.create({ owner: HOST, kind: 'lend', acl: [{ vmid: GUEST, rights: 7 }], sgl }).ok).toBe(true);
+    for (let i = 0; i < RM_MAX_PARCELS_PER_VM; i++)
+      expect(t.create({ owner: HOST, kind: 'lend', acl: [{ vmid: GUEST, rights: 7 }], sgl }).ok).toBe(true);
     const r = t.create({ owner: HOST, kind: 'lend', acl: [{ vmid: GUEST, rights: 7 }], sgl });
     expect(r).toEqual({ ok: false, error: 'NORESOURCE' });
     expect(rmErrno('NORESOURCE')).toBe('ENODEV');

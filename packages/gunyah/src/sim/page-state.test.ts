@@ -4,8 +4,13 @@ import { pageTransition, reclaimFolio, hostMayTouch, type PageEvent, type PageSt
 
 const STATES: PageState[] = ['ABSENT', 'HOST', 'PROVIDED_SHARED', 'PROVIDED_LENT', 'LENT_LOCKED'];
 const EVENTS: PageEvent[] = [
-  { type: 'allocate' }, { type: 'provide', lend: true }, { type: 'provide', lend: false },
-  { type: 'guestAccess' }, { type: 'relinquish' }, { type: 'reclaim' }, { type: 'punch' },
+  { type: 'allocate' },
+  { type: 'provide', lend: true },
+  { type: 'provide', lend: false },
+  { type: 'guestAccess' },
+  { type: 'relinquish' },
+  { type: 'reclaim' },
+  { type: 'punch' },
 ];
 
 describe('per-page state machine (docs/gunyah-v17.md §2.9)', () => {

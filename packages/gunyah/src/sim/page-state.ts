@@ -52,7 +52,8 @@ export function pageTransition(state: PageState, ev: PageEvent): PageTransition 
     case 'allocate':
       return state === 'ABSENT' ? ok('HOST') : ok(state); // allocate of an existing folio is a lookup
     case 'provide':
-      if (state === 'ABSENT' || state === 'HOST') return ok(!ev.lend ? 'PROVIDED_SHARED' : ev.access === false ? 'PROVIDED_LENT' : 'LENT_LOCKED');
+      if (state === 'ABSENT' || state === 'HOST')
+        return ok(!ev.lend ? 'PROVIDED_SHARED' : ev.access === false ? 'PROVIDED_LENT' : 'LENT_LOCKED');
       return no('invalid'); // already provided: the driver sees -EAGAIN and treats it as success
     case 'guestAccess':
       if (state === 'PROVIDED_LENT') return ok('LENT_LOCKED'); // touching a relinquished page re-locks it
@@ -74,8 +75,7 @@ export function pageTransition(state: PageState, ev: PageEvent): PageTransition 
 /** True when the host may read or write the page's data without going through reclaim. */
 export const hostMayTouch = (s: PageState): boolean => s === 'ABSENT' || s === 'HOST' || s === 'PROVIDED_SHARED';
 /** True when the page is in some VM's stage 2. */
-export const isProvided = (s: PageState): boolean =>
-  s === 'PROVIDED_SHARED' || s === 'PROVIDED_LENT' || s === 'LENT_LOCKED';
+export const isProvided = (s: PageState): boolean => s === 'PROVIDED_SHARED' || s === 'PROVIDED_LENT' || s === 'LENT_LOCKED';
 export const isLent = (s: PageState): boolean => s === 'PROVIDED_LENT' || s === 'LENT_LOCKED';
 
 /**

@@ -91,7 +91,9 @@ describe('Qualcomm test-VMM memory scenarios', () => {
     const hc = new HoldingCell();
     const mem = hc.addMemory(LEND_ADDR, 4n * KIB, 'lend');
     expect(hc.writeAddr(LEND_ADDR, 0xdeadf00dn).status).toBe('done');
-    expect(() => hc.punch(mem, 0n, 4n * KIB)).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'fallocate', backend: 'gunyah-sim' }));
+    expect(() => hc.punch(mem, 0n, 4n * KIB)).toThrow(
+      expect.objectContaining({ code: 'EBUSY', syscall: 'fallocate', backend: 'gunyah-sim' }),
+    );
     expect(hc.readAddr(LEND_ADDR)).toBe(0xdeadf00dn);
   });
 

@@ -98,7 +98,11 @@ export class TestVmm {
     id = 0,
   ) {
     const arg = this.gh.userMem.put(encodeFnVcpuArg(id));
-    this.vcpuFd = gh.ioctl(vmFd, GUNYAH_IOCTL.GUNYAH_VM_ADD_FUNCTION, encodeFnDesc({ type: GUNYAH_FN.VCPU, argSize: SIZEOF_FN_VCPU_ARG, arg }));
+    this.vcpuFd = gh.ioctl(
+      vmFd,
+      GUNYAH_IOCTL.GUNYAH_VM_ADD_FUNCTION,
+      encodeFnDesc({ type: GUNYAH_FN.VCPU, argSize: SIZEOF_FN_VCPU_ARG, arg }),
+    );
     expect(gh.ioctl(this.vcpuFd, GUNYAH_IOCTL.GUNYAH_VCPU_MMAP_SIZE)).toBeGreaterThanOrEqual(VCPU_RUN.SIZE);
     this.run = gh.mmapVcpu(this.vcpuFd);
   }

@@ -123,7 +123,8 @@ export class SimVcpu implements GunyahVcpu {
   private runLoop(): 'exit' | 'idle' {
     this.vm.assertOpen(RUN);
     if (!this.attached) throw err('ENODEV', 'vcpuRun', RUN, `vCPU ${this.id} was removed (GUNYAH_VM_REMOVE_FUNCTION)`);
-    if (!this.hasResource) throw err('ENODEV', 'vcpuRun', RUN, `vCPU ${this.id} has no hypervisor resource: the VM was not started (GUNYAH_VM_START)`);
+    if (!this.hasResource)
+      throw err('ENODEV', 'vcpuRun', RUN, `vCPU ${this.id} has no hypervisor resource: the VM was not started (GUNYAH_VM_START)`);
     switch (this.state) {
       case 'unknown':
         if (!this.checkSystem()) return 'exit';
@@ -203,7 +204,11 @@ export class SimVcpu implements GunyahVcpu {
     const dv = this.view();
     const s = VCPU_RUN_ARMS.status;
     this.runPage.fill(0, VCPU_RUN.union, VCPU_RUN.SIZE);
-    dv.setUint32(s.status, st === 'init-failed' ? GUNYAH_VM_STATUS.LOAD_FAILED : st === 'exited' ? GUNYAH_VM_STATUS.EXITED : GUNYAH_VM_STATUS.CRASHED, true);
+    dv.setUint32(
+      s.status,
+      st === 'init-failed' ? GUNYAH_VM_STATUS.LOAD_FAILED : st === 'exited' ? GUNYAH_VM_STATUS.EXITED : GUNYAH_VM_STATUS.CRASHED,
+      true,
+    );
     const info = this.vm.exitInfo;
     dv.setUint16(s.exitType, info.type, true);
     dv.setUint32(s.reasonSize, info.reason.length, true);

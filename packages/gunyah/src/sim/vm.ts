@@ -74,7 +74,12 @@ export class SimVm implements GunyahVm {
     const d = decodeMapFlags(raw, this.device.layout);
     if (!d.ok) throw err('EINVAL', 'mapMem', MAP_MEM, `flags 0x${raw.toString(16)}: ${d.reason}`, { flags: raw });
     if (gpa % PAGE_SIZE_N || offset % PAGE_SIZE_N || size % PAGE_SIZE_N) {
-      throw err('EINVAL', 'mapMem', MAP_MEM, `guest_addr 0x${gpa.toString(16)}, offset 0x${offset.toString(16)}, size 0x${size.toString(16)} must be page-aligned`);
+      throw err(
+        'EINVAL',
+        'mapMem',
+        MAP_MEM,
+        `guest_addr 0x${gpa.toString(16)}, offset 0x${offset.toString(16)}, size 0x${size.toString(16)} must be page-aligned`,
+      );
     }
     const flags = { ...d.flags, unmap: false };
     const rawNoUnmap = encodeMapFlags(flags, this.device.layout);
@@ -83,7 +88,16 @@ export class SimVm implements GunyahVm {
       if (mem.huge && (gpa % HUGE_BYTES || offset % HUGE_BYTES || size % HUGE_BYTES)) {
         throw err('EINVAL', 'mapMem', MAP_MEM, 'a GHMF_ALLOW_HUGEPAGE file needs 2 MiB-aligned guest_addr, offset and size');
       }
-      return new SimBinding(this, mem, Number(gpa / PAGE_SIZE_N), Number(offset / PAGE_SIZE_N), Number(size / PAGE_SIZE_N), rawNoUnmap, flags, isLend(flags.access));
+      return new SimBinding(
+        this,
+        mem,
+        Number(gpa / PAGE_SIZE_N),
+        Number(offset / PAGE_SIZE_N),
+        Number(size / PAGE_SIZE_N),
+        rawNoUnmap,
+        flags,
+        isLend(flags.access),
+      );
     };
     if (d.flags.unmap) return this.removeMapping(mem, init());
     // add_mapping allocates the binding before anything else.
@@ -97,14 +111,22 @@ export class SimVm implements GunyahVm {
     // Checked here rather than left to core's bind: the kernel does it before the size-0 and GPA
     // checks. A size-0 range overlaps a binding that strictly contains its offset.
     const o = mem.file.findOverlap(b.off, b.offEnd)?.owner;
-    if (o) throw err('EEXIST', 'mapMem', MAP_MEM, `file pages [${b.off}, ${b.offEnd}) overlap a binding [${o.off}, ${o.offEnd})`, { vmFd: o.vm.fd });
+    if (o)
+      throw err('EEXIST', 'mapMem', MAP_MEM, `file pages [${b.off}, ${b.offEnd}) overlap a binding [${o.off}, ${o.offEnd})`, {
+        vmFd: o.vm.fd,
+      });
     // mtree_insert_range(gfn, gfn + nr - 1): an empty range is EINVAL, an occupied one EEXIST.
     if (b.nr === 0) throw err('EINVAL', 'mapMem', MAP_MEM, 'size 0');
     const at = this.lowerBound(b.gfn);
     const prev = this.tree[at - 1];
     const next = this.tree[at];
     if ((prev && prev.gfn + prev.nr > b.gfn) || (next && next.gfn < b.gfn + b.nr)) {
-      throw err('EEXIST', 'mapMem', MAP_MEM, `guest range 0x${(BigInt(b.gfn) * PAGE_SIZE_N).toString(16)} +${b.nr} pages overlaps another binding of this VM`);
+      throw err(
+        'EEXIST',
+        'mapMem',
+        MAP_MEM,
+        `guest range 0x${(BigInt(b.gfn) * PAGE_SIZE_N).toString(16)} +${b.nr} pages overlaps another binding of this VM`,
+      );
     }
     mem.addBinding(b);
     this.tree.splice(at, 0, b);
@@ -201,7 +223,8 @@ export class SimVm implements GunyahVm {
     const idx = reg & 0xff;
     const ok = (set === REG_SET.X && idx <= 31) || (set === REG_SET.PC && idx === 0) || (set === REG_SET.SP && idx <= 2);
     if (!ok) throw err('EINVAL', 'setBootContext', syscall, `register set ${set} index ${idx}`);
-    if (this.status !== 'no-state') throw err('EINVAL', 'setBootContext', syscall, `the VM is ${this.status}: boot context only before start`);
+    if (this.status !== 'no-state')
+      throw err('EINVAL', 'setBootContext', syscall, `the VM is ${this.status}: boot context only before start`);
     this.bootContext.set(reg, u64(args.value));
   }
 
@@ -243,7 +266,8 @@ export class SimVm implements GunyahVm {
     // parcel_to_paged: from now on the driver tracks the DTB folios like demand-paged ones.
     for (const f of parcel.folios) parcel.mem.provide(parcel.binding, f.head, false);
     if (this.device.takeFault('vm-start')) {
-      for (const f of parcel.folios) parcel.mem.reclaim(f.head, f.head + f.nr, 'start', START, { binding: parcel.binding, mode: 'teardown' });
+      for (const f of parcel.folios)
+        parcel.mem.reclaim(f.head, f.head + f.nr, 'start', START, { binding: parcel.binding, mode: 'teardown' });
       throw err('EINVAL', 'start', START, 'RM VM_START failed (injected)');
     }
     this.status = 'running';
@@ -275,7 +299,8 @@ export class SimVm implements GunyahVm {
       folios.push(span);
       i = span.head + span.nr;
     }
-    if (!b.lend) throw err('ENOMEM', 'start', START, 'the DTB lies in a share binding: v17 builds no ACL for a shared parcel (it must be lent)');
+    if (!b.lend)
+      throw err('ENOMEM', 'start', START, 'the DTB lies in a share binding: v17 builds no ACL for a shared parcel (it must be lent)');
     const rights = (b.flags.read ? 4 : 0) | (b.flags.write ? 2 : 0) | (b.flags.exec ? 1 : 0);
     const sgl = folios.map((f) => ({ ipa: BigInt(b.gfnOf(f.head)) * PAGE_SIZE_N, size: BigInt(f.nr * PAGE_SIZE) }));
     const created = this.device.rm.create({ owner: HOST_VMID, kind: 'lend', acl: [{ vmid: this.vmid, rights }], sgl });
@@ -302,10 +327,12 @@ export class SimVm implements GunyahVm {
   addFunction(desc: { type: number; argSize: number; arg: Uint8Array | undefined }): number {
     const syscall = 'ioctl(GUNYAH_VM_ADD_FUNCTION)';
     this.assertOpen(syscall);
-    if (desc.argSize > GUNYAH_FN_MAX_ARG_SIZE) throw err('EINVAL', 'addFunction', syscall, `arg_size ${desc.argSize} > ${GUNYAH_FN_MAX_ARG_SIZE}`);
+    if (desc.argSize > GUNYAH_FN_MAX_ARG_SIZE)
+      throw err('EINVAL', 'addFunction', syscall, `arg_size ${desc.argSize} > ${GUNYAH_FN_MAX_ARG_SIZE}`);
     if (desc.argSize && (!desc.arg || desc.arg.length < desc.argSize)) throw err('EFAULT', 'addFunction', syscall, 'argument copy failed');
     if (desc.type !== GUNYAH_FN.VCPU) throw err('ENOENT', 'addFunction', syscall, `no VM function of type ${desc.type}`);
-    if (desc.argSize !== SIZEOF_FN_VCPU_ARG) throw err('EINVAL', 'addFunction', syscall, `vCPU arg_size ${desc.argSize} ≠ ${SIZEOF_FN_VCPU_ARG}`);
+    if (desc.argSize !== SIZEOF_FN_VCPU_ARG)
+      throw err('EINVAL', 'addFunction', syscall, `vCPU arg_size ${desc.argSize} ≠ ${SIZEOF_FN_VCPU_ARG}`);
     const id = new DataView(desc.arg!.buffer, desc.arg!.byteOffset, 4).getUint32(0, true);
     if (this.vcpuFns.has(id)) throw err('EEXIST', 'addFunction', syscall, `vCPU ${id} already exists`);
     const fd = this.device.allocFd(syscall);
@@ -325,8 +352,12 @@ export class SimVm implements GunyahVm {
   removeFunction(desc: { type: number; argSize: number; arg: Uint8Array | undefined }): void {
     const syscall = 'ioctl(GUNYAH_VM_REMOVE_FUNCTION)';
     this.assertOpen(syscall);
-    if (desc.argSize && (!desc.arg || desc.arg.length < desc.argSize)) throw err('EFAULT', 'removeFunction', syscall, 'argument copy failed');
-    const id = desc.type === GUNYAH_FN.VCPU && desc.argSize === SIZEOF_FN_VCPU_ARG ? new DataView(desc.arg!.buffer, desc.arg!.byteOffset, 4).getUint32(0, true) : undefined;
+    if (desc.argSize && (!desc.arg || desc.arg.length < desc.argSize))
+      throw err('EFAULT', 'removeFunction', syscall, 'argument copy failed');
+    const id =
+      desc.type === GUNYAH_FN.VCPU && desc.argSize === SIZEOF_FN_VCPU_ARG
+        ? new DataView(desc.arg!.buffer, desc.arg!.byteOffset, 4).getUint32(0, true)
+        : undefined;
     const v = id === undefined ? undefined : this.vcpuFns.get(id);
     if (!v) throw err('ENOENT', 'removeFunction', syscall, 'no matching function');
     this.detach(v);
@@ -428,7 +459,8 @@ export class SimVm implements GunyahVm {
   fastAccess(kind: 'read' | 'write', gpa: bigint | number, data: Uint8Array | undefined, length: number): GuestAccess | undefined {
     if (typeof gpa !== 'number' || this.status !== 'running') return undefined;
     const inPage = gpa % PAGE_SIZE;
-    if (!(Number.isSafeInteger(gpa) && gpa >= 0 && Number.isInteger(length) && length >= 0 && inPage + length <= PAGE_SIZE)) return undefined;
+    if (!(Number.isSafeInteger(gpa) && gpa >= 0 && Number.isInteger(length) && length >= 0 && inPage + length <= PAGE_SIZE))
+      return undefined;
     const gfn = (gpa - inPage) / PAGE_SIZE;
     const b = this.bindingAt(gfn);
     if (!b || (kind === 'write' && !b.flags.write)) return undefined;

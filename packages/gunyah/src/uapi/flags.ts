@@ -41,7 +41,6 @@ export const MAP_FLAGS_V17: MapFlagLayout = Object.freeze({
   GUNYAH_MEM_UNMAP: 1 << 8,
 });
 
-
 /** Layout-independent view of a `gunyah_map_mem_args.flags` word. */
 export interface MapFlags {
   access: MapAccess;
@@ -52,9 +51,7 @@ export interface MapFlags {
 }
 
 /** Result of {@link decodeMapFlags}: the view, or why the kernel would answer EINVAL. */
-export type DecodedMapFlags =
-  | { ok: true; flags: MapFlags }
-  | { ok: false; reason: 'unknown-bits' | 'no-rights' | 'bad-access' };
+export type DecodedMapFlags = { ok: true; flags: MapFlags } | { ok: false; reason: 'unknown-bits' | 'no-rights' | 'bad-access' };
 
 /**
  * Decodes a flags word in the kernel's order of checks: unknown bits, then "no R/W/X at all",

@@ -49,7 +49,8 @@ export const REG_SET = { X: 0, PC: 1, SP: 2 } as const;
 /** `GUNYAH_VM_BOOT_CONTEXT_REG_SHIFT`. */
 export const GUNYAH_VM_BOOT_CONTEXT_REG_SHIFT = 8;
 /** `GUNYAH_VM_BOOT_CONTEXT_REG(reg, idx)`. */
-export const bootContextReg = (set: number, idx: number): number => (((set & 0xff) << GUNYAH_VM_BOOT_CONTEXT_REG_SHIFT) | (idx & 0xff)) >>> 0;
+export const bootContextReg = (set: number, idx: number): number =>
+  (((set & 0xff) << GUNYAH_VM_BOOT_CONTEXT_REG_SHIFT) | (idx & 0xff)) >>> 0;
 
 /** `struct gunyah_vm_boot_context`, 16 bytes: u32 reg @0, u32 reserved @4 (never checked), u64 value @8. */
 export interface GunyahVmBootContext {
@@ -70,7 +71,11 @@ export function encodeBootContext(b: GunyahVmBootContext): Uint8Array {
 
 export function decodeBootContext(buf: Uint8Array): Required<GunyahVmBootContext> {
   const dv = new DataView(buf.buffer, buf.byteOffset, BOOT_CONTEXT.SIZE);
-  return { reg: dv.getUint32(BOOT_CONTEXT.reg, true), reserved: dv.getUint32(BOOT_CONTEXT.reserved, true), value: dv.getBigUint64(BOOT_CONTEXT.value, true) };
+  return {
+    reg: dv.getUint32(BOOT_CONTEXT.reg, true),
+    reserved: dv.getUint32(BOOT_CONTEXT.reserved, true),
+    value: dv.getBigUint64(BOOT_CONTEXT.value, true),
+  };
 }
 
 /** `enum gunyah_vm_status` (the STATUS exit's `status.status`). */
@@ -81,7 +86,16 @@ export const GUNYAH_VM_STATUS = { LOAD_FAILED: 1, EXITED: 2, CRASHED: 3 } as con
  * v17 does not list them; these are the RM's numbers as Qualcomm's older RM driver header spells
  * them (`GH_RM_VM_EXIT_TYPE_*`: VM_EXIT 0, SYSTEM_OFF 1, SYSTEM_RESET 2, …).
  */
-export const RM_VM_EXIT_TYPE = { VM_EXIT: 0, SYSTEM_OFF: 1, SYSTEM_RESET: 2, SYSTEM_RESET2: 3, WDT_BITE: 4, HYP_ERROR: 5, ASYNC_EXT_ABORT: 6, VM_STOP_FORCED: 7 } as const;
+export const RM_VM_EXIT_TYPE = {
+  VM_EXIT: 0,
+  SYSTEM_OFF: 1,
+  SYSTEM_RESET: 2,
+  SYSTEM_RESET2: 3,
+  WDT_BITE: 4,
+  HYP_ERROR: 5,
+  ASYNC_EXT_ABORT: 6,
+  VM_STOP_FORCED: 7,
+} as const;
 
 /** `GUNYAH_VM_MAX_EXIT_REASON_SIZE`. */
 export const GUNYAH_VM_MAX_EXIT_REASON_SIZE = 8;
@@ -137,7 +151,11 @@ export function decodeVcpuRunStatus(buf: Uint8Array): GunyahStatusExit {
   return {
     exitReason: GUNYAH_VCPU_EXIT.STATUS,
     status: dv.getUint32(s.status, true),
-    exitInfo: { type: dv.getUint16(s.exitType, true), reasonSize: dv.getUint32(s.reasonSize, true), reason: buf.slice(s.reason, s.reason + GUNYAH_VM_MAX_EXIT_REASON_SIZE) },
+    exitInfo: {
+      type: dv.getUint16(s.exitType, true),
+      reasonSize: dv.getUint32(s.reasonSize, true),
+      reason: buf.slice(s.reason, s.reason + GUNYAH_VM_MAX_EXIT_REASON_SIZE),
+    },
   };
 }
 

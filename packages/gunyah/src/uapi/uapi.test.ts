@@ -59,13 +59,22 @@ describe('flags', () => {
   });
   it('v17 map flag values', () => {
     expect(MAP_FLAGS_V17).toMatchObject({
-      GUNYAH_MEM_DEFAULT_ACCESS: 0, GUNYAH_MEM_FORCE_LEND: 1, GUNYAH_MEM_FORCE_SHARE: 2, GUNYAH_MEM_ACCESS_MASK: 7,
-      GUNYAH_MEM_ALLOW_READ: 0x10, GUNYAH_MEM_ALLOW_WRITE: 0x20, GUNYAH_MEM_ALLOW_EXEC: 0x40, GUNYAH_MEM_ALLOW_RWX: 0x70,
+      GUNYAH_MEM_DEFAULT_ACCESS: 0,
+      GUNYAH_MEM_FORCE_LEND: 1,
+      GUNYAH_MEM_FORCE_SHARE: 2,
+      GUNYAH_MEM_ACCESS_MASK: 7,
+      GUNYAH_MEM_ALLOW_READ: 0x10,
+      GUNYAH_MEM_ALLOW_WRITE: 0x20,
+      GUNYAH_MEM_ALLOW_EXEC: 0x40,
+      GUNYAH_MEM_ALLOW_RWX: 0x70,
       GUNYAH_MEM_UNMAP: 0x100,
     });
   });
   it('v17 words: access value in bits 0-2, rights in bits 4-6', () => {
-    expect(decodeMapFlags(0x11, MAP_FLAGS_V17)).toEqual({ ok: true, flags: { access: 'lend', read: true, write: false, exec: false, unmap: false } });
+    expect(decodeMapFlags(0x11, MAP_FLAGS_V17)).toEqual({
+      ok: true,
+      flags: { access: 'lend', read: true, write: false, exec: false, unmap: false },
+    });
     expect(decodeMapFlags(0x12, MAP_FLAGS_V17)).toMatchObject({ ok: true, flags: { access: 'share', read: true } });
   });
   it('decode checks in kernel order: unknown bits, no rights, bad access', () => {
@@ -78,7 +87,10 @@ describe('flags', () => {
     fc.assert(
       fc.property(
         fc.constantFrom('default', 'lend', 'share' as const),
-        fc.boolean(), fc.boolean(), fc.boolean(), fc.boolean(),
+        fc.boolean(),
+        fc.boolean(),
+        fc.boolean(),
+        fc.boolean(),
         (access, read, write, exec, unmap) => {
           fc.pre(read || write || exec);
           const f = { access, read, write, exec, unmap };
@@ -93,8 +105,12 @@ describe('flags', () => {
 describe('struct codecs (byte offsets)', () => {
   it('sizes', () => {
     expect(SIZEOF).toEqual({
-      gunyah_create_mem_args: 64, gunyah_map_mem_args: 32, gunyah_vm_dtb_config: 16,
-      gunyah_fn_desc: 16, gunyah_vm_boot_context: 16, gunyah_vcpu_run: 40,
+      gunyah_create_mem_args: 64,
+      gunyah_map_mem_args: 32,
+      gunyah_vm_dtb_config: 16,
+      gunyah_fn_desc: 16,
+      gunyah_vm_boot_context: 16,
+      gunyah_vcpu_run: 40,
     });
   });
   it('gunyah_create_mem_args: flags @0 then size @8, reserved @16..64', () => {
@@ -108,9 +124,7 @@ describe('struct codecs (byte offsets)', () => {
   });
   it('gunyah_map_mem_args: guest_addr @0, flags @8 (u32), fd @12 (u32), offset @16, size @24', () => {
     const b = encodeMapMemArgs({ guestAddr: 0xa000_0000n, flags: 0x171, guestMemFd: 7, offset: 0x3000n, size: 0x1000n });
-    expect(hex(b)).toBe(
-      '000000a000000000' + '71010000' + '07000000' + '0030000000000000' + '0010000000000000',
-    );
+    expect(hex(b)).toBe('000000a000000000' + '71010000' + '07000000' + '0030000000000000' + '0010000000000000');
     expect(decodeMapMemArgs(b)).toEqual({ guestAddr: 0xa000_0000n, flags: 0x171, guestMemFd: 7, offset: 0x3000n, size: 0x1000n });
   });
   it('gunyah_vm_dtb_config', () => {
@@ -133,12 +147,18 @@ describe('struct codecs (byte offsets)', () => {
   });
   it('u64 fields round-trip any value', () => {
     fc.assert(
-      fc.property(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.nat({ max: 0xffffffff }), fc.nat({ max: 0x7fffffff }),
+      fc.property(
+        fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        fc.nat({ max: 0xffffffff }),
+        fc.nat({ max: 0x7fffffff }),
         (ga, off, size, flags, fd) => {
           const a = { guestAddr: ga, flags, guestMemFd: fd, offset: off, size };
           expect(decodeMapMemArgs(encodeMapMemArgs(a))).toEqual(a);
           expect(decodeCreateMemArgs(encodeCreateMemArgs({ flags: ga, size }))).toMatchObject({ flags: ga, size });
-        }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -170,7 +190,14 @@ describe('lifecycle structs (v17 15/35, 30/35; bindgen in gunyah-test-vmm gunyah
     dv.setUint32(32, 8, true);
     run[36] = 1;
     run[37] = 2;
-    expect(decodeVcpuRunMmio(run)).toEqual({ exitReason: 1, physAddr: 0x6000n, data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8), len: 8, isWrite: 1, resumeAction: 2 });
+    expect(decodeVcpuRunMmio(run)).toEqual({
+      exitReason: 1,
+      physAddr: 0x6000n,
+      data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8),
+      len: 8,
+      isWrite: 1,
+      resumeAction: 2,
+    });
     setMmioResume(run, 0, Uint8Array.of(9, 9));
     expect(run[37]).toBe(0);
     expect([...run.subarray(24, 27)]).toEqual([9, 9, 3]);

@@ -14,7 +14,11 @@ describe('KVM adapter boundaries', () => {
   });
 
   it("the simulated kernel's extensions reach the adapter through the provider and openKvmHypervisor", () => {
-    for (const h of [simKvmProvider().create(), openKvmHypervisor({ driver: 'sim' }), openKvmHypervisor({ driver: 'sim', swProtectedVm: false })]) {
+    for (const h of [
+      simKvmProvider().create(),
+      openKvmHypervisor({ driver: 'sim' }),
+      openKvmHypervisor({ driver: 'sim', swProtectedVm: false }),
+    ]) {
       expect(h.capabilities.has('guest-access')).toBe(true);
       expect(h.capabilities.has('poison-injection')).toBe(true);
       h.close();

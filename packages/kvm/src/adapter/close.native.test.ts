@@ -10,7 +10,10 @@ import { openKvmHypervisor } from './register.js';
 
 const probe = probeNativeKvm();
 if (!probe.available) console.warn(`[close.native] skipped: ${probe.reason}`);
-const gmemMappings = (): number => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('kvm-gmem')).length;
+const gmemMappings = (): number =>
+  readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('kvm-gmem')).length;
 const P = 4096;
 
 describe.skipIf(!probe.available)('KvmHypervisor.close() on /dev/kvm', () => {

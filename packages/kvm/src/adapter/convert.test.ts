@@ -3,7 +3,15 @@
  * shared side of a slot lives, what `convert` discards in each direction, listeners, bind's
  * `access`, poison injection, and the registry's sim provider.
  */
-import { GuestMemError, HostAccessFault, HYPERVISOR_REGISTRY, registerCore, type HypervisorRegistry, type StateChange, type MemoryAccess } from '@guestmem/core';
+import {
+  GuestMemError,
+  HostAccessFault,
+  HYPERVISOR_REGISTRY,
+  registerCore,
+  type HypervisorRegistry,
+  type StateChange,
+  type MemoryAccess,
+} from '@guestmem/core';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import { openKvm } from '../open.js';
@@ -38,7 +46,8 @@ function cocoVm(pages = 4) {
 describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
   it('capabilities: the hypervisor and a confidential VM convert in place; a default VM of the same kernel has no private memory', () => {
     const h = openKvmHypervisor({ driver: 'sim' });
-    for (const c of ['private-memory', 'convert-in-place', 'guest-access', 'poison-injection', 'initially-shared'] as const) expect(h.capabilities.has(c)).toBe(true);
+    for (const c of ['private-memory', 'convert-in-place', 'guest-access', 'poison-injection', 'initially-shared'] as const)
+      expect(h.capabilities.has(c)).toBe(true);
     const coco = h.createVm({ confidential: true });
     expect((coco as KvmVmAdapter).kvmVm.type).toBe(1);
     expect(['private-memory', 'convert-in-place', 'guest-access', 'host-map'].every((c) => coco.capabilities.has(c as never))).toBe(true);
@@ -56,7 +65,7 @@ describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
     probe.close();
   });
 
-  it('a binding\'s shared side is anonymous host memory at userspace_addr; private pages come from the guest_memfd', () => {
+  it("a binding's shared side is anonymous host memory at userspace_addr; private pages come from the guest_memfd", () => {
     const { h, vm, host, sim } = cocoVm();
     vm.guestWrite(GPA, new Uint8Array([1, 2, 3]));
     expect(host.read(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
@@ -125,7 +134,9 @@ describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
     const vm = h.createVm({ confidential: true });
     const mem = vm.createGuestMemory({ size: 4 * P });
     const b = vm.bind({ memory: mem, offset: 0, gpa: GPA, size: 2 * P });
-    expect(vm.memoryState.runs(Number(GPA / 4096n), Number(GPA / 4096n) + 2)).toEqual([{ first: Number(GPA / 4096n), end: Number(GPA / 4096n) + 2, state: 'private' }]);
+    expect(vm.memoryState.runs(Number(GPA / 4096n), Number(GPA / 4096n) + 2)).toEqual([
+      { first: Number(GPA / 4096n), end: Number(GPA / 4096n) + 2, state: 'private' },
+    ]);
     b.unbind();
     // Attributes outlive the slot; an explicit shared bind converts the range back.
     const s = vm.bind({ memory: mem, offset: 0, gpa: GPA, size: 2 * P, access: 'shared' });
@@ -157,7 +168,7 @@ describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
     h.close();
   });
 
-  it('registerKvm\'s sim provider hands out a SW_PROTECTED-capable kvm-sim with guest access', () => {
+  it("registerKvm's sim provider hands out a SW_PROTECTED-capable kvm-sim with guest access", () => {
     const c = container.createChildContainer();
     registerCore(c);
     registerKvm(c, { driver: 'sim' });
@@ -165,7 +176,8 @@ describe('KvmHypervisor on the simulated kernel with SW_PROTECTED', () => {
     const h = reg.open('kvm-sim');
     try {
       expect(h.id).toBe('kvm-sim');
-      for (const cap of ['guest-access', 'private-memory', 'convert-in-place', 'poison-injection'] as const) expect(h.capabilities.has(cap)).toBe(true);
+      for (const cap of ['guest-access', 'private-memory', 'convert-in-place', 'poison-injection'] as const)
+        expect(h.capabilities.has(cap)).toBe(true);
       const vm = h.createVm({ confidential: true });
       const mem = vm.createGuestMemory({ size: P });
       vm.bind({ memory: mem, offset: 0, gpa: 0, size: P, access: 'shared' });

@@ -231,7 +231,14 @@ export class KvmVmAdapter implements Vm {
     readonly hypervisor: KvmHypervisor,
     readonly kvmVm: KvmVm,
   ) {
-    this.capabilities = answerCaps(kvmVm, hypervisor.id, hypervisor.kvm.driver === 'sim', hypervisor.guestAccess, hypervisor.vcpuDriver, 'vm');
+    this.capabilities = answerCaps(
+      kvmVm,
+      hypervisor.id,
+      hypervisor.kvm.driver === 'sim',
+      hypervisor.guestAccess,
+      hypervisor.vcpuDriver,
+      'vm',
+    );
   }
 
   get destroyed(): boolean {
@@ -248,7 +255,8 @@ export class KvmVmAdapter implements Vm {
     // Bad input is EINVAL before any capability answer, as on every backend.
     const size = checkMemorySize(opts, c.maxGuestMemorySize, this.hypervisor.id);
     if (opts.hugePages) throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'guest_memfd at 6.18 has only 4 KiB folios');
-    if (opts.hostMappable && !c.has('host-map')) throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
+    if (opts.hostMappable && !c.has('host-map'))
+      throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
     if (opts.initiallyShared && !c.has('initially-shared')) {
       throw gmErr('EOPNOTSUPP', 'createGuestMemory', this.hypervisor.id, 'GUEST_MEMFD_FLAG_INIT_SHARED is not offered for this VM');
     }
@@ -281,7 +289,13 @@ export class KvmVmAdapter implements Vm {
       privateMemory: this.capabilities.has('private-memory'),
     });
     const mem = opts.memory as KvmGuestMemory;
-    if (readOnly) throw gmErr('EOPNOTSUPP', 'bind', this.hypervisor.id, 'KVM rejects read-only guest_memfd slots (KVM_MEM_READONLY with KVM_MEM_GUEST_MEMFD is EINVAL)');
+    if (readOnly)
+      throw gmErr(
+        'EOPNOTSUPP',
+        'bind',
+        this.hypervisor.id,
+        'KVM rejects read-only guest_memfd slots (KVM_MEM_READONLY with KVM_MEM_GUEST_MEMFD is EINVAL)',
+      );
     const slot = this.freeSlot();
     let mapping: KvmMapping | undefined;
     let hostMemory: KvmAnonMapping | undefined;
@@ -308,14 +322,16 @@ export class KvmVmAdapter implements Vm {
     const b = new KvmBinding(this, slot, toGpa(gpa), size, mem, fileOffset(offset), shared, hostMemory);
     this.slots.set(slot, b);
     try {
-      if (!this.memoryState.isUniform(Number(gpa / PAGE), Number((gpa + size) / PAGE), access)) this.convert({ gpa, size }, access, { discard: false });
+      if (!this.memoryState.isUniform(Number(gpa / PAGE), Number((gpa + size) / PAGE), access))
+        this.convert({ gpa, size }, access, { discard: false });
       // A guest_memfd-only slot (host-mappable memory) shows the file's pages to shared accesses
       // too: pages that held private data are scrubbed before they are bound shared.
       const first = Number(offset / PAGE);
       const end = Number((offset + size) / PAGE);
       if (access === 'shared' && mem.hostMappable) {
         for (const r of mem.pageAccess.runs(first, end)) {
-          if (r.state === 'private') mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, BigInt(r.first) * PAGE, BigInt(r.end - r.first) * PAGE);
+          if (r.state === 'private')
+            mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, BigInt(r.first) * PAGE, BigInt(r.end - r.first) * PAGE);
         }
       }
       mem.pageAccess.set(first, end, access);
@@ -372,7 +388,10 @@ export class KvmVmAdapter implements Vm {
 
   /** {@link KvmGuestMemory.stats} of every memory object of this VM still open, with totals. */
   memoryReport(): VmMemoryReport {
-    return memoryReport(this, [...this.hypervisor.memories].filter((m) => m.vm === this));
+    return memoryReport(
+      this,
+      [...this.hypervisor.memories].filter((m) => m.vm === this),
+    );
   }
 
   bindings(): readonly MemoryBinding[] {
@@ -406,7 +425,12 @@ export class KvmVmAdapter implements Vm {
     }
     if (opts.keepContents) {
       // guest_memfd keeps private and shared copies apart: shared reads never see private bytes.
-      throw gmErr('EOPNOTSUPP', 'convert', this.hypervisor.id, "keepContents needs 'convert-keeps-contents': KVM's private pages never become shared in place");
+      throw gmErr(
+        'EOPNOTSUPP',
+        'convert',
+        this.hypervisor.id,
+        "keepContents needs 'convert-keeps-contents': KVM's private pages never become shared in place",
+      );
     }
     const discard = opts.discard !== false;
     // What each binding in the range needs after the attribute change. A host-mappable guest_memfd
@@ -439,7 +463,8 @@ export class KvmVmAdapter implements Vm {
           // A guest_memfd-only slot (host-mappable memory) kept its shared data in the file's own
           // pages: discarding drops them too, so the page starts private from zero as on every
           // one-copy backend (never the bytes it held while shared).
-          if (mem.hostMappable && !mem.fd.closed) steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
+          if (mem.hostMappable && !mem.fd.closed)
+            steps.push(() => mem.fd.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, b.offset + (lo - b.gpa), hi - lo));
         }
       }
     }
@@ -452,7 +477,12 @@ export class KvmVmAdapter implements Vm {
       for (const b of this.slots.values()) {
         const lo = gpa > b.gpa ? gpa : b.gpa;
         const hi = gpa + size < b.gpa + b.size ? gpa + size : b.gpa + b.size;
-        if (lo < hi) (b.memory as KvmGuestMemory).pageAccess.set(Number((b.offset + (lo - b.gpa)) / PAGE), Number((b.offset + (hi - b.gpa)) / PAGE), to);
+        if (lo < hi)
+          (b.memory as KvmGuestMemory).pageAccess.set(
+            Number((b.offset + (lo - b.gpa)) / PAGE),
+            Number((b.offset + (hi - b.gpa)) / PAGE),
+            to,
+          );
       }
     } catch (e) {
       // Discarding failed (an unexpected kernel error: closed fds are skipped above). Put the
@@ -460,7 +490,12 @@ export class KvmVmAdapter implements Vm {
       let restored = true;
       for (const r of prior) {
         try {
-          this.kvmVm.setMemoryAttributes({ address: BigInt(r.first) * PAGE, size: BigInt(r.end - r.first) * PAGE, attributes: r.state === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n, flags: 0 });
+          this.kvmVm.setMemoryAttributes({
+            address: BigInt(r.first) * PAGE,
+            size: BigInt(r.end - r.first) * PAGE,
+            attributes: r.state === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
+            flags: 0,
+          });
           this.memoryState.set(r.first, r.end, r.state);
         } catch {
           restored = false;
@@ -507,7 +542,19 @@ export class KvmVmAdapter implements Vm {
       const m = b.mapping;
       if (!m || m.unmapped) return [];
       const into = (m as { readInto?: (at: number, dst: Uint8Array, off: number) => void }).readInto;
-      return [{ gpa: b.gpa as bigint, size: b.size, read: (at: number, len: number) => m.read(at, len), ...(into ? { readInto: (at: number, dst: Uint8Array, off: number) => into.call(m, at, dst, off) } : {}), write: (at: number, d: Uint8Array) => m.write(at, d), fill: (at: number, len: number, byte: number) => m.fill(at, len, byte), get live() { return b.active && !m.unmapped; } }];
+      return [
+        {
+          gpa: b.gpa as bigint,
+          size: b.size,
+          read: (at: number, len: number) => m.read(at, len),
+          ...(into ? { readInto: (at: number, dst: Uint8Array, off: number) => into.call(m, at, dst, off) } : {}),
+          write: (at: number, d: Uint8Array) => m.write(at, d),
+          fill: (at: number, len: number, byte: number) => m.fill(at, len, byte),
+          get live() {
+            return b.active && !m.unmapped;
+          },
+        },
+      ];
     });
     const view = sharedViewOf(parts, range, this.hypervisor.id);
     // Tracked like every host view, so Hypervisor.close() ends it.
@@ -623,7 +670,9 @@ export class KvmGuestMemory implements GuestMemory {
   stats(): GuestMemoryStats {
     // The simulated kernel counts its backing exactly; the native driver counts what went through this object.
     const exact = this.vm.hypervisor.guestAccess?.usage?.(this.fd);
-    return memoryStats(this, this.vm, exact, this.#mapped.bytes, { allocatedBytes: BigInt(this.#allocated.count(true, 0, Number(this.size / PAGE))) * PAGE });
+    return memoryStats(this, this.vm, exact, this.#mapped.bytes, {
+      allocatedBytes: BigInt(this.#allocated.count(true, 0, Number(this.size / PAGE))) * PAGE,
+    });
   }
 
   /**
@@ -639,7 +688,8 @@ export class KvmGuestMemory implements GuestMemory {
   }
 
   map(opts: { offset?: bigint | number; length?: number } = {}): HostView {
-    if (!this.vm.capabilities.has('host-map')) throw gmErr('EOPNOTSUPP', 'map', this.vm.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
+    if (!this.vm.capabilities.has('host-map'))
+      throw gmErr('EOPNOTSUPP', 'map', this.vm.hypervisor.id, 'GUEST_MEMFD_FLAG_MMAP is not offered');
     if (this.closed) throw gmErr('EBADF', 'map', this.vm.hypervisor.id, `memory ${this.id} is closed`, { syscall: 'mmap' });
     const { offset, length: asked } = checkMapRange(opts, this.size, this.vm.hypervisor.id);
     // mmap maps whole pages: the view covers them, as on every backend (the memory's size is a

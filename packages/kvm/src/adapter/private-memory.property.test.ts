@@ -38,9 +38,23 @@ type Op =
 const page = fc.nat({ max: PAGES - 1 });
 const range = fc.tuple(page, fc.integer({ min: 1, max: 8 })).map(([first, n]) => ({ first, n: Math.min(n, PAGES - first) }));
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ r: range, to: fc.constantFrom<MemoryAccess>('private', 'shared'), discard: fc.boolean() }).map(({ r, to, discard }) => ({ op: 'convert' as const, ...r, to, discard })) },
+  {
+    weight: 4,
+    arbitrary: fc
+      .record({ r: range, to: fc.constantFrom<MemoryAccess>('private', 'shared'), discard: fc.boolean() })
+      .map(({ r, to, discard }) => ({ op: 'convert' as const, ...r, to, discard })),
+  },
   { weight: 2, arbitrary: range.map((r) => ({ op: 'punch' as const, ...r })) },
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('guestWrite' as const), page, byte: fc.integer({ min: 1, max: 0x7f }), at: fc.nat({ max: P - 1 }), len: fc.integer({ min: 1, max: P }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      op: fc.constant('guestWrite' as const),
+      page,
+      byte: fc.integer({ min: 1, max: 0x7f }),
+      at: fc.nat({ max: P - 1 }),
+      len: fc.integer({ min: 1, max: P }),
+    }),
+  },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('guestRead' as const), page }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('hostRead' as const), page }) },
   { weight: 1, arbitrary: fc.constant({ op: 'hostMap' as const }) },
@@ -56,7 +70,10 @@ class Model {
 
 /** Byte equality without vitest's element-by-element diffing (4 KiB arrays, thousands of times). */
 function same(got: Uint8Array, want: Uint8Array): boolean {
-  return Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(want.buffer, want.byteOffset, want.byteLength)) === 0;
+  return (
+    Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(want.buffer, want.byteOffset, want.byteLength)) ===
+    0
+  );
 }
 
 function play(ops: Op[]): void {
@@ -123,7 +140,10 @@ function play(ops: Op[]): void {
         }
         case 'hostRead': {
           const got = views[o.page < 8 ? 0 : 1]!.read((o.page % 8) * P, P);
-          expect(got.some((x) => x >= 0x80), 'the host read private data').toBe(false);
+          expect(
+            got.some((x) => x >= 0x80),
+            'the host read private data',
+          ).toBe(false);
           expect(same(got, m.shared[o.page]!), `host read of page ${o.page}`).toBe(true);
           break;
         }
@@ -152,6 +172,9 @@ function play(ops: Op[]): void {
 
 describe('confidential VM on the simulated kernel: random conversion/punch/access sequences', () => {
   it('the host never reads private memory; private reads after a punch are zero; listeners see every change', () => {
-    fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), (ops) => play(ops)), { numRuns: Number(process.env.COCO_RUNS ?? 1000) });
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), (ops) => play(ops)),
+      { numRuns: Number(process.env.COCO_RUNS ?? 1000) },
+    );
   });
 });

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { registerKvm } from './register.js';
 
 describe('registerKvm', () => {
-  it('the simulated kernel takes its memory from the container\'s FOLIO_ALLOCATOR (one accounting, shared fault injection)', () => {
+  it("the simulated kernel takes its memory from the container's FOLIO_ALLOCATOR (one accounting, shared fault injection)", () => {
     const allocator = new FaultInjectingAllocator(new ArenaFolioAllocator());
     const c = container.createChildContainer();
     registerCore(c, { allocator, hypervisor: 'kvm-sim' });

@@ -50,8 +50,16 @@ export interface OpenKvmHypervisorOptions {
  * 'poison-injection'); native has none. Ids: 'kvm' (native), 'kvm-sim'.
  */
 export function openKvmHypervisor(opts: OpenKvmHypervisorOptions): KvmHypervisor {
-  if (opts.driver === 'native') return new KvmHypervisor(openKvm({ driver: 'native', device: opts.device }), 'kvm', undefined, nativeKvmVcpus);
-  const kvm = new SimKvm(new SimKernel({ profile: opts.profile ?? '6.18', swProtectedVm: opts.swProtectedVm ?? true, allocator: opts.allocator, releasedMemoryExit: opts.releasedMemoryExit }));
+  if (opts.driver === 'native')
+    return new KvmHypervisor(openKvm({ driver: 'native', device: opts.device }), 'kvm', undefined, nativeKvmVcpus);
+  const kvm = new SimKvm(
+    new SimKernel({
+      profile: opts.profile ?? '6.18',
+      swProtectedVm: opts.swProtectedVm ?? true,
+      allocator: opts.allocator,
+      releasedMemoryExit: opts.releasedMemoryExit,
+    }),
+  );
   return new KvmHypervisor(kvm, 'kvm-sim', simKvmExtensions(kvm), simKvmVcpus);
 }
 

@@ -11,7 +11,7 @@ import { SimKvmVm } from '../sim/vm.js';
 import type { KvmGuestAccessDriver } from './kvm-hypervisor.js';
 
 function simVm(vm: KvmVm): SimKvmVm {
-  if (!(vm instanceof SimKvmVm)) throw new TypeError('the simulated kernel\'s extensions only drive simulated VMs');
+  if (!(vm instanceof SimKvmVm)) throw new TypeError("the simulated kernel's extensions only drive simulated VMs");
   return vm;
 }
 

@@ -320,8 +320,7 @@ const paired = (ca: Column, ka: Key, cb: Column, kb: Key, f: (a: number, b: numb
 const pairedRatio = (ca: Column, ka: Key, cb: Column, kb: Key): number | undefined => paired(ca, ka, cb, kb, (a, b) => a / b);
 const pairedDiff = (ca: Column, ka: Key, cb: Column, kb: Key, ops: number): number | undefined =>
   paired(ca, ka, cb, kb, (a, b) => (a - b) / ops);
-const fmt = (n: number | undefined): string =>
-  n === undefined ? '—' : n >= 1000 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
+const fmt = (n: number | undefined): string => (n === undefined ? '—' : n >= 1000 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1));
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined || b === undefined ? undefined : a / b;
 const fmtRatio = (r: number | undefined): string => (r === undefined ? '—' : `${r.toFixed(3)}×`);
@@ -433,7 +432,9 @@ const lines = [
       r.target,
       r.holds === undefined && r.target.startsWith('(') ? '' : mark(r.holds),
       '',
-    ].join(' | ').trim(),
+    ]
+      .join(' | ')
+      .trim(),
   ),
 ];
 
@@ -446,7 +447,9 @@ const cpuModel = (() => {
 })();
 const machine = { kernel: release(), cpu: cpuModel, cores: cpus().length, node: process.version, date: new Date().toISOString() };
 
-console.log(`**KVM bench** — ${machine.kernel}, ${machine.cpu} (${machine.cores} cores), node ${machine.node}, ${rounds} rounds (medians of ${rounds} bulk and ${rounds * SMALL_ALTERNATIONS} small-workload samples)\n`);
+console.log(
+  `**KVM bench** — ${machine.kernel}, ${machine.cpu} (${machine.cores} cores), node ${machine.node}, ${rounds} rounds (medians of ${rounds} bulk and ${rounds * SMALL_ALTERNATIONS} small-workload samples)\n`,
+);
 for (const [col, why] of Object.entries(skipped)) console.log(`- skipped ${col}: ${why}`);
 if (Object.keys(skipped).length) console.log('');
 console.log(lines.join('\n'));

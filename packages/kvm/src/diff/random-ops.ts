@@ -63,7 +63,18 @@ export type RandomOp =
   | { op: 'munmap'; m: number }
   | { op: 'read'; m: number; offset: number; len: number }
   | { op: 'write'; m: number; offset: number; len: number; byte: number }
-  | { op: 'bind'; vm: number; slot: number; gpa: bigint; size: bigint; fd: FdRef; offset: bigint; flags: number; mem: SlotMem; pads: boolean }
+  | {
+      op: 'bind';
+      vm: number;
+      slot: number;
+      gpa: bigint;
+      size: bigint;
+      fd: FdRef;
+      offset: bigint;
+      flags: number;
+      mem: SlotMem;
+      pads: boolean;
+    }
   | { op: 'delete'; vm: number; slot: number }
   | { op: 'fstat'; g: number }
   /** `mmapAnonymous(length)`: the mapping joins the mapping list (read/write/munmap/REGION2 hva) too. */
@@ -91,7 +102,8 @@ export function isConfigDependent(o: RandomOp): boolean {
   return (
     (o.op === 'createVm' && o.type === BigInt(KVM_X86_SW_PROTECTED_VM)) ||
     o.op === 'setAttrs' ||
-    ((o.op === 'checkExt' || (o.op === 'wrongIoctl' && o.call === 'checkExtension' && (o.target.kind === 'kvm' || o.target.kind === 'vm'))) &&
+    ((o.op === 'checkExt' ||
+      (o.op === 'wrongIoctl' && o.call === 'checkExtension' && (o.target.kind === 'kvm' || o.target.kind === 'vm'))) &&
       (o.cap === BigInt(KVM_CAP_MEMORY_ATTRIBUTES) || o.cap === BigInt(KVM_CAP_VM_TYPES)))
   );
 }
@@ -166,7 +178,7 @@ export function playRandomOps(s: Session, ops: readonly RandomOp[], meter?: Step
   const g = vm && s.gmem(vm, { size: 4n * 4096n, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
   if (g) w.gmems.push(g);
   const m = g && s.mmapFile(g, { length: 4 * 4096 });
-  if (m) (w.maps.push(m), w.gmaps.push({ m, populatable: 4n * 4096n }));
+  if (m) w.maps.push(m), w.gmaps.push({ m, populatable: 4n * 4096n });
   ops.forEach((o, i) => step(s, w, o, `#${i} `, meter));
 }
 
@@ -178,7 +190,11 @@ export function playRandomOps(s: Session, ops: readonly RandomOp[], meter?: Step
  */
 function resolveFd(s: Session, w: World, ref: FdRef): [number, string] {
   const name = `${ref.kind}[${ref.i}]`;
-  const open = (all: readonly { fd: number; closed: boolean }[]) => pick(all.filter((x) => !x.closed), ref.i)?.fd ?? 0x7fff_0000;
+  const open = (all: readonly { fd: number; closed: boolean }[]) =>
+    pick(
+      all.filter((x) => !x.closed),
+      ref.i,
+    )?.fd ?? 0x7fff_0000;
   switch (ref.kind) {
     case 'gmem':
       return [open(w.gmems), name];
@@ -260,7 +276,11 @@ function step(s: Session, w: World, o: RandomOp, n: string, meter: StepMeter | u
       const g = pickLive(w.gmems, o.g, isOpen);
       if (!g) return;
       meter?.begin(o.op);
-      const m = s.mmap(g, { offset: o.offset, length: o.length, prot: o.prot, flags: o.flags }, `${n}mmap(g${o.g % w.gmems.length}, off ${o.offset}, len ${o.length}, prot ${o.prot}, flags 0x${o.flags.toString(16)})`);
+      const m = s.mmap(
+        g,
+        { offset: o.offset, length: o.length, prot: o.prot, flags: o.flags },
+        `${n}mmap(g${o.g % w.gmems.length}, off ${o.offset}, len ${o.length}, prot ${o.prot}, flags 0x${o.flags.toString(16)})`,
+      );
       meter?.end();
       if (m) {
         w.maps.push(m);
@@ -297,21 +317,39 @@ function step(s: Session, w: World, o: RandomOp, n: string, meter: StepMeter | u
       const pads = o.pads ? { pad1: 0xffff_ffff, pad2: [1n, 2n ** 64n - 1n] } : {};
       const head = `${n}region2(vm ${o.vm % w.vms.length}, slot ${o.slot}, flags ${o.flags}, gpa ${o.gpa}, size ${o.size}, fd ${fdName}, off ${o.offset}`;
       const tail = o.pads ? ', pads)' : ')';
-      const fields = { slot: o.slot, flags: o.flags, guestPhysAddr: o.gpa, memorySize: o.size, guestMemfd: fd, guestMemfdOffset: o.offset, ...pads };
+      const fields = {
+        slot: o.slot,
+        flags: o.flags,
+        guestPhysAddr: o.gpa,
+        memorySize: o.size,
+        guestMemfd: fd,
+        guestMemfdOffset: o.offset,
+        ...pads,
+      };
       const mem = o.mem;
       meter?.begin(o.op);
       if (mem.kind === 'none') {
         s.region2Owned(vm, fields, `${head}${tail}`);
       } else if (mem.kind === 'owned') {
         const m = pickLive(w.maps, mem.m, isMapped);
-        if (m) s.region2Owned(vm, { ...fields, userspace: { mapping: m, offset: mem.offset } }, `${head}, mem m${mem.m % w.maps.length} +${mem.offset}${tail}`);
+        if (m)
+          s.region2Owned(
+            vm,
+            { ...fields, userspace: { mapping: m, offset: mem.offset } },
+            `${head}, mem m${mem.m % w.maps.length} +${mem.offset}${tail}`,
+          );
         else s.region2Owned(vm, fields, `${head}${tail}`);
       } else {
         // The raw escape hatch: a mapping's address moved by a delta, or any value (labelled by what
         // it was made from: the address itself differs between drivers).
         const m = mem.kind === 'raw' ? pickLive(w.maps, mem.m, isMapped) : undefined;
         const addr = mem.kind === 'rawAddr' ? mem.addr : m ? BigInt.asUintN(64, m.address + mem.delta) : 0n;
-        const what = mem.kind === 'rawAddr' ? `hva 0x${addr.toString(16)}` : m ? `hva m${mem.m % w.maps.length}${mem.delta < 0n ? '' : '+'}${mem.delta}` : 'hva 0';
+        const what =
+          mem.kind === 'rawAddr'
+            ? `hva 0x${addr.toString(16)}`
+            : m
+              ? `hva m${mem.m % w.maps.length}${mem.delta < 0n ? '' : '+'}${mem.delta}`
+              : 'hva 0';
         s.region2(vm, { ...fields, userspaceAddr: addr }, `${head}, ${what}${tail}`);
       }
       meter?.end();
@@ -321,23 +359,28 @@ function step(s: Session, w: World, o: RandomOp, n: string, meter: StepMeter | u
       const vm = pickLive(w.vms, o.vm, isOpen);
       if (!vm) return;
       meter?.begin(o.op);
-      s.region2Owned(vm, { slot: o.slot, memorySize: 0, flags: KVM_MEM_GUEST_MEMFD }, `${n}delete(vm ${o.vm % w.vms.length}, slot ${o.slot})`);
+      s.region2Owned(
+        vm,
+        { slot: o.slot, memorySize: 0, flags: KVM_MEM_GUEST_MEMFD },
+        `${n}delete(vm ${o.vm % w.vms.length}, slot ${o.slot})`,
+      );
       meter?.end();
       return;
     }
     case 'fstat': {
       const g = pickLive(w.gmems, o.g, isOpen);
-      if (g) call(`fstat(g${o.g % w.gmems.length})`, () => {
-        const st = g.fstat();
-        return { size: st.size, mode: st.mode, nlink: st.nlink, blocks: st.blocks, blksize: st.blksize };
-      });
+      if (g)
+        call(`fstat(g${o.g % w.gmems.length})`, () => {
+          const st = g.fstat();
+          return { size: st.size, mode: st.mode, nlink: st.nlink, blocks: st.blocks, blksize: st.blksize };
+        });
       return;
     }
     case 'anon': {
       meter?.begin(o.op);
       const m = s.anon(o.length, `${n}mmapAnonymous(${o.length})`);
       meter?.end();
-      if (m) (w.maps.push(m), w.anons.push(m));
+      if (m) w.maps.push(m), w.anons.push(m);
       return;
     }
     case 'madvise': {
@@ -360,7 +403,10 @@ function step(s: Session, w: World, o: RandomOp, n: string, meter: StepMeter | u
     }
     case 'mprotect': {
       const gm = pickLive(w.gmaps, o.m, (x) => !x.m.unmapped);
-      if (gm) call(`mprotect(m${o.m % w.gmaps.length}, ${o.offset}, ${o.len}, 0x${(o.prot >>> 0).toString(16)})`, () => gm.m.mprotect(o.offset, o.len, o.prot));
+      if (gm)
+        call(`mprotect(m${o.m % w.gmaps.length}, ${o.offset}, ${o.len}, 0x${(o.prot >>> 0).toString(16)})`, () =>
+          gm.m.mprotect(o.offset, o.len, o.prot),
+        );
       return;
     }
     case 'mlock': {
@@ -448,7 +494,10 @@ function step(s: Session, w: World, o: RandomOp, n: string, meter: StepMeter | u
     }
     case 'setAttrs': {
       const vm = pickLive(w.vms, o.vm, isOpen);
-      if (vm) call(`setMemoryAttributes(vm ${o.vm % w.vms.length}, ${o.address}, ${o.size}, ${o.attributes}, ${o.flags})`, () => vm.setMemoryAttributes(o));
+      if (vm)
+        call(`setMemoryAttributes(vm ${o.vm % w.vms.length}, ${o.address}, ${o.size}, ${o.attributes}, ${o.flags})`, () =>
+          vm.setMemoryAttributes(o),
+        );
       return;
     }
     case 'checkExt': {
@@ -509,6 +558,6 @@ function wrongIoctl(
   else {
     // A wrong-kind fd never returns a guest_memfd on the probed kernel; if it ever did, the session owns it.
     const g = call(`${name}.createGuestMemfd(${o.size}, ${o.flags})`, () => target.createGuestMemfd(args));
-    if (g) (s.own(g), w.gmems.push(g));
+    if (g) s.own(g), w.gmems.push(g);
   }
 }

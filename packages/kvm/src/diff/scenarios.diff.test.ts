@@ -35,7 +35,10 @@ describe.skipIf(!probe.available)('sim vs real kernel: named scenarios', () => {
     expect(sim).toEqual(native);
     // Pinned kernel outcomes hold on both drivers (they are equal by now).
     for (const [step, out] of Object.entries(scenario.pinned ?? {})) {
-      expect(native.find((t) => t.step === step), `pinned step '${step}'`).toEqual({ step, out });
+      expect(
+        native.find((t) => t.step === step),
+        `pinned step '${step}'`,
+      ).toEqual({ step, out });
     }
     // Everything the scenario opened is released on the sim: fds, VMs, files, mappings, memory.
     const st = simKvm!.stats();

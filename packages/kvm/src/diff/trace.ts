@@ -185,7 +185,11 @@ export class Session {
   }
 
   /** `g.mmap(args)`, unmapped by {@link dispose}; with `MAP_ANONYMOUS` an anonymous mapping (see {@link mmapFile}). */
-  mmap(g: KvmGuestMemfd, args: Partial<MmapArgs> & { length: MmapArgs['length'] }, step?: string): KvmGmemMapping | KvmAnonMapping | undefined {
+  mmap(
+    g: KvmGuestMemfd,
+    args: Partial<MmapArgs> & { length: MmapArgs['length'] },
+    step?: string,
+  ): KvmGmemMapping | KvmAnonMapping | undefined {
     const full: MmapArgs = { ...RW_SHARED, ...args };
     return this.run(
       step ?? `mmap(${this.fd(g.fd)}, len ${full.length}, prot ${full.prot}, flags 0x${full.flags.toString(16)}, off ${full.offset ?? 0})`,
@@ -215,7 +219,13 @@ export class Session {
     );
   }
 
-  madvise(m: KvmAnonMapping | undefined, offset: number | bigint, len: number | bigint, advice: number, step = `madvise(${offset}, ${len}, ${advice})`): void {
+  madvise(
+    m: KvmAnonMapping | undefined,
+    offset: number | bigint,
+    len: number | bigint,
+    advice: number,
+    step = `madvise(${offset}, ${len}, ${advice})`,
+  ): void {
     this.run(step, () => {
       if (!m) throw new GuestMemError({ code: 'EBADF', op: 'scenario', backend: 'diff', detail: 'no mapping (mmapAnonymous failed)' });
       m.madvise(offset, len, advice);
@@ -234,7 +244,13 @@ export class Session {
     this.run(step, () => mustMap(m).read(offset, len));
   }
 
-  fill(m: KvmMapping | undefined, offset: number, len: number, byte: number, step = `fill(${offset}, ${len}, 0x${byte.toString(16)})`): void {
+  fill(
+    m: KvmMapping | undefined,
+    offset: number,
+    len: number,
+    byte: number,
+    step = `fill(${offset}, ${len}, 0x${byte.toString(16)})`,
+  ): void {
     this.run(step, () => mustMap(m).fill(offset, len, byte));
   }
 
@@ -264,7 +280,17 @@ export class Session {
 
   /** REGION2 through the safe API: `r` names its host memory as an owned mapping (`userspace`). */
   region2Owned(vm: KvmVm, r: Partial<UserMemoryRegion2>, step: string): void {
-    this.run(step, () => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4096, guestMemfdOffset: 0, guestMemfd: -1, ...r }));
+    this.run(step, () =>
+      vm.setUserMemoryRegion2({
+        slot: 0,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: 0,
+        memorySize: 4096,
+        guestMemfdOffset: 0,
+        guestMemfd: -1,
+        ...r,
+      }),
+    );
   }
 
   /** Closes everything still open, newest first (mappings before files before VMs), ignoring errors. */

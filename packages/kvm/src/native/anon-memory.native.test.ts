@@ -41,7 +41,7 @@ describe.skipIf(!probe.available)('native anonymous memory', () => {
     expect(openFds(), 'fds leaked').toEqual(before);
   });
 
-  it('a real guest reads and writes the anonymous memory at a guest_memfd slot\'s userspace_addr', () => {
+  it("a real guest reads and writes the anonymous memory at a guest_memfd slot's userspace_addr", () => {
     const vm = asNativeVm(kvm.createVm());
     const code = vm.createGuestMemfd({ size: P, flags: 3n });
     const codeMap = code.mmap({ length: P, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED });
@@ -51,9 +51,25 @@ describe.skipIf(!probe.available)('native anonymous memory', () => {
       // mov ax, 0x2000 ; mov ds, ax ; mov al, [0x10] ; out 0x12, al ; mov byte [0x11], 0x5a ; hlt
       codeMap.write(0, Uint8Array.of(0xb8, 0x00, 0x20, 0x8e, 0xd8, 0xa0, 0x10, 0x00, 0xe6, 0x12, 0xc6, 0x06, 0x11, 0x00, 0x5a, 0xf4));
       anon.fill(0x10, 1, 0x66);
-      vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x1000, memorySize: P, userspace: { mapping: codeMap }, guestMemfd: code.fd, guestMemfdOffset: 0 });
+      vm.setUserMemoryRegion2({
+        slot: 0,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: 0x1000,
+        memorySize: P,
+        userspace: { mapping: codeMap },
+        guestMemfd: code.fd,
+        guestMemfdOffset: 0,
+      });
       // A private (flags 0) guest_memfd is not gmem-only: KVM reaches the slot through userspace_addr.
-      vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x20000, memorySize: P, userspace: { mapping: anon }, guestMemfd: data.fd, guestMemfdOffset: 0 });
+      vm.setUserMemoryRegion2({
+        slot: 1,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: 0x20000,
+        memorySize: P,
+        userspace: { mapping: anon },
+        guestMemfd: data.fd,
+        guestMemfdOffset: 0,
+      });
       const vcpu = vm.createVcpu(0);
       enterRealMode(vcpu, 0, 0x1000);
       const r = runVcpu(vcpu, { maxRuns: 10 });

@@ -360,7 +360,12 @@ export class NativeVm extends OwnedFd implements KvmVm {
       const errno = this.c.errno();
       const info = { size: args.size, flags: args.flags };
       // Error path only: the VM's supported flags, to name the rule.
-      const diagnosis = diagnoseCreateGuestMemfd(syscallError(errno, 'createGuestMemfd', syscall).code, BigInt(this.#capOrZero(KVM_CAP_GUEST_MEMFD_FLAGS)), size, flags);
+      const diagnosis = diagnoseCreateGuestMemfd(
+        syscallError(errno, 'createGuestMemfd', syscall).code,
+        BigInt(this.#capOrZero(KVM_CAP_GUEST_MEMFD_FLAGS)),
+        size,
+        flags,
+      );
       throw diagnosed(errno, 'createGuestMemfd', syscall, info, diagnosis);
     }
     return new NativeGuestMemfd(this.c, gfd, size, flags, new NativeGmemFileRecord(this.#rec, size, flags));
@@ -369,7 +374,12 @@ export class NativeVm extends OwnedFd implements KvmVm {
   setUserMemoryRegion(region: UserMemoryRegion): void {
     this.live('setUserMemoryRegion', SET_REGION);
     const mem = resolveSlotMemory(region, ownsMapping, 'setUserMemoryRegion', NATIVE_BACKEND);
-    this.#region({ ...withoutUserspace(region), userspaceAddr: mem.userspaceAddr, guestMemfdOffset: 0, guestMemfd: 0 }, 'setUserMemoryRegion', true, mem.mapping);
+    this.#region(
+      { ...withoutUserspace(region), userspaceAddr: mem.userspaceAddr, guestMemfdOffset: 0, guestMemfd: 0 },
+      'setUserMemoryRegion',
+      true,
+      mem.mapping,
+    );
   }
 
   setUserMemoryRegion2(region: UserMemoryRegion2): void {
@@ -389,7 +399,12 @@ export class NativeVm extends OwnedFd implements KvmVm {
    * (create, move/flags, delete; a created slot pins `mapping`); on failure the error carries the
    * driver's diagnosis (see `diagnosis.ts`). Both are off the hot path of the other ioctls.
    */
-  #region(region: RawUserMemoryRegion & { guestMemfdOffset: IntArg; guestMemfd: IntArg }, op: string, v1: boolean, mapping: SlotReferencedMapping | undefined): void {
+  #region(
+    region: RawUserMemoryRegion & { guestMemfdOffset: IntArg; guestMemfd: IntArg },
+    op: string,
+    v1: boolean,
+    mapping: SlotReferencedMapping | undefined,
+  ): void {
     const syscall = v1 ? SET_REGION : SET_REGION2;
     const fd = this.live(op, syscall);
     if (v1) encodeKvmUserspaceMemoryRegion(region, region1Buf);
@@ -399,7 +414,9 @@ export class NativeVm extends OwnedFd implements KvmVm {
     const failed = this.c.ioctlPtr(fd, v1 ? KVM_SET_USER_MEMORY_REGION : KVM_SET_USER_MEMORY_REGION2, v1 ? region1Buf : region2Buf) < 0;
     if (failed) {
       const errno = this.c.errno();
-      const r = v1 ? { ...decodeKvmUserspaceMemoryRegion(region1Buf), guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] } : decodeKvmUserspaceMemoryRegion2(region2Buf);
+      const r = v1
+        ? { ...decodeKvmUserspaceMemoryRegion(region1Buf), guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] }
+        : decodeKvmUserspaceMemoryRegion2(region2Buf);
       throw diagnosed(errno, op, syscall, { ...region }, diagnoseMemoryRegion(syscallError(errno, op, syscall).code, this.#rec, r, v1));
     }
     const buf = v1 ? region1Buf : region2Buf;
@@ -417,7 +434,11 @@ export class NativeVm extends OwnedFd implements KvmVm {
       const errno = this.c.errno();
       const a = decodeKvmMemoryAttributes(attrsBuf);
       // Error path only: the VM's supported attributes, to name the rule.
-      const diagnosis = diagnoseMemoryAttributes(syscallError(errno, 'setMemoryAttributes', syscall).code, BigInt(this.#capOrZero(KVM_CAP_MEMORY_ATTRIBUTES)), a);
+      const diagnosis = diagnoseMemoryAttributes(
+        syscallError(errno, 'setMemoryAttributes', syscall).code,
+        BigInt(this.#capOrZero(KVM_CAP_MEMORY_ATTRIBUTES)),
+        a,
+      );
       throw diagnosed(errno, 'setMemoryAttributes', syscall, { ...attrs }, diagnosis);
     }
   }
@@ -430,7 +451,13 @@ export class NativeVm extends OwnedFd implements KvmVm {
 }
 
 /** The kernel's refusal, with guestmem's diagnosis in `info.diagnosis` and the message when there is one. */
-function diagnosed(errno: number, op: string, syscall: string, info: Record<string, unknown>, diagnosis: NativeDiagnosis | undefined): GuestMemError {
+function diagnosed(
+  errno: number,
+  op: string,
+  syscall: string,
+  info: Record<string, unknown>,
+  diagnosis: NativeDiagnosis | undefined,
+): GuestMemError {
   if (!diagnosis) return syscallError(errno, op, syscall, info);
   return syscallError(errno, op, syscall, { ...info, diagnosis }, `guestmem diagnosis: ${diagnosis.detail} (rule ${diagnosis.rule})`);
 }
@@ -470,7 +497,15 @@ function recordRegion(vm: NativeVmRecord, buf: Buffer, v1: boolean, mapping: Slo
     return;
   }
   const npages = Number(r.memorySize >> 12n);
-  const slot: NativeSlotRecord = { id, flags: r.flags, baseGfn: r.guestPhysAddr >> 12n, npages, userspaceAddr: r.userspaceAddr, mapping, gmem: null };
+  const slot: NativeSlotRecord = {
+    id,
+    flags: r.flags,
+    baseGfn: r.guestPhysAddr >> 12n,
+    npages,
+    userspaceAddr: r.userspaceAddr,
+    mapping,
+    gmem: null,
+  };
   const file = r.flags & KVM_MEM_GUEST_MEMFD ? gmemFds.get(r.guestMemfd) : undefined;
   if (file) {
     const first = Number(r.guestMemfdOffset >> 12n);
@@ -526,7 +561,17 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
     // Why: with MAP_ANONYMOUS the kernel ignored the fd (ksys_mmap_pgoff) and mapped anonymous memory,
     // which no guest_memfd SIGBUS rule applies to.
     if (args.flags & MAP_ANONYMOUS) return new NativeAnonMapping(this.c, address, Number(length), args.prot, args.flags);
-    return new NativeMapping(this.c, address, Number(length), BigInt.asUintN(64, offset), args.prot, args.flags, this.size, this.flags, this.file);
+    return new NativeMapping(
+      this.c,
+      address,
+      Number(length),
+      BigInt.asUintN(64, offset),
+      args.prot,
+      args.flags,
+      this.size,
+      this.flags,
+      this.file,
+    );
   }
 
   fstat(): GuestMemfdStat {
@@ -673,7 +718,8 @@ export class NativeGuestMemfd extends OwnedFd implements KvmGuestMemfd {
   setStatusFlags(flags: number): void {
     const fd = this.live('setStatusFlags', 'fcntl(F_SETFL)');
     // Why: change O_APPEND/O_NONBLOCK/O_NOATIME (O_DIRECT is EINVAL on guest_memfd).
-    if (this.c.fcntl(fd, F_SETFL, i32('flags', flags)) < 0) throw syscallError(this.c.errno(), 'setStatusFlags', 'fcntl(F_SETFL)', { flags });
+    if (this.c.fcntl(fd, F_SETFL, i32('flags', flags)) < 0)
+      throw syscallError(this.c.errno(), 'setStatusFlags', 'fcntl(F_SETFL)', { flags });
   }
 
   fionread(): number {
@@ -725,7 +771,7 @@ function iovec(buffers: readonly Uint8Array[]): Buffer {
 
 /** `unsigned int` arguments: -1 stands for 0xffffffff ("keep" in fchown). */
 function u32Arg(field: string, v: number): number {
-  return (i32(field, v) >>> 0);
+  return i32(field, v) >>> 0;
 }
 
 /**
@@ -791,7 +837,13 @@ export class NativeMapping extends NativeMappingBase implements KvmGmemMapping {
   protAt(offset: IntArg): number {
     const off = u64('offset', offset);
     if (off >= BigInt(Math.ceil(this.length / 4096) * 4096)) {
-      throw new GuestMemError({ code: 'EFAULT', op: 'mapping.protAt', backend: NATIVE_BACKEND, detail: `offset ${off} is outside the mapping`, info: { offset } });
+      throw new GuestMemError({
+        code: 'EFAULT',
+        op: 'mapping.protAt',
+        backend: NATIVE_BACKEND,
+        detail: `offset ${off} is outside the mapping`,
+        info: { offset },
+      });
     }
     return this.#vmas.at(Number(off >> 12n)) & 7;
   }

@@ -8,13 +8,7 @@ export const NATIVE_BACKEND = 'kvm';
  * table (none is expected from these calls) is reported as EIO with the raw number in `info.errno`.
  * `detail` is the driver's own reading of the failure (e.g. a diagnosis); the errno is the kernel's.
  */
-export function syscallError(
-  errno: number,
-  op: string,
-  syscall: string,
-  info?: Record<string, unknown>,
-  detail?: string,
-): GuestMemError {
+export function syscallError(errno: number, op: string, syscall: string, info?: Record<string, unknown>, detail?: string): GuestMemError {
   const code = errnoCode(errno);
   return new GuestMemError({
     code: code ?? 'EIO',
@@ -25,4 +19,3 @@ export function syscallError(
     info: { ...info, ...(code ? {} : { errno }) },
   });
 }
-

@@ -60,7 +60,13 @@ describe.skipIf(!probe.available)('native vCPU', () => {
     open.push({ vm, gmems: [g], maps: [m] });
     m.write(0, Uint8Array.from(code));
     vm.setUserMemoryRegion2({
-      slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: CODE_GPA, memorySize: PAGE, userspace: { mapping: m }, guestMemfd: g.fd, guestMemfdOffset: 0,
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: CODE_GPA,
+      memorySize: PAGE,
+      userspace: { mapping: m },
+      guestMemfd: g.fd,
+      guestMemfdOffset: 0,
     });
     const vcpu = vm.createVcpu(0);
     enterRealMode(vcpu, 0, CODE_GPA);
@@ -178,7 +184,7 @@ describe.skipIf(!probe.available)('native vCPU', () => {
     expect(vcpu.run().reason).toBe(KVM_EXIT_IO);
   });
 
-  it('timed runs leave the thread\'s signal mask as it was: signal 62 is not blocked afterwards (/proc/thread-self/status SigBlk)', () => {
+  it("timed runs leave the thread's signal mask as it was: signal 62 is not blocked afterwards (/proc/thread-self/status SigBlk)", () => {
     const sigBlk = (): bigint => BigInt(`0x${/^SigBlk:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/thread-self/status', 'utf8'))![1]}`);
     const bit = 1n << BigInt(VCPU_TIMEOUT_SIGNAL - 1);
     const before = sigBlk();

@@ -17,16 +17,31 @@
  * `userspace_addr = 0` gives `KVM_EXIT_MMIO` on that machine (probe).
  */
 import { GuestMemError, guardLeak, unguard } from '@guestmem/core';
-import { MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_MEMORY_FAULT } from '../uapi/constants.js';
-import { KVM_CREATE_VCPU, KVM_GET_REGS, KVM_GET_SREGS, KVM_RUN, KVM_SET_REGS, KVM_SET_SIGNAL_MASK, KVM_SET_SREGS, SIZEOF_KVM_REGS, SIZEOF_KVM_RUN, SIZEOF_KVM_SREGS } from '../uapi/ioctl.js';
-import { decodeKvmRegs, decodeKvmRunExit, decodeKvmSregs, encodeKvmRegs, encodeKvmSregs, u64 } from './codecs.js';
 import {
-  KVM_RUN_OFFSETS,
-  type KvmRegs,
-  type KvmRegsInput,
-  type KvmRunExit,
-  type KvmSregs,
-} from '../uapi/vcpu-structs.js';
+  MAP_FAILED,
+  MAP_SHARED,
+  PROT_READ,
+  PROT_WRITE,
+  KVM_EXIT_HLT,
+  KVM_EXIT_INTR,
+  KVM_EXIT_IO,
+  KVM_EXIT_MMIO,
+  KVM_EXIT_MEMORY_FAULT,
+} from '../uapi/constants.js';
+import {
+  KVM_CREATE_VCPU,
+  KVM_GET_REGS,
+  KVM_GET_SREGS,
+  KVM_RUN,
+  KVM_SET_REGS,
+  KVM_SET_SIGNAL_MASK,
+  KVM_SET_SREGS,
+  SIZEOF_KVM_REGS,
+  SIZEOF_KVM_RUN,
+  SIZEOF_KVM_SREGS,
+} from '../uapi/ioctl.js';
+import { decodeKvmRegs, decodeKvmRunExit, decodeKvmSregs, encodeKvmRegs, encodeKvmSregs, u64 } from './codecs.js';
+import { KVM_RUN_OFFSETS, type KvmRegs, type KvmRegsInput, type KvmRunExit, type KvmSregs } from '../uapi/vcpu-structs.js';
 import { NATIVE_BACKEND, syscallError } from './errors.js';
 import { hostBuffer, timerLibc, type Libc } from './libc.js';
 import { FdHandle } from '../fd-handle.js';
@@ -34,7 +49,11 @@ import type { CreateGuestMemfdArgs, IntArg, KvmGuestMemfd, KvmVcpuFd } from '../
 import { checkExtensionOn, createGuestMemfdOn } from './fd-ioctls.js';
 
 /** errno values KVM_RUN reports together with a meaningful `exit_reason` (api.rst §5). */
-const RUN_ERRNO_EXITS: Readonly<Record<string, number>> = { EINTR: KVM_EXIT_INTR, EFAULT: KVM_EXIT_MEMORY_FAULT, EHWPOISON: KVM_EXIT_MEMORY_FAULT };
+const RUN_ERRNO_EXITS: Readonly<Record<string, number>> = {
+  EINTR: KVM_EXIT_INTR,
+  EFAULT: KVM_EXIT_MEMORY_FAULT,
+  EHWPOISON: KVM_EXIT_MEMORY_FAULT,
+};
 
 /**
  * The signal that ends a `run({ timeoutMs })`: a real-time signal Node does not use. Each timed run
@@ -120,7 +139,12 @@ export class NativeVcpu extends FdHandle implements KvmVcpuFd {
     const fd = this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
     return createGuestMemfdOn(this.c, fd, args, (g) => {
       this.c.close(g);
-      throw new GuestMemError({ code: 'EIO', op: 'createGuestMemfd', backend: NATIVE_BACKEND, detail: 'the kernel created a guest_memfd from a vCPU fd (closed again)' });
+      throw new GuestMemError({
+        code: 'EIO',
+        op: 'createGuestMemfd',
+        backend: NATIVE_BACKEND,
+        detail: 'the kernel created a guest_memfd from a vCPU fd (closed again)',
+      });
     });
   }
 
@@ -263,7 +287,12 @@ export class NativeVcpu extends FdHandle implements KvmVcpuFd {
       this.#checkLen('completeRead', data, exit.mmio.len);
       run.set(data.subarray(0, exit.mmio.len), KVM_RUN_OFFSETS.mmio.data);
     } else {
-      throw new GuestMemError({ code: 'EINVAL', op: 'completeRead', backend: NATIVE_BACKEND, detail: `${exit.reasonName} is not an I/O-in or MMIO-read exit` });
+      throw new GuestMemError({
+        code: 'EINVAL',
+        op: 'completeRead',
+        backend: NATIVE_BACKEND,
+        detail: `${exit.reasonName} is not an I/O-in or MMIO-read exit`,
+      });
     }
   }
 
@@ -298,7 +327,12 @@ export function createNativeVcpu(c: Libc, vmFd: number, idArg: IntArg, mmapSize:
   if (fd < 0) throw syscallError(c.errno(), 'createVcpu', 'ioctl(KVM_CREATE_VCPU)', { id });
   if (mmapSize < SIZEOF_KVM_RUN) {
     c.close(fd);
-    throw new GuestMemError({ code: 'EINVAL', op: 'createVcpu', backend: NATIVE_BACKEND, detail: `vCPU mmap size ${mmapSize} < sizeof(kvm_run)` });
+    throw new GuestMemError({
+      code: 'EINVAL',
+      op: 'createVcpu',
+      backend: NATIVE_BACKEND,
+      detail: `vCPU mmap size ${mmapSize} < sizeof(kvm_run)`,
+    });
   }
   // Why: kvm_run (exit reason and data) is shared with the kernel through this mapping of the vCPU fd.
   const address: bigint = c.mmap(0, mmapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -116,11 +116,8 @@ const PORT_BAD = 0x11;
  * ```
  */
 const GUEST_MEMFD_GUEST_CODE = Uint8Array.from([
-  0xb8, 0x00, 0x10, 0x8e, 0xd8, 0x8e, 0xc0, 0x31, 0xf6, 0xb9, 0x00, 0x10,
-  0x80, 0x3c, 0xaa, 0x75, 0x12, 0x46, 0xe2, 0xf8,
-  0xb0, 0x01, 0xe6, 0x10,
-  0x31, 0xff, 0xb9, 0x00, 0x10, 0xb0, 0xff, 0xfc, 0xf3, 0xaa, 0xf4,
-  0x89, 0xf0, 0xe7, 0x11, 0xf4,
+  0xb8, 0x00, 0x10, 0x8e, 0xd8, 0x8e, 0xc0, 0x31, 0xf6, 0xb9, 0x00, 0x10, 0x80, 0x3c, 0xaa, 0x75, 0x12, 0x46, 0xe2, 0xf8, 0xb0, 0x01, 0xe6,
+  0x10, 0x31, 0xff, 0xb9, 0x00, 0x10, 0xb0, 0xff, 0xfc, 0xf3, 0xaa, 0xf4, 0x89, 0xf0, 0xe7, 0x11, 0xf4,
 ]);
 
 /**
@@ -143,7 +140,12 @@ function runGuestMemfdGuest(vm: KvmVm, loadCode: (code: Uint8Array) => void): vo
   const io = exits[0]!.io;
   const bad = io?.port === PORT_BAD ? `byte ${io.data[0]! | (io.data[1]! << 8)} was not 0xaa` : 'the guest did not report';
   expect(io, bad).toEqual({
-    direction: 'out', size: 1, port: PORT_CHECKED, count: 1, dataOffset: exits[0]!.io!.dataOffset, data: Uint8Array.of(1),
+    direction: 'out',
+    size: 1,
+    port: PORT_CHECKED,
+    count: 1,
+    dataOffset: exits[0]!.io!.dataOffset,
+    data: Uint8Array.of(1),
   });
   expect(exits[1]!.reason).toBe(KVM_EXIT_HLT);
 }
@@ -198,8 +200,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
   // ---------------------------------------------------------------------------------------------
   suite('guest_memfd_test.c', ({ kvm, res }) => {
     const newVm = (type = KVM_X86_DEFAULT_VM): KvmVm => res.track(kvm().createVm(type));
-    const gmem = (vm: KvmVm, size: number | bigint, flags: bigint): KvmGuestMemfd =>
-      res.track(vm.createGuestMemfd({ size, flags }));
+    const gmem = (vm: KvmVm, size: number | bigint, flags: bigint): KvmGuestMemfd => res.track(vm.createGuestMemfd({ size, flags }));
     const map = (f: KvmGuestMemfd, length: number, flags = MAP_SHARED, prot = RW): KvmMapping =>
       res.track(f.mmap({ length, prot, flags, offset: 0 }));
 
@@ -396,9 +397,16 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
           const t = fresh();
           if (!t) return;
           const cases: Array<[number, number]> = [
-            [0, 1], [0, PAGE - 1], [0, PAGE + 1],
-            [1, 1], [1, PAGE - 1], [1, PAGE], [1, PAGE + 1],
-            [PAGE, 1], [PAGE, PAGE - 1], [PAGE, PAGE + 1],
+            [0, 1],
+            [0, PAGE - 1],
+            [0, PAGE + 1],
+            [1, 1],
+            [1, PAGE - 1],
+            [1, PAGE],
+            [1, PAGE + 1],
+            [PAGE, 1],
+            [PAGE, PAGE - 1],
+            [PAGE, PAGE + 1],
           ];
           for (const [off, len] of cases) {
             const e = expectErrno(() => t.f.fallocate(PUNCH, off, len), 'EINVAL');
@@ -474,8 +482,13 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       const f = gmem(vm, PAGE, MMAP | SHARED);
       const host = map(f, PAGE);
       vm.setUserMemoryRegion2({
-        slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GUEST_GMEM_GPA, memorySize: PAGE, userspace: { mapping: host },
-        guestMemfd: f.fd, guestMemfdOffset: 0,
+        slot: 1,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: GUEST_GMEM_GPA,
+        memorySize: PAGE,
+        userspace: { mapping: host },
+        guestMemfd: f.fd,
+        guestMemfdOffset: 0,
       });
       host.fill(0, PAGE, 0xaa);
       if (kvm().driver === 'native') {
@@ -485,8 +498,13 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
           const cm = map(cf, PAGE);
           cm.write(0, code);
           vm.setUserMemoryRegion2({
-            slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GUEST_CODE_GPA, memorySize: PAGE, userspace: { mapping: cm },
-            guestMemfd: cf.fd, guestMemfdOffset: 0,
+            slot: 0,
+            flags: KVM_MEM_GUEST_MEMFD,
+            guestPhysAddr: GUEST_CODE_GPA,
+            memorySize: PAGE,
+            userspace: { mapping: cm },
+            guestMemfd: cf.fd,
+            guestMemfdOffset: 0,
           });
         });
       } else {
@@ -509,9 +527,12 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
     const newVm = (): KvmVm => res.track(kvm().createVm());
     /** The C test's VM: a KVM_X86_SW_PROTECTED_VM when KVM_CAP_VM_TYPES offers it, else the default VM. */
     const cTestVm = (): KvmVm =>
-      res.track(kvm().createVm(kvm().checkExtension(KVM_CAP_VM_TYPES) & (1 << KVM_X86_SW_PROTECTED_VM) ? KVM_X86_SW_PROTECTED_VM : KVM_X86_DEFAULT_VM));
-    const gmem = (vm: KvmVm, size: number, flags = 0n): KvmGuestMemfd =>
-      res.track(vm.createGuestMemfd({ size, flags }));
+      res.track(
+        kvm().createVm(
+          kvm().checkExtension(KVM_CAP_VM_TYPES) & (1 << KVM_X86_SW_PROTECTED_VM) ? KVM_X86_SW_PROTECTED_VM : KVM_X86_DEFAULT_VM,
+        ),
+      );
+    const gmem = (vm: KvmVm, size: number, flags = 0n): KvmGuestMemfd => res.track(vm.createGuestMemfd({ size, flags }));
     const other = (kind: 'memfd' | 'devnull'): OtherFd => res.track(kvm().openOtherFd(kind));
     const bind = (vm: KvmVm, slot: number, gpa: bigint, size: number, fd: number, offset: number | bigint = 0) =>
       vm.setUserMemoryRegion2({
@@ -536,15 +557,17 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       for (let bit = 0; bit < 32; bit++) {
         const flag = (1 << bit) >>> 0;
         if (supported & flag && !(v2Only & flag)) continue;
-        expectErrno(
-          () => vm.setUserMemoryRegion({ slot: 0, flags: flag, guestPhysAddr: 0, memorySize: SIZE }),
-          'EINVAL',
-        );
+        expectErrno(() => vm.setUserMemoryRegion({ slot: 0, flags: flag, guestPhysAddr: 0, memorySize: SIZE }), 'EINVAL');
         if (supported & flag) continue;
         expectErrno(
           () =>
             vm.setUserMemoryRegion2({
-              slot: 0, flags: flag, guestPhysAddr: 0, memorySize: SIZE, guestMemfdOffset: 0, guestMemfd: notGmem,
+              slot: 0,
+              flags: flag,
+              guestPhysAddr: 0,
+              memorySize: SIZE,
+              guestMemfdOffset: 0,
+              guestMemfd: notGmem,
             }),
           'EINVAL',
         );
@@ -558,7 +581,12 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
         expectErrno(
           () =>
             vm.setUserMemoryRegion2({
-              slot: SLOT, flags: KVM_MEM_GUEST_MEMFD | extra, guestPhysAddr: GPA, memorySize: SIZE, guestMemfdOffset: 0, guestMemfd: f.fd,
+              slot: SLOT,
+              flags: KVM_MEM_GUEST_MEMFD | extra,
+              guestPhysAddr: GPA,
+              memorySize: SIZE,
+              guestMemfdOffset: 0,
+              guestMemfd: f.fd,
             }),
           'EINVAL',
         );
@@ -628,10 +656,7 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
 
     it('the v1 ioctl refuses KVM_MEM_GUEST_MEMFD with EINVAL', () => {
       const vm = newVm();
-      expectErrno(
-        () => vm.setUserMemoryRegion({ slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: PAGE }),
-        'EINVAL',
-      );
+      expectErrno(() => vm.setUserMemoryRegion({ slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: PAGE }), 'EINVAL');
     });
 
     it('a guest_memfd slot is immutable: even an identical re-issue gives EINVAL; delete works', () => {
@@ -657,12 +682,24 @@ export function defineGuestMemfdSelftests(openKvm: () => Kvm): void {
       const m = res.track(f.mmap({ length: 4 * PAGE, prot: RW, flags: MAP_SHARED }));
       m.fill(PAGE, PAGE, 0x3c);
       vm.setUserMemoryRegion2({
-        slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 4 * PAGE, userspace: { mapping: m }, guestMemfdOffset: 0, guestMemfd: f.fd,
+        slot: SLOT,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: GPA,
+        memorySize: 4 * PAGE,
+        userspace: { mapping: m },
+        guestMemfdOffset: 0,
+        guestMemfd: f.fd,
       });
       del(vm, SLOT);
       expect(m.read(PAGE, PAGE)).toEqual(filled(PAGE, 0x3c));
       vm.setUserMemoryRegion2({
-        slot: SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 4 * PAGE, userspace: { mapping: m }, guestMemfdOffset: 0, guestMemfd: f.fd,
+        slot: SLOT,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guestPhysAddr: GPA,
+        memorySize: 4 * PAGE,
+        userspace: { mapping: m },
+        guestMemfdOffset: 0,
+        guestMemfd: f.fd,
       });
       expect(m.read(PAGE, PAGE)).toEqual(filled(PAGE, 0x3c));
       expect(m.read(0, PAGE)).toEqual(filled(PAGE, 0));

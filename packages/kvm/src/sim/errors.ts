@@ -17,4 +17,3 @@ export function sysErr(
 ): GuestMemError {
   return new GuestMemError({ code, op, backend: SIM_BACKEND, syscall, detail, info });
 }
-

@@ -59,7 +59,9 @@ export interface KvmMemoryFaultExit {
 export function memoryFaultExit(e: unknown): KvmMemoryFaultExit | undefined {
   if (!GuestMemError.is(e)) return undefined;
   const info = e.info as Partial<KvmMemoryFaultExit>;
-  return info.exitReason === KVM_EXIT_MEMORY_FAULT && info.memoryFault ? { exitReason: info.exitReason, memoryFault: info.memoryFault } : undefined;
+  return info.exitReason === KVM_EXIT_MEMORY_FAULT && info.memoryFault
+    ? { exitReason: info.exitReason, memoryFault: info.memoryFault }
+    : undefined;
 }
 
 /** One page of a guest access, resolved to its backing. */
@@ -211,7 +213,11 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
     if (!file) {
       // `gmemReleased` lets a vCPU model pick the exit its host gives (SimKernelOptions.releasedMemoryExit).
       if (vm.kernel.releasedMemoryExit === 'mmio') {
-        throw sysErr('EFAULT', op, undefined, `slot ${slot.id}'s guest_memfd was released (MMIO exit on this profile)`, { gpa: at, gmemReleased: true, mmio: true });
+        throw sysErr('EFAULT', op, undefined, `slot ${slot.id}'s guest_memfd was released (MMIO exit on this profile)`, {
+          gpa: at,
+          gmemReleased: true,
+          mmio: true,
+        });
       }
       throw exit('EFAULT', `slot ${slot.id}'s guest_memfd was released`, { gmemReleased: true });
     }
@@ -223,7 +229,18 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
       const inFolio = alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0;
       const base = gfn << 12n;
       const baseNum = base <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(base) : Number.NaN;
-      vm.tlb = { base, end: base + PAGE, baseNum, slot, slotPage, folio, file, isPrivate, arena: alloc.arenaOf(folio), at: alloc.arenaOffset(folio) + inFolio };
+      vm.tlb = {
+        base,
+        end: base + PAGE,
+        baseNum,
+        slot,
+        slotPage,
+        folio,
+        file,
+        isPrivate,
+        arena: alloc.arenaOf(folio),
+        at: alloc.arenaOffset(folio) + inFolio,
+      };
     } catch (e) {
       // §2.8 steps 4–5: EHWPOISON for a poisoned folio, allocation errors passed through.
       if (GuestMemError.is(e)) throw exit(e.code, e.message);
@@ -242,7 +259,13 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
   const mOff = Number(hva - vma.start);
   if (m instanceof SimAnonMapping && m.isPoisoned(mOff)) {
     // Why: hva_to_pfn finds a hwpoisoned page and KVM signals the vCPU thread (kvm_send_hwpoison_signal).
-    throw new HostAccessFault({ op, backend: SIM_BACKEND, offset: BigInt(mOff), detail: `hva 0x${hva.toString(16)} is hwpoisoned`, syscall: KVM_RUN });
+    throw new HostAccessFault({
+      op,
+      backend: SIM_BACKEND,
+      offset: BigInt(mOff),
+      detail: `hva 0x${hva.toString(16)} is hwpoisoned`,
+      syscall: KVM_RUN,
+    });
   }
   const viaHva = <T>(access: () => T): T => {
     try {

@@ -3,12 +3,7 @@
  * exactly one file per inode), whose {@link GuestMemOps} carry KVM's policy, plus the fd handle and
  * the host mapping.
  */
-import {
-  GuestMemError,
-  GuestMemFile,
-  PAGE_SIZE_N,
-  type GuestMemOps,
-} from '@guestmem/core';
+import { GuestMemError, GuestMemFile, PAGE_SIZE_N, type GuestMemOps } from '@guestmem/core';
 import type { CreateGuestMemfdArgs, GuestMemfdStat, IntArg, KvmGuestMemfd, MmapArgs } from '../api.js';
 import { encodeKvmCreateGuestMemfd, i32, i64, u64 } from './codecs.js';
 import {
@@ -70,7 +65,20 @@ const MAP_32BIT = 0x40;
  * `MAP_HUGE_2MB` (21 << 26) and `MAP_HUGE_1GB` (30 << 26), so bits 6, 7 and 26–30 pass too (probed).
  */
 const LEGACY_MAP_MASK =
-  (0x01 | 0x02 | 0x10 | 0x20 | 0x800 | 0x1000 | 0x4000000 | 0x100 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000) |
+  0x01 |
+  0x02 |
+  0x10 |
+  0x20 |
+  0x800 |
+  0x1000 |
+  0x4000000 |
+  0x100 |
+  0x2000 |
+  0x4000 |
+  0x8000 |
+  0x10000 |
+  0x20000 |
+  0x40000 |
   (0x40 | 0x80 | (21 << 26) | (30 << 26));
 
 /**
@@ -249,8 +257,14 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
       // kernel maps anonymous memory reading zero, whatever the guest_memfd's flags).
       const type = flags & MAP_TYPE;
       if (type === MAP_SHARED && flags & MAP_GROWSDOWN) throw fail('EINVAL', 'MAP_GROWSDOWN on a shared anonymous mapping');
-      if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_DROPPABLE) throw fail('EINVAL', 'no valid MAP_TYPE for anonymous memory');
-      return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags), fixed, placement);
+      if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_DROPPABLE)
+        throw fail('EINVAL', 'no valid MAP_TYPE for anonymous memory');
+      return this.kernel.addressSpace.map(
+        alen,
+        (address) => new SimAnonMapping(this.kernel, address, Number(length), prot, flags),
+        fixed,
+        placement,
+      );
     }
     // file_mmap_ok: the range must fit under MAX_LFS_FILESIZE.
     if (alen > I64_MAX || pgoff > (I64_MAX - alen) >> 12n) throw fail('EOVERFLOW', 'offset + length beyond MAX_LFS_FILESIZE');
@@ -431,7 +445,10 @@ export class SimGuestMemfd extends SimFdHandle implements KvmGuestMemfd {
   createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
     this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
     encodeKvmCreateGuestMemfd(args);
-    throw sysErr('ENOTTY', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', 'guest_memfd has no ioctls', { size: args.size, flags: args.flags });
+    throw sysErr('ENOTTY', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', 'guest_memfd has no ioctls', {
+      size: args.size,
+      flags: args.flags,
+    });
   }
 
   protected onClose(): void {

@@ -68,7 +68,8 @@ export class SimKernel {
     this.releasedMemoryExit = opts.releasedMemoryExit ?? (opts.swProtectedVm === false ? 'mmio' : 'memory-fault');
     this.allocator = opts.allocator ?? new ArenaFolioAllocator();
     const bits = opts.maxGpaBits ?? 52;
-    if (!Number.isInteger(bits) || bits < 13 || bits > 64) throw sysErr('EINVAL', 'openSimKvm', undefined, `maxGpaBits must be an integer in [13, 64], got ${bits}`, { maxGpaBits: bits });
+    if (!Number.isInteger(bits) || bits < 13 || bits > 64)
+      throw sysErr('EINVAL', 'openSimKvm', undefined, `maxGpaBits must be an integer in [13, 64], got ${bits}`, { maxGpaBits: bits });
     this.maxGfn = (1n << BigInt(bits - 12)) - 1n;
   }
 

@@ -57,7 +57,10 @@ export class SimKvm extends SimFdHandle implements Kvm {
   createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
     this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
     encodeKvmCreateGuestMemfd(args);
-    throw sysErr('EINVAL', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', 'not a system ioctl', { size: args.size, flags: args.flags });
+    throw sysErr('EINVAL', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', 'not a system ioctl', {
+      size: args.size,
+      flags: args.flags,
+    });
   }
 
   openOtherFd(kind: OtherFdKind): OtherFd {
@@ -76,7 +79,8 @@ export class SimKvm extends SimFdHandle implements Kvm {
     const len = u64('length', length);
     if (len === 0n) throw sysErr('EINVAL', 'mmapAnonymous', 'mmap', 'length 0', { length });
     const alen = (len + 4095n) & ~4095n;
-    if (alen > TASK_SIZE || len > BigInt(Number.MAX_SAFE_INTEGER)) throw sysErr('ENOMEM', 'mmapAnonymous', 'mmap', 'length exceeds the user address space', { length });
+    if (alen > TASK_SIZE || len > BigInt(Number.MAX_SAFE_INTEGER))
+      throw sysErr('ENOMEM', 'mmapAnonymous', 'mmap', 'length exceeds the user address space', { length });
     return this.kernel.addressSpace.map(alen, (address) => new SimAnonMapping(this.kernel, address, Number(len)));
   }
 
@@ -119,7 +123,10 @@ class SimOtherFd extends SimFdHandle implements OtherFd {
   createGuestMemfd(args: CreateGuestMemfdArgs): KvmGuestMemfd {
     this.live('createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)');
     encodeKvmCreateGuestMemfd(args);
-    throw sysErr('ENOTTY', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', `a ${this.kind} has no KVM ioctls`, { size: args.size, flags: args.flags });
+    throw sysErr('ENOTTY', 'createGuestMemfd', 'ioctl(KVM_CREATE_GUEST_MEMFD)', `a ${this.kind} has no KVM ioctls`, {
+      size: args.size,
+      flags: args.flags,
+    });
   }
 
   protected onClose(): void {}

@@ -30,7 +30,14 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
     readonly prot: number,
     readonly flags: number,
   ) {
-    guardSimMapping(this, kernel, host, address, length, new.target.name === 'SimAnonMapping' ? 'anonymous mapping' : 'guest_memfd mapping');
+    guardSimMapping(
+      this,
+      kernel,
+      host,
+      address,
+      length,
+      new.target.name === 'SimAnonMapping' ? 'anonymous mapping' : 'guest_memfd mapping',
+    );
   }
 
   get unmapped(): boolean {
@@ -130,7 +137,9 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
     if (start >= this.host.length) throw this.outside(op, offset, len, start);
     // x86: PROT_WRITE alone is readable; anything else needed and missing is a SIGSEGV.
     if (this.protRoom(start, 1, protNeeded) === 0) {
-      throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, { signal: 'SIGSEGV' });
+      throw this.efault(op, offset, len, `prot ${this.prot} does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
+        signal: 'SIGSEGV',
+      });
     }
     return start;
   }
@@ -147,13 +156,21 @@ export abstract class SimMappingBase implements SlotReferencedMapping {
    */
   private refusal(op: string, offset: IntArg, len: number, at: number): GuestMemError {
     if (at >= this.host.length) return this.outside(op, offset, len, at);
-    return this.efault(op, offset, len, `byte ${at} is on a page whose protection does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`, {
-      signal: 'SIGSEGV',
-    });
+    return this.efault(
+      op,
+      offset,
+      len,
+      `byte ${at} is on a page whose protection does not allow ${op === 'read' ? 'reading' : 'writing'} (would be SIGSEGV)`,
+      {
+        signal: 'SIGSEGV',
+      },
+    );
   }
 
   private outside(op: string, offset: IntArg, len: number, at: number): GuestMemError {
-    return this.efault(op, offset, len, `byte ${at} is outside the ${this.host.length}-byte mapping (would be SIGSEGV)`, { signal: 'SIGSEGV' });
+    return this.efault(op, offset, len, `byte ${at} is outside the ${this.host.length}-byte mapping (would be SIGSEGV)`, {
+      signal: 'SIGSEGV',
+    });
   }
 
   private efault(op: string, offset: IntArg, len: number, detail: string, extra: Record<string, unknown> = {}): GuestMemError {

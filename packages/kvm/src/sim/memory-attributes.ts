@@ -40,10 +40,16 @@ export function judgeMemoryAttributes(
   if (!built) return { rule: 'memory-attributes-not-built', code: 'ENOTTY', detail: 'CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES is off' };
   if (a.flags !== 0n) return { rule: 'memory-attributes-flags', code: 'EINVAL', detail: `flags 0x${a.flags.toString(16)} must be 0` };
   if (a.attributes & ~supportedAttributes) {
-    return { rule: 'memory-attributes-unsupported', code: 'EINVAL', detail: `attributes 0x${a.attributes.toString(16)} are not supported by this VM` };
+    return {
+      rule: 'memory-attributes-unsupported',
+      code: 'EINVAL',
+      detail: `attributes 0x${a.attributes.toString(16)} are not supported by this VM`,
+    };
   }
-  if (a.size === 0n || a.address + a.size >= U64_LIMIT) return { rule: 'memory-attributes-range', code: 'EINVAL', detail: 'size is 0 or address + size wraps' };
-  if ((a.address | a.size) & PAGE_MASK) return { rule: 'memory-attributes-alignment', code: 'EINVAL', detail: 'address and size must be page-aligned' };
+  if (a.size === 0n || a.address + a.size >= U64_LIMIT)
+    return { rule: 'memory-attributes-range', code: 'EINVAL', detail: 'size is 0 or address + size wraps' };
+  if ((a.address | a.size) & PAGE_MASK)
+    return { rule: 'memory-attributes-alignment', code: 'EINVAL', detail: 'address and size must be page-aligned' };
   return undefined;
 }
 
@@ -62,8 +68,15 @@ export function setMemoryAttributes(vm: SimVmState, attrs: MemoryAttributesArgs)
   // so PRIVATE is EINVAL there even with the config on.
   const refusal = judgeMemoryAttributes(vm.kernel.config.swProtectedVm, vm.vmType.memoryAttributes, a);
   if (refusal) {
-    const check = refusal.rule === 'memory-attributes-not-built' ? undefined : refusal.rule.slice('memory-attributes-'.length).replace('unsupported', 'attributes');
-    throw sysErr(refusal.code, 'setMemoryAttributes', SYSCALL, refusal.detail, { ...attrs, rule: refusal.rule, ...(check ? { check } : {}) });
+    const check =
+      refusal.rule === 'memory-attributes-not-built'
+        ? undefined
+        : refusal.rule.slice('memory-attributes-'.length).replace('unsupported', 'attributes');
+    throw sysErr(refusal.code, 'setMemoryAttributes', SYSCALL, refusal.detail, {
+      ...attrs,
+      rule: refusal.rule,
+      ...(check ? { check } : {}),
+    });
   }
   const first = Number(a.address >> 12n);
   const end = Number((a.address + a.size) >> 12n);

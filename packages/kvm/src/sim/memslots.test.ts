@@ -29,7 +29,9 @@ describe('kvm_mmu_max_gfn as a profile value', () => {
     const vm = kvm.createVm() as SimKvmVm;
     const g = vm.createGuestMemfd({ size: 2 * K4, flags: 3n });
     const region = { flags: GMEM, memorySize: K4, guestMemfd: g.fd };
-    expect(codeOf(() => vm.setUserMemoryRegion2({ ...region, slot: 0, guestPhysAddr: limit - BigInt(K4), guestMemfdOffset: 0 }))).toBe('ok');
+    expect(codeOf(() => vm.setUserMemoryRegion2({ ...region, slot: 0, guestPhysAddr: limit - BigInt(K4), guestMemfdOffset: 0 }))).toBe(
+      'ok',
+    );
     expect(codeOf(() => vm.setUserMemoryRegion2({ ...region, slot: 1, guestPhysAddr: limit, guestMemfdOffset: K4 }))).toBe('EINVAL');
     // The refused slot does not exist and its file range was unbound again.
     expect([...vm.state.slots.keys()]).toEqual([0]);
@@ -70,7 +72,9 @@ describe('owned mappings on the simulated kernel', () => {
     const b = openSimKvm();
     const vm = a.createVm();
     const foreign = b.mmapAnonymous(K4);
-    expect(codeOf(() => vm.setUserMemoryRegion({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: K4, userspace: { mapping: foreign } }))).toBe('EINVAL');
+    expect(
+      codeOf(() => vm.setUserMemoryRegion({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: K4, userspace: { mapping: foreign } })),
+    ).toBe('EINVAL');
     expect((vm as SimKvmVm).state.slots.size).toBe(0);
     vm.close();
   });

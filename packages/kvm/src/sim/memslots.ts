@@ -25,7 +25,10 @@ function worldOf(vm: SimVmState): MemslotWorld {
       if (!entry) return undefined;
       if (entry.kind !== 'gmem') return { kind: entry.kind };
       const file = entry.file as SimGmemFile;
-      return { kind: 'gmem', file: { size: file.core.size, sameVm: file.vm === vm, boundSlotIn: (first, end) => file.findBinding(first, end)?.id } };
+      return {
+        kind: 'gmem',
+        file: { size: file.core.size, sameVm: file.vm === vm, boundSlotIn: (first, end) => file.findBinding(first, end)?.id },
+      };
     },
   };
 }

@@ -62,14 +62,31 @@ function* guestCode(vm: SimKvmVm, base: bigint): Generator<Exit, void, void> {
   const memcmp = (gpa: bigint, pattern: number, size: number) => {
     const got = vm.guestAccess({ gpa, len: size });
     for (let i = 0; i < size; i++) {
-      if (got[i] !== pattern) throw new Error(`Guest expected 0x${pattern.toString(16)} at gpa 0x${(gpa + BigInt(i)).toString(16)}, got 0x${got[i]!.toString(16)}`);
+      if (got[i] !== pattern)
+        throw new Error(
+          `Guest expected 0x${pattern.toString(16)} at gpa 0x${(gpa + BigInt(i)).toString(16)}, got 0x${got[i]!.toString(16)}`,
+        );
     }
   };
   const mapGpa = (gpa: bigint, size: number, attrs: bigint): Exit => ({ kind: 'hypercall', gpa, npages: BigInt(size / PAGE_SIZE), attrs });
   const mapMem = (gpa: bigint, size: number, shared: boolean, fallocate: boolean) =>
     mapGpa(gpa, size, MAP_GPA_SET_ATTRIBUTES | (shared ? MAP_GPA_SHARED : 0n) | (fallocate ? MAP_GPA_DO_FALLOCATE : 0n));
-  const syncShared = (gpa: bigint, size: number, current: number, next: number): Exit => ({ kind: 'sync', op: 'shared', gpa, size, current, next });
-  const syncPrivate = (gpa: bigint, size: number, pattern: number): Exit => ({ kind: 'sync', op: 'private', gpa, size, current: pattern, next: 0 });
+  const syncShared = (gpa: bigint, size: number, current: number, next: number): Exit => ({
+    kind: 'sync',
+    op: 'shared',
+    gpa,
+    size,
+    current,
+    next,
+  });
+  const syncPrivate = (gpa: bigint, size: number, pattern: number): Exit => ({
+    kind: 'sync',
+    op: 'private',
+    gpa,
+    size,
+    current: pattern,
+    next: 0,
+  });
 
   function* explicitConversion(doFallocate: boolean): Generator<Exit, void, void> {
     const defP = 0xaa;
@@ -156,7 +173,10 @@ class ConversionsTest {
   /** Exits handled, by kind (coverage evidence). */
   readonly exits = { hypercall: 0, sync: 0 };
 
-  constructor(readonly nrVcpus: number, nrMemslots: number) {
+  constructor(
+    readonly nrVcpus: number,
+    nrMemslots: number,
+  ) {
     this.kvm = openSimKvm();
     // TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM)).
     expect(this.kvm.checkExtension(KVM_CAP_VM_TYPES) & (1 << KVM_X86_SW_PROTECTED_VM)).not.toBe(0);
@@ -224,7 +244,10 @@ class ConversionsTest {
       const { m, off } = this.hva(gpa);
       const seen = m.read(off, n);
       for (let k = 0; k < n; k++) {
-        if (seen[k] !== e.current) throw new Error(`Host expected 0x${e.current.toString(16)} at gpa 0x${(gpa + BigInt(k)).toString(16)}, got 0x${seen[k]!.toString(16)}`);
+        if (seen[k] !== e.current)
+          throw new Error(
+            `Host expected 0x${e.current.toString(16)} at gpa 0x${(gpa + BigInt(k)).toString(16)}, got 0x${seen[k]!.toString(16)}`,
+          );
       }
       if (e.op === 'shared') m.fill(off, n, e.next);
     }
@@ -262,29 +285,32 @@ describe('private_mem_conversions_test (SW_PROTECTED, docs/kvm-guest-memfd.md §
     [1, 1],
     [2, 1],
     [2, 4],
-  ])('nr_vcpus=%i nr_memslots=%i: explicit conversion (without and with fallocate), punch hole (faulted-in and precise), file outlives the VM', (nrVcpus, nrMemslots) => {
-    const t = new ConversionsTest(nrVcpus, nrMemslots);
-    t.run();
-    // Per vCPU: 2 explicit phases and 2 punch phases; each explicit phase has 5 ranges × ≥3 exits.
-    expect(t.exits.hypercall).toBeGreaterThanOrEqual(nrVcpus * (2 * 5 * 3 + 2 * 11));
-    expect(t.exits.sync).toBeGreaterThanOrEqual(nrVcpus * 2 * (1 + 5));
-    // The last phase punched each range after faulting it in: only the rest of the memory is held.
-    const heldBeforeFree = t.memfd.file.core.pagesPresent;
-    expect(heldBeforeFree).toBeGreaterThan(0);
-    expect(heldBeforeFree).toBeLessThan(t.memfdSize / PAGE_SIZE);
+  ])(
+    'nr_vcpus=%i nr_memslots=%i: explicit conversion (without and with fallocate), punch hole (faulted-in and precise), file outlives the VM',
+    (nrVcpus, nrMemslots) => {
+      const t = new ConversionsTest(nrVcpus, nrMemslots);
+      t.run();
+      // Per vCPU: 2 explicit phases and 2 punch phases; each explicit phase has 5 ranges × ≥3 exits.
+      expect(t.exits.hypercall).toBeGreaterThanOrEqual(nrVcpus * (2 * 5 * 3 + 2 * 11));
+      expect(t.exits.sync).toBeGreaterThanOrEqual(nrVcpus * 2 * (1 + 5));
+      // The last phase punched each range after faulting it in: only the rest of the memory is held.
+      const heldBeforeFree = t.memfd.file.core.pagesPresent;
+      expect(heldBeforeFree).toBeGreaterThan(0);
+      expect(heldBeforeFree).toBeLessThan(t.memfdSize / PAGE_SIZE);
 
-    t.freeVm();
-    // The guest_memfd holds a reference to its VM: the VM is not destroyed yet (docs/kvm-guest-memfd.md §2.12).
-    expect(t.kvm.stats().vms).toBe(1);
-    // kvm_fallocate(PUNCH|KEEP, 0, size) and kvm_fallocate(KEEP, 0, size) still succeed.
-    t.memfd.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, t.memfdSize);
-    expect(t.memfd.file.core.pagesPresent).toBe(0);
-    t.memfd.fallocate(FALLOC_FL_KEEP_SIZE, 0, t.memfdSize);
-    expect(t.memfd.file.core.pagesPresent).toBe(t.memfdSize / PAGE_SIZE);
-    t.memfd.close();
-    // close(memfd) drops the last reference: the VM goes, and with it every byte.
-    expect(t.kvm.stats()).toMatchObject({ vms: 0, guestMemfds: 0, mappings: 0, memory: { bytesInUse: 0 } });
-  });
+      t.freeVm();
+      // The guest_memfd holds a reference to its VM: the VM is not destroyed yet (docs/kvm-guest-memfd.md §2.12).
+      expect(t.kvm.stats().vms).toBe(1);
+      // kvm_fallocate(PUNCH|KEEP, 0, size) and kvm_fallocate(KEEP, 0, size) still succeed.
+      t.memfd.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, t.memfdSize);
+      expect(t.memfd.file.core.pagesPresent).toBe(0);
+      t.memfd.fallocate(FALLOC_FL_KEEP_SIZE, 0, t.memfdSize);
+      expect(t.memfd.file.core.pagesPresent).toBe(t.memfdSize / PAGE_SIZE);
+      t.memfd.close();
+      // close(memfd) drops the last reference: the VM goes, and with it every byte.
+      expect(t.kvm.stats()).toMatchObject({ vms: 0, guestMemfds: 0, mappings: 0, memory: { bytesInUse: 0 } });
+    },
+  );
 
   it('a wrong host handler is caught: converting without keeping the shared copy fails the host check like the C test would', () => {
     const t = new ConversionsTest(1, 1);
@@ -292,7 +318,8 @@ describe('private_mem_conversions_test (SW_PROTECTED, docs/kvm-guest-memfd.md §
     const original = t.handleHypercall.bind(t);
     t.handleHypercall = (e) => {
       original(e);
-      if (!(e.attrs & MAP_GPA_SHARED)) t.slots[0]!.hva.madvise(Number(e.gpa - BASE_DATA_GPA), Number(e.npages) * PAGE_SIZE, 4 /* MADV_DONTNEED */);
+      if (!(e.attrs & MAP_GPA_SHARED))
+        t.slots[0]!.hva.madvise(Number(e.gpa - BASE_DATA_GPA), Number(e.npages) * PAGE_SIZE, 4 /* MADV_DONTNEED */);
     };
     expect(() => t.run()).toThrow(/Host expected 0x11 at gpa 0x100000000, got 0x0/);
   });

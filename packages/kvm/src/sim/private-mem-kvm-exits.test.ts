@@ -71,7 +71,15 @@ describe('private_mem_kvm_exits_test (SW_PROTECTED, docs/kvm-guest-memfd.md §3.
     vm.setMemoryAttributes({ address: EXITS_TEST_GPA, size: EXITS_TEST_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     // The vCPU thread reads in a loop; the main thread deletes the slot while it runs.
     const { exit, iterations } = runUntilExit(vm, (i) => {
-      if (i === 2) vm.setUserMemoryRegion2({ slot: EXITS_TEST_SLOT, flags: 0, guestPhysAddr: EXITS_TEST_GPA, memorySize: 0, guestMemfdOffset: 0, guestMemfd: 0 });
+      if (i === 2)
+        vm.setUserMemoryRegion2({
+          slot: EXITS_TEST_SLOT,
+          flags: 0,
+          guestPhysAddr: EXITS_TEST_GPA,
+          memorySize: 0,
+          guestMemfdOffset: 0,
+          guestMemfd: 0,
+        });
     });
     expect(iterations).toBe(3); // the reads before the delete were served from guest_memfd
     expect(exit?.exitReason).toBe(KVM_EXIT_MEMORY_FAULT);

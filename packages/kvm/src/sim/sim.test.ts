@@ -117,7 +117,14 @@ describe('lifetimes (docs/kvm-guest-memfd.md §2.12)', () => {
 describe('invalidation (docs/kvm-guest-memfd.md §2.7) through the sim-only guest access path', () => {
   function boundGuest() {
     const env = setup();
-    env.vm.setUserMemoryRegion2({ slot: 1, flags: GMEM, guestPhysAddr: 0x100000, memorySize: K16, guestMemfd: env.g.fd, guestMemfdOffset: 0 });
+    env.vm.setUserMemoryRegion2({
+      slot: 1,
+      flags: GMEM,
+      guestPhysAddr: 0x100000,
+      memorySize: K16,
+      guestMemfd: env.g.fd,
+      guestMemfdOffset: 0,
+    });
     env.vm.guestWrite(0x100000, new Uint8Array(K16).fill(0x5a));
     return env;
   }
@@ -125,7 +132,12 @@ describe('invalidation (docs/kvm-guest-memfd.md §2.7) through the sim-only gues
   it('guest writes to a gmem-only slot land in the file and install SPTEs', () => {
     const { vm, g } = boundGuest();
     expect([...vm.sptesOf(1).keys()]).toEqual([0, 1, 2, 3]);
-    expect(g.mmap({ length: K16, ...RW }).read(0, K16).every((b) => b === 0x5a)).toBe(true);
+    expect(
+      g
+        .mmap({ length: K16, ...RW })
+        .read(0, K16)
+        .every((b) => b === 0x5a),
+    ).toBe(true);
   });
 
   it('punch zaps exactly the punched pages; the guest then reads zero there', () => {
@@ -146,7 +158,10 @@ describe('invalidation (docs/kvm-guest-memfd.md §2.7) through the sim-only gues
     } catch (e) {
       err = e;
     }
-    expect(err).toMatchObject({ code: 'EFAULT', info: { exitReason: KVM_EXIT_MEMORY_FAULT, memoryFault: { flags: 0n, gpa: 0x101000n, size: BigInt(K4) } } });
+    expect(err).toMatchObject({
+      code: 'EFAULT',
+      info: { exitReason: KVM_EXIT_MEMORY_FAULT, memoryFault: { flags: 0n, gpa: 0x101000n, size: BigInt(K4) } },
+    });
   });
 
   it('a slot bound to a file without MMAP is not gmem-only: the guest goes through userspace_addr', () => {
@@ -155,7 +170,15 @@ describe('invalidation (docs/kvm-guest-memfd.md §2.7) through the sim-only gues
     const backing = vm.createGuestMemfd({ size: K16, flags: 3n });
     const m = backing.mmap({ length: K16, ...RW });
     const g = vm.createGuestMemfd({ size: K16, flags: 0n });
-    vm.setUserMemoryRegion2({ slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: K16, userspace: { mapping: m }, guestMemfd: g.fd, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: GMEM,
+      guestPhysAddr: 0,
+      memorySize: K16,
+      userspace: { mapping: m },
+      guestMemfd: g.fd,
+      guestMemfdOffset: 0,
+    });
     vm.guestWrite(100, new Uint8Array([7, 8, 9]));
     expect([...m.read(100, 3)]).toEqual([7, 8, 9]);
     expect(vm.sptesOf(0).size).toBe(0);
@@ -181,7 +204,12 @@ describe('selftest test_guest_memfd_guest, on the sim-only guest path', () => {
     host.munmap();
     expect(vm.guestRead(1n << 32n, K4).every((b) => b === 0xaa)).toBe(true);
     vm.guestWrite(1n << 32n, new Uint8Array(K4).fill(0xff));
-    expect(g.mmap({ length: K4, ...RW }).read(0, K4).every((b) => b === 0xff)).toBe(true);
+    expect(
+      g
+        .mmap({ length: K4, ...RW })
+        .read(0, K4)
+        .every((b) => b === 0xff),
+    ).toBe(true);
   });
 });
 
@@ -234,7 +262,10 @@ describe('differential scenarios on the sim alone', () => {
     for (const sc of SCENARIOS) {
       let kvm: SimKvm | undefined;
       const trace = runScenario(() => (kvm = openSimKvm()), sc);
-      expect(trace.filter((s) => typeof s.out === 'object' && s.out !== null && 'threw' in s.out), sc.name).toEqual([]);
+      expect(
+        trace.filter((s) => typeof s.out === 'object' && s.out !== null && 'threw' in s.out),
+        sc.name,
+      ).toEqual([]);
       expect(kvm!.stats(), sc.name).toMatchObject({ vms: 0, guestMemfds: 0, mappings: 0, fds: 3 });
     }
   });

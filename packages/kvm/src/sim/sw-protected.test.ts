@@ -50,7 +50,15 @@ function cocoGuest(pages = 4, gpa = 0x1_0000_0000n) {
   const { kvm, vm } = protectedVm();
   const g = vm.createGuestMemfd({ size: pages * K4, flags: 0n });
   const shared = kvm.mmapAnonymous(pages * K4);
-  vm.setUserMemoryRegion2({ slot: 10, flags: GMEM, guestPhysAddr: gpa, memorySize: pages * K4, userspace: { mapping: shared }, guestMemfdOffset: 0, guestMemfd: g.fd });
+  vm.setUserMemoryRegion2({
+    slot: 10,
+    flags: GMEM,
+    guestPhysAddr: gpa,
+    memorySize: pages * K4,
+    userspace: { mapping: shared },
+    guestMemfdOffset: 0,
+    guestMemfd: g.fd,
+  });
   const setPrivate = (at: bigint, size: number, priv: boolean) =>
     vm.setMemoryAttributes({ address: at, size, attributes: priv ? PRIVATE : 0n, flags: 0 });
   return { kvm, vm, g, shared, gpa, setPrivate };
@@ -62,10 +70,20 @@ describe('KVM_X86_SW_PROTECTED_VM: capabilities and creation (docs/kvm-guest-mem
     const def = kvm.createVm(KVM_X86_DEFAULT_VM);
     const prot = kvm.createVm(SW_PROTECTED);
     expect(prot.type).toBe(SW_PROTECTED);
-    expect([kvm.checkExtension(KVM_CAP_VM_TYPES), def.checkExtension(KVM_CAP_VM_TYPES), prot.checkExtension(KVM_CAP_VM_TYPES)]).toEqual([3, 3, 3]);
-    expect([kvm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES), def.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES), prot.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)]).toEqual([8, 0, 8]);
+    expect([kvm.checkExtension(KVM_CAP_VM_TYPES), def.checkExtension(KVM_CAP_VM_TYPES), prot.checkExtension(KVM_CAP_VM_TYPES)]).toEqual([
+      3, 3, 3,
+    ]);
+    expect([
+      kvm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES),
+      def.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES),
+      prot.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES),
+    ]).toEqual([8, 0, 8]);
     // kvm_gmem_get_supported_flags: INIT_SHARED only where the VM has no private memory.
-    expect([kvm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS), def.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS), prot.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS)]).toEqual([3, 3, 1]);
+    expect([
+      kvm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS),
+      def.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS),
+      prot.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS),
+    ]).toEqual([3, 3, 1]);
   });
 
   it('guest_memfd creation on type 1: INIT_SHARED (alone or with MMAP) is EINVAL, checked before the size; 0 and MMAP work', () => {
@@ -97,11 +115,27 @@ describe('KVM_SET_MEMORY_ATTRIBUTES: each row of docs/kvm-guest-memfd.md §1.4, 
   type Row = { name: string; args: { address: bigint; size: bigint; attributes: bigint; flags: bigint }; check: string };
   // Each row is also invalid for every later check, so the reported check proves the order.
   const rows: Row[] = [
-    { name: 'flags != 0 (first, even with bad attributes, size 0 and misalignment)', args: { address: 1n, size: 0n, attributes: 1n, flags: 1n }, check: 'flags' },
-    { name: 'unsupported attribute bit (before size and alignment)', args: { address: 1n, size: 0n, attributes: 1n, flags: 0n }, check: 'attributes' },
+    {
+      name: 'flags != 0 (first, even with bad attributes, size 0 and misalignment)',
+      args: { address: 1n, size: 0n, attributes: 1n, flags: 1n },
+      check: 'flags',
+    },
+    {
+      name: 'unsupported attribute bit (before size and alignment)',
+      args: { address: 1n, size: 0n, attributes: 1n, flags: 0n },
+      check: 'attributes',
+    },
     { name: 'size 0 (before alignment)', args: { address: 1n, size: 0n, attributes: PRIVATE, flags: 0n }, check: 'range' },
-    { name: 'address + size wraps (before alignment)', args: { address: 2n ** 64n - 1n, size: 2n, attributes: PRIVATE, flags: 0n }, check: 'range' },
-    { name: 'address + size == 2^64 wraps to 0', args: { address: 2n ** 64n - 4096n, size: 4096n, attributes: 0n, flags: 0n }, check: 'range' },
+    {
+      name: 'address + size wraps (before alignment)',
+      args: { address: 2n ** 64n - 1n, size: 2n, attributes: PRIVATE, flags: 0n },
+      check: 'range',
+    },
+    {
+      name: 'address + size == 2^64 wraps to 0',
+      args: { address: 2n ** 64n - 4096n, size: 4096n, attributes: 0n, flags: 0n },
+      check: 'range',
+    },
     { name: 'address not page-aligned', args: { address: 1n, size: 4096n, attributes: PRIVATE, flags: 0n }, check: 'alignment' },
     { name: 'size not page-aligned', args: { address: 4096n, size: 100n, attributes: PRIVATE, flags: 0n }, check: 'alignment' },
   ];
@@ -167,7 +201,10 @@ describe('guest faults on a SW_PROTECTED VM (docs/kvm-guest-memfd.md §2.8)', ()
     expect(priv.syscall).toBe('ioctl(KVM_RUN)');
     expect(memoryFaultExit(priv)).toEqual({ exitReason: KVM_EXIT_MEMORY_FAULT, memoryFault: { flags: 0n, gpa: gpa + 4096n, size: 4096n } });
     const shr = thrown(() => vm.guestAccess({ gpa, len: 1, write: true, private: true }));
-    expect(memoryFaultExit(shr)).toEqual({ exitReason: KVM_EXIT_MEMORY_FAULT, memoryFault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa, size: 4096n } });
+    expect(memoryFaultExit(shr)).toEqual({
+      exitReason: KVM_EXIT_MEMORY_FAULT,
+      memoryFault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa, size: 4096n },
+    });
     // A matching explicit kind is served normally.
     expect(vm.guestAccess({ gpa: gpa + 4096n, len: 1, private: true })).toEqual(new Uint8Array(1));
   });
@@ -189,7 +226,10 @@ describe('guest faults on a SW_PROTECTED VM (docs/kvm-guest-memfd.md §2.8)', ()
     const anon = kvm.mmapAnonymous(K4);
     vm.setUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: 0x5000_0000, memorySize: K4, userspace: { mapping: anon } });
     const e = thrown(() => vm.guestRead(0x5000_0000, 1));
-    expect(memoryFaultExit(e)).toEqual({ exitReason: 39, memoryFault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: 0x5000_0000n, size: 4096n } });
+    expect(memoryFaultExit(e)).toEqual({
+      exitReason: 39,
+      memoryFault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: 0x5000_0000n, size: 4096n },
+    });
   });
 
   it('released guest_memfd: EFAULT with MEMORY_FAULT; poisoned page: EHWPOISON with MEMORY_FAULT', () => {
@@ -199,7 +239,10 @@ describe('guest faults on a SW_PROTECTED VM (docs/kvm-guest-memfd.md §2.8)', ()
     a.g.markPoisoned(2 * K4);
     const p = thrown(() => a.vm.guestRead(a.gpa + 2n * 4096n, 1));
     expect(p.code).toBe('EHWPOISON');
-    expect(memoryFaultExit(p)).toEqual({ exitReason: 39, memoryFault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: a.gpa + 8192n, size: 4096n } });
+    expect(memoryFaultExit(p)).toEqual({
+      exitReason: 39,
+      memoryFault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: a.gpa + 8192n, size: 4096n },
+    });
     // Punching the poisoned page out gives a fresh zero page.
     a.g.fallocate(PUNCH, 2 * K4, K4);
     expect(a.vm.guestRead(a.gpa + 2n * 4096n, 1)[0]).toBe(0);
@@ -217,7 +260,15 @@ describe('guest faults on a SW_PROTECTED VM (docs/kvm-guest-memfd.md §2.8)', ()
     const vm = kvm.createVm() as SimKvmVm;
     const g = vm.createGuestMemfd({ size: 2 * K4, flags: MMAP | INIT_SHARED });
     const m = g.mmap({ length: 2 * K4, prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED });
-    vm.setUserMemoryRegion2({ slot: 0, flags: GMEM, guestPhysAddr: 0, memorySize: 2 * K4, userspace: { mapping: m }, guestMemfdOffset: 0, guestMemfd: g.fd });
+    vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: GMEM,
+      guestPhysAddr: 0,
+      memorySize: 2 * K4,
+      userspace: { mapping: m },
+      guestMemfdOffset: 0,
+      guestMemfd: g.fd,
+    });
     m.fill(0, 2 * K4, 7);
     g.markPoisoned(K4);
     expect(() => m.read(K4, 1)).toThrow(HostAccessFault);
@@ -235,7 +286,15 @@ describe('guest faults on a SW_PROTECTED VM (docs/kvm-guest-memfd.md §2.8)', ()
     vm.guestAccess({ gpa, len: 1, write: true, fill: 9 });
     vm.setUserMemoryRegion2({ slot: 10, flags: 0, guestPhysAddr: 0, memorySize: 0, guestMemfdOffset: 0, guestMemfd: 0 });
     expect(vm.isPrivate(gpa)).toBe(true);
-    vm.setUserMemoryRegion2({ slot: 10, flags: GMEM, guestPhysAddr: gpa, memorySize: K4, userspace: { mapping: shared }, guestMemfdOffset: 0, guestMemfd: g.fd });
+    vm.setUserMemoryRegion2({
+      slot: 10,
+      flags: GMEM,
+      guestPhysAddr: gpa,
+      memorySize: K4,
+      userspace: { mapping: shared },
+      guestMemfdOffset: 0,
+      guestMemfd: g.fd,
+    });
     expect(vm.guestRead(gpa, 1)[0]).toBe(9);
   });
 });

@@ -71,7 +71,12 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     const { size, flags } = decodeKvmCreateGuestMemfd(encodeKvmCreateGuestMemfd(args));
     // kvm_gmem_create: flags first, then size (docs/kvm-guest-memfd.md §2.2 step 1); reserved[] is ignored (R1/R2).
     const refusal = judgeCreateGuestMemfd(this.state.vmType.guestMemfdFlags, size, flags);
-    if (refusal) throw sysErr(refusal.code, 'createGuestMemfd', CREATE_GMEM, refusal.detail, { size: args.size, flags: args.flags, rule: refusal.rule });
+    if (refusal)
+      throw sysErr(refusal.code, 'createGuestMemfd', CREATE_GMEM, refusal.detail, {
+        size: args.size,
+        flags: args.flags,
+        rule: refusal.rule,
+      });
     const file = new SimGmemFile(this.kernel, this.state, size, flags);
     const fd = this.kernel.fds.install({ kind: 'gmem', file });
     return new SimGuestMemfd(this.kernel, fd, file);
@@ -108,7 +113,11 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
     setMemoryRegion(this.state, { ...r, guestMemfdOffset: 0n, guestMemfd: 0, pad1: 0, pad2: [] }, op, SET_REGION, region, mapping);
   }
 
-  #region2(region: RawUserMemoryRegion & { guestMemfdOffset: IntArg; guestMemfd: IntArg }, op: string, mapping: SlotReferencedMapping | undefined): void {
+  #region2(
+    region: RawUserMemoryRegion & { guestMemfdOffset: IntArg; guestMemfd: IntArg },
+    op: string,
+    mapping: SlotReferencedMapping | undefined,
+  ): void {
     const r = decodeKvmUserspaceMemoryRegion2(encodeKvmUserspaceMemoryRegion2(region));
     setMemoryRegion(this.state, r, op, SET_REGION2, region, mapping);
   }

@@ -19,7 +19,13 @@ describe('numeric argument conversion', () => {
     expect(u32('fd', -1)).toBe(0xffffffff);
     expect(i32('fd', 0xffffffff)).toBe(-1);
     expect(() => u32('fd', 2 ** 32)).toThrow(GuestMemError);
-    const e = (() => { try { u32('slot', 2 ** 32); } catch (x) { return x as GuestMemError; } })();
+    const e = (() => {
+      try {
+        u32('slot', 2 ** 32);
+      } catch (x) {
+        return x as GuestMemError;
+      }
+    })();
     expect(e?.code).toBe('ERANGE');
   });
 });

@@ -11,15 +11,24 @@ describe('uAPI constants (docs/kvm-guest-memfd.md §1.3)', () => {
   });
   it('capability numbers', () => {
     expect([
-      c.KVM_CAP_USER_MEMORY2, c.KVM_CAP_MEMORY_FAULT_INFO, c.KVM_CAP_MEMORY_ATTRIBUTES, c.KVM_CAP_GUEST_MEMFD,
-      c.KVM_CAP_VM_TYPES, c.KVM_CAP_PRE_FAULT_MEMORY, c.KVM_CAP_GUEST_MEMFD_FLAGS,
+      c.KVM_CAP_USER_MEMORY2,
+      c.KVM_CAP_MEMORY_FAULT_INFO,
+      c.KVM_CAP_MEMORY_ATTRIBUTES,
+      c.KVM_CAP_GUEST_MEMFD,
+      c.KVM_CAP_VM_TYPES,
+      c.KVM_CAP_PRE_FAULT_MEMORY,
+      c.KVM_CAP_GUEST_MEMFD_FLAGS,
     ]).toEqual([231, 232, 233, 234, 235, 236, 244]);
   });
   it('VM types and fallocate modes', () => {
     expect([c.KVM_X86_DEFAULT_VM, c.KVM_X86_SW_PROTECTED_VM, c.KVM_X86_SNP_VM, c.KVM_X86_TDX_VM]).toEqual([0, 1, 4, 5]);
     expect([
-      c.FALLOC_FL_KEEP_SIZE, c.FALLOC_FL_PUNCH_HOLE, c.FALLOC_FL_COLLAPSE_RANGE, c.FALLOC_FL_ZERO_RANGE,
-      c.FALLOC_FL_INSERT_RANGE, c.FALLOC_FL_UNSHARE_RANGE,
+      c.FALLOC_FL_KEEP_SIZE,
+      c.FALLOC_FL_PUNCH_HOLE,
+      c.FALLOC_FL_COLLAPSE_RANGE,
+      c.FALLOC_FL_ZERO_RANGE,
+      c.FALLOC_FL_INSERT_RANGE,
+      c.FALLOC_FL_UNSHARE_RANGE,
     ]).toEqual([1, 2, 8, 0x10, 0x20, 0x40]);
   });
   it('mmap constants', () => {

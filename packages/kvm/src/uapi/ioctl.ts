@@ -20,9 +20,7 @@ export const IOC_READ = 2;
 /** `_IOC(dir, type, nr, size)`: returns the command as an unsigned 32-bit number. */
 export function _IOC(dir: number, type: number, nr: number, size: number): number {
   if (size < 0 || size >= 1 << IOC_SIZEBITS) throw new RangeError(`ioctl size ${size} does not fit in ${IOC_SIZEBITS} bits`);
-  return (
-    ((dir << IOC_DIRSHIFT) | (type << IOC_TYPESHIFT) | (nr << IOC_NRSHIFT) | (size << IOC_SIZESHIFT)) >>> 0
-  );
+  return ((dir << IOC_DIRSHIFT) | (type << IOC_TYPESHIFT) | (nr << IOC_NRSHIFT) | (size << IOC_SIZESHIFT)) >>> 0;
 }
 /** `_IO(type, nr)`: no argument struct. */
 export const _IO = (type: number, nr: number): number => _IOC(IOC_NONE, type, nr, 0);
@@ -31,8 +29,7 @@ export const _IOR = (type: number, nr: number, size: number): number => _IOC(IOC
 /** `_IOW(type, nr, size)`: the kernel reads `size` bytes from userspace. */
 export const _IOW = (type: number, nr: number, size: number): number => _IOC(IOC_WRITE, type, nr, size);
 /** `_IOWR(type, nr, size)`: both directions. */
-export const _IOWR = (type: number, nr: number, size: number): number =>
-  _IOC(IOC_READ | IOC_WRITE, type, nr, size);
+export const _IOWR = (type: number, nr: number, size: number): number => _IOC(IOC_READ | IOC_WRITE, type, nr, size);
 
 /** The KVM ioctl type byte. */
 export const KVMIO = 0xae;

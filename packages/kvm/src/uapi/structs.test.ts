@@ -15,7 +15,11 @@ import {
 } from './structs.js';
 
 /** Hex of a buffer, 8 bytes per group, to compare layouts readably. */
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex').replace(/(.{16})/g, '$1 ').trim();
+const hex = (b: Uint8Array): string =>
+  Buffer.from(b)
+    .toString('hex')
+    .replace(/(.{16})/g, '$1 ')
+    .trim();
 const le64 = (v: bigint): string => {
   const b = Buffer.alloc(8);
   b.writeBigUInt64LE(BigInt.asUintN(64, v));
@@ -47,7 +51,7 @@ describe('struct kvm_create_guest_memfd (64 B)', () => {
     expect(() => encodeKvmCreateGuestMemfd({ size: 1.5, flags: 0 })).toThrow(GuestMemError);
     expect(() => encodeKvmCreateGuestMemfd({ size: 1n << 64n, flags: 0 })).toThrow(/64 bits/);
   });
-  it('stores a negative size as its two\'s complement (the kernel reads it as loff_t)', () => {
+  it("stores a negative size as its two's complement (the kernel reads it as loff_t)", () => {
     const b = encodeKvmCreateGuestMemfd({ size: -4096, flags: 0 });
     expect(b.readBigInt64LE(0)).toBe(-4096n);
   });
@@ -65,12 +69,20 @@ describe('struct kvm_create_guest_memfd (64 B)', () => {
 describe('struct kvm_userspace_memory_region (32 B)', () => {
   it('u32 slot +0, u32 flags +4, gpa +8, size +16, hva +24', () => {
     const b = encodeKvmUserspaceMemoryRegion({
-      slot: kvmSlot(1, 10), flags: 3, guestPhysAddr: 0xc0000000n, memorySize: 0x200000, userspaceAddr: 0x7f0000001000n,
+      slot: kvmSlot(1, 10),
+      flags: 3,
+      guestPhysAddr: 0xc0000000n,
+      memorySize: 0x200000,
+      userspaceAddr: 0x7f0000001000n,
     });
     expect(b.length).toBe(32);
     expect(b.toString('hex')).toBe(le32(0x1000a) + le32(3) + le64(0xc0000000n) + le64(0x200000n) + le64(0x7f0000001000n));
     expect(decodeKvmUserspaceMemoryRegion(b)).toEqual({
-      slot: 0x1000a, flags: 3, guestPhysAddr: 0xc0000000n, memorySize: 0x200000n, userspaceAddr: 0x7f0000001000n,
+      slot: 0x1000a,
+      flags: 3,
+      guestPhysAddr: 0xc0000000n,
+      memorySize: 0x200000n,
+      userspaceAddr: 0x7f0000001000n,
     });
   });
   it('rejects a slot beyond 32 bits', () => {
@@ -82,8 +94,13 @@ describe('struct kvm_userspace_memory_region (32 B)', () => {
 
 describe('struct kvm_userspace_memory_region2 (160 B)', () => {
   const region = {
-    slot: kvmSlot(0, 7), flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0x1_0000_0000n, memorySize: 4096, userspaceAddr: 0,
-    guestMemfdOffset: 0x7ffffffffffff000n, guestMemfd: 42,
+    slot: kvmSlot(0, 7),
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: 0x1_0000_0000n,
+    memorySize: 4096,
+    userspaceAddr: 0,
+    guestMemfdOffset: 0x7ffffffffffff000n,
+    guestMemfd: 42,
   };
   it('starts with the v1 layout, then offset +32, u32 fd +40, pad1 +44, pad2[14] +48', () => {
     const b = encodeKvmUserspaceMemoryRegion2(region);

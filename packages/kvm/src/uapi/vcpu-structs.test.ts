@@ -52,7 +52,9 @@ describe('vCPU ioctl numbers and struct sizes', () => {
     expect(KVM_IOCTL_NAMES.get(0x8138ae83)).toBe('KVM_GET_SREGS');
   });
   it('exit reasons and sub-codes', () => {
-    expect([KVM_EXIT_IO, KVM_EXIT_HLT, KVM_EXIT_MMIO, KVM_EXIT_INTR, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_MEMORY_FAULT]).toEqual([2, 5, 6, 10, 17, 39]);
+    expect([KVM_EXIT_IO, KVM_EXIT_HLT, KVM_EXIT_MMIO, KVM_EXIT_INTR, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_MEMORY_FAULT]).toEqual([
+      2, 5, 6, 10, 17, 39,
+    ]);
     expect([KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, KVM_INTERNAL_ERROR_EMULATION]).toEqual([0, 1, 1]);
   });
 });
@@ -96,7 +98,21 @@ describe('struct kvm_sregs (312 B)', () => {
     raw.writeBigUInt64LE(0xfee00900n, 272);
     raw.writeBigUInt64LE(1n << 63n, 304);
     const s = decodeKvmSregs(raw);
-    expect(s.cs).toEqual({ base: 0xffff0000n, limit: 0xffff, selector: 0xf000, type: 11, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 1, padding: 0 });
+    expect(s.cs).toEqual({
+      base: 0xffff0000n,
+      limit: 0xffff,
+      selector: 0xf000,
+      type: 11,
+      present: 1,
+      dpl: 0,
+      db: 0,
+      s: 1,
+      l: 0,
+      g: 0,
+      avl: 0,
+      unusable: 1,
+      padding: 0,
+    });
     expect(s.ss.base).toBe(0x10000n);
     expect(s.tr.selector).toBe(0x28);
     expect(s.gdt).toEqual({ base: 0xabc000n, limit: 0x7f });
@@ -122,7 +138,11 @@ describe('struct kvm_run exits', () => {
     b.writeBigUInt64LE(4096n, 40);
     b.writeUInt16LE(0xbeef, 4096);
     const e = decodeKvmRunExit(b);
-    expect(e).toEqual({ reason: 2, reasonName: 'KVM_EXIT_IO', io: { direction: 'out', size: 2, port: 0x11, count: 1, dataOffset: 4096, data: new Uint8Array([0xef, 0xbe]) } });
+    expect(e).toEqual({
+      reason: 2,
+      reasonName: 'KVM_EXIT_IO',
+      io: { direction: 'out', size: 2, port: 0x11, count: 1, dataOffset: 4096, data: new Uint8Array([0xef, 0xbe]) },
+    });
     b.writeUInt16LE(0, 4096);
     expect(e.io!.data[0]).toBe(0xef); // a copy
     b.writeUInt8(KVM_EXIT_IO_IN, 32);

@@ -30,9 +30,24 @@ function target(struct: string, size: number, buf: Uint8Array | undefined): Buff
 // ---- struct kvm_regs (144 B) ----------------------------------------------------------------------
 /** The field order of `struct kvm_regs`: 18 `__u64`s at `8 * index`. */
 export const KVM_REGS_FIELDS = [
-  'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp',
-  'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15',
-  'rip', 'rflags',
+  'rax',
+  'rbx',
+  'rcx',
+  'rdx',
+  'rsi',
+  'rdi',
+  'rsp',
+  'rbp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+  'rflags',
 ] as const;
 export type KvmRegName = (typeof KVM_REGS_FIELDS)[number];
 /** `struct kvm_regs`, decoded. */
@@ -116,7 +131,10 @@ export type KvmSregs = Record<(typeof KVM_SREGS_SEGMENTS)[number], KvmSegment> &
 export function encodeKvmSregs(v: KvmSregs, buf?: Uint8Array): Buffer {
   const b = target('kvm_sregs', SIZEOF_KVM_SREGS, buf);
   KVM_SREGS_SEGMENTS.forEach((name, i) => writeSegment(b, SIZEOF_KVM_SEGMENT * i, v[name]));
-  for (const [name, at] of [['gdt', 192], ['idt', 208]] as const) {
+  for (const [name, at] of [
+    ['gdt', 192],
+    ['idt', 208],
+  ] as const) {
     b.writeBigUInt64LE(u64(`${name}.base`, v[name].base), at);
     b.writeUInt16LE(v[name].limit & 0xffff, at + 8);
   }

@@ -94,7 +94,8 @@ export class CmaFd {
   /** `read(2)`: EINVAL before the block exists; EACCES for a caller that is not the owner, or while shared. */
   read(offset: bigint | number, len: number): Uint8Array {
     if (!this.block) throw ackErr('EINVAL', 'read', 'read', 'no CMA block allocated yet');
-    if (this.pool.host.current !== this.owner || this.shared) throw ackErr('EACCES', 'read', 'read', this.shared ? 'the block is shared with a VM' : 'not the owner mm');
+    if (this.pool.host.current !== this.owner || this.shared)
+      throw ackErr('EACCES', 'read', 'read', this.shared ? 'the block is shared with a VM' : 'not the owner mm');
     return this.block.read(offset, len);
   }
 

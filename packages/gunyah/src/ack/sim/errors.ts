@@ -3,8 +3,13 @@ import { gmErr, type GuestMemError, type GuestMemErrorCode } from '@guestmem/cor
 /** Backend id of everything the ACK driver raises (COORD: one id per backend). */
 export const ACK_BACKEND = 'gunyah-ack-sim';
 
-export const ackErr = (code: GuestMemErrorCode, op: string, syscall: string | undefined, detail?: string, info?: Record<string, unknown>): GuestMemError =>
-  gmErr(code, op, ACK_BACKEND, detail, { syscall, info });
+export const ackErr = (
+  code: GuestMemErrorCode,
+  op: string,
+  syscall: string | undefined,
+  detail?: string,
+  info?: Record<string, unknown>,
+): GuestMemError => gmErr(code, op, ACK_BACKEND, detail, { syscall, info });
 
 /**
  * Errno of a refused demand-page reclaim. `__gunyah_vm_reclaim_folio_locked` returns the

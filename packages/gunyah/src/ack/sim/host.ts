@@ -5,15 +5,20 @@
  * table. Calls run as {@link AckHost.current}, the simulated caller (`current->mm`), which
  * {@link AckHost.runAs} changes.
  */
-import {
-  ArenaFolioAllocator,
-  UserAddressSpace,
-  UserMemory,
-  type FolioAllocator,
-  type UserMemoryKind,
-} from '@guestmem/core';
+import { ArenaFolioAllocator, UserAddressSpace, UserMemory, type FolioAllocator, type UserMemoryKind } from '@guestmem/core';
 import { MemParcelTable } from '../../sim/memparcel.js';
-import { ACK_GENERATIONS, ACK_IOCTL, ACK_SIZEOF, ackIoctlSyscall, decodeAddressRange, decodeMapCmaMemArgs, decodeUserMemoryRegion, type AckGeneration, type AckIoctlName, type AckProfile } from '../uapi/index.js';
+import {
+  ACK_GENERATIONS,
+  ACK_IOCTL,
+  ACK_SIZEOF,
+  ackIoctlSyscall,
+  decodeAddressRange,
+  decodeMapCmaMemArgs,
+  decodeUserMemoryRegion,
+  type AckGeneration,
+  type AckIoctlName,
+  type AckProfile,
+} from '../uapi/index.js';
 import { ACK_BACKEND, ackErr } from './errors.js';
 import { AckVm } from './vm.js';
 import { CmaFd, CmaPoolDevice } from './cma.js';
@@ -112,7 +117,8 @@ export class AckHost {
 
   constructor(opts: AckHostOptions = {}) {
     this.profile = ACK_GENERATIONS[opts.generation ?? 'C'];
-    this.allocator = opts.allocator ?? new ArenaFolioAllocator(opts.memoryLimit !== undefined ? { limitBytes: Number(opts.memoryLimit) } : {});
+    this.allocator =
+      opts.allocator ?? new ArenaFolioAllocator(opts.memoryLimit !== undefined ? { limitBytes: Number(opts.memoryLimit) } : {});
     this.maxFds = opts.maxFds ?? 1024;
     this.current = this.createProcess({ memlockLimit: opts.memlockLimit });
     if (opts.cmaPools && this.profile.handles.has('GH_ANDROID_CREATE_CMA_MEM_FD')) {
@@ -197,7 +203,13 @@ export class AckHost {
 
   /** `GH_ANDROID_TENTATIVE_UAPI` on /dev/gunyah: 0 in generation A (K1 vm_mgr.c); ENOTTY elsewhere. */
   tentativeUapi(): number {
-    if (!this.profile.handles.has('GH_ANDROID_TENTATIVE_UAPI')) throw ackErr('ENOTTY', 'ioctl', ackIoctlSyscall('GH_ANDROID_TENTATIVE_UAPI'), `generation ${this.profile.generation} does not handle it`);
+    if (!this.profile.handles.has('GH_ANDROID_TENTATIVE_UAPI'))
+      throw ackErr(
+        'ENOTTY',
+        'ioctl',
+        ackIoctlSyscall('GH_ANDROID_TENTATIVE_UAPI'),
+        `generation ${this.profile.generation} does not handle it`,
+      );
     return 0;
   }
 
@@ -230,7 +242,13 @@ export class AckHost {
       return arg;
     };
     const scalar = (): bigint => (arg instanceof Uint8Array ? 0n : BigInt(arg ?? 0));
-    const notty = () => ackErr('ENOTTY', 'ioctl', syscall, `request 0x${req.toString(16)} is not handled on this fd by generation ${this.profile.generation}`);
+    const notty = () =>
+      ackErr(
+        'ENOTTY',
+        'ioctl',
+        syscall,
+        `request 0x${req.toString(16)} is not handled on this fd by generation ${this.profile.generation}`,
+      );
     if (!name || !this.profile.handles.has(name)) throw notty();
     if (target === 'gunyah') {
       if (name === 'GH_CREATE_VM') return this.openVm(scalar()).fd;
@@ -247,22 +265,22 @@ export class AckHost {
       switch (name) {
         case 'GH_VM_SET_USER_MEM_REGION':
           owner();
-          return target.setUserMemRegion(decodeUserMemoryRegion(bytes(ACK_SIZEOF.gunyah_userspace_memory_region))), 0;
+          return (target.setUserMemRegion(decodeUserMemoryRegion(bytes(ACK_SIZEOF.gunyah_userspace_memory_region))), 0);
         case 'GH_VM_ANDROID_LEND_USER_MEM':
           owner();
-          return target.lendUserMem(decodeUserMemoryRegion(bytes(ACK_SIZEOF.gunyah_userspace_memory_region))), 0;
+          return (target.lendUserMem(decodeUserMemoryRegion(bytes(ACK_SIZEOF.gunyah_userspace_memory_region))), 0);
         case 'GH_VM_SET_DTB_CONFIG':
-          return target.setDtbConfig(decodeAddressRange(bytes(ACK_SIZEOF.gunyah_vm_dtb_config))), 0;
+          return (target.setDtbConfig(decodeAddressRange(bytes(ACK_SIZEOF.gunyah_vm_dtb_config))), 0);
         case 'GH_VM_ANDROID_SET_FW_CONFIG':
-          return target.setFwConfig(decodeAddressRange(bytes(ACK_SIZEOF.gunyah_vm_firmware_config))), 0;
+          return (target.setFwConfig(decodeAddressRange(bytes(ACK_SIZEOF.gunyah_vm_firmware_config))), 0);
         case 'GH_VM_START':
-          return target.start(), 0;
+          return (target.start(), 0);
         case 'GH_VM_RECLAIM_REGION':
           owner();
-          return target.reclaimRegion(decodeAddressRange(bytes(ACK_SIZEOF.gunyah_address_range))), 0;
+          return (target.reclaimRegion(decodeAddressRange(bytes(ACK_SIZEOF.gunyah_address_range))), 0);
         case 'GH_VM_ANDROID_MAP_CMA_MEM':
           owner();
-          return target.mapCmaMem(decodeMapCmaMemArgs(bytes(ACK_SIZEOF.gunyah_map_cma_mem_args))), 0;
+          return (target.mapCmaMem(decodeMapCmaMemArgs(bytes(ACK_SIZEOF.gunyah_map_cma_mem_args))), 0);
         case 'GH_VM_CHECK_EXTENSION':
           return target.checkExtension(scalar());
         default:
@@ -315,6 +333,7 @@ export interface AckStats {
 
 /** Opens a simulated ACK Gunyah machine (only `'sim'` exists: no Gunyah hardware here). */
 export function openGunyahAck(opts: AckHostOptions & { driver?: 'sim' } = {}): AckHost {
-  if (opts.driver !== undefined && opts.driver !== 'sim') throw ackErr('ENODEV', 'openGunyahAck', 'open(/dev/gunyah)', `driver ${String(opts.driver)}: only 'sim' exists`);
+  if (opts.driver !== undefined && opts.driver !== 'sim')
+    throw ackErr('ENODEV', 'openGunyahAck', 'open(/dev/gunyah)', `driver ${String(opts.driver)}: only 'sim' exists`);
   return new AckHost(opts);
 }

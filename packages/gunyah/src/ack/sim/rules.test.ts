@@ -6,7 +6,14 @@ import { describe, expect, it } from 'vitest';
 import { HostAccessFault } from '@guestmem/core';
 import { openGunyah } from '../../sim/device.js';
 import { MAP_FLAGS_V17 } from '../../uapi/index.js';
-import { ACK_IOCTL, ACK_MAP_FLAGS as F, V17_CREATE_GUEST_MEM, encodeAddressRange, encodeMapCmaMemArgs, encodeUserMemoryRegion } from '../uapi/index.js';
+import {
+  ACK_IOCTL,
+  ACK_MAP_FLAGS as F,
+  V17_CREATE_GUEST_MEM,
+  encodeAddressRange,
+  encodeMapCmaMemArgs,
+  encodeUserMemoryRegion,
+} from '../uapi/index.js';
 import { ACK_DEVICE_FD, openGunyahAck } from './host.js';
 import { AckCell, DTB_GPA, MiB, P, RW, RWX, faultAttempt } from './test-helpers.js';
 
@@ -89,7 +96,9 @@ describe('ACK rules (generation C unless stated)', () => {
       expect(() => c.vm.setUserMemRegion(r)).toThrow(expect.objectContaining({ code: 'EPERM', errno: 1 }));
       expect(() => c.vm.lendUserMem(r)).toThrow(expect.objectContaining({ code: 'EPERM' }));
       expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: P })).toThrow(expect.objectContaining({ code: 'EPERM' }));
-      expect(() => c.vm.mapCmaMem({ label: 1, guestAddr: G + MiB, flags: 0, guestMemFd: 99, offset: 0n, size: P })).toThrow(expect.objectContaining({ code: 'EPERM' }));
+      expect(() => c.vm.mapCmaMem({ label: 1, guestAddr: G + MiB, flags: 0, guestMemFd: 99, offset: 0n, size: P })).toThrow(
+        expect.objectContaining({ code: 'EPERM' }),
+      );
       expect(() => c.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'EPERM', syscall: 'ioctl(GH_VCPU_RUN)' }));
       // The raw ioctl checks the owner before copy_from_user: EPERM even with no argument.
       expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_SET_USER_MEM_REGION)).toThrow(expect.objectContaining({ code: 'EPERM' }));
@@ -108,7 +117,7 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(c.vm.vcpu().read(G, 1).status).toBe('done');
   });
 
-  it('regression: generation A does not start the VM on GH_VCPU_RUN either — ENODEV until VM_START [the gh_-era gh_vcpu_run matching K1\'s uAPI (GH_VCPU_EXIT_STATUS, gh_vcpu_check_system): !vcpu->rsc → -ENODEV; only upstream PATCH v9 24/27 (Jan 2023) called gh_vm_ensure_started from RUN]', () => {
+  it("regression: generation A does not start the VM on GH_VCPU_RUN either — ENODEV until VM_START [the gh_-era gh_vcpu_run matching K1's uAPI (GH_VCPU_EXIT_STATUS, gh_vcpu_check_system): !vcpu->rsc → -ENODEV; only upstream PATCH v9 24/27 (Jan 2023) called gh_vm_ensure_started from RUN]", () => {
     const a = new AckCell({ generation: 'A' });
     a.add(G, P, 'share');
     expect(() => a.vm.vcpu().read(G, 1)).toThrow(expect.objectContaining({ code: 'ENODEV', syscall: 'ioctl(GH_VCPU_RUN)' }));
@@ -126,7 +135,9 @@ describe('ACK rules (generation C unless stated)', () => {
     // fault cannot donate it again (ACK_FOLIO_HELD_ERRNO, inference) — see the regression test below.
     expect(faultAttempt(c.cpu.read(G + MiB, 1))).toBe(-22);
     expect(c.read(G + MiB + P)).toEqual(Uint8Array.of(0)); // a page the first binding never provided
-    expect(() => c.vm.lendUserMem({ label: 7, flags: RWX, guestPhysAddr: G + 3n * P, memorySize: 2n * P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(() =>
+      c.vm.lendUserMem({ label: 7, flags: RWX, guestPhysAddr: G + 3n * P, memorySize: 2n * P, userspaceAddr: m.address }),
+    ).toThrow(expect.objectContaining({ code: 'EEXIST' }));
     expect(c.vm.bindings().length).toBe(3);
   });
 
@@ -171,7 +182,9 @@ describe('ACK rules (generation C unless stated)', () => {
     const c = new AckCell();
     const m = c.host.current.mmap({ size: P });
     for (const flags of [0x10, 0x17, 0x20, 0x100, 0x8]) {
-      expect(() => c.vm.setUserMemRegion({ label: 1, flags, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      expect(() => c.vm.setUserMemRegion({ label: 1, flags, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address })).toThrow(
+        expect.objectContaining({ code: 'EINVAL' }),
+      );
     }
     c.vm.setUserMemRegion({ label: 1, flags: 0, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address });
     expect(c.vm.bindings().map((b) => b.flags)).toEqual([7, 0]);
@@ -185,16 +198,25 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(vm17.bindings()[0]).toMatchObject({ lend: true, write: false });
     expect(MAP_FLAGS_V17.GUNYAH_MEM_ALLOW_READ).toBe(0x10);
     // ACK's R|W|X word (0x7) on v17 is access value 7 with no rights: EINVAL.
-    expect(() => vm17.mapMem({ guestAddr: G + MiB, flags: 0x7, guestMemFd: mem.fd, offset: 0, size: P })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() => vm17.mapMem({ guestAddr: G + MiB, flags: 0x7, guestMemFd: mem.fd, offset: 0, size: P })).toThrow(
+      expect.objectContaining({ code: 'EINVAL' }),
+    );
     const c = new AckCell({ cmaPools: { vm: MiB } });
     const cma = c.host.cmaDevices.get('vm')!.createCmaMemFd();
     cma.mmap(MiB);
     c.vm.mapCmaMem({ label: 1, guestAddr: G, flags: 0x10, guestMemFd: cma.fd, offset: 0n, size: MiB });
-    expect(c.vm.bindings().find((b) => b.kind === 'cma')).toMatchObject({ share: 'lend', rights: { read: false, write: false, exec: false } });
+    expect(c.vm.bindings().find((b) => b.kind === 'cma')).toMatchObject({
+      share: 'lend',
+      rights: { read: false, write: false, exec: false },
+    });
   });
 
   it('CMA: only FORCE_LEND (0x10) lends; DEFAULT (0) and FORCE_SHARE (0x20) share — seen in the parcel the DTB makes at start [K7 vm_mgr_cma_mem.c share_type]', () => {
-    for (const [flags, kind] of [[F.GUNYAH_MEM_FORCE_LEND | RWX, 'lend'], [F.GUNYAH_MEM_DEFAULT_ACCESS | RWX, 'share'], [F.GUNYAH_MEM_FORCE_SHARE | RWX, 'share']] as const) {
+    for (const [flags, kind] of [
+      [F.GUNYAH_MEM_FORCE_LEND | RWX, 'lend'],
+      [F.GUNYAH_MEM_DEFAULT_ACCESS | RWX, 'share'],
+      [F.GUNYAH_MEM_FORCE_SHARE | RWX, 'share'],
+    ] as const) {
       const host = openGunyahAck({ cmaPools: { vm: MiB } });
       const vm = host.createVm();
       const cma = host.cmaDevices.get('vm')!.createCmaMemFd();
@@ -228,7 +250,9 @@ describe('ACK rules (generation C unless stated)', () => {
     const args = { label: 1, guestAddr: G, flags: 0, guestMemFd: f.fd, offset: 0n, size: MiB };
     expect(() => c.vm.mapCmaMem({ ...args, size: 0n })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     // overflows_type(u64 + u64, u64) never fires: a wrapping range reaches mtree_insert_range → EINVAL.
-    expect(() => c.vm.mapCmaMem({ ...args, guestAddr: 0xffff_ffff_ffff_f000n, size: 2n * P })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() => c.vm.mapCmaMem({ ...args, guestAddr: 0xffff_ffff_ffff_f000n, size: 2n * P })).toThrow(
+      expect.objectContaining({ code: 'EINVAL' }),
+    );
     expect(() => c.vm.mapCmaMem({ ...args, guestMemFd: 77 })).toThrow(expect.objectContaining({ code: 'EBADF' }));
     expect(() => c.vm.mapCmaMem({ ...args, offset: 0x123n })).toThrow(expect.objectContaining({ code: 'EOVERFLOW' })); // offset unchecked for alignment, but past i_size
     expect(() => c.vm.mapCmaMem({ ...args, guestAddr: DTB_GPA })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
@@ -257,7 +281,9 @@ describe('ACK rules (generation C unless stated)', () => {
     c.write(G, Uint8Array.of(1));
     c.write(G + 2n * P, Uint8Array.of(2));
     c.cpu.relinquish(G + 2n * P, 1);
-    expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P })).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'ioctl(GH_VM_RECLAIM_REGION)' }));
+    expect(() => c.vm.reclaimRegion({ guestPhysAddr: G, size: 4n * P })).toThrow(
+      expect.objectContaining({ code: 'EBUSY', syscall: 'ioctl(GH_VM_RECLAIM_REGION)' }),
+    );
     expect(c.vm.pageState(Number(G / P))).toBe('LENT_LOCKED'); // kept
     expect(c.vm.pageState(Number(G / P) + 2)).toBe('ABSENT'); // reclaimed despite the failure
     c.cpu.relinquish(G, 1);
@@ -273,14 +299,18 @@ describe('ACK rules (generation C unless stated)', () => {
     c.vm.reclaimRegion({ guestPhysAddr: G, size: 0n });
     expect(c.vm.providedFolios).toBe(2);
     const b = new AckCell({ generation: 'B' });
-    expect(() => b.host.ioctl(b.vm.fd, ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P }))).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    expect(() => b.host.ioctl(b.vm.fd, ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P }))).toThrow(
+      expect.objectContaining({ code: 'ENOTTY' }),
+    );
   });
 
   it('64-bit edges: the EOVERFLOW check is dead code (overflows_type of a u64 sum), so a wrapping region is EINVAL from the maple tree and one ending exactly at 2^64 binds; a wrapping DTB config is recorded [K7 vm_mgr_mem.c, vm_mgr.c; code reading]', () => {
     const c = new AckCell();
     const m = c.host.current.mmap({ size: 2n * P });
     const top = (1n << 64n) - 2n * P;
-    expect(() => c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: top + P, memorySize: 2n * P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() =>
+      c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: top + P, memorySize: 2n * P, userspaceAddr: m.address }),
+    ).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     c.vm.setUserMemRegion({ label: 1, flags: RWX, guestPhysAddr: top, memorySize: 2n * P, userspaceAddr: m.address });
     expect(c.vm.bindingAt(Number(top / P) + 1)?.nr).toBe(2);
     c.vm.setDtbConfig({ guestPhysAddr: 0xffff_ffff_ffff_f000n, size: 2n * P });
@@ -288,8 +318,12 @@ describe('ACK rules (generation C unless stated)', () => {
 
   it('MAP_MEM answers ENOTTY (in the header, not in the ioctl switch) and /dev/gunyah has no CREATE_GUEST_MEM [K7 vm_mgr.c default: -ENOTTY]', () => {
     const c = new AckCell();
-    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GUNYAH_VM_MAP_MEM, new Uint8Array(32))).toThrow(expect.objectContaining({ code: 'ENOTTY', errno: 25 }));
-    expect(() => c.host.ioctl(ACK_DEVICE_FD, V17_CREATE_GUEST_MEM, new Uint8Array(64))).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GUNYAH_VM_MAP_MEM, new Uint8Array(32))).toThrow(
+      expect.objectContaining({ code: 'ENOTTY', errno: 25 }),
+    );
+    expect(() => c.host.ioctl(ACK_DEVICE_FD, V17_CREATE_GUEST_MEM, new Uint8Array(64))).toThrow(
+      expect.objectContaining({ code: 'ENOTTY' }),
+    );
   });
 
   it('guest faults: write to a binding without ALLOW_WRITE → -EPERM, unmapped host address → -EFAULT, a regular-file mapping → -EIO; an unbound GPA is an MMIO exit [K7 gunyah_demand_page, gunyah_vcpu.c]', () => {
@@ -322,7 +356,10 @@ describe('ACK rules (generation C unless stated)', () => {
     expect(c.cpu.write(G + MiB, Uint8Array.of(1))).toMatchObject({ status: 'mmio', gpa: G + MiB, isWrite: true });
     expect(c.cpu.read(G + MiB, 1)).toMatchObject({ status: 'done', data: Uint8Array.of(0) }); // demand paging still works there
     expect(late.memory.pinsAt(0)).toBe(1);
-    for (const [generation, dtbLend] of [['B', false], ['C', true]] as const) {
+    for (const [generation, dtbLend] of [
+      ['B', false],
+      ['C', true],
+    ] as const) {
       const x = new AckCell({ generation, dtbLend });
       x.add(G, P, 'share', { flags: F.GUNYAH_MEM_ALLOW_READ });
       x.add(G + MiB, P, 'lend', { flags: F.GUNYAH_MEM_ALLOW_READ });
@@ -331,7 +368,7 @@ describe('ACK rules (generation C unless stated)', () => {
     }
   });
 
-  it('protected iff the DTB binding lends: a protected VM maps shared memory RW/R only, so an instruction fetch there exits -EPERM; an unprotected VM maps it executable [K7 gunyah_vm_set_protected, access table §5.2; the -EPERM exit is the model\'s stand-in for a re-fault loop]', () => {
+  it("protected iff the DTB binding lends: a protected VM maps shared memory RW/R only, so an instruction fetch there exits -EPERM; an unprotected VM maps it executable [K7 gunyah_vm_set_protected, access table §5.2; the -EPERM exit is the model's stand-in for a re-fault loop]", () => {
     for (const dtbLend of [true, false]) {
       const c = new AckCell({ dtbLend });
       c.add(G, P, 'share');
@@ -432,14 +469,28 @@ describe('ACK rules (generation C unless stated)', () => {
   it('raw ioctls decode the 32-byte region and 40-byte CMA structs; a short argument is EFAULT [K7; docs/gunyah-ack.md §3]', () => {
     const c = new AckCell({ cmaPools: { vm: MiB } });
     const m = c.host.current.mmap({ size: 2n * P });
-    expect(c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ANDROID_LEND_USER_MEM, encodeUserMemoryRegion({ label: 3, flags: RW, guestPhysAddr: G, memorySize: 2n * P, userspaceAddr: m.address }))).toBe(0);
+    expect(
+      c.host.ioctl(
+        c.vm.fd,
+        ACK_IOCTL.GH_VM_ANDROID_LEND_USER_MEM,
+        encodeUserMemoryRegion({ label: 3, flags: RW, guestPhysAddr: G, memorySize: 2n * P, userspaceAddr: m.address }),
+      ),
+    ).toBe(0);
     expect(c.vm.bindingAt(Number(G / P))).toMatchObject({ share: 'lend', label: 3, flags: 3, nr: 2 });
-    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_SET_USER_MEM_REGION, new Uint8Array(31))).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_SET_USER_MEM_REGION, new Uint8Array(31))).toThrow(
+      expect.objectContaining({ code: 'EFAULT' }),
+    );
     const fdNo = c.host.ioctl(c.host.cmaDevices.get('vm')!.fd, ACK_IOCTL.GH_ANDROID_CREATE_CMA_MEM_FD);
     c.host.cmaFd(fdNo)!.mmap(MiB);
-    c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ANDROID_MAP_CMA_MEM, encodeMapCmaMemArgs({ label: 4, guestAddr: G + MiB, flags: 0x10 | RW, guestMemFd: fdNo, offset: 0n, size: MiB }));
+    c.host.ioctl(
+      c.vm.fd,
+      ACK_IOCTL.GH_VM_ANDROID_MAP_CMA_MEM,
+      encodeMapCmaMemArgs({ label: 4, guestAddr: G + MiB, flags: 0x10 | RW, guestMemFd: fdNo, offset: 0n, size: MiB }),
+    );
     expect(c.vm.bindingAt(Number((G + MiB) / P))).toMatchObject({ kind: 'cma', share: 'lend' });
-    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ADD_FUNCTION, new Uint8Array(16))).toThrow(expect.objectContaining({ code: 'ENOSYS' }));
+    expect(() => c.host.ioctl(c.vm.fd, ACK_IOCTL.GH_VM_ADD_FUNCTION, new Uint8Array(16))).toThrow(
+      expect.objectContaining({ code: 'ENOSYS' }),
+    );
     expect(() => c.host.ioctl(ACK_DEVICE_FD, ACK_IOCTL.GH_CREATE_VM, 1)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
   });
 
@@ -464,7 +515,9 @@ describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel 
     // The highest mapping (the DTB page) has nothing mapped above it: a two-page region from there pins one page.
     const top = c.host.current.mm.mappings.at(-1)!;
     expect(top.memory.pinsAt(0)).toBe(1);
-    expect(() => c.vm.setUserMemRegion({ label: 50, flags: RWX, guestPhysAddr: G + MiB, memorySize: 2n * P, userspaceAddr: top.start })).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    expect(() =>
+      c.vm.setUserMemRegion({ label: 50, flags: RWX, guestPhysAddr: G + MiB, memorySize: 2n * P, userspaceAddr: top.start }),
+    ).toThrow(expect.objectContaining({ code: 'EFAULT' }));
     expect(top.memory.pinsAt(0)).toBe(1);
     expect(c.host.current.mm.memlock.lockedPages).toBe(5);
   });
@@ -483,7 +536,9 @@ describe('generation A (android14-6.1): pin at ioctl, unique labels, one parcel 
   it('labels are unique per VM (EEXIST)', () => {
     const c = new AckCell({ generation: 'A' });
     const m = c.host.current.mmap({ size: P });
-    expect(() => c.vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(() => c.vm.setUserMemRegion({ label: 0, flags: RWX, guestPhysAddr: G, memorySize: P, userspaceAddr: m.address })).toThrow(
+      expect.objectContaining({ code: 'EEXIST' }),
+    );
   });
 
   it('VM_START lends or shares every region as one parcel; lent regions leave the host stage 2; no PAGE_FAULT exit: unbound or late regions are MMIO', () => {
@@ -523,7 +578,10 @@ describe('generation B (6.6 line): C without 0x13–0x17 [K5, K6 ack_bindings.rs
     expect(c.host.cmaDevices.size).toBe(0);
     for (const [req, arg] of [
       [ACK_IOCTL.GH_VM_RECLAIM_REGION, encodeAddressRange({ guestPhysAddr: G, size: P })],
-      [ACK_IOCTL.GH_VM_ANDROID_MAP_CMA_MEM, encodeMapCmaMemArgs({ label: 1, guestAddr: G + MiB, flags: 0, guestMemFd: 3, offset: 0n, size: P })],
+      [
+        ACK_IOCTL.GH_VM_ANDROID_MAP_CMA_MEM,
+        encodeMapCmaMemArgs({ label: 1, guestAddr: G + MiB, flags: 0, guestMemFd: 3, offset: 0n, size: P }),
+      ],
       [ACK_IOCTL.GH_VM_CHECK_EXTENSION, 0],
     ] as const) {
       expect(() => c.host.ioctl(c.vm.fd, req, arg)).toThrow(expect.objectContaining({ code: 'ENOTTY' }));

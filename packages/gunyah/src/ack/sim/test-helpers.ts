@@ -27,7 +27,12 @@ export class AckCell {
   }
 
   /** mmaps `size` bytes and binds them at `gpa` with the chosen ioctl. */
-  add(gpa: bigint, size: bigint, how: 'lend' | 'share', opts: { flags?: number; hugePages?: boolean; kind?: 'anonymous' | 'shmem' | 'file' } = {}): { address: bigint; memory: UserMemory } {
+  add(
+    gpa: bigint,
+    size: bigint,
+    how: 'lend' | 'share',
+    opts: { flags?: number; hugePages?: boolean; kind?: 'anonymous' | 'shmem' | 'file' } = {},
+  ): { address: bigint; memory: UserMemory } {
     const m = this.host.current.mmap({ size, hugePages: opts.hugePages, kind: opts.kind });
     const r = { label: this.label++, flags: opts.flags ?? RWX, guestPhysAddr: gpa, memorySize: size, userspaceAddr: m.address };
     if (how === 'lend') this.vm.lendUserMem(r);

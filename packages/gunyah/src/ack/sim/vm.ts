@@ -11,12 +11,7 @@
 import { PAGE_SIZE, PAGE_SIZE_N, type GuestMemError, type UserMemory, type UserPagePin } from '@guestmem/core';
 import { pageTransition, type PageState } from '../../sim/page-state.js';
 import { rmErrno, type AclEntry } from '../../sim/memparcel.js';
-import {
-  GUNYAH_VCPU_RESUME,
-  decodeVcpuRunPageFault,
-  encodeVcpuRunPageFault,
-  type GunyahPageFaultExit,
-} from '../../uapi/index.js';
+import { GUNYAH_VCPU_RESUME, decodeVcpuRunPageFault, encodeVcpuRunPageFault, type GunyahPageFaultExit } from '../../uapi/index.js';
 import {
   ACK_REGION_FLAGS_ALLOWED,
   GH_CAP_VCPU_TIMER_WAKEUP,
@@ -134,7 +129,8 @@ export class AckVm {
 
   /** EPERM unless the caller's mm created the VM ("only allow owner task to add memory", K7). */
   assertCreator(syscall: string): void {
-    if (this.host.current !== this.creator) throw ackErr('EPERM', 'ioctl', syscall, "only the VM creator's process may do this (current->mm != ghvm->mm_s)");
+    if (this.host.current !== this.creator)
+      throw ackErr('EPERM', 'ioctl', syscall, "only the VM creator's process may do this (current->mm != ghvm->mm_s)");
   }
 
   // ------------------------------------------------------------------ regions
@@ -157,9 +153,15 @@ export class AckVm {
     const size = BigInt.asUintN(64, BigInt(r.memorySize));
     const uaddr = BigInt.asUintN(64, BigInt(r.userspaceAddr));
     const flags = r.flags >>> 0;
-    if (flags & ~ACK_REGION_FLAGS_ALLOWED) throw ackErr('EINVAL', op, syscall, `flags 0x${flags.toString(16)}: only R/W/X (0x7) are allowed`);
+    if (flags & ~ACK_REGION_FLAGS_ALLOWED)
+      throw ackErr('EINVAL', op, syscall, `flags 0x${flags.toString(16)}: only R/W/X (0x7) are allowed`);
     if (size === 0n || size % PAGE_SIZE_N || uaddr % PAGE_SIZE_N || gpa % PAGE_SIZE_N) {
-      throw ackErr('EINVAL', op, syscall, `size 0x${size.toString(16)}, userspace_addr 0x${uaddr.toString(16)}, guest_phys_addr 0x${gpa.toString(16)}: need non-zero and page-aligned`);
+      throw ackErr(
+        'EINVAL',
+        op,
+        syscall,
+        `size 0x${size.toString(16)}, userspace_addr 0x${uaddr.toString(16)}, guest_phys_addr 0x${gpa.toString(16)}: need non-zero and page-aligned`,
+      );
     }
     const wraps = wrapsU64(gpa, size); // the EOVERFLOW check is dead (see wrapsU64)
     const b: AckBinding = {
@@ -172,9 +174,11 @@ export class AckVm {
       nr: Number(size / PAGE_SIZE_N),
       uaddr,
     };
-    if (this.profile.uniqueLabels && this.tree.some((x) => x.label === b.label)) throw ackErr('EEXIST', op, syscall, `label ${b.label} is already used in this VM`);
+    if (this.profile.uniqueLabels && this.tree.some((x) => x.label === b.label))
+      throw ackErr('EEXIST', op, syscall, `label ${b.label} is already used in this VM`);
     // B/C: mtree_insert_range with first > last. A: the pin of the wrapped range runs out of mapped pages (EFAULT, below; inference).
-    if (wraps && !this.profile.pinAtIoctl) throw ackErr('EINVAL', op, syscall, 'guest_phys_addr + memory_size wraps: mtree_insert_range(first > last)');
+    if (wraps && !this.profile.pinAtIoctl)
+      throw ackErr('EINVAL', op, syscall, 'guest_phys_addr + memory_size wraps: mtree_insert_range(first > last)');
     this.checkOverlap(b, op, syscall);
     if (this.profile.pinAtIoctl) this.pinRegion(b, op, syscall);
     this.insert(b);
@@ -201,7 +205,13 @@ export class AckVm {
   /** GPA overlap only (maple-tree insert): EEXIST. Labels and host addresses may repeat. */
   private checkOverlap(b: { gfn: number; nr: number }, op: string, syscall: string): void {
     const hit = this.tree.find((x) => x.gfn < b.gfn + b.nr && b.gfn < x.gfn + x.nr);
-    if (hit) throw ackErr('EEXIST', op, syscall, `guest range at gfn 0x${b.gfn.toString(16)} (+${b.nr}) overlaps the binding at gfn 0x${hit.gfn.toString(16)}`);
+    if (hit)
+      throw ackErr(
+        'EEXIST',
+        op,
+        syscall,
+        `guest range at gfn 0x${b.gfn.toString(16)} (+${b.nr}) overlaps the binding at gfn 0x${hit.gfn.toString(16)}`,
+      );
   }
 
   private insert(b: AckBinding): void {
@@ -244,12 +254,14 @@ export class AckVm {
     const syscall = sys('GH_VM_ANDROID_MAP_CMA_MEM');
     const op = 'mapCmaMem';
     this.assertOpen(syscall);
-    if (!this.profile.handles.has('GH_VM_ANDROID_MAP_CMA_MEM')) throw ackErr('ENOTTY', op, syscall, `generation ${this.profile.generation}`);
+    if (!this.profile.handles.has('GH_VM_ANDROID_MAP_CMA_MEM'))
+      throw ackErr('ENOTTY', op, syscall, `generation ${this.profile.generation}`);
     this.assertCreator(syscall);
     const gpa = BigInt.asUintN(64, BigInt(a.guestAddr));
     const size = BigInt.asUintN(64, BigInt(a.size));
     const offset = BigInt.asUintN(64, BigInt(a.offset));
-    if (size === 0n || size % PAGE_SIZE_N || gpa % PAGE_SIZE_N) throw ackErr('EINVAL', op, syscall, 'size 0, or size / guest_addr not page-aligned');
+    if (size === 0n || size % PAGE_SIZE_N || gpa % PAGE_SIZE_N)
+      throw ackErr('EINVAL', op, syscall, 'size 0, or size / guest_addr not page-aligned');
     if (!this.host.isOpen(a.guestMemFd)) throw ackErr('EBADF', op, syscall, `fd ${a.guestMemFd} is not open`);
     const iSize = this.host.cmaFd(a.guestMemFd)?.size ?? 0n; // other files: their i_size (0 for the anon inodes modelled)
     // `cma_map->offset + cma_map->size > max_size` is computed in u64 (K7): a sum that wraps passes.
@@ -285,7 +297,8 @@ export class AckVm {
     this.assertOpen(syscall);
     const gpa = BigInt.asUintN(64, BigInt(r.guestPhysAddr));
     const size = BigInt.asUintN(64, BigInt(r.size));
-    if (this.profile.generation === 'A' && (gpa % PAGE_SIZE_N || size % PAGE_SIZE_N)) throw ackErr('EINVAL', 'setDtbConfig', syscall, 'K4 wants a page-aligned DTB address and size');
+    if (this.profile.generation === 'A' && (gpa % PAGE_SIZE_N || size % PAGE_SIZE_N))
+      throw ackErr('EINVAL', 'setDtbConfig', syscall, 'K4 wants a page-aligned DTB address and size');
     this.dtb = { gpa, size };
   }
 
@@ -302,7 +315,8 @@ export class AckVm {
   checkExtension(cap: bigint | number): number {
     const syscall = sys('GH_VM_CHECK_EXTENSION');
     this.assertOpen(syscall);
-    if (!this.profile.handles.has('GH_VM_CHECK_EXTENSION')) throw ackErr('ENOTTY', 'checkExtension', syscall, `generation ${this.profile.generation}`);
+    if (!this.profile.handles.has('GH_VM_CHECK_EXTENSION'))
+      throw ackErr('ENOTTY', 'checkExtension', syscall, `generation ${this.profile.generation}`);
     return BigInt(cap) === BigInt(GH_CAP_VCPU_TIMER_WAKEUP) ? 1 : 0;
   }
 
@@ -339,7 +353,8 @@ export class AckVm {
     for (const b of this.tree) {
       const set = this.profile.demandPagingSet;
       const isFw = this.fw !== undefined && BigInt(b.gfn) * PAGE_SIZE_N === this.fw.gpa;
-      if (!isFw && (set === 'lend' ? b.share === 'lend' : set === 'lend-if-protected' ? !this.isProtected || b.share === 'lend' : false)) this.demandPaged.add(b);
+      if (!isFw && (set === 'lend' ? b.share === 'lend' : set === 'lend-if-protected' ? !this.isProtected || b.share === 'lend' : false))
+        this.demandPaged.add(b);
     }
   }
 
@@ -350,14 +365,25 @@ export class AckVm {
       const pins = b.pins ?? [];
       // One owner per physical page: a region over pages another region or VM already holds is refused (see ACK_FOLIO_HELD_ERRNO).
       if (pins.some((p) => this.host.stage2.has(p.folio.folio) || claimed.has(p.folio.folio))) {
-        throw ackErr('EINVAL', 'start', syscall, `region ${b.label}: its host pages are already lent or shared to a guest through another region`);
+        throw ackErr(
+          'EINVAL',
+          'start',
+          syscall,
+          `region ${b.label}: its host pages are already lent or shared to a guest through another region`,
+        );
       }
       for (const p of pins) claimed.add(p.folio.folio);
       const acl: AclEntry[] = [{ vmid: this.vmid, rights: rmRights(b.rights) }];
       if (b.share === 'share') acl.push({ vmid: HOST_VMID, rights: 7 });
       const sgl = this.mergeSgl(b, pins);
       const r = this.host.rm.create({ owner: HOST_VMID, kind: b.share, acl, sgl });
-      if (!r.ok) throw ackErr(rmErrno(r.error), 'start', syscall, `RM ${b.share === 'lend' ? 'MEM_LEND' : 'MEM_SHARE'} of region ${b.label} failed: ${r.error}`);
+      if (!r.ok)
+        throw ackErr(
+          rmErrno(r.error),
+          'start',
+          syscall,
+          `RM ${b.share === 'lend' ? 'MEM_LEND' : 'MEM_SHARE'} of region ${b.label} failed: ${r.error}`,
+        );
       b.parcel = r.value;
     }
     const d = this.dtb;
@@ -379,7 +405,8 @@ export class AckVm {
     pins.forEach((p, i) => {
       const phys = p.folio.folio + (p.page - p.folio.head);
       const ipa = BigInt(b.gfn + i) * PAGE_SIZE_N;
-      if (phys === last + 1 && out.length) out[out.length - 1] = { ipa: out[out.length - 1]!.ipa, size: out[out.length - 1]!.size + PAGE_SIZE_N };
+      if (phys === last + 1 && out.length)
+        out[out.length - 1] = { ipa: out[out.length - 1]!.ipa, size: out[out.length - 1]!.size + PAGE_SIZE_N };
       else out.push({ ipa, size: PAGE_SIZE_N });
       last = phys;
     });
@@ -437,8 +464,21 @@ export class AckVm {
       throw e;
     };
     // The RM cannot lend or share pages the host no longer owns (see ACK_FOLIO_HELD_ERRNO).
-    if (pins.some((p) => this.host.stage2.has(p.folio.folio))) undo(ackErr('EINVAL', 'start', syscall, 'a DTB page is already held by the hypervisor for a guest (another binding of the same host pages)'));
-    const r = this.host.rm.create({ owner: HOST_VMID, kind: b.share, acl, sgl: [{ ipa: BigInt(gfn) * PAGE_SIZE_N, size: BigInt(nr) * PAGE_SIZE_N }] });
+    if (pins.some((p) => this.host.stage2.has(p.folio.folio)))
+      undo(
+        ackErr(
+          'EINVAL',
+          'start',
+          syscall,
+          'a DTB page is already held by the hypervisor for a guest (another binding of the same host pages)',
+        ),
+      );
+    const r = this.host.rm.create({
+      owner: HOST_VMID,
+      kind: b.share,
+      acl,
+      sgl: [{ ipa: BigInt(gfn) * PAGE_SIZE_N, size: BigInt(nr) * PAGE_SIZE_N }],
+    });
     if (!r.ok) undo(ackErr(rmErrno(r.error), 'start', syscall, `RM MEM_${b.share === 'lend' ? 'LEND' : 'SHARE'} failed: ${r.error}`));
     const a = this.host.rm.accept(this.vmid, r.ok ? r.value : 0);
     if (!a.ok) undo(ackErr(rmErrno(a.error), 'start', syscall, `RM MEM_ACCEPT failed: ${a.error}`));
@@ -467,7 +507,11 @@ export class AckVm {
     this.provided.set(pf.headGfn, pf);
     for (const p of pf.pins) this.host.stage2.set(p.folio.folio, { vm: this, lent: pf.binding.share === 'lend' });
     for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) {
-      const t = pageTransition(this.pageState(g) === 'ABSENT' ? 'HOST' : this.pageState(g), { type: 'provide', lend: pf.binding.share === 'lend', access });
+      const t = pageTransition(this.pageState(g) === 'ABSENT' ? 'HOST' : this.pageState(g), {
+        type: 'provide',
+        lend: pf.binding.share === 'lend',
+        access,
+      });
       if (t.ok) this.states.set(g, t.state);
     }
   }
@@ -489,7 +533,8 @@ export class AckVm {
   guestAccess(kind: 'read' | 'write' | 'exec', gpa: bigint, buf: Uint8Array, done = 0): AckGuestAccess {
     const syscall = sys('GH_VCPU_RUN');
     this.assertOpen(syscall);
-    if (this.status !== 'running') throw ackErr('ENODEV', 'vcpuRun', syscall, `the VM is ${this.status}: a vCPU has no hypervisor resource before VM_START`);
+    if (this.status !== 'running')
+      throw ackErr('ENODEV', 'vcpuRun', syscall, `the VM is ${this.status}: a vCPU has no hypervisor resource before VM_START`);
     if (this.profile.creatorCheckOnRun) this.assertCreator(syscall);
     const len = kind === 'exec' ? 1 : buf.length;
     while (done < len) {
@@ -512,7 +557,8 @@ export class AckVm {
         let attempt = 0;
         let pf = this.providedAt(gfn);
         if (kind === 'write' && !b.rights.write) attempt = -E.EPERM;
-        else if (kind === 'exec' && b.share === 'share' && this.isProtected) attempt = -E.EPERM; // shared memory of a protected VM maps RW/R only
+        else if (kind === 'exec' && b.share === 'share' && this.isProtected)
+          attempt = -E.EPERM; // shared memory of a protected VM maps RW/R only
         else if (!pf) {
           attempt = this.demandPage(b, gfn);
           pf = this.providedAt(gfn);
@@ -579,7 +625,14 @@ export class AckVm {
     return 0;
   }
 
-  private pageFaultExit(kind: 'read' | 'write' | 'exec', gpa: bigint, buf: Uint8Array, done: number, at: bigint, attempt: number): AckGuestAccess {
+  private pageFaultExit(
+    kind: 'read' | 'write' | 'exec',
+    gpa: bigint,
+    buf: Uint8Array,
+    done: number,
+    at: bigint,
+    attempt: number,
+  ): AckGuestAccess {
     const run = encodeVcpuRunPageFault({ immediateExit: 0, physAddr: at, attempt, resumeAction: GUNYAH_VCPU_RESUME.FAULT });
     return { status: 'page-fault', exit: decodeVcpuRunPageFault(run), run, resume: () => this.guestAccess(kind, gpa, buf, done) };
   }
@@ -617,22 +670,34 @@ export class AckVm {
   reclaimRegion(r: { guestPhysAddr: bigint | number; size: bigint | number }): void {
     const syscall = sys('GH_VM_RECLAIM_REGION');
     this.assertOpen(syscall);
-    if (!this.profile.handles.has('GH_VM_RECLAIM_REGION')) throw ackErr('ENOTTY', 'reclaimRegion', syscall, `generation ${this.profile.generation}`);
+    if (!this.profile.handles.has('GH_VM_RECLAIM_REGION'))
+      throw ackErr('ENOTTY', 'reclaimRegion', syscall, `generation ${this.profile.generation}`);
     this.assertCreator(syscall);
     const gpa = BigInt.asUintN(64, BigInt(r.guestPhysAddr));
     const size = BigInt.asUintN(64, BigInt(r.size));
-    if (size % PAGE_SIZE_N || gpa % PAGE_SIZE_N) throw ackErr('EINVAL', 'reclaimRegion', syscall, 'size and guest_phys_addr must be page-aligned');
+    if (size % PAGE_SIZE_N || gpa % PAGE_SIZE_N)
+      throw ackErr('EINVAL', 'reclaimRegion', syscall, 'size and guest_phys_addr must be page-aligned');
     const gfn = gpa / PAGE_SIZE_N;
     // nr = gfn(size) - 1 in u64: size 0 wraps, so the walk's end gfn + nr lands at gfn - 1 (nothing)
     // unless gfn is 0, where it is U64_MAX (everything). Inference from the code: unguarded.
     const last = (gfn + BigInt.asUintN(64, size / PAGE_SIZE_N - 1n)) % U64;
     if (last < gfn) return;
-    const refused = this.reclaimRange(Number(gfn), last >= BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(last), 'normal');
+    const refused = this.reclaimRange(
+      Number(gfn),
+      last >= BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(last),
+      'normal',
+    );
     if (refused) {
-      throw ackErr(ACK_RECLAIM_REFUSED, 'reclaimRegion', syscall, `${refused.count} folio(s) stayed with the guest (first at gfn 0x${refused.first.toString(16)}): lent pages the guest accepted and has not relinquished`, {
-        firstGfn: refused.first,
-        folios: refused.count,
-      });
+      throw ackErr(
+        ACK_RECLAIM_REFUSED,
+        'reclaimRegion',
+        syscall,
+        `${refused.count} folio(s) stayed with the guest (first at gfn 0x${refused.first.toString(16)}): lent pages the guest accepted and has not relinquished`,
+        {
+          firstGfn: refused.first,
+          folios: refused.count,
+        },
+      );
     }
   }
 

@@ -51,5 +51,4 @@ export const rmRights = (r: AckRights): number => (r.read ? 4 : 0) | (r.write ? 
  * The share type `GH_VM_ANDROID_MAP_CMA_MEM` records: LEND iff FORCE_LEND is set; anything else,
  * including DEFAULT (0) and FORCE_SHARE, is SHARE (K7 vm_mgr_cma_mem.c). `flags` is not validated.
  */
-export const cmaShareType = (flags: number): 'lend' | 'share' =>
-  (flags & ACK_MAP_FLAGS.GUNYAH_MEM_FORCE_LEND) !== 0 ? 'lend' : 'share';
+export const cmaShareType = (flags: number): 'lend' | 'share' => ((flags & ACK_MAP_FLAGS.GUNYAH_MEM_FORCE_LEND) !== 0 ? 'lend' : 'share');

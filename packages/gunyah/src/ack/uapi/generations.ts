@@ -108,4 +108,8 @@ export const ACK_GENERATION_C: AckProfile = Object.freeze({
   demandPagingSet: 'lend-if-protected',
 });
 
-export const ACK_GENERATIONS: Readonly<Record<AckGeneration, AckProfile>> = Object.freeze({ A: ACK_GENERATION_A, B: ACK_GENERATION_B, C: ACK_GENERATION_C });
+export const ACK_GENERATIONS: Readonly<Record<AckGeneration, AckProfile>> = Object.freeze({
+  A: ACK_GENERATION_A,
+  B: ACK_GENERATION_B,
+  C: ACK_GENERATION_C,
+});

@@ -27,9 +27,22 @@ export interface AckUserMemoryRegion {
   /** @24 u64 host virtual address */
   userspaceAddr: bigint;
 }
-export const USER_MEMORY_REGION = { label: 0, flags: 4, guestPhysAddr: 8, memorySize: 16, userspaceAddr: 24, SIZE: ACK_SIZEOF.gunyah_userspace_memory_region } as const;
+export const USER_MEMORY_REGION = {
+  label: 0,
+  flags: 4,
+  guestPhysAddr: 8,
+  memorySize: 16,
+  userspaceAddr: 24,
+  SIZE: ACK_SIZEOF.gunyah_userspace_memory_region,
+} as const;
 
-export function encodeUserMemoryRegion(r: { label: number; flags: number; guestPhysAddr: bigint | number; memorySize: bigint | number; userspaceAddr: bigint | number }): Uint8Array {
+export function encodeUserMemoryRegion(r: {
+  label: number;
+  flags: number;
+  guestPhysAddr: bigint | number;
+  memorySize: bigint | number;
+  userspaceAddr: bigint | number;
+}): Uint8Array {
   const out = new Uint8Array(USER_MEMORY_REGION.SIZE);
   const d = new DataView(out.buffer);
   d.setUint32(USER_MEMORY_REGION.label, r.label >>> 0, true);
@@ -87,9 +100,25 @@ export interface AckMapCmaMemArgs {
   /** @32 u64 */
   size: bigint;
 }
-export const MAP_CMA_MEM_ARGS = { label: 0, padding: 4, guestAddr: 8, flags: 16, guestMemFd: 20, offset: 24, size: 32, SIZE: ACK_SIZEOF.gunyah_map_cma_mem_args } as const;
+export const MAP_CMA_MEM_ARGS = {
+  label: 0,
+  padding: 4,
+  guestAddr: 8,
+  flags: 16,
+  guestMemFd: 20,
+  offset: 24,
+  size: 32,
+  SIZE: ACK_SIZEOF.gunyah_map_cma_mem_args,
+} as const;
 
-export function encodeMapCmaMemArgs(a: { label: number; guestAddr: bigint | number; flags: number; guestMemFd: number; offset: bigint | number; size: bigint | number }): Uint8Array {
+export function encodeMapCmaMemArgs(a: {
+  label: number;
+  guestAddr: bigint | number;
+  flags: number;
+  guestMemFd: number;
+  offset: bigint | number;
+  size: bigint | number;
+}): Uint8Array {
   const out = new Uint8Array(MAP_CMA_MEM_ARGS.SIZE);
   const d = new DataView(out.buffer);
   d.setUint32(MAP_CMA_MEM_ARGS.label, a.label >>> 0, true);
@@ -129,7 +158,12 @@ export function encodeAuthDesc(a: { type: number; argSize: number; arg: bigint |
 /** `struct gunyah_qtvm_auth_arg`, 24 bytes: {u16 vm_id @0, pad 2, u32 peripheral_id @4, u64 guest_phys_addr @8, u64 size @16}. */
 export const QTVM_AUTH_ARG = { vmId: 0, peripheralId: 4, guestPhysAddr: 8, size: 16, SIZE: ACK_SIZEOF.gunyah_qtvm_auth_arg } as const;
 
-export function encodeQtvmAuthArg(a: { vmId: number; peripheralId: number; guestPhysAddr: bigint | number; size: bigint | number }): Uint8Array {
+export function encodeQtvmAuthArg(a: {
+  vmId: number;
+  peripheralId: number;
+  guestPhysAddr: bigint | number;
+  size: bigint | number;
+}): Uint8Array {
   const out = new Uint8Array(QTVM_AUTH_ARG.SIZE);
   const d = new DataView(out.buffer);
   d.setUint16(QTVM_AUTH_ARG.vmId, a.vmId & 0xffff, true);

@@ -67,14 +67,22 @@ describe('ACK ioctl numbers and which generation handles them (docs/gunyah-ack.m
   });
   it('struct sizes (§3)', () => {
     expect(ACK_SIZEOF).toMatchObject({
-      gunyah_userspace_memory_region: 32, gunyah_vm_dtb_config: 16, gunyah_vm_firmware_config: 16, gunyah_address_range: 16,
-      gunyah_map_cma_mem_args: 40, gunyah_auth_desc: 16, gunyah_qtvm_auth_arg: 24, gunyah_fn_desc: 16, gunyah_vm_boot_context: 16,
+      gunyah_userspace_memory_region: 32,
+      gunyah_vm_dtb_config: 16,
+      gunyah_vm_firmware_config: 16,
+      gunyah_address_range: 16,
+      gunyah_map_cma_mem_args: 40,
+      gunyah_auth_desc: 16,
+      gunyah_qtvm_auth_arg: 24,
+      gunyah_fn_desc: 16,
+      gunyah_vm_boot_context: 16,
     });
   });
   it('generation rules: A pins at ioctl time with unique labels and one parcel per region, no demand paging; B/C the reverse', () => {
     const g = ACK_GENERATIONS;
     expect([g.A.pinAtIoctl, g.A.uniqueLabels, g.A.parcelPerRegion, g.A.demandPaging]).toEqual([true, true, true, false]);
-    for (const x of [g.B, g.C]) expect([x.pinAtIoctl, x.uniqueLabels, x.parcelPerRegion, x.demandPaging]).toEqual([false, false, false, true]);
+    for (const x of [g.B, g.C])
+      expect([x.pinAtIoctl, x.uniqueLabels, x.parcelPerRegion, x.demandPaging]).toEqual([false, false, false, true]);
   });
 });
 
@@ -84,8 +92,14 @@ describe('ACK flags (docs/gunyah-ack.md §3.2)', () => {
   });
   it('B/C: enum gunyah_map_flags', () => {
     expect(ACK_MAP_FLAGS).toEqual({
-      GUNYAH_MEM_ALLOW_READ: 0x1, GUNYAH_MEM_ALLOW_WRITE: 0x2, GUNYAH_MEM_ALLOW_EXEC: 0x4, GUNYAH_MEM_ALLOW_RWX: 0x7,
-      GUNYAH_MEM_DEFAULT_ACCESS: 0, GUNYAH_MEM_FORCE_LEND: 0x10, GUNYAH_MEM_FORCE_SHARE: 0x20, GUNYAH_MEM_ACCESS_MASK: 0x70,
+      GUNYAH_MEM_ALLOW_READ: 0x1,
+      GUNYAH_MEM_ALLOW_WRITE: 0x2,
+      GUNYAH_MEM_ALLOW_EXEC: 0x4,
+      GUNYAH_MEM_ALLOW_RWX: 0x7,
+      GUNYAH_MEM_DEFAULT_ACCESS: 0,
+      GUNYAH_MEM_FORCE_LEND: 0x10,
+      GUNYAH_MEM_FORCE_SHARE: 0x20,
+      GUNYAH_MEM_ACCESS_MASK: 0x70,
       GUNYAH_MEM_UNMAP: 0x100,
     });
     expect(ACK_REGION_FLAGS_ALLOWED).toBe(0x7);
@@ -94,7 +108,10 @@ describe('ACK flags (docs/gunyah-ack.md §3.2)', () => {
     expect(MAP_FLAGS_V17.GUNYAH_MEM_ALLOW_READ).toBe(0x10);
     expect(ACK_MAP_FLAGS.GUNYAH_MEM_FORCE_LEND).toBe(0x10);
     // v17: 0x10 alone is "read, default access" (= lend in v17's code). ACK CMA: 0x10 is "lend, no rights".
-    expect(decodeMapFlags(0x10, MAP_FLAGS_V17)).toEqual({ ok: true, flags: { access: 'default', read: true, write: false, exec: false, unmap: false } });
+    expect(decodeMapFlags(0x10, MAP_FLAGS_V17)).toEqual({
+      ok: true,
+      flags: { access: 'default', read: true, write: false, exec: false, unmap: false },
+    });
     expect(cmaShareType(0x10)).toBe('lend');
     // v17's FORCE_SHARE|READ (0x12) on the ACK CMA ioctl: 0x10 set → lend, and 0x2 is WRITE, not an access value.
     expect(cmaShareType(0x12)).toBe('lend');
@@ -105,10 +122,22 @@ describe('ACK flags (docs/gunyah-ack.md §3.2)', () => {
 
 describe('ACK struct codecs (docs/gunyah-ack.md §3.1, §3.3)', () => {
   it('gunyah_userspace_memory_region: label @0 u32, flags @4 u32, gpa @8, size @16, uaddr @24, no padding', () => {
-    const b = encodeUserMemoryRegion({ label: 0x11223344, flags: 0x7, guestPhysAddr: 0x8000_0000n, memorySize: 0x20_0000n, userspaceAddr: 0x7f12_3456_0000n });
+    const b = encodeUserMemoryRegion({
+      label: 0x11223344,
+      flags: 0x7,
+      guestPhysAddr: 0x8000_0000n,
+      memorySize: 0x20_0000n,
+      userspaceAddr: 0x7f12_3456_0000n,
+    });
     expect(b.length).toBe(32);
     expect(hex(b)).toBe('44332211' + '07000000' + '0000008000000000' + '0000200000000000' + '00005634127f0000');
-    expect(decodeUserMemoryRegion(b)).toEqual({ label: 0x11223344, flags: 7, guestPhysAddr: 0x8000_0000n, memorySize: 0x20_0000n, userspaceAddr: 0x7f12_3456_0000n });
+    expect(decodeUserMemoryRegion(b)).toEqual({
+      label: 0x11223344,
+      flags: 7,
+      guestPhysAddr: 0x8000_0000n,
+      memorySize: 0x20_0000n,
+      userspaceAddr: 0x7f12_3456_0000n,
+    });
   });
   it('gunyah_address_range / dtb / fw config: gpa @0, size @8', () => {
     const b = encodeAddressRange({ guestPhysAddr: 0x8010_0000n, size: 0x3000n });
@@ -119,7 +148,14 @@ describe('ACK struct codecs (docs/gunyah-ack.md §3.1, §3.3)', () => {
     const b = encodeMapCmaMemArgs({ label: 2, guestAddr: 0x9000_0000n, flags: 0x17, guestMemFd: 9, offset: 0x1000n, size: 0x40_0000n });
     expect(b.length).toBe(40);
     expect(hex(b)).toBe('02000000' + '00000000' + '0000009000000000' + '17000000' + '09000000' + '0010000000000000' + '0000400000000000');
-    expect(decodeMapCmaMemArgs(b)).toEqual({ label: 2, guestAddr: 0x9000_0000n, flags: 0x17, guestMemFd: 9, offset: 0x1000n, size: 0x40_0000n });
+    expect(decodeMapCmaMemArgs(b)).toEqual({
+      label: 2,
+      guestAddr: 0x9000_0000n,
+      flags: 0x17,
+      guestMemFd: 9,
+      offset: 0x1000n,
+      size: 0x40_0000n,
+    });
   });
   it('gunyah_auth_desc {type @0, arg_size @4, arg @8} and gunyah_qtvm_auth_arg {vm_id u16 @0, pas id @4, gpa @8, size @16}', () => {
     expect(GUNYAH_AUTH_TYPE).toEqual({ GUNYAH_ANDROID_PVM_TYPE: 0, GUNYAH_QCOM_TRUSTED_VM_TYPE: 1 });
