@@ -28,6 +28,7 @@ export * from './hypervisor/shared-view.js';
 export * from './guest/program.js';
 export * from './guest/image.js';
 export * from './guest/interpreter.js';
+export * from './guest/interpreted-vcpu.js';
 export * from './guest/run-guest.js';
 export * from './di/tokens.js';
 export * from './di/hypervisor-registry.js';

@@ -4,15 +4,7 @@
  * it. An access the driver cannot serve ends in `GUNYAH_VCPU_EXIT_PAGE_FAULT`, reported as a
  * neutral 'memory-fault'; the next `run()` retries it (`resume_action` RETRY).
  */
-import {
-  GuestOpInterpreter,
-  gmErr,
-  type GuestImage,
-  type MemoryAccess,
-  type Vcpu,
-  type VcpuExit,
-  type VcpuRunOptions,
-} from '@guestmem/core';
+import { InterpretedVcpu, type MemoryAccess, type Vcpu, type VcpuExit, } from '@guestmem/core';
 import type { GuestAccess } from '../api.js';
 import { BACKEND } from '../sim/errors.js';
 import type { SimVm } from '../sim/vm.js';
@@ -71,57 +63,23 @@ export function gunyahAccess(host: GunyahVcpuHost, id: number, kind: 'read' | 'w
 }
 
 /** A Gunyah vCPU behind the neutral {@link Vcpu}. */
-export class GunyahSimVcpu implements Vcpu {
-  readonly #interp: GuestOpInterpreter;
-  #closed = false;
-
-  constructor(
-    readonly id: number,
-    private readonly host: GunyahVcpuHost,
-    private readonly onClose: (v: Vcpu) => void,
-  ) {
-    // Gunyah's uAPI has no private/shared bit per access: the binding decides (`view` is not used).
-    this.#interp = new GuestOpInterpreter({ access: (kind, gpa, buf) => gunyahAccess(host, id, kind, gpa, buf) });
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  #live(op: string): void {
-    if (this.#closed) throw gmErr('EBADF', op, BACKEND, `vCPU ${this.id} is closed`);
-  }
-
-  load(image: GuestImage): void {
-    this.#live('load');
-    this.#interp.load(image);
-  }
-
-  run(_opts: VcpuRunOptions = {}): VcpuExit {
-    this.#live('run');
-    this.host.ensureStarted();
-    return this.#interp.run();
-  }
-
-  completeRead(data: Uint8Array): void {
-    this.#live('completeRead');
-    this.#interp.completeRead(data);
-  }
-
+export class GunyahSimVcpu extends InterpretedVcpu {
   /**
    * v17's `mmio.resume_action` RETRY (`gunyah_handle_mmio_resume`: "userspace probably added a
    * memory binding"): the access is demand-paged again and re-executed on the next run.
    */
   readonly retriesMmio = true;
 
-  retryMmio(): void {
-    this.#live('retryMmio');
-    this.#interp.retryMmio();
+  constructor(
+    readonly id: number,
+    private readonly host: GunyahVcpuHost,
+    onClose: (v: Vcpu) => void,
+  ) {
+    // Gunyah's uAPI has no private/shared bit per access: the binding decides (`view` is not used).
+    super(BACKEND, { access: (kind, gpa, buf) => gunyahAccess(host, id, kind, gpa, buf) }, onClose);
   }
 
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.onClose(this);
+  protected override beforeRun(): void {
+    this.host.ensureStarted();
   }
 }

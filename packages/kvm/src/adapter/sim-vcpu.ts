@@ -7,14 +7,11 @@
  */
 import {
   GuestMemError,
-  GuestOpInterpreter,
+  InterpretedVcpu,
   HostAccessFault,
-  gmErr,
-  type GuestImage,
   type MemoryAccess,
   type Vcpu,
   type VcpuExit,
-  type VcpuRunOptions,
 } from '@guestmem/core';
 import type { KvmVm } from '../api.js';
 import type { SimVcpu } from '../sim/vcpu.js';
@@ -81,58 +78,25 @@ export function simAccess(
 }
 
 /** A simulated-kernel vCPU fd behind the neutral {@link Vcpu}: the image's op list, accesses through `SimVcpu.guestAccess`. */
-export class SimKvmVcpu implements Vcpu {
-  readonly #interp: GuestOpInterpreter;
-  #closed = false;
+export class SimKvmVcpu extends InterpretedVcpu {
+  /** As on the real KVM: the next KVM_RUN completes an MMIO exit's access, nothing re-executes it. */
+  readonly retriesMmio = false;
+  protected override readonly noMmioRetry = 'KVM has no MMIO retry: the next KVM_RUN completes the emulated access';
 
   constructor(
     /** The uAPI-level vCPU fd (owned: closed with this vCPU). */
     readonly fd: SimVcpu,
-    private readonly onClose: (v: Vcpu) => void,
+    onClose: (v: Vcpu) => void,
   ) {
-    this.#interp = new GuestOpInterpreter({ access: (kind, gpa, buf, view) => simAccess(fd, kind, gpa, buf, view) });
+    super('kvm-sim', { access: (kind, gpa, buf, view) => simAccess(fd, kind, gpa, buf, view) }, onClose);
   }
 
   get id(): number {
     return this.fd.id;
   }
 
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  #live(op: string): void {
-    if (this.#closed) throw gmErr('EBADF', op, 'kvm-sim', `vCPU ${this.id} is closed`);
-  }
-
-  load(image: GuestImage): void {
-    this.#live('load');
-    this.#interp.load(image);
-  }
-
-  run(_opts: VcpuRunOptions = {}): VcpuExit {
-    this.#live('run');
-    return this.#interp.run();
-  }
-
-  completeRead(data: Uint8Array): void {
-    this.#live('completeRead');
-    this.#interp.completeRead(data);
-  }
-
-  /** As on the real KVM: the next KVM_RUN completes an MMIO exit's access, nothing re-executes it. */
-  readonly retriesMmio = false;
-
-  retryMmio(): void {
-    this.#live('retryMmio');
-    throw gmErr('EOPNOTSUPP', 'retryMmio', 'kvm-sim', 'KVM has no MMIO retry: the next KVM_RUN completes the emulated access');
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  protected override release(): void {
     this.fd.close();
-    this.onClose(this);
   }
 }
 

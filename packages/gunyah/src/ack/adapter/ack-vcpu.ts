@@ -5,15 +5,7 @@
  * (reported as a neutral 'memory-fault'; the next `run()` re-executes it, as K7's next RUN does) or
  * in an MMIO exit for an address no binding resolves (a neutral 'mmio').
  */
-import {
-  GuestOpInterpreter,
-  gmErr,
-  type GuestImage,
-  type MemoryAccess,
-  type Vcpu,
-  type VcpuExit,
-  type VcpuRunOptions,
-} from '@guestmem/core';
+import { InterpretedVcpu, type MemoryAccess, type Vcpu, type VcpuExit, } from '@guestmem/core';
 import { ACK_BACKEND } from '../sim/errors.js';
 import type { AckGuestAccess, AckVm } from '../sim/vm.js';
 
@@ -68,54 +60,21 @@ export function ackAccess(host: AckVcpuHost, kind: 'read' | 'write', gpa: bigint
 }
 
 /** An ACK Gunyah vCPU behind the neutral {@link Vcpu}. */
-export class AckSimVcpu implements Vcpu {
-  readonly #interp: GuestOpInterpreter;
-  #closed = false;
+export class AckSimVcpu extends InterpretedVcpu {
+  /** The ACK model resumes an MMIO exit only as handled (see `AckGuestAccess`): no retry. */
+  readonly retriesMmio = false;
+  protected override readonly noMmioRetry = 'the simulated ACK driver resumes an MMIO exit only as handled';
 
   constructor(
     readonly id: number,
     private readonly host: AckVcpuHost,
-    private readonly onClose: (v: Vcpu) => void,
+    onClose: (v: Vcpu) => void,
   ) {
     // ACK's uAPI has no private/shared bit per access either: the binding decides.
-    this.#interp = new GuestOpInterpreter({ access: (kind, gpa, buf) => ackAccess(host, kind, gpa, buf) });
+    super(ACK_BACKEND, { access: (kind, gpa, buf) => ackAccess(host, kind, gpa, buf) }, onClose);
   }
 
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  #live(op: string): void {
-    if (this.#closed) throw gmErr('EBADF', op, ACK_BACKEND, `vCPU ${this.id} is closed`);
-  }
-
-  load(image: GuestImage): void {
-    this.#live('load');
-    this.#interp.load(image);
-  }
-
-  run(_opts: VcpuRunOptions = {}): VcpuExit {
-    this.#live('run');
+  protected override beforeRun(): void {
     this.host.ensureStarted();
-    return this.#interp.run();
-  }
-
-  completeRead(data: Uint8Array): void {
-    this.#live('completeRead');
-    this.#interp.completeRead(data);
-  }
-
-  /** The ACK model resumes an MMIO exit only as handled (see `AckGuestAccess`): no retry. */
-  readonly retriesMmio = false;
-
-  retryMmio(): void {
-    this.#live('retryMmio');
-    throw gmErr('EOPNOTSUPP', 'retryMmio', ACK_BACKEND, 'the simulated ACK driver resumes an MMIO exit only as handled');
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.onClose(this);
   }
 }
