@@ -4,7 +4,7 @@
  * it. An access the driver cannot serve ends in `GUNYAH_VCPU_EXIT_PAGE_FAULT`, reported as a
  * neutral 'memory-fault'; the next `run()` retries it (`resume_action` RETRY).
  */
-import { InterpretedVcpu, type MemoryAccess, type Vcpu, type VcpuExit, } from '@guestmem/core';
+import { InterpretedVcpu, type MemoryAccess, type Vcpu, type VcpuExit } from '@guestmem/core';
 import type { GuestAccess } from '../api.js';
 import { BACKEND } from '../sim/errors.js';
 import type { SimVm } from '../sim/vm.js';

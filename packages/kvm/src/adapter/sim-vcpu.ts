@@ -5,14 +5,7 @@
  * each failed access into the exit KVM_RUN would give. Wired into the adapter as
  * {@link simKvmVcpus} by `openKvmHypervisor({ driver: 'sim' })`.
  */
-import {
-  GuestMemError,
-  InterpretedVcpu,
-  HostAccessFault,
-  type MemoryAccess,
-  type Vcpu,
-  type VcpuExit,
-} from '@guestmem/core';
+import { GuestMemError, InterpretedVcpu, HostAccessFault, type MemoryAccess, type Vcpu, type VcpuExit } from '@guestmem/core';
 import type { KvmVm } from '../api.js';
 import type { SimVcpu } from '../sim/vcpu.js';
 import { SimKvmVm } from '../sim/vm.js';

@@ -5,7 +5,7 @@
  * (reported as a neutral 'memory-fault'; the next `run()` re-executes it, as K7's next RUN does) or
  * in an MMIO exit for an address no binding resolves (a neutral 'mmio').
  */
-import { InterpretedVcpu, type MemoryAccess, type Vcpu, type VcpuExit, } from '@guestmem/core';
+import { InterpretedVcpu, type MemoryAccess, type Vcpu, type VcpuExit } from '@guestmem/core';
 import { ACK_BACKEND } from '../sim/errors.js';
 import type { AckGuestAccess, AckVm } from '../sim/vm.js';
 
