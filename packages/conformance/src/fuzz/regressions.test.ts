@@ -70,6 +70,17 @@ const bind = (gpa: AddrSpec, size: SizeSpec, o: Partial<Extract<Cmd, { k: 'bind'
 });
 
 describe('fuzzer regressions: fixed in the backends', () => {
+  it('gunyah-ack-sim: huge-page memory binds in 2 MiB units (was: a binding cutting a 2 MiB folio let the guest read the unbound page before it)', () => {
+    passes(ACK, [
+      vm(),
+      mem(16),
+      memRaw(2n << 20n, true),
+      bind(free(), { t: 'toEnd', asNumber: true }, { mem: 1, offset: start(1), readOnly: true }),
+      { k: 'guestRead', vm: 0, gpa: piece(0), len: 1 },
+      { k: 'guestRead', vm: 0, gpa: piece(-1), len: 1 },
+      { k: 'unbind', vm: 0, which: 0, byHandle: false },
+    ]);
+  });
   it('gunyah-ack-sim: binding a memory range already bound at another GPA is EEXIST (was: the range was aliased at both GPAs)', () => {
     passes(ACK, [vm(), mem(16), bind(free(), pages(1)), bind(free(), pages(1))]);
   });

@@ -355,6 +355,17 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
       privateMemory: this.capabilities.has('private-memory'),
     });
     const memory = opts.memory as AckGuestMemory;
+    // A guest fault on huge-page memory is handed the whole 2 MiB folio (ack/sim demand paging), so a
+    // binding that cut a folio would give the guest the folio's pages outside it: bind such memory in
+    // 2 MiB units, as the v17 adapter does (guestmem's rule; ACK itself does not check, inference).
+    if (memory.memory.hugePages && (g % HUGE_BYTES !== 0n || off % HUGE_BYTES !== 0n || size % HUGE_BYTES !== 0n)) {
+      throw gmErr(
+        'EINVAL',
+        'bind',
+        ACK_BACKEND,
+        `huge-page memory binds in 2 MiB units (gpa 0x${g.toString(16)}, offset ${off}, size ${size})`,
+      );
+    }
     // GPA overlap is the driver's EEXIST; check it first so the zeroing below never runs for a refused bind.
     const first = Number(g / PAGE_SIZE_N);
     const pages = Number(size / PAGE_SIZE_N);
