@@ -686,13 +686,14 @@ export class Model {
     if (vm.destroyed) v.add('EBADF', 'the VM was destroyed');
     if (!vm.has('guest-access')) v.add('EOPNOTSUPP', "no 'guest-access'");
     const g = exactInt(gpa);
-    if (g === undefined || g < 0n || g >= GPA_END || !Number.isSafeInteger(len) || len <= 0 || g + BigInt(len) > GPA_END) {
+    const badArgs = g === undefined || g < 0n || g >= GPA_END || !Number.isSafeInteger(len) || len <= 0 || g + BigInt(len) > GPA_END;
+    if (badArgs) {
       v.add('EINVAL', `gpa ${String(gpa)} len ${len}`);
       if (this.tolerates('guest-access-bad-gpa-efault') && g !== undefined) v.add('EFAULT', 'tolerated: guest-access-bad-gpa-efault');
     }
     // Tolerated: a backend that starts the VM (and maps its DTB) before judging the access, so
-    // even an access that fails starts it.
-    if (!vm.destroyed && vm.has('guest-access') && !vm.dtbMapped && this.tolerates('reserved-dtb-gpa')) {
+    // even an access that faults starts it. Bad arguments are refused before anything starts.
+    if (!badArgs && !vm.destroyed && vm.has('guest-access') && !vm.dtbMapped && this.tolerates('reserved-dtb-gpa')) {
       if (vm.pieceAt(DTB_GPA)) v.add('EEXIST', 'tolerated: reserved-dtb-gpa (the VM cannot start: its DTB GPA is bound)');
       // gunyah-ack-sim answers ENOENT there (GH_VM_START: no binding of its own holds the DTB).
       if (vm.pieceAt(DTB_GPA)) v.add('ENOENT', 'tolerated: reserved-dtb-gpa (the VM cannot start: its DTB GPA is bound)');

@@ -70,6 +70,16 @@ const bind = (gpa: AddrSpec, size: SizeSpec, o: Partial<Extract<Cmd, { k: 'bind'
 });
 
 describe('fuzzer regressions: fixed in the backends', () => {
+  it('gunyah-ack-sim: a guest access refused for its arguments starts nothing, so the DTB GPA stays free to bind (was: the model took the VM as started)', () => {
+    passes(ACK, [
+      vm(),
+      mem(16),
+      { k: 'guestRead', vm: 0, gpa: raw(-4096), len: 4096 },
+      bind(anchor(3), pages(3)),
+      bind(free(), { t: 'toEnd', asNumber: true }, { offset: start(3), readOnly: true }),
+      { k: 'map', mem: 0 },
+    ]);
+  });
   it('gunyah-ack-sim: huge-page memory binds in 2 MiB units (was: a binding cutting a 2 MiB folio let the guest read the unbound page before it)', () => {
     passes(ACK, [
       vm(),
