@@ -1,4 +1,8 @@
-import { gmErr } from '../errors/guest-mem-error.js';
+import { gmErr, HostAccessFault } from '../errors/guest-mem-error.js';
+import type { ReadonlyRangeStateMap } from '../state/range-state-map.js';
+import type { MemoryAccess } from './interfaces.js';
+
+const PAGE = 4096n;
 import type { HostView } from './interfaces.js';
 import { showArg } from './validate.js';
 
@@ -124,4 +128,31 @@ export class HostViewSet {
     }
     if (first !== undefined) throw first;
   }
+}
+
+/**
+ * The neutral rule "the host never reads private memory" for a backend that tracks each page's
+ * access itself: `SIGBUS` ({@link HostAccessFault}) at the first private page of bytes
+ * `[at, at+len)` of a view at byte `offset` of a memory whose page states are `pages`. Arguments a
+ * view refuses on its own (non-integers, negative, empty) pass through unchecked.
+ */
+export function refusePrivatePages(
+  pages: ReadonlyRangeStateMap<MemoryAccess>,
+  op: string,
+  backend: string,
+  offset: bigint,
+  at: number,
+  len: number,
+): void {
+  if (!Number.isSafeInteger(at) || !Number.isSafeInteger(len) || at < 0 || len <= 0) return;
+  const first = Number((offset + BigInt(at)) / PAGE);
+  const end = Math.min(pages.limit, Number((offset + BigInt(at) + BigInt(len) + PAGE - 1n) / PAGE));
+  if (first >= end || pages.isUniform(first, end, 'shared')) return;
+  const run = pages.runs(first, end).find((r) => r.state === 'private')!;
+  throw new HostAccessFault({
+    op: `host ${op}`,
+    backend,
+    offset: BigInt(Math.max(run.first, first)) * PAGE,
+    detail: 'the page is private to the guest',
+  });
 }

@@ -11,7 +11,6 @@ import {
   memoryReport,
   GuestMemError,
   PAGE_SIZE_N,
-  HostAccessFault,
   HostViewSet,
   RangeStateMap,
   errnoCode,
@@ -21,12 +20,10 @@ import {
   makeCapabilities,
   accessArg,
   checkBind,
-  GPA_LIMIT,
   checkFileRange,
   checkGpaRange,
   checkMapRange,
   checkMemorySize,
-  uintArg,
   type BindOptions,
   type Capabilities,
   type ConvertOptions,
@@ -49,6 +46,7 @@ import {
   sharedViewOf,
   type SharedPart,
   memoryStats,
+  refusePrivatePages,
 } from '@guestmem/core';
 import { GunyahSimVcpu } from './gunyah-vcpu.js';
 import type { GuestAccess, GunyahGuestMem } from '../api.js';
@@ -174,19 +172,9 @@ class GunyahGuestMemory implements GuestMemory {
   zeroPages(offset: bigint, len: bigint): void {
     this.mem.file.punchHole(offset, len);
   }
-  /** SIGBUS at the first private page of mapping bytes `[at, at+len)` of a view at file `offset`. */
+  /** SIGBUS at the first private page of view bytes `[at, at+len)` of a view at `offset`. */
   private checkHostAccess(op: string, offset: bigint, at: number, len: number): void {
-    if (!Number.isSafeInteger(at) || !Number.isSafeInteger(len) || at < 0 || len <= 0) return; // the mapping refuses these itself
-    const first = Number((offset + BigInt(at)) / PAGE_SIZE_N);
-    const end = Math.min(this.pageAccess.limit, Number((offset + BigInt(at) + BigInt(len) + PAGE_SIZE_N - 1n) / PAGE_SIZE_N));
-    if (first >= end || this.pageAccess.isUniform(first, end, 'shared')) return;
-    const run = this.pageAccess.runs(first, end).find((r) => r.state === 'private')!;
-    throw new HostAccessFault({
-      op: `host ${op}`,
-      backend: BACKEND,
-      offset: BigInt(Math.max(run.first, first)) * PAGE_SIZE_N,
-      detail: 'the page is private to the guest',
-    });
+    refusePrivatePages(this.pageAccess, op, BACKEND, offset, at, len);
   }
   get id(): number {
     return this.mem.fd;

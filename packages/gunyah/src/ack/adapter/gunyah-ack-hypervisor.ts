@@ -14,7 +14,6 @@
  */
 import {
   GuestMemError,
-  HostAccessFault,
   HostViewSet,
   PAGE_SIZE_N,
   RangeStateMap,
@@ -51,6 +50,7 @@ import {
   type SharedPart,
   type Vcpu,
   memoryStats,
+  refusePrivatePages,
 } from '@guestmem/core';
 import { AckSimVcpu } from './ack-vcpu.js';
 import { ACK_MAP_FLAGS as F, type AckGeneration } from '../uapi/index.js';
@@ -172,17 +172,7 @@ class AckGuestMemory implements GuestMemory {
   }
   /** SIGBUS at the first private page of view bytes `[at, at+len)` of a view at `offset`. */
   checkHostAccess(op: string, offset: bigint, at: number, len: number): void {
-    if (!Number.isSafeInteger(at) || !Number.isSafeInteger(len) || at < 0 || len <= 0) return; // the view refuses these itself
-    const first = Number((offset + BigInt(at)) / PAGE_SIZE_N);
-    const end = Math.min(this.pageAccess.limit, Number((offset + BigInt(at) + BigInt(len) + PAGE_SIZE_N - 1n) / PAGE_SIZE_N));
-    if (first >= end || this.pageAccess.isUniform(first, end, 'shared')) return;
-    const run = this.pageAccess.runs(first, end).find((x) => x.state === 'private')!;
-    throw new HostAccessFault({
-      op: `host ${op}`,
-      backend: ACK_BACKEND,
-      offset: BigInt(Math.max(run.first, first)) * PAGE_SIZE_N,
-      detail: 'the page is private to the guest',
-    });
+    refusePrivatePages(this.pageAccess, op, ACK_BACKEND, offset, at, len);
   }
   get id(): number {
     return this.memory.id;
