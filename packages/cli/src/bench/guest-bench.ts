@@ -26,7 +26,7 @@ import {
   type Hypervisor,
   type Vm,
 } from '@guestmem/core';
-import { GunyahHypervisor } from '@guestmem/gunyah';
+import { GunyahAckHypervisor, GunyahHypervisor } from '@guestmem/gunyah';
 import { openKvmHypervisor, probeNativeKvm } from '@guestmem/kvm';
 import { cpus, loadavg, release } from 'node:os';
 
@@ -50,6 +50,7 @@ const BACKENDS: Backend[] = [
   ...(native.available ? [{ id: 'kvm', make: () => openKvmHypervisor({ driver: 'native' }) }] : []),
   { id: 'kvm-sim', make: (allocator) => openKvmHypervisor({ driver: 'sim', profile: '6.18', swProtectedVm: false, allocator }) },
   { id: 'gunyah-sim', make: (allocator) => new GunyahHypervisor({ allocator }) },
+  { id: 'gunyah-ack-sim', make: (allocator) => new GunyahAckHypervisor({ generation: 'C', allocator }) },
 ];
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 

@@ -69,6 +69,8 @@ export class GuestMemFile<Owner = unknown> {
   private readonly allocBatch = new Int32Array(256);
   /** Reused collector of folios a punch removes (freed in one batch). */
   private readonly erased: ErasedValues = { values: new Int32Array(64), count: 0 };
+  /** Folios {@link faultIn} has yet to prepare. */
+  private readonly pendingPrepare = new Int32Array(512);
   private bindings: Array<FileBinding<Owner>> = [];
   private refCount = 1;
 
@@ -394,6 +396,60 @@ export class GuestMemFile<Owner = unknown> {
     return folio;
   }
 
+  /**
+   * {@link getFolio} of pages `first`, `first + 1`, … below `end`, in that order, stopping at the
+   * first that fails: the same allocations (in the same order), the same preparation and the same
+   * errors as the calls one by one. Returns `{ stop: end }`, or the failing page and its error (pages
+   * before it were faulted in). Absent order-0 pages are zeroed together (one fill per run of
+   * adjacent folios) rather than one by one, which is the point: a guest touching a range.
+   */
+  faultIn(first: number, end: number): { stop: number; error?: unknown } {
+    this.assertLive('getFolio');
+    if (this.defaultOrder !== 0 || this.ops.prepare) {
+      for (let i = first; i < end; i++) {
+        try {
+          this.getFolio(i);
+        } catch (error) {
+          return { stop: i, error };
+        }
+      }
+      return { stop: end };
+    }
+    const pending = this.pendingPrepare;
+    const alloc = this.allocator;
+    let n = 0;
+    let i = first;
+    let error: unknown;
+    for (; i < end; i++) {
+      if (!(Number.isInteger(i) && i >= 0 && i < this.pages)) {
+        error = gmErr('EINVAL', 'getFolio', this.ops.backend, `page ${i} is outside the file (${this.pages} pages)`);
+        break;
+      }
+      let folio = this.index.load(i);
+      if (folio < 0) {
+        try {
+          folio = allocFolioFor(alloc, 0, 'getFolio', this.ops.backend);
+        } catch (e) {
+          error = e;
+          break;
+        }
+        this.index.store(i, folio, 0);
+      } else if (alloc.isPoisoned(folio)) {
+        error = gmErr('EHWPOISON', 'getFolio', this.ops.backend, `page ${i} is poisoned`, { info: { index: i } });
+        break;
+      } else if (alloc.isUptodate(folio)) {
+        continue;
+      }
+      if (n === pending.length) {
+        alloc.prepareMany(pending, n);
+        n = 0;
+      }
+      pending[n++] = folio;
+    }
+    alloc.prepareMany(pending, n);
+    return error === undefined ? { stop: end } : { stop: i, error };
+  }
+
   /** True when page `index` has backing. */
   isPresent(index: number): boolean {
     return this.index.load(index) >= 0;
@@ -530,9 +586,10 @@ export class GuestMemFile<Owner = unknown> {
       let pending: unknown;
       if (n === PAGE_SIZE - inPage && done + n < length && orderOfFolio === 0) {
         while (done + n < length) {
-          let next: number;
+          // A present, prepared, healthy page is what getFolio would return as it is.
+          let next = this.index.load(index + 1);
           try {
-            next = this.getFolio(index + 1);
+            if (next < 0 || !alloc.isUptodate(next) || alloc.isPoisoned(next)) next = this.getFolio(index + 1);
           } catch (e) {
             // The loop would copy what it has, then fail on this page: do the same.
             pending = e;

@@ -52,6 +52,11 @@ export interface FolioAllocator {
   isUptodate(folio: number): boolean;
   /** Zeroes the whole folio and marks it uptodate (idempotent). */
   prepare(folio: number): void;
+  /**
+   * {@link prepare} of `folios[0…count)`: the same result, with adjacent folios zeroed together
+   * (the bulk fault path).
+   */
+  prepareMany(folios: Int32Array, count: number): void;
   /** Clears uptodate without zeroing (a prepare hook that failed). */
   clearUptodate(folio: number): void;
   isPoisoned(folio: number): boolean;
@@ -331,9 +336,32 @@ export class ArenaFolioAllocator implements FolioAllocator {
   }
 
   prepare(folio: number): void {
-    if (this.flags[folio]! & F_UPTODATE) return;
-    this.raw(folio).fill(0);
-    this.flags[folio]! |= F_UPTODATE;
+    const fl = this.flags[folio]!;
+    if (fl & F_UPTODATE) return;
+    const off = this.arenaOffset(folio);
+    this.arenas[this.chunkArena[folio >>> 9]!]!.fill(0, off, off + (fl & F_HUGE_HEAD ? HUGE_PAGES * PAGE_SIZE : PAGE_SIZE));
+    this.flags[folio] = fl | F_UPTODATE;
+  }
+
+  prepareMany(folios: Int32Array, count: number): void {
+    const flags = this.flags;
+    let i = 0;
+    while (i < count) {
+      const first = folios[i]!;
+      const fl = flags[first]!;
+      if (fl & F_UPTODATE || fl & F_HUGE_HEAD) {
+        this.prepare(first);
+        i++;
+        continue;
+      }
+      // A run of adjacent order-0 folios of one chunk (so of one arena), none uptodate: one fill.
+      let j = i + 1;
+      while (j < count && folios[j] === first + (j - i) && folios[j]! >>> 9 === first >>> 9 && !(flags[folios[j]!]! & F_UPTODATE)) j++;
+      const off = this.arenaOffset(first);
+      this.arenas[this.chunkArena[first >>> 9]!]!.fill(0, off, off + (j - i) * PAGE_SIZE);
+      for (let k = i; k < j; k++) flags[folios[k]!]! |= F_UPTODATE;
+      i = j;
+    }
   }
 
   clearUptodate(folio: number): void {

@@ -24,6 +24,20 @@ export interface GuestAccessPort {
    * per access).
    */
   access(kind: 'read' | 'write', gpa: bigint, buf: Uint8Array, view: MemoryAccess | undefined): VcpuExit | undefined;
+  /**
+   * Optional bulk form of a `touch` op: the one-byte accesses {@link access} would make at `gpa`,
+   * `gpa + 4096`, … below `end` (a read, or a write of `value`), in that order, with exactly their
+   * results, stopping at the first that does not complete. Returns undefined when all completed,
+   * else the address of that access and its exit (as {@link access} would give for it). Without
+   * it, the interpreter calls {@link access} per page.
+   */
+  touch?(
+    kind: 'read' | 'write',
+    gpa: bigint,
+    end: bigint,
+    value: number,
+    view: MemoryAccess | undefined,
+  ): { readonly at: bigint; readonly exit: VcpuExit } | undefined;
 }
 
 type Step = Generator<VcpuExit, void, void>;
@@ -84,7 +98,7 @@ export class GuestOpInterpreter {
     if (!this.#pendingRead) throw gmErr('EINVAL', 'completeRead', 'core', 'no read is pending');
     if (data.length < this.#pendingRead.length)
       throw gmErr('EINVAL', 'completeRead', 'core', `needs ${this.#pendingRead.length} bytes, got ${data.length}`);
-    this.#completed = Uint8Array.from(data.subarray(0, this.#pendingRead.length));
+    this.#completed = new Uint8Array(data.subarray(0, this.#pendingRead.length));
   }
 
   /** Re-execute the pending MMIO access on the next run instead of completing it (see `Vcpu.retryMmio`). */
@@ -216,18 +230,29 @@ export class GuestOpInterpreter {
         const buf = new Uint8Array(1);
         const port = this.port;
         const end = op.gpa + op.len;
-        const write = op.access === 'write';
-        if (write) buf[0] = op.value;
-        for (let at = op.gpa; at < end; at += PAGE) {
-          // The fast path is one port call per page; only an exit enters the generator machinery.
-          const exit = port.access(write ? 'write' : 'read', at, buf, op.view);
-          if (exit !== undefined) {
-            if (exit.kind === 'mmio') {
-              if (yield* this.#finishMmio(write ? 'write' : 'read', exit, buf)) at -= PAGE; // retried: this page again
-            } else {
-              yield exit;
-              at -= PAGE; // retry this page
+        const kind = op.access === 'write' ? 'write' : 'read';
+        if (kind === 'write') buf[0] = op.value;
+        for (let at = op.gpa; at < end; ) {
+          // The fast path is one port call per run of pages (or per page); only an exit enters the
+          // generator machinery.
+          let exit: VcpuExit | undefined;
+          if (port.touch) {
+            const stopped = port.touch(kind, at, end, op.value, op.view);
+            if (stopped === undefined) break;
+            at = stopped.at;
+            exit = stopped.exit;
+          } else {
+            exit = port.access(kind, at, buf, op.view);
+            if (exit === undefined) {
+              at += PAGE;
+              continue;
             }
+          }
+          if (exit.kind === 'mmio') {
+            if (yield* this.#finishMmio(kind, exit, buf)) continue; // retried: this page again
+            at += PAGE;
+          } else {
+            yield exit; // retried by the next run: this page again
           }
         }
         return;

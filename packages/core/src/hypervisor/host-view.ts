@@ -30,16 +30,15 @@ export interface HostViewSource {
 export function hostView(source: HostViewSource, unmap: () => void, backend = 'core'): HostView {
   const length = Number(source.length);
   let ended = false;
+  const notIndex = (op: string, what: string, v: unknown): void => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      throw gmErr('EINVAL', op, backend, `${what} ${showArg(v)} is not an integer >= 0`, { info: { [what]: v } });
+    }
+  };
   const check = (op: string, at: unknown, len: unknown): void => {
     if (ended) throw gmErr('EFAULT', op, backend, 'the view was unmapped');
-    for (const [what, v] of [
-      ['at', at],
-      ['len', len],
-    ] as const) {
-      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-        throw gmErr('EINVAL', op, backend, `${what} ${showArg(v)} is not an integer >= 0`, { info: { [what]: v } });
-      }
-    }
+    notIndex(op, 'at', at);
+    notIndex(op, 'len', len);
     if ((at as number) + (len as number) > length) {
       throw gmErr('EFAULT', op, backend, `[${at as number}, +${len as number}) is outside the ${length}-byte view`, {
         info: { at, len, length },

@@ -57,6 +57,12 @@ describe('RangeStateMap', () => {
             m.set(lo, hi, s);
           }
           for (let i = 0; i < 64; i++) expect(m.get(i)).toBe(model[i]);
+          // runEnd: the first later page of another state, or the limit.
+          for (let i = 0; i < 64; i++) {
+            let end = i + 1;
+            while (end < 64 && model[end] === model[i]) end++;
+            expect(m.runEnd(i)).toBe(end);
+          }
           expect(changed).toBe(expected);
           const runs = m.runs();
           for (let i = 1; i < runs.length; i++) expect(runs[i]!.state).not.toBe(runs[i - 1]!.state);

@@ -86,6 +86,12 @@ export class RangeStateMap<S> implements ReadonlyRangeStateMap<S> {
     return changes;
   }
 
+  /** The end of the maximal run holding page `p` (the first page after it with another state, or `limit`). */
+  runEnd(p: number): number {
+    const i = this.runAt(p) + 1;
+    return i < this.starts.length ? this.starts[i]! : this.limit;
+  }
+
   /** Maximal runs intersecting `[first, end)`, clipped to it. */
   runs(first = 0, end = this.limit): StateRun<S>[] {
     const out: StateRun<S>[] = [];

@@ -69,6 +69,9 @@ export class FaultInjectingAllocator implements FolioAllocator {
   prepare(folio: number): void {
     this.inner.prepare(folio);
   }
+  prepareMany(folios: Int32Array, count: number): void {
+    this.inner.prepareMany(folios, count);
+  }
   clearUptodate(folio: number): void {
     this.inner.clearUptodate(folio);
   }

@@ -68,6 +68,11 @@ const HUGE = 512;
  * Nothing here is hypervisor-specific: pin accounting (`RLIMIT_MEMLOCK`) is the caller's
  * ({@link LockedMemoryAccount}), and what the host may touch is the backend's hook.
  */
+const COPY_OUT = 0;
+const COPY_IN = 1;
+const FILL = 2;
+type HostCopyMode = typeof COPY_OUT | typeof COPY_IN | typeof FILL;
+
 export class UserMemory {
   readonly id = nextId++;
   readonly size: bigint;
@@ -165,6 +170,12 @@ export class UserMemory {
    * `ENOMEM` from the allocator, `EFAULT` for an index outside the memory.
    */
   fault(index: number, op = 'fault'): UserFolio {
+    this.faultHandle(index, op);
+    return this.folioAt(index)!;
+  }
+
+  /** {@link fault} returning the folio handle only (the host data path's, allocation-free). */
+  private faultHandle(index: number, op: string): number {
     this.assertLive(op);
     if (!(Number.isInteger(index) && index >= 0 && index < this.pages)) {
       throw gmErr('EFAULT', op, this.ops.backend, `page ${index} is outside the ${this.pages}-page memory`);
@@ -182,7 +193,7 @@ export class UserMemory {
       }
     }
     this.allocator.prepare(folio); // zero on first use (idempotent)
-    return this.folioAt(index)!;
+    return folio;
   }
 
   /**
@@ -213,55 +224,124 @@ export class UserMemory {
 
   /** Host read through the memory's mapping. */
   read(offset: bigint | number, len: number): Uint8Array {
-    const out = new Uint8Array(len);
-    this.hostAccess('read', offset, len, (f, at, n, done) => out.set(this.bytes(f, at, n), done));
+    // A length the memory cannot hold is refused by hostAccess (EFAULT), before any allocation.
+    const out = new Uint8Array(Number.isSafeInteger(len) && len > 0 && BigInt(len) <= this.size ? len : 0);
+    this.hostAccess(COPY_OUT, offset, len, out, 0, 0);
     return out;
+  }
+
+  /** Host read into `dst[dstOffset…]` (to its end); the same rules as {@link read}, without a new array. */
+  readInto(offset: bigint | number, dst: Uint8Array, dstOffset = 0): void {
+    this.hostAccess(COPY_OUT, offset, dst.length - dstOffset, dst, dstOffset, 0);
   }
 
   /** Host write through the memory's mapping; pages before a faulting one keep what was written. */
   write(offset: bigint | number, data: Uint8Array): void {
-    this.hostAccess('write', offset, data.length, (f, at, n, done) => this.bytes(f, at, n).set(data.subarray(done, done + n)));
+    this.hostAccess(COPY_IN, offset, data.length, data, 0, 0);
   }
 
   /** Host `memset`. */
   fill(offset: bigint | number, len: number, byte: number): void {
-    this.hostAccess('write', offset, len, (f, at, n) => this.bytes(f, at, n).fill(byte));
+    this.hostAccess(FILL, offset, len, undefined, 0, byte);
   }
 
+  /** The folio handle behind page `index`, or -1 (no allocation, unlike {@link folioAt}). */
+  folioHandleAt(index: number): number {
+    return this.index.load(index);
+  }
+
+  /**
+   * The one host data path: page by page, asking `ops.hostAccess` for each page before touching
+   * it (a refusal is a {@link HostAccessFault} after the pages before it were accessed), faulting
+   * it in, and copying. Runs of pages whose folios sit next to each other in one arena move in one
+   * copy. No closure or view per page.
+   */
   private hostAccess(
-    kind: HostAccessKind,
+    mode: HostCopyMode,
     offset: bigint | number,
     len: number,
-    act: (folio: number, at: number, n: number, done: number) => void,
+    buf: Uint8Array | undefined,
+    bufOffset: number,
+    byte: number,
   ): void {
-    const op = `host ${kind}`;
+    const kind: HostAccessKind = mode === COPY_OUT ? 'read' : 'write';
+    const op = mode === COPY_OUT ? 'host read' : 'host write';
     this.assertLive(op);
-    const off = toBig(offset, op, this.ops.backend);
-    if (!(Number.isSafeInteger(len) && len >= 0) || off < 0n || off + BigInt(len) > this.size) {
-      throw gmErr('EFAULT', op, this.ops.backend, `[${off}, +${len}) is outside the ${this.size}-byte memory`);
+    let index: number;
+    let inPage: number;
+    if (
+      typeof offset === 'number' &&
+      Number.isSafeInteger(offset) &&
+      offset >= 0 &&
+      Number.isSafeInteger(len) &&
+      len >= 0 &&
+      offset + len <= this.pages * PAGE_SIZE
+    ) {
+      index = Math.floor(offset / PAGE_SIZE);
+      inPage = offset % PAGE_SIZE;
+    } else {
+      const off = toBig(offset, op, this.ops.backend);
+      if (!(Number.isSafeInteger(len) && len >= 0) || off < 0n || off + BigInt(len) > this.size) {
+        throw gmErr('EFAULT', op, this.ops.backend, `[${off}, +${len}) is outside the ${this.size}-byte memory`);
+      }
+      index = Number(off / PAGE_SIZE_N);
+      inPage = Number(off % PAGE_SIZE_N);
     }
+    const alloc = this.allocator;
+    const policy = this.ops.hostAccess;
     let done = 0;
     while (done < len) {
-      const at = off + BigInt(done);
-      const index = Number(at / PAGE_SIZE_N);
-      const inPage = Number(at % PAGE_SIZE_N);
-      const n = Math.min(len - done, PAGE_SIZE - inPage);
-      if (this.ops.hostAccess && this.ops.hostAccess(this, index, kind) === 'sigbus') {
-        throw new HostAccessFault({
-          op,
-          backend: this.ops.backend,
-          offset: at,
-          detail: `the backend does not let the host ${kind} page ${index}`,
-        });
+      let refused = policy !== undefined && policy(this, index, kind) === 'sigbus';
+      if (refused) throw this.refusal(op, kind, index, inPage);
+      const folio = this.faultHandle(index, op);
+      const head = this.index.orderOf(index) === 9 ? index - (index % HUGE) : index;
+      const arena = alloc.arenaOf(folio);
+      const at = alloc.arenaOffset(folio) + (index - head) * PAGE_SIZE + inPage;
+      let n = Math.min(len - done, PAGE_SIZE - inPage);
+      // Extend over following pages the policy allows whose folios continue this one in the arena.
+      // Each page is still asked about and faulted in, in order; what stops the run (a refusal, a
+      // fault error) comes after the copy of the pages before it, as page by page.
+      let pending: unknown;
+      let full = n === PAGE_SIZE - inPage;
+      while (full && done + n < len) {
+        const next = index + 1;
+        if (policy !== undefined && policy(this, next, kind) === 'sigbus') {
+          refused = true;
+          break;
+        }
+        let nf: number;
+        try {
+          nf = this.faultHandle(next, op);
+        } catch (e) {
+          pending = e;
+          break;
+        }
+        const nHead = this.index.orderOf(next) === 9 ? next - (next % HUGE) : next;
+        if (alloc.arenaOf(nf) !== arena || alloc.arenaOffset(nf) + (next - nHead) * PAGE_SIZE !== at + n) break;
+        index = next;
+        const add = Math.min(len - done - n, PAGE_SIZE);
+        n += add;
+        full = add === PAGE_SIZE;
       }
-      const f = this.fault(index, op);
-      act(f.folio, (index - f.head) * PAGE_SIZE + inPage, n, done);
+      const b = bufOffset + done;
+      if (mode === COPY_OUT) buf!.set(arena.subarray(at, at + n), b);
+      else if (mode === COPY_IN) arena.set(buf!.subarray(b, b + n), at);
+      else arena.fill(byte, at, at + n);
+      if (pending !== undefined) throw pending;
       done += n;
+      index++;
+      inPage = 0;
+      if (refused) throw this.refusal(op, kind, index, 0);
     }
   }
 
-  private bytes(folio: number, at: number, n: number): Uint8Array {
-    return this.allocator.view(folio).subarray(at, at + n);
+  private refusal(op: string, kind: HostAccessKind, index: number, inPage: number): HostAccessFault {
+    return new HostAccessFault({
+      op,
+      backend: this.ops.backend,
+      offset: BigInt(index) * PAGE_SIZE_N + BigInt(inPage),
+      detail: `the backend does not let the host ${kind} page ${index}`,
+    });
   }
 
   // ---------------------------------------------------------------- pins

@@ -53,6 +53,7 @@ import type { GuestAccess, GunyahGuestMem } from '../api.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GHMF_ALLOW_HUGEPAGE, encodeMapFlags } from '../uapi/index.js';
 import { openGunyah, type SimDevice } from '../sim/device.js';
 import { BACKEND } from '../sim/errors.js';
+import { guardedTarget } from '../sim/leak-guard.js';
 import type { SimGuestMem, SimHostMapping } from '../sim/guest-mem.js';
 import type { SimVm } from '../sim/vm.js';
 import type { GunyahGuestControls } from './guest-controls.js';
@@ -301,11 +302,19 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
   private dtbMem: GunyahGuestMem | undefined;
   destroyed = false;
 
+  /**
+   * The VM object behind the `sim` handle, for the guest-access hot paths (the handle forwards every
+   * property). `sim` stays held here, so the handle lives as long as this VM.
+   */
+  private readonly raw: SimVm;
+
   constructor(
     readonly hypervisor: GunyahHypervisor,
     readonly sim: SimVm,
     private readonly onDestroy: () => void,
-  ) {}
+  ) {
+    this.raw = guardedTarget(sim);
+  }
 
   get id(): number {
     return this.sim.fd;
@@ -591,7 +600,7 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     const v = new GunyahSimVcpu(
       this.vcpus.size === 0 ? 0 : Math.max(...[...this.vcpus].map((x) => x.id)) + 1,
       {
-        sim: this.sim,
+        sim: this.raw,
         ensureStarted: () => this.ensureStarted(),
         accessAt: (g) => this.active.find((b) => b.gpa <= g && g < b.end)?.access,
       },
@@ -642,7 +651,7 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
    * on the first guest access (GUNYAH_VM_START; v17 never starts a VM implicitly on vCPU run).
    */
   private ensureStarted(): void {
-    if (this.sim.status === 'running') return;
+    if (this.raw.status === 'running') return;
     if (!this.dtbMem) {
       const dtb = this.hypervisor.device.createGuestMem({ flags: 0n, size: PAGE_SIZE_N });
       try {
@@ -700,14 +709,14 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     this.assertLive('guestRead');
     const gpa = guestAccessGpa(g, len, 'guestRead', BACKEND);
     this.ensureStarted();
-    return this.settle('guestRead', this.sim.vcpu(0).read(gpa, len));
+    return this.settle('guestRead', this.raw.vcpu(0).read(gpa, len));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
     this.assertLive('guestWrite');
     const gpa = guestAccessGpa(g, data.length, 'guestWrite', BACKEND);
     this.ensureStarted();
-    const r = this.sim.vcpu(0).write(gpa, data);
+    const r = this.raw.vcpu(0).write(gpa, data);
     if (r.status !== 'done') this.settle('guestWrite', r);
   }
 

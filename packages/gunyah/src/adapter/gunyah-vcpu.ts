@@ -48,7 +48,7 @@ export function gunyahAccess(host: GunyahVcpuHost, id: number, kind: 'read' | 'w
     // GUNYAH_VCPU_EXIT_MMIO (an address no binding backs, or a share binding added after start).
     // The port reports MMIO for the whole access (the driver's ≤ 8-byte record stays in info); a
     // later access resets the vCPU's MMIO state, and a read's data comes through completeRead.
-    const data = kind === 'write' ? Uint8Array.from(buf) : new Uint8Array(buf.length);
+    const data = kind === 'write' ? new Uint8Array(buf) : new Uint8Array(buf.length);
     return {
       kind: 'mmio',
       gpa,

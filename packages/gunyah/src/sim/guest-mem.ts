@@ -116,6 +116,15 @@ export class SimGuestMem implements GunyahGuestMem {
     return this.file.folioOrder(index) === 9 ? { head: index - (index % HUGE), nr: HUGE } : { head: index, nr: 1 };
   }
 
+  /**
+   * The state of a provided page, undefined for any other (HOST or ABSENT): one lookup, for the
+   * guest-access shortcut. A page has a state exactly while its folio is in {@link provided}
+   * (`provide` sets both, `dropProvided` removes both, other transitions only change a state).
+   */
+  providedState(index: number): PageState | undefined {
+    return this.states.get(index);
+  }
+
   providedAt(index: number): ProvidedFolio | undefined {
     if (!this.states.has(index)) return undefined;
     return this.provided.get(this.folioSpan(index).head);
@@ -197,9 +206,15 @@ export class SimGuestMem implements GunyahGuestMem {
         if (pf.head < end && pf.head + pf.nr > first && (!binding || pf.binding === binding)) out.push(pf);
       }
     } else {
-      for (let i = first; i < end; i++) {
+      // A provided folio covers [head, head + nr): the next one starts after it (no quadratic dedup).
+      for (let i = first; i < end; ) {
         const pf = this.providedAt(i);
-        if (pf && !out.includes(pf) && (!binding || pf.binding === binding)) out.push(pf);
+        if (!pf) {
+          i++;
+          continue;
+        }
+        if (!binding || pf.binding === binding) out.push(pf);
+        i = pf.head + pf.nr;
       }
     }
     return out;

@@ -40,7 +40,20 @@ export function guardedHandle<T extends object>(target: T, kind: string, what: s
     },
   });
   guardLeak(handle, { kind, what, release: () => release(target) }, target);
+  targets.set(handle, target);
   return handle;
+}
+
+const targets = new WeakMap<object, object>();
+
+/**
+ * The object behind a {@link guardedHandle} (any other object as it is), for hot paths that must
+ * not pay the handle's forwarding on every property. Whoever uses it must also keep the handle
+ * reachable for as long as it uses the object: holding only the target lets the handle be collected
+ * and the target closed under it.
+ */
+export function guardedTarget<T extends object>(handle: T): T {
+  return (targets.get(handle) as T | undefined) ?? handle;
 }
 
 export { unguard };

@@ -161,7 +161,7 @@ export class SimVcpu implements GunyahVcpu {
           continue;
         }
         const len = op.kind === 'read' ? op.len : op.kind === 'write' ? op.data.length : 1;
-        const buf = op.kind === 'write' ? Uint8Array.from(op.data) : new Uint8Array(len);
+        const buf = op.kind === 'write' ? new Uint8Array(op.data) : new Uint8Array(len);
         this.pending = { kind: op.kind, gpa: op.gpa, buf, done: 0 };
       }
       const p = this.pending;
@@ -301,7 +301,7 @@ export class SimVcpu implements GunyahVcpu {
 
   /** Runs one guest access through the run loop and describes how it ended. */
   private access(kind: 'read' | 'write' | 'exec', gpa: bigint, data: Uint8Array): GuestAccess {
-    this.pending = { kind, gpa, buf: Uint8Array.from(data), done: 0 };
+    this.pending = { kind, gpa, buf: new Uint8Array(data), done: 0 };
     this.state = this.state === 'system-down' ? 'system-down' : 'ready';
     this.faultPending = false;
     try {
@@ -369,7 +369,8 @@ export class SimVcpu implements GunyahVcpu {
     this.pending = undefined;
     this.state = 'ready';
     this.faultPending = false;
-    this.lastResult = kind === 'write' ? WRITE_DONE : { ok: true, data: r.status === 'done' ? r.data : undefined };
+    // A read's answer is also the program's result (fastAccess gives one object with both shapes).
+    this.lastResult = kind === 'write' ? WRITE_DONE : (r as GuestAccess & GuestOpResult);
     return r;
   }
 

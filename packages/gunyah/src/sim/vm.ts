@@ -465,13 +465,16 @@ export class SimVm implements GunyahVm {
     const b = this.bindingAt(gfn);
     if (!b || (kind === 'write' && !b.flags.write)) return undefined;
     const index = b.indexOf(gfn);
-    if (!b.mem.providedAt(index)) return undefined;
-    const state = b.mem.pageState(index);
+    // A provided page (its folio exists and is prepared) that the guest holds: touching it again
+    // leaves its state as it is.
+    const state = b.mem.providedState(index);
     if (state !== 'LENT_LOCKED' && state !== 'PROVIDED_SHARED') return undefined;
-    // The folio exists (the page is provided) and is uptodate: copy straight from its arena.
     const file = b.mem.file;
-    const folio = file.getFolio(index);
     const alloc = file.allocator;
+    const pageIndex = file.pageIndex;
+    const folio = pageIndex.load(index);
+    // Poison and a folio that is not uptodate are the full path's to report.
+    if (folio < 0 || alloc.isPoisoned(folio) || !alloc.isUptodate(folio)) return undefined;
     const at = alloc.arenaOffset(folio) + (alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0) + inPage;
     const arena = alloc.arenaOf(folio);
     if (kind === 'write') {
@@ -479,7 +482,9 @@ export class SimVm implements GunyahVm {
       else arena.set(data!.subarray(0, length), at);
       return DONE;
     }
-    return { status: 'done', data: arena.slice(at, at + length) };
+    // Both a GuestAccess and the guest program's result (`SimVcpu.fast` keeps it as the latter).
+    const done: GuestAccess & { ok: true; data: Uint8Array } = { status: 'done', ok: true, data: arena.slice(at, at + length) };
+    return done;
   }
 
   relinquish(gpa: bigint, pages: number, sanitize: boolean): void {

@@ -37,37 +37,59 @@ export function simAccess(
     else buf.set(vm.guestAccess({ gpa, len: buf.length, private: view === undefined ? undefined : view === 'private' }));
     return undefined;
   } catch (e) {
-    if (!GuestMemError.is(e)) throw e;
-    const info = (e.info ?? {}) as Record<string, unknown>;
-    if (info.exitReason === KVM_EXIT_MEMORY_FAULT && info.memoryFault) {
-      const f = info.memoryFault as { flags: bigint; gpa: bigint; size: bigint };
-      return {
-        kind: 'memory-fault',
-        gpa: f.gpa,
-        size: f.size,
-        access: f.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE ? 'private' : 'shared',
-        info: { reason: KVM_EXIT_MEMORY_FAULT, reasonName: 'KVM_EXIT_MEMORY_FAULT', memoryFault: f, errno: e.code },
-      };
-    }
-    if (info.mmio === true) {
-      const data = kind === 'write' ? Uint8Array.from(buf) : new Uint8Array(buf.length);
-      return {
-        kind: 'mmio',
-        gpa,
-        size: buf.length,
-        write: kind === 'write',
-        data,
-        info: mmioInfo(gpa, buf.length, kind === 'write', data),
-      };
-    }
-    if (e instanceof HostAccessFault || e.code === 'EFAULT' || e.code === 'EHWPOISON') {
-      return {
-        kind: 'internal-error',
-        info: { reason: KVM_EXIT_INTERNAL_ERROR, reasonName: 'KVM_EXIT_INTERNAL_ERROR', errno: e.code, detail: e.message, ...info },
-      };
-    }
-    throw e;
+    return exitOf(e, kind, gpa, buf);
   }
+}
+
+/**
+ * A guest `touch` on the simulated kernel ({@link GuestAccessPort.touch}): `SimVcpu.guestTouch`,
+ * the failing access's error turned into its exit as {@link simAccess} does.
+ */
+export function simTouch(
+  vcpu: Pick<SimVcpu, 'guestTouch'>,
+  kind: 'read' | 'write',
+  gpa: bigint,
+  end: bigint,
+  value: number,
+  view: MemoryAccess | undefined,
+): { at: bigint; exit: VcpuExit } | undefined {
+  const r = vcpu.guestTouch({ gpa, end, write: kind === 'write', value, private: view === undefined ? undefined : view === 'private' });
+  if (r.error === undefined) return undefined;
+  return { at: r.at, exit: exitOf(r.error, kind, r.at, kind === 'write' ? Uint8Array.of(value) : new Uint8Array(1)) };
+}
+
+/** The exit a failed simulated access (`buf`: its bytes) gives; errors that are no exit are thrown. */
+function exitOf(e: unknown, kind: 'read' | 'write', gpa: bigint, buf: Uint8Array): VcpuExit {
+  if (!GuestMemError.is(e)) throw e;
+  const info = (e.info ?? {}) as Record<string, unknown>;
+  if (info.exitReason === KVM_EXIT_MEMORY_FAULT && info.memoryFault) {
+    const f = info.memoryFault as { flags: bigint; gpa: bigint; size: bigint };
+    return {
+      kind: 'memory-fault',
+      gpa: f.gpa,
+      size: f.size,
+      access: f.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE ? 'private' : 'shared',
+      info: { reason: KVM_EXIT_MEMORY_FAULT, reasonName: 'KVM_EXIT_MEMORY_FAULT', memoryFault: f, errno: e.code },
+    };
+  }
+  if (info.mmio === true) {
+    const data = kind === 'write' ? new Uint8Array(buf) : new Uint8Array(buf.length);
+    return {
+      kind: 'mmio',
+      gpa,
+      size: buf.length,
+      write: kind === 'write',
+      data,
+      info: mmioInfo(gpa, buf.length, kind === 'write', data),
+    };
+  }
+  if (e instanceof HostAccessFault || e.code === 'EFAULT' || e.code === 'EHWPOISON') {
+    return {
+      kind: 'internal-error',
+      info: { reason: KVM_EXIT_INTERNAL_ERROR, reasonName: 'KVM_EXIT_INTERNAL_ERROR', errno: e.code, detail: e.message, ...info },
+    };
+  }
+  throw e;
 }
 
 /** A simulated-kernel vCPU fd behind the neutral {@link Vcpu}: the image's op list, accesses through `SimVcpu.guestAccess`. */
@@ -81,7 +103,14 @@ export class SimKvmVcpu extends InterpretedVcpu {
     readonly fd: SimVcpu,
     onClose: (v: Vcpu) => void,
   ) {
-    super('kvm-sim', { access: (kind, gpa, buf, view) => simAccess(fd, kind, gpa, buf, view) }, onClose);
+    super(
+      'kvm-sim',
+      {
+        access: (kind, gpa, buf, view) => simAccess(fd, kind, gpa, buf, view),
+        touch: (kind, gpa, end, value, view) => simTouch(fd, kind, gpa, end, value, view),
+      },
+      onClose,
+    );
   }
 
   get id(): number {

@@ -147,6 +147,127 @@ function fastAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array | undefine
   return arena.slice(at, at + len);
 }
 
+/** Arguments of {@link guestTouch}. */
+export interface SimGuestTouch {
+  /** Address of the first access (each following one is a page further). */
+  gpa: bigint;
+  /** No access starts at or after this address. */
+  end: bigint;
+  /** Writes of {@link value} (default: one-byte reads). */
+  write?: boolean;
+  /** The byte each write stores. */
+  value?: number;
+  /** As {@link SimGuestAccess.private}. */
+  private?: boolean;
+}
+
+/**
+ * A guest touching pages (`GuestProgram.touch`): one-byte accesses at `gpa`, `gpa + 4096`, … below
+ * `end`, in that order. Each is exactly the {@link guestAccess} of that one byte: same rules, same
+ * SPTEs installed, same folios allocated, same error. The first access that fails stops the touch.
+ * Returns where it stopped: `{ at: end }` when every access completed, else the failing access's
+ * address and the error {@link guestAccess} threw for it (accesses before it happened).
+ *
+ * A run of pages in one gmem-served slot (private, or a gmem-only slot) with one attribute is
+ * resolved once and then served page by page from guest_memfd without BigInt arithmetic; every other
+ * page, and any page whose folio cannot be had, takes {@link guestAccess} itself.
+ */
+export function guestTouch(vm: SimVmState, args: SimGuestTouch): { at: bigint; error?: unknown } {
+  const write = args.write === true;
+  const one = Uint8Array.of(args.value ?? 0);
+  const want = args.private;
+  const single: SimGuestAccess = { gpa: 0n, len: 1, write, data: one, private: want };
+  let at = args.gpa;
+  const end = args.end;
+  while (at < end) {
+    const run = at < NUM_LIMIT ? gmemRun(vm, at, write, want) : undefined;
+    if (run === undefined) {
+      single.gpa = at;
+      try {
+        guestAccess(vm, single);
+      } catch (error) {
+        return { at, error };
+      }
+      at += PAGE;
+      continue;
+    }
+    // Pages [at, runEnd) share the slot, the attribute and the file: the per-page rules left are
+    // the folio's (allocate, prepare, poison), checked by getFolio, as in resolve().
+    const { slot, file, isPrivate } = run;
+    const core = file.core;
+    const alloc = core.allocator;
+    const baseGfn = Number(slot.baseGfn);
+    const pgoff = slot.gmem!.pgoff;
+    const sptes = slot.sptes;
+    let runEnd = run.endGpa < end ? run.endGpa : end;
+    if (runEnd > NUM_LIMIT) runEnd = NUM_LIMIT;
+    const inPage = Number(at & PAGE_MASK);
+    const stop = Number(runEnd);
+    const byte = one[0]!;
+    let gpa = Number(at);
+    while (gpa < stop) {
+      // A batch of pages (at most 512: a 2 MiB footprint, still in cache when touched): fault them in
+      // together (getFolio's rules, page by page, adjacent new folios zeroed at once), then access them.
+      const firstIndex = pgoff + ((gpa - inPage) / PAGE_SIZE - baseGfn);
+      const pages = Math.min(TOUCH_BATCH, Math.ceil((stop - gpa) / PAGE_SIZE));
+      const faulted = core.faultIn(firstIndex, firstIndex + pages);
+      for (let index = firstIndex; index < faulted.stop; index++, gpa += PAGE_SIZE) {
+        const folio = core.pageIndex.load(index);
+        sptes.set(index - pgoff, folio);
+        if (write) {
+          const off = alloc.arenaOffset(folio) + (alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0) + inPage;
+          alloc.arenaOf(folio)[off] = byte;
+        }
+      }
+      if (faulted.error !== undefined) {
+        // resolve()'s answer for a folio that cannot be had (§2.8 steps 4–5).
+        const e = faulted.error;
+        if (!GuestMemError.is(e)) throw e;
+        const gfn = BigInt(gpa) >> 12n;
+        return { at: BigInt(gpa), error: memoryFaultError(write ? 'guestWrite' : 'guestRead', gfn, isPrivate, e.code, e.message) };
+      }
+    }
+    at = BigInt(gpa);
+  }
+  return { at: end };
+}
+
+/** Pages a touch faults in at once. */
+const TOUCH_BATCH = 512;
+
+/** The run path works on number addresses: it serves accesses below this (2^53 − 4096), the rest take {@link guestAccess}. */
+const NUM_LIMIT = (1n << 53n) - PAGE;
+
+/**
+ * The run of pages from `at` a touch can serve straight from guest_memfd: same slot, same PRIVATE
+ * attribute, an access kind that matches it, served from the slot's live file (private, or a
+ * gmem-only slot), and not a write to a READONLY slot. Undefined when `at`'s page takes another
+ * rule of {@link resolve}.
+ */
+function gmemRun(
+  vm: SimVmState,
+  at: bigint,
+  write: boolean,
+  want: boolean | undefined,
+): { slot: SimMemslot; file: SimGmemFile; isPrivate: boolean; endGpa: bigint } | undefined {
+  const gfn = at >> 12n;
+  const g = Number(gfn);
+  const attrPrivate = vm.vmType.hasPrivateMem && vm.attributes.get(g);
+  const isPrivate = want ?? attrPrivate;
+  if (isPrivate !== attrPrivate) return undefined;
+  const slot = vm.slotAt(gfn);
+  if (!slot || (write && slot.flags & KVM_MEM_READONLY)) return undefined;
+  if (!(isPrivate || slot.gmemOnly)) return undefined;
+  const file = slot.gmem?.file;
+  if (!file) return undefined;
+  let endGfn = slot.endGfn;
+  if (vm.vmType.hasPrivateMem) {
+    const attrEnd = BigInt(vm.attributes.runEnd(g));
+    if (attrEnd < endGfn) endGfn = attrEnd;
+  }
+  return { slot, file, isPrivate, endGpa: endGfn << 12n };
+}
+
 /** The full path: every rule of {@link guestAccess}, page by page. */
 function slowAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array {
   const write = args.write === true;
@@ -175,6 +296,23 @@ function slowAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array {
   return out;
 }
 
+/** A failed access that exits with KVM_EXIT_MEMORY_FAULT for page `gfn` (errno `code`). */
+function memoryFaultError(
+  op: string,
+  gfn: bigint,
+  isPrivate: boolean,
+  code: GuestMemErrorCode,
+  detail: string,
+  extra: Record<string, unknown> = {},
+): GuestMemError {
+  return sysErr(code, op, KVM_RUN, detail, {
+    exitReason: KVM_EXIT_MEMORY_FAULT,
+    // kvm_mmu_prepare_memory_fault_exit: the faulting page, PRIVATE iff fault->is_private (§1.4).
+    memoryFault: { flags: isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n, gpa: gfn << 12n, size: PAGE },
+    ...extra,
+  });
+}
+
 /** Resolves the page containing `at` for one access (steps 1–5 of {@link guestAccess}). */
 function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPrivate: boolean | undefined): ResolvedPage {
   const gfn = at >> 12n;
@@ -184,12 +322,7 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
   // CoCo types report it, which `wantPrivate` stands for (docs/kvm-guest-memfd.md §2.8).
   const isPrivate = wantPrivate ?? attrPrivate;
   const exit = (code: GuestMemErrorCode, detail: string, extra: Record<string, unknown> = {}): GuestMemError =>
-    sysErr(code, op, KVM_RUN, detail, {
-      exitReason: KVM_EXIT_MEMORY_FAULT,
-      // kvm_mmu_prepare_memory_fault_exit: the faulting page, PRIVATE iff fault->is_private (§1.4).
-      memoryFault: { flags: isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n, gpa: gfn << 12n, size: PAGE },
-      ...extra,
-    });
+    memoryFaultError(op, gfn, isPrivate, code, detail, extra);
   // Why: a private/shared mismatch exits to userspace before anything else (kvm_mmu_faultin_pfn).
   if (isPrivate !== attrPrivate) {
     throw exit('EFAULT', `${isPrivate ? 'private' : 'shared'} access to a ${attrPrivate ? 'private' : 'shared'} gfn 0x${gfn.toString(16)}`);

@@ -18,7 +18,7 @@
 import type { CreateGuestMemfdArgs, IntArg, KvmGuestMemfd, KvmVcpuFd } from '../api.js';
 import { encodeKvmCreateGuestMemfd, u64 } from './codecs.js';
 import { sysErr } from './errors.js';
-import { guestAccess, type SimGuestAccess } from './guest-access.js';
+import { guestAccess, guestTouch, type SimGuestAccess, type SimGuestTouch } from './guest-access.js';
 import { SimFdHandle } from './guest-memfd.js';
 import type { SimKernel } from './kernel.js';
 import type { SimVmState } from './vm-state.js';
@@ -49,6 +49,12 @@ export class SimVcpu extends SimFdHandle implements KvmVcpuFd {
   guestAccess(args: SimGuestAccess): Uint8Array {
     this.live('guestAccess', 'ioctl(KVM_RUN)');
     return guestAccess(this.state, args);
+  }
+
+  /** A guest touching pages, made by this vCPU (see `guestTouch` in `guest-access.ts`). */
+  guestTouch(args: SimGuestTouch): { at: bigint; error?: unknown } {
+    this.live('guestAccess', 'ioctl(KVM_RUN)');
+    return guestTouch(this.state, args);
   }
 
   /** `kvm_vcpu_ioctl` → `kvm_arch_vcpu_ioctl` default: EINVAL. */

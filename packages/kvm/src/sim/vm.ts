@@ -163,7 +163,7 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
 
   /** The SPTEs installed for slot `id` (slot page → folio), for tests of invalidation. */
   sptesOf(id: number): ReadonlyMap<number, number> {
-    return this.state.slots.get(id)?.sptes ?? new Map();
+    return this.state.slots.get(id)?.sptes.entries() ?? new Map();
   }
 
   /** Sim-only: `kvm_mem_is_private(kvm, gfn)` for the page containing `gpa` (there is no "get" ioctl). */

@@ -46,7 +46,7 @@ export function ackAccess(host: AckVcpuHost, kind: 'read' | 'write', gpa: bigint
   }
   if (r.status === 'mmio') {
     // The whole access goes to the VMM, as KVM's sim reports it; a read's data comes through completeRead.
-    const data = r.isWrite ? Uint8Array.from(buf) : new Uint8Array(buf.length);
+    const data = r.isWrite ? new Uint8Array(buf) : new Uint8Array(buf.length);
     return {
       kind: 'mmio',
       gpa,

@@ -55,6 +55,7 @@ import {
 import { AckSimVcpu } from './ack-vcpu.js';
 import { ACK_MAP_FLAGS as F, type AckGeneration } from '../uapi/index.js';
 import { ACK_BACKEND } from '../sim/errors.js';
+import { guardedTarget } from '../../sim/leak-guard.js';
 import { openGunyahAck, type AckHost, type AckProcess } from '../sim/host.js';
 import type { AckGuestAccess, AckVm } from '../sim/vm.js';
 import type { GunyahGuestControls } from '../../adapter/guest-controls.js';
@@ -223,6 +224,7 @@ class AckGuestMemory implements GuestMemory {
       {
         length: len,
         read: (at, n) => mem.read(check('read', at, n), n),
+        readInto: (at, dst, dstOffset = 0) => mem.readInto(check('read', at, dst.length - dstOffset), dst, dstOffset),
         write: (at, data) => mem.write(check('write', at, data.length), data),
         fill: (at, n, byte) => mem.fill(check('write', at, n), n, byte),
       },
@@ -302,11 +304,19 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
   private dtbReady = false;
   destroyed = false;
 
+  /**
+   * The VM object behind the `sim` handle, for the guest-access hot paths (the handle forwards every
+   * property). `sim` stays held here, so the handle lives as long as this VM.
+   */
+  private readonly raw: AckVm;
+
   constructor(
     readonly hypervisor: GunyahAckHypervisor,
     readonly sim: AckVm,
     private readonly onDestroy: () => void,
-  ) {}
+  ) {
+    this.raw = guardedTarget(sim);
+  }
 
   get id(): number {
     return this.sim.fd;
@@ -415,7 +425,7 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
 
   /** Gunyah will not start without a DTB: a one-page shared region at {@link ACK_ADAPTER_DTB_GPA}, created on first run. */
   private ensureStarted(): void {
-    if (this.sim.status === 'running') return;
+    if (this.raw.status === 'running') return;
     if (!this.dtbReady) {
       this.dtbReady = true;
       const dtb = this.hypervisor.process.mmap({ size: PAGE_SIZE_N, kind: 'shmem' });
@@ -457,14 +467,14 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     this.assertLive('guestRead');
     const gpa = guestAccessGpa(g, len, 'guestRead', ACK_BACKEND);
     this.ensureStarted();
-    return this.settle('guestRead', this.sim.vcpu().read(gpa, len));
+    return this.settle('guestRead', this.raw.vcpu().read(gpa, len));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
     this.assertLive('guestWrite');
     const gpa = guestAccessGpa(g, data.length, 'guestWrite', ACK_BACKEND);
     this.ensureStarted();
-    const r = this.sim.vcpu().write(gpa, data);
+    const r = this.raw.vcpu().write(gpa, data);
     if (r.status !== 'done') this.settle('guestWrite', r);
   }
 
@@ -480,7 +490,7 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
     const v = new AckSimVcpu(
       this.nextVcpuId++,
       {
-        sim: this.sim,
+        sim: this.raw,
         ensureStarted: () => this.ensureStarted(),
         accessAt: (g) => this.active.find((b) => b.gpa <= g && g < b.end)?.access,
       },
@@ -510,6 +520,7 @@ class AckNeutralVm implements Vm, GunyahGuestControls {
         gpa: b.gpa,
         size: b.size,
         read: (off, n) => mem.read(at('read', off, n), n),
+        readInto: (off, dst, dstOffset) => mem.readInto(at('read', off, dst.length - dstOffset), dst, dstOffset),
         write: (off, d) => mem.write(at('write', off, d.length), d),
         fill: (off, n, byte) => mem.fill(at('write', off, n), n, byte),
         get live() {

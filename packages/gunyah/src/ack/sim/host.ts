@@ -150,8 +150,8 @@ export class AckHost {
 
   /** The host's stage 2: false when the folio behind `memory`'s page is lent to a guest. */
   hostMayTouch(memory: UserMemory, index: number): boolean {
-    const f = memory.folioAt(index);
-    return !f || !this.stage2.get(f.folio)?.lent;
+    const folio = memory.folioHandleAt(index);
+    return folio < 0 || !this.stage2.get(folio)?.lent;
   }
 
   allocFd(syscall: string): number {

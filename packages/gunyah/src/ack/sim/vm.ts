@@ -105,6 +105,8 @@ type VmStatus = 'no-state' | 'running' | 'start-failed' | 'exited' | 'closed';
 export class AckVm {
   private readonly tree: AckBinding[] = [];
   private readonly provided = new Map<number, ProvidedFolio>();
+  /** {@link provided} by every gfn each folio covers (a guest access finds its folio in one lookup). */
+  private readonly providedByGfn = new Map<number, ProvidedFolio>();
   private readonly states = new Map<number, PageState>();
   private dtb: { gpa: bigint; size: bigint } | undefined;
   private fw: { gpa: bigint; size: bigint } | undefined;
@@ -505,6 +507,7 @@ export class AckVm {
 
   private track(pf: ProvidedFolio, access: boolean): void {
     this.provided.set(pf.headGfn, pf);
+    for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) this.providedByGfn.set(g, pf);
     for (const p of pf.pins) this.host.stage2.set(p.folio.folio, { vm: this, lent: pf.binding.share === 'lend' });
     for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) {
       const t = pageTransition(this.pageState(g) === 'ABSENT' ? 'HOST' : this.pageState(g), {
@@ -518,8 +521,7 @@ export class AckVm {
 
   private providedAt(gfn: number): ProvidedFolio | undefined {
     if (!this.states.has(gfn)) return undefined;
-    for (const pf of this.provided.values()) if (pf.headGfn <= gfn && gfn < pf.headGfn + pf.nr) return pf;
-    return undefined;
+    return this.providedByGfn.get(gfn);
   }
 
   // ------------------------------------------------------------------ guest side
@@ -737,7 +739,10 @@ export class AckVm {
 
   private dropProvided(pf: ProvidedFolio): void {
     this.provided.delete(pf.headGfn);
-    for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) this.states.delete(g);
+    for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) {
+      this.states.delete(g);
+      if (this.providedByGfn.get(g) === pf) this.providedByGfn.delete(g);
+    }
     for (const p of pf.pins) {
       this.host.stage2.delete(p.folio.folio);
       p.unpin();
@@ -804,7 +809,7 @@ export class AckVcpu {
     return this.vm.guestAccess('read', BigInt(gpa), new Uint8Array(len));
   }
   write(gpa: bigint | number, data: Uint8Array): AckGuestAccess {
-    return this.vm.guestAccess('write', BigInt(gpa), Uint8Array.from(data));
+    return this.vm.guestAccess('write', BigInt(gpa), new Uint8Array(data));
   }
   exec(gpa: bigint | number): AckGuestAccess {
     return this.vm.guestAccess('exec', BigInt(gpa), new Uint8Array(1));
