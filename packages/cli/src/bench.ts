@@ -58,7 +58,7 @@ export function defaultTargets(): BenchTarget[] {
   return [
     { name: 'core', file: beside('@guestmem/core', './bench/core-bench.js') },
     { name: 'kvm', file: beside('@guestmem/kvm', './bench/kvm-bench.js') },
-    // Guests side by side on every backend (native KVM when usable, kvm-sim, gunyah-sim): touch,
+    // Guests side by side on every backend (native KVM when usable, kvm-sim, gunyah-sim, gunyah-ack-sim): touch,
     // 8-byte guest accesses, 1 MiB host-view copies. This package's own (it needs every backend).
     { name: 'guests', file: fileURLToPath(new URL('./bench/guest-bench.js', import.meta.url)) },
   ];

@@ -1,5 +1,6 @@
 /**
- * `pnpm bench` for guests: the same work on native KVM and on the simulated backends, side by side.
+ * `pnpm bench` for guests: the same work on native KVM and on the simulated backends (kvm-sim,
+ * gunyah-sim, gunyah-ack-sim generation C), side by side.
  *
  * Rows (medians of `--reps` runs, after one warm-up; fresh VM and memory per run):
  * - **touch 1 GiB**: a `GuestProgram` touching (writing one byte of) every page of 1 GiB of fresh

@@ -404,7 +404,12 @@ export class GuestMemFile<Owner = unknown> {
    * adjacent folios) rather than one by one, which is the point: a guest touching a range.
    */
   faultIn(first: number, end: number): { stop: number; error?: unknown } {
-    this.assertLive('getFolio');
+    if (!(first < end)) return { stop: end };
+    try {
+      this.assertLive('getFolio');
+    } catch (error) {
+      return { stop: first, error };
+    }
     if (this.defaultOrder !== 0 || this.ops.prepare) {
       for (let i = first; i < end; i++) {
         try {
@@ -560,7 +565,14 @@ export class GuestMemFile<Owner = unknown> {
     this.checkLength('access', length);
     let index: number;
     let inPage: number;
-    if (typeof offset === 'number' && Number.isSafeInteger(offset) && offset >= 0 && offset + length <= this.pages * PAGE_SIZE) {
+    // The number path only where `offset + length` is exact (a double past 2^53 rounds).
+    if (
+      typeof offset === 'number' &&
+      Number.isSafeInteger(offset) &&
+      offset >= 0 &&
+      Number.isSafeInteger(offset + length) &&
+      offset + length <= this.pages * PAGE_SIZE
+    ) {
       index = Math.floor(offset / PAGE_SIZE);
       inPage = offset % PAGE_SIZE;
     } else {

@@ -269,12 +269,14 @@ export class UserMemory {
     this.assertLive(op);
     let index: number;
     let inPage: number;
+    // The number path only where `offset + len` is exact (a double past 2^53 rounds).
     if (
       typeof offset === 'number' &&
       Number.isSafeInteger(offset) &&
       offset >= 0 &&
       Number.isSafeInteger(len) &&
       len >= 0 &&
+      Number.isSafeInteger(offset + len) &&
       offset + len <= this.pages * PAGE_SIZE
     ) {
       index = Math.floor(offset / PAGE_SIZE);
@@ -290,10 +292,17 @@ export class UserMemory {
     const alloc = this.allocator;
     const policy = this.ops.hostAccess;
     let done = 0;
+    // A page the run below already asked about and faulted in, but could not join (not adjacent).
+    let askedIndex = -1;
+    let askedFolio = -1;
     while (done < len) {
-      let refused = policy !== undefined && policy(this, index, kind) === 'sigbus';
-      if (refused) throw this.refusal(op, kind, index, inPage);
-      const folio = this.faultHandle(index, op);
+      let refused = false;
+      let folio: number;
+      if (index === askedIndex) folio = askedFolio;
+      else {
+        if (policy !== undefined && policy(this, index, kind) === 'sigbus') throw this.refusal(op, kind, index, inPage);
+        folio = this.faultHandle(index, op);
+      }
       const head = this.index.orderOf(index) === 9 ? index - (index % HUGE) : index;
       const arena = alloc.arenaOf(folio);
       const at = alloc.arenaOffset(folio) + (index - head) * PAGE_SIZE + inPage;
@@ -317,7 +326,11 @@ export class UserMemory {
           break;
         }
         const nHead = this.index.orderOf(next) === 9 ? next - (next % HUGE) : next;
-        if (alloc.arenaOf(nf) !== arena || alloc.arenaOffset(nf) + (next - nHead) * PAGE_SIZE !== at + n) break;
+        if (alloc.arenaOf(nf) !== arena || alloc.arenaOffset(nf) + (next - nHead) * PAGE_SIZE !== at + n) {
+          askedIndex = next;
+          askedFolio = nf;
+          break;
+        }
         index = next;
         const add = Math.min(len - done - n, PAGE_SIZE);
         n += add;

@@ -369,8 +369,7 @@ export class SimVcpu implements GunyahVcpu {
     this.pending = undefined;
     this.state = 'ready';
     this.faultPending = false;
-    // A read's answer is also the program's result (fastAccess gives one object with both shapes).
-    this.lastResult = kind === 'write' ? WRITE_DONE : (r as GuestAccess & GuestOpResult);
+    this.lastResult = kind === 'write' ? WRITE_DONE : { ok: true, data: r.status === 'done' ? r.data : undefined };
     return r;
   }
 

@@ -482,9 +482,7 @@ export class SimVm implements GunyahVm {
       else arena.set(data!.subarray(0, length), at);
       return DONE;
     }
-    // Both a GuestAccess and the guest program's result (`SimVcpu.fast` keeps it as the latter).
-    const done: GuestAccess & { ok: true; data: Uint8Array } = { status: 'done', ok: true, data: arena.slice(at, at + length) };
-    return done;
+    return { status: 'done', data: arena.slice(at, at + length) };
   }
 
   relinquish(gpa: bigint, pages: number, sanitize: boolean): void {

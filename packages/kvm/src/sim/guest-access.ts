@@ -194,6 +194,9 @@ export function guestTouch(vm: SimVmState, args: SimGuestTouch): { at: bigint; e
     // Pages [at, runEnd) share the slot, the attribute and the file: the per-page rules left are
     // the folio's (allocate, prepare, poison), checked by getFolio, as in resolve().
     const { slot, file, isPrivate } = run;
+    // The run installs SPTEs without describing them in the shortcut's last page: forget it, so
+    // it never vouches for an SPTE this run put back (possibly after a conversion).
+    vm.tlb = undefined;
     const core = file.core;
     const alloc = core.allocator;
     const baseGfn = Number(slot.baseGfn);
@@ -222,7 +225,8 @@ export function guestTouch(vm: SimVmState, args: SimGuestTouch): { at: bigint; e
       if (faulted.error !== undefined) {
         // resolve()'s answer for a folio that cannot be had (§2.8 steps 4–5).
         const e = faulted.error;
-        if (!GuestMemError.is(e)) throw e;
+        // Not an errno (a bug in an allocator): the failing access threw it as it is.
+        if (!GuestMemError.is(e)) return { at: BigInt(gpa), error: e };
         const gfn = BigInt(gpa) >> 12n;
         return { at: BigInt(gpa), error: memoryFaultError(write ? 'guestWrite' : 'guestRead', gfn, isPrivate, e.code, e.message) };
       }

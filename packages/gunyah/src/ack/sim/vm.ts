@@ -107,6 +107,12 @@ export class AckVm {
   private readonly provided = new Map<number, ProvidedFolio>();
   /** {@link provided} by every gfn each folio covers (a guest access finds its folio in one lookup). */
   private readonly providedByGfn = new Map<number, ProvidedFolio>();
+  /**
+   * Set once two provided folios covered the same gfn (possible at the uAPI level: a huge folio
+   * provided over 4 KiB ones of another binding). From then on a gfn's folio is the first provided
+   * one covering it, found by a walk as the driver's own lookup order gives it.
+   */
+  private providedOverlap = false;
   private readonly states = new Map<number, PageState>();
   private dtb: { gpa: bigint; size: bigint } | undefined;
   private fw: { gpa: bigint; size: bigint } | undefined;
@@ -506,8 +512,12 @@ export class AckVm {
   }
 
   private track(pf: ProvidedFolio, access: boolean): void {
+    if (this.provided.has(pf.headGfn)) this.providedOverlap = true;
     this.provided.set(pf.headGfn, pf);
-    for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) this.providedByGfn.set(g, pf);
+    for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) {
+      if (this.providedByGfn.has(g)) this.providedOverlap = true;
+      else this.providedByGfn.set(g, pf);
+    }
     for (const p of pf.pins) this.host.stage2.set(p.folio.folio, { vm: this, lent: pf.binding.share === 'lend' });
     for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) {
       const t = pageTransition(this.pageState(g) === 'ABSENT' ? 'HOST' : this.pageState(g), {
@@ -521,7 +531,9 @@ export class AckVm {
 
   private providedAt(gfn: number): ProvidedFolio | undefined {
     if (!this.states.has(gfn)) return undefined;
-    return this.providedByGfn.get(gfn);
+    if (!this.providedOverlap) return this.providedByGfn.get(gfn);
+    for (const pf of this.provided.values()) if (pf.headGfn <= gfn && gfn < pf.headGfn + pf.nr) return pf;
+    return undefined;
   }
 
   // ------------------------------------------------------------------ guest side
