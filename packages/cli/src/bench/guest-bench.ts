@@ -13,8 +13,14 @@
  *   4 MiB), GB/s, next to a plain `Uint8Array.prototype.set` of 1 MiB out of a 4 MiB host buffer
  *   measured in the same run; `read` (which returns a new array) as a diagnostic.
  *
- * Options: `--reps=N` (default 5), `--touch-gib=N` (default 1). Prints a Markdown table and a
- * `JSON {...}` line. Run: `node packages/cli/dist/bench/guest-bench.js` after `npx tsc -b`.
+ * Each backend (and the floor) is measured in its own child process, one after the other: a VMM
+ * process runs one backend, and measuring several in one process lets the first one's types make
+ * the shared core paths polymorphic for the next (a 1.5× difference on an 8-byte access). The
+ * `Uint8Array#set` reference is measured in every child, next to that backend's copies.
+ *
+ * Options: `--reps=N` (default 5), `--touch-gib=N` (default 1); `--only=<id>|floor` runs one part
+ * in this process and prints its JSON (what the children do). Prints a Markdown table and a
+ * `JSON {...}` line. Run: `node --expose-gc packages/cli/dist/bench/guest-bench.js` after `npx tsc -b`.
  */
 import {
   ArenaFolioAllocator,
@@ -29,12 +35,16 @@ import {
 } from '@guestmem/core';
 import { GunyahAckHypervisor, GunyahHypervisor } from '@guestmem/gunyah';
 import { openKvmHypervisor, probeNativeKvm } from '@guestmem/kvm';
+import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, release } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
+const argText = (name: string): string | undefined => process.argv.find((x) => x.startsWith(`--${name}=`))?.split('=')[1];
 const arg = (name: string, def: number): number => {
-  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a ? Number(a.split('=')[1]) : def;
+  const a = argText(name);
+  return a === undefined ? def : Number(a);
 };
+const ONLY = argText('only');
 const REPS = arg('reps', 5);
 const GIB = BigInt(arg('touch-gib', 1)) << 30n;
 const PAGE = 4096;
@@ -199,28 +209,24 @@ function copies(b: Backend): { readInto: number; read: number; write: number; se
   }
 }
 
-const floor = touchFloor();
-console.error(`floor: ${JSON.stringify(floor)}`);
-const results: Record<
-  string,
-  {
-    touchNsPerPage: number;
-    touchColdNsPerPage: number;
-    read8Ns?: number;
-    write8Ns?: number;
-    copyReadIntoGBs: number;
-    copyReadNewGBs: number;
-    copyWriteGBs: number;
-    setGBs: number;
-  }
-> = {};
-for (const b of BACKENDS) {
+interface BackendResult {
+  touchNsPerPage: number;
+  touchColdNsPerPage: number;
+  read8Ns?: number;
+  write8Ns?: number;
+  copyReadIntoGBs: number;
+  copyReadNewGBs: number;
+  copyWriteGBs: number;
+  setGBs: number;
+}
+
+function measure(b: Backend): BackendResult {
   const t = touch(b);
   const a = access(b);
   gc();
   const c = copies(b);
   gc();
-  results[b.id] = {
+  return {
     touchNsPerPage: t.warm,
     touchColdNsPerPage: t.cold,
     read8Ns: a.read,
@@ -230,6 +236,31 @@ for (const b of BACKENDS) {
     copyWriteGBs: c.write,
     setGBs: c.set,
   };
+}
+
+if (ONLY !== undefined) {
+  // A child: one part, its JSON on the last line.
+  const b = BACKENDS.find((x) => x.id === ONLY);
+  if (ONLY !== 'floor' && !b) throw new Error(`unknown backend ${ONLY}`);
+  console.log(JSON.stringify(b ? measure(b) : touchFloor()));
+  process.exit(0);
+}
+
+/** Runs one part in a fresh Node process (same flags and options) and returns its JSON. */
+function child(part: string): unknown {
+  const out = execFileSync(
+    process.execPath,
+    ['--expose-gc', fileURLToPath(import.meta.url), `--only=${part}`, `--reps=${REPS}`, `--touch-gib=${GIB >> 30n}`],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 },
+  );
+  return JSON.parse(out.trim().split('\n').at(-1)!);
+}
+
+const floor = child('floor') as { fileWrite: number; memset: number };
+console.error(`floor: ${JSON.stringify(floor)}`);
+const results: Record<string, BackendResult> = {};
+for (const b of BACKENDS) {
+  results[b.id] = child(b.id) as BackendResult;
   console.error(`${b.id}: ${JSON.stringify(results[b.id])}`);
 }
 

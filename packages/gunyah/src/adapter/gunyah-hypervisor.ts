@@ -709,14 +709,21 @@ class GunyahNeutralVm implements Vm, GunyahGuestControls {
     this.assertLive('guestRead');
     const gpa = guestAccessGpa(g, len, 'guestRead', BACKEND);
     this.ensureStarted();
-    return this.settle('guestRead', this.raw.vcpu(0).read(gpa, len));
+    const v = this.raw.vcpu(0);
+    if (typeof gpa === 'number') {
+      const d = v.readIfFast(gpa, len);
+      if (d !== undefined) return d;
+    }
+    return this.settle('guestRead', v.read(gpa, len));
   }
 
   guestWrite(g: bigint | number, data: Uint8Array): void {
     this.assertLive('guestWrite');
     const gpa = guestAccessGpa(g, data.length, 'guestWrite', BACKEND);
     this.ensureStarted();
-    const r = this.raw.vcpu(0).write(gpa, data);
+    const v = this.raw.vcpu(0);
+    if (typeof gpa === 'number' && v.writeIfFast(gpa, data)) return;
+    const r = v.write(gpa, data);
     if (r.status !== 'done') this.settle('guestWrite', r);
   }
 

@@ -28,6 +28,8 @@ import type { SimVm } from './vm.js';
 const RUN = 'ioctl(GUNYAH_VCPU_RUN)';
 /** The result a completed write leaves for the guest program (shared: it is never changed). */
 const WRITE_DONE: GuestOpResult = Object.freeze({ ok: true });
+/** A completed write as the shortcut answers it (shared: it is never changed). */
+const DONE: GuestAccess = Object.freeze({ status: 'done' });
 
 /** One operation of the simulated guest. */
 export type GuestOp =
@@ -79,7 +81,22 @@ export class SimVcpu implements GunyahVcpu {
   private mmioLen = 0;
   private mmioAddr = 0n;
   private program: GuestProgram | undefined;
-  private lastResult: GuestOpResult = { ok: true };
+  private lastResultValue: GuestOpResult = { ok: true };
+  /** The data of the last shortcut read, not yet made into {@link lastResult} (no object per read). */
+  private lastFastRead: Uint8Array | undefined;
+
+  /** What the guest program receives for its last operation. */
+  private get lastResult(): GuestOpResult {
+    if (this.lastFastRead !== undefined) {
+      this.lastResultValue = { ok: true, data: this.lastFastRead };
+      this.lastFastRead = undefined;
+    }
+    return this.lastResultValue;
+  }
+  private set lastResult(r: GuestOpResult) {
+    this.lastFastRead = undefined;
+    this.lastResultValue = r;
+  }
   private pending: PendingAccess | undefined;
   /** A PAGE_FAULT exit whose resume is still to come (only read back in 'proposed' mode). */
   private faultPending = false;
@@ -362,22 +379,35 @@ export class SimVcpu implements GunyahVcpu {
    * straight to the access (function attached, resource given, no immediate_exit, not powered off).
    * It leaves the vCPU as the full path would: ready, nothing pending, the access's result last.
    */
-  private fast(kind: 'read' | 'write', gpa: bigint | number, data: Uint8Array | undefined, length: number): GuestAccess | undefined {
+  private fast(kind: 'read' | 'write', gpa: bigint | number, data: Uint8Array | undefined, length: number): Uint8Array | undefined {
     if (!this.attached || !this.hasResource || this.state === 'system-down' || this.runPage[VCPU_RUN.immediateExit]) return undefined;
     const r = this.vm.fastAccess(kind, gpa, data, length);
     if (r === undefined) return undefined;
     this.pending = undefined;
     this.state = 'ready';
     this.faultPending = false;
-    this.lastResult = kind === 'write' ? WRITE_DONE : { ok: true, data: r.status === 'done' ? r.data : undefined };
+    if (kind === 'write') this.lastResult = WRITE_DONE;
+    else this.lastFastRead = r;
     return r;
   }
 
   read(gpa: bigint | number, length: number): GuestAccess {
-    return this.fast('read', gpa, undefined, length) ?? this.access('read', BigInt.asUintN(64, BigInt(gpa)), new Uint8Array(length));
+    const d = this.fast('read', gpa, undefined, length);
+    return d !== undefined ? { status: 'done', data: d } : this.access('read', BigInt.asUintN(64, BigInt(gpa)), new Uint8Array(length));
   }
   write(gpa: bigint | number, data: Uint8Array): GuestAccess {
-    return this.fast('write', gpa, data, data.length) ?? this.access('write', BigInt.asUintN(64, BigInt(gpa)), data);
+    return this.fast('write', gpa, data, data.length) !== undefined ? DONE : this.access('write', BigInt.asUintN(64, BigInt(gpa)), data);
+  }
+  /**
+   * {@link read} when the shortcut serves it (its bytes, no result object), else undefined and
+   * nothing happened: the caller takes {@link read}.
+   */
+  readIfFast(gpa: number, length: number): Uint8Array | undefined {
+    return this.fast('read', gpa, undefined, length);
+  }
+  /** {@link write} when the shortcut serves it (true), else false and nothing happened. */
+  writeIfFast(gpa: number, data: Uint8Array): boolean {
+    return this.fast('write', gpa, data, data.length) !== undefined;
   }
   exec(gpa: bigint | number): GuestAccess {
     return this.access('exec', BigInt.asUintN(64, BigInt(gpa)), new Uint8Array(1));

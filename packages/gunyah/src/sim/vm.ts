@@ -26,7 +26,8 @@ const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, toBig(v, 'ioctl a
 const ENOENT = 2;
 const EPERM = 1;
 
-const DONE: GuestAccess = Object.freeze({ status: 'done' });
+/** What {@link SimVm.fastAccess} answers for a completed write. */
+const NO_BYTES = new Uint8Array(0);
 
 /** The RM's VMID of the host (owner of every parcel the host creates). */
 export const HOST_VMID = 3;
@@ -453,10 +454,10 @@ export class SimVm implements GunyahVm {
   /**
    * The full path ({@link step}) for the case a repeated access finds, without its BigInt
    * arithmetic: a read or write of a number address inside one page of a running VM, whose page is
-   * already provided and touched (a state touching again leaves as it is). Anything else returns
-   * undefined and the caller takes the full path.
+   * already provided and touched (a state touching again leaves as it is). Returns the bytes read
+   * (an empty array for a write); anything else returns undefined and the caller takes the full path.
    */
-  fastAccess(kind: 'read' | 'write', gpa: bigint | number, data: Uint8Array | undefined, length: number): GuestAccess | undefined {
+  fastAccess(kind: 'read' | 'write', gpa: bigint | number, data: Uint8Array | undefined, length: number): Uint8Array | undefined {
     if (typeof gpa !== 'number' || this.status !== 'running') return undefined;
     const inPage = gpa % PAGE_SIZE;
     if (!(Number.isSafeInteger(gpa) && gpa >= 0 && Number.isInteger(length) && length >= 0 && inPage + length <= PAGE_SIZE))
@@ -480,9 +481,9 @@ export class SimVm implements GunyahVm {
     if (kind === 'write') {
       if (length <= 16) for (let k = 0; k < length; k++) arena[at + k] = data![k]!;
       else arena.set(data!.subarray(0, length), at);
-      return DONE;
+      return NO_BYTES;
     }
-    return { status: 'done', data: arena.slice(at, at + length) };
+    return arena.slice(at, at + length);
   }
 
   relinquish(gpa: bigint, pages: number, sanitize: boolean): void {
