@@ -16,7 +16,7 @@ import { UserMemory } from './user-memory.js';
 
 const P = PAGE_SIZE;
 
-/** the implementation before the bulk paths (kept here as the model)'s `hostAccess` (verbatim apart from `this` → `mem`). */
+/** the replaced implementation's `hostAccess` (verbatim apart from `this` → `mem`). */
 function oldHostAccess(
   mem: UserMemory,
   kind: HostAccessKind,
@@ -50,12 +50,12 @@ function oldHostAccess(
   }
 }
 
-/** Installs the implementation before the bulk paths (kept here as the model)'s read/write/fill on `mem` (readInto = old read + copy, which is what views did). */
+/** Installs the replaced implementation's read/write/fill on `mem` (readInto = old read + copy, which is what views did). */
 function makeOld(mem: UserMemory): UserMemory {
   const bytes = (folio: number, at: number, n: number) => mem.allocator.view(folio).subarray(at, at + n);
   const m = mem as unknown as Record<string, unknown>;
   m.read = (offset: bigint | number, len: number) => {
-    // (the implementation before the bulk paths (kept here as the model) threw RangeError from `new Uint8Array(len)` for a negative length; the rewrite's EFAULT is
+    // (the replaced implementation threw RangeError from `new Uint8Array(len)` for a negative length; the rewrite's EFAULT is
     // intended, so the reference answers EFAULT there too.)
     const out = new Uint8Array(Number.isSafeInteger(len) && len > 0 && BigInt(len) <= mem.size ? len : 0);
     oldHostAccess(mem, 'read', offset, len, (f, at, n, done) => out.set(bytes(f, at, n), done));
@@ -180,16 +180,16 @@ describe('UserMemory host access = the page-by-page model', () => {
     ];
     const ref = run(s, ops, true);
     const got = run(s, ops, false);
-    // the implementation before the bulk paths (kept here as the model): read:0, read:1. Now: read:0, read:1, read:1.
+    // the replaced implementation: read:0, read:1. The bulk path once asked: read:0, read:1, read:1.
     expect(got[ops.length * 4 - 3]).toEqual(ref[ops.length * 4 - 3]);
   });
 
-  it('minimal (consequence): a policy that refuses its 3rd call refuses an access the implementation before the bulk paths (kept here as the model) completed', () => {
+  it('minimal (consequence): a policy that refuses its 3rd call refuses an access the replaced implementation completed', () => {
     const s: Setup = { pages: 4, huge: false, limitPages: 0, refused: [], refuseCall: 3 };
     const ops: Op[] = [
       { t: 'fault', page: 1 }, // no policy call
       { t: 'fault', page: 0 },
-      { t: 'read', off: 0, len: 2 * P, big: false }, // the implementation before the bulk paths (kept here as the model): calls 1, 2 → done; now: 1, 2, 3 → SIGBUS at page 1
+      { t: 'read', off: 0, len: 2 * P, big: false }, // the replaced implementation: calls 1, 2 → done; now: 1, 2, 3 → SIGBUS at page 1
     ];
     expect(run(s, ops, false)).toEqual(run(s, ops, true));
   });

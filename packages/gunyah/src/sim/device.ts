@@ -51,6 +51,12 @@ export class SimDevice implements Gunyah {
   readonly userMem = new UserMemory();
   readonly pageFaultResume: PageFaultResumeMode;
   readonly truncate: 'v17' | 'fixed';
+  /**
+   * Bumped by every change of what a guest access can find: a binding added, cut or removed, a
+   * page provided, touched, relinquished or reclaimed. The guest-access shortcut's last page
+   * (`SimVm.fastAccess`) is valid only for the value it was taken at.
+   */
+  guestMapGen = 0;
   private readonly fds = new Map<number, SimVm | SimGuestMem | SimVcpu | 'device'>([[GUNYAH_DEVICE_FD, 'device']]);
   private readonly maxFds: number;
   private readonly vmids = new Set<number>();

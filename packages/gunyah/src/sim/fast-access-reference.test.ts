@@ -27,9 +27,11 @@ type Op =
   | { t: 'unbind' }
   | { t: 'rebind'; flags: 'lend' | 'share' | 'ro' }
   | { t: 'stop' }
-  | { t: 'closeMem' };
+  | { t: 'closeMem' }
+  /** The host takes back provided folios, keeping the binding (a later guest access provides them again). */
+  | { t: 'reclaim'; page: number; n: number };
 
-/** the implementation before the bulk paths (kept here as the model)'s providedIn (page by page, dedup). */
+/** the replaced implementation's providedIn (page by page, dedup). */
 function oldProvidedIn(mem: SimGuestMem, first: number, end: number, binding?: SimBinding): ProvidedFolio[] {
   const out: ProvidedFolio[] = [];
   const provided = mem.provided;
@@ -76,7 +78,7 @@ function run(ops: Op[], huge: boolean, fast: boolean): unknown[] {
     }
   };
   const check = () => {
-    // providedState ⇔ providedAt; providedIn = the implementation before the bulk paths (kept here as the model)'s
+    // providedState ⇔ providedAt; providedIn = the replaced implementation's
     const st: unknown[] = [];
     for (let i = 0; i < pages; i += huge ? 97 : 1) {
       const s = mem.providedState(i);
@@ -128,6 +130,9 @@ function run(ops: Op[], huge: boolean, fast: boolean): unknown[] {
       case 'closeMem':
         attempt(() => mem.close());
         break;
+      case 'reclaim':
+        attempt(() => mem.reclaim(o.page, Math.min(o.page + o.n, pages), 'reclaim', undefined)?.code ?? 'ok');
+        break;
     }
     if (mem.isOpen) check();
   }
@@ -165,6 +170,7 @@ const op = (pages: number): fc.Arbitrary<Op> =>
     fc.record({ t: fc.constant('rebind' as const), flags: fc.constantFrom<'lend' | 'share' | 'ro'>('lend', 'share', 'ro') }),
     fc.constant({ t: 'stop' as const }),
     fc.constant({ t: 'closeMem' as const }),
+    fc.record({ t: fc.constant('reclaim' as const), page: fc.nat(pages - 1), n: fc.integer({ min: 1, max: 4 }) }),
   );
 
 describe('v17 fastAccess = full step path (sim level)', () => {
@@ -177,6 +183,33 @@ describe('v17 fastAccess = full step path (sim level)', () => {
     const fast = run(ops, false, true);
     // The shortcut once answered { status: 'done', ok: true, data } where the full path gives { status: 'done', data }.
     expect(fast[2]).toEqual(full[2]);
+  });
+
+  it('a page the host reclaimed (binding kept) is provided again by the next access, not served by the shortcut', () => {
+    const ops: Op[] = [
+      { t: 'unbind' },
+      { t: 'rebind', flags: 'share' },
+      { t: 'read', page: 2, off: 0, len: 8 }, // full path: provides the page
+      { t: 'read', page: 2, off: 0, len: 8 }, // shortcut: remembers the page
+      { t: 'reclaim', page: 2, n: 1 }, // the page is the host's again
+      { t: 'read', page: 2, off: 0, len: 8 }, // must provide it again
+    ];
+    const fast = run(ops, false, true);
+    expect(fast).toEqual(run(ops, false, false));
+    // The page states after the last read: page 2 provided (shared) again.
+    expect((fast.at(-1) as string[])[2]).toBe('PROVIDED_SHARED');
+  });
+
+  it('a lent page the guest relinquished is locked again by its next access, not served by the shortcut', () => {
+    const ops: Op[] = [
+      { t: 'read', page: 3, off: 0, len: 8 }, // full path: provides and locks the page
+      { t: 'read', page: 3, off: 0, len: 8 }, // shortcut: remembers the page
+      { t: 'relinquish', page: 3, n: 1, sanitize: false },
+      { t: 'read', page: 3, off: 0, len: 8 }, // the guest touches it: locked again
+    ];
+    const fast = run(ops, false, true);
+    expect(fast).toEqual(run(ops, false, false));
+    expect((fast.at(-1) as string[])[3]).toBe('LENT_LOCKED');
   });
 
   it('property (4 KiB pages)', () => {

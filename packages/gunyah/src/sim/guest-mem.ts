@@ -152,6 +152,7 @@ export class SimGuestMem implements GunyahGuestMem {
     if (this.provided.has(head)) return 0; // -EAGAIN in the driver: counts as success
     // Lend-safety: no host VMA may cover a folio being lent, even one never faulted in.
     if (b.lend && this.hostMapped(head, head + nr)) return -1;
+    this.device.guestMapGen++;
     this.provided.set(head, { head, nr, binding: b });
     for (let i = head; i < head + nr; i++) {
       const t = pageTransition(this.pageState(i), { type: 'provide', lend: b.lend, access });
@@ -164,13 +165,17 @@ export class SimGuestMem implements GunyahGuestMem {
   /** The guest touched a provided page: a relinquished lent page is locked again. */
   guestTouch(index: number): void {
     const t = pageTransition(this.pageState(index), { type: 'guestAccess' });
-    if (t.ok) this.states.set(index, t.state);
+    if (t.ok) {
+      this.device.guestMapGen++;
+      this.states.set(index, t.state);
+    }
   }
 
   /** The guest's relinquish hypercall on one page; `sanitize` zeroes it. Returns false if not lent. */
   relinquish(index: number, sanitize: boolean): boolean {
     const t = pageTransition(this.pageState(index), { type: 'relinquish' });
     if (!t.ok) return false;
+    this.device.guestMapGen++;
     this.states.set(index, t.state);
     if (sanitize) this.file.fill(BigInt(index) * PAGE_SIZE_N, PAGE_SIZE, 0);
     return true;
@@ -194,6 +199,7 @@ export class SimGuestMem implements GunyahGuestMem {
   }
 
   private dropProvided(pf: ProvidedFolio): void {
+    this.device.guestMapGen++;
     this.provided.delete(pf.head);
     for (let i = pf.head; i < pf.head + pf.nr; i++) this.states.delete(i);
   }

@@ -1,4 +1,4 @@
-import { PAGE_SIZE, PAGE_SIZE_N, toBig } from '@guestmem/core';
+import { PAGE_SIZE, PAGE_SIZE_N, toBig, type FolioAllocator, type PageIndex } from '@guestmem/core';
 import type { BindingInfo, GuestAccess, GunyahVm, MapMemArgs } from '../api.js';
 import {
   GUNYAH_FN,
@@ -25,6 +25,20 @@ const HUGE_BYTES = 2n << 20n;
 const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, toBig(v, 'ioctl argument', BACKEND));
 const ENOENT = 2;
 const EPERM = 1;
+
+/** A page {@link SimVm.fastAccess} may serve, as resolved at `gen`. */
+interface FastPage {
+  readonly gfn: number;
+  readonly gen: number;
+  readonly writable: boolean;
+  readonly pageIndex: PageIndex;
+  readonly alloc: FolioAllocator;
+  readonly index: number;
+  readonly folio: number;
+  readonly arena: Uint8Array;
+  /** Offset of the page's first byte in `arena`. */
+  readonly at: number;
+}
 
 /** What {@link SimVm.fastAccess} answers for a completed write. */
 const NO_BYTES = new Uint8Array(0);
@@ -130,6 +144,7 @@ export class SimVm implements GunyahVm {
       );
     }
     mem.addBinding(b);
+    this.device.guestMapGen++;
     this.tree.splice(at, 0, b);
   }
 
@@ -152,12 +167,15 @@ export class SimVm implements GunyahVm {
     const e = mem.reclaim(r.off, r.off + r.nr, 'mapMem', MAP_MEM, { binding: b });
     if (e) throw e;
     if (!startDelta && !endDelta) {
+      this.device.guestMapGen++;
       this.tree.splice(this.tree.indexOf(b), 1);
       mem.removeBinding(b);
     } else if (startDelta) {
+      this.device.guestMapGen++;
       b.nr = startDelta; // keep the head
       mem.resizeBinding(b);
     } else {
+      this.device.guestMapGen++;
       b.gfn += b.nr - endDelta; // keep the tail
       b.off += b.nr - endDelta;
       b.nr = endDelta;
@@ -463,11 +481,42 @@ export class SimVm implements GunyahVm {
     if (!(Number.isSafeInteger(gpa) && gpa >= 0 && Number.isInteger(length) && length >= 0 && inPage + length <= PAGE_SIZE))
       return undefined;
     const gfn = (gpa - inPage) / PAGE_SIZE;
+    let t = this.lastPage;
+    // The last page served, while nothing a guest access finds has changed since (bindings, page
+    // states: guestMapGen) and its folio is still there, healthy (punch, poison).
+    if (
+      t === undefined ||
+      t.gfn !== gfn ||
+      t.gen !== this.device.guestMapGen ||
+      t.pageIndex.load(t.index) !== t.folio ||
+      t.alloc.isPoisoned(t.folio) ||
+      !t.alloc.isUptodate(t.folio)
+    ) {
+      t = this.resolveFast(gfn);
+      if (t === undefined) return undefined;
+    }
+    if (kind === 'write' && !t.writable) return undefined;
+    const at = t.at + inPage;
+    const arena = t.arena;
+    if (kind === 'write') {
+      if (length <= 16) for (let k = 0; k < length; k++) arena[at + k] = data![k]!;
+      else arena.set(data!.subarray(0, length), at);
+      return NO_BYTES;
+    }
+    return arena.slice(at, at + length);
+  }
+
+  /** The last page {@link fastAccess} resolved. */
+  private lastPage: FastPage | undefined;
+
+  /**
+   * The checks of {@link fastAccess} for a page it has not cached: a binding, a provided page the
+   * guest holds (touching it again leaves its state as it is), a healthy prepared folio.
+   */
+  private resolveFast(gfn: number): FastPage | undefined {
     const b = this.bindingAt(gfn);
-    if (!b || (kind === 'write' && !b.flags.write)) return undefined;
+    if (!b) return undefined;
     const index = b.indexOf(gfn);
-    // A provided page (its folio exists and is prepared) that the guest holds: touching it again
-    // leaves its state as it is.
     const state = b.mem.providedState(index);
     if (state !== 'LENT_LOCKED' && state !== 'PROVIDED_SHARED') return undefined;
     const file = b.mem.file;
@@ -476,14 +525,19 @@ export class SimVm implements GunyahVm {
     const folio = pageIndex.load(index);
     // Poison and a folio that is not uptodate are the full path's to report.
     if (folio < 0 || alloc.isPoisoned(folio) || !alloc.isUptodate(folio)) return undefined;
-    const at = alloc.arenaOffset(folio) + (alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0) + inPage;
-    const arena = alloc.arenaOf(folio);
-    if (kind === 'write') {
-      if (length <= 16) for (let k = 0; k < length; k++) arena[at + k] = data![k]!;
-      else arena.set(data!.subarray(0, length), at);
-      return NO_BYTES;
-    }
-    return arena.slice(at, at + length);
+    const t: FastPage = {
+      gfn,
+      gen: this.device.guestMapGen,
+      writable: b.flags.write,
+      pageIndex,
+      alloc,
+      index,
+      folio,
+      arena: alloc.arenaOf(folio),
+      at: alloc.arenaOffset(folio) + (alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0),
+    };
+    this.lastPage = t;
+    return t;
   }
 
   relinquish(gpa: bigint, pages: number, sanitize: boolean): void {
@@ -522,6 +576,7 @@ export class SimVm implements GunyahVm {
       b.mem.reclaim(b.off, b.offEnd, 'close', 'close', { binding: b, mode: 'teardown' });
       b.mem.removeBinding(b);
     }
+    this.device.guestMapGen++;
     this.tree.length = 0;
     if (this.vmid) {
       this.device.rm.vmReset(this.vmid);

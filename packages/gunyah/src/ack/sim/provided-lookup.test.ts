@@ -76,7 +76,7 @@ describe('ACK providedAt via providedByGfn = the walk it replaced', () => {
       const ops: Op[] = [
         { t: 'read', page: 100 }, // binding 1: 4 KiB folio at gfn G+100
         { t: 'read', page: 256 }, // binding 2: page 256 of a 2 MiB folio → folio covers gfns [G, G+512)
-        { t: 'read', page: 100 }, // the implementation before the bulk paths (kept here as the model): binding 1's byte (0x10 + 100 & 0x3f = 0x34); now: the huge folio's page 100 (0xa4)
+        { t: 'read', page: 100 }, // the replaced implementation: binding 1's byte (0x10 + 100 & 0x3f = 0x34); now: the huge folio's page 100 (0xa4)
       ];
       const ref = run(gen, ['share', 'share'], 256, ops, true);
       expect(run(gen, ['share', 'share'], 256, ops, false)).toEqual(ref);
