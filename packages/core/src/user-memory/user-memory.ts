@@ -337,9 +337,14 @@ export class UserMemory {
         full = add === PAGE_SIZE;
       }
       const b = bufOffset + done;
-      if (mode === COPY_OUT) buf!.set(arena.subarray(at, at + n), b);
-      else if (mode === COPY_IN) arena.set(buf!.subarray(b, b + n), at);
-      else arena.fill(byte, at, at + n);
+      // Small copies byte by byte: a view of a small (on-heap) typed array costs V8 a copy.
+      if (mode === COPY_OUT) {
+        if (n <= 16) for (let k = 0; k < n; k++) buf![b + k] = arena[at + k]!;
+        else buf!.set(arena.subarray(at, at + n), b);
+      } else if (mode === COPY_IN) {
+        if (n <= 16) for (let k = 0; k < n; k++) arena[at + k] = buf![b + k]!;
+        else arena.set(buf!.subarray(b, b + n), at);
+      } else arena.fill(byte, at, at + n);
       if (pending !== undefined) throw pending;
       done += n;
       index++;

@@ -462,7 +462,7 @@ export class SimVm implements GunyahVm {
       const index = b!.indexOf(gfn);
       b!.mem.guestTouch(index);
       const fileOff = BigInt(index) * PAGE_SIZE_N + BigInt(inPage);
-      if (p.kind === 'write') b!.mem.file.write(fileOff, p.buf.subarray(p.done, p.done + n));
+      if (p.kind === 'write') b!.mem.file.write(fileOff, p.buf, p.done, n);
       else if (p.kind === 'read') b!.mem.file.read(fileOff, n, p.buf, p.done);
       p.done += n;
     }

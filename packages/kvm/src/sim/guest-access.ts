@@ -67,7 +67,8 @@ export function memoryFaultExit(e: unknown): KvmMemoryFaultExit | undefined {
 /** One page of a guest access, resolved to its backing. */
 interface ResolvedPage {
   read(n: number, out: Uint8Array<ArrayBuffer>, done: number): void;
-  write(data: Uint8Array): void;
+  /** Writes `data[from…from+n)` (no view of a small on-heap buffer: V8 would copy it). */
+  write(data: Uint8Array, from: number, n: number): void;
 }
 
 /**
@@ -95,7 +96,7 @@ interface ResolvedPage {
  * Returns the bytes read (an empty array for writes).
  */
 export function guestAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array {
-  const fast = fastAccess(vm, args);
+  const fast = fastAccess(vm, args.gpa, args.len, args.write === true, args.data, args.private);
   if (fast !== undefined) return fast;
   return slowAccess(vm, args);
 }
@@ -116,29 +117,34 @@ export interface SimGuestTlb {
 }
 
 /**
- * A shortcut with no behaviour of its own: a one-page access to the page whose SPTE the full path
+ * A shortcut with no behaviour of its own (exported for the VM's read/write shorthands, which skip
+ * building an argument object): a one-page access to the page whose SPTE the full path
  * ({@link slowAccess}) installed last, while that SPTE is still installed. Everything that changes
  * the answer — punch, poison, conversion (attributes), slot delete/move, file release — zaps the
  * SPTE, replaces the slot or orphans it, which this checks, so the access then takes the full path.
  */
-function fastAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array | undefined {
+export function fastAccess(
+  vm: SimVmState,
+  gpa: IntArg,
+  len: number,
+  write: boolean,
+  data: Uint8Array | undefined,
+  wantPrivate: boolean | undefined,
+): Uint8Array | undefined {
   const t = vm.tlb;
   if (t === undefined) return undefined;
-  const gpa = args.gpa;
-  const len = args.len;
   // The offset in the page, without BigInt arithmetic for number addresses (the common case).
   let inPage: number;
   if (typeof gpa === 'number') inPage = gpa - t.baseNum;
   else if (typeof gpa === 'bigint' && gpa >= t.base && gpa < t.end) inPage = Number(gpa - t.base);
   else return undefined;
   if (!(inPage >= 0 && len >= 0 && inPage + len <= PAGE_SIZE && Number.isInteger(inPage) && Number.isInteger(len))) return undefined;
-  if (args.private !== undefined && args.private !== t.isPrivate) return undefined;
+  if (wantPrivate !== undefined && wantPrivate !== t.isPrivate) return undefined;
   const slot = t.slot;
   if (slot.sptes.get(t.slotPage) !== t.folio || vm.slots.get(slot.id) !== slot || slot.gmem?.file !== t.file) return undefined;
   const arena = t.arena;
   const at = t.at + inPage;
-  if (args.write === true) {
-    const data = args.data;
+  if (write) {
     if (data === undefined || data.length !== len) return undefined;
     if (len <= 16) for (let k = 0; k < len; k++) arena[at + k] = data[k]!;
     else arena.set(data, at);
@@ -293,7 +299,7 @@ function slowAccess(vm: SimVmState, args: SimGuestAccess): Uint8Array {
     const at = gpa + BigInt(done);
     const n = Math.min(len - done, PAGE_SIZE - Number(at & PAGE_MASK));
     const page = resolve(vm, op, at, write, args.private);
-    if (write) page.write(data!.subarray(done, done + n));
+    if (write) page.write(data!, done, n);
     else page.read(n, out, done);
     done += n;
   }
@@ -386,7 +392,7 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
     const fileOff = BigInt(index) * PAGE_SIZE_N + BigInt(inPage);
     return {
       read: (n, out, d) => void file.core.read(fileOff, n, out, d),
-      write: (data) => file.core.write(fileOff, data),
+      write: (data, from, n) => file.core.write(fileOff, data, from, n),
     };
   }
   const hva = slot.userspaceAddr + (at - (slot.baseGfn << 12n));
@@ -417,6 +423,6 @@ function resolve(vm: SimVmState, op: string, at: bigint, write: boolean, wantPri
   };
   return {
     read: (n, out, d) => viaHva(() => out.set(m.read(mOff, n), d)),
-    write: (data) => viaHva(() => m.write(mOff, data)),
+    write: (data, from, n) => viaHva(() => m.write(mOff, from === 0 && n === data.length ? data : data.subarray(from, from + n))),
   };
 }

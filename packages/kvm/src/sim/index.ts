@@ -11,3 +11,4 @@ export { SimVcpu } from './vcpu.js';
 export { SimGuestMemfd, SimGmemFile, SimMapping, SIM_ANON_INODEFS_DEV } from './guest-memfd.js';
 export { SIM_VM_TYPES, PROBE_HOST_CONFIG, SW_PROTECTED_CONFIG, offeredVmType, type SimVmType, type SimKernelConfig } from './vm-types.js';
 export { SIM_BACKEND } from './errors.js';
+export type { SimGuestTouch } from './guest-access.js';

@@ -26,7 +26,7 @@ import {
   encodeKvmUserspaceMemoryRegion2,
 } from './codecs.js';
 import { SIM_BACKEND, sysErr } from './errors.js';
-import { guestAccess, type SimGuestAccess } from './guest-access.js';
+import { fastAccess, guestAccess, type SimGuestAccess } from './guest-access.js';
 import { SimFdHandle, SimGmemFile, SimGuestMemfd } from './guest-memfd.js';
 import type { SimKernel } from './kernel.js';
 import { setMemoryAttributes } from './memory-attributes.js';
@@ -148,12 +148,13 @@ export class SimKvmVm extends SimFdHandle implements KvmVm {
    * `guestAccess({ gpa, len })`: the access is private exactly when the gfn's attribute is PRIVATE.
    */
   guestRead(gpa: IntArg, len: number): Uint8Array {
-    return guestAccess(this.state, { gpa, len });
+    return fastAccess(this.state, gpa, len, false, undefined, undefined) ?? guestAccess(this.state, { gpa, len });
   }
 
   /** Writes guest memory as a vCPU would (see {@link guestRead}); READONLY slots give EFAULT (MMIO). */
   guestWrite(gpa: IntArg, data: Uint8Array): void {
-    guestAccess(this.state, { gpa, len: data.length, write: true, data });
+    if (fastAccess(this.state, gpa, data.length, true, data, undefined) === undefined)
+      guestAccess(this.state, { gpa, len: data.length, write: true, data });
   }
 
   /** One guest memory access: see {@link guestAccess} in `guest-access.ts` for the per-page rules. */
