@@ -76,7 +76,7 @@ export class SequenceRun {
   private touched: Array<[ModelVm, bigint, bigint]> = [];
 
   constructor(
-    private readonly target: FuzzTarget,
+    readonly target: FuzzTarget,
     private readonly stats?: FuzzStats,
   ) {
     this.h = target.create();

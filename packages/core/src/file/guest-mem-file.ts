@@ -2,7 +2,7 @@ import { guardLeak, unguard } from '../lifetime/leak-guard.js';
 import { gmErr, type ErrnoCode } from '../errors/guest-mem-error.js';
 import { ArenaFolioAllocator, allocFolioFor, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex, type ErasedValues } from '../page-index/page-index.js';
-import { MAX_PAGE_INDEX, PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
+import { MAX_PAGE_INDEX, PAGE_SIZE, PAGE_SIZE_N, rangeStart, toBig } from '../types/brands.js';
 import type { AllocateOptions, FileBinding, GetFolioOptions, GuestMemOps, PageRange } from './types.js';
 
 /** Largest file size core accepts: the largest page-aligned signed 64-bit offset (loff_t). */
@@ -563,26 +563,11 @@ export class GuestMemFile<Owner = unknown> {
   ): void {
     this.assertLive('access');
     this.checkLength('access', length);
-    let index: number;
-    let inPage: number;
-    // The number path only where `offset + length` is exact (a double past 2^53 rounds).
-    if (
-      typeof offset === 'number' &&
-      Number.isSafeInteger(offset) &&
-      offset >= 0 &&
-      Number.isSafeInteger(offset + length) &&
-      offset + length <= this.pages * PAGE_SIZE
-    ) {
-      index = Math.floor(offset / PAGE_SIZE);
-      inPage = offset % PAGE_SIZE;
-    } else {
-      const off = toBig(offset, 'access', this.ops.backend);
-      if (off < 0n || off + BigInt(length) > this.size) {
-        throw gmErr('EINVAL', 'access', this.ops.backend, `[${off}, +${length}) is outside the file (${this.size} bytes)`);
-      }
-      index = Number(off / PAGE_SIZE_N);
-      inPage = Number(off % PAGE_SIZE_N);
+    const start = rangeStart(offset, length, this.size, this.pages, 'access', this.ops.backend);
+    if (!start) {
+      throw gmErr('EINVAL', 'access', this.ops.backend, `[${String(offset)}, +${length}) is outside the file (${this.size} bytes)`);
     }
+    let { index, inPage } = start;
     const alloc = this.allocator;
     let done = 0;
     while (done < length) {

@@ -5,7 +5,7 @@
  * exit: each `out`, `hlt`, and every access the port stops.
  */
 import { gmErr } from '../errors/guest-mem-error.js';
-import type { VcpuExit } from '../hypervisor/vcpu.js';
+import type { VcpuExit, VcpuMmioExit } from '../hypervisor/vcpu.js';
 import type { MemoryAccess } from '../hypervisor/interfaces.js';
 import type { GuestImage } from './image.js';
 import type { GuestOp } from './program.js';
@@ -41,6 +41,21 @@ export interface GuestAccessPort {
 }
 
 type Step = Generator<VcpuExit, void, void>;
+
+/**
+ * The `mmio` exit a port reports for a whole access of `buf` at `gpa`: a write carries a copy of its
+ * bytes, a read zeros (its data comes through {@link GuestOpInterpreter.completeRead}). `info`
+ * builds the backend's raw record from the exit's data.
+ */
+export function mmioAccessExit(
+  write: boolean,
+  gpa: bigint,
+  buf: Uint8Array,
+  info: (data: Uint8Array) => Record<string, unknown>,
+): VcpuMmioExit {
+  const data = write ? new Uint8Array(buf) : new Uint8Array(buf.length);
+  return { kind: 'mmio', gpa, size: buf.length, write, data, info: info(data) };
+}
 
 /** An exit the guest produces on its own (`out`, `hlt`): `info` says it came from the op list. */
 function ioExit(op: GuestOp, port: number, size: number, data: Uint8Array): VcpuExit {

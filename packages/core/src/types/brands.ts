@@ -40,5 +40,30 @@ export function toBig(v: bigint | number, op = 'argument', backend = 'core'): bi
   return BigInt(v);
 }
 
+/**
+ * Where the byte range `[offset, offset + len)` starts, as a page index and an offset in that page,
+ * when it lies inside `size` bytes (`pages` pages); undefined when it does not, or when `len` is not
+ * a safe integer ≥ 0 (the caller raises its own error). A number `offset` whose end is exact in
+ * doubles stays in numbers; anything else goes through BigInt (`toBig`: a bad number is `EINVAL`
+ * for `op` of `backend`).
+ */
+export function rangeStart(
+  offset: bigint | number,
+  len: number,
+  size: bigint,
+  pages: number,
+  op: string,
+  backend: string,
+): { index: number; inPage: number } | undefined {
+  const lenOk = Number.isSafeInteger(len) && len >= 0;
+  // The number path only where `offset + len` is exact (a double past 2^53 rounds).
+  if (lenOk && typeof offset === 'number' && Number.isSafeInteger(offset) && offset >= 0 && Number.isSafeInteger(offset + len)) {
+    return offset + len <= pages * PAGE_SIZE ? { index: Math.floor(offset / PAGE_SIZE), inPage: offset % PAGE_SIZE } : undefined;
+  }
+  const off = toBig(offset, op, backend);
+  if (!lenOk || off < 0n || off + BigInt(len) > size) return undefined;
+  return { index: Number(off / PAGE_SIZE_N), inPage: Number(off % PAGE_SIZE_N) };
+}
+
 /** True when a byte value is a multiple of PAGE_SIZE. */
 export const isPageAligned = (v: bigint): boolean => (v & (PAGE_SIZE_N - 1n)) === 0n;

@@ -2,7 +2,7 @@ import { HostAccessFault, gmErr } from '../errors/guest-mem-error.js';
 import type { HostAccessKind, HostAccessVerdict } from '../file/types.js';
 import { ArenaFolioAllocator, allocFolioFor, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex } from '../page-index/page-index.js';
-import { PAGE_SIZE, PAGE_SIZE_N, toBig } from '../types/brands.js';
+import { PAGE_SIZE, PAGE_SIZE_N, rangeStart, toBig } from '../types/brands.js';
 
 /**
  * What backs a range of host user memory:
@@ -267,28 +267,9 @@ export class UserMemory {
     const kind: HostAccessKind = mode === COPY_OUT ? 'read' : 'write';
     const op = mode === COPY_OUT ? 'host read' : 'host write';
     this.assertLive(op);
-    let index: number;
-    let inPage: number;
-    // The number path only where `offset + len` is exact (a double past 2^53 rounds).
-    if (
-      typeof offset === 'number' &&
-      Number.isSafeInteger(offset) &&
-      offset >= 0 &&
-      Number.isSafeInteger(len) &&
-      len >= 0 &&
-      Number.isSafeInteger(offset + len) &&
-      offset + len <= this.pages * PAGE_SIZE
-    ) {
-      index = Math.floor(offset / PAGE_SIZE);
-      inPage = offset % PAGE_SIZE;
-    } else {
-      const off = toBig(offset, op, this.ops.backend);
-      if (!(Number.isSafeInteger(len) && len >= 0) || off < 0n || off + BigInt(len) > this.size) {
-        throw gmErr('EFAULT', op, this.ops.backend, `[${off}, +${len}) is outside the ${this.size}-byte memory`);
-      }
-      index = Number(off / PAGE_SIZE_N);
-      inPage = Number(off % PAGE_SIZE_N);
-    }
+    const start = rangeStart(offset, len, this.size, this.pages, op, this.ops.backend);
+    if (!start) throw gmErr('EFAULT', op, this.ops.backend, `[${String(offset)}, +${len}) is outside the ${this.size}-byte memory`);
+    let { index, inPage } = start;
     const alloc = this.allocator;
     const policy = this.ops.hostAccess;
     let done = 0;

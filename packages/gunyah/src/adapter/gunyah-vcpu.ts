@@ -4,7 +4,7 @@
  * it. An access the driver cannot serve ends in `GUNYAH_VCPU_EXIT_PAGE_FAULT`, reported as a
  * neutral 'memory-fault'; the next `run()` retries it (`resume_action` RETRY).
  */
-import { InterpretedVcpu, type MemoryAccess, type Vcpu, type VcpuExit } from '@guestmem/core';
+import { InterpretedVcpu, mmioAccessExit, type MemoryAccess, type Vcpu, type VcpuExit } from '@guestmem/core';
 import type { GuestAccess } from '../api.js';
 import { BACKEND } from '../sim/errors.js';
 import type { SimVm } from '../sim/vm.js';
@@ -48,15 +48,7 @@ export function gunyahAccess(host: GunyahVcpuHost, id: number, kind: 'read' | 'w
     // GUNYAH_VCPU_EXIT_MMIO (an address no binding backs, or a share binding added after start).
     // The port reports MMIO for the whole access (the driver's ≤ 8-byte record stays in info); a
     // later access resets the vCPU's MMIO state, and a read's data comes through completeRead.
-    const data = kind === 'write' ? new Uint8Array(buf) : new Uint8Array(buf.length);
-    return {
-      kind: 'mmio',
-      gpa,
-      size: buf.length,
-      write: kind === 'write',
-      data,
-      info: { ...r.exit, exitReasonName: 'GUNYAH_VCPU_EXIT_MMIO' },
-    };
+    return mmioAccessExit(kind === 'write', gpa, buf, () => ({ ...r.exit, exitReasonName: 'GUNYAH_VCPU_EXIT_MMIO' }));
   }
   if (r.status === 'vm-exited') return { kind: 'shutdown', info: { ...r.exit, exitReasonName: 'GUNYAH_VCPU_EXIT_STATUS' } };
   return { kind: 'internal-error', info: { status: r.status } };

@@ -5,7 +5,15 @@
  * each failed access into the exit KVM_RUN would give. Wired into the adapter as
  * {@link simKvmVcpus} by `openKvmHypervisor({ driver: 'sim' })`.
  */
-import { GuestMemError, InterpretedVcpu, HostAccessFault, type MemoryAccess, type Vcpu, type VcpuExit } from '@guestmem/core';
+import {
+  GuestMemError,
+  InterpretedVcpu,
+  HostAccessFault,
+  mmioAccessExit,
+  type MemoryAccess,
+  type Vcpu,
+  type VcpuExit,
+} from '@guestmem/core';
 import type { KvmVm } from '../api.js';
 import type { SimVcpu } from '../sim/vcpu.js';
 import { SimKvmVm } from '../sim/vm.js';
@@ -72,17 +80,7 @@ function exitOf(e: unknown, kind: 'read' | 'write', gpa: bigint, buf: Uint8Array
       info: { reason: KVM_EXIT_MEMORY_FAULT, reasonName: 'KVM_EXIT_MEMORY_FAULT', memoryFault: f, errno: e.code },
     };
   }
-  if (info.mmio === true) {
-    const data = kind === 'write' ? new Uint8Array(buf) : new Uint8Array(buf.length);
-    return {
-      kind: 'mmio',
-      gpa,
-      size: buf.length,
-      write: kind === 'write',
-      data,
-      info: mmioInfo(gpa, buf.length, kind === 'write', data),
-    };
-  }
+  if (info.mmio === true) return mmioAccessExit(kind === 'write', gpa, buf, (data) => mmioInfo(gpa, buf.length, kind === 'write', data));
   if (e instanceof HostAccessFault || e.code === 'EFAULT' || e.code === 'EHWPOISON') {
     return {
       kind: 'internal-error',

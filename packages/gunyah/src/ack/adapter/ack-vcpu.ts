@@ -5,7 +5,7 @@
  * (reported as a neutral 'memory-fault'; the next `run()` re-executes it, as K7's next RUN does) or
  * in an MMIO exit for an address no binding resolves (a neutral 'mmio').
  */
-import { InterpretedVcpu, type MemoryAccess, type Vcpu, type VcpuExit } from '@guestmem/core';
+import { InterpretedVcpu, mmioAccessExit, type MemoryAccess, type Vcpu, type VcpuExit } from '@guestmem/core';
 import { ACK_BACKEND } from '../sim/errors.js';
 import type { AckGuestAccess, AckVm } from '../sim/vm.js';
 
@@ -46,15 +46,12 @@ export function ackAccess(host: AckVcpuHost, kind: 'read' | 'write', gpa: bigint
   }
   if (r.status === 'mmio') {
     // The whole access goes to the VMM, as KVM's sim reports it; a read's data comes through completeRead.
-    const data = r.isWrite ? new Uint8Array(buf) : new Uint8Array(buf.length);
-    return {
-      kind: 'mmio',
-      gpa,
-      size: buf.length,
-      write: r.isWrite,
-      data,
-      info: { exitReasonName: 'GUNYAH_VCPU_EXIT_MMIO', physAddr: r.gpa, len: r.len, isWrite: r.isWrite },
-    };
+    return mmioAccessExit(r.isWrite, gpa, buf, () => ({
+      exitReasonName: 'GUNYAH_VCPU_EXIT_MMIO',
+      physAddr: r.gpa,
+      len: r.len,
+      isWrite: r.isWrite,
+    }));
   }
   return { kind: 'internal-error', info: { status: r.status } };
 }
