@@ -11,6 +11,7 @@ import 'reflect-metadata';
 export * from './errors/errno.js';
 export * from './errors/guest-mem-error.js';
 export * from './types/brands.js';
+export * from './types/bytes.js';
 export * from './page-index/page-index.js';
 export * from './folio/folio-allocator.js';
 export * from './file/types.js';

@@ -2,6 +2,7 @@ import { guardLeak, unguard } from '../lifetime/leak-guard.js';
 import { gmErr, type ErrnoCode } from '../errors/guest-mem-error.js';
 import { ArenaFolioAllocator, allocFolioFor, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex, type ErasedValues } from '../page-index/page-index.js';
+import { SMALL_COPY_MAX, copySmall } from '../types/bytes.js';
 import { MAX_PAGE_INDEX, PAGE_SIZE, PAGE_SIZE_N, rangeStart, toBig } from '../types/brands.js';
 import type { AllocateOptions, FileBinding, GetFolioOptions, GuestMemOps, PageRange } from './types.js';
 
@@ -9,7 +10,7 @@ import type { AllocateOptions, FileBinding, GetFolioOptions, GuestMemOps, PageRa
 export const MAX_FILE_SIZE = (1n << 63n) - PAGE_SIZE_N;
 
 /** Copies up to this many bytes with a plain loop: cheaper than a typed-array builtin call. */
-const SMALL_COPY = 32;
+const SMALL_COPY = SMALL_COPY_MAX;
 const COPY_OUT = 0;
 const COPY_IN = 1;
 const FILL = 2;
@@ -607,10 +608,10 @@ export class GuestMemFile<Owner = unknown> {
         if (n <= SMALL_COPY) for (let k = 0; k < n; k++) arena[at + k] = byte;
         else arena.fill(byte, at, at + n);
       } else if (mode === COPY_OUT) {
-        if (n <= SMALL_COPY) for (let k = 0; k < n; k++) buf![b + k] = arena[at + k]!;
+        if (n <= SMALL_COPY) copySmall(buf!, b, arena, at, n);
         else buf!.set(arena.subarray(at, at + n), b);
       } else if (n <= SMALL_COPY) {
-        for (let k = 0; k < n; k++) arena[at + k] = buf![b + k]!;
+        copySmall(arena, at, buf!, b, n);
       } else {
         arena.set(buf!.subarray(b, b + n), at);
       }

@@ -2,6 +2,7 @@ import { HostAccessFault, gmErr } from '../errors/guest-mem-error.js';
 import type { HostAccessKind, HostAccessVerdict } from '../file/types.js';
 import { ArenaFolioAllocator, allocFolioFor, type FolioAllocator } from '../folio/folio-allocator.js';
 import { PageIndex } from '../page-index/page-index.js';
+import { SMALL_COPY_MAX, copySmall } from '../types/bytes.js';
 import { PAGE_SIZE, PAGE_SIZE_N, rangeStart, toBig } from '../types/brands.js';
 
 /**
@@ -232,6 +233,9 @@ export class UserMemory {
 
   /** Host read into `dst[dstOffset…]` (to its end); the same rules as {@link read}, without a new array. */
   readInto(offset: bigint | number, dst: Uint8Array, dstOffset = 0): void {
+    if (!(Number.isSafeInteger(dstOffset) && dstOffset >= 0 && dstOffset <= dst.length)) {
+      throw gmErr('EINVAL', 'host read', this.ops.backend, `dstOffset ${String(dstOffset)} is outside the ${dst.length}-byte buffer`);
+    }
     this.hostAccess(COPY_OUT, offset, dst.length - dstOffset, dst, dstOffset, 0);
   }
 
@@ -318,12 +322,12 @@ export class UserMemory {
         full = add === PAGE_SIZE;
       }
       const b = bufOffset + done;
-      // Small copies byte by byte: a view of a small (on-heap) typed array costs V8 a copy.
+      // Small copies without views (see copySmall).
       if (mode === COPY_OUT) {
-        if (n <= 16) for (let k = 0; k < n; k++) buf![b + k] = arena[at + k]!;
+        if (n <= SMALL_COPY_MAX) copySmall(buf!, b, arena, at, n);
         else buf!.set(arena.subarray(at, at + n), b);
       } else if (mode === COPY_IN) {
-        if (n <= 16) for (let k = 0; k < n; k++) arena[at + k] = buf![b + k]!;
+        if (n <= SMALL_COPY_MAX) copySmall(arena, at, buf!, b, n);
         else arena.set(buf!.subarray(b, b + n), at);
       } else arena.fill(byte, at, at + n);
       if (pending !== undefined) throw pending;

@@ -26,8 +26,6 @@ import { err } from './errors.js';
 import type { SimVm } from './vm.js';
 
 const RUN = 'ioctl(GUNYAH_VCPU_RUN)';
-/** The result a completed write leaves for the guest program (shared: it is never changed). */
-const WRITE_DONE: GuestOpResult = Object.freeze({ ok: true });
 /** A completed write as the shortcut answers it (shared: it is never changed). */
 const DONE: GuestAccess = Object.freeze({ status: 'done' });
 
@@ -386,7 +384,8 @@ export class SimVcpu implements GunyahVcpu {
     this.pending = undefined;
     this.state = 'ready';
     this.faultPending = false;
-    if (kind === 'write') this.lastResult = WRITE_DONE;
+    // The full path's result of a completed write, a fresh object as there.
+    if (kind === 'write') this.lastResult = { ok: true, data: undefined };
     else this.lastFastRead = r;
     return r;
   }

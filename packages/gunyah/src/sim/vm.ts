@@ -1,4 +1,4 @@
-import { PAGE_SIZE, PAGE_SIZE_N, toBig, type FolioAllocator, type PageIndex } from '@guestmem/core';
+import { PAGE_SIZE, PAGE_SIZE_N, SMALL_COPY_MAX, copySmall, toBig, type FolioAllocator, type PageIndex } from '@guestmem/core';
 import type { BindingInfo, GuestAccess, GunyahVm, MapMemArgs } from '../api.js';
 import {
   GUNYAH_FN,
@@ -499,7 +499,7 @@ export class SimVm implements GunyahVm {
     const at = t.at + inPage;
     const arena = t.arena;
     if (kind === 'write') {
-      if (length <= 16) for (let k = 0; k < length; k++) arena[at + k] = data![k]!;
+      if (length <= SMALL_COPY_MAX) copySmall(arena, at, data!, 0, length);
       else arena.set(data!.subarray(0, length), at);
       return NO_BYTES;
     }

@@ -2,7 +2,7 @@
  * The guest's view of memory (sim-only): one guest access resolved page by page the way the x86 MMU
  * resolves a guest fault (docs/kvm-guest-memfd.md §2.8), populating and observing "SPTEs" so invalidation is testable.
  */
-import { GuestMemError, HostAccessFault, PAGE_SIZE, PAGE_SIZE_N, type GuestMemErrorCode } from '@guestmem/core';
+import { GuestMemError, HostAccessFault, PAGE_SIZE, PAGE_SIZE_N, SMALL_COPY_MAX, copySmall, type GuestMemErrorCode } from '@guestmem/core';
 import type { IntArg } from '../api.js';
 import { u64 } from './codecs.js';
 import { KVM_EXIT_MEMORY_FAULT, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY } from '../uapi/constants.js';
@@ -132,7 +132,7 @@ export function fastAccess(
   wantPrivate: boolean | undefined,
 ): Uint8Array | undefined {
   const t = vm.tlb;
-  if (t === undefined) return undefined;
+  if (t === undefined || typeof len !== 'number') return undefined;
   // The offset in the page, without BigInt arithmetic for number addresses (the common case).
   let inPage: number;
   if (typeof gpa === 'number') inPage = gpa - t.baseNum;
@@ -146,7 +146,7 @@ export function fastAccess(
   const at = t.at + inPage;
   if (write) {
     if (data === undefined || data.length !== len) return undefined;
-    if (len <= 16) for (let k = 0; k < len; k++) arena[at + k] = data[k]!;
+    if (len <= SMALL_COPY_MAX) copySmall(arena, at, data, 0, len);
     else arena.set(data, at);
     return EMPTY;
   }

@@ -104,7 +104,8 @@ type VmStatus = 'no-state' | 'running' | 'start-failed' | 'exited' | 'closed';
 
 export class AckVm {
   private readonly tree: AckBinding[] = [];
-  private readonly provided = new Map<number, ProvidedFolio>();
+  /** Provided folios, in the order they were provided (two may cover the same gfns: see {@link providedOverlap}). */
+  private readonly provided = new Set<ProvidedFolio>();
   /** {@link provided} by every gfn each folio covers (a guest access finds its folio in one lookup). */
   private readonly providedByGfn = new Map<number, ProvidedFolio>();
   /**
@@ -512,8 +513,7 @@ export class AckVm {
   }
 
   private track(pf: ProvidedFolio, access: boolean): void {
-    if (this.provided.has(pf.headGfn)) this.providedOverlap = true;
-    this.provided.set(pf.headGfn, pf);
+    this.provided.add(pf);
     for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) {
       if (this.providedByGfn.has(g)) this.providedOverlap = true;
       else this.providedByGfn.set(g, pf);
@@ -751,7 +751,7 @@ export class AckVm {
   }
 
   private dropProvided(pf: ProvidedFolio): void {
-    this.provided.delete(pf.headGfn);
+    this.provided.delete(pf);
     for (let g = pf.headGfn; g < pf.headGfn + pf.nr; g++) {
       this.states.delete(g);
       if (this.providedByGfn.get(g) === pf) this.providedByGfn.delete(g);

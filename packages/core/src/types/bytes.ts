@@ -1,0 +1,19 @@
+/**
+ * Small copies without views: making a view (`subarray`) of a small typed array costs V8 a copy of
+ * the array out of the JS heap, which for a few bytes costs more than the copy itself.
+ */
+
+/** Largest copy {@link copySmall} takes. */
+export const SMALL_COPY_MAX = 32;
+
+const scratch = new Uint8Array(SMALL_COPY_MAX);
+
+/**
+ * Copies `n` ≤ {@link SMALL_COPY_MAX} bytes from `src[srcAt…]` to `dst[dstAt…]` with `memmove`
+ * semantics, like `TypedArray#set`: the source bytes are read before any is written, so a source
+ * that overlaps the destination (two views of one buffer) is copied as it was.
+ */
+export function copySmall(dst: Uint8Array, dstAt: number, src: Uint8Array, srcAt: number, n: number): void {
+  for (let k = 0; k < n; k++) scratch[k] = src[srcAt + k]!;
+  for (let k = 0; k < n; k++) dst[dstAt + k] = scratch[k]!;
+}
