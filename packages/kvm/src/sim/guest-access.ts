@@ -150,7 +150,11 @@ export function fastAccess(
     else arena.set(data, at);
     return EMPTY;
   }
-  return arena.slice(at, at + len);
+  if (len > SMALL_COPY_MAX) return arena.slice(at, at + len);
+  // A few bytes: a new small array and a byte copy (cheaper than `slice` for them).
+  const out = new Uint8Array(len);
+  copySmall(out, 0, arena, at, len);
+  return out;
 }
 
 /** Arguments of {@link guestTouch}. */
