@@ -80,19 +80,23 @@ export class SimVcpu implements GunyahVcpu {
   private mmioAddr = 0n;
   private program: GuestProgram | undefined;
   private lastResultValue: GuestOpResult = { ok: true };
-  /** The data of the last shortcut read, not yet made into {@link lastResult} (no object per read). */
-  private lastFastRead: Uint8Array | undefined;
+  /**
+   * The last shortcut access, not yet made into {@link lastResult} (no object per access): a read's
+   * data, `null` for a write, undefined for none.
+   */
+  private lastFast: Uint8Array | null | undefined;
 
   /** What the guest program receives for its last operation. */
   private get lastResult(): GuestOpResult {
-    if (this.lastFastRead !== undefined) {
-      this.lastResultValue = { ok: true, data: this.lastFastRead };
-      this.lastFastRead = undefined;
+    if (this.lastFast !== undefined) {
+      // The full path's result of the same access (a fresh object, as there).
+      this.lastResultValue = { ok: true, data: this.lastFast ?? undefined };
+      this.lastFast = undefined;
     }
     return this.lastResultValue;
   }
   private set lastResult(r: GuestOpResult) {
-    this.lastFastRead = undefined;
+    this.lastFast = undefined;
     this.lastResultValue = r;
   }
   private pending: PendingAccess | undefined;
@@ -384,9 +388,7 @@ export class SimVcpu implements GunyahVcpu {
     this.pending = undefined;
     this.state = 'ready';
     this.faultPending = false;
-    // The full path's result of a completed write, a fresh object as there.
-    if (kind === 'write') this.lastResult = { ok: true, data: undefined };
-    else this.lastFastRead = r;
+    this.lastFast = kind === 'write' ? null : r;
     return r;
   }
 

@@ -506,7 +506,7 @@ export class SimVm implements GunyahVm {
     if (length > SMALL_COPY_MAX) return arena.slice(at, at + length);
     // A few bytes: a new small array and a byte copy (cheaper than `slice` for them).
     const out = new Uint8Array(length);
-    copySmall(out, 0, arena, at, length);
+    for (let k = 0; k < length; k++) out[k] = arena[at + k]!;
     return out;
   }
 

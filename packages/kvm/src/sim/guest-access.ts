@@ -153,7 +153,7 @@ export function fastAccess(
   if (len > SMALL_COPY_MAX) return arena.slice(at, at + len);
   // A few bytes: a new small array and a byte copy (cheaper than `slice` for them).
   const out = new Uint8Array(len);
-  copySmall(out, 0, arena, at, len);
+  for (let k = 0; k < len; k++) out[k] = arena[at + k]!;
   return out;
 }
 
