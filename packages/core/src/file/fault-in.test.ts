@@ -70,7 +70,10 @@ function run(s: RunSetup, ops: Op[], bulk: boolean) {
       switch (o.t) {
         case 'fault': {
           const end = o.first + o.n;
-          const r = bulk ? f.faultIn(o.first, end) : faultInPageByPage(f, o.first, end);
+          const got = new Int32Array(Number.isSafeInteger(o.n) && o.n > 0 ? o.n : 0);
+          const r = bulk ? f.faultIn(o.first, end, got) : faultInPageByPage(f, o.first, end);
+          // `folios` names the folio of every page faulted in.
+          if (bulk) for (let i = Math.max(o.first, 0); i < r.stop; i++) expect(got[i - o.first]).toBe(f.pageIndex.load(i));
           const idx: unknown[] = [];
           f.forEachFolio(0, s.pages, (i, folio, order) => idx.push([i, folio, order, inner.isUptodate(folio)]));
           // contents of every uptodate folio

@@ -403,8 +403,10 @@ export class GuestMemFile<Owner = unknown> {
    * errors as the calls one by one. Returns `{ stop: end }`, or the failing page and its error (pages
    * before it were faulted in). Absent order-0 pages are zeroed together (one fill per run of
    * adjacent folios) rather than one by one, which is the point: a guest touching a range.
+   * `folios`, when given, receives the handle {@link getFolio} returned for each page faulted in
+   * (`folios[i - first]`).
    */
-  faultIn(first: number, end: number): { stop: number; error?: unknown } {
+  faultIn(first: number, end: number, folios?: Int32Array): { stop: number; error?: unknown } {
     if (!(first < end)) return { stop: end };
     try {
       this.assertLive('getFolio');
@@ -414,7 +416,8 @@ export class GuestMemFile<Owner = unknown> {
     if (this.defaultOrder !== 0 || this.ops.prepare) {
       for (let i = first; i < end; i++) {
         try {
-          this.getFolio(i);
+          const folio = this.getFolio(i);
+          if (folios) folios[i - first] = folio;
         } catch (error) {
           return { stop: i, error };
         }
@@ -443,9 +446,9 @@ export class GuestMemFile<Owner = unknown> {
       } else if (alloc.isPoisoned(folio)) {
         error = gmErr('EHWPOISON', 'getFolio', this.ops.backend, `page ${i} is poisoned`, { info: { index: i } });
         break;
-      } else if (alloc.isUptodate(folio)) {
-        continue;
       }
+      if (folios) folios[i - first] = folio;
+      if (alloc.isUptodate(folio)) continue;
       if (n === pending.length) {
         alloc.prepareMany(pending, n);
         n = 0;

@@ -223,9 +223,9 @@ export function guestTouch(vm: SimVmState, args: SimGuestTouch): { at: bigint; e
       // together (getFolio's rules, page by page, adjacent new folios zeroed at once), then access them.
       const firstIndex = pgoff + ((gpa - inPage) / PAGE_SIZE - baseGfn);
       const pages = Math.min(TOUCH_BATCH, Math.ceil((stop - gpa) / PAGE_SIZE));
-      const faulted = core.faultIn(firstIndex, firstIndex + pages);
+      const faulted = core.faultIn(firstIndex, firstIndex + pages, touchFolios);
       for (let index = firstIndex; index < faulted.stop; index++, gpa += PAGE_SIZE) {
-        const folio = core.pageIndex.load(index);
+        const folio = touchFolios[index - firstIndex]!;
         sptes.set(index - pgoff, folio);
         if (write) {
           const off = alloc.arenaOffset(folio) + (alloc.orderOf(folio) === 9 ? (index % 512) * PAGE_SIZE : 0) + inPage;
@@ -248,6 +248,8 @@ export function guestTouch(vm: SimVmState, args: SimGuestTouch): { at: bigint; e
 
 /** Pages a touch faults in at once. */
 const TOUCH_BATCH = 512;
+/** The folios of the batch a touch faulted in (see `GuestMemFile.faultIn`). */
+const touchFolios = new Int32Array(TOUCH_BATCH);
 
 /** The run path works on number addresses: it serves accesses below this (2^53 − 4096), the rest take {@link guestAccess}. */
 const NUM_LIMIT = (1n << 53n) - PAGE;
