@@ -17,3 +17,14 @@ export function copySmall(dst: Uint8Array, dstAt: number, src: Uint8Array, srcAt
   for (let k = 0; k < n; k++) scratch[k] = src[srcAt + k]!;
   for (let k = 0; k < n; k++) dst[dstAt + k] = scratch[k]!;
 }
+
+/**
+ * A new array holding `src[at…at+len)`: a plain byte loop for a few bytes (cheaper than `slice`,
+ * which goes through the array's buffer), `slice` beyond {@link SMALL_COPY_MAX}.
+ */
+export function bytesAt(src: Uint8Array, at: number, len: number): Uint8Array {
+  if (len > SMALL_COPY_MAX) return src.slice(at, at + len);
+  const out = new Uint8Array(len);
+  for (let k = 0; k < len; k++) out[k] = src[at + k]!;
+  return out;
+}

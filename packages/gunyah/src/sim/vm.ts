@@ -1,5 +1,5 @@
-import { PAGE_SIZE, PAGE_SIZE_N, SMALL_COPY_MAX, copySmall, toBig, type FolioAllocator, type PageIndex } from '@guestmem/core';
-import type { BindingInfo, GuestAccess, GunyahVm, MapMemArgs } from '../api.js';
+import { PAGE_SIZE, PAGE_SIZE_N, SMALL_COPY_MAX, bytesAt, copySmall, toBig, type FolioAllocator, type PageIndex } from '@guestmem/core';
+import type { BindingInfo, GunyahVm, MapMemArgs } from '../api.js';
 import {
   GUNYAH_FN,
   GUNYAH_FN_MAX_ARG_SIZE,
@@ -503,11 +503,7 @@ export class SimVm implements GunyahVm {
       else arena.set(data!.subarray(0, length), at);
       return NO_BYTES;
     }
-    if (length > SMALL_COPY_MAX) return arena.slice(at, at + length);
-    // A few bytes: a new small array and a byte copy (cheaper than `slice` for them).
-    const out = new Uint8Array(length);
-    for (let k = 0; k < length; k++) out[k] = arena[at + k]!;
-    return out;
+    return bytesAt(arena, at, length);
   }
 
   /** The last page {@link fastAccess} resolved. */

@@ -2,7 +2,16 @@
  * The guest's view of memory (sim-only): one guest access resolved page by page the way the x86 MMU
  * resolves a guest fault (docs/kvm-guest-memfd.md §2.8), populating and observing "SPTEs" so invalidation is testable.
  */
-import { GuestMemError, HostAccessFault, PAGE_SIZE, PAGE_SIZE_N, SMALL_COPY_MAX, copySmall, type GuestMemErrorCode } from '@guestmem/core';
+import {
+  GuestMemError,
+  HostAccessFault,
+  PAGE_SIZE,
+  PAGE_SIZE_N,
+  SMALL_COPY_MAX,
+  bytesAt,
+  copySmall,
+  type GuestMemErrorCode,
+} from '@guestmem/core';
 import type { IntArg } from '../api.js';
 import { u64 } from './codecs.js';
 import { KVM_EXIT_MEMORY_FAULT, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY } from '../uapi/constants.js';
@@ -150,11 +159,7 @@ export function fastAccess(
     else arena.set(data, at);
     return EMPTY;
   }
-  if (len > SMALL_COPY_MAX) return arena.slice(at, at + len);
-  // A few bytes: a new small array and a byte copy (cheaper than `slice` for them).
-  const out = new Uint8Array(len);
-  for (let k = 0; k < len; k++) out[k] = arena[at + k]!;
-  return out;
+  return bytesAt(arena, at, len);
 }
 
 /** Arguments of {@link guestTouch}. */
